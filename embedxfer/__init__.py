@@ -1,0 +1,42 @@
+"""Transfer learning with pretrained text encoders inside scikit-learn.
+
+Word-vector estimators load eagerly (numpy, scipy, gensim only); the
+torch-backed ones are imported on first access so that ``import embedxfer``
+stays fast and works without the ``transformers`` extra.
+"""
+
+import importlib
+
+from ._vectors import load_vectors
+from ._training import train_word_vectors
+from ._word import WordVectorEmbedder
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "SentenceEmbedder": "._sentence",
+    "TransformerClassifier": "._finetune",
+    "SequenceClassifier": "._sequence",
+    "EmbeddingCache": "._cache",
+    "datasets": ".datasets",
+}
+
+__all__ = [
+    "WordVectorEmbedder",
+    "load_vectors",
+    "train_word_vectors",
+    *_LAZY,
+]
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        module = importlib.import_module(_LAZY[name], __name__)
+        value = module if name == "datasets" else getattr(module, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'embedxfer' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,61 @@
+"""Device and precision choice for the torch-backed estimators."""
+
+_PRECISIONS = ("float32", "float16", "bfloat16")
+
+
+def resolve_device(device=None):
+    """Resolve ``None``/``"auto"`` to ``"cuda"``, then ``"mps"``, then ``"cpu"``.
+
+    An explicit device string (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``)
+    is checked against what torch can see and returned unchanged.
+    """
+    import torch
+
+    if device is None or device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return "mps"
+        return "cpu"
+    if not isinstance(device, str):
+        device = str(device)
+    kind = device.split(":")[0]
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ValueError(
+            f"device={device!r} but torch sees no CUDA device; use device='cpu' or 'auto'."
+        )
+    if kind == "mps" and not (
+        getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()
+    ):
+        raise ValueError(f"device={device!r} but MPS is not available; use 'cpu' or 'auto'.")
+    if kind not in ("cpu", "cuda", "mps", "xpu"):
+        raise ValueError(
+            f"device={device!r} is not understood; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'."
+        )
+    return device
+
+
+def resolve_dtype(precision, device):
+    """Map a precision name to a torch dtype, refusing half precision on the CPU."""
+    import torch
+
+    if precision not in _PRECISIONS:
+        raise ValueError(f"precision={precision!r}; expected one of {_PRECISIONS}.")
+    if precision != "float32" and device.split(":")[0] == "cpu":
+        raise ValueError(
+            f"precision={precision!r} needs a GPU; on the CPU use precision='float32'."
+        )
+    return getattr(torch, precision)
+
+
+def import_torch():
+    """Import torch or explain which extra installs it."""
+    try:
+        import torch
+    except ImportError as err:  # pragma: no cover - exercised without the extra
+        raise ImportError(
+            "this estimator needs torch; install it with "
+            "pip install 'embedxfer[transformers]'"
+        ) from err
+    return torch
