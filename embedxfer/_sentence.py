@@ -220,7 +220,7 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
                 f"{self.device_} ran out of memory at batch_size={old}; continuing with "
                 f"batch_size={new}. Lower batch_size or max_length to avoid the retries.",
                 RuntimeWarning,
-                stacklevel=4,
+                stacklevel=5,
             )
 
         vectors, n_truncated = encode_texts(
