@@ -393,9 +393,12 @@ def _read_text(path, has_header, chunk_lines=20000):
 
 def _parse_lines(lines, dim, path):
     parts = [ln.rstrip().partition(" ") for ln in lines]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        values = np.fromstring(" ".join(p[2] for p in parts), dtype=np.float32, sep=" ")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            values = np.fromstring(" ".join(p[2] for p in parts), dtype=np.float32, sep=" ")
+    except ValueError:  # unparsable number: the slow path below names the line
+        values = np.zeros(0, dtype=np.float32)
     if values.size == len(lines) * dim:
         return [p[0] for p in parts], values.reshape(len(lines), dim)
     # Slow path: a word containing spaces (GloVe 840B has some) or a bad line.

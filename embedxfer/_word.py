@@ -266,7 +266,7 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
         if np.dtype(self.dtype).kind != "f":
             raise ValueError(f"dtype={self.dtype!r}; expected a floating-point dtype.")
         compile_tokenizer(self.tokenizer, self.token_pattern)
-        if self.oov == "subword" and not hasattr(self._keyed_vectors(), "ngrams_word"):
+        if self.oov == "subword" and not _has_subwords(self._keyed_vectors()):
             raise ValueError(
                 "oov='subword' needs fastText vectors with subword n-grams (a fastText .bin "
                 "or a gensim FastText model); these vectors have none. Use oov='ignore'."
@@ -569,6 +569,10 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
         state = super().__getstate__()
         state.pop("_weight_table_cache", None)
         return state
+
+
+def _has_subwords(kv):
+    return getattr(kv, "vectors_ngrams", None) is not None and getattr(kv, "bucket", 0) > 0
 
 
 def _vectors_signature(kv):

@@ -1,0 +1,18 @@
+"""Access to the real labelled data sets beside the project (``../shared/data``)."""
+
+from pathlib import Path
+
+import pytest
+
+DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def read_dataset(name, split="all"):
+    """``(texts, labels)`` of a shared dataset, skipping the test when it is absent."""
+    path = DATA_DIR / name / f"{split}.csv"
+    if not path.exists():
+        pytest.skip(f"shared dataset {path} is not available")
+    import pandas as pd
+
+    frame = pd.read_csv(path, keep_default_na=False)
+    return frame["text"].astype(str).tolist(), frame["label"].to_numpy()

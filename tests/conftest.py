@@ -1,0 +1,54 @@
+"""Fixtures shared across the test modules: real data, real vectors, vector files."""
+
+import os
+import numpy as np
+import pytest
+
+from _shared_data import read_dataset
+
+
+def pytest_configure(config):
+    # Converted vector files go to a per-run folder, never to the user's cache.
+    if "EMBEDXFER_HOME" not in os.environ:
+        import tempfile
+
+        os.environ["EMBEDXFER_HOME"] = tempfile.mkdtemp(prefix="embedxfer-test-home-")
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except ImportError:
+        has_cuda = False
+    if has_cuda:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def glove():
+    """The packaged GloVe 6B 50d vectors (real, 400k words)."""
+    from embedxfer import load_vectors
+
+    return load_vectors("glove-6B-50d")
+
+
+@pytest.fixture(scope="session")
+def small_glove(glove):
+    """The 5,000 most frequent GloVe words as a standalone KeyedVectors."""
+    from gensim.models import KeyedVectors
+
+    kv = KeyedVectors(glove.vector_size)
+    kv.add_vectors(glove.index_to_key[:5000], np.asarray(glove.vectors[:5000]))
+    return kv
+
+
+@pytest.fixture(scope="session")
+def mr_texts():
+    texts, labels = read_dataset("mr")
+    return texts, labels
