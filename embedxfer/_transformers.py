@@ -1,6 +1,7 @@
 """Loading Hugging Face / sentence-transformers models by name or folder."""
 
 import os
+import threading
 
 import numpy as np
 
@@ -137,6 +138,9 @@ class EncoderBackend:
         self.uses_token_type_ids = "token_type_ids" in getattr(
             tokenizer, "model_input_names", ("input_ids", "token_type_ids", "attention_mask")
         )
+        # A fast tokenizer keeps its truncation setting as mutable state; calls
+        # from several threads with different settings would clash.
+        self._tokenizer_lock = threading.Lock()
 
     @property
     def sentence_dimension(self):
@@ -154,26 +158,27 @@ class EncoderBackend:
         truncation can be counted; only the long ones are tokenised again with
         the tokenizer's own truncation, so the ids are exactly the tokenizer's.
         """
-        ids = self.tokenizer(
-            texts,
-            add_special_tokens=True,
-            truncation=False,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-            verbose=False,
-        )["input_ids"]
-        long = [i for i, row in enumerate(ids) if len(row) > max_length]
-        if long:
-            cut = self.tokenizer(
-                [texts[i] for i in long],
+        with self._tokenizer_lock:
+            ids = self.tokenizer(
+                texts,
                 add_special_tokens=True,
-                truncation=True,
-                max_length=max_length,
+                truncation=False,
                 return_attention_mask=False,
                 return_token_type_ids=False,
+                verbose=False,
             )["input_ids"]
-            for i, row in zip(long, cut):
-                ids[i] = row
+            long = [i for i, row in enumerate(ids) if len(row) > max_length]
+            if long:
+                cut = self.tokenizer(
+                    [texts[i] for i in long],
+                    add_special_tokens=True,
+                    truncation=True,
+                    max_length=max_length,
+                    return_attention_mask=False,
+                    return_token_type_ids=False,
+                )["input_ids"]
+                for i, row in zip(long, cut):
+                    ids[i] = row
         return ids, len(long)
 
     def collate(self, rows):

@@ -514,3 +514,20 @@ def test_gpu_pickle_and_clone_share_model():
     embedder = SentenceEmbedder(device="cuda").fit()
     copy = pickle.loads(pickle.dumps(embedder))
     assert copy.device_ == "cuda" and copy.model_ is embedder.model_
+
+
+@pytest.mark.parametrize(
+    "model, tag",
+    [
+        ("all-MiniLM-L6-v2", "minilm"),
+        ("sentence-transformers/all-mpnet-base-v2", "mpnet"),
+        ("bert-base-uncased", "bert"),
+        ("BAAI/bge-small-en-v1.5", "bge"),
+        ("/models/my_encoder/", "my"),
+        ("v2", "encoder"),
+    ],
+)
+def test_model_tag(model, tag):
+    from embedxfer._sentence import _model_tag
+
+    assert _model_tag(model) == tag

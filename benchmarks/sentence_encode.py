@@ -1,0 +1,161 @@
+"""Documents per second: SentenceEmbedder vs SentenceTransformer.encode.
+
+Both encode the same real sentences (SST-2 and MR from ../shared/data) with
+the same model, batch size, device and precision. Runs alternate between the
+two implementations and the medians are compared, so that load from other
+processes hits both alike. On a CUDA machine float32 and float16 are both
+measured.
+
+    python benchmarks/sentence_encode.py            # 10,000 sentences
+    python benchmarks/sentence_encode.py --n 2000 --repeats 5 --segments 10
+"""
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data"
+
+
+def load_sentences(data, n, seed=0):
+    import pandas as pd
+
+    files = sorted((data / "sst2").glob("*.csv")) + [data / "mr" / "all.csv"]
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        sys.exit(f"data not found: {missing}; pass --data")
+    texts = pd.concat([pd.read_csv(f).text for f in files]).dropna().astype(str).tolist()
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(texts))[:n]
+    if len(order) < n:
+        print(f"only {len(order)} sentences available", file=sys.stderr)
+    return [texts[i] for i in order]
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def bench_setting(docs, device, precision, batch_size, repeats, extra_poolings, segments=1):
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    from embedxfer import SentenceEmbedder
+    from embedxfer._transformers import packaged_minilm_path
+
+    reference = SentenceTransformer(packaged_minilm_path(), device=device)
+    reference.to(dtype=getattr(torch, precision))
+    reference.eval()
+    candidates = {
+        "sentence-transformers encode": lambda texts: reference.encode(
+            texts, batch_size=batch_size, convert_to_numpy=True
+        )
+    }
+    for pooling in ("model", *extra_poolings):
+        embedder = SentenceEmbedder(
+            pooling=pooling, batch_size=batch_size, device=device, precision=precision
+        ).fit()
+        candidates[f"embedxfer SentenceEmbedder(pooling={pooling!r})"] = embedder.transform
+
+    warm = docs[: min(len(docs), 4 * batch_size)]
+    for fn in candidates.values():
+        fn(warm)
+
+    # Each run encodes all documents; with segments > 1 a run is cut into
+    # consecutive slices and the implementations take turns slice by slice,
+    # so that a burst of load from other processes hits all of them alike.
+    bounds = np.linspace(0, len(docs), segments + 1).astype(int)
+    slices = [docs[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    names = list(candidates)
+    times = {name: [0.0] * repeats for name in names}
+    outputs = {name: [] for name in names}
+    turn = 0
+    for r in range(repeats):
+        for part in slices:
+            # Alternate the order so that neither side always runs first.
+            for name in names if turn % 2 == 0 else names[::-1]:
+                seconds, out = timed(lambda: candidates[name](part))
+                times[name][r] += seconds
+                if r == 0:
+                    outputs[name].append(np.asarray(out, dtype=np.float32))
+            turn += 1
+    outputs = {name: np.concatenate(parts) for name, parts in outputs.items()}
+
+    ours = outputs["embedxfer SentenceEmbedder(pooling='model')"]
+    theirs = outputs["sentence-transformers encode"]
+    max_diff = float(np.abs(ours - np.asarray(theirs, dtype=np.float32)).max())
+    return times, max_diff
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n", type=int, default=10_000, help="number of sentences")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs per implementation")
+    parser.add_argument(
+        "--segments", type=int, default=1,
+        help="cut each run into this many slices and alternate per slice (steadier under load)",
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--cpu-only", action="store_true", help="skip the GPU even if present")
+    parser.add_argument(
+        "--also-mean", action="store_true", help="also time the default mean pooling"
+    )
+    args = parser.parse_args(argv)
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    docs = load_sentences(args.data, args.n)
+    chars = np.mean([len(d) for d in docs])
+    settings = [("cpu", "float32")]
+    if torch.cuda.is_available() and not args.cpu_only:
+        settings = [("cuda", "float32"), ("cuda", "float16"), *settings]
+    extra = ("mean",) if args.also_mean else ()
+
+    print(
+        f"{len(docs)} sentences (mean {chars:.0f} characters), all-MiniLM-L6-v2, "
+        f"batch_size={args.batch_size}, {args.repeats} alternating runs each "
+        f"({args.segments} slice(s) per run), "
+        f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads"
+        + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")
+    )
+    print()
+    print("| device | precision | implementation | docs/s (median) | docs/s (all runs) | overhead |")
+    print("|---|---|---|---:|---|---:|")
+    medians = {}
+    for device, precision in settings:
+        times, max_diff = bench_setting(
+            docs, device, precision, args.batch_size, args.repeats, extra, args.segments
+        )
+        base = statistics.median(times["sentence-transformers encode"])
+        for name, runs in times.items():
+            median = statistics.median(runs)
+            medians[device, precision, name] = len(docs) / median
+            overhead = "" if name.startswith("sentence") else f"{100 * (median / base - 1):+.1f}%"
+            all_runs = ", ".join(f"{len(docs) / t:.0f}" for t in runs)
+            print(
+                f"| {device} | {precision} | {name} | {len(docs) / median:.0f} | {all_runs} "
+                f"| {overhead} |"
+            )
+        print(f"<!-- {device} {precision}: max |embedxfer - encode| = {max_diff:.2e} -->")
+    if ("cuda", "float16") in settings:
+        key = "embedxfer SentenceEmbedder(pooling='model')"
+        ratio = medians["cuda", "float16", key] / medians["cuda", "float32", key]
+        print(f"\nGPU float16 / float32 speed (embedxfer): {ratio:.2f}x")
+    print("\noverhead = embedxfer median time / sentence-transformers median time - 1")
+
+
+if __name__ == "__main__":
+    main()
