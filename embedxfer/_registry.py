@@ -9,6 +9,7 @@ import threading
 
 _LOADED = {}
 _LOCKS = {}
+_LOAD_COUNTS = {}
 _GUARD = threading.Lock()
 
 
@@ -26,6 +27,7 @@ def get_or_load(key, loader):
     with lock:
         if key not in _LOADED:
             _LOADED[key] = loader()
+            _LOAD_COUNTS[key] = _LOAD_COUNTS.get(key, 0) + 1
         return _LOADED[key]
 
 
@@ -34,8 +36,14 @@ def loaded_keys():
     return list(_LOADED)
 
 
+def load_counts():
+    """How many times each key was loaded in this process since the last clear."""
+    return dict(_LOAD_COUNTS)
+
+
 def clear_registry():
     """Forget every loaded object so that the next use loads afresh."""
     with _GUARD:
         _LOADED.clear()
         _LOCKS.clear()
+        _LOAD_COUNTS.clear()

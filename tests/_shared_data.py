@@ -16,3 +16,16 @@ def read_dataset(name, split="all"):
 
     frame = pd.read_csv(path, keep_default_na=False)
     return frame["text"].astype(str).tolist(), frame["label"].to_numpy()
+
+
+def sample_dataset(name, n=None, *, split="all", seed=0):
+    """A seeded random sample (all rows shuffled when ``n`` is None) of a shared dataset.
+
+    Some files are sorted by label (``mr``), so tests never take a prefix.
+    """
+    import numpy as np
+
+    texts, labels = read_dataset(name, split)
+    rng = np.random.default_rng(seed)
+    pick = rng.permutation(len(texts))[: n if n is not None else len(texts)]
+    return [texts[i] for i in pick], labels[pick]

@@ -1,0 +1,52 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from embedxfer._validation import check_documents
+
+
+@pytest.mark.parametrize(
+    "X",
+    [
+        ["a", "b"],
+        ("a", "b"),
+        np.array(["a", "b"]),
+        np.array(["a", "b"], dtype=object),
+        np.array([["a"], ["b"]], dtype=object),
+        pd.Series(["a", "b"]),
+        pd.DataFrame({"text": ["a", "b"]}),
+        iter(["a", "b"]),
+        [b"a", "b"],
+    ],
+)
+def test_accepted_containers(X):
+    assert check_documents(X) == ["a", "b"]
+
+
+def test_bare_string_rejected_with_sklearn_message():
+    with pytest.raises(ValueError, match="Iterable over raw text documents expected"):
+        check_documents("one document")
+
+
+@pytest.mark.parametrize(
+    "X, error, message",
+    [
+        (["ok", None], ValueError, r"document 1 is None \(missing\)"),
+        (["ok", "fine", float("nan")], ValueError, r"document 2 is nan \(missing\)"),
+        (pd.Series(["ok", None]), ValueError, r"document 1 is (None|nan) \(missing\)"),
+        (["ok", 3], TypeError, "document 1 is of type int"),
+        ([b"\xff\xfe"], ValueError, "document 0 is bytes that are not valid UTF-8"),
+        (pd.DataFrame({"a": ["x"], "b": ["y"]}), ValueError, r"one text column.*\['a', 'b'\]"),
+        (np.array([["a", "b"]]), ValueError, "one text column|1-D"),
+        ([], ValueError, "0 documents"),
+        (None, ValueError, "got None"),
+        (42, TypeError, "got int"),
+    ],
+)
+def test_bad_input_names_the_problem(X, error, message):
+    with pytest.raises(error, match=message):
+        check_documents(X)
+
+
+def test_empty_allowed_when_asked():
+    assert check_documents([], allow_empty=True) == []
