@@ -1,0 +1,196 @@
+"""The scikit-learn contract, checked on every public estimator.
+
+scikit-learn's ``parametrize_with_checks`` skips estimators whose input is raw
+text (``input_tags.two_d_array = False``), so this module runs the checks
+that apply to text directly and adds text-input versions of the rest.
+"""
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone, is_classifier
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
+from sklearn.pipeline import make_pipeline
+from sklearn.utils import estimator_checks as ec
+
+import embedxfer
+
+from _shared_data import sample_dataset
+
+PUBLIC_ESTIMATORS = [
+    "WordVectorEmbedder",
+    "SentenceEmbedder",
+    "TransformerClassifier",
+    "SequenceClassifier",
+]
+
+# Small, fast settings; each estimator's real defaults are checked by
+# check_parameters_default_constructible.
+FAST_PARAMS = {
+    "WordVectorEmbedder": {},
+    "SentenceEmbedder": {"batch_size": 16, "max_length": 32},
+    "TransformerClassifier": {"epochs": 1, "max_length": 24, "batch_size": 16, "random_state": 0},
+    "SequenceClassifier": {"epochs": 1, "random_state": 0},
+}
+
+# A grid with one parameter of each estimator that GridSearchCV can tune.
+GRID = {
+    "WordVectorEmbedder": {"pooling": ["mean", "max"]},
+    "SentenceEmbedder": {"pooling": ["mean", "cls"]},
+    "TransformerClassifier": {"lr": [1e-3, 3e-3]},
+    "SequenceClassifier": {"freeze_embeddings": [True, False]},
+}
+
+SKLEARN_CHECKS = [
+    ec.check_estimator_cloneable,
+    ec.check_estimator_tags_renamed,
+    ec.check_valid_tag_types,
+    ec.check_estimator_repr,
+    ec.check_no_attributes_set_in_init,
+    ec.check_parameters_default_constructible,
+    ec.check_get_params_invariance,
+    ec.check_set_params,
+    ec.check_do_not_raise_errors_in_init_or_set_params,
+]
+
+
+def make(name, **params):
+    try:
+        cls = getattr(embedxfer, name)
+    except ImportError as err:  # the transformers extra is missing
+        pytest.skip(f"{name} needs an optional dependency: {err}")
+    return cls(**{**FAST_PARAMS[name], **params})
+
+
+@pytest.fixture(scope="module")
+def data():
+    texts, labels = sample_dataset("sst2", 48, split="train", seed=1)
+    return texts, labels
+
+
+@pytest.fixture(scope="module")
+def fitted(data):
+    """One fitted instance of each estimator, shared by the checks below."""
+    texts, labels = data
+    cache = {}
+
+    def get(name):
+        if name not in cache:
+            cache[name] = make(name).fit(texts, labels)
+        return cache[name]
+
+    return get
+
+
+def output(estimator, texts):
+    if is_classifier(estimator):
+        return estimator.predict_proba(texts)
+    return estimator.transform(texts)
+
+
+@pytest.mark.parametrize("name", PUBLIC_ESTIMATORS)
+@pytest.mark.parametrize("check", SKLEARN_CHECKS, ids=lambda c: c.__name__)
+def test_sklearn_api_checks(name, check):
+    check(name, make(name))
+
+
+@pytest.mark.parametrize("name", PUBLIC_ESTIMATORS)
+def test_text_input_tags(name):
+    tags = make(name).__sklearn_tags__()
+    assert tags.input_tags.string and not tags.input_tags.two_d_array
+
+
+@pytest.mark.parametrize("name", PUBLIC_ESTIMATORS)
+def test_unfitted_estimator_raises_not_fitted(name, data):
+    estimator = make(name)
+    with pytest.raises(NotFittedError):
+        output(estimator, data[0][:2])
+
+
+@pytest.mark.parametrize("name", PUBLIC_ESTIMATORS)
+def test_bare_string_rejected(name, data, fitted):
+    texts, labels = data
+    with pytest.raises(ValueError, match="Iterable over raw text documents expected"):
+        make(name).fit("a single string", labels[:1])
+    with pytest.raises(ValueError, match="Iterable over raw text documents expected"):
+        output(fitted(name), "a single string")
+
+
+@pytest.mark.parametrize("name", PUBLIC_ESTIMATORS)
+def test_missing_document_named(name, fitted):
+    with pytest.raises(ValueError, match="document 1 is None"):
+        output(fitted(name), ["fine", None])
+
+
+@pytest.mark.parametrize("name", PUBLIC_ESTIMATORS)
+def test_fit_returns_self_keeps_params_and_sets_trailing_underscore_state(name, data):
+    texts, labels = data
+    estimator = make(name)
+    before = {k: repr(v) for k, v in estimator.get_params().items()}
+    public_before = {k for k in vars(estimator) if not k.startswith("_")}
+    assert estimator.fit(texts, labels) is estimator
+    assert {k: repr(v) for k, v in estimator.get_params().items()} == before
+    new = {k for k in vars(estimator) if not k.startswith("_")} - public_before
+    assert new and all(k.endswith("_") for k in new), new
+
+
+@pytest.mark.parametrize("name", PUBLIC_ESTIMATORS)
+def test_clone_is_unfitted_with_equal_params(name, fitted):
+    estimator = fitted(name)
+    twin = clone(estimator)
+    assert repr(twin.get_params()) == repr(estimator.get_params())
+    with pytest.raises(NotFittedError):
+        output(twin, ["text"])
+
+
+@pytest.mark.parametrize("name", PUBLIC_ESTIMATORS)
+def test_pickle_round_trip_gives_same_output(name, data, fitted):
+    estimator = fitted(name)
+    texts = data[0][:8]
+    blob = pickle.dumps(estimator)
+    restored = pickle.loads(blob)
+    np.testing.assert_allclose(output(restored, texts), output(estimator, texts), rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", PUBLIC_ESTIMATORS)
+def test_accepts_series_and_one_column_frame(name, data, fitted):
+    estimator = fitted(name)
+    texts = data[0][:4]
+    expected = output(estimator, texts)
+    np.testing.assert_allclose(output(estimator, pd.Series(texts)), expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        output(estimator, pd.DataFrame({"text": texts})), expected, rtol=1e-5, atol=1e-6
+    )
+
+
+@pytest.mark.parametrize("name", ["WordVectorEmbedder", "SentenceEmbedder"])
+def test_transformer_output_contract(name, data, fitted):
+    estimator = fitted(name)
+    texts = data[0][:5]
+    out = estimator.transform(texts)
+    assert out.dtype == np.float32 and out.shape == (5, estimator.n_features_out_)
+    names = estimator.get_feature_names_out()
+    assert len(names) == out.shape[1] and len(set(names)) == len(names)
+    frame = clone(estimator).set_output(transform="pandas").fit(texts).transform(texts)
+    assert isinstance(frame, pd.DataFrame) and list(frame.columns) == list(names)
+    np.testing.assert_allclose(frame.to_numpy(), out, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", PUBLIC_ESTIMATORS)
+def test_grid_search_in_a_pipeline(name, data):
+    texts, labels = data
+    estimator = make(name)
+    if is_classifier(estimator):
+        search = GridSearchCV(estimator, GRID[name], cv=2)
+    else:
+        pipe = make_pipeline(estimator, LogisticRegression(max_iter=500))
+        step = pipe.steps[0][0]
+        grid = {f"{step}__{k}": v for k, v in GRID[name].items()}
+        search = GridSearchCV(pipe, {**grid, "logisticregression__C": [0.1, 1.0]}, cv=2)
+    search.fit(texts, labels)
+    assert search.best_params_ and 0 <= search.best_score_ <= 1
+    assert len(search.predict(texts[:3])) == 3
