@@ -1,0 +1,96 @@
+import numpy as np
+import pytest
+
+from embedxfer import WordVectorEmbedder
+from embedxfer._word import EmptyDocumentWarning
+from embedxfer._pooling import segment_extreme, torch_pool, weighted_sum
+
+
+@pytest.fixture
+def case():
+    rng = np.random.default_rng(0)
+    vectors = rng.normal(size=(50, 8)).astype(np.float32)
+    lengths = np.array([3, 0, 1, 7, 0, 2])
+    doc_ptr = np.concatenate([[0], np.cumsum(lengths)])
+    ids = rng.integers(0, 50, size=doc_ptr[-1])
+    weights = rng.uniform(0.1, 2, size=len(ids)).astype(np.float32)
+    return vectors, ids, doc_ptr, weights
+
+
+def docs_of(ids, doc_ptr):
+    return [ids[doc_ptr[i] : doc_ptr[i + 1]] for i in range(len(doc_ptr) - 1)]
+
+
+def test_weighted_sum_matches_loop(case):
+    vectors, ids, doc_ptr, weights = case
+    got = weighted_sum(ids, doc_ptr, vectors, weights)
+    expected = [
+        (vectors[d] * weights[doc_ptr[i] : doc_ptr[i + 1], None]).sum(0)
+        for i, d in enumerate(docs_of(ids, doc_ptr))
+    ]
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    assert got.dtype == np.float32
+
+
+@pytest.mark.parametrize("op", ["max", "min"])
+def test_segment_extreme_matches_loop_and_gives_zeros_for_empty(case, op):
+    vectors, ids, doc_ptr, _ = case
+    got = segment_extreme(ids, doc_ptr, vectors, op)
+    reduce = np.max if op == "max" else np.min
+    expected = [reduce(vectors[d], 0) if len(d) else np.zeros(8) for d in docs_of(ids, doc_ptr)]
+    np.testing.assert_allclose(got, expected)
+
+
+def test_extra_rows_past_the_vocabulary(case):
+    vectors, ids, doc_ptr, weights = case
+    extra = np.full((2, 8), 9.0, np.float32)
+    ids = ids.copy()
+    ids[0] = 50  # first token of document 0 uses extra row 0
+    table = np.vstack([vectors, extra])
+    np.testing.assert_allclose(
+        weighted_sum(ids, doc_ptr, vectors, weights, extra=extra),
+        weighted_sum(ids, doc_ptr, table, weights),
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(
+        segment_extreme(ids, doc_ptr, vectors, "max", extra=extra),
+        segment_extreme(ids, doc_ptr, table, "max"),
+    )
+
+
+@pytest.mark.parametrize("mode", ["sum", "max", "min"])
+def test_torch_kernel_matches_numpy_on_cpu(case, mode):
+    torch = pytest.importorskip("torch")
+    vectors, ids, doc_ptr, weights = case
+    table = torch.from_numpy(vectors)
+    if mode == "sum":
+        expected = weighted_sum(ids, doc_ptr, vectors, weights)
+        got = torch_pool(ids, doc_ptr, table, "sum", weights)
+    else:
+        expected = segment_extreme(ids, doc_ptr, vectors, mode)
+        got = torch_pool(ids, doc_ptr, table, mode)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_device_auto_is_cpu_without_a_gpu():
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    assert WordVectorEmbedder(device="auto").fit(["a film"]).device_ == "cpu"
+    with pytest.raises(ValueError, match="no CUDA device"):
+        WordVectorEmbedder(device="cuda").fit(["a film"])
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("pooling", ["mean", "sum", "max", "min", "mean+max"])
+@pytest.mark.parametrize("weighting", [None, "tfidf", "sif"])
+def test_gpu_pooling_matches_cpu(pooling, weighting):
+    docs = ["a good film", "a dull, tedious film", "", "the cast is great but the plot is thin"]
+    cpu = WordVectorEmbedder(pooling=pooling, weighting=weighting).fit(docs)
+    gpu = WordVectorEmbedder(pooling=pooling, weighting=weighting, device="cuda").fit(docs)
+    assert gpu.device_ == "cuda"
+    with pytest.warns(EmptyDocumentWarning):
+        on_gpu = gpu.transform(docs)
+    with pytest.warns(EmptyDocumentWarning):
+        on_cpu = cpu.transform(docs)
+    np.testing.assert_allclose(on_gpu, on_cpu, rtol=1e-4, atol=1e-5)

@@ -1,0 +1,52 @@
+import numpy as np
+
+from embedxfer import _weighting as w
+
+
+def test_document_frequency_counts_each_document_once():
+    ids = np.array([0, 0, 1, 2, 2, 2, 1])
+    doc_ptr = np.array([0, 3, 3, 7])
+    np.testing.assert_array_equal(w.document_frequency(ids, doc_ptr, 4), [1, 2, 1, 0])
+
+
+def test_smooth_idf_matches_scikit_learn():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    docs = ["a b", "a c", "a b d"]
+    vec = TfidfVectorizer(token_pattern=r"\w").fit(docs)
+    df = np.array([3, 2, 1, 1])  # a b c d
+    np.testing.assert_allclose(w.smooth_idf(df, 3), vec.idf_)
+
+
+def test_probabilities_and_sif_weights():
+    p = w.corpus_probabilities(np.array([0, 0, 1, 3]), 4)
+    np.testing.assert_allclose(p, [0.5, 0.25, 0, 0.25])
+    weights = w.sif_weights(p, 1e-3)
+    assert weights[2] == 1.0 and weights[0] < weights[1]
+    ranks = w.rank_probabilities(1000)
+    assert np.all(np.diff(ranks) < 0) and np.isclose(ranks.sum(), 1.0, atol=0.05)
+
+
+def test_usif_parameter_is_positive_and_falls_with_vocabulary():
+    rng = np.random.default_rng(0)
+    small = w.rank_probabilities(1000)
+    large = w.rank_probabilities(100_000)
+    a_small, a_large = w.usif_parameter(small, 20), w.usif_parameter(large, 20)
+    assert a_small > a_large > 0
+    assert np.all(w.usif_weights(small, a_small) > 0)
+    del rng
+
+
+def test_principal_components_and_removal():
+    rng = np.random.default_rng(0)
+    direction = np.array([3.0, 4.0, 0.0]) / 5.0
+    X = (rng.normal(size=(200, 1)) * 10 + 20) * direction + rng.normal(size=(200, 3)) * 0.1
+    X = np.vstack([X, np.zeros((3, 3))])  # zero rows (empty documents) are ignored
+    comps, weights = w.principal_components(X, 1)
+    assert abs(abs(comps[0] @ direction) - 1) < 1e-3
+    assert weights[0] == 1.0
+    Y = w.remove_components(X.astype(np.float32).copy(), comps)
+    np.testing.assert_allclose(Y @ comps[0], 0, atol=1e-3)
+    np.testing.assert_array_equal(Y[-3:], 0)
+    again, _ = w.principal_components(X, 1)
+    np.testing.assert_array_equal(again, comps)  # deterministic sign
