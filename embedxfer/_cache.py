@@ -10,7 +10,8 @@ encode each document once.
 
 Two stores sit behind one class, :class:`EmbeddingCache`:
 
-* in memory (the default): an LRU dictionary bounded by ``max_memory_mb``;
+* in memory (the default): blocks of vectors bounded by ``max_memory_mb``,
+  the least recently used evicted first;
 * on disk (a folder): one SQLite database in WAL mode. Each batch of vectors
   is written in a single transaction, so a process killed half way leaves
   only whole batches behind, and concurrent writers (``n_jobs``, several
@@ -122,12 +123,13 @@ class EmbeddingCache:
 
     Notes
     -----
-    The disk store is a single SQLite database in WAL mode with one row per
-    document (a float32 blob) and one transaction per batch, so readers
-    never see a partial batch, a killed writer loses only its unfinished
-    batch, and concurrent writers wait for each other. Only text digests are
-    stored, not the texts. SQLite's locking needs a local file system (not
-    NFS).
+    The disk store is a single SQLite database in WAL mode. Each batch of
+    vectors is one blob (an ``n x d`` array) plus one index row per document,
+    written in one transaction: readers never see a partial batch, a killed
+    writer loses only its unfinished batch, and concurrent writers wait for
+    each other (up to ``timeout``). Only text digests are stored, not the
+    texts. The disk store is not size-bounded; :meth:`clear` empties it.
+    SQLite's locking needs a local file system (not NFS).
 
     Examples
     --------
@@ -477,6 +479,11 @@ def _check_timeout(timeout):
 
 
 def _check_folder(path):
+    if not os.fspath(path):
+        raise ValueError(
+            "cache='' names no folder; pass a folder path, True for the memory cache, "
+            "or None for no cache."
+        )
     folder = os.path.abspath(os.path.expanduser(os.fspath(path)))
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise ValueError(

@@ -278,6 +278,8 @@ def test_resolve_cache(tmp_path):
     assert resolve_cache(mine) is mine
     with pytest.raises(TypeError, match="cache must be None, True, 'memory', a folder"):
         resolve_cache(3)
+    with pytest.raises(ValueError, match="names no folder"):
+        resolve_cache("")
 
 
 # -- several processes, and a process killed half way ---------------------------------
@@ -495,7 +497,8 @@ def test_gridsearch_encodes_each_document_once(word_vectors, monkeypatch):
 
     monkeypatch.setattr(WordVectorEmbedder, "_encode", counting)
     docs, y = review_corpus(80)
-    pipe = make_pipeline(WordVectorEmbedder(word_vectors, cache=EmbeddingCache()), LogisticRegression())
+    embedder = WordVectorEmbedder(word_vectors, cache=EmbeddingCache())
+    pipe = make_pipeline(embedder, LogisticRegression())
     search = GridSearchCV(pipe, {"logisticregression__C": [0.1, 1.0, 10.0, 100.0]}, cv=5)
     search.fit(docs, y)
     assert len(encoded) == len(set(docs))
