@@ -372,17 +372,26 @@ def bytes_to_tensors(blob):
 
 
 def params_to_json(params):
-    """``get_params()`` as JSON; values JSON cannot hold faithfully are made so."""
-    out = {}
+    """``get_params()`` as JSON, and the names of parameters JSON cannot hold.
+
+    Such parameters (a ``RandomState`` instance, an in-memory
+    ``KeyedVectors``) are saved as ``None``: the trained weights do not need
+    them, only a later re-fit would.
+    """
+    out, unsaved = {}, []
     for key, value in params.items():
         if isinstance(value, os.PathLike):
             value = os.fspath(value)
         if key == "class_weight" and isinstance(value, dict):
             value = {"__pairs__": [[_plain(k), float(v)] for k, v in value.items()]}
-        elif key == "random_state" and not (value is None or isinstance(value, numbers.Integral)):
-            value = None  # a RandomState instance has no JSON form; the weights are saved anyway
-        out[key] = _plain(value)
-    return out
+        value = _plain(value)
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            unsaved.append(key)
+            value = None
+        out[key] = value
+    return out, unsaved
 
 
 def params_from_json(params):
@@ -556,6 +565,9 @@ class TorchClassifierMixin:
         The folder holds ``model.safetensors`` (the weights ``fit`` trained)
         and ``config.json`` (parameters, classes and a reference to the
         pretrained source the untouched weights come from); no pickle.
+        Parameters that JSON cannot hold (a ``RandomState`` instance, an
+        in-memory ``KeyedVectors``) are written as ``None`` and listed under
+        ``unsaved_params``; prediction does not need them.
 
         Parameters
         ----------
@@ -570,11 +582,14 @@ class TorchClassifierMixin:
         folder = os.fspath(folder)
         from . import __version__
 
+        params, unsaved = params_to_json(self.get_params(deep=False))
+
         config = {
             "class": type(self).__name__,
             "format_version": FORMAT_VERSION,
             "embedxfer_version": __version__,
-            "params": params_to_json(self.get_params(deep=False)),
+            "params": params,
+            "unsaved_params": unsaved,
             "classes": classes_to_json(self.classes_),
             "fitted": {
                 "loss_curve_": self.loss_curve_,
