@@ -279,9 +279,19 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
     def _load(self, device):
         source, is_local = resolve_model_source(self.model)
         dtype = resolve_dtype(self.precision, device)
-        return get_or_load(
-            self._registry_key(device), lambda: load_encoder(source, is_local, device, dtype)
-        )
+
+        def load():
+            try:
+                resolve_device(device)
+            except ValueError as err:
+                # An estimator fitted on a GPU and unpickled where there is none.
+                raise ValueError(
+                    f"this SentenceEmbedder was fitted for device {device!r}, which is not "
+                    f"available here ({err}); refit it with set_params(device='cpu').fit(X)."
+                ) from None
+            return load_encoder(source, is_local, device, dtype)
+
+        return get_or_load(self._registry_key(device), load)
 
     def _backend(self):
         # Not cached on the instance: the loaded model must stay out of pickles

@@ -531,3 +531,11 @@ def test_model_tag(model, tag):
     from embedxfer._sentence import _model_tag
 
     assert _model_tag(model) == tag
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+def test_estimator_fitted_on_gpu_explains_itself_without_one(mean_embedder):
+    moved = pickle.loads(pickle.dumps(mean_embedder))
+    moved.device_ = "cuda"  # as if pickled on a GPU machine
+    with pytest.raises(ValueError, match=r"fitted for device 'cuda'.*set_params\(device='cpu'\)"):
+        moved.transform(["a"])
