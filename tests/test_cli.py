@@ -1,0 +1,365 @@
+"""The ``embedxfer`` command line end to end, in subprocesses, on real data.
+
+The data is the SMS Spam Collection shipped with the package (so these tests
+never skip for want of ``../shared``), written out as the file formats the
+command line reads.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from embedxfer.datasets import load_sms_spam
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def run_cli(*args, cwd, env=None, timeout=600):
+    """Run ``python -m embedxfer ARGS`` offline; return the CompletedProcess."""
+    full_env = dict(os.environ, EMBEDXFER_OFFLINE="1", HF_HUB_OFFLINE="1")
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "embedxfer", *map(str, args)],
+        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+    )  # fmt: skip
+
+
+def assert_one_line_error(proc, *needles):
+    assert proc.returncode == 1, (proc.stdout, proc.stderr)
+    err = proc.stderr.strip()
+    assert "Traceback" not in err
+    assert err.startswith("embedxfer: error: ")
+    assert len(err.splitlines()) == 1, err
+    for needle in needles:
+        assert needle in err, err
+
+
+@pytest.fixture(scope="module")
+def sms():
+    bunch = load_sms_spam()
+    rng = np.random.default_rng(0)
+    index = np.sort(rng.choice(len(bunch.data), size=60, replace=False))
+    texts = [bunch.data[i] for i in index]
+    labels = bunch.target_names[bunch.target[index]].tolist()
+    return texts, labels
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, sms):
+    """The same 60 real SMS messages as .txt, .csv, .jsonl and .parquet."""
+    texts, labels = sms
+    folder = tmp_path_factory.mktemp("cli-data")
+    (folder / "docs.txt").write_text(
+        "\n".join(t.replace("\n", " ").replace("\r", " ") for t in texts) + "\n",
+        encoding="utf-8",
+    )
+    import csv
+
+    with open(folder / "sms.csv", "w", newline="", encoding="utf-8") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["message", "category"])
+        writer.writerows(zip(texts, labels))
+    with open(folder / "sms.jsonl", "w", encoding="utf-8") as fh:
+        for text, label in zip(texts, labels):
+            fh.write(json.dumps({"body": text, "label": label}) + "\n")
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.table({"text": texts, "label": labels}), folder / "sms.parquet")
+    except ImportError:
+        pass
+    return folder
+
+
+# -- embed ----------------------------------------------------------------------------
+
+
+def test_embed_text_file_to_npy(files, sms, tmp_path):
+    from embedxfer import WordVectorEmbedder
+
+    out = tmp_path / "sub" / "glove.npy"
+    proc = run_cli("embed", files / "docs.txt", "-o", out, "--model", "glove-6B-50d",
+                   cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    X = np.load(out)
+    assert X.shape == (60, 50) and X.dtype == np.float32
+    lines = (files / "docs.txt").read_text(encoding="utf-8").splitlines()
+    expected = WordVectorEmbedder("glove-6B-50d").fit(lines).transform(lines)
+    np.testing.assert_allclose(X, expected, rtol=1e-5, atol=1e-6)
+    assert "wrote" in proc.stderr and "60 x 50" in proc.stderr
+    assert sorted(p.name for p in out.parent.iterdir()) == ["glove.npy"]  # no temporary left
+
+
+def test_embed_csv_column_to_parquet_with_pooling(files, tmp_path):
+    pd = pytest.importorskip("pandas")
+    pytest.importorskip("pyarrow")
+    out = tmp_path / "emb.parquet"
+    proc = run_cli("embed", files / "sms.csv", "--column", "message", "-o", out,
+                   "-m", "glove-6B-50d", "--pooling", "mean+max", "--chunk-size", "16",
+                   cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    frame = pd.read_parquet(out)
+    assert frame.shape == (60, 100)
+    assert frame.columns[0] == "glove50_mean0" and frame.columns[-1] == "glove50_max49"
+    assert (frame.dtypes == np.float32).all()
+    npy = tmp_path / "emb.npy"
+    proc = run_cli("embed", files / "sms.csv", "--column", "message", "-o", npy,
+                   "-m", "glove-6B-50d", "--pooling", "mean+max", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_array_equal(frame.to_numpy(), np.load(npy))
+
+
+def test_embed_jsonl_and_parquet_inputs_agree(files, tmp_path):
+    pytest.importorskip("pyarrow")
+    a, b = tmp_path / "a.npy", tmp_path / "b.npy"
+    proc = run_cli("embed", files / "sms.jsonl", "--column", "body", "-o", a,
+                   "-m", "glove-6B-50d:sif", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    proc = run_cli("embed", files / "sms.parquet", "-o", b, "-m", "glove-6B-50d",
+                   "--weighting", "sif", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    np.testing.assert_allclose(np.load(a), np.load(b), rtol=1e-6, atol=1e-7)
+    assert np.load(a).shape == (60, 50)
+
+
+@pytest.mark.slow
+def test_embed_sentence_model_interrupted_then_resumed_through_the_cache(tmp_path):
+    texts = [t.replace("\n", " ").replace("\r", " ") for t in load_sms_spam().data[:80]]
+    src = tmp_path / "docs.txt"
+    src.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    out, cache = tmp_path / "out.npy", tmp_path / "cache"
+    args = ["embed", src, "-o", out, "-m", "all-MiniLM-L6-v2", "--cache", cache,
+            "--chunk-size", "8", "--device", "cpu"]  # fmt: skip
+    env = dict(os.environ, EMBEDXFER_OFFLINE="1", HF_HUB_OFFLINE="1")
+    proc = subprocess.Popen([sys.executable, "-m", "embedxfer", *map(str, args)], cwd=tmp_path,
+                            env=env, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    deadline = time.monotonic() + 300
+    for line in proc.stderr:  # the first finished chunk is reported at once
+        if "/80 documents" in line or time.monotonic() > deadline:
+            break
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) == 130, rest
+    assert "interrupted" in rest and "run the same command again to resume" in rest
+    assert not out.exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+    done = run_cli(*args, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    reused = int(done.stderr.split(" of 80 from the cache")[0].rsplit(" ", 1)[-1])
+    assert 8 <= reused < 80
+    X = np.load(out)
+    assert X.shape == (80, 384) and X.dtype == np.float32
+    assert np.all(np.linalg.norm(X, axis=1) > 1)  # every row encoded, none left as zeros
+
+
+# -- evaluate -----------------------------------------------------------------------------
+
+
+def test_evaluate_classify_table_plot_and_json(tmp_path):
+    plot, report = tmp_path / "curve.png", tmp_path / "r.json"
+    proc = run_cli("evaluate", "--data", "sms_spam", "--max-docs", "200", "--cv", "3",
+                   "--models", "glove-6B-50d", "glove-6B-50d:sif", "tfidf",
+                   "--plot", plot, "--json", report, cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "200 of 5574 documents" in out and "ham 173, spam 27" in out
+    assert "encodes every document once" in out and "refitted inside every fold" in out
+    header = next(line for line in out.splitlines() if line.startswith("model"))
+    for column in ("dim", "load s", "encode s", "docs/s", "cv s", "accuracy", "macro-F1"):
+        assert column in header
+    for model in ("glove-6B-50d ", "glove-6B-50d:sif", "tfidf", "(majority class)"):
+        assert model in out
+    assert "Learning curve" in out
+    assert plot.read_bytes()[:8] == PNG_MAGIC
+    results = json.loads(report.read_text())["results"]
+    assert [r["model"] for r in results] == [
+        "glove-6B-50d", "glove-6B-50d:sif", "tfidf", "(majority class)"
+    ]  # fmt: skip
+    majority = results[-1]["accuracy"]
+    assert majority == pytest.approx(173 / 200, abs=0.01)
+    for row in results[:3]:
+        assert majority < row["accuracy"] <= 1.0
+        assert 0.5 < row["f1_macro"] <= 1.0
+    curve = json.loads(report.read_text())["learning_curve"]["glove-6B-50d"]
+    assert curve["sizes"][0] == 20 and curve["sizes"][-1] == 133
+
+
+def test_evaluate_csv_with_named_columns_and_several_classifiers(files, tmp_path):
+    proc = run_cli("evaluate", "--data", files / "sms.csv", "--text-column", "message",
+                   "--label-column", "category", "--cv", "3", "--models", "glove-6B-50d",
+                   "tfidf", "--estimators", "logreg", "knn", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "sms.csv: 60 documents; 2 classes: ham" in proc.stdout
+    table = proc.stdout.split("model ", 1)[1]
+    assert "classifier" in proc.stdout
+    assert table.count("knn") == 2 and table.count("logreg") >= 2
+
+
+def test_evaluate_cluster(tmp_path):
+    plot = tmp_path / "map.png"
+    proc = run_cli("evaluate", "--data", "sms_spam", "--max-docs", "200", "--task", "cluster",
+                   "--models", "glove-6B-50d", "tfidf", "--estimators", "kmeans",
+                   "agglomerative", "hdbscan", "--plot", plot, "--json", tmp_path / "c.json",
+                   cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    for column in ("ARI", "NMI", "silhouette", "clusters", "noise"):
+        assert column in proc.stdout
+    results = json.loads((tmp_path / "c.json").read_text())["results"]
+    assert len(results) == 6
+    for row in results:
+        assert -0.5 <= row["ari"] <= 1 and 0 <= row["nmi"] <= 1
+    kmeans = [r for r in results if r["estimator"] == "kmeans"]
+    assert all(r["n_found"] == 2 for r in kmeans)
+    assert plot.read_bytes()[:8] == PNG_MAGIC
+
+
+@pytest.mark.slow
+def test_demo_quick(tmp_path):
+    plot, report = tmp_path / "demo.png", tmp_path / "demo.json"
+    started = time.perf_counter()
+    proc = run_cli("demo", "--quick", "--plot", plot, "--json", report, cwd=tmp_path)
+    elapsed = time.perf_counter() - started
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "SMS Spam Collection" in out and "300 of 5574 documents" in out
+    for model in ("glove-6B-50d", "all-MiniLM-L6-v2", "tfidf", "(majority class)"):
+        assert model in out
+    assert "encodes every document once" in out
+    assert plot.read_bytes()[:8] == PNG_MAGIC
+    rows = {r["model"]: r for r in json.loads(report.read_text())["results"]}
+    assert rows["all-MiniLM-L6-v2"]["dim"] == 384 and rows["glove-6B-50d"]["dim"] == 50
+    assert rows["all-MiniLM-L6-v2"]["accuracy"] > 0.93
+    assert rows["glove-6B-50d"]["accuracy"] > rows["(majority class)"]["accuracy"]
+    assert elapsed < 180
+
+
+def test_demo_writes_the_plot_in_the_working_folder_by_default(tmp_path):
+    # Only the argument parsing and defaults: the full run is test_demo_quick.
+    from embedxfer.cli import DEMO_PLOT, build_parser
+
+    args = build_parser().parse_args(["demo"])
+    assert args.plot == DEMO_PLOT and args.data == "sms_spam" and args.cv == 5
+    assert not Path(DEMO_PLOT).is_absolute()
+
+
+# -- models -----------------------------------------------------------------------------
+
+
+def test_models_lists_offline_and_online(tmp_path):
+    proc = run_cli("models", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    offline, online = out.split("Resolve online")
+    assert "glove-6B-50d" in offline and "400,000 words x 50" in offline
+    assert "all-MiniLM-L6-v2" in offline and "384 dimensions" in offline
+    assert "Converted vector files" in offline
+    assert "word2vec-google-news-300" in online and "glove-wiki-gigaword-50" not in online
+    assert "Hugging Face Hub id" in online
+    assert "Offline mode is set" in out
+
+
+def test_version_and_entry_point(tmp_path):
+    proc = run_cli("--version", cwd=tmp_path)
+    assert proc.returncode == 0 and proc.stdout.startswith("embedxfer ")
+    from importlib.metadata import entry_points
+
+    scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
+    if "embedxfer" not in scripts:
+        pytest.skip("embedxfer is not installed (no console script)")
+    assert scripts["embedxfer"] == "embedxfer.cli:main"
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+
+def test_error_missing_file(tmp_path):
+    proc = run_cli("embed", "nowhere.txt", "-o", "x.npy", "-m", "glove-6B-50d", cwd=tmp_path)
+    assert_one_line_error(proc, "no such file: nowhere.txt")
+
+
+
+def test_error_wrong_column_lists_columns(files, tmp_path):
+    proc = run_cli("embed", files / "sms.csv", "--column", "text", "-o", "x.npy",
+                   "-m", "glove-6B-50d", cwd=tmp_path)  # fmt: skip
+    assert_one_line_error(proc, "no column 'text'", "'message', 'category'")
+    assert not (tmp_path / "x.npy").exists()
+
+
+def test_error_unknown_model_suggests_close_names(files, tmp_path):
+    proc = run_cli("embed", files / "docs.txt", "-o", "x.npy", "-m", "glove-6b-50d",
+                   cwd=tmp_path)  # fmt: skip
+    assert_one_line_error(proc, "unknown model 'glove-6b-50d'", "Close names: glove-6B-50d")
+    proc = run_cli("evaluate", "--data", "sms_spam", "--models", "minilm", "tfidf",
+                   cwd=tmp_path)  # fmt: skip
+    assert_one_line_error(proc, "unknown model 'minilm'", "all-MiniLM-L6-v2", "embedxfer models")
+
+
+@pytest.mark.parametrize(
+    "model, source, variable",
+    [
+        ("word2vec-google-news-300", "gensim-data", "EMBEDXFER_OFFLINE"),
+        ("sentence-transformers/all-mpnet-base-v2", "Hugging Face Hub", "HF_HUB_OFFLINE"),
+    ],
+)
+def test_error_model_needs_network_while_offline(files, tmp_path, model, source, variable):
+    started = time.perf_counter()
+    proc = run_cli("embed", files / "docs.txt", "-o", "x.npy", "-m", model, cwd=tmp_path)
+    assert_one_line_error(proc, f"model {model!r} must be downloaded from", source,
+                          "offline mode is set", variable, "embedxfer models")  # fmt: skip
+    assert time.perf_counter() - started < 60  # fails fast, no download attempt
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["embed", "{docs}", "-o", "x.csv", "-m", "glove-6B-50d"], "must end in .npy or .parquet"),
+        (["embed", "{docs}", "-o", "x.npy", "-m", "all-MiniLM-L6-v2", "--weighting", "sif"],
+         "--weighting applies to word vectors"),
+        (["embed", "{docs}", "-o", "x.npy", "-m", "tfidf"], "'tfidf' is a baseline"),
+        (["embed", "{docs}", "-o", "x.npy", "-m", "glove-6B-50d", "--column", "x"],
+         "--column applies to CSV"),
+        (["evaluate", "--data", "sms_spam", "--models", "tfidf", "--estimators", "kmeans"],
+         "not a classify estimator"),
+        (["evaluate", "--data", "sms_spam", "--models", "tfidf", "--plot", "x.pdf"],
+         "written as PNG"),
+        (["evaluate", "--data", "sms_spam", "--models", "tfidf", "tf-idf"], "names a model twice"),
+        (["evaluate", "--data", "nowhere.csv", "--models", "tfidf"], "no such file: nowhere.csv"),
+        (["evaluate", "--data", "spam", "--models", "tfidf"], "neither a file nor a packaged dataset"),
+        (["evaluate", "--data", "{csv}", "--text-column", "message", "--models", "tfidf"],
+         "no column 'label' (label_column); its columns are: 'message', 'category'"),
+        (["embed", "{docs}", "-o", "x.npy", "-m", "glove-6B-50d:meen"],
+         "unknown model 'glove-6B-50d:meen'"),
+        (["evaluate", "--data", "{csv}", "--text-column", "message", "--label-column",
+          "category", "--cv", "50", "--models", "tfidf"], "fewer than the 50 folds"),
+    ],
+)  # fmt: skip
+def test_error_bad_arguments_in_process(files, tmp_path, monkeypatch, capsys, args, message):
+    from embedxfer.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    monkeypatch.setenv("TRANSFORMERS_VERBOSITY", "error")
+    monkeypatch.setenv("EMBEDXFER_OFFLINE", "1")
+    args = [a.format(docs=files / "docs.txt", csv=files / "sms.csv") for a in args]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("embedxfer: error: ") and len(err.splitlines()) == 1
+    assert message in err
+    assert not (tmp_path / "x.npy").exists()
+
+
+def test_traceback_flag_shows_the_trace(files, tmp_path, monkeypatch):
+    from embedxfer.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        main(["embed", "nowhere.txt", "-o", "x.npy", "-m", "glove-6B-50d", "--traceback"])
