@@ -50,7 +50,8 @@ def _import_sentence_transformers():
         import sentence_transformers
     except ImportError as err:  # pragma: no cover - exercised without the extra
         raise ImportError(
-            f"loading sentence-transformers checkpoints needs sentence-transformers; {_INSTALL_HINT}"
+            "loading sentence-transformers checkpoints needs sentence-transformers; "
+            + _INSTALL_HINT
         ) from err
     return sentence_transformers
 
@@ -59,7 +60,9 @@ def _import_transformers():
     try:
         import transformers
     except ImportError as err:  # pragma: no cover - exercised without the extra
-        raise ImportError(f"loading Hugging Face checkpoints needs transformers; {_INSTALL_HINT}") from err
+        raise ImportError(
+            f"loading Hugging Face checkpoints needs transformers; {_INSTALL_HINT}"
+        ) from err
     return transformers
 
 
@@ -121,7 +124,9 @@ class EncoderBackend:
         Tokens per document when the estimator's ``max_length`` is None.
     """
 
-    def __init__(self, model, tokenizer, device, dtype, *, sentence_model=None, default_max_length):
+    def __init__(
+        self, model, tokenizer, device, dtype, *, sentence_model=None, default_max_length
+    ):
         self.model = model
         self.tokenizer = tokenizer
         self.device = device
@@ -148,7 +153,9 @@ class EncoderBackend:
         st = self.sentence_model
         if st is None:
             return None
-        getter = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
+        getter = getattr(st, "get_embedding_dimension", None)
+        if getter is None:  # sentence-transformers < 5
+            getter = st.get_sentence_embedding_dimension
         return getter()
 
     def tokenize(self, texts, max_length):
@@ -267,7 +274,8 @@ def load_encoder(source, is_local, device, dtype):
         if model is None or tokenizer is None or not hasattr(model, "config"):
             raise ValueError(
                 f"model={source!r}: the first module of this sentence-transformers checkpoint "
-                f"is {type(first).__name__}, not a transformer with a tokenizer; it is not supported."
+                f"is {type(first).__name__}, not a transformer with a tokenizer; it is not "
+                "supported."
             )
         sentence_model.to(device=device, dtype=dtype)
         sentence_model.eval()
@@ -424,7 +432,8 @@ def encode_texts(
                 chunk = by_chars[start : start + chunk_size]
                 ids, cut = backend.tokenize([texts[i] for i in chunk], max_length)
                 n_truncated += cut
-                order = np.argsort(-np.fromiter(map(len, ids), dtype=np.int64, count=len(ids)), kind="stable")
+                lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+                order = np.argsort(-lengths, kind="stable")
                 pos = 0
                 while pos < len(order):
                     batch = order[pos : pos + current]

@@ -473,7 +473,8 @@ def test_beats_tfidf_on_sst2_with_100_training_examples(mean_embedder):
     tfidf = make_pipeline(TfidfVectorizer(), LogisticRegression(max_iter=1000))
     acc_embed = embed.fit(train.text, train.label).score(test.text, test.label)
     acc_tfidf = tfidf.fit(train.text, train.label).score(test.text, test.label)
-    print(f"SST-2, 100 training sentences: SentenceEmbedder {acc_embed:.3f}, TF-IDF {acc_tfidf:.3f}")
+    print(f"SST-2, 100 training sentences: SentenceEmbedder {acc_embed:.3f}, "
+          f"TF-IDF {acc_tfidf:.3f}")
     assert acc_embed > acc_tfidf + 0.05
     assert acc_embed > 0.65
 
@@ -533,7 +534,7 @@ def test_model_tag(model, tag):
     assert _model_tag(model) == tag
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message without CUDA")
 def test_estimator_fitted_on_gpu_explains_itself_without_one(mean_embedder):
     moved = pickle.loads(pickle.dumps(mean_embedder))
     moved.device_ = "cuda"  # as if pickled on a GPU machine
