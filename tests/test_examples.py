@@ -1,0 +1,78 @@
+"""Every script in examples/ runs offline in its quick mode and prints its results."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+pytestmark = pytest.mark.slow
+
+
+def run_example(name, *args, cwd):
+    env = dict(os.environ, EMBEDXFER_OFFLINE="1", HF_HUB_OFFLINE="1", MPLBACKEND="Agg")
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / name), *map(str, args)],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout
+
+
+def test_the_examples_are_there():
+    tested = {"classify_gridsearch.py", "column_transformer.py", "feature_union.py",
+              "cluster_documents.py", "learning_curve.py"}  # fmt: skip
+    assert tested <= {p.name for p in EXAMPLES.glob("*.py")}
+
+
+def test_classify_gridsearch(tmp_path):
+    out = run_example("classify_gridsearch.py", "--quick", cwd=tmp_path)
+    assert "grid search: 8 candidates x 3 folds" in out
+    assert "WordVectorEmbedder(pooling=mean" in out and "best: " in out
+    accuracy = float(out.split("held-out test accuracy of the refitted best pipeline:")[1])
+    assert 0.55 < accuracy <= 1.0
+
+
+def test_column_transformer(tmp_path):
+    out = run_example("column_transformer.py", "--quick", cwd=tmp_path)
+    assert "1000 SMS messages" in out
+    for row in ("numeric columns only", "text (GloVe) only", "text + numeric"):
+        line = next(line for line in out.splitlines() if line.startswith(row))
+        assert 0.9 < float(line[len(row):].split()[0]) <= 1.0  # accuracy
+    assert "text__glove50_mean0" in out and "numeric__has_currency" in out
+
+
+def test_feature_union(tmp_path):
+    out = run_example("feature_union.py", "--quick", cwd=tmp_path)
+    assert "500 documents" in out
+    scores = {}
+    for row in ("TF-IDF (1-2 grams)", "GloVe 6B 50d, SIF", "TF-IDF + GloVe"):
+        line = next(line for line in out.splitlines() if line.startswith(row))
+        scores[row] = float(line[len(row):].split()[0])
+    assert all(0.5 < s <= 1.0 for s in scores.values())
+    assert "TF-IDF + 50 GloVe" in out
+
+
+def test_cluster_documents(tmp_path):
+    out = run_example("cluster_documents.py", "--quick", "--out", tmp_path / "maps", cwd=tmp_path)
+    assert "150 documents" in out
+    for method in ("KMeans", "Agglomerative (Ward)", "HDBSCAN (5 PCs)"):
+        assert method in out
+    glove_kmeans = next(line for line in out.splitlines()
+                        if line.startswith("GloVe") and "KMeans" in line)  # fmt: skip
+    ari = float(glove_kmeans.split()[-3])
+    assert ari > 0.3  # well above chance (0) on real topics
+    for name in ("cluster_map_glove.png", "cluster_map_lsa.png"):
+        assert (tmp_path / "maps" / name).read_bytes()[:8] == PNG_MAGIC
+    assert not list(tmp_path.glob("*.png"))  # --out respected
+
+
+def test_learning_curve(tmp_path):
+    out = run_example("learning_curve.py", "--quick", "--out", tmp_path, cwd=tmp_path)
+    assert "300 documents; 3-fold CV" in out
+    assert "TF-IDF" in out and "GloVe 6B 50d" in out
+    assert (tmp_path / "learning_curve.png").read_bytes()[:8] == PNG_MAGIC
