@@ -23,6 +23,14 @@ from ._validation import check_documents
 # Batches at prediction time hold no activations for backward, so they can be
 # this many times larger than the training batches.
 _PREDICT_BATCH_FACTOR = 4
+# epochs=None: the head alone trains on vectors computed once, so many passes
+# are cheap; fine-tuning runs 3 epochs, or more on small data sets so that at
+# least _MIN_FINETUNE_STEPS optimizer steps are taken (with 50 documents,
+# 3 epochs are 12 steps, too few to move off the random head).
+_HEAD_ONLY_EPOCHS = 30
+_MIN_FINETUNE_EPOCHS = 3
+_MIN_FINETUNE_STEPS = 40
+_MAX_AUTO_EPOCHS = 20
 
 
 def _import_transformers():
@@ -245,8 +253,10 @@ class TransformerClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierM
         ``lr / 30`` (1e-4 with the default ``lr``). The new head starts from
         random weights and needs a much larger step than the pretrained ones.
     epochs : int, default=None
-        Passes over the training data. ``None``: 3 when encoder layers train,
-        30 when only the head trains (cheap, since the encoder runs once).
+        Passes over the training data. ``None``: 30 when only the head trains
+        (cheap, since the encoder runs once); when encoder layers train, 3, or
+        as many as make 40 optimizer steps on small training sets (at most
+        20), since a few steps leave the new head barely trained.
     batch_size : int, default=16
         Documents per training step; prediction uses batches four times as
         large.
@@ -392,14 +402,19 @@ class TransformerClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierM
             raise ValueError(f"unfreeze={u!r}; expected an integer >= 0 or 'all'.")
         return int(u)
 
-    def _resolved_epochs(self, unfreeze):
-        if self.epochs is None:
-            return 30 if unfreeze == 0 else 3
-        return self.epochs
+    def _resolved_epochs(self, unfreeze, n_train):
+        if self.epochs is not None:
+            return self.epochs
+        if unfreeze == 0:
+            return _HEAD_ONLY_EPOCHS
+        steps_per_epoch = int(np.ceil(n_train / self.batch_size))
+        wanted = int(np.ceil(_MIN_FINETUNE_STEPS / steps_per_epoch))
+        return int(np.clip(wanted, _MIN_FINETUNE_EPOCHS, _MAX_AUTO_EPOCHS))
 
     def _check_params(self):
         unfreeze = self._check_unfreeze()
-        tt.check_training_params(self, epochs=self._resolved_epochs(unfreeze))
+        tt.check_number("batch_size", self.batch_size, low=1, integer=True)
+        tt.check_training_params(self, epochs=self._resolved_epochs(unfreeze, 1))
         tt.check_number("body_lr", self.body_lr, low=0, low_open=True, allow_none=True)
         tt.check_number("max_length", self.max_length, low=1, integer=True, allow_none=True)
         if self.precision not in ("auto", "float32", "float16", "bfloat16"):
@@ -434,13 +449,13 @@ class TransformerClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierM
         torch = import_torch()
         docs, y = tt.check_xy(X, y)
         unfreeze = self._check_params()
-        epochs = self._resolved_epochs(unfreeze)
         device = resolve_device(self.device)
         amp_dtype = tt.resolve_precision(self.precision, device)
         classes, y_idx = tt.encode_labels(y)
         weights = tt.class_weight_vector(self.class_weight, classes, y_idx)
         seed = tt.draw_seed(self.random_state)
         train_idx, val_idx = tt.split_validation(y_idx, self.validation_fraction, seed)
+        epochs = self._resolved_epochs(unfreeze, len(train_idx))
 
         tokenizer, base = load_base_encoder(self.model)
         names, n_layers = trainable_names(base, unfreeze)

@@ -277,6 +277,24 @@ def test_clone_and_get_params():
         TransformerClassifier("all-MiniLM-L6-v2")  # keyword-only
 
 
+def test_automatic_epochs():
+    clf = TransformerClassifier(unfreeze=1, batch_size=16)
+    assert clf._resolved_epochs(0, 50) == 30  # head only: vectors computed once
+    assert clf._resolved_epochs(1, 50) == 10  # 4 steps an epoch -> 40 steps
+    assert clf._resolved_epochs(1, 200) == 4  # 13 steps an epoch
+    assert clf._resolved_epochs(1, 1000) == 3
+    assert clf._resolved_epochs(1, 5) == 20  # capped
+    assert TransformerClassifier(epochs=2)._resolved_epochs(1, 50) == 2
+
+
+def test_verbose_reports_epochs(sst2_small, capfd):
+    texts, labels = sst2_small
+    TransformerClassifier(unfreeze=0, epochs=2, verbose=2, validation_fraction=0.25,
+                          **FAST).fit(texts, labels)
+    err = capfd.readouterr().err
+    assert "epoch 1/2: loss" in err and "epoch 2/2" in err and "validation loss" in err
+
+
 def test_grid_search_over_unfreeze_is_quick(sst2_small):
     texts, labels = sst2_small
     start = time.perf_counter()
