@@ -71,15 +71,17 @@ def known_model_names():
     ))  # fmt: skip
 
 
-def parse_model(text, kind="auto"):
+def parse_model(text, kind="auto", extra_options=()):
     """Resolve ``NAME[:OPTIONS]`` to a :class:`ModelSpec`.
 
     ``OPTIONS`` are comma-separated pooling and weighting words, e.g.
     ``glove-6B-50d:mean+max``, ``glove-6B-50d:sif``,
     ``all-MiniLM-L6-v2:cls``. ``kind`` is ``"auto"`` (from the name),
-    ``"word"`` or ``"sentence"``.
+    ``"word"`` or ``"sentence"``. ``extra_options`` are validated the same
+    way (the command line's ``--pooling`` and ``--weighting``).
     """
     name, options = _split_options(text)
+    options = options + [o for o in extra_options if o is not None]
     resolved = resolve_kind(name, kind)
     pooling = weighting = None
     for option in options:

@@ -102,10 +102,12 @@ def build_parser():
         description="Transfer learning with pretrained text encoders inside scikit-learn.",
     )
     # Separate actions from ``common``'s: set_defaults would change the shared ones.
-    parser.add_argument("--traceback", action="store_true", help="show the full traceback of an error")
+    parser.add_argument("--traceback", action="store_true",
+                        help="show the full traceback of an error")
     parser.add_argument("--verbose", action="store_true",
                         help="keep the libraries' own progress bars and messages")
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")  # fmt: skip
+    parser.add_argument("-q", "--quiet", action="store_true",
+                        help="no progress on stderr")  # fmt: skip
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(title="subcommands", metavar="COMMAND")
 
@@ -314,12 +316,9 @@ def cmd_embed(args):
     if spec.kind == "tfidf":
         raise CLIError("'tfidf' is a baseline for 'evaluate', not an embedding model; "
                        "pick word vectors or a sentence model.")  # fmt: skip
-    if args.pooling is not None:
-        spec = ev.parse_model(f"{spec.name}:{args.pooling}", spec.kind)
-    if args.weighting is not None:
-        if spec.kind != "word":
-            raise CLIError(f"--weighting applies to word vectors, not to {spec.name!r}.")
-        spec.weighting = args.weighting
+    if args.weighting is not None and spec.kind != "word":
+        raise CLIError(f"--weighting applies to word vectors, not to {spec.name!r}.")
+    spec = ev.parse_model(args.model, spec.kind, extra_options=(args.pooling, args.weighting))
     ev.check_available(spec)
     cache = _open_cache(args.cache)
     progress = Progress(spec.label, quiet=args.quiet)

@@ -112,10 +112,12 @@ def draw_map(X, topics, clusters, title, path, method):
         xy = PCA(n_components=2, random_state=0).fit_transform(X)
     fig, axes = plt.subplots(1, 2, figsize=(11, 5), constrained_layout=True)
     cmap = plt.get_cmap("tab10")
-    for ax, labels, heading in ((axes[0], topics, "true topic"), (axes[1], clusters, "KMeans cluster")):
+    panels = ((axes[0], topics, "true topic"), (axes[1], clusters, "KMeans cluster"))
+    for ax, labels, heading in panels:
         for i, value in enumerate(np.unique(labels)):
             mask = labels == value
-            ax.scatter(xy[mask, 0], xy[mask, 1], s=8, alpha=0.7, color=cmap(i % 10), label=str(value))
+            ax.scatter(xy[mask, 0], xy[mask, 1], s=8, alpha=0.7, color=cmap(i % 10),
+                       label=str(value))
         ax.set_title(f"coloured by {heading}")
         ax.set_xticks([])
         ax.set_yticks([])
@@ -139,8 +141,9 @@ def main():
 
     texts, topics, name = load_data(n_docs)
     n_clusters = len(np.unique(topics))
+    counts = zip(*np.unique(topics, return_counts=True))
     print(f"{name}: {len(texts)} documents, {n_clusters} true topics: "
-          + ", ".join(f"{t} {c}" for t, c in zip(*np.unique(topics, return_counts=True))))  # fmt: skip
+          + ", ".join(f"{topic} {count}" for topic, count in counts))
     args.out.mkdir(parents=True, exist_ok=True)
 
     print(f"\n{'embedding':<20} {'clustering':<21} {'clusters':>8} {'noise':>6} {'ARI':>6} "

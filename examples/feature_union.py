@@ -75,9 +75,9 @@ def main():
         pipe = make_pipeline(features, LogisticRegression(C=10.0, max_iter=3000))
         started = time.perf_counter()
         scores = cross_validate(pipe, list(texts), labels, cv=cv, scoring=("accuracy", "f1_macro"))
-        print(f"{label:<20} {scores['test_accuracy'].mean():.3f} ± {scores['test_accuracy'].std():.3f}"
-              f" {scores['test_f1_macro'].mean():.3f} ± {scores['test_f1_macro'].std():.3f}"
-              f" {time.perf_counter() - started:5.1f}s")  # fmt: skip
+        acc, f1 = scores["test_accuracy"], scores["test_f1_macro"]
+        print(f"{label:<20} {acc.mean():.3f} ± {acc.std():.3f} {f1.mean():.3f} ± {f1.std():.3f} "
+              f"{time.perf_counter() - started:5.1f}s")
 
     union = models["TF-IDF + GloVe"].fit(list(texts))
     names = union.get_feature_names_out()
