@@ -605,7 +605,7 @@ class TorchClassifierMixin:
         return folder
 
     @classmethod
-    def load(cls, folder, *, device=None):
+    def load(cls, folder, *, device=None, **params):
         """Load a classifier written by :meth:`save`.
 
         Parameters
@@ -616,6 +616,9 @@ class TorchClassifierMixin:
             Where to run it; ``None`` keeps the saved ``device`` parameter
             (``None``/``"auto"`` picks a GPU when there is one, else the CPU),
             so a model trained on a GPU loads on a CPU-only machine.
+        **params
+            Parameters to change from the saved ones, e.g. ``model=`` the
+            base model's folder on this machine, or ``batch_size``.
 
         Returns
         -------
@@ -623,7 +626,14 @@ class TorchClassifierMixin:
         """
         folder = os.fspath(folder)
         config, tensors = read_folder(folder, cls.__name__)
-        params = params_from_json(config["params"])
+        saved = params_from_json(config["params"])
+        unknown = set(params) - set(saved)
+        if unknown:
+            raise TypeError(
+                f"{cls.__name__}.load() got unknown parameters {sorted(unknown)}; "
+                f"expected some of {sorted(saved)}."
+            )
+        params = {**saved, **params}
         if device is not None:
             params["device"] = device
         elif params.get("device") not in (None, "auto", "cpu"):

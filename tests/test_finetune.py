@@ -257,6 +257,13 @@ def test_save_load_round_trip_in_fresh_process(trec_small, tmp_path):
     loaded = TransformerClassifier.load(folder)
     assert loaded.get_params() == clf.get_params()
     assert loaded.n_epochs_ == clf.n_epochs_
+    # the base model may live elsewhere on another machine
+    moved = TransformerClassifier.load(folder, model=str(gt_minilm.get_model_path()),
+                                       batch_size=4)
+    assert moved.batch_size == 4
+    np.testing.assert_allclose(moved.predict_proba(texts), got, atol=1e-6)
+    with pytest.raises(TypeError, match="unknown parameters"):
+        TransformerClassifier.load(folder, colour="red")
 
 
 def test_load_rejects_wrong_folder(tmp_path):
