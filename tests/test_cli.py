@@ -21,13 +21,13 @@ from embedxfer.datasets import load_sms_spam
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def run_cli(*args, cwd, env=None, timeout=600):
+def run_cli(*args, cwd, env=None, timeout=600, stdin=None):
     """Run ``python -m embedxfer ARGS`` offline; return the CompletedProcess."""
     full_env = dict(os.environ, EMBEDXFER_OFFLINE="1", HF_HUB_OFFLINE="1")
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "embedxfer", *map(str, args)],
-        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout,
+        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, input=stdin,
     )  # fmt: skip
 
 
@@ -96,6 +96,18 @@ def test_embed_text_file_to_npy(files, sms, tmp_path):
     np.testing.assert_allclose(X, expected, rtol=1e-5, atol=1e-6)
     assert "wrote" in proc.stderr and "60 x 50" in proc.stderr
     assert sorted(p.name for p in out.parent.iterdir()) == ["glove.npy"]  # no temporary left
+
+
+def test_embed_stdin_quietly(sms, tmp_path):
+    texts, _ = sms
+    lines = [t.replace("\n", " ").replace("\r", " ") for t in texts[:10]]
+    proc = run_cli("-q", "embed", "-", "-o", "out.npy", "-m", "glove-6B-50d", "--normalize",
+                   cwd=tmp_path, stdin="\n".join(lines) + "\n")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr == ""  # -q before the subcommand silences the progress
+    X = np.load(tmp_path / "out.npy")
+    assert X.shape == (10, 50)
+    np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, rtol=1e-5)
 
 
 def test_embed_csv_column_to_parquet_with_pooling(files, tmp_path):
@@ -234,6 +246,8 @@ def test_demo_quick(tmp_path):
     for model in ("glove-6B-50d", "all-MiniLM-L6-v2", "tfidf", "(majority class)"):
         assert model in out
     assert "encodes every document once" in out
+    assert "Summary: the best macro-F1 is" in out and "labelled training documents" in out
+    assert "Total time:" in out
     assert plot.read_bytes()[:8] == PNG_MAGIC
     rows = {r["model"]: r for r in json.loads(report.read_text())["results"]}
     assert rows["all-MiniLM-L6-v2"]["dim"] == 384 and rows["glove-6B-50d"]["dim"] == 50
