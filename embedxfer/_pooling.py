@@ -2,13 +2,60 @@
 
 Weighted sums are one sparse (documents x vocabulary) by dense (vocabulary x
 dimensions) product; max and min sweep over token positions, so each numpy
-call handles every document that is still that long.
+call handles every document that is still that long. Both release the GIL,
+so large batches are split by documents over a few threads (as many as the
+usable cores, at most ``OMP_NUM_THREADS``, which joblib's workers set to
+avoid oversubscription); each document is computed the same way whatever
+the split, so the results do not depend on it.
 """
+
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.sparse as sp
 
 POOLINGS = ("mean", "sum", "max", "min")
+
+# Below this many values read (tokens x dimensions) a batch runs in the
+# calling thread: starting threads would cost more than they save.
+_PARALLEL_WORK = 1 << 24
+_MAX_THREADS = 4
+# Bytes of the running result of one block of the max / min sweep, small
+# enough to stay in the processor's cache.
+_SWEEP_BYTES = 1 << 18
+
+
+def n_threads(work):
+    """Threads for a kernel that reads ``work`` values (e.g. tokens x dimensions)."""
+    if work < _PARALLEL_WORK:
+        return 1
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    limit = os.environ.get("OMP_NUM_THREADS", "")
+    if limit.isdigit() and int(limit) > 0:
+        cores = min(cores, int(limit))
+    return max(1, min(cores, _MAX_THREADS))
+
+
+def _split_documents(doc_ptr, parts):
+    """Document offsets cutting ``doc_ptr`` into ``parts`` runs of about equal tokens."""
+    n_docs = len(doc_ptr) - 1
+    targets = np.linspace(0, doc_ptr[-1], parts + 1)[1:-1]
+    cuts = np.searchsorted(doc_ptr, targets).clip(0, n_docs)
+    return np.unique(np.concatenate(([0], cuts, [n_docs])))
+
+
+def _parallel(function, arguments):
+    """``function(*args)`` for each ``args``, in threads when there are several."""
+    if len(arguments) == 1:
+        function(*arguments[0])
+        return
+    with ThreadPoolExecutor(len(arguments)) as pool:
+        for future in [pool.submit(function, *args) for args in arguments]:
+            future.result()
 
 
 def weighted_sum(ids, doc_ptr, vectors, weights=None, extra=None):
@@ -30,18 +77,34 @@ def weighted_sum(ids, doc_ptr, vectors, weights=None, extra=None):
     vocab_size = len(vectors)
     if weights is None:
         weights = np.ones(len(ids), dtype=np.float32)
-    index_dtype = np.int32 if vocab_size + (0 if extra is None else len(extra)) < 2**31 else np.int64
-    if extra is None or len(extra) == 0:
-        matrix = sp.csr_matrix(
-            (weights, ids.astype(index_dtype, copy=False), doc_ptr), shape=(n_docs, vocab_size)
-        )
-        return np.asarray(matrix @ vectors, dtype=np.float32)
-    matrix = sp.csr_matrix(
-        (weights, ids.astype(index_dtype, copy=False), doc_ptr),
-        shape=(n_docs, vocab_size + len(extra)),
+    index_dtype = (
+        np.int32 if vocab_size + (0 if extra is None else len(extra)) < 2**31 else np.int64
     )
-    out = np.asarray(matrix[:, :vocab_size] @ vectors, dtype=np.float32)
-    out += matrix[:, vocab_size:] @ extra
+    indices = ids.astype(index_dtype, copy=False)
+    if extra is not None and len(extra):
+        matrix = sp.csr_matrix(
+            (weights, indices, doc_ptr), shape=(n_docs, vocab_size + len(extra))
+        )
+        out = np.asarray(matrix[:, :vocab_size] @ vectors, dtype=np.float32)
+        out += matrix[:, vocab_size:] @ extra
+        return out
+    n = n_threads(len(ids) * vectors.shape[1])
+    if n == 1:
+        matrix = sp.csr_matrix((weights, indices, doc_ptr), shape=(n_docs, vocab_size))
+        return np.asarray(matrix @ vectors, dtype=np.float32)
+    indptr = doc_ptr.astype(index_dtype, copy=False)
+    out = np.empty((n_docs, vectors.shape[1]), dtype=np.float32)
+
+    def rows(start, stop):
+        first, last = indptr[start], indptr[stop]
+        matrix = sp.csr_matrix(
+            (weights[first:last], indices[first:last], indptr[start : stop + 1] - first),
+            shape=(stop - start, vocab_size),
+        )
+        out[start:stop] = matrix @ vectors
+
+    bounds = _split_documents(doc_ptr, n).tolist()
+    _parallel(rows, list(zip(bounds[:-1], bounds[1:])))
     return out
 
 
@@ -50,26 +113,41 @@ def segment_extreme(ids, doc_ptr, vectors, op="max", extra=None):
     ufunc = np.maximum if op == "max" else np.minimum
     n_docs = len(doc_ptr) - 1
     dim = vectors.shape[1]
+    out = np.zeros((n_docs, dim), dtype=np.float32)
+    if n_docs == 0:
+        return out
     lengths = np.diff(doc_ptr)
+    # Longest first, so that the documents longer than a position are a
+    # prefix of each block.
     order = np.argsort(-lengths, kind="stable")
-    sorted_lengths = lengths[order]
-    starts = doc_ptr[:-1][order]
-    result = np.zeros((n_docs, dim), dtype=np.float32)
-    buffer = np.empty((n_docs, dim), dtype=np.float32)
     table = _RowSource(vectors, extra)
-    longest = int(sorted_lengths[0]) if n_docs else 0
-    negated = -sorted_lengths
-    for position in range(longest):
-        # Documents are sorted longest first: those longer than `position` are a prefix.
-        k = int(np.searchsorted(negated, -position, side="left"))
-        rows = ids[starts[:k] + position]
-        if position == 0:
-            table.take(rows, out=result[:k])
-        else:
-            table.take(rows, out=buffer[:k])
-            ufunc(result[:k], buffer[:k], out=result[:k])
-    out = np.empty_like(result)
-    out[order] = result
+    size = int(np.clip(_SWEEP_BYTES // (4 * dim), 64, 8192))
+
+    def sweep(blocks):
+        result = np.empty((size, dim), dtype=np.float32)
+        buffer = np.empty((size, dim), dtype=np.float32)
+        for block in blocks:
+            docs = order[block * size : (block + 1) * size]
+            block_lengths = lengths[docs]
+            longest = int(block_lengths[0])
+            if longest == 0:
+                continue
+            # How many documents are still running at each position.
+            alive = np.searchsorted(-block_lengths, -np.arange(longest), side="left")
+            starts = doc_ptr[docs]
+            k = int(alive[0])
+            table.take(ids[starts[:k]], out=result[:k])
+            for position in range(1, longest):
+                k = int(alive[position])
+                table.take(ids[starts[:k] + position], out=buffer[:k])
+                ufunc(result[:k], buffer[:k], out=result[:k])
+            n_alive = int(alive[0])
+            out[docs[:n_alive]] = result[:n_alive]
+
+    # Blocks of long and of short documents alternate between the threads.
+    n_blocks = -(-n_docs // size)
+    n = min(n_threads(len(ids) * dim), n_blocks)
+    _parallel(sweep, [(range(t, n_blocks, n),) for t in range(max(n, 1))])
     return out
 
 

@@ -94,3 +94,37 @@ def test_gpu_pooling_matches_cpu(pooling, weighting):
     with pytest.warns(EmptyDocumentWarning):
         on_cpu = cpu.transform(docs)
     np.testing.assert_allclose(on_gpu, on_cpu, rtol=1e-4, atol=1e-5)
+
+
+def test_threads_and_blocks_do_not_change_the_results(monkeypatch):
+    import embedxfer._pooling as pooling
+
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(500, 24)).astype(np.float32)
+    lengths = rng.integers(0, 30, size=3000)
+    doc_ptr = np.concatenate([[0], np.cumsum(lengths)])
+    ids = rng.integers(0, 500, size=doc_ptr[-1])
+    weights = rng.uniform(0.1, 2, size=len(ids)).astype(np.float32)
+    single = {
+        "sum": weighted_sum(ids, doc_ptr, vectors, weights),
+        "max": segment_extreme(ids, doc_ptr, vectors, "max"),
+        "min": segment_extreme(ids, doc_ptr, vectors, "min"),
+    }
+    monkeypatch.setattr(pooling, "n_threads", lambda work: 3)
+    monkeypatch.setattr(pooling, "_SWEEP_BYTES", 1024)  # many small blocks
+    np.testing.assert_array_equal(weighted_sum(ids, doc_ptr, vectors, weights), single["sum"])
+    np.testing.assert_array_equal(segment_extreme(ids, doc_ptr, vectors, "max"), single["max"])
+    np.testing.assert_array_equal(segment_extreme(ids, doc_ptr, vectors, "min"), single["min"])
+    expected = [
+        vectors[ids[a:b]].max(0) if b > a else np.zeros(24)
+        for a, b in zip(doc_ptr[:-1], doc_ptr[1:])
+    ]
+    np.testing.assert_array_equal(single["max"], np.asarray(expected, np.float32))
+
+
+def test_thread_count_follows_omp_num_threads(monkeypatch):
+    import embedxfer._pooling as pooling
+
+    assert pooling.n_threads(10) == 1
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert pooling.n_threads(1 << 30) == 1

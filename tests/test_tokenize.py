@@ -76,3 +76,95 @@ def test_vocabulary_index_does_not_modify_the_source():
     source = dict(VOCAB)
     VocabularyIndex(source)
     assert source == VOCAB
+
+
+# -- the numpy path of the default pattern ------------------------------------------
+
+
+def regex_reference(docs, vocab, lowercase):
+    """One ``re.findall`` per document with the documented pattern, and dict lookups."""
+    ids, ptr = [], [0]
+    for doc in docs:
+        doc = doc.replace("\x00", " ")
+        toks = re.findall(DEFAULT_TOKEN_PATTERN, doc.lower() if lowercase else doc)
+        ids.extend(vocab.get(t, OOV_ID) for t in toks)
+        ptr.append(len(ids))
+    return np.array(ids, dtype=np.int64), np.array(ptr, dtype=np.int64)
+
+
+TRICKY_VOCAB = [
+    "a", "b", "n't", "'s", "do", ",", ".", "u.s.", "don't", "a_b", "é", "ab", "t", "n", "'",
+    "-", "an", "abn", "1", "²", "x y", "İ", "_", "'t", "'n", "\U0001F600", "ǆ", "nt", "dan",
+    "aaaaaaaa", "aaaaaaaaa", "abababababababababab", "ééééé", "ééééé's", "tntntntnt",
+]
+PIECES = [
+    "a", "b", "d", "n", "t", "'", "'", "n't", "'s", "n'", "'t", " ", " ", "\t", "\n", "\x00",
+    ",", ".", "-", "_", "1", "²", "é", "İ", "ǅ", "U", "\u00a0", "\x1c", "\u2019", "\U0001F600",
+    "\U00020000", "\ud800", "aaaaaaaa", "aaaaaaaaa", "abababababababababab", "ééééé", "tntntntnt",
+]
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_numpy_path_gives_the_regex_tokens_on_random_text(seed):
+    rng = np.random.default_rng(seed)
+    vocab = {w: i for i, w in enumerate(TRICKY_VOCAB)}
+    index = VocabularyIndex(vocab)
+    assert index.hash_tables().get(False) is not None
+    for _ in range(400):
+        docs = [
+            "".join(rng.choice(PIECES, size=rng.integers(0, 15)).tolist())
+            for _ in range(rng.integers(1, 6))
+        ]
+        lowercase = bool(rng.integers(2))
+        ids, ptr, _ = documents_to_ids(docs, index, compile_tokenizer(), lowercase)
+        ref_ids, ref_ptr = regex_reference(docs, vocab, lowercase)
+        np.testing.assert_array_equal(ids, ref_ids, err_msg=repr(docs))
+        np.testing.assert_array_equal(ptr, ref_ptr, err_msg=repr(docs))
+
+
+def test_numpy_path_on_real_text_and_real_vocabulary(glove, mr_texts):
+    docs = list(mr_texts[0][:3000]) + ["Don't panic: it's Müller's café (naïve) — ok?", ""]
+    index = VocabularyIndex(glove.key_to_index)
+    for lowercase in (True, False):
+        ids, ptr, _ = documents_to_ids(docs, index, compile_tokenizer(), lowercase)
+        ref_ids, ref_ptr = regex_reference(docs, glove.key_to_index, lowercase)
+        np.testing.assert_array_equal(ids, ref_ids)
+        np.testing.assert_array_equal(ptr, ref_ptr)
+
+
+def test_documents_spanning_several_pieces(monkeypatch):
+    import embedxfer._tokenize as tokenize_module
+
+    monkeypatch.setattr(tokenize_module, "_PIECE_CHARS", 64)
+    vocab = {w: i for i, w in enumerate(TRICKY_VOCAB)}
+    rng = np.random.default_rng(7)
+    docs = ["".join(rng.choice(PIECES, size=rng.integers(0, 40)).tolist()) for _ in range(200)]
+    docs.append("ab " * 100)  # a document longer than a piece
+    ids, ptr, _ = documents_to_ids(docs, VocabularyIndex(vocab), compile_tokenizer(), True)
+    ref_ids, ref_ptr = regex_reference(docs, vocab, True)
+    np.testing.assert_array_equal(ids, ref_ids)
+    np.testing.assert_array_equal(ptr, ref_ptr)
+
+
+def test_falls_back_to_the_dictionary_when_words_share_a_hash(monkeypatch):
+    import embedxfer._tokenize as tokenize_module
+
+    monkeypatch.setattr(tokenize_module._WordTable, "build", classmethod(lambda *a: None))
+    index = VocabularyIndex(VOCAB)
+    docs = ["The film, it's good.", "don't"]
+    ids, ptr, _ = documents_to_ids(docs, index, compile_tokenizer(), True)
+    ref_ids, ref_ptr = reference_ids(docs)
+    np.testing.assert_array_equal(ids, ref_ids)
+    np.testing.assert_array_equal(ptr, ref_ptr)
+
+
+def test_character_classes_are_those_of_re():
+    # The numpy path classifies code points with str.isalnum / str.isspace;
+    # re's \w and \s must agree on every code point for its tokens to match.
+    import sys
+
+    word, space = re.compile(r"\w"), re.compile(r"\s")
+    for cp in range(sys.maxunicode + 1):
+        char = chr(cp)
+        assert (char.isalnum() or char == "_") == bool(word.match(char)), hex(cp)
+        assert char.isspace() == bool(space.match(char)), hex(cp)

@@ -1,0 +1,91 @@
+"""The word-vector benchmark script runs end to end on a tiny size.
+
+Behaviour only: every table is printed and every target gets a verdict;
+the timings themselves are not checked.
+"""
+
+import argparse
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "word_pooling.py"
+TINY = ["--docs", "300", "--vocab", "2000", "--dim", "16", "--rounds", "1"]
+CORE = [
+    "embedxfer mean",
+    "embedxfer tfidf",
+    "embedxfer sif",
+    "embedxfer max",
+    "naive loop mean",
+    "naive loop max",
+    "sklearn CountVectorizer + product",
+]
+
+
+@pytest.fixture(scope="module")
+def bench():
+    spec = importlib.util.spec_from_file_location("word_pooling", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["word_pooling"] = module
+    spec.loader.exec_module(module)
+    yield module
+    sys.modules.pop("word_pooling", None)
+
+
+def test_tiny_run_prints_every_table_and_verdict(bench, tmp_path, capsys):
+    # fse is listed to check that a peer that is not installed is skipped
+    # with a message, not an error (it is not installable on numpy 2).
+    methods = ",".join(CORE + ["fse Average"])
+    bench.main(
+        TINY + ["--results", str(tmp_path), "--no-memory", "--no-load", "--methods", methods]
+    )
+    out = capsys.readouterr().out
+    for name in CORE:
+        assert f"| {name} |" in out
+    if importlib.util.find_spec("fse") is None:
+        assert "skipped fse Average" in out
+    assert "## Where embedxfer's time goes" in out
+    verdicts = re.findall(r"^- (PASS|FAIL|SKIPPED[^:]*): (.+?):", out, flags=re.MULTILINE)
+    labels = [label for _, label in verdicts]
+    assert "mean from raw strings vs naive loop" in labels
+    assert "max from raw strings vs naive loop" in labels
+    assert "pooling alone vs read floor" in labels
+    assert list(tmp_path.glob("word_pooling-*.json"))
+
+
+def test_methods_agree_with_the_naive_loop(bench, tmp_path):
+    data = bench.prepare(300, 2000, 16, seed=1, results=tmp_path)
+    from embedxfer import load_vectors
+
+    kv = load_vectors(str(data.vectors_path), cache_dir=tmp_path / "cache")
+    methods, _ = bench.build_methods(data, kv, CORE)
+    naive = methods["naive loop mean"][1](data.docs)
+    np.testing.assert_allclose(methods["embedxfer mean"][1](data.docs), naive, atol=1e-6)
+    np.testing.assert_allclose(
+        methods["sklearn CountVectorizer + product"][1](data.docs), naive, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        methods["embedxfer max"][1](data.docs), methods["naive loop max"][1](data.docs), atol=0
+    )
+    # About 5% of the tokens are out of the vocabulary, as documented.
+    assert 0.03 < data.n_oov / data.n_tokens < 0.07
+
+
+@pytest.mark.slow  # one fresh process per load and per method
+def test_load_and_memory_tables(bench, tmp_path):
+    data = bench.prepare(200, 2000, 16, seed=2, results=tmp_path)
+    from embedxfer import load_vectors
+
+    kv = load_vectors(str(data.vectors_path), cache_dir=tmp_path / "cache")
+    rows, _ = bench.load_times(data, kv, tmp_path, 500, packaged=False)
+    seconds = {label: sec for label, sec, _ in rows}
+    assert all(sec is not None and sec >= 0 for sec in seconds.values()), rows
+    assert any(label.startswith("word2vec binary, second") for label in seconds)
+    args = argparse.Namespace(docs=200, vocab=2000, dim=16, seed=2, results=str(tmp_path))
+    (row,) = bench.memory_table(args, ["embedxfer mean"])
+    name, traced, rss, _ = row
+    assert name == "embedxfer mean" and traced > 0 and rss > 0
