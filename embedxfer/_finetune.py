@@ -8,6 +8,7 @@ The training loop, early stopping and the saved format are shared with
 
 import copy
 import numbers
+import os
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -629,7 +630,7 @@ class TransformerClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierM
 
     def _extra_config(self):
         return {
-            "base_model": _model_reference(self.model),
+            "base_model": os.fspath(self.model),
             "n_features_out_": self.n_features_out_,
             "n_layers_": self.n_layers_,
             "trainable_parameters_": self.trainable_parameters_,
@@ -649,12 +650,13 @@ class TransformerClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierM
             params = dict(encoder.named_parameters())
             with torch.no_grad():
                 for name in names:
-                    if name not in params or params[name].shape != tensors[f"encoder.{name}"].shape:
+                    saved = tensors[f"encoder.{name}"]
+                    if name not in params or params[name].shape != saved.shape:
                         raise ValueError(
                             f"the saved weight {name!r} does not fit the encoder "
                             f"{self.model!r}; load with the base model it was trained on."
                         )
-                    params[name].copy_(tensors[f"encoder.{name}"])
+                    params[name].copy_(saved)
             encoder = encoder.to(device).eval()
         else:
             tokenizer, encoder = _frozen_encoder_on(self.model, device)
@@ -671,8 +673,3 @@ class TransformerClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierM
         self._runtime = _Runtime(tokenizer, encoder, head, device, amp_dtype,
                                  self._max_length(tokenizer, encoder))
 
-
-def _model_reference(model):
-    import os
-
-    return os.fspath(model)

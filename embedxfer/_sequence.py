@@ -7,7 +7,6 @@ of the training data so that the trained model stays small and carries its
 own vocabulary: prediction and loading need no vector file.
 """
 
-import numbers
 from collections import Counter
 
 import numpy as np
