@@ -672,4 +672,3 @@ class TransformerClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierM
         self.device_ = device
         self._runtime = _Runtime(tokenizer, encoder, head, device, amp_dtype,
                                  self._max_length(tokenizer, encoder))
-
