@@ -85,8 +85,10 @@ class EmbeddingCache:
     the process-wide memory cache, ``cache="folder"`` for a disk cache) and
     each document is encoded once per embedder configuration: inside
     ``GridSearchCV``, across ``cross_val_score`` folds and, on disk, across
-    process restarts. The cache never changes results: a hit returns the
-    exact vector stored at the first encoding.
+    process restarts. A hit returns the exact vector computed when the
+    document was first encoded, so results do not depend on the cache
+    (beyond float rounding for encoders whose output varies slightly with
+    the batch a document is padded in).
 
     The object is a handle. ``copy.deepcopy`` (hence ``sklearn.clone``)
     returns the same object; pickling stores the folder of a disk cache, or
@@ -102,8 +104,9 @@ class EmbeddingCache:
         ``<path>/embeddings.sqlite``. ``None`` keeps them in memory.
     max_memory_mb : float or None, default=512
         Bound on a memory cache, in MiB of vectors plus per-entry overhead;
-        the least recently used entries are evicted beyond it. ``None``
-        means unbounded. Ignored by a disk cache.
+        beyond it the least recently used blocks (up to 1024 documents each,
+        as stored together) are evicted. ``None`` means unbounded. Ignored by
+        a disk cache.
     timeout : float, default=60.0
         Seconds a disk cache waits for another process's write to finish
         before raising.
