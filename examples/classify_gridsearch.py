@@ -78,7 +78,7 @@ def main():
             "embed": [WordVectorEmbedder("glove-6B-50d")],
             "embed__pooling": ["mean", "mean+max"],
             "embed__weighting": [None, "sif"],
-            "clf__C": [0.1, 1.0] if args.quick else [0.1, 1.0, 10.0],
+            "clf__C": [0.01, 0.1] if args.quick else [0.01, 0.1, 1.0],
         }
     ]
     if not (args.quick or args.no_sentence):
@@ -89,7 +89,7 @@ def main():
             grid.append({
                 "embed": [SentenceEmbedder(model="all-MiniLM-L6-v2", cache="memory")],
                 "embed__pooling": ["mean"],
-                "clf__C": [0.1, 1.0, 10.0],
+                "clf__C": [0.01, 0.1, 1.0],
             })  # fmt: skip
         except ImportError:
             print("(sentence-transformers not installed: word vectors only)")

@@ -18,8 +18,8 @@ Data: BBC News articles (Greene & Cunningham 2006, 5 topics) from
 ../shared/data when present, else the SMS Spam Collection shipped with
 embedxfer (2 groups: ham and spam).
 
-    python examples/cluster_documents.py --out maps/      # 600 articles, ~1 minute on 2 cores
-    python examples/cluster_documents.py --quick          # 150 articles, GloVe only
+    python examples/cluster_documents.py --out maps/      # 400 articles, ~1 minute on 2 cores
+    python examples/cluster_documents.py --quick          # 150 articles, GloVe and LSA only
 """
 
 import argparse
@@ -81,8 +81,9 @@ def embedders(quick):
         except ImportError:
             print("(sentence-transformers not installed: skipping all-MiniLM-L6-v2)")
         else:
+            # The first 128 word pieces of an article carry its topic, at half the cost of 256.
             out["all-MiniLM-L6-v2"] = lambda texts: SentenceEmbedder(
-                model="all-MiniLM-L6-v2", normalize=True
+                model="all-MiniLM-L6-v2", normalize=True, max_length=128
             ).fit_transform(texts)
     return out
 
@@ -129,7 +130,7 @@ def draw_map(X, topics, clusters, title, path, method):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--n-docs", type=int, default=600, help="documents to cluster")
+    parser.add_argument("--n-docs", type=int, default=400, help="documents to cluster")
     parser.add_argument("--quick", action="store_true", help="150 documents, GloVe and LSA only")
     parser.add_argument("--map", choices=("tsne", "pca"), default=None,
                         help="2-D projection (default: t-SNE, PCA with --quick)")
@@ -151,7 +152,8 @@ def main():
     for label, embed in embedders(args.quick).items():
         started = time.perf_counter()
         X = normalize(np.asarray(embed(texts), dtype=np.float32))
-        embed_s = time.perf_counter() - started
+        print(f"{label:<20} {'(embedding)':<21} {'':>8} {'':>6} {'':>6} {'':>6} "
+              f"{time.perf_counter() - started:>5.1f}s")
         kmeans_labels = None
         for method_name, model in clusterers(n_clusters, len(texts)).items():
             started = time.perf_counter()
@@ -160,7 +162,7 @@ def main():
             print(f"{label:<20} {method_name:<21} {found:>8} {np.mean(clusters < 0):>6.0%} "
                   f"{adjusted_rand_score(topics, clusters):>6.3f} "
                   f"{normalized_mutual_info_score(topics, clusters):>6.3f} "
-                  f"{time.perf_counter() - started + embed_s:>5.1f}s")  # fmt: skip
+                  f"{time.perf_counter() - started:>5.1f}s")  # fmt: skip
             if kmeans_labels is None:
                 kmeans_labels = clusters
         slug = {"GloVe": "glove", "TF-IDF": "lsa", "all-MiniLM-L6-v2": "minilm"}[label.split()[0]]
