@@ -171,13 +171,16 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
         device = resolve_device(self.device)
         resolve_dtype(self.precision, device)
         backend = self._load(device)
-        self.device_ = device
-        self.max_length_ = self._check_max_length(backend)
-        self.n_features_out_ = self._check_layers_and_width(backend)
+        max_length = self._check_max_length(backend)
+        width = self._check_layers_and_width(backend)
         if self.cache is not None:
             from ._cache import resolve_cache
 
             resolve_cache(self.cache)
+        # Set together, so that a failed fit leaves no half-fitted estimator.
+        self.device_ = device
+        self.max_length_ = max_length
+        self.n_features_out_ = width
         return self
 
     def transform(self, X):
