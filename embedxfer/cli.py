@@ -468,7 +468,12 @@ def cmd_demo(args):
     if args.quick and args.cv == 5:
         args.cv = 3
     args.task, args.estimators, args.kind = "classify", None, "auto"
-    return _evaluate(args, list(DEMO_MODELS), max_docs=max_docs, plot=args.plot,
+    plot = args.plot
+    if plot == DEMO_PLOT and not _has_module("matplotlib"):
+        print("note: matplotlib is not installed, so no plot is written "
+              "(pip install 'embedxfer[plot]').", file=sys.stderr)  # fmt: skip
+        plot = None
+    return _evaluate(args, list(DEMO_MODELS), max_docs=max_docs, plot=plot,
                      curve_points=5 if args.quick else 7)  # fmt: skip
 
 

@@ -135,7 +135,7 @@ def main():
     parser.add_argument("--map", choices=("tsne", "pca"), default=None,
                         help="2-D projection (default: t-SNE, PCA with --quick)")
     parser.add_argument("--out", type=Path, default=Path.cwd(),
-                        help="folder for the PNG maps (default: the current folder)")
+                        help="folder for cluster_map.png (default: the current folder)")
     args = parser.parse_args()
     n_docs = 150 if args.quick else args.n_docs
     method = args.map or ("pca" if args.quick else "tsne")
@@ -149,26 +149,27 @@ def main():
 
     print(f"\n{'embedding':<20} {'clustering':<21} {'clusters':>8} {'noise':>6} {'ARI':>6} "
           f"{'NMI':>6} {'time':>6}")  # fmt: skip
+    best = None  # (ARI, label, vectors, KMeans clusters) of the best KMeans result
     for label, embed in embedders(args.quick).items():
         started = time.perf_counter()
         X = normalize(np.asarray(embed(texts), dtype=np.float32))
         print(f"{label:<20} {'(embedding)':<21} {'':>8} {'':>6} {'':>6} {'':>6} "
               f"{time.perf_counter() - started:>5.1f}s")
-        kmeans_labels = None
         for method_name, model in clusterers(n_clusters, len(texts)).items():
             started = time.perf_counter()
             clusters = model.fit_predict(X)
             found = len(set(clusters) - {-1})
+            ari = adjusted_rand_score(topics, clusters)
             print(f"{label:<20} {method_name:<21} {found:>8} {np.mean(clusters < 0):>6.0%} "
-                  f"{adjusted_rand_score(topics, clusters):>6.3f} "
-                  f"{normalized_mutual_info_score(topics, clusters):>6.3f} "
+                  f"{ari:>6.3f} {normalized_mutual_info_score(topics, clusters):>6.3f} "
                   f"{time.perf_counter() - started:>5.1f}s")  # fmt: skip
-            if kmeans_labels is None:
-                kmeans_labels = clusters
-        slug = {"GloVe": "glove", "TF-IDF": "lsa", "all-MiniLM-L6-v2": "minilm"}[label.split()[0]]
-        path = args.out / f"cluster_map_{slug}.png"
-        draw_map(X, topics, kmeans_labels, f"{name}: {label}", path, method)
-        print(f"{'':<20} map written to {path}")
+            if method_name == "KMeans" and (best is None or ari > best[0]):
+                best = (ari, label, X, clusters)
+
+    ari, label, X, clusters = best
+    path = args.out / "cluster_map.png"
+    draw_map(X, topics, clusters, f"{name}: {label} (KMeans ARI {ari:.2f})", path, method)
+    print(f"\n{method.upper()} map of the best embedding ({label}) written to {path}")
 
 
 if __name__ == "__main__":
