@@ -39,6 +39,7 @@ from sklearn.preprocessing import Normalizer, normalize
 from embedxfer import WordVectorEmbedder
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+PROJECTIONS = {"tsne": "t-SNE", "pca": "PCA"}
 
 
 def load_data(n_docs, seed=0):
@@ -123,7 +124,7 @@ def draw_map(X, topics, clusters, title, path, method):
         ax.set_xticks([])
         ax.set_yticks([])
         ax.legend(fontsize=8, markerscale=2, loc="best")
-    fig.suptitle(f"{title} ({method.upper()} map)")
+    fig.suptitle(f"{title} ({PROJECTIONS[method]} map)")
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
@@ -168,8 +169,8 @@ def main():
 
     ari, label, X, clusters = best
     path = args.out / "cluster_map.png"
-    draw_map(X, topics, clusters, f"{name}: {label} (KMeans ARI {ari:.2f})", path, method)
-    print(f"\n{method.upper()} map of the best embedding ({label}) written to {path}")
+    draw_map(X, topics, clusters, f"{name}: {label}, KMeans ARI {ari:.2f}", path, method)
+    print(f"\n{PROJECTIONS[method]} map of the best embedding ({label}) written to {path}")
 
 
 if __name__ == "__main__":
