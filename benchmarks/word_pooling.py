@@ -14,10 +14,13 @@ hits them alike.
 
 Peers: embetter 0.7.0 ``GensimEncoder`` (``pip install embetter==0.7.0 skops
 diskcache model2vec``; its ``[gensim]`` extra pins scipy < 1.13, so leave it
-out), zeugma's ``EmbeddingTransformer`` (``pip install --no-deps zeugma``),
-fse (``pip install fse``), a plain per-document loop and scikit-learn's
-``CountVectorizer`` followed by a sparse product. Peers that are not
-installed, or do not import, are reported and skipped.
+out), zeugma's ``EmbeddingTransformer`` (``pip install --no-deps zeugma``;
+its package imports TensorFlow, so only its embeddings module is loaded),
+fse (``pip install fse``; 1.0.0 does not build against numpy 2), a plain
+per-document loop and scikit-learn's ``CountVectorizer`` followed by a
+sparse product. Peers that are not installed, or do not import, are reported
+and skipped. Ratios are of the median times; the range of the ratios of the
+individual rounds is shown beside them.
 """
 
 import argparse
@@ -501,6 +504,19 @@ def load_times(data, kv, results, text_rows, packaged=True):
 
 
 # ----------------------------------------------------------------- memory
+def _rss_kib(field):
+    """``VmRSS`` / ``VmHWM`` of this process in KiB (Linux), else ``ru_maxrss``."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    scale = 1 if platform.system() != "Darwin" else 1 / 1024  # ru_maxrss: bytes on macOS
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale)
+
+
 def child_memory(args):
     """In a fresh process: peak memory of one method's transform."""
     import tracemalloc
@@ -516,12 +532,17 @@ def child_memory(args):
     transform = methods[args.child_memory][1]
     transform(data.docs[:50])  # first-call setup (hash tables, caches) is not the peak
     gc.collect()
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:  # reset the peak RSS to the current RSS (Linux >= 4.0)
+        with open("/proc/self/clear_refs", "w") as fh:
+            fh.write("5")
+    except OSError:
+        pass
+    before = _rss_kib("VmRSS")
     tracemalloc.start()
     transform(data.docs)
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    after = _rss_kib("VmHWM")
     print(json.dumps({"traced_peak": peak, "rss_before_kb": before, "rss_peak_kb": after}))
 
 
@@ -552,13 +573,12 @@ def memory_table(args, names):
         out = json.loads(lines[-1])
         if "skipped" in out:
             continue
-        scale = 1024 if platform.system() != "Darwin" else 1  # ru_maxrss: KiB on Linux
         rows.append(
             (
                 name,
                 out["traced_peak"] / 2**20,
-                out["rss_peak_kb"] * scale / 2**20,
-                (out["rss_peak_kb"] - out["rss_before_kb"]) * scale / 2**20,
+                out["rss_peak_kb"] / 2**10,
+                (out["rss_peak_kb"] - out["rss_before_kb"]) / 2**10,
             )
         )
         print(
@@ -716,8 +736,10 @@ def main(argv=None):
             )
         )
         print(
-            "\ntraced: Python and numpy allocations (tracemalloc); RSS includes the pages of "
-            "the memory-mapped vectors that were touched.\n"
+            "\ntraced: Python and numpy allocations during the transform (tracemalloc). Peak "
+            "RSS: the process's high-water mark during it (VmHWM, reset just before), which "
+            "includes the pages of the memory-mapped vectors it touched; growth: peak RSS "
+            "minus the RSS before the transform.\n"
         )
 
     print("## Targets\n")
@@ -743,7 +765,9 @@ def main(argv=None):
         if r is None:
             checks.append((label, "n/a", f">= {target}x", f"SKIPPED ({b} not run)"))
         else:
-            check(label, f"{r:.2f}x", f">= {target}x", r >= target)
+            rounds = [tb / ta for ta, tb in zip(all_times[a], all_times[b])]
+            value = f"{r:.2f}x (rounds {min(rounds):.2f}-{max(rounds):.2f}x)"
+            check(label, value, f">= {target}x", r >= target)
     within = s["pool mean"] / split["floor_read_s"]
     check("pooling alone vs read floor", f"{within:.2f}x the floor", "<= 2x", within <= 2)
     second = [sec for label, sec, _ in load_rows if label.startswith("word2vec binary, second")]

@@ -181,14 +181,17 @@ class _Classes:
     """Class of every code point: a table for the Basic Multilingual Plane."""
 
     table = None
+    latin1 = None  # the first 256 entries, for bytes.translate
     astral = {}
 
     @classmethod
     def of(cls, cp):
         if cls.table is None:
-            cls.table = np.fromiter(map(_char_class, range(1 << 16)), np.uint8, 1 << 16)
+            table = np.fromiter(map(_char_class, range(1 << 16)), np.uint8, 1 << 16)
+            cls.latin1 = table[:256].tobytes()
+            cls.table = table
         if cp.dtype == np.uint8:
-            return cls.table[cp]
+            return np.frombuffer(cp.tobytes().translate(cls.latin1), dtype=np.uint8)
         out = cls.table[cp & 0xFFFF]
         high = np.flatnonzero(cp > 0xFFFF)
         if len(high):

@@ -110,11 +110,16 @@ def test_threads_and_blocks_do_not_change_the_results(monkeypatch):
         "max": segment_extreme(ids, doc_ptr, vectors, "max"),
         "min": segment_extreme(ids, doc_ptr, vectors, "min"),
     }
+    ids_before, weights_before = ids.copy(), weights.copy()
     monkeypatch.setattr(pooling, "n_threads", lambda work: 3)
+    monkeypatch.setattr(pooling, "_PARALLEL_WORK", 0)  # the large-batch code path
     monkeypatch.setattr(pooling, "_SWEEP_BYTES", 1024)  # many small blocks
     np.testing.assert_array_equal(weighted_sum(ids, doc_ptr, vectors, weights), single["sum"])
     np.testing.assert_array_equal(segment_extreme(ids, doc_ptr, vectors, "max"), single["max"])
     np.testing.assert_array_equal(segment_extreme(ids, doc_ptr, vectors, "min"), single["min"])
+    # The kernels never modify the caller's arrays.
+    np.testing.assert_array_equal(ids, ids_before)
+    np.testing.assert_array_equal(weights, weights_before)
     expected = [
         vectors[ids[a:b]].max(0) if b > a else np.zeros(24)
         for a, b in zip(doc_ptr[:-1], doc_ptr[1:])
