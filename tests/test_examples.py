@@ -25,8 +25,8 @@ def run_example(name, *args, cwd):
 
 def test_the_examples_are_there():
     tested = {"classify_gridsearch.py", "column_transformer.py", "feature_union.py",
-              "cluster_documents.py", "learning_curve.py"}  # fmt: skip
-    assert tested <= {p.name for p in EXAMPLES.glob("*.py")}
+              "cluster_documents.py", "learning_curve.py", "finetune_learning_curve.py"}  # fmt: skip
+    assert tested == {p.name for p in EXAMPLES.glob("*.py")}
 
 
 def test_classify_gridsearch(tmp_path):
@@ -76,3 +76,12 @@ def test_learning_curve(tmp_path):
     assert "300 documents; 3-fold CV" in out
     assert "TF-IDF" in out and "GloVe 6B 50d" in out
     assert (tmp_path / "learning_curve.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_finetune_learning_curve(tmp_path):
+    out = run_example(
+        "finetune_learning_curve.py", "--sizes", "16", "--test-size", "40", "--epochs", "1",
+        "--max-length", "24", "--out", tmp_path / "curve.png", cwd=tmp_path,
+    )  # fmt: skip
+    assert "| n train | tfidf+lr" in out
+    assert (tmp_path / "curve.png").read_bytes()[:8] == PNG_MAGIC
