@@ -662,6 +662,7 @@ def main(argv=None):
         )
     print("## Documents per second from raw strings\n")
     print(table(["method", "pooling", "median s", "range s", "docs/s", "vs naive mean"], rows))
+    print("\nmean*: a mean with the peer's own tokenisation (see the agreement table).")
     for name, why in skipped.items():
         print(f"\n- skipped {name}: {why}")
     print()
