@@ -18,7 +18,7 @@ from . import _torch_training as tt
 from ._base import TextInputMixin
 from ._device import import_torch, resolve_device
 from ._registry import get_or_load
-from ._transformers import DEFAULT_MODEL, resolve_model_source
+from ._transformers import DEFAULT_MODEL, _import_transformers, resolve_model_source
 from ._validation import check_documents
 
 # Batches at prediction time hold no activations for backward, so they can be
@@ -32,17 +32,6 @@ _HEAD_ONLY_EPOCHS = 30
 _MIN_FINETUNE_EPOCHS = 3
 _MIN_FINETUNE_STEPS = 40
 _MAX_AUTO_EPOCHS = 20
-
-
-def _import_transformers():
-    try:
-        import transformers
-    except ImportError as err:  # pragma: no cover - exercised without the extra
-        raise ImportError(
-            "TransformerClassifier needs transformers; install it with "
-            "pip install 'embedxfer[transformers]'"
-        ) from err
-    return transformers
 
 
 def load_base_encoder(model):
@@ -604,20 +593,6 @@ class TransformerClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierM
         runtime = self._ensure_runtime()
         return runtime.run(runtime.tokenize(docs) if docs else [],
                            self.batch_size * _PREDICT_BATCH_FACTOR, "pooled")
-
-    def embed(self, X):
-        """Alias of :meth:`transform`.
-
-        Parameters
-        ----------
-        X : iterable of str
-            Documents.
-
-        Returns
-        -------
-        vectors : ndarray of shape (n_samples, n_features_out_), float32
-        """
-        return self.transform(X)
 
     # ------------------------------------------------------- persistence
     def _trained_tensors(self):

@@ -399,20 +399,6 @@ class SequenceClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierMixi
         check_is_fitted(self)
         return self._docs_run(check_documents(X, allow_empty=True), "pooled")
 
-    def embed(self, X):
-        """Alias of :meth:`transform`.
-
-        Parameters
-        ----------
-        X : iterable of str
-            Documents.
-
-        Returns
-        -------
-        vectors : ndarray of shape (n_samples, n_features_out_), float32
-        """
-        return self.transform(X)
-
     # ------------------------------------------------------- persistence
     def _trained_tensors(self):
         return dict(self._runtime.net.state_dict())

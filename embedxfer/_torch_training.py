@@ -487,6 +487,20 @@ class TorchClassifierMixin:
             self._pending_tensors = None
         return self._runtime
 
+    def embed(self, X):
+        """Alias of :meth:`transform`.
+
+        Parameters
+        ----------
+        X : iterable of str
+            Documents.
+
+        Returns
+        -------
+        vectors : ndarray of shape (n_samples, n_features_out_), float32
+        """
+        return self.transform(X)
+
     def predict_proba(self, X):
         """Class probabilities.
 
