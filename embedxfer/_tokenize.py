@@ -146,7 +146,7 @@ def _drop_positions(tokens, positions):
 
 
 def drop_oov(ids, doc_ptr):
-    """Keep in-vocabulary tokens only; return ``(ids, doc_ptr, counts_total)``."""
+    """Keep in-vocabulary tokens only; return ``(ids, doc_ptr)`` of what is left."""
     known = ids >= 0
     csum = np.zeros(len(ids) + 1, dtype=np.int64)
     np.cumsum(known, out=csum[1:])

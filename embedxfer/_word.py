@@ -17,6 +17,7 @@ from ._tokenize import (
     VocabularyIndex,
     compile_tokenizer,
     documents_to_ids,
+    drop_oov,
 )
 from ._validation import check_documents
 from ._vectors import DEFAULT_VECTORS, load_vectors, source_identity, source_tag
@@ -200,12 +201,8 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
 
         ids, doc_ptr, _ = self._ids(docs, index)
         n_tokens = len(ids)
-        known = ids >= 0
-        self.oov_rate_ = float(1.0 - known.mean()) if n_tokens else 0.0
-        in_ids = ids[known]
-        csum = np.zeros(n_tokens + 1, dtype=np.int64)
-        np.cumsum(known, out=csum[1:])
-        in_ptr = csum[doc_ptr]
+        in_ids, in_ptr = drop_oov(ids, doc_ptr)
+        self.oov_rate_ = float(1.0 - len(in_ids) / n_tokens) if n_tokens else 0.0
 
         V = index.size
         self.weight_ids_ = np.zeros(0, dtype=np.int32)
@@ -345,12 +342,9 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
             extra = None
             if self.oov == "subword":
                 ids, extra = _subword_rows(kv, ids, tokens, index.size)
-            known = ids >= 0
-            csum = np.zeros(len(ids) + 1, dtype=np.int64)
-            np.cumsum(known, out=csum[1:])
-            in_ptr = csum[doc_ptr]
+            in_ids, in_ptr = drop_oov(ids, doc_ptr)
             n_empty += int(np.count_nonzero(in_ptr[1:] == in_ptr[:-1]))
-            pooled = self._pool(kv, index, ids[known], in_ptr, self.poolings_, extra=extra)
+            pooled = self._pool(kv, index, in_ids, in_ptr, self.poolings_, extra=extra)
             out[start : start + len(batch)] = pooled
         if n_empty:
             warnings.warn(
@@ -445,9 +439,7 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
         docs = check_documents(X)
         kv = self._keyed_vectors()
         ids, doc_ptr, _ = self._ids(docs, self._vocabulary_index(kv))
-        known = np.zeros(len(ids) + 1, dtype=np.int64)
-        np.cumsum(ids >= 0, out=known[1:])
-        found = np.diff(known[doc_ptr]).astype(np.float64)
+        found = np.diff(drop_oov(ids, doc_ptr)[1]).astype(np.float64)
         total = np.diff(doc_ptr).astype(np.float64)
         return np.divide(found, total, out=np.zeros_like(found), where=total > 0)
 
@@ -472,10 +464,7 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
         docs = check_documents(X)
         kv = self._keyed_vectors()
         ids, doc_ptr, _ = self._ids(docs, self._vocabulary_index(kv))
-        known = ids >= 0
-        csum = np.zeros(len(ids) + 1, dtype=np.int64)
-        np.cumsum(known, out=csum[1:])
-        ids, doc_ptr = ids[known], csum[doc_ptr]
+        ids, doc_ptr = drop_oov(ids, doc_ptr)
         lengths = np.diff(doc_ptr)
         width = int(lengths.max(initial=0)) if max_length is None else int(max_length)
         lengths = np.minimum(lengths, width)
