@@ -29,3 +29,16 @@ def sample_dataset(name, n=None, *, split="all", seed=0):
     rng = np.random.default_rng(seed)
     pick = rng.permutation(len(texts))[: n if n is not None else len(texts)]
     return [texts[i] for i in pick], labels[pick]
+
+
+def balanced_subset(texts, labels, per_class, seed=0):
+    """``per_class`` documents of every label, drawn with a seed and shuffled."""
+    import numpy as np
+
+    rng = np.random.RandomState(seed)
+    rows = np.concatenate([
+        rng.choice(np.flatnonzero(labels == c), per_class, replace=False)
+        for c in np.unique(labels)
+    ])
+    rng.shuffle(rows)
+    return [texts[i] for i in rows], labels[rows]

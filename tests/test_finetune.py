@@ -5,7 +5,6 @@ import pickle
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -21,30 +20,11 @@ from sklearn.model_selection import GridSearchCV  # noqa: E402
 
 from embedxfer._finetune import TransformerClassifier, load_base_encoder  # noqa: E402
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+from _shared_data import balanced_subset, read_dataset  # noqa: E402
+
 TREC_NAMES = np.array(["ABBR", "ENTY", "DESC", "HUM", "LOC", "NUM"])
 # Small everything: two CPU cores run the whole file in well under a minute.
 FAST = dict(max_length=32, batch_size=8, random_state=0)
-
-
-def read_csv(name, split):
-    path = DATA_DIR / name / f"{split}.csv"
-    if not path.exists():
-        pytest.skip(f"shared dataset {path} is not available")
-    import pandas as pd
-
-    frame = pd.read_csv(path, keep_default_na=False)
-    return frame["text"].astype(str).tolist(), frame["label"].to_numpy()
-
-
-def balanced_subset(texts, labels, per_class, seed=0):
-    rng = np.random.RandomState(seed)
-    rows = np.concatenate([
-        rng.choice(np.flatnonzero(labels == c), per_class, replace=False)
-        for c in np.unique(labels)
-    ])
-    rng.shuffle(rows)
-    return [texts[i] for i in rows], labels[rows]
 
 
 @pytest.fixture(scope="module")
@@ -57,14 +37,14 @@ def pristine():
 
 @pytest.fixture(scope="module")
 def sst2_small():
-    texts, labels = read_csv("sst2", "train")
+    texts, labels = read_dataset("sst2", "train")
     return balanced_subset(texts, labels, 12)
 
 
 @pytest.fixture(scope="module")
 def trec_small():
     """TREC questions with string labels, 6 classes, 5 per class."""
-    texts, labels = read_csv("trec", "train")
+    texts, labels = read_dataset("trec", "train")
     texts, labels = balanced_subset(texts, labels, 5)
     return texts, TREC_NAMES[labels]
 
@@ -365,8 +345,8 @@ def test_sklearn_tags_declare_text_input():
 @pytest.mark.slow
 def test_fine_tuning_matches_or_beats_head_only_on_sst2():
     """SST-2, 400 training sentences, 2 epochs: unfreeze=2 vs a frozen encoder."""
-    train_x, train_y = read_csv("sst2", "train")
-    test_x, test_y = read_csv("sst2", "dev")
+    train_x, train_y = read_dataset("sst2", "train")
+    test_x, test_y = read_dataset("sst2", "dev")
     train_x, train_y = balanced_subset(train_x, train_y, 200, seed=1)
     rng = np.random.RandomState(2)
     rows = rng.choice(len(test_x), 400, replace=False)

@@ -20,29 +20,10 @@ from sklearn.model_selection import GridSearchCV  # noqa: E402
 
 from embedxfer import SequenceClassifier, load_vectors  # noqa: E402
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+from _shared_data import balanced_subset, read_dataset  # noqa: E402
+
 TREC_NAMES = np.array(["ABBR", "ENTY", "DESC", "HUM", "LOC", "NUM"])
 FAST = dict(hidden_size=16, epochs=2, batch_size=8, random_state=0)
-
-
-def read_csv(name, split):
-    path = DATA_DIR / name / f"{split}.csv"
-    if not path.exists():
-        pytest.skip(f"shared dataset {path} is not available")
-    import pandas as pd
-
-    frame = pd.read_csv(path, keep_default_na=False)
-    return frame["text"].astype(str).tolist(), frame["label"].to_numpy()
-
-
-def balanced_subset(texts, labels, per_class, seed=0):
-    rng = np.random.RandomState(seed)
-    rows = np.concatenate([
-        rng.choice(np.flatnonzero(labels == c), per_class, replace=False)
-        for c in np.unique(labels)
-    ])
-    rng.shuffle(rows)
-    return [texts[i] for i in rows], labels[rows]
 
 
 @pytest.fixture(scope="module")
@@ -55,13 +36,13 @@ def glove():
 
 @pytest.fixture(scope="module")
 def sst2_small():
-    texts, labels = read_csv("sst2", "train")
+    texts, labels = read_dataset("sst2", "train")
     return balanced_subset(texts, labels, 20)
 
 
 @pytest.fixture(scope="module")
 def trec_small():
-    texts, labels = read_csv("trec", "train")
+    texts, labels = read_dataset("trec", "train")
     texts, labels = balanced_subset(texts, labels, 8)
     return texts, TREC_NAMES[labels]
 
@@ -296,8 +277,8 @@ def test_bad_input(glove, fitted):
 @pytest.mark.slow
 def test_accuracy_on_sst2(glove):
     """SST-2, 2,000 training sentences: GloVe-seeded CNN and BiGRU well above chance."""
-    train_x, train_y = read_csv("sst2", "train")
-    test_x, test_y = read_csv("sst2", "dev")
+    train_x, train_y = read_dataset("sst2", "train")
+    test_x, test_y = read_dataset("sst2", "dev")
     train_x, train_y = balanced_subset(train_x, train_y, 1000, seed=3)
     scores = {}
     for arch in ("cnn", "bigru"):
