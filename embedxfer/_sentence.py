@@ -289,7 +289,8 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
             )
         if n_truncated and self.long_documents == "truncate":
             hint = (
-                f"raise max_length (at most {backend.max_positions}) to keep more text"
+                f"raise max_length (at most {backend.max_positions}) to keep more text, or "
+                "use long_documents='chunk' to encode them whole"
                 if backend.max_positions and self.max_length_ < backend.max_positions
                 else "this is the model's limit; long_documents='chunk' encodes them whole"
             )
