@@ -192,7 +192,12 @@ def quantize_int8(fp32_path, int8_path):
 
 
 def exported_graph(torch_backend, model_identity, *, all_layers, precision, home=None):
-    """Path of the ONNX graph for ``torch_backend``'s model, exporting it the first time."""
+    """Path of the ONNX graph for ``torch_backend``'s model, exporting it the first time.
+
+    ``torch_backend`` is anything with ``model`` (a float32 transformers
+    model on the CPU) and ``uses_token_type_ids``; ``model_identity`` is a
+    JSON-able description that changes whenever the model's weights do.
+    """
     home = Path(home) if home is not None else onnx_home()
     key, settings = export_key(model_identity, all_layers=all_layers, precision=precision)
     folder = home / key
@@ -303,3 +308,44 @@ def load_onnx_encoder(torch_backend, model_identity, *, precision, all_layers, n
     )
     sessions = {bool(all_layers): make_session(path, n_threads)}
     return OnnxEncoderBackend(torch_backend, sessions, precision=precision)
+
+
+def fine_tuned_session(encoder, model_identity, *, uses_token_type_ids, precision, n_threads):
+    """An ONNX Runtime session for a (fine-tuned) encoder, exported once per weights.
+
+    ``model_identity`` must change with the weights (a hash of the trained
+    tensors); sessions are shared through the registry.
+    """
+    from types import SimpleNamespace
+
+    from ._registry import get_or_load
+
+    import_onnxruntime()
+    key = ("embedxfer.onnx.encoder", json.dumps(model_identity, sort_keys=True, default=str),
+           precision, n_threads)  # fmt: skip
+
+    def load():
+        import copy
+
+        import torch
+
+        model = encoder
+        if next(encoder.parameters()).device.type != "cpu":
+            model = copy.deepcopy(encoder).to("cpu", torch.float32)
+        source = SimpleNamespace(model=model, uses_token_type_ids=uses_token_type_ids)
+        path = exported_graph(source, model_identity, all_layers=False, precision=precision)
+        return make_session(path, n_threads)
+
+    return get_or_load(key, load)
+
+
+def run_token_states(session, input_ids, attention_mask):
+    """Last-layer token states ``(batch, seq, hidden)`` as a CPU float32 tensor."""
+    import torch
+
+    names = {i.name for i in session.get_inputs()}
+    feeds = {"input_ids": input_ids.cpu().numpy(), "attention_mask": attention_mask.cpu().numpy()}
+    if "token_type_ids" in names:
+        feeds["token_type_ids"] = np.zeros_like(feeds["input_ids"])
+    (tokens,) = session.run(["tokens"], feeds)
+    return torch.from_numpy(np.ascontiguousarray(tokens))
