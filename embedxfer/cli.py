@@ -774,6 +774,12 @@ def cmd_models(args):
     print("  tfidf               TF-IDF baseline for 'evaluate' (scikit-learn)")
 
     print()
+    print("Sentence model backends here (add to a sentence model: NAME:onnx, NAME:onnx-int8; "
+          "NAME:chunk reads long documents whole):")  # fmt: skip
+    for line in _backend_lines():
+        print("  " + line)
+
+    print()
     home = _vectors.vectors_home()
     converted = _vectors.converted_files()
     print(f"Converted vector files (cache {home}; reused automatically when their source "
@@ -814,6 +820,23 @@ def cmd_models(args):
     if ev.offline_mode():
         print("\nOffline mode is set: names that need a download fail at once.")
     return 0
+
+
+def _backend_lines():
+    """One line per sentence-model backend: whether it works on this machine."""
+    torch_ok = _has_module("torch") and _has_module("transformers")
+    onnx_ok = torch_ok and _has_module("onnx") and _has_module("onnxruntime")
+    lines = [
+        "torch               "
+        + (f"works (torch {_dist_version('torch')})" if torch_ok
+           else "missing: pip install 'embedxfer[transformers]'")
+    ]  # fmt: skip
+    if onnx_ok:
+        lines.append(f"onnx, onnx-int8     works (onnxruntime {_dist_version('onnxruntime')}, "
+                     "CPU; exports kept in $EMBEDXFER_HOME/onnx)")  # fmt: skip
+    else:
+        lines.append("onnx, onnx-int8     missing: pip install 'embedxfer[onnx]'")
+    return lines
 
 
 def _dist_version(name):
