@@ -339,11 +339,13 @@ class TransformerClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierM
     device : str, default=None
         ``None`` or ``"auto"`` picks CUDA, then MPS, then the CPU; or
         ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
-    precision : {"auto", "float32", "float16", "bfloat16"}, default="auto"
+    precision : {"auto", "float32", "float16", "bfloat16", "int8"}, default="auto"
         Mixed precision (``torch.autocast``) for the forward passes on a GPU;
         the weights themselves stay float32. ``"auto"``: bfloat16 on a GPU
         that supports it, else float16 (with gradient scaling), float32 on
-        the CPU. Half precision on the CPU is refused.
+        the CPU. Half precision on the CPU is refused. ``"int8"`` (with
+        ``backend="onnx"``): training in float32, prediction with an int8
+        quantised export.
     verbose : int, default=0
         ``1`` shows a progress bar (tqdm) during ``fit``; ``2`` also prints
         the loss of every epoch.
