@@ -22,10 +22,10 @@ from embedxfer.datasets import load_sms_spam
 
 @pytest.fixture(scope="module")
 def texts():
-    """60 real SMS messages (packaged data, seeded sample) plus edge cases."""
+    """40 real SMS messages (packaged data, seeded sample) plus edge cases."""
     data = load_sms_spam().data
     rng = np.random.default_rng(0)
-    picked = [data[i] for i in rng.choice(len(data), 60, replace=False)]
+    picked = [data[i] for i in rng.choice(len(data), 40, replace=False)]
     return picked + ["", "ok", "Ünïcödé àccents and emoji 🎬"]
 
 
