@@ -29,6 +29,7 @@ import os
 import socket
 import time
 import uuid
+import warnings
 import weakref
 from pathlib import Path
 
@@ -350,11 +351,16 @@ def _write_partition(frame, estimator, path, offset, id_column):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from ._word import EmptyDocumentWarning
+
     estimator = _ready_on_worker(estimator)
     texts = frame["text"]
     names = [str(n) for n in _feature_names(estimator)]
     if len(texts):
-        vectors = np.asarray(estimator.transform(texts), dtype=np.float32)
+        with warnings.catch_warnings():
+            # Counted in the summary instead (all-zero rows), once for the whole job.
+            warnings.simplefilter("ignore", EmptyDocumentWarning)
+            vectors = np.asarray(estimator.transform(texts), dtype=np.float32)
     else:
         vectors = np.zeros((0, len(names)), dtype=np.float32)
     if id_column is None:

@@ -152,7 +152,7 @@ def test_minilm_on_workers_device_resolved_there(client, sms):
     pytest.importorskip("sentence_transformers")
     from embedxfer import SentenceEmbedder
 
-    docs = sms[0][:48]
+    docs = sms[0][:32]
     embedder = SentenceEmbedder(device=None, batch_size=16).fit(docs[:2])
     series = dd.from_pandas(pd.Series(docs, name="text"), npartitions=2)
     client.run(clear_registry)
@@ -270,3 +270,89 @@ def test_dask_ml_parallel_post_fit(client, sms, texts, pipeline):
     out = model.predict(texts.to_frame())
     assert isinstance(out, dd.Series)
     np.testing.assert_array_equal(np.asarray(out.compute()), pipeline.predict(docs))
+
+
+# -- the command line: embedxfer embed ... --scheduler ------------------------------------
+
+
+def _cli(*args, cwd):
+    env = dict(os.environ, EMBEDXFER_OFFLINE="1", HF_HUB_OFFLINE="1")
+    return subprocess.Popen(
+        [sys.executable, "-m", "embedxfer", *map(str, args)],
+        cwd=cwd, env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _finish(proc, timeout=180):
+    out, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err
+
+
+def test_cli_embeds_many_files_on_a_cluster_and_reruns_only_missing(client, sms, tmp_path):
+    docs, _ = sms
+    pd.DataFrame({"text": docs[:2500]}).to_csv(tmp_path / "a-1.csv", index=False)
+    pd.DataFrame({"text": docs[2500:4000]}).to_csv(tmp_path / "a-2.csv", index=False)
+    pd.DataFrame({"text": docs[4000:]}).to_json(tmp_path / "b.jsonl", orient="records", lines=True)
+    out = tmp_path / "vectors"
+    args = ["embed", tmp_path / "a-*.csv", tmp_path / "b.jsonl", "-o", out,
+            "-m", "glove-6B-50d:sif", "--scheduler", client.scheduler.address,
+            "--blocksize", "64KB"]  # fmt: skip
+    code, err = _finish(_cli(*args, cwd=tmp_path))
+    assert code == 0, err
+    n_parts = len(list(out.glob("part-*.parquet")))
+    assert n_parts >= 4 and f"partitions {n_parts}/{n_parts}" in err and "docs/s" in err
+    table = _read_parts(out)
+    np.testing.assert_array_equal(table["row"].to_numpy(), np.arange(len(docs)))
+    expected = WordVectorEmbedder(weighting="sif").fit(docs).transform(docs)
+    np.testing.assert_allclose(table.drop(columns="row").to_numpy(), expected, atol=1e-5)
+
+    (out / "part-00001.parquet").unlink()
+    code, err = _finish(_cli(*args, cwd=tmp_path))
+    assert code == 0, err
+    assert f"wrote 1 of {n_parts} partitions" in err and f"({n_parts - 1} already there)" in err
+    pd.testing.assert_frame_equal(_read_parts(out), table)
+
+
+def test_cli_interrupted_then_resumed(client, sms, tmp_path):
+    docs, _ = sms
+    frame = pd.DataFrame({"doc": np.arange(len(docs) * 3) + 10**6, "text": docs * 3})
+    frame.to_parquet(tmp_path / "docs.parquet", row_group_size=1000)
+    out = tmp_path / "out"
+    args = ["embed", tmp_path / "docs.parquet", "-o", out, "-m", "glove-6B-50d:mean+max",
+            "--id-column", "doc", "--scheduler", client.scheduler.address,
+            "--blocksize", "50KB"]  # fmt: skip
+    proc = _cli(*args, cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("part-*.parquet")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    code, err = _finish(proc)
+    assert code == 130 and "run the same command again to resume" in err, err
+    written_before = len(list(out.glob("part-*.parquet")))
+    code, err = _finish(_cli(*args, cwd=tmp_path))
+    assert code == 0, err
+    n_parts = len(list(out.glob("part-*.parquet")))
+    assert 1 <= written_before < n_parts
+    table = _read_parts(out)
+    np.testing.assert_array_equal(table["doc"].to_numpy(), frame["doc"].to_numpy())
+    embedder = WordVectorEmbedder(pooling="mean+max").fit(docs[:1])
+    np.testing.assert_allclose(
+        table.drop(columns="doc").to_numpy(), embedder.transform(frame["text"]), atol=1e-6
+    )
+
+
+def test_cli_errors_are_one_line(client, tmp_path, capsys):
+    from embedxfer.cli import main
+
+    (tmp_path / "a.csv").write_text("body\nhello\n", encoding="utf-8")
+    code, err = _finish(_cli("embed", tmp_path / "a.csv", "-o", tmp_path / "o", "-m",
+                             "glove-6B-50d", "--scheduler", client.scheduler.address,
+                             cwd=tmp_path))  # fmt: skip
+    assert code == 1 and err.strip().startswith("embedxfer: error:") and "'text'" in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert main(["embed", str(tmp_path / "a.csv"), str(tmp_path / "a.csv"), "-o",
+                 str(tmp_path / "o.npy"), "-m", "glove-6B-50d"]) == 1  # fmt: skip
+    assert "need --scheduler" in capsys.readouterr().err
+    assert main(["embed", str(tmp_path / "none-*.csv"), "-o", str(tmp_path / "o"), "-m",
+                 "glove-6B-50d", "--scheduler", "local:1"]) == 1  # fmt: skip
+    assert "no file matches" in capsys.readouterr().err
