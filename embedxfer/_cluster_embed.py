@@ -198,7 +198,7 @@ class _connect:
         self.scheduler = scheduler
 
     def __enter__(self):
-        from distributed import Client, LocalCluster
+        from distributed import Client
 
         from .cli import CLIError
 
@@ -207,10 +207,9 @@ class _connect:
             text = self.scheduler.partition(":")[2] or str(os.cpu_count() or 1)
             if not text.isdigit() or int(text) < 1:
                 raise CLIError(f"--scheduler {self.scheduler}: expected local:N with N >= 1.")
-            self.cluster = LocalCluster(
-                n_workers=int(text), threads_per_worker=1, processes=True,
-                dashboard_address=None,
-            )  # fmt: skip
+            from .dask import local_cluster
+
+            self.cluster = local_cluster(int(text))
             self.client = Client(self.cluster)
         else:
             try:

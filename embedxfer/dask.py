@@ -15,6 +15,8 @@ partition and keeps it for the rest.
   the whole corpus.
 - :func:`check_workers`: load the models on every worker now, so that a
   model missing on one machine fails at once, naming the worker and the path.
+- :func:`local_cluster`: a ``LocalCluster`` of single-threaded worker
+  processes without Dask's memory-trimming setting, which halves numpy speed.
 
 Needs ``pip install 'embedxfer[dask]'``. ``import embedxfer`` does not import
 Dask; this module does.
@@ -49,6 +51,7 @@ __all__ = [
     "check_workers",
     "embed_to_parquet",
     "fit",
+    "local_cluster",
     "predict",
     "predict_proba",
     "transform",
@@ -237,6 +240,16 @@ def embed_to_parquet(embedder, data, folder, *, column=None, id_column=None, job
         ``n_partitions``, ``written`` and ``skipped`` partitions, ``documents``
         embedded in this run, ``seconds`` and ``n_empty`` (all-zero rows).
     """
+    if client is None:
+        client = _current_client()
+    if client is not None:
+        with client.as_current():
+            return _embed_to_parquet(embedder, data, folder, column, id_column, job, client,
+                                     progress)  # fmt: skip
+    return _embed_to_parquet(embedder, data, folder, column, id_column, job, None, progress)
+
+
+def _embed_to_parquet(embedder, data, folder, column, id_column, job, client, progress):
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     if id_column is not None and not hasattr(data, "columns"):
@@ -277,14 +290,12 @@ def embed_to_parquet(embedder, data, folder, *, column=None, id_column=None, job
     started = time.perf_counter()
     done = documents = n_empty = 0
     if client is None:
-        client = _current_client()
-    if client is None:
         results = dask.compute(*tasks)
     else:
         from distributed import as_completed
 
         results = []
-        for future in as_completed(client.compute(tasks)):
+        for future in as_completed(client.compute(tasks), loop=client.loop):
             result = future.result()
             results.append(result)
             done += 1
@@ -303,6 +314,34 @@ def embed_to_parquet(embedder, data, folder, *, column=None, id_column=None, job
         "n_empty": n_empty,
         "seconds": time.perf_counter() - started,
     }
+
+
+def local_cluster(n_workers=None, **kwargs):
+    """A ``distributed.LocalCluster`` of worker processes, one thread each, tuned for embedding.
+
+    Dask's nannies set ``MALLOC_TRIM_THRESHOLD_=65536`` in every worker,
+    which makes glibc serve every large numpy temporary by a fresh ``mmap``:
+    word-vector pooling then runs at about half its speed (measured here:
+    0.97 s against 0.50 s for 50,000 documents). The cluster made here leaves
+    that variable unset (numpy, OpenMP and BLAS stay at one thread per worker).
+
+    Parameters
+    ----------
+    n_workers : int, default=None
+        Worker processes; default one per core.
+    **kwargs
+        Passed to ``LocalCluster`` (e.g. ``memory_limit``).
+
+    Returns
+    -------
+    cluster : distributed.LocalCluster
+    """
+    from distributed import LocalCluster
+
+    options = {"n_workers": n_workers or os.cpu_count() or 1, "threads_per_worker": 1,
+               "processes": True, "dashboard_address": None, **kwargs}  # fmt: skip
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
+        return LocalCluster(**options)
 
 
 def check_workers(estimator, client=None):

@@ -1,5 +1,6 @@
 """embedxfer.dask on a real LocalCluster: 2 worker processes, packaged GloVe and MiniLM, SMS Spam."""
 
+import copy
 import os
 import pickle
 import signal
@@ -154,14 +155,35 @@ def test_minilm_on_workers_device_resolved_there(client, sms):
 
     docs = sms[0][:32]
     embedder = SentenceEmbedder(device=None, batch_size=16).fit(docs[:2])
+    expected = embedder.transform(docs)
+    # As if fitted on a client with a GPU: device=None is resolved again on each worker.
+    shipped = copy.copy(embedder)
+    shipped.device_ = "cuda"
     series = dd.from_pandas(pd.Series(docs, name="text"), npartitions=2)
     client.run(clear_registry)
-    vectors = edask.transform(embedder, series).compute()
-    np.testing.assert_allclose(vectors.to_numpy(), embedder.transform(docs), atol=2e-5)
-    # "auto" resolved on each worker (no GPU there: cpu), model loaded once by each.
+    vectors = edask.transform(shipped, series).compute()
+    np.testing.assert_allclose(vectors.to_numpy(), expected, atol=2e-5)
+    # Loaded once by each worker, on the device found there (no GPU here: cpu).
     loads = _worker_loads(client)
-    minilm = [n for counts in loads.values() for k, n in counts.items() if "SentenceEmbedder" in k]
-    assert minilm == [1, 1] and all("'cpu'" in k for c in loads.values() for k in c if "Sentence" in k)
+    minilm = {k: n for c in loads.values() for k, n in c.items() if "SentenceEmbedder" in k}
+    assert sorted(minilm.values()) == [1] and "'cpu'" in next(iter(minilm))
+    assert sum(n for c in loads.values() for k, n in c.items() if "Sentence" in k) == 2
+
+
+@pytest.mark.gpu
+def test_gpu_device_resolved_on_the_worker(client, sms):
+    from embedxfer import SentenceEmbedder
+
+    docs = sms[0][:32]
+    embedder = SentenceEmbedder(device=None).fit(docs[:2])
+    expected = embedder.set_params(device="cpu").fit(docs[:2]).transform(docs)
+    shipped = SentenceEmbedder(device=None).fit(docs[:2])
+    shipped.device_ = "cpu"  # as if fitted on a client without a GPU
+    client.run(clear_registry)
+    vectors = edask.transform(shipped, dd.from_pandas(pd.Series(docs), npartitions=2))
+    np.testing.assert_allclose(vectors.compute().to_numpy(), expected, atol=1e-4)
+    keys = [k for c in _worker_loads(client).values() for k in c if "Sentence" in k]
+    assert keys and all("'cuda'" in k for k in keys)
 
 
 def _read_parts(folder):
