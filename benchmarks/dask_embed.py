@@ -50,7 +50,6 @@ def main(argv=None):
                         "environment (MALLOC_TRIM_THRESHOLD_=65536)")  # fmt: skip
     args = parser.parse_args(argv)
 
-    import pandas as pd
     from distributed import Client, LocalCluster
 
     import embedxfer.dask as edask

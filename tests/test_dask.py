@@ -306,7 +306,7 @@ def _cli(*args, cwd):
 
 
 def _finish(proc, timeout=180):
-    out, err = proc.communicate(timeout=timeout)
+    _, err = proc.communicate(timeout=timeout)
     return proc.returncode, err
 
 
