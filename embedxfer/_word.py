@@ -247,8 +247,8 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
         up exactly, so after ``partial_fit`` on every batch the IDF, SIF and
         uSIF weights equal those of ``fit`` on the concatenated batches. The
         common components (SIF / uSIF) come from the running Gram matrix of
-        the pooled vectors: exact with ``word_frequency="vectors"`` (weights
-        that do not depend on the corpus) and otherwise pooled with the
+        the pooled vectors: exact for SIF with ``word_frequency="vectors"``
+        (weights that do not depend on the corpus), otherwise pooled with the
         weights known when each batch arrives, close to ``fit``'s (for an
         exact out-of-core fit use :func:`embedxfer.dask.fit`, two passes).
         ``fit`` discards what ``partial_fit`` gathered.
