@@ -188,6 +188,7 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
         self : WordVectorEmbedder
         """
         self._check_params()
+        self.__dict__.pop("_partial_fit_state", None)  # a fit starts afresh
         docs = check_documents(X)
         kv = self._keyed_vectors()
         index = self._vocabulary_index(kv)
@@ -238,6 +239,34 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
                 weights if self.weighting == "usif" else np.ones(len(weights), np.float32)
             )
         return self
+
+    def partial_fit(self, X, y=None):
+        """Add a batch of documents to the corpus statistics (out-of-core ``fit``).
+
+        Document frequencies, word counts and document / token counts add
+        up exactly, so after ``partial_fit`` on every batch the IDF, SIF and
+        uSIF weights equal those of ``fit`` on the concatenated batches. The
+        common components (SIF / uSIF) come from the running Gram matrix of
+        the pooled vectors: exact for SIF with ``word_frequency="vectors"``
+        (weights that do not depend on the corpus), otherwise pooled with the
+        weights known when each batch arrives, close to ``fit``'s (for an
+        exact out-of-core fit use :func:`embedxfer.dask.fit`, two passes).
+        ``fit`` discards what ``partial_fit`` gathered.
+
+        Parameters
+        ----------
+        X : iterable of str
+            A batch of training documents.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : WordVectorEmbedder
+        """
+        from ._corpus_stats import partial_fit
+
+        return partial_fit(self, X)
 
     def _check_params(self):
         if self.weighting not in WEIGHTINGS:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _cluster_embed
 from . import _evaluation as ev
 from .datasets import ColumnNotFoundError, load_csv, load_sms_spam, load_text_lines
 from .datasets._files import check_file, file_kind
@@ -144,6 +145,7 @@ def build_parser():
                    "interrupted run resumes and a repeated one is instant")
     p.add_argument("--device", help="cpu, cuda, mps or auto (default: auto for sentence "
                    "models, cpu for word vectors)")
+    _cluster_embed.add_options(p)
     p.set_defaults(func=cmd_embed)  # fmt: skip
 
     # -- evaluate and demo share their options
@@ -304,6 +306,8 @@ def _report_warnings(result, progress, label, n):
 
 def cmd_embed(args):
     """``embedxfer embed``: encode a file's documents into .npy or Parquet."""
+    if _cluster_embed.wanted(args):
+        return _cluster_embed.cmd_embed_on_cluster(args)
     out = Path(args.output)
     out_kind = {".npy": "npy", ".parquet": "parquet", ".pq": "parquet"}.get(out.suffix.lower())
     if out_kind is None:
