@@ -20,7 +20,7 @@ from sklearn.utils import estimator_checks as ec
 
 import embedxfer
 
-from _shared_data import sample_dataset
+from _shared_data import sample_dataset_or_sms
 
 PUBLIC_ESTIMATORS = [
     "WordVectorEmbedder",
@@ -71,7 +71,7 @@ def make(name, **params):
 
 @pytest.fixture(scope="module")
 def data():
-    texts, labels = sample_dataset("sst2", 48, split="train", seed=1)
+    texts, labels = sample_dataset_or_sms("sst2", 48, split="train", seed=1)
     return texts, labels
 
 
