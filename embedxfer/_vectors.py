@@ -348,7 +348,7 @@ def detect_format(path):
     try:
         with opener(path, "rb") as fh:
             head = fh.read(1 << 16)
-    except (OSError, EOFError) as err:
+    except (OSError, EOFError, zlib.error) as err:
         raise VectorFormatError(f"{path} looks gzipped but cannot be read: {err}.") from None
     if len(head) >= 4 and struct.unpack("<i", head[:4])[0] == _FASTTEXT_MAGIC:
         return "fasttext-bin"
@@ -395,20 +395,32 @@ def _is_pickle(path):
 
 
 def _read(path, format):
+    """Parse a vector file, check its size claims first and its values after."""
+    if format == "packaged-glove":
+        return _read_packaged_glove()
+    kv = _parse(path, format)
+    if format != "gensim":  # native files are the user's own, loaded by explicit opt-in
+        kv = drop_non_finite(kv, path)
+    return kv
+
+
+def _parse(path, format):
     from gensim.models import KeyedVectors
 
     try:
-        if format == "packaged-glove":
-            return _read_packaged_glove()
         if format == "gensim":
             return _read_native(path)
         if format == "fasttext-bin":
             from gensim.models.fasttext import load_facebook_vectors
 
+            _check_fasttext_header(path)
             return load_facebook_vectors(str(path))
         if format == "word2vec-bin":
+            _check_header_against_size(path, binary=True)
             return KeyedVectors.load_word2vec_format(str(path), binary=True)
         if format in ("word2vec-text", "glove-text"):
+            if format == "word2vec-text":
+                _check_header_against_size(path, binary=False)
             return _read_text(path, has_header=format == "word2vec-text")
     except VectorFormatError:
         raise
@@ -420,6 +432,127 @@ def _read(path, format):
             f"{path}: could not be read as {format} vectors (truncated or corrupt?): {err}"
         ) from err
     raise ValueError(f"format={format!r} is not supported.")
+
+
+def _data_size_bound(path):
+    """An upper bound on the bytes the file's content can hold (decompressed for gzip)."""
+    size = Path(path).stat().st_size
+    if _is_gzip(path):
+        return size * 1032 + 1024  # deflate cannot compress beyond 1032:1
+    return size
+
+
+def _check_header_against_size(path, binary):
+    """Refuse a word2vec header that claims more data than the file can hold.
+
+    Without this, a tiny file announcing a billion rows makes the reader
+    allocate gigabytes before it notices the file is short.
+    """
+    opener = gzip.open if _is_gzip(path) else open
+    with opener(path, "rb") as fh:
+        first = fh.readline(256)
+    header = _HEADER.match(first.rstrip(b"\r\n"))
+    if header is None:
+        raise VectorFormatError(f"{path}: the first line {first[:60]!r} is not '<count> <dim>'.")
+    count, dim = int(header.group(1)), int(header.group(2))
+    if count < 1 or dim < 1:
+        raise VectorFormatError(f"{path}: header announces {count} vectors of {dim} dimensions.")
+    # Smallest possible row: a one-byte word, a space and 4-byte floats (binary),
+    # or a one-byte word and " 0" per value (text).
+    per_row = 2 + 4 * dim if binary else 1 + 2 * dim
+    bound = _data_size_bound(path)
+    if count * per_row > bound:
+        raise VectorFormatError(
+            f"{path}: header announces {count} vectors of {dim} dimensions, at least "
+            f"{count * per_row:,} bytes, but the file can hold at most {bound:,} "
+            "(truncated file or corrupt header)."
+        )
+
+
+def _check_fasttext_header(path):
+    """Refuse a fastText .bin whose header claims more rows than the file holds."""
+    with open(path, "rb") as fh:
+        head = fh.read(92)
+    if len(head) < 92:
+        raise VectorFormatError(f"{path}: a fastText .bin of {len(head)} bytes is truncated.")
+    dim, bucket = struct.unpack("<i", head[8:12])[0], struct.unpack("<i", head[40:44])[0]
+    nwords = struct.unpack("<i", head[68:72])[0]
+    if dim < 1 or bucket < 0 or nwords < 0:
+        raise VectorFormatError(
+            f"{path}: fastText header has dim={dim}, bucket={bucket}, words={nwords}."
+        )
+    needed = (nwords + bucket) * dim * 4
+    size = Path(path).stat().st_size
+    if needed > size:
+        raise VectorFormatError(
+            f"{path}: fastText header announces {nwords} words and {bucket} n-gram buckets "
+            f"of {dim} dimensions, at least {needed:,} bytes, but the file holds {size:,} "
+            "(truncated file or corrupt header)."
+        )
+
+
+def drop_non_finite(kv, source="the vectors"):
+    """Drop words whose vector holds NaN or infinity, with a warning that counts them.
+
+    Such rows would turn every document containing the word into NaN.
+    """
+    vectors = np.asarray(kv.vectors)
+    finite = np.isfinite(vectors).all(axis=1)
+    ngrams = getattr(kv, "vectors_ngrams", None)
+    if ngrams is not None and ngrams.size:
+        bad_ngrams = ~np.isfinite(ngrams).all(axis=1)
+        if bad_ngrams.any():
+            warnings.warn(
+                f"{source}: {int(bad_ngrams.sum())} subword n-gram vectors hold NaN or "
+                "infinite values; they were set to zero.",
+                stacklevel=3,
+            )
+            ngrams = np.array(ngrams)
+            ngrams[bad_ngrams] = 0.0
+            kv.vectors_ngrams = ngrams
+    if finite.all():
+        return kv
+    bad = np.flatnonzero(~finite)
+    examples = ", ".join(repr(kv.index_to_key[i]) for i in bad[:5])
+    warnings.warn(
+        f"{source}: {len(bad)} of {len(finite)} word vectors hold NaN or infinite values "
+        f"and were dropped (e.g. {examples}).",
+        stacklevel=3,
+    )
+    if len(bad) == len(finite):
+        raise VectorFormatError(f"{source}: every vector holds NaN or infinite values.")
+    keep = np.flatnonzero(finite)
+    words = [kv.index_to_key[i] for i in keep]
+    if getattr(kv, "vectors_ngrams", None) is not None and getattr(kv, "bucket", 0):
+        kv.index_to_key = words
+        kv.key_to_index = {w: i for i, w in enumerate(words)}
+        kv.vectors = np.ascontiguousarray(vectors[keep])
+        if getattr(kv, "vectors_vocab", None) is not None:
+            kv.vectors_vocab = np.ascontiguousarray(np.asarray(kv.vectors_vocab)[keep])
+        return kv
+    return _keyed_vectors(words, np.ascontiguousarray(vectors[keep]))
+
+
+def check_finite_vectors(source, kv):
+    """Raise ``ValueError`` when ``kv`` holds NaN or infinity (checked once per source).
+
+    Files are repaired when loaded (see :func:`drop_non_finite`); this catches
+    in-memory ``KeyedVectors`` and the user's own native files.
+    """
+
+    def check():
+        finite = np.isfinite(np.asarray(kv.vectors)).all(axis=1)
+        if not finite.all():
+            bad = np.flatnonzero(~finite)
+            examples = ", ".join(repr(kv.index_to_key[i]) for i in bad[:5])
+            raise ValueError(
+                f"{len(bad)} of {len(finite)} word vectors hold NaN or infinite values "
+                f"(e.g. {examples}); they would make document vectors NaN. Drop or fix "
+                "those rows first (embedxfer._vectors.drop_non_finite does this)."
+            )
+        return True
+
+    get_or_load(("finite-vectors", source_identity(source)), check)
 
 
 def _read_native(path):
@@ -480,7 +613,7 @@ def _read_text(path, has_header, chunk_lines=20000):
                 if not chunk:
                     continue
                 if dim is None:
-                    dim = len(chunk[0].rstrip().split(" ")) - 1
+                    dim = _glove_dimension(chunk, path)
                 chunk_words, values = _parse_lines(chunk, dim, path)
                 words.extend(chunk_words)
                 blocks.append(values)
@@ -492,6 +625,20 @@ def _read_text(path, has_header, chunk_lines=20000):
             "(truncated?)."
         )
     return _keyed_vectors(words, np.concatenate(blocks))
+
+
+def _glove_dimension(lines, path):
+    """The dimension of a headerless text file: the most common number of values.
+
+    Taking the first line's count would let one short line decide (a file
+    starting ``good 0.1`` would load as 1-dimensional, with words like
+    ``'the 0.4 0.2 ...'``); the odd line is then reported as malformed.
+    """
+    counts = np.bincount([len(ln.rstrip().split(" ")) - 1 for ln in lines[:1000]])
+    dim = int(np.argmax(counts))
+    if dim < 1:
+        raise VectorFormatError(f"{path}: lines hold no values; expected 'word v1 v2 ...'.")
+    return dim
 
 
 def _parse_lines(lines, dim, path):

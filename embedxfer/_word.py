@@ -21,7 +21,13 @@ from ._tokenize import (
     drop_oov,
 )
 from ._validation import check_documents
-from ._vectors import DEFAULT_VECTORS, load_vectors, source_identity, source_tag
+from ._vectors import (
+    DEFAULT_VECTORS,
+    check_finite_vectors,
+    load_vectors,
+    source_identity,
+    source_tag,
+)
 
 WEIGHTINGS = (None, "tfidf", "sif", "usif")
 
@@ -202,6 +208,7 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
         self.__dict__.pop("_weight_table_cache", None)
         self.__dict__.pop("_fitted_params", None)
         kv = self._keyed_vectors()
+        check_finite_vectors(self._source(), kv)
         index = self._vocabulary_index(kv)
         self.vector_size_ = int(kv.vector_size)
         self.vocabulary_size_ = index.size
