@@ -661,7 +661,7 @@ def _parse_lines(lines, dim, path):
             row = None
         if row is None or row.size != dim or len(fields) != dim + 1:
             raise VectorFormatError(
-                f"{path}: line {ln[:60]!r} does not hold a word and {dim} numbers "
+                f"{path}: line {ln.rstrip()[:60]!r} does not hold a word and {dim} numbers "
                 "(truncated or corrupt file?)."
             )
         words.append(fields[0])

@@ -233,12 +233,12 @@ def test_bad_parameters_fail_in_fit_with_a_clear_message(params, message):
 def test_changed_vectors_are_detected(tmp_path, small_glove):
     from gensim.models import KeyedVectors
 
-    path = tmp_path / "v.kv"
-    small_glove.save(str(path))
+    path = tmp_path / "v.bin"
+    small_glove.save_word2vec_format(str(path), binary=True)
     embed = WordVectorEmbedder(str(path)).fit(["a film"])
     other = KeyedVectors(50)
     other.add_vectors(["zebra", "film"], np.ones((2, 50), np.float32))
-    other.save(str(path))
+    other.save_word2vec_format(str(path), binary=True)
     with pytest.raises(ValueError, match="differ from those this embedder was fitted with"):
         embed.transform(["a film"])
 
