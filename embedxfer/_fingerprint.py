@@ -27,7 +27,11 @@ def callable_fingerprint(obj):
     if not callable(obj):
         return repr(obj)
     if isinstance(obj, types.FunctionType):
-        if obj.__name__ == "<lambda>" or "<locals>" in obj.__qualname__ or obj.__closure__:
+        if (
+            obj.__name__ == "<lambda>"
+            or "<locals>" in obj.__qualname__
+            or obj.__closure__
+        ):
             return None
         h = hashlib.blake2b(digest_size=16)
         for part in (obj.__module__, obj.__qualname__, repr(obj.__defaults__),
@@ -39,11 +43,18 @@ def callable_fingerprint(obj):
         return f"builtin:{getattr(obj, '__module__', None)}.{obj.__qualname__}"
     try:
         blob = pickle.dumps(obj, protocol=4)
-    except Exception:
+    except (
+        pickle.PicklingError,
+        TypeError,
+        AttributeError,
+        ValueError,
+        RecursionError,
+    ):
         return None
-    return f"object:{type(obj).__module__}.{type(obj).__qualname__}:" + hashlib.blake2b(
-        blob, digest_size=16
-    ).hexdigest()
+    return (
+        f"object:{type(obj).__module__}.{type(obj).__qualname__}:"
+        + hashlib.blake2b(blob, digest_size=16).hexdigest()
+    )
 
 
 def _hash_code(h, code):
@@ -61,4 +72,6 @@ def warn_not_cached(reason):
     if reason in _WARNED:
         return
     _WARNED.add(reason)
-    warnings.warn(f"{reason}: its vectors are not cached.", NotCachedWarning, stacklevel=4)
+    warnings.warn(
+        f"{reason}: its vectors are not cached.", NotCachedWarning, stacklevel=4
+    )

@@ -108,7 +108,7 @@ def _check_labels(y):
     if y.dtype.kind == "f":
         missing = np.flatnonzero(np.isnan(y))
     elif y.dtype.kind == "O":
-        missing = np.flatnonzero([v is None or (isinstance(v, float) and v != v) for v in y])
+        missing = np.flatnonzero([v is None or (isinstance(v, float) and np.isnan(v)) for v in y])
     else:
         return
     if len(missing):

@@ -777,10 +777,10 @@ def _read_converted(target, expected, warn=True):
     problem = None
     try:
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        if not isinstance(manifest, dict):
-            raise ValueError("not a JSON object")
     except (OSError, ValueError) as err:
         problem, manifest = f"no readable manifest ({err})", {}
+    if not isinstance(manifest, dict):
+        problem, manifest = "the manifest is not a JSON object", {}
     if problem is None:
         for key, value in expected.items():
             if manifest.get(key) != value:

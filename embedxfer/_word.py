@@ -623,7 +623,7 @@ def _same_param(a, b):
         return True
     try:
         return bool(a == b)
-    except Exception:  # e.g. arrays: compare by identity only
+    except (ValueError, TypeError):  # e.g. arrays: compare by identity only
         return False
 
 

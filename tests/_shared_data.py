@@ -17,12 +17,21 @@ SHARED_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 def shared_hidden():
     """Whether ``EMBEDXFER_NO_SHARED`` asks to behave as if ``../shared`` were absent."""
-    return os.environ.get("EMBEDXFER_NO_SHARED", "").strip().lower() not in ("", "0", "false", "no")
+    return os.environ.get("EMBEDXFER_NO_SHARED", "").strip().lower() not in (
+        "",
+        "0",
+        "false",
+        "no",
+    )
 
 
 #: ``../shared/data``, or a path that does not exist when it is hidden, so that
 #: every ``(DATA_DIR / name).exists()`` check sees a fresh clone.
-DATA_DIR = SHARED_DIR.parent / "shared-hidden-by-EMBEDXFER_NO_SHARED" if shared_hidden() else SHARED_DIR
+DATA_DIR = (
+    SHARED_DIR.parent / "shared-hidden-by-EMBEDXFER_NO_SHARED"
+    if shared_hidden()
+    else SHARED_DIR
+)
 
 
 def dataset_path(name, split="all"):
@@ -40,7 +49,9 @@ def read_dataset(name, split="all"):
     """``(texts, labels)`` of a shared dataset, skipping the test when it is absent."""
     path = dataset_path(name, split)
     if path is None:
-        pytest.skip(f"shared dataset {DATA_DIR / name / f'{split}.csv'} is not available")
+        pytest.skip(
+            f"shared dataset {DATA_DIR / name / f'{split}.csv'} is not available"
+        )
     import pandas as pd
 
     frame = pd.read_csv(path, keep_default_na=False)
@@ -105,9 +116,11 @@ def balanced_subset(texts, labels, per_class, seed=0):
     import numpy as np
 
     rng = np.random.RandomState(seed)
-    rows = np.concatenate([
-        rng.choice(np.flatnonzero(labels == c), per_class, replace=False)
-        for c in np.unique(labels)
-    ])
+    rows = np.concatenate(
+        [
+            rng.choice(np.flatnonzero(labels == c), per_class, replace=False)
+            for c in np.unique(labels)
+        ]
+    )
     rng.shuffle(rows)
     return [texts[i] for i in rows], labels[rows]

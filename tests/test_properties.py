@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from embedxfer import WordVectorEmbedder, load_vectors  # noqa: E402
-from embedxfer._vectors import VectorFormatError  # noqa: E402
-from embedxfer.datasets._files import split_lines  # noqa: E402
+from embedxfer import WordVectorEmbedder, load_vectors
+from embedxfer._vectors import VectorFormatError
+from embedxfer.datasets._files import split_lines
 
 # Documents without a known word are expected here; their zero rows are checked.
 pytestmark = pytest.mark.filterwarnings("ignore::embedxfer._word.EmptyDocumentWarning")
@@ -28,7 +28,11 @@ _COUNTER = itertools.count()
 
 documents = st.one_of(
     st.text(),
-    st.text(alphabet=st.sampled_from(list("the good film bad \x00\t\n\x0c\u2028é漢字😀'-.,"))),
+    st.text(
+        alphabet=st.sampled_from(
+            list("the good film bad \x00\t\n\x0c\u2028é漢字😀'-.,")
+        )
+    ),
     st.sampled_from(["", " ", "\x00", "the", "THE film", "n't", "🙂🙂"]),
 )
 odd_items = st.one_of(st.none(), st.integers(), st.floats(), st.binary(max_size=20),
@@ -39,7 +43,9 @@ odd_items = st.one_of(st.none(), st.integers(), st.floats(), st.binary(max_size=
 def embedders(small_glove):
     docs = ["the good film", "a bad film", "it was fine"]
     return {
-        pattern: WordVectorEmbedder(small_glove, token_pattern=pattern, weighting="sif").fit(docs)
+        pattern: WordVectorEmbedder(
+            small_glove, token_pattern=pattern, weighting="sif"
+        ).fit(docs)
         for pattern in (WordVectorEmbedder().token_pattern, r"\S+", r"(?u)\b\w\w+\b")
     }
 
@@ -49,7 +55,9 @@ def embedders(small_glove):
 def test_any_text_gives_finite_vectors_of_the_right_shape(embedders, docs):
     for embedder in embedders.values():
         X = embedder.transform(docs)
-        assert X.shape == (len(docs), embedder.n_features_out_) and X.dtype == np.float32
+        assert (
+            X.shape == (len(docs), embedder.n_features_out_) and X.dtype == np.float32
+        )
         assert np.isfinite(X).all()
         # the same documents one at a time give the same rows: no leak across documents
         single = np.vstack([embedder.transform([d]) for d in docs[:5]])
@@ -77,10 +85,14 @@ def test_huge_documents(embedders):
 
 
 @SETTINGS
-@given(text=st.text(alphabet=st.sampled_from(list("ab\n\r\x0c\x0b\x1c\u2028\u2029\x85"))))
+@given(
+    text=st.text(alphabet=st.sampled_from(list("ab\n\r\x0c\x0b\x1c\u2028\u2029\x85")))
+)
 def test_line_splitting_matches_newline_counts(text):
     lines = split_lines(text)
-    assert len(lines) == text.count("\n") + (0 if text.endswith("\n") or not text else 1)
+    assert len(lines) == text.count("\n") + (
+        0 if text.endswith("\n") or not text else 1
+    )
     assert all("\n" not in line for line in lines)
 
 
@@ -111,10 +123,15 @@ def vector_files(small_glove, tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("formats")
     kv = KeyedVectors(small_glove.vector_size)
-    kv.add_vectors(small_glove.index_to_key[:200], np.asarray(small_glove.vectors[:200]))
+    kv.add_vectors(
+        small_glove.index_to_key[:200], np.asarray(small_glove.vectors[:200])
+    )
     kv.save_word2vec_format(str(folder / "w.bin"), binary=True)
     kv.save_word2vec_format(str(folder / "w.txt"), binary=False)
-    out = {"w.bin": (folder / "w.bin").read_bytes(), "w.txt": (folder / "w.txt").read_bytes()}
+    out = {
+        "w.bin": (folder / "w.bin").read_bytes(),
+        "w.txt": (folder / "w.txt").read_bytes(),
+    }
     out["glove.txt"] = b"\n".join(out["w.txt"].split(b"\n")[1:])
     out["w.bin.gz"] = gzip.compress(out["w.bin"])
     out["glove.txt.gz"] = gzip.compress(out["glove.txt"])
@@ -142,10 +159,15 @@ def test_truncated_files_in_every_format(vector_files, data):
 @given(
     content=st.one_of(
         st.binary(max_size=300),
-        st.builds(lambda n, d, body: f"{n} {d}\n".encode() + body,
-                  st.integers(0, 10**12), st.integers(0, 10**6), st.binary(max_size=100)),
-        st.lists(st.text(alphabet="ab 0123456789.-eEinfa\t", max_size=40), max_size=8).map(
-            lambda lines: "\n".join(lines).encode()),
+        st.builds(
+            lambda n, d, body: f"{n} {d}\n".encode() + body,
+            st.integers(0, 10**12),
+            st.integers(0, 10**6),
+            st.binary(max_size=100),
+        ),
+        st.lists(
+            st.text(alphabet="ab 0123456789.-eEinfa\t", max_size=40), max_size=8
+        ).map(lambda lines: "\n".join(lines).encode()),
     ),
     name=st.sampled_from(["v.txt", "v.bin", "v.vec", "v.txt.gz", "glove.6B.50d.txt"]),
 )

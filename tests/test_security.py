@@ -39,7 +39,16 @@ def crafted_pickle(path, marker, *, gz=False):
     return path
 
 
-NAMES = ["x.kv", "x.model", "glove.6B.300d.txt", "x.bin", "x.vec", "x.txt", "vectors", "x.npy"]
+NAMES = [
+    "x.kv",
+    "x.model",
+    "glove.6B.300d.txt",
+    "x.bin",
+    "x.vec",
+    "x.txt",
+    "vectors",
+    "x.npy",
+]
 
 
 @pytest.mark.parametrize("name", NAMES + ["x.bin.gz"])
@@ -48,7 +57,9 @@ def test_crafted_pickle_under_any_name_is_refused(tmp_path, name, fmt):
     marker = tmp_path / "ran"
     path = crafted_pickle(tmp_path / name, marker, gz=name.endswith(".gz"))
     clear_registry()
-    with pytest.raises(UnsafeVectorFileError, match="allow_pickle=True.*--allow-pickle"):
+    with pytest.raises(
+        UnsafeVectorFileError, match="allow_pickle=True.*--allow-pickle"
+    ):
         load_vectors(str(path), format=fmt, cache_dir=tmp_path / "cache")
     assert not marker.exists()
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
@@ -76,7 +87,7 @@ def test_command_line_refuses_a_crafted_pickle(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "embedxfer", "embed", str(docs), "-o", str(tmp_path / "o.npy"),
          "-m", str(path), "--kind", "word"],
-        capture_output=True, text=True, env=env, timeout=300,
+        capture_output=True, text=True, env=env, timeout=300, check=False,
     )  # fmt: skip
     assert proc.returncode == 1, proc.stderr
     assert "--allow-pickle" in proc.stderr and "Traceback" not in proc.stderr
@@ -129,8 +140,10 @@ def test_planted_conversion_is_never_trusted(tmp_path, small_glove):
     manifest = json.loads((target / "manifest.json").read_text())
     from embedxfer._vectors import _file_digest
 
-    manifest["files"]["vectors.npy"] = {"size": (target / "vectors.npy").stat().st_size,
-                                        "blake2b": _file_digest(target / "vectors.npy")}
+    manifest["files"]["vectors.npy"] = {
+        "size": (target / "vectors.npy").stat().st_size,
+        "blake2b": _file_digest(target / "vectors.npy"),
+    }
     (target / "manifest.json").write_text(json.dumps(manifest))
     clear_registry()
     with pytest.warns(UserWarning, match="ignoring the converted vectors"):
@@ -161,8 +174,11 @@ def test_crafted_fine_tuned_folders_run_nothing(tmp_path):
     # A saved SequenceClassifier whose weights file was replaced by a pickle.
     from pathlib import Path
 
-    folder = Path(SequenceClassifier(architecture="cnn", epochs=1, random_state=0).fit(
-        docs, labels).save(tmp_path / "seq"))
+    folder = Path(
+        SequenceClassifier(architecture="cnn", epochs=1, random_state=0)
+        .fit(docs, labels)
+        .save(tmp_path / "seq")
+    )
     crafted_pickle(folder / "model.safetensors", marker)
     with pytest.raises(Exception, match="(?i)safetensor|header|deserializ"):
         SequenceClassifier.load(folder)
@@ -173,9 +189,14 @@ def test_crafted_fine_tuned_folders_run_nothing(tmp_path):
     base.mkdir()
     source = str(gt_minilm.get_model_path())
     for name in os.listdir(source):
-        if name.endswith((".json", ".txt")) and os.path.isfile(os.path.join(source, name)):
+        if name.endswith((".json", ".txt")) and os.path.isfile(
+            os.path.join(source, name)
+        ):
             shutil.copy(os.path.join(source, name), base / name)
-    torch.save({"embeddings.word_embeddings.weight": _Payload(marker)}, base / "pytorch_model.bin")
+    torch.save(
+        {"embeddings.word_embeddings.weight": _Payload(marker)},
+        base / "pytorch_model.bin",
+    )
     with pytest.raises(pickle.UnpicklingError, match="[Ww]eights only"):
         TransformerClassifier(model=str(base), epochs=1, max_length=8).fit(docs, labels)
     assert not marker.exists()
@@ -185,8 +206,13 @@ def test_crafted_fine_tuned_folders_run_nothing(tmp_path):
     shutil.copy(os.path.join(source, "model.safetensors"), base / "model.safetensors")
     (base / "evil.py").write_text(f"open({str(marker)!r}, 'w')\n", encoding="utf-8")
     config = json.loads((base / "config.json").read_text())
-    config["auto_map"] = {"AutoModel": "evil.EvilModel", "AutoConfig": "evil.EvilConfig"}
+    config["auto_map"] = {
+        "AutoModel": "evil.EvilModel",
+        "AutoConfig": "evil.EvilConfig",
+    }
     (base / "config.json").write_text(json.dumps(config))
-    clf = TransformerClassifier(model=str(base), epochs=1, max_length=8).fit(docs, labels)
+    clf = TransformerClassifier(model=str(base), epochs=1, max_length=8).fit(
+        docs, labels
+    )
     assert clf.predict_proba(docs).shape == (4, 2)
     assert not marker.exists()
