@@ -25,6 +25,7 @@ import struct
 import tempfile
 import time
 import warnings
+import weakref
 import zlib
 from pathlib import Path
 
@@ -199,6 +200,10 @@ def keyed_vectors_digest(kv):
     for name in ("min_n", "max_n", "bucket"):
         h.update(repr(getattr(kv, name, None)).encode())
     digest = h.hexdigest()
+    if id(kv) not in _DIGESTS:
+        # Forget the entry with the object, so that a new object reusing its id (and
+        # perhaps its freed buffers) is never taken for it.
+        weakref.finalize(kv, _DIGESTS.pop, id(kv), None)
     _DIGESTS[id(kv)] = (ident, digest)
     return digest
 
