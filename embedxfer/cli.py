@@ -169,6 +169,9 @@ def build_parser():
     shared.add_argument("--cache", metavar="DIR",
                         help="embedding cache folder, so a second run does not re-encode")
     shared.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    shared.add_argument("--allow-pickle", action="store_true",
+                        help="allow gensim native .kv / .model vector files: they are pickles, "
+                        "which can run code when loaded, so only for files you trust")
 
     p = sub.add_parser(
         "evaluate", parents=[common, shared],
@@ -590,7 +593,7 @@ def _evaluate(args, model_names, *, max_docs, plot, curve_points=7):
         progress.note(f"encoding with {spec.label} ({spec.kind}) ...")
         result = ev.encode_corpus(
             spec, texts, progress=progress, batch_size=args.batch_size, device=args.device,
-            cache=args.cache,
+            cache=args.cache, allow_pickle=getattr(args, "allow_pickle", False),
         )  # fmt: skip
         _report_warnings(result, progress, spec.label, len(texts))
         encoded[spec.label] = result
