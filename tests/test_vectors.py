@@ -161,6 +161,11 @@ def test_truncated_binary_file(vector_files, tmp_path):
     data = vector_files["word2vec-bin"].read_bytes()
     path = tmp_path / "cut.bin"
     path.write_bytes(data[: len(data) // 2])
+    # refused from the header before reading (the file is half the announced size) ...
+    with pytest.raises(VectorFormatError, match=r"cut\.bin: header announces 5000 vectors"):
+        load_vectors(str(path), cache_dir=tmp_path)
+    # ... or, when only the last row is cut short, by the reader, still naming the file
+    path.write_bytes(data[:-10])
     with pytest.raises(VectorFormatError, match=r"cut\.bin.*word2vec-bin"):
         load_vectors(str(path), cache_dir=tmp_path)
 
