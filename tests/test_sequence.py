@@ -75,7 +75,11 @@ def test_vocabulary_is_the_training_words_seeded_from_glove(fitted, glove, sst2_
                                   glove[pretrained])  # bit for bit: frozen
     # only training words: far fewer than GloVe's 400,000
     assert len(words) < 1000
-    assert "film" in words or "movie" in words
+    # the training data's own frequent words are there (SST-2 or the packaged SMS)
+    from collections import Counter
+
+    counts = Counter(w for t in texts for w in t.lower().split() if w.isalpha())
+    assert {w for w, c in counts.most_common(20)} <= set(words)
     joined = " ".join(texts).lower()
     assert all(w in joined for w in pretrained[:50])
 
