@@ -75,7 +75,8 @@ def cmd_embed_on_cluster(args):
         note(f"{len(paths)} input file(s), {frame.npartitions} partitions, on {n_workers} "
              f"worker(s) at {client.scheduler.address}")  # fmt: skip
         embedder = ev.build_embedder(
-            spec, batch_size=args.batch_size, device=args.device, normalize=args.normalize
+            spec, batch_size=args.batch_size, device=args.device, normalize=args.normalize,
+            allow_pickle=args.allow_pickle,
         )
         started = time.perf_counter()
         try:

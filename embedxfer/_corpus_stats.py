@@ -87,22 +87,10 @@ def _compact(dense):
 def start_fit(embedder):
     """Validate the parameters and set the fitted state that needs no corpus."""
     embedder._check_params()
-    kv = embedder._keyed_vectors()
-    index = embedder._vocabulary_index(kv)
-    embedder.__dict__.pop("_weight_table_cache", None)
-    embedder.__dict__.pop("_partial_fit_state", None)
-    embedder.vector_size_ = int(kv.vector_size)
-    embedder.vocabulary_size_ = index.size
-    embedder.lowercase_ = (
-        index.is_lowercase if embedder.lowercase == "auto" else bool(embedder.lowercase)
-    )
-    embedder.poolings_ = embedder._parse_pooling()
-    embedder.n_features_out_ = embedder.vector_size_ * len(embedder.poolings_)
-    embedder.device_ = embedder._resolve_device()
-    from ._word import _vectors_signature
-
-    embedder.vectors_signature_ = _vectors_signature(kv)
+    embedder._start_fit()
     apply_counts(embedder, CorpusStatistics())
+    # The parameters this fitted state belongs to (see WordVectorEmbedder.transform).
+    embedder._fitted_params = embedder._params_fit_depends_on()
     return embedder
 
 
@@ -206,7 +194,9 @@ def partial_fit(embedder, X):
     """One incremental step of ``WordVectorEmbedder.partial_fit``."""
     docs = check_documents(X)
     state = embedder.__dict__.get("_partial_fit_state")
-    if state is None:
+    if state is not None:
+        embedder._check_params_unchanged()
+    else:
         start_fit(embedder)
         d = embedder.vector_size_
         state = {"counts": CorpusStatistics(), "gram": GramStatistics(np.zeros((d, d)), 0)}

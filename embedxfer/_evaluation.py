@@ -277,7 +277,8 @@ def check_available(spec):
 # -- embedders and encoding ---------------------------------------------------------
 
 
-def build_embedder(spec, *, batch_size=None, device=None, cache=None, normalize=False):
+def build_embedder(spec, *, batch_size=None, device=None, cache=None, normalize=False,
+                   allow_pickle=False):  # fmt: skip
     """A fresh embedder for ``spec`` (``None`` for the TF-IDF baseline)."""
     if spec.kind == "tfidf":
         return None
@@ -293,6 +294,8 @@ def build_embedder(spec, *, batch_size=None, device=None, cache=None, normalize=
             params["weighting"] = spec.weighting
         if device is not None:
             params["device"] = device
+        if allow_pickle:
+            params["allow_pickle"] = True
         return WordVectorEmbedder(spec.name, **params)
     from ._sentence import SentenceEmbedder
 
