@@ -77,27 +77,10 @@ def bench_setting(docs, device, precision, batch_size, repeats, extra_poolings, 
     for fn in candidates.values():
         fn(warm)
 
-    # Each run encodes all documents; with segments > 1 a run is cut into
-    # consecutive slices and the implementations take turns slice by slice,
-    # so that a burst of load from other processes hits all of them alike.
-    bounds = np.linspace(0, len(docs), segments + 1).astype(int)
-    slices = [docs[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
-    names = list(candidates)
-    times = {name: [0.0] * repeats for name in names}
-    slice_times = {name: [] for name in names}
-    outputs = {name: [] for name in names}
-    turn = 0
-    for r in range(repeats):
-        for part in slices:
-            # Alternate the order so that neither side always runs first.
-            for name in names if turn % 2 == 0 else names[::-1]:
-                seconds, out = timed(lambda: candidates[name](part))
-                times[name][r] += seconds
-                slice_times[name].append(seconds)
-                if r == 0:
-                    outputs[name].append(np.asarray(out, dtype=np.float32))
-            turn += 1
-    outputs = {name: np.concatenate(parts) for name, parts in outputs.items()}
+    # With segments > 1 a run is cut into consecutive slices and the
+    # implementations take turns slice by slice (run_alternating), so that a
+    # burst of load from other processes hits all of them alike.
+    times, slice_times, outputs = run_alternating(candidates, docs, repeats, segments)
 
     ours = outputs["embedxfer SentenceEmbedder(pooling='model')"]
     theirs = outputs["sentence-transformers encode"]
@@ -152,6 +135,7 @@ def run_alternating(candidates, docs, repeats, segments):
     turn = 0
     for r in range(repeats):
         for part in slices:
+            # Alternate the order so that neither side always runs first.
             for name in names if turn % 2 == 0 else names[::-1]:
                 seconds, out = timed(lambda: candidates[name](part))
                 times[name][r] += seconds

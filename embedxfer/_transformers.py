@@ -159,6 +159,17 @@ class EncoderBackend:
             getter = st.get_sentence_embedding_dimension
         return getter()
 
+    def _whole_ids(self, texts):
+        """Token ids of each text, special tokens included, never truncated."""
+        return self.tokenizer(
+            texts,
+            add_special_tokens=True,
+            truncation=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+            verbose=False,
+        )["input_ids"]
+
     def tokenize(self, texts, max_length):
         """Token ids per text (special tokens included) cut to ``max_length``.
 
@@ -167,14 +178,7 @@ class EncoderBackend:
         the tokenizer's own truncation, so the ids are exactly the tokenizer's.
         """
         with self._tokenizer_lock:
-            ids = self.tokenizer(
-                texts,
-                add_special_tokens=True,
-                truncation=False,
-                return_attention_mask=False,
-                return_token_type_ids=False,
-                verbose=False,
-            )["input_ids"]
+            ids = self._whole_ids(texts)
             long = [i for i, row in enumerate(ids) if len(row) > max_length]
             if long:
                 cut = self.tokenizer(
@@ -201,14 +205,7 @@ class EncoderBackend:
         of its text.
         """
         with self._tokenizer_lock:
-            ids = self.tokenizer(
-                texts,
-                add_special_tokens=True,
-                truncation=False,
-                return_attention_mask=False,
-                return_token_type_ids=False,
-                verbose=False,
-            )["input_ids"]
+            ids = self._whole_ids(texts)
             long = [i for i, row in enumerate(ids) if len(row) > max_length]
             windows = {}
             if long:
