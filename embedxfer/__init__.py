@@ -18,6 +18,7 @@ _LAZY = {
     "TransformerClassifier": "._finetune",
     "SequenceClassifier": "._sequence",
     "EmbeddingCache": "._cache",
+    "ImageEmbedder": ".image",
     "datasets": ".datasets",
 }
 
