@@ -13,7 +13,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from .._base import EmbedderOutputMixin
 from .._device import import_torch, resolve_device
-from ._models import DEFAULT_IMAGE_MODEL, check_model, load_backbone, model_identity
+from .._registry import get_or_load
+from ._models import DEFAULT_IMAGE_MODEL, check_model, load_backbone, model_identity, model_key
 from ._preprocess import (
     ImageReadError,
     check_images,
@@ -85,6 +86,17 @@ def preprocessed_batches(items, preprocess, batch_size, n_threads):
             results = [future.result() for future in pending]
             yield start, [r[0] for r in results], [r[1] for r in results]
             pending = following
+
+
+def to_device(batch, device):
+    """A float ``(n, 3, H, W)`` batch on ``device`` in channels-last layout.
+
+    Convolutions run about 1.4x faster on the CPU in this layout (oneDNN)
+    and it suits GPUs' tensor cores; the values are the same up to float
+    rounding.
+    """
+    torch = import_torch()
+    return batch.to(device).contiguous(memory_format=torch.channels_last)
 
 
 def read_error(index, item, err):
@@ -223,7 +235,10 @@ class ImageEmbedder(ImageInputMixin, EmbedderOutputMixin, TransformerMixin, Base
         device = resolve_device(self.device)
         backbone = load_backbone(self.model, device)
         layer = resolve_layer(self.layer, backbone)
-        width = probe_width(backbone, backbone.layers[layer], device)
+        width = get_or_load(
+            ("embedxfer.image.width", model_key(self.model), layer),
+            lambda: probe_width(backbone, backbone.layers[layer], device),
+        )
         if self.cache is not None:
             from .._cache import resolve_cache
 
@@ -288,7 +303,7 @@ class ImageEmbedder(ImageInputMixin, EmbedderOutputMixin, TransformerMixin, Base
                 if good:
                     batch = torch.from_numpy(_stack([arrays[i] for i in good], start, good))
                     with torch.inference_mode():
-                        features = backbone.run(batch.to(self.device_), stop)
+                        features = backbone.run(to_device(batch, self.device_), stop)
                         pooled = pool_map(features, self.pooling).float().cpu().numpy()
                     out[[start + i for i in good]] = pooled
                 bar.update(len(arrays))
@@ -311,31 +326,31 @@ class ImageEmbedder(ImageInputMixin, EmbedderOutputMixin, TransformerMixin, Base
                     raise read_error(index, item, err) from err
                 keys.append(None)
                 failures.append((index, item, err))
-        readable = [i for i, key in enumerate(keys) if key is not None]
+        rows_of = {}  # distinct content -> the rows holding it
+        for row, key in enumerate(keys):
+            if key is not None:
+                rows_of.setdefault(key, []).append(row)
         out = np.zeros((len(items), self.n_features_out_), dtype=np.float32)
-        if not readable:
+        if not rows_of:
             return out, failures
+        distinct = list(rows_of)
         fingerprint = self._cache_fingerprint()
-        found, missing = cache.get(fingerprint, [keys[i] for i in readable])
+        found, missing = cache.get(fingerprint, distinct)
         if found is not None:
-            out[readable] = found
-        first = {}
-        for position in missing:
-            first.setdefault(keys[readable[position]], readable[position])
-        if first:
-            todo = list(first.values())
-            vectors, failed = self._encode([items[i] for i in todo])
-            errors = {keys[todo[position]]: err for position, _, err in failed}
-            ok = [position for position, i in enumerate(todo) if keys[i] not in errors]
+            for key, vector in zip(distinct, found):
+                out[rows_of[key]] = vector
+        if len(missing):
+            todo = [distinct[i] for i in missing]
+            vectors, failed = self._encode([items[rows_of[key][0]] for key in todo])
+            errors = {todo[position]: err for position, _, err in failed}
+            ok = [position for position, key in enumerate(todo) if key not in errors]
             if ok:
-                cache.put(fingerprint, [keys[todo[p]] for p in ok], vectors[ok])
-            vector_of = {keys[todo[p]]: vectors[p] for p in ok}
-            for position in missing:
-                row = readable[position]
-                if keys[row] in errors:
-                    failures.append((row, items[row], errors[keys[row]]))
+                cache.put(fingerprint, [todo[p] for p in ok], vectors[ok])
+            for position, key in enumerate(todo):
+                if key in errors:
+                    failures += [(row, items[row], errors[key]) for row in rows_of[key]]
                 else:
-                    out[row] = vector_of[keys[row]]
+                    out[rows_of[key]] = vectors[position]
         return out, failures
 
     def _warn_failures(self, failures, n_images):
