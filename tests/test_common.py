@@ -197,3 +197,15 @@ def test_grid_search_in_a_pipeline(name, data):
     search.fit(texts, labels)
     assert search.best_params_ and 0 <= search.best_score_ <= 1
     assert len(search.predict(texts[:3])) == 3
+
+
+# -- image estimators: images in, not text, so only the input-agnostic checks apply;
+# tests/test_image.py covers their inputs, pickling, set_output and pipelines.
+IMAGE_ESTIMATORS = ["ImageEmbedder"]
+
+
+@pytest.mark.parametrize("name", IMAGE_ESTIMATORS)
+@pytest.mark.parametrize("check", SKLEARN_CHECKS, ids=lambda c: c.__name__)
+def test_sklearn_api_checks_image_estimators(name, check):
+    pytest.importorskip("torch")
+    check(name, getattr(embedxfer, name)())

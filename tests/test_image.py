@@ -12,6 +12,7 @@ import pytest
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 
 pytest.importorskip("torch")
@@ -348,6 +349,38 @@ def test_own_module_with_its_preprocessing(photos):
 
     own = ImageEmbedder(model=ImageModel(net, preprocess=preprocess), device="cpu").fit()
     np.testing.assert_allclose(own.transform(photos), X, rtol=1e-5, atol=1e-6)
+
+
+def test_grid_search_over_layer_and_pooling_in_a_pipeline():
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 5, stride=2), torch.nn.ReLU(),
+                              torch.nn.Conv2d(6, 8, 3), torch.nn.ReLU())  # fmt: skip
+    model = ImageModel(net, preprocess=ImagePreprocess(resize=40, crop=32))
+    (X, y), _ = texture_patches()
+    pipe = make_pipeline(ImageEmbedder(model=model, device="cpu"),
+                         LogisticRegression(max_iter=500))  # fmt: skip
+    grid = {"imageembedder__pooling": ["avg", "max"], "imageembedder__layer": ["1", "3"]}
+    search = GridSearchCV(pipe, grid, cv=2).fit(X, y)
+    assert set(search.best_params_) == set(grid) and 0 <= search.best_score_ <= 1
+    assert search.predict(X[:3]).shape == (3,)
+
+
+@pytest.mark.slow
+def test_benchmark_script_runs_and_gives_verdicts(capsys):
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "image_embed.py"
+    spec = importlib.util.spec_from_file_location("image_embed_bench", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--n", "4", "--rounds", "1", "--batch-size", "2", "--synthetic"])
+    out = capsys.readouterr().out
+    for row in ("embedxfer ImageEmbedder", "plain torch loop (channels-last)",
+                "decode + resize + crop only, 1 thread", "network only"):  # fmt: skip
+        assert f"| {row}" in out
+    assert "max |difference| of the vectors vs the plain loop: 0.00e+00" in out
+    assert out.count("- PASS") + out.count("- FAIL") == 2
 
 
 def test_timm_names_need_timm_and_say_so():
