@@ -19,6 +19,7 @@ _LAZY = {
     "SequenceClassifier": "._sequence",
     "EmbeddingCache": "._cache",
     "ImageEmbedder": ".image",
+    "ImageClassifier": ".image",
     "datasets": ".datasets",
 }
 

@@ -104,6 +104,10 @@ class Backbone:
     def copy(self):
         return copy.deepcopy(self)
 
+    def copy_part(self, index):
+        """A trainable copy of one part (the shared backbone stays untouched)."""
+        return copy.deepcopy(self.parts[index])
+
 
 # -- EfficientNet-Lite0 (packaged) ---------------------------------------------------
 

@@ -340,3 +340,39 @@ def load_and_preprocess(item, preprocess):
         if type(err).__module__.startswith("PIL"):
             return None, err
         raise
+
+
+# -- training-time augmentation ---------------------------------------------------
+
+
+def random_resized_crop(image, spec, rng, scale=(0.25, 1.0), ratio=(3 / 4, 4 / 3), flip=True):
+    """A random crop of ``image`` resized to ``spec.crop``, maybe mirrored, normalised.
+
+    The crop covers a random fraction ``scale`` of the area with a random
+    aspect ratio in ``ratio`` (log-uniform), as torchvision's
+    ``RandomResizedCrop``; with ``flip``, half the crops are mirrored left to
+    right. ``rng`` is a ``numpy.random.Generator``; falls back to the centre
+    crop when no random box fits in ten tries.
+    """
+    width, height = image.size
+    area = width * height
+    box = None
+    for _ in range(10):
+        target = area * rng.uniform(*scale)
+        aspect = np.exp(rng.uniform(np.log(ratio[0]), np.log(ratio[1])))
+        w = int(round(np.sqrt(target * aspect)))
+        h = int(round(np.sqrt(target / aspect)))
+        if 0 < w <= width and 0 < h <= height:
+            left = int(rng.integers(0, width - w + 1))
+            top = int(rng.integers(0, height - h + 1))
+            box = (left, top, left + w, top + h)
+            break
+    if box is None:
+        side = min(width, height)
+        left, top = (width - side) // 2, (height - side) // 2
+        box = (left, top, left + side, top + side)
+    crop = image.resize((spec.crop, spec.crop), _resample(spec.interpolation), box=box)
+    if flip and rng.random() < 0.5:
+        Image = import_pil()
+        crop = crop.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    return normalise(crop, spec)
