@@ -89,7 +89,7 @@ class _ImageRuntime:
                     for offset, err in enumerate(errors):
                         if err is not None:
                             index = start + offset
-                            raise read_error(index, items[index], err) from err
+                            raise read_error(index, items[index], err, hint=None) from err
                     batch = to_device(torch.from_numpy(np.stack(arrays)), self.device)
                     vec = self.upper(self.lower(batch))
                     if what == "logits":
@@ -460,7 +460,7 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
                 for start, arrays, errors in batches:
                     for offset, err in enumerate(errors):
                         if err is not None:
-                            raise read_error(start + offset, items[start + offset], err) from err
+                            raise read_error(start + offset, items[start + offset], err, hint=None) from err
                     batch = to_device(torch.from_numpy(np.stack(arrays)), runtime.device)
                     outputs.append(runtime.lower(batch))
         finally:
@@ -504,7 +504,7 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
             results = list(pool.map(load, items))
         for index, (_, err) in enumerate(results):
             if err is not None:
-                raise read_error(index, items[index], err) from err
+                raise read_error(index, items[index], err, hint=None) from err
         return [image for image, _ in results]
 
     def _predict_batch(self):

@@ -99,11 +99,18 @@ def to_device(batch, device):
     return batch.to(device).contiguous(memory_format=torch.channels_last)
 
 
-def read_error(index, item, err):
-    reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+_ZERO_HINT = "or pass on_error='zero' to give unreadable images a zero vector"
+
+
+def read_error(index, item, err, hint=_ZERO_HINT):
+    """An :class:`ImageReadError` naming the image, its index, the reason and the way out."""
+    if type(err).__name__ == "UnidentifiedImageError":
+        reason = "UnidentifiedImageError: not an image format Pillow can read"
+    else:
+        reason = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
     return ImageReadError(
-        f"image {index} ({describe(item)}) could not be read ({reason}); fix or remove it, "
-        "or pass on_error='zero' to give unreadable images a zero vector."
+        f"image {index} ({describe(item)}) could not be read ({reason}); fix or remove it"
+        + (f", {hint}." if hint else ".")
     )
 
 
