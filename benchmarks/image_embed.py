@@ -24,7 +24,6 @@ made from scikit-image's sample photos (``--synthetic``).
 
 import argparse
 import statistics
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -95,7 +94,8 @@ def build_rows(paths, batch_size, device, threads):
             out = []
             with torch.inference_mode():
                 for start in range(0, len(items), batch_size):
-                    batch = torch.from_numpy(np.stack([decode(p) for p in items[start:start + batch_size]]))
+                    chunk = items[start:start + batch_size]
+                    batch = torch.from_numpy(np.stack([decode(p) for p in chunk]))
                     batch = batch.to(device)
                     if channels_last:
                         batch = batch.contiguous(memory_format=torch.channels_last)

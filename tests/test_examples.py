@@ -91,7 +91,8 @@ def test_finetune_learning_curve(tmp_path):
 def test_image_transfer(tmp_path):
     pytest.importorskip("efficientnet_lite_pytorch")
     pytest.importorskip("skimage")
-    out = run_example("image_transfer.py", "--quick", "--out", tmp_path / "images.png", cwd=tmp_path)
+    out = run_example("image_transfer.py", "--quick", "--out", tmp_path / "images.png",
+                      cwd=tmp_path)  # fmt: skip
     assert "scikit-image texture patches: 16 training images" in out
     assert "| n train | pixels+lr | frozen+lr | ftk |" in out
     rows = [line for line in out.splitlines() if line.startswith(("| 4 |", "| 12 |"))]

@@ -68,10 +68,13 @@ def test_unfreeze_trains_exactly_the_top_blocks(small_model, patches, unfreeze):
     assert sorted({int(n.split(".")[1]) for n in names}) == [
         i for i in (0, 1, 3, 5) if i >= expected_first
     ]
-    changed = [
-        n for n, p in trained.named_parameters()
-        if not torch.equal(p, before[f"{clf._runtime.cut + int(n.split('.')[0])}.{n.split('.', 1)[1]}"])
-    ]  # fmt: skip
+    cut = clf._runtime.cut
+
+    def pretrained(name):  # "2.weight" of the trained copy -> "{cut + 2}.weight"
+        index, rest = name.split(".", 1)
+        return before[f"{cut + int(index)}.{rest}"]
+
+    changed = [n for n, p in trained.named_parameters() if not torch.equal(p, pretrained(n))]
     assert len(changed) == len(names)
     # Batch-norm statistics stay those of the pretrained network.
     if unfreeze == "all":
@@ -115,8 +118,8 @@ def test_pickle_save_and_load_give_the_same_predictions(small_model, patches, tm
     expected = clf.predict_proba(X_test)
     np.testing.assert_array_equal(pickle.loads(pickle.dumps(clf)).predict_proba(X_test), expected)
     folder = clf.save(tmp_path / "clf")
-    assert sorted(p.name for p in (tmp_path / "clf").iterdir()) == ["config.json",
-                                                                    "model.safetensors"]  # fmt: skip
+    files = sorted(p.name for p in (tmp_path / "clf").iterdir())
+    assert files == ["config.json", "model.safetensors"]
     with pytest.raises(ValueError, match="model of your own"):
         ImageClassifier.load(folder)
     loaded = ImageClassifier.load(folder, model=small_model)

@@ -460,7 +460,8 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
                 for start, arrays, errors in batches:
                     for offset, err in enumerate(errors):
                         if err is not None:
-                            raise read_error(start + offset, items[start + offset], err, hint=None) from err
+                            index = start + offset
+                            raise read_error(index, items[index], err, hint=None) from err
                     batch = to_device(torch.from_numpy(np.stack(arrays)), runtime.device)
                     outputs.append(runtime.lower(batch))
         finally:

