@@ -58,17 +58,6 @@ def parse_args(argv=None):
     return args
 
 
-def image_folder(root):
-    """``(paths, labels)`` of a folder with one sub-folder per class."""
-    paths, labels = [], []
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        for path in sorted(folder.iterdir()):
-            if path.is_file():
-                paths.append(str(path))
-                labels.append(folder.name)
-    return np.asarray(paths, dtype=object), np.asarray(labels)
-
-
 def texture_patches(size=170, per_image=9, seed=0):
     """Patches of scikit-image's bundled textures (and a tissue photo), half for training."""
     from skimage import data
@@ -98,8 +87,11 @@ def load_data(args):
     if args.data == "hymenoptera" or (args.data == "auto" and folder.is_dir()):
         if not folder.is_dir():
             sys.exit(f"no image folder {folder}; pass --data-dir pointing at shared/data")
-        train_x, train_y = image_folder(folder / "train")
-        test_x, test_y = image_folder(folder / "val")
+        from embedxfer.image import load_image_folder
+
+        train_x, train_y = load_image_folder(folder / "train")
+        test_x, test_y = load_image_folder(folder / "val")
+        train_x, test_x = np.asarray(train_x, dtype=object), np.asarray(test_x, dtype=object)
         return "hymenoptera (ants vs bees, val split)", train_x, train_y, test_x, test_y
     return ("scikit-image texture patches", *texture_patches(seed=args.seed))
 

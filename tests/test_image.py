@@ -407,6 +407,28 @@ def test_timm_resnet18():
     assert embedder.transform([cat, coffee]).shape == (2, 512)
 
 
+def test_load_image_folder_reads_one_sub_folder_per_class(photos, tmp_path):
+    from embedxfer.image import list_images, load_image_folder
+
+    for name in ("cats/a.jpg", "cats/deeper/b.png", "dogs/c.JPEG", "dogs/.hidden.jpg",
+                 "dogs/notes.txt", "empty/readme.md"):  # fmt: skip
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if name.endswith(("jpg", "png", "JPEG")):
+            Image.fromarray(photos[0][:20, :20]).save(path, format="PNG")
+        else:
+            path.write_text("x")
+    paths, labels = load_image_folder(tmp_path)
+    assert [os.path.relpath(p, tmp_path) for p in paths] == [
+        "cats/a.jpg", os.path.join("cats", "deeper", "b.png"), "dogs/c.JPEG"]
+    assert labels.tolist() == ["cats", "cats", "dogs"]
+    assert len(list_images(tmp_path / "cats")) == 2
+    with pytest.raises(ValueError, match="one sub-folder of images per class"):
+        load_image_folder(tmp_path / "cats")
+    with pytest.raises(FileNotFoundError, match="not a folder"):
+        load_image_folder(tmp_path / "nowhere")
+
+
 # -- transfer on real data ------------------------------------------------------------------
 
 

@@ -9,7 +9,16 @@ torch module of your own. Needs the ``image`` extra
 
 from ._classifier import ImageClassifier
 from ._embedder import ImageEmbedder
+from ._folder import list_images, load_image_folder
 from ._models import ImageModel
 from ._preprocess import ImagePreprocess, ImageReadError
 
-__all__ = ["ImageClassifier", "ImageEmbedder", "ImageModel", "ImagePreprocess", "ImageReadError"]
+__all__ = [
+    "ImageClassifier",
+    "ImageEmbedder",
+    "list_images",
+    "load_image_folder",
+    "ImageModel",
+    "ImagePreprocess",
+    "ImageReadError",
+]
