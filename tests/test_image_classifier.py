@@ -104,12 +104,24 @@ def test_fit_is_deterministic_and_leaves_torch_random_state_alone(small_model, p
 
 def test_early_stopping_class_weight_and_history(small_model, patches):
     (X, y), _ = patches
-    clf = fast(small_model, unfreeze=1, epochs=30, validation_fraction=0.25, n_iter_no_change=1,
-               class_weight="balanced").fit(X, y)  # fmt: skip
+    clf = fast(small_model, unfreeze=1, epochs=30, head_epochs=0, validation_fraction=0.25,
+               n_iter_no_change=1, class_weight="balanced").fit(X, y)  # fmt: skip
     assert len(clf.validation_loss_curve_) == clf.n_epochs_ <= 30
     assert clf.best_validation_loss_ == min(clf.validation_loss_curve_)
     with pytest.raises(ValueError, match="class_weight names the label 'cat'"):
         fast(small_model, class_weight={"cat": 2.0}).fit(X, y)
+
+
+def test_head_trains_alone_first_then_with_the_unfrozen_blocks(small_model, patches):
+    (X, y), _ = patches
+    two_stage = fast(small_model, unfreeze=1, head_epochs=5, epochs=3).fit(X, y)
+    assert two_stage.n_epochs_ == 8 and len(two_stage.loss_curve_) == 8
+    one_stage = fast(small_model, unfreeze=1, head_epochs=0, epochs=3).fit(X, y)
+    assert one_stage.n_epochs_ == 3
+    # The head starts the fine-tuning stage trained: its first loss is far lower.
+    assert two_stage.loss_curve_[5] < one_stage.loss_curve_[0]
+    with pytest.raises(ValueError, match="head_epochs=-1"):
+        fast(small_model, unfreeze=1, head_epochs=-1).fit(X, y)
 
 
 def test_pickle_save_and_load_give_the_same_predictions(small_model, patches, tmp_path):

@@ -143,14 +143,22 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
         ``"all"``: every backbone parameter trains, the stem included.
         Batch-norm statistics stay frozen; their scale and shift train.
     lr : float, default=3e-3
-        Peak learning rate of the new head.
+        Peak learning rate of the new head while it trains alone.
     body_lr : float, default=None
-        Peak learning rate of the unfrozen backbone layers; ``None`` means
-        ``lr / 10``.
+        Peak learning rate of the fine-tuning stage (``unfreeze`` != 0), for
+        the unfrozen blocks and the head alike; ``None`` means ``lr / 30``
+        (1e-4 with the default ``lr``).
     epochs : int, default=None
-        Passes over the training data. ``None``: 30 when only the head
-        trains; else 3, or as many as make 40 optimizer steps on small data
-        sets (at most 20).
+        Passes over the training data: of the head with ``unfreeze=0``, of
+        the fine-tuning stage otherwise. ``None``: 30 for the head alone;
+        for fine-tuning 3, or as many as make 40 optimizer steps on small
+        data sets (at most 20).
+    head_epochs : int, default=None
+        With ``unfreeze`` != 0, the new head first trains alone for this many
+        epochs on the frozen network's features, then the unfrozen blocks
+        join it at ``body_lr`` (the two-stage recipe: gradients through a
+        random head would disturb the pretrained weights). ``None``: 30;
+        ``0`` starts fine-tuning from the random head.
     batch_size : int, default=16
         Images per training step; prediction uses batches twice as large.
     weight_decay : float, default=0.01
@@ -201,7 +209,8 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
     device_ : str
         Device the network runs on.
     loss_curve_, validation_loss_curve_, best_validation_loss_ : list, list, float
-        Training and validation loss per epoch; lowest validation loss.
+        Training and validation loss per epoch (the head-alone epochs
+        first); lowest validation loss.
     n_epochs_, n_iter_, fit_time_ : int, int, float
         Epochs run, optimizer steps taken, seconds of training.
 
@@ -231,6 +240,7 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
         lr=3e-3,
         body_lr=None,
         epochs=None,
+        head_epochs=None,
         batch_size=16,
         weight_decay=0.01,
         warmup_fraction=0.1,
@@ -250,6 +260,7 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
         self.lr = lr
         self.body_lr = body_lr
         self.epochs = epochs
+        self.head_epochs = head_epochs
         self.batch_size = batch_size
         self.weight_decay = weight_decay
         self.warmup_fraction = warmup_fraction
@@ -288,6 +299,7 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
         tt.check_number("batch_size", self.batch_size, low=1, integer=True)
         tt.check_training_params(self, epochs=self._resolved_epochs(unfreeze, 1))
         tt.check_number("body_lr", self.body_lr, low=0, low_open=True, allow_none=True)
+        tt.check_number("head_epochs", self.head_epochs, low=0, integer=True, allow_none=True)
         if self.precision not in ("auto", "float32", "float16", "bfloat16"):
             raise ValueError(
                 f"precision={self.precision!r}; expected 'auto', 'float32', 'float16' "
@@ -339,62 +351,44 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
         loss_fn = torch.nn.CrossEntropyLoss(
             weight=None if weights is None else torch.as_tensor(weights, device=device)
         )
-        trained_modules = list(runtime.trained)
+        train_items = [items[i] for i in train_idx]
+        val_items = None if val_idx is None else [items[i] for i in val_idx]
+        y_train = y_idx[train_idx]
+        y_val = None if val_idx is None else y_idx[val_idx]
+        modules = list(runtime.trained) + [runtime.head]
+        histories = []
         with tt.seeded_torch(seed, device):
-            train_inputs = self._training_inputs(runtime, items, train_idx, seed)
-            val_inputs = (
-                None if val_idx is None
-                else self._lower_outputs(runtime, [items[i] for i in val_idx])
-            )
-
-            def batch_logits(idx):
-                x = train_inputs(idx)
-                return runtime.head(runtime.upper(x))
-
+            val_inputs = None if val_items is None else self._lower_outputs(runtime, val_items)
+            # Without augmentation the frozen parts run once over the training images.
+            train_lower = None if self.augment else self._lower_outputs(runtime, train_items)
+            if unfreeze != 0 and self._head_epochs() > 0:
+                # Stage 1: the new head alone on the frozen network's features.
+                centre = train_lower if train_lower is not None else self._lower_outputs(
+                    runtime, train_items)
+                train_features = self._features(runtime, centre)
+                val_features = None if val_inputs is None else self._features(runtime, val_inputs)
+                histories.append(self._train_stage(
+                    runtime, [runtime.head], [(list(runtime.head.named_parameters()), self.lr)],
+                    self._head_epochs(), lambda idx: runtime.head(train_features[idx]),
+                    None if val_features is None else (lambda rows: runtime.head(val_features[rows])),
+                    y_train, y_val, loss_fn, seed, f"ImageClassifier(unfreeze={unfreeze}) head",
+                ))  # fmt: skip
+            train_inputs = self._training_inputs(runtime, train_items, train_lower, seed)
             head_params = list(runtime.head.named_parameters())
-            body = [(f"backbone.{n}", p) for n, p in runtime.trained.named_parameters()
-                    if p.requires_grad]  # fmt: skip
-            groups = [(head_params, self.lr)]
-            if body:
-                groups.append((body, self.body_lr if self.body_lr is not None else self.lr / 10))
-            optimizer = tt.make_optimizer(groups, self.weight_decay)
-            all_params = [p for _, p in head_params] + [p for _, p in body]
-
-            validate = snapshot = restore = None
-            if val_idx is not None:
-                y_val = torch.as_tensor(y_idx[val_idx], device=device)
-
-                def validate():
-                    _set_training_mode(trained_modules + [runtime.head], False)
-                    with torch.inference_mode():
-                        logits = torch.cat([
-                            runtime.head(runtime.upper(val_inputs[s:e]))
-                            for s, e in tt.batch_ranges(len(val_idx), self._predict_batch())
-                        ])
-                        loss = loss_fn(logits.float(), y_val).item()
-                    _set_training_mode(trained_modules + [runtime.head], True)
-                    return loss
-
-                def snapshot():
-                    return [p.detach().clone() for p in all_params]
-
-                def restore(state):
-                    with torch.no_grad():
-                        for p, saved in zip(all_params, state):
-                            p.copy_(saved)
-
-            _set_training_mode(trained_modules + [runtime.head], True)
-            history = tt.train_epochs(
-                epochs=epochs, batch_size=self.batch_size,
-                warmup_fraction=self.warmup_fraction,
-                n_iter_no_change=self.n_iter_no_change, verbose=self.verbose,
-                n_train=len(train_idx), y_train=y_idx[train_idx],
-                batch_logits=batch_logits, parameters=all_params, optimizer=optimizer,
-                loss_fn=loss_fn, device=device, amp_dtype=amp_dtype, seed=seed,
-                validate=validate, snapshot=snapshot, restore=restore,
-                desc=f"ImageClassifier(unfreeze={unfreeze})",
-            )  # fmt: skip
-        _set_training_mode(trained_modules + [runtime.head], False)
+            body = [(f"backbone.{n}", p) for n, p in runtime.trained.named_parameters()]
+            if unfreeze == 0:
+                groups = [(head_params, self.lr)]
+            else:
+                # Stage 2: head and unfrozen blocks together, at the body's low rate.
+                groups = [(head_params + body, self._body_lr())]
+            histories.append(self._train_stage(
+                runtime, modules, groups, epochs,
+                lambda idx: runtime.head(runtime.upper(train_inputs(idx))),
+                None if val_inputs is None
+                else (lambda rows: runtime.head(runtime.upper(val_inputs[rows]))),
+                y_train, y_val, loss_fn, seed, f"ImageClassifier(unfreeze={unfreeze})",
+            ))  # fmt: skip
+        _set_training_mode(modules, False)
         runtime.trained.requires_grad_(False)
         runtime.head.requires_grad_(False)
 
@@ -403,10 +397,61 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
         self.n_blocks_ = n_blocks
         self.trainable_parameters_ = list(names)
         self.device_ = device
-        tt.set_history(self, history)
+        tt.set_history(self, _joined(histories))
         self._runtime = runtime
         self._pending_tensors = None
         return self
+
+    def _head_epochs(self):
+        return _HEAD_ONLY_EPOCHS if self.head_epochs is None else self.head_epochs
+
+    def _body_lr(self):
+        return self.body_lr if self.body_lr is not None else self.lr / 30
+
+    def _train_stage(self, runtime, modules, groups, epochs, batch_logits, val_logits,
+                     y_train, y_val, loss_fn, seed, desc):
+        """One run of the shared training loop over ``groups`` of parameters."""
+        torch = import_torch()
+        optimizer = tt.make_optimizer(groups, self.weight_decay)
+        params = [p for named, _ in groups for _, p in named]
+        validate = snapshot = restore = None
+        if val_logits is not None:
+            y_val_t = torch.as_tensor(y_val, device=runtime.device)
+
+            def validate():
+                _set_training_mode(modules, False)
+                with torch.inference_mode():
+                    logits = torch.cat([val_logits(slice(a, b)) for a, b in
+                                        tt.batch_ranges(len(y_val), self._predict_batch())])
+                    loss = loss_fn(logits.float(), y_val_t).item()
+                _set_training_mode(modules, True)
+                return loss
+
+            def snapshot():
+                return [p.detach().clone() for p in params]
+
+            def restore(state):
+                with torch.no_grad():
+                    for p, saved in zip(params, state):
+                        p.copy_(saved)
+
+        _set_training_mode(modules, True)
+        return tt.train_epochs(
+            epochs=epochs, batch_size=self.batch_size, warmup_fraction=self.warmup_fraction,
+            n_iter_no_change=self.n_iter_no_change, verbose=self.verbose,
+            n_train=len(y_train), y_train=y_train, batch_logits=batch_logits,
+            parameters=params, optimizer=optimizer, loss_fn=loss_fn, device=runtime.device,
+            amp_dtype=runtime.amp_dtype, seed=seed, validate=validate, snapshot=snapshot,
+            restore=restore, desc=desc,
+        )
+
+    def _features(self, runtime, lower):
+        """Pooled features of the still-pretrained upper parts, in evaluation mode."""
+        torch = import_torch()
+        _set_training_mode(list(runtime.trained), False)
+        with torch.no_grad(), tt.autocast(runtime.device, runtime.amp_dtype):
+            return torch.cat([runtime.upper(lower[a:b]).float()
+                              for a, b in tt.batch_ranges(len(lower), self._predict_batch())])
 
     # ------------------------------------------- image-specific pieces
     def _build_network(self, unfreeze, classes, seed, device, amp_dtype):
@@ -469,12 +514,15 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
         # Leave inference mode so that the tensors can feed a graph with gradients.
         return torch.cat(outputs).clone() if outputs else None
 
-    def _training_inputs(self, runtime, items, train_idx, seed):
-        """A function from batch rows (``0 .. n_train - 1``) to the trainable parts' input."""
+    def _training_inputs(self, runtime, train_items, lower, seed):
+        """A function from batch rows (``0 .. n_train - 1``) to the trainable parts' input.
+
+        ``lower``: the frozen parts' outputs for the training images (centre
+        crops), or ``None`` with augmentation, where every batch is cropped anew
+        and runs through the frozen parts.
+        """
         torch = import_torch()
-        train_items = [items[i] for i in train_idx]
-        if not self.augment:
-            lower = self._lower_outputs(runtime, train_items)
+        if lower is not None:
 
             def inputs(idx):
                 return lower[torch.as_tensor(idx, device=lower.device)]
@@ -594,6 +642,16 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
             amp_dtype = torch.float32  # saved with half precision on a GPU, loaded on a CPU
         self.device_ = device
         self._runtime = _ImageRuntime(frozen, trained, cut, head, device, amp_dtype)
+
+
+def _joined(histories):
+    """One training history from those of the stages, in order."""
+    return {
+        "loss": [v for h in histories for v in h["loss"]],
+        "val_loss": [v for h in histories for v in h["val_loss"]],
+        "n_iter": sum(h["n_iter"] for h in histories),
+        "time": sum(h["time"] for h in histories),
+    }
 
 
 def _check_xy(X, y):
