@@ -201,7 +201,7 @@ def test_grid_search_in_a_pipeline(name, data):
 
 # -- image estimators: images in, not text, so only the input-agnostic checks apply;
 # tests/test_image.py covers their inputs, pickling, set_output and pipelines.
-IMAGE_ESTIMATORS = ["ImageEmbedder"]
+IMAGE_ESTIMATORS = ["ImageEmbedder", "ImageClassifier"]
 
 
 @pytest.mark.parametrize("name", IMAGE_ESTIMATORS)
