@@ -8,6 +8,15 @@ measured.
 
     python benchmarks/sentence_encode.py            # 10,000 sentences
     python benchmarks/sentence_encode.py --n 2000 --repeats 5 --segments 10
+
+With ``--backends`` the CPU backends are compared instead: torch float32,
+ONNX Runtime float32 and int8 (and sentence-transformers' own ONNX backend
+where it installs), each against ``SentenceTransformer.encode`` with the
+same batch size and thread count, in alternating slices; ``--accuracy``
+adds SST-2 (official split) and MR (5-fold) logistic-regression accuracy
+for each backend:
+
+    python benchmarks/sentence_encode.py --backends --n 2000 --repeats 3 --segments 10 --accuracy
 """
 
 import argparse
@@ -96,6 +105,144 @@ def bench_setting(docs, device, precision, batch_size, repeats, extra_poolings, 
     return times, slice_times, max_diff
 
 
+def _cosines(a, b):
+    return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+
+
+def backend_candidates(batch_size, n_threads):
+    """``{name: encode function}`` for the CPU backends, and the rows that could not run."""
+    from sentence_transformers import SentenceTransformer
+
+    from embedxfer import SentenceEmbedder
+    from embedxfer._transformers import packaged_minilm_path
+
+    path = packaged_minilm_path()
+    reference = SentenceTransformer(path, device="cpu")
+    candidates = {
+        "sentence-transformers encode (torch)": lambda texts: reference.encode(
+            texts, batch_size=batch_size, convert_to_numpy=True
+        )
+    }
+    common = dict(pooling="model", batch_size=batch_size, n_threads=n_threads)
+    for name, params in [
+        ("embedxfer torch float32", dict(device="cpu")),
+        ("embedxfer onnx float32", dict(backend="onnx")),
+        ("embedxfer onnx int8", dict(backend="onnx", precision="int8")),
+    ]:
+        candidates[name] = SentenceEmbedder(**common, **params).fit().transform
+    skipped = {}
+    try:
+        st_onnx = SentenceTransformer(path, device="cpu", backend="onnx")
+        candidates["sentence-transformers backend='onnx'"] = lambda texts: st_onnx.encode(
+            texts, batch_size=batch_size, convert_to_numpy=True
+        )
+    except Exception as err:  # optimum missing, or an export it cannot make offline
+        skipped["sentence-transformers backend='onnx'"] = f"{type(err).__name__}: {err}"
+    return candidates, skipped
+
+
+def run_alternating(candidates, docs, repeats, segments):
+    """Total seconds per run, seconds per slice and the first run's vectors, per candidate."""
+    bounds = np.linspace(0, len(docs), segments + 1).astype(int)
+    slices = [docs[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    names = list(candidates)
+    times = {name: [0.0] * repeats for name in names}
+    slice_times = {name: [] for name in names}
+    outputs = {name: [] for name in names}
+    turn = 0
+    for r in range(repeats):
+        for part in slices:
+            for name in names if turn % 2 == 0 else names[::-1]:
+                seconds, out = timed(lambda: candidates[name](part))
+                times[name][r] += seconds
+                slice_times[name].append(seconds)
+                if r == 0:
+                    outputs[name].append(np.asarray(out, dtype=np.float32))
+            turn += 1
+    return times, slice_times, {n: np.concatenate(p) for n, p in outputs.items()}
+
+
+def backend_accuracy(candidates, data, limit):
+    """SST-2 test accuracy (train on the official train split) and MR 5-fold accuracy."""
+    import pandas as pd
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold, cross_val_score
+
+    sst_train = pd.read_csv(data / "sst2" / "train.csv")
+    sst_test = pd.read_csv(data / "sst2" / "test.csv")
+    mr = pd.read_csv(data / "mr" / "all.csv").sample(frac=1.0, random_state=0)
+    if limit:
+        sst_train, mr = sst_train.iloc[:limit], mr.iloc[:limit]
+    results = {}
+    for name, encode in candidates.items():
+        clf = LogisticRegression(max_iter=2000)
+        x_train = encode(sst_train.text.astype(str).tolist())
+        x_test = encode(sst_test.text.astype(str).tolist())
+        sst = clf.fit(x_train, sst_train.label).score(x_test, sst_test.label)
+        x_mr = encode(mr.text.astype(str).tolist())
+        folds = StratifiedKFold(5, shuffle=True, random_state=0)
+        mr_acc = cross_val_score(LogisticRegression(max_iter=2000), x_mr, mr.label, cv=folds)
+        results[name] = (sst, float(np.mean(mr_acc)))
+    return results, len(sst_train), len(sst_test), len(mr)
+
+
+def main_backends(args, docs):
+    import os
+
+    import torch
+
+    n_threads = torch.get_num_threads()
+    candidates, skipped = backend_candidates(args.batch_size, n_threads)
+    warm = docs[: min(len(docs), 4 * args.batch_size)]
+    for fn in candidates.values():
+        fn(warm)
+    times, slice_times, outputs = run_alternating(candidates, docs, args.repeats, args.segments)
+    reference = "sentence-transformers encode (torch)"
+    exact = outputs["embedxfer torch float32"]
+    base = statistics.median(times[reference])
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"CPU backends, {len(docs)} sentences, all-MiniLM-L6-v2 (pooling='model'), "
+        f"batch_size={args.batch_size}, {n_threads} threads for every row, {args.repeats} "
+        f"runs of {args.segments} alternating slices; load average at the end {load:.1f} "
+        f"on {os.cpu_count()} CPUs"
+    )
+    print()
+    print(
+        "| implementation | docs/s (median) | speed vs encode | speed vs encode (paired) "
+        "| max abs diff | mean cosine | min cosine |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, runs in times.items():
+        median = statistics.median(runs)
+        ratios = [b / a for a, b in zip(slice_times[name], slice_times[reference])]
+        cos = _cosines(exact, outputs[name])
+        print(
+            f"| {name} | {len(docs) / median:.0f} | {base / median:.2f}x "
+            f"| {statistics.median(ratios):.2f}x | {np.abs(outputs[name] - exact).max():.1e} "
+            f"| {cos.mean():.4f} | {cos.min():.4f} |"
+        )
+    for name, why in skipped.items():
+        print(f"| {name} | skipped: {why[:160]} | | | | | |")
+    print(
+        "\nspeed vs encode = encode's median run time / this row's; paired = median over "
+        "slices of the same ratio for back-to-back runs (robust to load from other "
+        "processes). Differences and cosines are to embedxfer torch float32."
+    )
+    if args.accuracy:
+        rows = {k: v for k, v in candidates.items() if k != reference}
+        results, n_train, n_test, n_mr = backend_accuracy(rows, args.data, args.accuracy_n)
+        print(
+            f"\nAccuracy, logistic regression on the vectors: SST-2 (train {n_train}, "
+            f"test {n_test}), MR ({n_mr} sentences, 5-fold CV)"
+        )
+        print()
+        print("| implementation | SST-2 | MR |")
+        print("|---|---:|---:|")
+        for name, (sst, mr) in results.items():
+            print(f"| {name} | {100 * sst:.2f} | {100 * mr:.2f} |")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10_000, help="number of sentences")
@@ -113,6 +260,18 @@ def main(argv=None):
     parser.add_argument(
         "--also-mean", action="store_true", help="also time the default mean pooling"
     )
+    parser.add_argument(
+        "--backends", action="store_true",
+        help="compare the CPU backends (torch, ONNX float32 / int8) instead",
+    )
+    parser.add_argument(
+        "--accuracy", action="store_true",
+        help="with --backends: also SST-2 and MR logistic-regression accuracy per backend",
+    )
+    parser.add_argument(
+        "--accuracy-n", type=int, default=None,
+        help="use at most this many SST-2 training and MR sentences for --accuracy",
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -120,6 +279,8 @@ def main(argv=None):
     if args.threads:
         torch.set_num_threads(args.threads)
     docs = load_sentences(args.data, args.n)
+    if args.backends:
+        return main_backends(args, docs)
     chars = np.mean([len(d) for d in docs])
     settings = [("cpu", "float32")]
     if torch.cuda.is_available() and not args.cpu_only:

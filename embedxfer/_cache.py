@@ -707,6 +707,42 @@ _SCAN_MIN_KEYS = 4 * _SQL_BATCH
 _SELECT_CODES = f"SELECT key, (batch << {_ROW_BITS}) | row FROM entries "
 
 
+def _named_error(filename, err):
+    """An SQLite failure as an error that names the file and the way out."""
+    text = str(err)
+    if "readonly" in text or "unable to open" in text or "access permission" in text:
+        return PermissionError(
+            f"the embedding cache {filename!r} cannot be written ({text}); choose a "
+            "writable folder, or cache=None."
+        )
+    if "disk is full" in text or "disk I/O" in text:
+        return OSError(
+            f"the embedding cache {filename!r} could not be written: {text}; free disk space, "
+            "or clear() the cache, or use another folder."
+        )
+    if isinstance(err, sqlite3.DatabaseError) and not isinstance(err, sqlite3.OperationalError):
+        return sqlite3.DatabaseError(
+            f"{filename!r} is not a readable embedding cache ({text}); delete the folder or "
+            "choose another one."
+        )
+    return type(err)(f"embedding cache {filename!r}: {text}")
+
+
+def _naming_the_file(method):
+    """Wrap SQLite errors of a store method (other than lock waits) with the file's name."""
+
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except sqlite3.Error as err:
+            if "locked" in str(err) or "busy" in str(err) or self.filename in str(err):
+                raise
+            raise _named_error(self.filename, err) from err
+
+    wrapper.__name__, wrapper.__doc__ = method.__name__, method.__doc__
+    return wrapper
+
+
 class _SQLiteStore:
     """One SQLite file in WAL mode; one transaction per stored batch."""
 
@@ -736,9 +772,13 @@ class _SQLiteStore:
             os.makedirs(folder, exist_ok=True)
         except OSError as err:
             raise OSError(f"cannot create the cache folder {folder!r}: {err}") from err
-        conn = sqlite3.connect(
-            self.filename, timeout=self.timeout, isolation_level=None, check_same_thread=False
-        )
+        try:
+            conn = sqlite3.connect(
+                self.filename, timeout=self.timeout, isolation_level=None,
+                check_same_thread=False,
+            )  # fmt: skip
+        except sqlite3.Error as err:
+            raise _named_error(self.filename, err) from err
         deadline = time.monotonic() + self.timeout
         while True:
             try:
@@ -749,7 +789,7 @@ class _SQLiteStore:
                 # processes open a new folder at once.
                 if "locked" not in str(err) and "busy" not in str(err):
                     conn.close()
-                    raise
+                    raise _named_error(self.filename, err) from err
                 if time.monotonic() > deadline:
                     conn.close()
                     raise TimeoutError(
@@ -795,6 +835,7 @@ class _SQLiteStore:
         ).fetchone()
         return None if row is None else (row[0], row[1], np.dtype(row[2]))
 
+    @_naming_the_file
     def fetch(self, fingerprint, keys):
         found = np.zeros(len(keys), dtype=bool)
         with self.lock:
@@ -863,6 +904,7 @@ class _SQLiteStore:
                 vectors[targets[start:stop]] = block[rows[start:stop]]
                 found[targets[start:stop]] = True
 
+    @_naming_the_file
     def put(self, fingerprint, keys, vectors):
         n_features, dtype = vectors.shape[1], vectors.dtype
         if dtype.byteorder == ">":
@@ -896,6 +938,7 @@ class _SQLiteStore:
                 if conn.total_changes == before:
                     conn.execute("DELETE FROM batches WHERE id=?", (batch_id,))
 
+    @_naming_the_file
     def clear(self, fingerprint):
         with self.lock:
             conn = self.connection()
@@ -915,10 +958,12 @@ class _SQLiteStore:
                 except sqlite3.OperationalError:
                     pass
 
+    @_naming_the_file
     def count(self):
         with self.lock:
             return self.connection().execute("SELECT count(*) FROM entries").fetchone()[0]
 
+    @_naming_the_file
     def info(self):
         with self.lock:
             rows = self.connection().execute(

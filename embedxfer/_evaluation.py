@@ -25,6 +25,13 @@ PACKAGED_SENTENCE_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM
 TFIDF_NAMES = ("tfidf", "tf-idf")
 WORD_POOLINGS = ("mean", "sum", "max", "min")
 SENTENCE_POOLINGS = ("mean", "cls", "max", "model")
+# Options of sentence models that choose how they run rather than what they pool.
+SENTENCE_RUNTIME_OPTIONS = {
+    "torch": {"backend": "torch"},
+    "onnx": {"backend": "onnx"},
+    "onnx-int8": {"backend": "onnx", "precision": "int8"},
+    "chunk": {"long_documents": "chunk"},
+}
 WORD_WEIGHTINGS = ("tfidf", "sif", "usif")
 CLASSIFIERS = ("logreg", "linearsvc", "knn")
 CLUSTERERS = ("kmeans", "agglomerative", "hdbscan")
@@ -55,6 +62,9 @@ class ModelSpec:
         Word-vector weighting given after ``:``.
     label : str
         How tables and plots name it (``name`` plus its options).
+    settings : dict
+        Further SentenceEmbedder parameters from options such as ``onnx``,
+        ``onnx-int8`` or ``chunk``.
     """
 
     name: str
@@ -62,6 +72,7 @@ class ModelSpec:
     pooling: str = None
     weighting: str = None
     label: str = field(default="")
+    settings: dict = field(default_factory=dict)
 
 
 def known_model_names():
@@ -76,7 +87,10 @@ def parse_model(text, kind="auto", extra_options=()):
 
     ``OPTIONS`` are comma-separated pooling and weighting words, e.g.
     ``glove-6B-50d:mean+max``, ``glove-6B-50d:sif``,
-    ``all-MiniLM-L6-v2:cls``. ``kind`` is ``"auto"`` (from the name),
+    ``all-MiniLM-L6-v2:cls``; sentence models also take ``onnx``,
+    ``onnx-int8`` (ONNX Runtime backend, float32 or int8) and ``chunk``
+    (long documents read whole), e.g. ``all-MiniLM-L6-v2:onnx-int8,chunk``.
+    ``kind`` is ``"auto"`` (from the name),
     ``"word"`` or ``"sentence"``. ``extra_options`` are validated the same
     way (the command line's ``--pooling`` and ``--weighting``).
     """
@@ -84,6 +98,7 @@ def parse_model(text, kind="auto", extra_options=()):
     options = options + [o for o in extra_options if o is not None]
     resolved = resolve_kind(name, kind)
     pooling = weighting = None
+    settings = {}
     for option in options:
         if resolved == "tfidf":
             raise ValueError(f"model {text!r}: the TF-IDF baseline takes no options.")
@@ -93,12 +108,15 @@ def parse_model(text, kind="auto", extra_options=()):
             pooling = option
         elif resolved == "sentence" and option in SENTENCE_POOLINGS:
             pooling = option
+        elif resolved == "sentence" and option in SENTENCE_RUNTIME_OPTIONS:
+            settings.update(SENTENCE_RUNTIME_OPTIONS[option])
         else:
             allowed = (
                 f"poolings {', '.join(WORD_POOLINGS)} (or several joined by '+') and "
                 f"weightings {', '.join(WORD_WEIGHTINGS)}"
                 if resolved == "word"
-                else f"poolings {', '.join(SENTENCE_POOLINGS)}"
+                else f"poolings {', '.join(SENTENCE_POOLINGS)} and "
+                f"{', '.join(SENTENCE_RUNTIME_OPTIONS)}"
             )
             raise ValueError(
                 f"model {text!r}: option {option!r} is not understood for {resolved} "
@@ -107,7 +125,8 @@ def parse_model(text, kind="auto", extra_options=()):
     if resolved == "tfidf":
         name = TFIDF_NAMES[0]
     label = name if not options else f"{name}:{','.join(options)}"
-    return ModelSpec(name=name, kind=resolved, pooling=pooling, weighting=weighting, label=label)
+    return ModelSpec(name=name, kind=resolved, pooling=pooling, weighting=weighting, label=label,
+                     settings=settings)  # fmt: skip
 
 
 def _split_options(text):
@@ -117,6 +136,7 @@ def _split_options(text):
         return text, []
     options = [o.strip() for o in tail.split(",") if o.strip()]
     words = set(WORD_POOLINGS + SENTENCE_POOLINGS + WORD_WEIGHTINGS)
+    words |= set(SENTENCE_RUNTIME_OPTIONS)
     if options and all(set(o.split("+")) <= words for o in options):
         return head, options
     return text, []
@@ -257,7 +277,8 @@ def check_available(spec):
 # -- embedders and encoding ---------------------------------------------------------
 
 
-def build_embedder(spec, *, batch_size=None, device=None, cache=None, normalize=False):
+def build_embedder(spec, *, batch_size=None, device=None, cache=None, normalize=False,
+                   allow_pickle=False):  # fmt: skip
     """A fresh embedder for ``spec`` (``None`` for the TF-IDF baseline)."""
     if spec.kind == "tfidf":
         return None
@@ -273,11 +294,14 @@ def build_embedder(spec, *, batch_size=None, device=None, cache=None, normalize=
             params["weighting"] = spec.weighting
         if device is not None:
             params["device"] = device
+        if allow_pickle:
+            params["allow_pickle"] = True
         return WordVectorEmbedder(spec.name, **params)
     from ._sentence import SentenceEmbedder
 
     if batch_size is not None:
         params["batch_size"] = int(batch_size)
+    params.update(spec.settings)
     return SentenceEmbedder(model=spec.name, device=device, **params)
 
 

@@ -189,6 +189,47 @@ class _Runtime:
         hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
         return mean_pool(hidden, mask)
 
+    def run_documents(self, docs, batch_size, what, long_documents="truncate", overlap=32):
+        """:meth:`run` on texts; ``long_documents="chunk"`` reads long ones whole.
+
+        A text longer than ``max_length`` tokens is then cut by the tokenizer
+        into overlapping windows; the windows' pooled vectors are averaged,
+        weighted by their token counts, and the head (for logits) is applied
+        to that average. Texts that fit take exactly the ``"truncate"`` path.
+        """
+        if not docs:
+            return self.run([], batch_size, what)
+        if long_documents != "chunk":
+            return self.run(self.tokenize(docs), batch_size, what)
+        enc = self.tokenizer(
+            docs, truncation=True, max_length=self.max_length, stride=overlap,
+            return_overflowing_tokens=True, padding=False,
+            return_attention_mask=False, return_token_type_ids=False,
+        )  # fmt: skip
+        seqs = enc["input_ids"]
+        owners = np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64)
+        if len(seqs) == len(docs):
+            return self.run(seqs, batch_size, what)
+        from ._transformers import pool_windows
+
+        vectors = self.run(seqs, batch_size, "pooled")
+        counts = np.bincount(owners, minlength=len(docs))
+        single = counts[owners] == 1
+        pooled = np.empty((len(docs), vectors.shape[1]), dtype=np.float32)
+        pooled[owners[single]] = vectors[single]
+        lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
+        docs_idx, merged = pool_windows(
+            vectors[~single], owners[~single], lengths[~single], "mean"
+        )
+        pooled[docs_idx] = merged
+        if what == "pooled":
+            return pooled
+        torch = import_torch()
+        with torch.inference_mode():
+            head_device = next(self.head.parameters()).device
+            logits = self.head(torch.from_numpy(pooled).to(head_device))
+        return logits.float().cpu().numpy()
+
     def run(self, seqs, batch_size, what):
         """Pooled vectors (``what="pooled"``) or logits of id lists, in input order.
 
@@ -210,6 +251,24 @@ class _Runtime:
                     vec = self.head(vec.float())
                 out[rows] = vec.float().cpu().numpy()
         return out
+
+
+class _OnnxRuntime(_Runtime):
+    """The prediction side of a fitted classifier with the encoder run by ONNX Runtime."""
+
+    def __init__(self, runtime, session):
+        import copy
+
+        torch = import_torch()
+        head = copy.deepcopy(runtime.head).to("cpu")
+        super().__init__(runtime.tokenizer, runtime.encoder, head, "cpu", torch.float32,
+                         runtime.max_length)
+        self.session = session
+
+    def pooled(self, ids, mask):
+        from ._onnx import run_token_states
+
+        return mean_pool(run_token_states(self.session, ids, mask), mask.cpu())
 
 
 class TransformerClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierMixin,
@@ -280,14 +339,33 @@ class TransformerClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierM
     device : str, default=None
         ``None`` or ``"auto"`` picks CUDA, then MPS, then the CPU; or
         ``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``.
-    precision : {"auto", "float32", "float16", "bfloat16"}, default="auto"
+    precision : {"auto", "float32", "float16", "bfloat16", "int8"}, default="auto"
         Mixed precision (``torch.autocast``) for the forward passes on a GPU;
         the weights themselves stay float32. ``"auto"``: bfloat16 on a GPU
         that supports it, else float16 (with gradient scaling), float32 on
-        the CPU. Half precision on the CPU is refused.
+        the CPU. Half precision on the CPU is refused. ``"int8"`` (with
+        ``backend="onnx"``): training in float32, prediction with an int8
+        quantised export.
     verbose : int, default=0
         ``1`` shows a progress bar (tqdm) during ``fit``; ``2`` also prints
         the loss of every epoch.
+    backend : {"torch", "onnx"}, default="torch"
+        What runs the encoder in ``predict``, ``predict_proba`` and
+        ``transform`` (training always uses torch). ``"onnx"`` exports the
+        fitted encoder once (kept in ``$EMBEDXFER_HOME/onnx``, keyed by its
+        weights) and runs it with ONNX Runtime on the CPU
+        (``pip install 'embedxfer[onnx]'``); with ``precision="int8"`` the
+        export is quantised to int8 (dynamic, per channel).
+    n_threads : int or None, default=None
+        CPU threads for prediction (torch's setting is changed only during
+        the call; ONNX Runtime's session gets it). ``None``: the default.
+    long_documents : {"truncate", "chunk"}, default="truncate"
+        In ``predict`` and ``transform``: ``"chunk"`` reads a document longer
+        than ``max_length`` tokens whole, as overlapping windows whose pooled
+        vectors are averaged (weighted by length) before the head. Training
+        truncates.
+    chunk_overlap : int, default=32
+        Tokens shared by neighbouring windows with ``"chunk"``.
 
     Attributes
     ----------
@@ -362,6 +440,10 @@ class TransformerClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierM
         device=None,
         precision="auto",
         verbose=0,
+        backend="torch",
+        n_threads=None,
+        long_documents="truncate",
+        chunk_overlap=32,
     ):
         self.model = model
         self.unfreeze = unfreeze
@@ -380,6 +462,10 @@ class TransformerClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierM
         self.device = device
         self.precision = precision
         self.verbose = verbose
+        self.backend = backend
+        self.n_threads = n_threads
+        self.long_documents = long_documents
+        self.chunk_overlap = chunk_overlap
 
     # ------------------------------------------------------------ checks
     def _check_unfreeze(self):
@@ -407,12 +493,31 @@ class TransformerClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierM
         tt.check_training_params(self, epochs=self._resolved_epochs(unfreeze, 1))
         tt.check_number("body_lr", self.body_lr, low=0, low_open=True, allow_none=True)
         tt.check_number("max_length", self.max_length, low=1, integer=True, allow_none=True)
-        if self.precision not in ("auto", "float32", "float16", "bfloat16"):
+        if self.precision not in ("auto", "float32", "float16", "bfloat16", "int8"):
             raise ValueError(
-                f"precision={self.precision!r}; expected 'auto', 'float32', 'float16' "
-                "or 'bfloat16'."
+                f"precision={self.precision!r}; expected 'auto', 'float32', 'float16', "
+                "'bfloat16' or (with backend='onnx') 'int8'."
             )
+        self._check_prediction_params()
         return unfreeze
+
+    def _check_prediction_params(self):
+        if self.backend not in ("torch", "onnx"):
+            raise ValueError(f"backend={self.backend!r}; expected 'torch' or 'onnx'.")
+        if self.precision == "int8" and self.backend != "onnx":
+            raise ValueError(
+                "precision='int8' needs backend='onnx' (int8 prediction with ONNX Runtime)."
+            )
+        tt.check_number("n_threads", self.n_threads, low=1, integer=True, allow_none=True)
+        if self.long_documents not in ("truncate", "chunk"):
+            raise ValueError(
+                f"long_documents={self.long_documents!r}; expected 'truncate' or 'chunk'."
+            )
+        tt.check_number("chunk_overlap", self.chunk_overlap, low=0, integer=True)
+
+    def _training_precision(self):
+        # int8 concerns only the ONNX prediction path; training runs in float32.
+        return "float32" if self.precision == "int8" else self.precision
 
     def _max_length(self, tokenizer, encoder):
         limit = getattr(encoder.config, "max_position_embeddings", None) or 512
@@ -440,7 +545,7 @@ class TransformerClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierM
         docs, y = tt.check_xy(X, y)
         unfreeze = self._check_params()
         device = resolve_device(self.device)
-        amp_dtype = tt.resolve_precision(self.precision, device)
+        amp_dtype = tt.resolve_precision(self._training_precision(), device)
         classes, y_idx = tt.encode_labels(y)
         weights = tt.class_weight_vector(self.class_weight, classes, y_idx)
         seed = tt.draw_seed(self.random_state)
@@ -553,6 +658,8 @@ class TransformerClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierM
         tt.set_history(self, history)
         self._runtime = runtime
         self._pending_tensors = None
+        if self.backend == "onnx":
+            self._prediction_runtime()  # export now, so that problems show in fit
         return self
 
     def _new_head(self, hidden, n_classes, seed):
@@ -571,10 +678,64 @@ class TransformerClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierM
         ))
 
     # -------------------------------------------------------- prediction
-    def _logits_numpy(self, docs):
+    def _prediction_runtime(self):
+        """The torch runtime, or its ONNX Runtime view with ``backend="onnx"``."""
         runtime = self._ensure_runtime()
-        return runtime.run(runtime.tokenize(docs) if docs else [],
-                           self.batch_size * _PREDICT_BATCH_FACTOR, "logits")
+        self._check_prediction_params()
+        if self.backend != "onnx":
+            return runtime
+        precision = "int8" if self.precision == "int8" else "float32"
+        n_threads = None if self.n_threads is None else int(self.n_threads)
+        views = runtime.__dict__.setdefault("onnx_views", {})
+        if (precision, n_threads) not in views:
+            from ._onnx import fine_tuned_session
+
+            session = fine_tuned_session(
+                runtime.encoder, self._encoder_identity(runtime),
+                uses_token_type_ids="token_type_ids" in getattr(
+                    runtime.tokenizer, "model_input_names", ()),
+                precision=precision, n_threads=n_threads,
+            )  # fmt: skip
+            views[(precision, n_threads)] = _OnnxRuntime(runtime, session)
+        return views[(precision, n_threads)]
+
+    def _encoder_identity(self, runtime):
+        """What determines the encoder's weights: base model files and trained tensors."""
+        import hashlib
+
+        from ._sentence import _folder_signature
+
+        source, is_local = resolve_model_source(self.model)
+        identity = {"source": source, "files": _folder_signature(source) if is_local else None}
+        if self.trainable_parameters_:
+            params = dict(runtime.encoder.named_parameters())
+            digest = hashlib.sha256()
+            for name in sorted(self.trainable_parameters_):
+                digest.update(name.encode())
+                digest.update(params[name].detach().float().cpu().numpy().tobytes())
+            identity["trained"] = digest.hexdigest()
+        return identity
+
+    def _run(self, docs, what):
+        from ._transformers import torch_threads
+
+        runtime = self._prediction_runtime()
+        if self.long_documents == "chunk":
+            room = runtime.max_length - runtime.tokenizer.num_special_tokens_to_add(pair=False)
+            if self.chunk_overlap >= room:
+                raise ValueError(
+                    f"chunk_overlap={self.chunk_overlap} leaves no new text in each window of "
+                    f"{room} text tokens (max_length={runtime.max_length}); use "
+                    f"chunk_overlap < {room}."
+                )
+        with torch_threads(self.n_threads):
+            return runtime.run_documents(
+                docs, self.batch_size * _PREDICT_BATCH_FACTOR, what,
+                self.long_documents, int(self.chunk_overlap),
+            )  # fmt: skip
+
+    def _logits_numpy(self, docs):
+        return self._run(docs, "logits")
 
     def transform(self, X):
         """Fine-tuned document vectors: the mean-pooled output of the trained encoder.
@@ -590,9 +751,7 @@ class TransformerClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierM
         """
         check_is_fitted(self)
         docs = check_documents(X, allow_empty=True)
-        runtime = self._ensure_runtime()
-        return runtime.run(runtime.tokenize(docs) if docs else [],
-                           self.batch_size * _PREDICT_BATCH_FACTOR, "pooled")
+        return self._run(docs, "pooled")
 
     # ------------------------------------------------------- persistence
     def _trained_tensors(self):
@@ -641,7 +800,7 @@ class TransformerClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierM
                               if k.startswith("head.")})
         head = head.to(device).eval().requires_grad_(False)
         try:
-            amp_dtype = tt.resolve_precision(self.precision, device)
+            amp_dtype = tt.resolve_precision(self._training_precision(), device)
         except ValueError:
             amp_dtype = torch.float32  # saved with half precision on a GPU, loaded on a CPU
         self.device_ = device

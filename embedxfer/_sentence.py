@@ -13,11 +13,20 @@ from sklearn.utils.validation import check_is_fitted
 from ._base import EmbedderOutputMixin, TextInputMixin
 from ._device import import_torch, resolve_device, resolve_dtype
 from ._registry import get_or_load
-from ._transformers import DEFAULT_MODEL, encode_texts, load_encoder, resolve_model_source
+from ._transformers import (
+    DEFAULT_MODEL,
+    encode_texts,
+    load_encoder,
+    resolve_model_source,
+    torch_threads,
+)
 from ._validation import check_documents
 
 _POOLINGS = ("mean", "cls", "max", "model")
 _LAYER_COMBINES = ("mean", "sum", "concat")
+_BACKENDS = ("torch", "onnx")
+_LONG_DOCUMENTS = ("truncate", "chunk")
+_CHUNK_POOLINGS = ("mean", "max")
 # Words in model names that say nothing about the family, skipped in the feature-name tag.
 _GENERIC_NAME_PARTS = {
     "all", "sentence", "sentences", "transformers", "paraphrase", "multilingual", "multi",
@@ -81,6 +90,31 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
         Reuse vectors of documents already embedded with the same settings:
         ``True`` or ``"memory"`` for the in-process cache, a folder for a
         disk cache, or an :class:`embedxfer.EmbeddingCache`.
+    backend : {"torch", "onnx"}, default="torch"
+        What runs the transformer. ``"onnx"`` runs it with ONNX Runtime on
+        the CPU (``pip install 'embedxfer[onnx]'``): the model is exported
+        from the same weights on first use (no network) and kept in
+        ``$EMBEDXFER_HOME/onnx``; tokenising and pooling are shared with the
+        torch backend, so float32 vectors agree with torch within 1e-5.
+        Combine with ``precision="int8"`` for dynamic int8 quantisation.
+        ``precision`` for this backend is ``"float32"`` or ``"int8"``.
+    n_threads : int or None, default=None
+        CPU threads used while encoding (torch's thread count is set for the
+        duration of each call and restored; ONNX Runtime's session gets it).
+        ``None`` keeps the library's default, fastest for one process; set
+        it when several workers share a machine.
+    long_documents : {"truncate", "chunk"}, default="truncate"
+        What happens to a document longer than ``max_length`` tokens:
+        ``"truncate"`` keeps its start (with a warning), ``"chunk"`` encodes
+        it whole as overlapping windows of ``max_length`` tokens, batched
+        with the short documents, and pools the windows into one vector.
+        Documents that fit are encoded exactly as with ``"truncate"``.
+    chunk_overlap : int, default=32
+        Text tokens shared by neighbouring windows with ``"chunk"``.
+    chunk_pooling : {"mean", "max"}, default="mean"
+        How windows are pooled with ``"chunk"``: mean weighted by each
+        window's token count, or element-wise max. ``normalize`` applies to
+        the pooled vector.
 
     Attributes
     ----------
@@ -135,6 +169,11 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
         precision="float32",
         show_progress_bar=False,
         cache=None,
+        backend="torch",
+        n_threads=None,
+        long_documents="truncate",
+        chunk_overlap=32,
+        chunk_pooling="mean",
     ):
         self.model = model
         self.pooling = pooling
@@ -147,6 +186,11 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
         self.precision = precision
         self.show_progress_bar = show_progress_bar
         self.cache = cache
+        self.backend = backend
+        self.n_threads = n_threads
+        self.long_documents = long_documents
+        self.chunk_overlap = chunk_overlap
+        self.chunk_pooling = chunk_pooling
 
     # -- scikit-learn API ----------------------------------------------------
 
@@ -168,10 +212,10 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
             check_documents(X)
         self._check_params()
         import_torch()
-        device = resolve_device(self.device)
-        resolve_dtype(self.precision, device)
+        device = self._resolve_device()
         backend = self._load(device)
         max_length = self._check_max_length(backend)
+        self._check_chunk_overlap(backend, max_length)
         width = self._check_layers_and_width(backend)
         if self.cache is not None:
             from ._cache import resolve_cache
@@ -226,24 +270,29 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
                 stacklevel=5,
             )
 
-        vectors, n_truncated = encode_texts(
-            backend,
-            docs,
-            pooling=self.pooling,
-            layers=_layer_list(self.layers),
-            layer_combine=self.layer_combine,
-            max_length=self.max_length_,
-            normalize=bool(self.normalize),
-            batch_size=int(self.batch_size),
-            n_features=self.n_features_out_,
-            show_progress_bar=bool(self.show_progress_bar),
-            on_batch_size_change=halved,
-        )
-        if n_truncated:
+        with torch_threads(self.n_threads):
+            vectors, n_truncated = encode_texts(
+                backend,
+                docs,
+                pooling=self.pooling,
+                layers=_layer_list(self.layers),
+                layer_combine=self.layer_combine,
+                max_length=self.max_length_,
+                normalize=bool(self.normalize),
+                batch_size=int(self.batch_size),
+                n_features=self.n_features_out_,
+                show_progress_bar=bool(self.show_progress_bar),
+                on_batch_size_change=halved,
+                long_documents=self.long_documents,
+                chunk_overlap=int(self.chunk_overlap),
+                chunk_pooling=self.chunk_pooling,
+            )
+        if n_truncated and self.long_documents == "truncate":
             hint = (
-                f"raise max_length (at most {backend.max_positions}) to keep more text"
+                f"raise max_length (at most {backend.max_positions}) to keep more text, or "
+                "use long_documents='chunk' to encode them whole"
                 if backend.max_positions and self.max_length_ < backend.max_positions
-                else "this is the model's limit; split long documents to keep all their text"
+                else "this is the model's limit; long_documents='chunk' encodes them whole"
             )
             warnings.warn(
                 f"{n_truncated} of {len(docs)} documents were longer than max_length="
@@ -267,6 +316,14 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
             "normalize": bool(self.normalize),
             "precision": self.precision,
         }
+        # Added only when not the default, so that vectors cached before these
+        # options existed stay valid.
+        if self.backend != "torch":
+            settings["backend"] = self.backend
+        if self.long_documents != "truncate":
+            settings["long_documents"] = [
+                self.long_documents, int(self.chunk_overlap), self.chunk_pooling
+            ]
         blob = json.dumps(settings, sort_keys=True, default=str).encode("utf-8")
         return "sentence-" + hashlib.sha256(blob).hexdigest()[:32]
 
@@ -275,13 +332,59 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
     def _feature_prefix(self):
         return f"{_model_tag(self.model)}_{self.pooling}"
 
-    def _registry_key(self, device):
-        source, _ = resolve_model_source(self.model)
-        return ("embedxfer.SentenceEmbedder", source, str(device), self.precision)
+    def _resolve_device(self):
+        if self.backend == "onnx":
+            if self.device not in (None, "auto", "cpu"):
+                raise ValueError(
+                    f"device={self.device!r} with backend='onnx': the ONNX backend runs on "
+                    "the CPU; use device=None or 'cpu', or backend='torch' for a GPU."
+                )
+            if self.precision not in ("float32", "int8"):
+                raise ValueError(
+                    f"precision={self.precision!r} with backend='onnx'; expected 'float32' "
+                    "or 'int8'."
+                )
+            return "cpu"
+        device = resolve_device(self.device)
+        if self.precision == "int8":
+            raise ValueError(
+                "precision='int8' needs backend='onnx' (dynamic int8 quantisation with "
+                "ONNX Runtime); the torch backend takes 'float32', 'float16' or 'bfloat16'."
+            )
+        resolve_dtype(self.precision, device)
+        return device
 
     def _load(self, device):
+        if self.backend == "onnx":
+            return self._load_onnx()
+        return self._load_torch(device, self.precision)
+
+    def _load_onnx(self):
+        from ._onnx import load_onnx_encoder
+
         source, is_local = resolve_model_source(self.model)
-        dtype = resolve_dtype(self.precision, device)
+        all_layers = _layer_list(self.layers) is not None
+        n_threads = None if self.n_threads is None else int(self.n_threads)
+        key = (
+            "embedxfer.SentenceEmbedder.onnx", source, self.precision, all_layers, n_threads
+        )  # fmt: skip
+
+        def load():
+            torch_backend = self._load_torch("cpu", "float32")
+            identity = {"source": source, "files": _folder_signature(source) if is_local else None}
+            return load_onnx_encoder(
+                torch_backend,
+                identity,
+                precision=self.precision,
+                all_layers=all_layers,
+                n_threads=n_threads,
+            )
+
+        return get_or_load(key, load)
+
+    def _load_torch(self, device, precision):
+        source, is_local = resolve_model_source(self.model)
+        dtype = resolve_dtype(precision, device)
 
         def load():
             try:
@@ -294,7 +397,7 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
                 ) from None
             return load_encoder(source, is_local, device, dtype)
 
-        return get_or_load(self._registry_key(device), load)
+        return get_or_load(("embedxfer.SentenceEmbedder", source, str(device), precision), load)
 
     def _backend(self):
         # Not cached on the instance: the loaded model must stay out of pickles
@@ -320,6 +423,22 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
             )
         if not _is_int(self.batch_size, minimum=1):
             raise ValueError(f"batch_size={self.batch_size!r}; expected a positive integer.")
+        if self.backend not in _BACKENDS:
+            raise ValueError(f"backend={self.backend!r}; expected one of {_BACKENDS}.")
+        if self.n_threads is not None and not _is_int(self.n_threads, minimum=1):
+            raise ValueError(f"n_threads={self.n_threads!r}; expected None or a positive integer.")
+        if self.long_documents not in _LONG_DOCUMENTS:
+            raise ValueError(
+                f"long_documents={self.long_documents!r}; expected one of {_LONG_DOCUMENTS}."
+            )
+        if self.chunk_pooling not in _CHUNK_POOLINGS:
+            raise ValueError(
+                f"chunk_pooling={self.chunk_pooling!r}; expected one of {_CHUNK_POOLINGS}."
+            )
+        if not _is_int(self.chunk_overlap, minimum=0):
+            raise ValueError(
+                f"chunk_overlap={self.chunk_overlap!r}; expected a non-negative integer."
+            )
         if not isinstance(self.model, (str, os.PathLike)):
             raise TypeError(
                 f"model must be a model name or a folder path, got {type(self.model).__name__}."
@@ -341,6 +460,14 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
                 f"{backend.n_special_tokens + 1}."
             )
         return int(self.max_length)
+
+    def _check_chunk_overlap(self, backend, max_length):
+        room = max_length - backend.n_special_tokens
+        if self.long_documents == "chunk" and self.chunk_overlap >= room:
+            raise ValueError(
+                f"chunk_overlap={self.chunk_overlap} leaves no new text in each window of "
+                f"{room} text tokens (max_length={max_length}); use chunk_overlap < {room}."
+            )
 
     def _check_layers_and_width(self, backend):
         if self.pooling == "model":

@@ -116,6 +116,10 @@ class SequenceClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierMixi
     precision : {"auto", "float32", "float16", "bfloat16"}, default="auto"
         Mixed precision on a GPU (``"auto"``: bfloat16 where supported, else
         float16); float32 on the CPU.
+    allow_pickle : bool, default=False
+        Allow ``vectors`` to be a gensim native ``.kv`` / ``.model`` file,
+        which is a pickle: only for files you trust (see
+        :func:`embedxfer.load_vectors`).
     verbose : int, default=0
         ``1``: progress bar; ``2``: also the loss of every epoch.
 
@@ -182,6 +186,7 @@ class SequenceClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierMixi
         device=None,
         precision="auto",
         verbose=0,
+        allow_pickle=False,
     ):
         self.vectors = vectors
         self.architecture = architecture
@@ -205,6 +210,7 @@ class SequenceClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierMixi
         self.device = device
         self.precision = precision
         self.verbose = verbose
+        self.allow_pickle = allow_pickle
 
     # ------------------------------------------------------------ checks
     def _check_params(self):
@@ -257,7 +263,7 @@ class SequenceClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierMixi
         rng = np.random.RandomState(seed)
         train_idx, val_idx = tt.split_validation(y_idx, self.validation_fraction, seed)
 
-        kv = load_vectors(self.vectors)
+        kv = load_vectors(self.vectors, allow_pickle=self.allow_pickle)
         pretrained_index = _pretrained_index(self.vectors, kv)
         lowercase = (pretrained_index.is_lowercase if self.lowercase == "auto"
                      else bool(self.lowercase))

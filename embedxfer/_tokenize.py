@@ -64,12 +64,19 @@ def compile_tokenizer(tokenizer=None, token_pattern=DEFAULT_TOKEN_PATTERN):
     if tokenizer is None or tokenizer == "regex":
         if token_pattern == DEFAULT_TOKEN_PATTERN:
             return "regex", _DEFAULT_REGEX
-        pattern = re.compile(f"{_SEP}|(?:{token_pattern})")
+        try:
+            pattern = re.compile(token_pattern)
+        except (re.error, TypeError) as err:
+            raise ValueError(
+                f"token_pattern={token_pattern!r} is not a valid regular expression: {err}."
+            ) from None
         if pattern.groups:
             raise ValueError(
                 f"token_pattern={token_pattern!r} has capturing groups; use (?:...) instead."
             )
-        return "regex", pattern
+        # A custom pattern may match the batch separator (r"\S+", ".+"), so it runs
+        # document by document; only the default pattern takes the one-pass path.
+        return "callable", pattern.findall
     if tokenizer in ("split", "whitespace") or tokenizer is str.split:
         return "callable", str.split
     if callable(tokenizer):
@@ -92,10 +99,22 @@ def tokenize(docs, compiled, lowercase):
         tokens = tok.findall(text)
         return tokens, None
     token_lists = [tok(doc.lower() if lowercase else doc) for doc in docs]
+    if not all(type(tokens) is list for tokens in token_lists):
+        token_lists = [_check_tokens(tokens, i, tok) for i, tokens in enumerate(token_lists)]
     lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(docs))
     doc_ptr = np.zeros(len(docs) + 1, dtype=np.int64)
     np.cumsum(lengths, out=doc_ptr[1:])
     return list(chain.from_iterable(token_lists)), doc_ptr
+
+
+def _check_tokens(tokens, index, tokenizer):
+    if isinstance(tokens, (list, tuple)):
+        return list(tokens)
+    name = getattr(tokenizer, "__qualname__", repr(tokenizer))
+    raise TypeError(
+        f"the tokenizer {name} returned {type(tokens).__name__} ({tokens!r:.40}) for document "
+        f"{index}; a tokenizer must return a list of str tokens."
+    )
 
 
 def documents_to_ids(docs, index, compiled, lowercase, *, with_tokens=False):

@@ -94,12 +94,35 @@ def check_xy(X, y):
     if y is None:
         raise ValueError("y is None; a classifier needs one label per document.")
     y = column_or_1d(np.asarray(y), warn=True)
+    _check_labels(y)
     if len(y) != len(docs):
         raise ValueError(
             f"X has {len(docs)} documents but y has {len(y)} labels; pass one label per document."
         )
     check_classification_targets(y)
     return docs, y
+
+
+def _check_labels(y):
+    """Missing or mixed-type labels get an error naming the first bad one."""
+    if y.dtype.kind == "f":
+        missing = np.flatnonzero(np.isnan(y))
+    elif y.dtype.kind == "O":
+        missing = np.flatnonzero([v is None or (isinstance(v, float) and np.isnan(v)) for v in y])
+    else:
+        return
+    if len(missing):
+        raise ValueError(
+            f"{len(missing)} labels are missing (first: label {missing[0]} is "
+            f"{y[missing[0]]!r}); drop those documents or fill their labels before fitting."
+        )
+    if y.dtype.kind == "O":
+        kinds = {type(v).__name__ for v in y}
+        if len(kinds) > 1 and not all(isinstance(v, (int, np.integer, float, np.floating))
+                                      for v in y):  # fmt: skip
+            raise ValueError(
+                f"labels mix types {sorted(kinds)}; convert them to one type (e.g. all str)."
+            )
 
 
 def encode_labels(y):

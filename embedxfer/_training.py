@@ -43,8 +43,11 @@ def train_word_vectors(
         Training threads; 1 with a fixed ``seed`` gives reproducible vectors.
     seed : int, default=0
     path : path-like, default=None
-        Where to save the vectors in gensim's native format, ready for
-        ``WordVectorEmbedder(vectors=path)`` (memory-mapped on load).
+        Where to save the vectors in gensim's native format (a pickle), ready
+        for ``WordVectorEmbedder(vectors=path, allow_pickle=True)``
+        (memory-mapped on load). To share them with others, save
+        ``kv.save_word2vec_format(path, binary=True)`` instead, which loads
+        without the opt-in.
 
     Returns
     -------

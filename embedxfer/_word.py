@@ -10,6 +10,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _pooling, _weighting
 from ._base import TextInputMixin
+from ._fingerprint import callable_fingerprint, warn_not_cached
 from ._registry import get_or_load
 from ._tokenize import (
     DEFAULT_TOKEN_PATTERN,
@@ -20,7 +21,13 @@ from ._tokenize import (
     drop_oov,
 )
 from ._validation import check_documents
-from ._vectors import DEFAULT_VECTORS, load_vectors, source_identity, source_tag
+from ._vectors import (
+    DEFAULT_VECTORS,
+    check_finite_vectors,
+    load_vectors,
+    source_identity,
+    source_tag,
+)
 
 WEIGHTINGS = (None, "tfidf", "sif", "usif")
 
@@ -93,7 +100,13 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
         with ``embedding_bag``, giving the same results.
     cache : None, str, path-like or EmbeddingCache, default=None
         Reuse vectors of documents already embedded with the same vectors,
-        parameters and fitted state (see :class:`EmbeddingCache`).
+        parameters and fitted state (see :class:`EmbeddingCache`). Inputs
+        that cannot be fingerprinted safely (a lambda or closure as
+        ``tokenizer``) are not cached, with a warning.
+    allow_pickle : bool, default=False
+        Allow ``vectors`` to be a gensim native ``.kv`` / ``.model`` file,
+        which is a pickle: only for files you trust (see
+        :func:`load_vectors`).
 
     Attributes
     ----------
@@ -155,6 +168,7 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
         batch_size=20000,
         device="cpu",
         cache=None,
+        allow_pickle=False,
     ):
         self.vectors = vectors
         self.pooling = pooling
@@ -171,6 +185,7 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
         self.batch_size = batch_size
         self.device = device
         self.cache = cache
+        self.allow_pickle = allow_pickle
 
     # ------------------------------------------------------------------ fit
     def fit(self, X, y=None):
@@ -189,15 +204,7 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
         """
         self._check_params()
         docs = check_documents(X)
-        kv = self._keyed_vectors()
-        index = self._vocabulary_index(kv)
-        self.vector_size_ = int(kv.vector_size)
-        self.vocabulary_size_ = index.size
-        self.lowercase_ = index.is_lowercase if self.lowercase == "auto" else bool(self.lowercase)
-        self.poolings_ = self._parse_pooling()
-        self.n_features_out_ = self.vector_size_ * len(self.poolings_)
-        self.device_ = self._resolve_device()
-        self.vectors_signature_ = _vectors_signature(kv)
+        kv, index = self._start_fit()
 
         ids, doc_ptr, _ = self._ids(docs, index)
         n_tokens = len(ids)
@@ -237,7 +244,79 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
             self.component_weights_ = (
                 weights if self.weighting == "usif" else np.ones(len(weights), np.float32)
             )
+        self._fitted_params = self._params_fit_depends_on()
         return self
+
+    def _start_fit(self):
+        """Forget every earlier fit and set the state that needs no corpus.
+
+        Shared by ``fit``, ``partial_fit`` and :func:`embedxfer.dask.fit`.
+        Returns the loaded vectors and their vocabulary index.
+        """
+        for leftover in ("_partial_fit_state", "_weight_table_cache", "_fitted_params"):
+            self.__dict__.pop(leftover, None)
+        kv = self._keyed_vectors()
+        check_finite_vectors(self._source(), kv)
+        index = self._vocabulary_index(kv)
+        self.vector_size_ = int(kv.vector_size)
+        self.vocabulary_size_ = index.size
+        self.lowercase_ = index.is_lowercase if self.lowercase == "auto" else bool(self.lowercase)
+        self.poolings_ = self._parse_pooling()
+        self.n_features_out_ = self.vector_size_ * len(self.poolings_)
+        self.device_ = self._resolve_device()
+        self.vectors_signature_ = _vectors_signature(kv)
+        return kv, index
+
+    def partial_fit(self, X, y=None):
+        """Add a batch of documents to the corpus statistics (out-of-core ``fit``).
+
+        Document frequencies, word counts and document / token counts add
+        up exactly, so after ``partial_fit`` on every batch the IDF, SIF and
+        uSIF weights equal those of ``fit`` on the concatenated batches. The
+        common components (SIF / uSIF) come from the running Gram matrix of
+        the pooled vectors: exact for SIF with ``word_frequency="vectors"``
+        (weights that do not depend on the corpus), otherwise pooled with the
+        weights known when each batch arrives, close to ``fit``'s (for an
+        exact out-of-core fit use :func:`embedxfer.dask.fit`, two passes).
+        ``fit`` discards what ``partial_fit`` gathered.
+
+        Parameters
+        ----------
+        X : iterable of str
+            A batch of training documents.
+        y : None
+            Ignored.
+
+        Returns
+        -------
+        self : WordVectorEmbedder
+        """
+        from ._corpus_stats import partial_fit
+
+        return partial_fit(self, X)
+
+    # Parameters read only at transform time: changing them after fit is fine.
+    _TRANSFORM_ONLY_PARAMS = ("normalize", "dtype", "batch_size", "cache")
+
+    def _params_fit_depends_on(self):
+        params = self.get_params(deep=False)
+        for name in self._TRANSFORM_ONLY_PARAMS:
+            params.pop(name, None)
+        return params
+
+    def _check_params_unchanged(self):
+        """Refuse to mix fitted state with parameters set after ``fit``."""
+        fitted = self.__dict__.get("_fitted_params")
+        if fitted is None:  # fitted by an older version: nothing to compare with
+            return
+        current = self._params_fit_depends_on()
+        changed = sorted(k for k in current if not _same_param(current[k], fitted.get(k)))
+        if changed:
+            raise ValueError(
+                f"parameters {changed} changed since this WordVectorEmbedder was fitted; "
+                "its fitted state (vocabulary settings, weights, components) belongs to the "
+                "old values. Call fit again (or set them back)."
+            )
 
     def _check_params(self):
         if self.weighting not in WEIGHTINGS:
@@ -323,12 +402,16 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
             an ``EmptyDocumentWarning``.
         """
         check_is_fitted(self)
+        self._check_params_unchanged()
         docs = check_documents(X)
         if self.cache is None:
             return self._encode(docs)
+        fingerprint = self._cache_fingerprint()
+        if fingerprint is None:  # an input that cannot be fingerprinted: never cache it
+            return self._encode(docs)
         from ._cache import encode_with_cache
 
-        return encode_with_cache(self.cache, self._cache_fingerprint(), docs, self._encode)
+        return encode_with_cache(self.cache, fingerprint, docs, self._encode)
 
     def _encode(self, docs):
         kv = self._keyed_vectors()
@@ -436,6 +519,7 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
             0.0 for a document without tokens.
         """
         check_is_fitted(self)
+        self._check_params_unchanged()
         docs = check_documents(X)
         kv = self._keyed_vectors()
         ids, doc_ptr, _ = self._ids(docs, self._vocabulary_index(kv))
@@ -461,6 +545,7 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
             Rows of :attr:`keyed_vectors_` ``.vectors``; ``-1`` pads.
         """
         check_is_fitted(self)
+        self._check_params_unchanged()
         docs = check_documents(X)
         kv = self._keyed_vectors()
         ids, doc_ptr, _ = self._ids(docs, self._vocabulary_index(kv))
@@ -517,7 +602,7 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
         return self.vectors
 
     def _keyed_vectors(self):
-        return load_vectors(self._source())
+        return load_vectors(self._source(), allow_pickle=self.allow_pickle)
 
     def _vocabulary_index(self, kv):
         return get_or_load(
@@ -540,14 +625,23 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
             )
 
     def _cache_fingerprint(self):
-        """Hash of the source, every vector-changing parameter and the fitted state."""
+        """Hash of the source, every vector-changing parameter and the fitted state.
+
+        None when an input cannot be fingerprinted safely (then nothing is cached).
+        """
+        tokenizer = callable_fingerprint(self.tokenizer)
+        if tokenizer is None:
+            warn_not_cached(
+                f"tokenizer={self.tokenizer!r} cannot be fingerprinted safely (a lambda, a "
+                "closure or an unpicklable object could change without its name changing)"
+            )
+            return None
         h = hashlib.blake2b(digest_size=16)
         params = self.get_params()
-        params.pop("cache", None)
-        params.pop("batch_size", None)
-        params.pop("device", None)
+        for name in ("cache", "batch_size", "device", "allow_pickle"):
+            params.pop(name, None)
         params["vectors"] = source_identity(self._source())
-        params["tokenizer"] = getattr(self.tokenizer, "__qualname__", repr(self.tokenizer))
+        params["tokenizer"] = tokenizer
         h.update(repr(sorted(params.items(), key=lambda kv: kv[0])).encode())
         h.update(repr((self.lowercase_, self.poolings_, self.default_weight_, self.sif_a_)).encode())
         for array in (self.weight_ids_, self.weights_, self.components_, self.component_weights_):
@@ -558,6 +652,15 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
         state = super().__getstate__()
         state.pop("_weight_table_cache", None)
         return state
+
+
+def _same_param(a, b):
+    if a is b:
+        return True
+    try:
+        return bool(a == b)
+    except (ValueError, TypeError):  # e.g. arrays: compare by identity only
+        return False
 
 
 def _has_subwords(kv):

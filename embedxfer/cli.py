@@ -12,6 +12,7 @@ to stderr and exit with status 1 (``--traceback`` shows the full trace).
 """
 
 import argparse
+import glob
 import json
 import os
 import sys
@@ -21,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _cluster_embed
 from . import _evaluation as ev
 from .datasets import ColumnNotFoundError, load_csv, load_sms_spam, load_text_lines
 from .datasets._files import check_file, file_kind
@@ -144,6 +146,12 @@ def build_parser():
                    "interrupted run resumes and a repeated one is instant")
     p.add_argument("--device", help="cpu, cuda, mps or auto (default: auto for sentence "
                    "models, cpu for word vectors)")
+    _cluster_embed.add_options(p)
+    p.add_argument("--force", action="store_true",
+                   help="overwrite OUT when it exists (never INPUT itself)")
+    p.add_argument("--allow-pickle", action="store_true",
+                   help="allow a gensim native .kv / .model vector file: it is a pickle, "
+                   "which can run code when loaded, so only for files you trust")
     p.set_defaults(func=cmd_embed)  # fmt: skip
 
     # -- evaluate and demo share their options
@@ -163,6 +171,9 @@ def build_parser():
     shared.add_argument("--cache", metavar="DIR",
                         help="embedding cache folder, so a second run does not re-encode")
     shared.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    shared.add_argument("--allow-pickle", action="store_true",
+                        help="allow gensim native .kv / .model vector files: they are pickles, "
+                        "which can run code when loaded, so only for files you trust")
 
     p = sub.add_parser(
         "evaluate", parents=[common, shared],
@@ -208,6 +219,9 @@ def build_parser():
 
     p = sub.add_parser("models", parents=[common],
                        help="list the models usable offline here and names that resolve online")
+    p.add_argument("--prune", action="store_true",
+                   help="delete converted vector files that can no longer be used (source "
+                   "gone or changed, damaged, older version) and leftovers of killed runs")
     p.set_defaults(func=cmd_models)
     return parser
 
@@ -304,10 +318,13 @@ def _report_warnings(result, progress, label, n):
 
 def cmd_embed(args):
     """``embedxfer embed``: encode a file's documents into .npy or Parquet."""
+    if _cluster_embed.wanted(args):
+        return _cluster_embed.cmd_embed_on_cluster(args)
     out = Path(args.output)
     out_kind = {".npy": "npy", ".parquet": "parquet", ".pq": "parquet"}.get(out.suffix.lower())
     if out_kind is None:
         raise CLIError(f"output {out} must end in .npy or .parquet.")
+    _check_output_path(out, args.input, force=args.force)
     if out_kind == "parquet":
         _require("pyarrow", "writing Parquet output")
     texts = _read_documents(args.input, args.column)
@@ -325,7 +342,7 @@ def cmd_embed(args):
     progress = Progress(spec.label, quiet=args.quiet)
     embedder = ev.build_embedder(
         spec, batch_size=args.batch_size, device=args.device, cache=args.cache,
-        normalize=args.normalize,
+        normalize=args.normalize, allow_pickle=args.allow_pickle,
     )  # fmt: skip
     tally = ev.WarningTally()
     started = time.perf_counter()
@@ -368,6 +385,22 @@ def cmd_embed(args):
     return 0
 
 
+def _check_output_path(out, source, *, force):
+    """Refuse to overwrite the input, or an existing output without ``--force``."""
+    if source != "-":
+        try:
+            same = out.exists() and os.path.samefile(out, source)
+        except OSError:
+            same = False
+        if same or (not out.exists() and out.resolve() == Path(source).resolve()):
+            raise CLIError(f"output {out} is the input file {source}; choose another output.")
+    if out.is_dir():
+        raise CLIError(f"output {out} is a folder; give a file name ending in .npy or .parquet.")
+    if out.exists() and not force:
+        raise CLIError(f"output {out} exists; pass --force to overwrite it, or choose "
+                       "another name.")  # fmt: skip
+
+
 def _read_documents(source, column):
     if source == "-":
         if column is not None:
@@ -399,12 +432,27 @@ def _require(module, purpose):
         raise ImportError(f"{purpose} needs {module}; pip install {module}") from None
 
 
+def _remove_orphaned_temporaries(path):
+    """Delete ``.OUT.<pid>.tmp`` files of runs that were killed (their process is gone)."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2 : -len(".tmp")]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+        except (PermissionError, OSError):
+            pass  # alive (another user's) or unknowable: leave it
+
+
 class _NpyWriter:
     """Write rows into a memory-mapped temporary .npy, renamed into place at the end."""
 
     def __init__(self, path, n_rows, n_cols):
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        _remove_orphaned_temporaries(path)
         self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         self.array = np.lib.format.open_memmap(
             self.tmp, mode="w+", dtype=np.float32, shape=(n_rows, n_cols)
@@ -433,6 +481,7 @@ class _ParquetWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.pa = pa
         self.path = path
+        _remove_orphaned_temporaries(path)
         self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         self.names = [str(name) for name in feature_names]
         schema = pa.schema([(name, pa.float32()) for name in self.names])
@@ -548,7 +597,7 @@ def _evaluate(args, model_names, *, max_docs, plot, curve_points=7):
         progress.note(f"encoding with {spec.label} ({spec.kind}) ...")
         result = ev.encode_corpus(
             spec, texts, progress=progress, batch_size=args.batch_size, device=args.device,
-            cache=args.cache,
+            cache=args.cache, allow_pickle=getattr(args, "allow_pickle", False),
         )  # fmt: skip
         _report_warnings(result, progress, spec.label, len(texts))
         encoded[spec.label] = result
@@ -774,13 +823,24 @@ def cmd_models(args):
     print("  tfidf               TF-IDF baseline for 'evaluate' (scikit-learn)")
 
     print()
+    print("Sentence model backends here (add to a sentence model: NAME:onnx, NAME:onnx-int8; "
+          "NAME:chunk reads long documents whole):")  # fmt: skip
+    for line in _backend_lines():
+        print("  " + line)
+
+    print()
     home = _vectors.vectors_home()
+    if getattr(args, "prune", False):
+        for folder in _vectors.prune_conversions():
+            print(f"pruned {folder}")
     converted = _vectors.converted_files()
     print(f"Converted vector files (cache {home}; reused automatically when their source "
           "file is loaded again):")  # fmt: skip
     for folder in converted:
         size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-        print(f"  {folder.name:<40} {size / 2**20:8.1f} MiB")
+        source, usable = _vectors.describe_conversion(folder)
+        state = f"from {source}" if usable else "stale: 'embedxfer models --prune' removes it"
+        print(f"  {folder.name:<40} {size / 2**20:8.1f} MiB  {state}")
     if not converted:
         print("  none yet")
 
@@ -814,6 +874,23 @@ def cmd_models(args):
     if ev.offline_mode():
         print("\nOffline mode is set: names that need a download fail at once.")
     return 0
+
+
+def _backend_lines():
+    """One line per sentence-model backend: whether it works on this machine."""
+    torch_ok = _has_module("torch") and _has_module("transformers")
+    onnx_ok = torch_ok and _has_module("onnx") and _has_module("onnxruntime")
+    lines = [
+        "torch               "
+        + (f"works (torch {_dist_version('torch')})" if torch_ok
+           else "missing: pip install 'embedxfer[transformers]'")
+    ]  # fmt: skip
+    if onnx_ok:
+        lines.append(f"onnx, onnx-int8     works (onnxruntime {_dist_version('onnxruntime')}, "
+                     "CPU; exports kept in $EMBEDXFER_HOME/onnx)")  # fmt: skip
+    else:
+        lines.append("onnx, onnx-int8     missing: pip install 'embedxfer[onnx]'")
+    return lines
 
 
 def _dist_version(name):

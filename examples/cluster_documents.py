@@ -23,6 +23,7 @@ embedxfer (2 groups: ham and spam).
 """
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -39,6 +40,8 @@ from sklearn.preprocessing import Normalizer, normalize
 from embedxfer import WordVectorEmbedder
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+if os.environ.get("EMBEDXFER_NO_SHARED", "0") not in ("", "0"):  # as on a fresh clone
+    SHARED = SHARED.parent / "hidden"
 PROJECTIONS = {"tsne": "t-SNE", "pca": "PCA"}
 
 

@@ -14,6 +14,7 @@ copy shipped with embedxfer; the same 5,574 messages).
 """
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -28,6 +29,8 @@ from sklearn.preprocessing import StandardScaler
 from embedxfer import WordVectorEmbedder
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+if os.environ.get("EMBEDXFER_NO_SHARED", "0") not in ("", "0"):  # as on a fresh clone
+    SHARED = SHARED.parent / "hidden"
 NUMERIC = ["n_chars", "digit_share", "upper_share", "n_exclaim", "has_link", "has_currency"]
 
 

@@ -1,6 +1,7 @@
 """Learning curves: how much does transfer learning help with little labelled data?
 
-Compares, at several training-set sizes on a real dataset from ``../shared/data``:
+Compares, at several training-set sizes on a real dataset (SST-2 from ``../shared/data``
+when present, else the SMS Spam Collection shipped with embedxfer):
 
 - ``tfidf+lr``    TF-IDF (words and bigrams) + logistic regression: no transfer;
 - ``glove-cnn``   ``SequenceClassifier``: a CNN whose embeddings start from GloVe 6B 50d;
@@ -19,6 +20,7 @@ writes a PNG with accuracy against training size and against training time.
 """
 
 import argparse
+import os
 import sys
 import time
 import warnings
@@ -27,12 +29,17 @@ from pathlib import Path
 import numpy as np
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+if os.environ.get("EMBEDXFER_NO_SHARED", "0") not in ("", "0"):  # as on a fresh clone
+    DATA_DIR = DATA_DIR.parent / "hidden"
 METHODS = ("tfidf+lr", "glove-cnn", "frozen+lr", "ft0", "ft2", "ftall")
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default="sst2", help="dataset name under --data-dir")
+    parser.add_argument("--data", default=None,
+                        help="dataset name under --data-dir, or sms_spam for the packaged "
+                             "SMS Spam Collection (default: sst2 when --data-dir has it, "
+                             "else sms_spam)")
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
     parser.add_argument("--sizes", default="50,200,1000",
                         help="comma-separated training sizes; 'all' for the whole split")
@@ -52,6 +59,8 @@ def parse_args(argv=None):
     parser.add_argument("--out", type=Path, default=Path("finetune_learning_curve.png"))
     parser.add_argument("--csv", type=Path, default=None, help="also write the table as CSV")
     args = parser.parse_args(argv)
+    if args.data is None:
+        args.data = "sst2" if (args.data_dir / "sst2").is_dir() else "sms_spam"
     if args.quick:
         args.sizes, args.test_size, args.max_length = "50,200", 200, 40
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -71,10 +80,22 @@ def read_split(folder, split):
 def load_data(args):
     """Training pool and test sample; datasets without a test split are split 80/20."""
     folder = args.data_dir / args.data
-    if not folder.is_dir():
-        sys.exit(f"no dataset {folder}; pass --data-dir pointing at shared/data")
+    packaged = args.data == "sms_spam" and not folder.is_dir()
+    if not folder.is_dir() and not packaged:
+        sys.exit(f"no dataset {folder}; pass --data-dir pointing at shared/data, "
+                 "or --data sms_spam for the packaged SMS Spam Collection")
     rng = np.random.RandomState(args.seed)
-    if (folder / "train.csv").exists():
+    if packaged:
+        from sklearn.model_selection import train_test_split
+
+        from embedxfer.datasets import load_sms_spam
+
+        sms = load_sms_spam()
+        x = np.asarray(sms.data, dtype=object)
+        y = sms.target_names[sms.target]
+        train_x, test_x, train_y, test_y = train_test_split(
+            x, y, test_size=0.2, stratify=y, random_state=args.seed)
+    elif (folder / "train.csv").exists():
         train_x, train_y = read_split(folder, "train")
         test_split = "test" if (folder / "test.csv").exists() else "dev"
         test_x, test_y = read_split(folder, test_split)

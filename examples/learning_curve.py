@@ -15,6 +15,7 @@ present, else the SMS Spam Collection shipped with embedxfer.
 """
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -28,6 +29,8 @@ from sklearn.preprocessing import StandardScaler
 from embedxfer import WordVectorEmbedder
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+if os.environ.get("EMBEDXFER_NO_SHARED", "0") not in ("", "0"):  # as on a fresh clone
+    SHARED = SHARED.parent / "hidden"
 
 
 def load_data(n_docs, seed=0):

@@ -1,21 +1,15 @@
 """Real images for the tests: scikit-image's bundled photos and the shared hymenoptera set."""
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from _shared_data import DATA_DIR
+from _shared_data import DATA_DIR, shared_hidden
 
 # Classes of the fresh-clone check: scikit-image's bundled textures and a
 # stained-tissue photo, each cut into patches.
 TEXTURES = ("brick", "grass", "gravel", "immunohistochemistry")
-
-
-def shared_hidden():
-    """Whether the run must behave as a fresh clone without ``../shared``."""
-    return bool(os.environ.get("EMBEDXFER_NO_SHARED"))
 
 
 def hymenoptera(split):

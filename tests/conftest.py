@@ -4,7 +4,7 @@ import os
 import numpy as np
 import pytest
 
-from _shared_data import read_dataset
+from _shared_data import read_dataset_or_sms
 
 
 def pytest_configure(config):
@@ -50,5 +50,6 @@ def small_glove(glove):
 
 @pytest.fixture(scope="session")
 def mr_texts():
-    texts, labels = read_dataset("mr")
+    """MR sentences when ../shared is there, else the packaged SMS messages."""
+    texts, labels, _ = read_dataset_or_sms("mr")
     return texts, labels

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,7 +17,6 @@ from sklearn.base import clone
 
 from embedxfer._cache import EmbeddingCache, encode_with_cache, hash_texts, resolve_cache
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 N_FEATURES = 8
 
 

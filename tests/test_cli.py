@@ -151,8 +151,11 @@ def test_embed_sentence_model_interrupted_then_resumed_through_the_cache(tmp_pat
     args = ["embed", src, "-o", out, "-m", "all-MiniLM-L6-v2", "--cache", cache,
             "--chunk-size", "8", "--device", "cpu"]  # fmt: skip
     env = dict(os.environ, EMBEDXFER_OFFLINE="1", HF_HUB_OFFLINE="1")
+    # SIGINT is ignored in a suite started as a background job (``pytest &``) and the child
+    # would inherit that: give it the default disposition, as in a terminal.
     proc = subprocess.Popen([sys.executable, "-m", "embedxfer", *map(str, args)], cwd=tmp_path,
-                            env=env, stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            env=env, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     deadline = time.monotonic() + 300
     for line in proc.stderr:  # the first finished chunk is reported at once
         if "/80 documents" in line or time.monotonic() > deadline:

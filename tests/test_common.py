@@ -20,7 +20,7 @@ from sklearn.utils import estimator_checks as ec
 
 import embedxfer
 
-from _shared_data import sample_dataset
+from _shared_data import sample_dataset_or_sms
 
 PUBLIC_ESTIMATORS = [
     "WordVectorEmbedder",
@@ -71,7 +71,7 @@ def make(name, **params):
 
 @pytest.fixture(scope="module")
 def data():
-    texts, labels = sample_dataset("sst2", 48, split="train", seed=1)
+    texts, labels = sample_dataset_or_sms("sst2", 48, split="train", seed=1)
     return texts, labels
 
 
@@ -197,6 +197,66 @@ def test_grid_search_in_a_pipeline(name, data):
     search.fit(texts, labels)
     assert search.best_params_ and 0 <= search.best_score_ <= 1
     assert len(search.predict(texts[:3])) == 3
+
+
+# Settings whose fitted state depends most on the training data (weight tables,
+# removed components, vocabularies, trained weights).
+REFIT_PARAMS = {
+    "WordVectorEmbedder": [{"weighting": "tfidf"}, {"weighting": "sif"}, {"weighting": "usif"}],
+    "SentenceEmbedder": [{}],
+    "TransformerClassifier": [{}],
+    "SequenceClassifier": [{}],
+}
+
+
+def _fitted_state(estimator):
+    return {k: v for k, v in vars(estimator).items() if k.endswith("_") and not k.startswith("_")
+            and not k.endswith("time_")}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "name, params",
+    [(name, params) for name in PUBLIC_ESTIMATORS for params in REFIT_PARAMS[name]],
+    ids=lambda v: v if isinstance(v, str) else ",".join(f"{k}={x}" for k, x in v.items()),
+)
+def test_refit_equals_a_fresh_fit(name, params, data):
+    """Fitted state comes from fit alone: fit on A then on B == a fresh fit on B."""
+    texts, labels = data
+    first, second = (texts[1::2], labels[1::2]), (texts[::2], labels[::2])
+    assert len(np.unique(first[1])) == len(np.unique(second[1])) == 2
+    probe = texts[:10]
+    refitted = make(name, **params).fit(*first)
+    output(refitted, probe)  # whatever transform-time state the first fit leads to
+    refitted.fit(*second)
+    fresh = make(name, **params).fit(*second)
+    np.testing.assert_allclose(output(refitted, probe), output(fresh, probe), rtol=1e-5,
+                               atol=1e-6)  # fmt: skip
+    state, expected = _fitted_state(refitted), _fitted_state(fresh)
+    assert state.keys() == expected.keys()
+    for key, value in expected.items():
+        if isinstance(value, np.ndarray) and value.dtype.kind in "fc":
+            np.testing.assert_allclose(state[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
+        elif isinstance(value, (np.ndarray, list, tuple, str, int, float, bool)):
+            np.testing.assert_array_equal(np.asarray(state[key], dtype=object),
+                                          np.asarray(value, dtype=object), err_msg=key)  # fmt: skip
+
+
+@pytest.mark.parametrize("name", ["WordVectorEmbedder", "SentenceEmbedder"])
+def test_set_params_after_fit_never_mixes_old_state_with_new_params(name, data):
+    """An embedder whose parameter changed after fit refuses to transform, or gives
+    exactly a fresh fit's output (classifiers keep scikit-learn's rule: training
+    parameters apply to the next fit)."""
+    texts, labels = data
+    changed = {"WordVectorEmbedder": {"weighting": "sif"}, "SentenceEmbedder": {"pooling": "cls"}}
+    estimator = make(name).fit(texts, labels)
+    estimator.set_params(**changed[name])
+    fresh = make(name, **changed[name]).fit(texts, labels)
+    try:
+        got = output(estimator, texts[:6])
+    except ValueError as err:
+        assert "fit again" in str(err)
+        return
+    np.testing.assert_allclose(got, output(fresh, texts[:6]), rtol=1e-4, atol=1e-5)
 
 
 # -- image estimators: images in, not text, so only the input-agnostic checks apply;

@@ -63,10 +63,21 @@ def test_cluster_documents(tmp_path):
     assert "150 documents" in out
     for method in ("KMeans", "Agglomerative (Ward)", "HDBSCAN (5 PCs)"):
         assert method in out
-    glove_kmeans = next(line for line in out.splitlines()
-                        if line.startswith("GloVe") and "KMeans" in line)  # fmt: skip
-    ari = float(glove_kmeans.split()[-3])
-    assert ari > 0.3  # well above chance (0) on real topics
+    ari = {method: float(line.split()[-3]) for method in ("KMeans", "Agglomerative (Ward)")
+           for line in out.splitlines()
+           if line.startswith("GloVe") and method in line}  # fmt: skip
+    assert len(ari) == 2
+    if "BBC News" in out:
+        assert ari["KMeans"] > 0.3  # well above chance (0) on five real topics
+    else:
+        # The packaged SMS data (a fresh clone): ham / spam is a 130 / 20 split, not two
+        # topics, and KMeans splits ham by its own themes (ARI about 0.24). Chance ARI for
+        # random 2-way partitions of these labels is 0, with a 99.9th percentile of 0.19
+        # (2,000 draws per cluster size); Ward clustering of the GloVe vectors finds the
+        # spam group far above that (about 0.58).
+        assert "SMS Spam Collection" in out
+        assert max(ari.values()) > 0.3
+        assert ari["KMeans"] > 0.1
     assert "map of the best embedding" in out
     assert (tmp_path / "maps" / "cluster_map.png").read_bytes()[:8] == PNG_MAGIC
     assert not list(tmp_path.glob("*.png"))  # --out respected
@@ -85,6 +96,10 @@ def test_finetune_learning_curve(tmp_path):
         "--max-length", "24", "--out", tmp_path / "curve.png", cwd=tmp_path,
     )  # fmt: skip
     assert "| n train | tfidf+lr" in out
+    # One row per size: accuracy of every method on the 40 test documents.
+    row = next(line for line in out.splitlines() if line.startswith("| 16 |"))
+    accuracies = [float(cell.split()[0]) for cell in row.strip("|").split("|")[1:]]
+    assert len(accuracies) == 6 and all(0.0 <= a <= 1.0 for a in accuracies)
     assert (tmp_path / "curve.png").read_bytes()[:8] == PNG_MAGIC
 
 

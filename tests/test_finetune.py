@@ -20,7 +20,7 @@ from sklearn.model_selection import GridSearchCV  # noqa: E402
 
 from embedxfer._finetune import TransformerClassifier, load_base_encoder  # noqa: E402
 
-from _shared_data import balanced_subset, read_dataset  # noqa: E402
+from _shared_data import balanced_subset, read_dataset, read_dataset_or_sms  # noqa: E402
 
 TREC_NAMES = np.array(["ABBR", "ENTY", "DESC", "HUM", "LOC", "NUM"])
 # Small everything: two CPU cores run the whole file in well under a minute.
@@ -37,7 +37,8 @@ def pristine():
 
 @pytest.fixture(scope="module")
 def sst2_small():
-    texts, labels = read_dataset("sst2", "train")
+    """SST-2 sentences when ../shared is there, else packaged SMS messages; 12 per class."""
+    texts, labels, _ = read_dataset_or_sms("sst2", "train")
     return balanced_subset(texts, labels, 12)
 
 
@@ -345,8 +346,14 @@ def test_sklearn_tags_declare_text_input():
 @pytest.mark.slow
 def test_fine_tuning_matches_or_beats_head_only_on_sst2():
     """SST-2, 400 training sentences, 2 epochs: unfreeze=2 vs a frozen encoder."""
-    train_x, train_y = read_dataset("sst2", "train")
-    test_x, test_y = read_dataset("sst2", "dev")
+    train_x, train_y, source = read_dataset_or_sms("sst2", "train")
+    if source == "sst2":
+        test_x, test_y = read_dataset("sst2", "dev")
+    else:  # a fresh clone: the packaged SMS Spam Collection, split in two
+        from sklearn.model_selection import train_test_split
+
+        train_x, test_x, train_y, test_y = train_test_split(
+            train_x, train_y, test_size=0.5, stratify=train_y, random_state=0)
     train_x, train_y = balanced_subset(train_x, train_y, 200, seed=1)
     rng = np.random.RandomState(2)
     rows = rng.choice(len(test_x), 400, replace=False)
@@ -356,11 +363,11 @@ def test_fine_tuning_matches_or_beats_head_only_on_sst2():
     tuned = TransformerClassifier(unfreeze=2, epochs=2, **common).fit(train_x, train_y)
     acc_frozen = frozen.score(test_x, test_y)
     acc_tuned = tuned.score(test_x, test_y)
-    print(f"\nSST-2 dev (400), 400 train: head only {acc_frozen:.3f}, "
+    print(f"\n{source} (400 test), 400 train: head only {acc_frozen:.3f}, "
           f"unfreeze=2 {acc_tuned:.3f} (fit {tuned.fit_time_:.1f}s)")
-    # the standard error of an accuracy near 0.8 on 400 sentences is 0.02
+    # the standard error of an accuracy near 0.8 on 400 sentences is 0.02 (near 0.95: 0.011)
     assert acc_tuned >= acc_frozen - 0.04
-    assert acc_frozen > 0.7
+    assert acc_frozen > (0.7 if source == "sst2" else 0.9)
 
 
 # ------------------------------------------------------------------ GPU

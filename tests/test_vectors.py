@@ -12,7 +12,7 @@ from embedxfer import load_vectors, train_word_vectors
 from embedxfer._registry import clear_registry, loaded_keys
 from embedxfer._vectors import VectorFormatError, detect_format, source_identity
 
-from _shared_data import read_dataset
+from _shared_data import read_dataset_or_sms
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_every_format_round_trips(vector_files, small_glove, kind, tmp_path):
     path = vector_files[kind]
     expected_format = kind.replace("-gz", "")
     assert detect_format(path) == expected_format
-    kv = load_vectors(str(path), cache_dir=tmp_path)
+    kv = load_vectors(str(path), cache_dir=tmp_path, allow_pickle=kind == "gensim")
     assert kv.index_to_key == small_glove.index_to_key
     np.testing.assert_allclose(np.asarray(kv.vectors), small_glove.vectors, rtol=1e-6, atol=1e-6)
 
@@ -56,7 +56,10 @@ def test_text_file_is_converted_once_then_memory_mapped(vector_files, tmp_path):
     clear_registry()
     first = load_vectors(path, cache_dir=tmp_path)
     converted = [p for p in tmp_path.iterdir() if not p.name.startswith(".")]
-    assert len(converted) == 1 and (converted[0] / "vectors.kv").exists()
+    assert len(converted) == 1
+    # plain data only: .npy arrays, a JSON vocabulary and a JSON manifest (no pickle)
+    assert sorted(p.name for p in converted[0].iterdir()) == [
+        "manifest.json", "vectors.npy", "vocabulary.json"]
     clear_registry()
     start = time.perf_counter()
     second = load_vectors(path, cache_dir=tmp_path)
@@ -105,7 +108,7 @@ def test_keyed_vectors_object_passes_through(small_glove):
 def test_fasttext_bin_gives_subword_vectors(tmp_path):
     from gensim.models.fasttext import save_facebook_model
 
-    texts, _ = read_dataset("mr")
+    texts, _, _ = read_dataset_or_sms("mr")
     sentences = [t.split() for t in texts[:2000]]
     model = FastText(sentences=sentences, vector_size=16, min_count=2, epochs=1, seed=0, workers=1)
     path = tmp_path / "ft.bin"
@@ -119,13 +122,13 @@ def test_fasttext_bin_gives_subword_vectors(tmp_path):
 
 
 def test_train_word_vectors_saves_native_files(tmp_path):
-    texts, _ = read_dataset("mr")
+    texts, _, _ = read_dataset_or_sms("mr")
     for method in ("word2vec", "fasttext"):
         path = tmp_path / f"{method}.kv"
         kv = train_word_vectors(
             texts[:3000], method=method, vector_size=20, min_count=3, epochs=1, path=path
         )
-        loaded = load_vectors(str(path))
+        loaded = load_vectors(str(path), allow_pickle=True)  # our own file
         assert loaded.index_to_key == kv.index_to_key
         np.testing.assert_allclose(np.asarray(loaded.vectors), kv.vectors)
         assert isinstance(loaded, FastTextKeyedVectors) == (method == "fasttext")
@@ -158,6 +161,11 @@ def test_truncated_binary_file(vector_files, tmp_path):
     data = vector_files["word2vec-bin"].read_bytes()
     path = tmp_path / "cut.bin"
     path.write_bytes(data[: len(data) // 2])
+    # refused from the header before reading (the file is half the announced size) ...
+    with pytest.raises(VectorFormatError, match=r"cut\.bin: header announces 5000 vectors"):
+        load_vectors(str(path), cache_dir=tmp_path)
+    # ... or, when only the last row is cut short, by the reader, still naming the file
+    path.write_bytes(data[:-10])
     with pytest.raises(VectorFormatError, match=r"cut\.bin.*word2vec-bin"):
         load_vectors(str(path), cache_dir=tmp_path)
 

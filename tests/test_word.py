@@ -16,12 +16,12 @@ from embedxfer import WordVectorEmbedder
 from embedxfer._tokenize import DEFAULT_TOKEN_PATTERN
 from embedxfer._word import EmptyDocumentWarning
 
-from _shared_data import read_dataset, sample_dataset
+from _shared_data import read_dataset_or_sms, sample_dataset_or_sms
 
 
 @pytest.fixture(scope="module")
 def corpus():
-    texts, labels = read_dataset("mr")
+    texts, _, _ = read_dataset_or_sms("mr")
     rng = np.random.default_rng(0)
     pick = rng.choice(len(texts), 400, replace=False)
     docs = [texts[i] for i in pick]
@@ -179,12 +179,13 @@ def test_oov_rate_and_coverage(corpus):
 def test_subword_oov_with_fasttext(tmp_path):
     from embedxfer import train_word_vectors
 
-    texts, _ = read_dataset("mr")
+    texts, _, _ = read_dataset_or_sms("mr")
     path = tmp_path / "ft.kv"
     kv = train_word_vectors(texts[:2000], method="fasttext", vector_size=16, min_count=2, epochs=1, path=path)
     docs = ["the filmmakingly movie", "qqqzzzxx"]
-    ignore = WordVectorEmbedder(str(path)).fit(docs).transform(docs)
-    subword = WordVectorEmbedder(str(path), oov="subword").fit(docs).transform(docs)
+    # our own gensim-native (pickle) file: loading it needs the explicit opt-in
+    ignore = WordVectorEmbedder(str(path), allow_pickle=True).fit(docs).transform(docs)
+    subword = WordVectorEmbedder(str(path), oov="subword", allow_pickle=True).fit(docs).transform(docs)
     expected = np.mean([kv["the"], kv.get_vector("filmmakingly"), kv["movie"]], axis=0)
     np.testing.assert_allclose(subword[0], expected, rtol=1e-5, atol=1e-6)
     assert not np.allclose(ignore[0], subword[0])
@@ -232,12 +233,12 @@ def test_bad_parameters_fail_in_fit_with_a_clear_message(params, message):
 def test_changed_vectors_are_detected(tmp_path, small_glove):
     from gensim.models import KeyedVectors
 
-    path = tmp_path / "v.kv"
-    small_glove.save(str(path))
+    path = tmp_path / "v.bin"
+    small_glove.save_word2vec_format(str(path), binary=True)
     embed = WordVectorEmbedder(str(path)).fit(["a film"])
     other = KeyedVectors(50)
     other.add_vectors(["zebra", "film"], np.ones((2, 50), np.float32))
-    other.save(str(path))
+    other.save_word2vec_format(str(path), binary=True)
     with pytest.raises(ValueError, match="differ from those this embedder was fitted with"):
         embed.transform(["a film"])
 
@@ -251,7 +252,7 @@ def test_pandas_input_and_output(corpus):
 
 
 def test_pipeline_pickles_small_and_predicts_the_same_in_a_fresh_process(tmp_path):
-    texts, labels = sample_dataset("mr", 2100)
+    texts, labels = sample_dataset_or_sms("mr", 2100)
     pipe = make_pipeline(WordVectorEmbedder(), LogisticRegression(max_iter=1000))
     pipe.fit(texts[:2000], labels[:2000])
     blob = pickle.dumps(pipe)
@@ -299,7 +300,7 @@ class _LoadRecorder(ClassifierMixin, BaseEstimator):
 def test_grid_search_runs_in_parallel_and_loads_vectors_once_per_process():
     from joblib import Parallel, delayed
 
-    texts, labels = sample_dataset("mr", 600)
+    texts, labels = sample_dataset_or_sms("mr", 600)
     pipe = make_pipeline(WordVectorEmbedder(), _LoadRecorder())
     grid = GridSearchCV(
         pipe,
@@ -331,9 +332,15 @@ def test_clones_share_the_loaded_vectors():
 
 @pytest.mark.slow
 def test_mr_accuracy_with_real_glove():
-    texts, labels = read_dataset("mr")
+    texts, labels, source = read_dataset_or_sms("mr")
     cv = StratifiedKFold(10, shuffle=True, random_state=0)
     pipe = make_pipeline(WordVectorEmbedder(), LogisticRegression(max_iter=2000))
     scores = cross_val_score(pipe, texts, labels, cv=cv)
-    # Plain GloVe 6B 50d averaging + logistic regression: about 0.70 on MR.
-    assert 0.68 < scores.mean() < 0.74, scores.mean()
+    print(f"\n{source}: GloVe 6B 50d mean + LR, 10-fold accuracy {scores.mean():.3f}")
+    if source == "mr":
+        # Plain GloVe 6B 50d averaging + logistic regression: about 0.70 on MR.
+        assert 0.68 < scores.mean() < 0.74, scores.mean()
+    else:
+        # Packaged SMS Spam (5,574 messages, 13.4% spam: majority 0.866). Measured 0.95x
+        # (`embedxfer demo`: 0.954 on 2,000); the band fails on broken vectors or pooling.
+        assert 0.93 < scores.mean() < 0.98, scores.mean()

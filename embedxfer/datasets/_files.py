@@ -112,9 +112,22 @@ def load_text_lines(path):
     """
     if os.fspath(path) == "-":
         text = sys.stdin.buffer.read()
-        return _decode(text, "<stdin>").splitlines()
+        return split_lines(_decode(text, "<stdin>"))
     path = check_file(path)
-    return _decode(_read_bytes(path), path).splitlines()
+    return split_lines(_decode(_read_bytes(path), path))
+
+
+def split_lines(text):
+    """Lines ended by ``\n`` (or ``\r\n``), and only those.
+
+    Unlike ``str.splitlines``, form feeds, vertical tabs and Unicode line or
+    paragraph separators inside a line stay in it, so that item ``i`` is
+    line ``i + 1`` as ``wc -l``, editors and other tools count lines.
+    """
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
 
 
 def check_file(path):
@@ -207,7 +220,7 @@ def _read_table(path):
 
 def _read_jsonl(text, path):
     records = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(split_lines(text), start=1):
         if not line.strip():
             continue
         try:

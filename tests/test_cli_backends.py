@@ -1,0 +1,65 @@
+"""The command line's sentence-model options for backends and long documents."""
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from embedxfer._evaluation import build_embedder, parse_model
+from embedxfer.datasets import load_sms_spam
+
+
+def run_cli(*args, cwd):
+    env = dict(os.environ, EMBEDXFER_OFFLINE="1", HF_HUB_OFFLINE="1")
+    return subprocess.run(
+        [sys.executable, "-m", "embedxfer", *map(str, args)],
+        cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "text, settings, pooling",
+    [
+        ("all-MiniLM-L6-v2:onnx", {"backend": "onnx"}, None),
+        ("all-MiniLM-L6-v2:onnx-int8", {"backend": "onnx", "precision": "int8"}, None),
+        ("all-MiniLM-L6-v2:cls,chunk", {"long_documents": "chunk"}, "cls"),
+        ("all-MiniLM-L6-v2:onnx-int8,chunk,max",
+         {"backend": "onnx", "precision": "int8", "long_documents": "chunk"}, "max"),
+        ("all-MiniLM-L6-v2", {}, None),
+    ],
+)  # fmt: skip
+def test_parse_model_options(text, settings, pooling):
+    spec = parse_model(text)
+    assert spec.kind == "sentence" and spec.name == "all-MiniLM-L6-v2"
+    assert spec.settings == settings and spec.pooling == pooling
+    embedder = build_embedder(spec)
+    params = embedder.get_params()
+    assert {k: params[k] for k in settings} == settings
+
+
+def test_runtime_options_are_refused_for_word_vectors():
+    with pytest.raises(ValueError, match="not understood for word"):
+        parse_model("glove-6B-50d:onnx")
+
+
+def test_models_lists_backends(tmp_path):
+    proc = run_cli("models", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "onnx, onnx-int8" in proc.stdout and "torch" in proc.stdout
+
+
+def test_embed_with_onnx_matches_torch(tmp_path):
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("sentence_transformers")
+    texts = [t.replace("\n", " ") for t in load_sms_spam().data[:20]]
+    (tmp_path / "docs.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    proc = run_cli("embed", "docs.txt", "-o", "onnx.npy", "-m", "all-MiniLM-L6-v2:onnx",
+                   cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    got = np.load(tmp_path / "onnx.npy")
+    from embedxfer import SentenceEmbedder
+
+    expected = SentenceEmbedder(device="cpu").fit().transform(texts)
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)

@@ -1,0 +1,380 @@
+"""embedxfer.dask on a real LocalCluster: 2 worker processes, packaged GloVe and MiniLM, SMS Spam."""
+
+import copy
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+dd = pytest.importorskip("dask.dataframe")
+distributed = pytest.importorskip("distributed")
+pd = pytest.importorskip("pandas")
+pytest.importorskip("pyarrow")
+
+import cloudpickle  # a dependency of distributed
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+
+import embedxfer.dask as edask
+from embedxfer import WordVectorEmbedder
+from embedxfer._registry import clear_registry, load_counts
+from embedxfer.datasets import load_sms_spam
+
+pytestmark = pytest.mark.filterwarnings("ignore::embedxfer._word.EmptyDocumentWarning")
+
+
+@pytest.fixture(scope="module")
+def client():
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+    )
+    with distributed.Client(cluster) as c:
+        yield c
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def sms():
+    bunch = load_sms_spam()
+    return list(bunch.data), np.asarray(bunch.target)
+
+
+@pytest.fixture(scope="module")
+def texts(sms):
+    """All 5,574 SMS in 8 partitions, with a non-default index (ids, shuffled order kept)."""
+    docs, _ = sms
+    index = pd.Index([f"sms{i:05d}" for i in range(len(docs))], name="id")
+    return dd.from_pandas(pd.Series(docs, index=index, name="text"), npartitions=8, sort=False)
+
+
+@pytest.fixture(scope="module")
+def pipeline(sms):
+    docs, y = sms
+    return make_pipeline(
+        WordVectorEmbedder("glove-6B-50d", weighting="sif"), LogisticRegression(max_iter=1000)
+    ).fit(docs, y)
+
+
+def _worker_loads(client):
+    return client.run(lambda: {repr(k): n for k, n in load_counts().items()})
+
+
+def test_import_embedxfer_does_not_import_dask():
+    code = "import sys, embedxfer; print(any(m.split('.')[0] in ('dask', 'distributed') for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_predict_transform_equal_single_process_in_order(client, sms, texts, pipeline):
+    docs, _ = sms
+    predicted = edask.predict(pipeline, texts).compute()
+    assert predicted.index.equals(texts.index.compute())
+    np.testing.assert_array_equal(predicted.to_numpy(), pipeline.predict(docs))
+
+    proba = edask.predict_proba(pipeline, texts).compute()
+    np.testing.assert_allclose(proba.to_numpy(), pipeline.predict_proba(docs), atol=1e-6)
+
+    vectors = edask.transform(pipeline[0], texts).compute()
+    assert list(vectors.columns) == list(pipeline[0].get_feature_names_out())
+    assert vectors.index.equals(texts.index.compute())
+    np.testing.assert_allclose(vectors.to_numpy(), pipeline[0].transform(docs), atol=1e-6)
+
+
+def test_model_loaded_once_per_worker(client, texts, pipeline):
+    client.run(clear_registry)
+    # Two jobs of 8 partitions each, on 2 workers: 16 tasks, still one load per process.
+    edask.predict(pipeline, texts).compute()
+    edask.transform(pipeline[0], texts).compute()
+    loads = _worker_loads(client)
+    assert len(loads) == 2
+    for counts in loads.values():
+        vector_loads = [n for key, n in counts.items() if "'vectors'" in key]
+        assert vector_loads == [1], counts
+
+
+def test_graph_carries_the_estimator_once(texts, pipeline):
+    size = len(pickle.dumps(pipeline))
+    assert size < 200_000
+    bare = len(cloudpickle.dumps(dict(texts.map_partitions(len).__dask_graph__())))
+    full = len(cloudpickle.dumps(dict(edask.predict(pipeline, texts).__dask_graph__())))
+    # 8 partitions: a copy per task would add 8 times the estimator.
+    assert full - bare < 2 * size
+
+
+def test_plain_map_partitions_works_too(client, sms, texts, pipeline):
+    docs, _ = sms
+    out = texts.map_partitions(pipeline.predict, meta=("prediction", "i8")).compute()
+    np.testing.assert_array_equal(np.asarray(out), pipeline.predict(docs))
+
+
+def test_bag_input(client, sms, pipeline):
+    import dask.bag as db
+
+    docs, _ = sms
+    bag = db.from_sequence(docs[:300], npartitions=3)
+    out = edask.predict(pipeline, bag).compute()
+    np.testing.assert_array_equal(out.to_numpy(), pipeline.predict(docs[:300]))
+
+
+def test_dataframe_needs_an_existing_column(texts, pipeline):
+    frame = texts.to_frame(name="body")
+    with pytest.raises(ValueError, match="no column 'text'.*body"):
+        edask.predict(pipeline, frame)
+    assert len(edask.predict(pipeline, frame, column="body").compute()) == len(texts)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"weighting": "tfidf"}, {"weighting": "sif"}, {"weighting": "usif"}, {"pooling": "mean+max"}],
+)
+def test_fit_from_dask_equals_fit(client, sms, texts, params):
+    docs, _ = sms
+    expected = WordVectorEmbedder(**params).fit(docs)
+    fitted = edask.fit(WordVectorEmbedder(**params), texts)
+    for name, value in vars(expected).items():
+        if not name.endswith("_") or name.startswith("_"):
+            continue
+        got = getattr(fitted, name)
+        if isinstance(value, np.ndarray):
+            tol = 1e-5 if name.startswith("component") else 0
+            np.testing.assert_allclose(got, value, atol=tol, rtol=0, err_msg=name)
+        else:
+            assert got == value, name
+    np.testing.assert_allclose(fitted.transform(docs), expected.transform(docs), atol=1e-5)
+
+
+def test_minilm_on_workers_device_resolved_there(client, sms):
+    pytest.importorskip("sentence_transformers")
+    from embedxfer import SentenceEmbedder
+
+    docs = sms[0][:32]
+    embedder = SentenceEmbedder(device=None, batch_size=16).fit(docs[:2])
+    expected = embedder.transform(docs)
+    # As if fitted on a client with a GPU: device=None is resolved again on each worker.
+    shipped = copy.copy(embedder)
+    shipped.device_ = "cuda"
+    series = dd.from_pandas(pd.Series(docs, name="text"), npartitions=2)
+    client.run(clear_registry)
+    vectors = edask.transform(shipped, series).compute()
+    np.testing.assert_allclose(vectors.to_numpy(), expected, atol=2e-5)
+    # Loaded once by each worker, on the device found there (no GPU here: cpu).
+    loads = _worker_loads(client)
+    minilm = {k: n for c in loads.values() for k, n in c.items() if "SentenceEmbedder" in k}
+    assert sorted(minilm.values()) == [1] and "'cpu'" in next(iter(minilm))
+    assert sum(n for c in loads.values() for k, n in c.items() if "Sentence" in k) == 2
+
+
+@pytest.mark.gpu
+def test_gpu_device_resolved_on_the_worker(client, sms):
+    from embedxfer import SentenceEmbedder
+
+    docs = sms[0][:32]
+    embedder = SentenceEmbedder(device=None).fit(docs[:2])
+    expected = embedder.set_params(device="cpu").fit(docs[:2]).transform(docs)
+    shipped = SentenceEmbedder(device=None).fit(docs[:2])
+    shipped.device_ = "cpu"  # as if fitted on a client without a GPU
+    client.run(clear_registry)
+    vectors = edask.transform(shipped, dd.from_pandas(pd.Series(docs), npartitions=2))
+    np.testing.assert_allclose(vectors.compute().to_numpy(), expected, atol=1e-4)
+    keys = [k for c in _worker_loads(client).values() for k in c if "Sentence" in k]
+    assert keys and all("'cuda'" in k for k in keys)
+
+
+def _read_parts(folder):
+    parts = sorted(folder.glob("part-*.parquet"))
+    return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
+
+
+def test_embed_to_parquet_writes_every_partition_and_resumes(client, sms, texts, tmp_path):
+    docs, _ = sms
+    embedder = WordVectorEmbedder().fit(docs)
+    expected = embedder.transform(docs)
+    seen = []
+    summary = edask.embed_to_parquet(
+        embedder, texts, tmp_path, progress=lambda *a: seen.append(a)
+    )
+    assert summary["written"] == 8 and summary["documents"] == len(docs)
+    assert [s[0] for s in seen] == list(range(1, 9)) and seen[-1][2] == len(docs)
+    table = _read_parts(tmp_path)
+    np.testing.assert_array_equal(table["row"].to_numpy(), np.arange(len(docs)))
+    np.testing.assert_allclose(table.drop(columns="row").to_numpy(), expected, atol=1e-6)
+
+    # A crash left partition 3 missing and a stale temporary file: only 3 is redone.
+    (tmp_path / "part-00003.parquet").unlink()
+    (tmp_path / ".part-00005.deadbeef.tmp").write_bytes(b"partial")
+    again = edask.embed_to_parquet(embedder, texts, tmp_path)
+    assert (again["written"], again["skipped"]) == (1, 7)
+    assert not list(tmp_path.glob("*.tmp"))
+    pd.testing.assert_frame_equal(_read_parts(tmp_path), table)
+
+    # Another embedder's output is never mixed into this folder.
+    with pytest.raises(ValueError, match="another embedding job"):
+        edask.embed_to_parquet(WordVectorEmbedder(pooling="max").fit(docs), texts, tmp_path)
+
+
+def test_id_column_written_beside_vectors(client, sms, tmp_path):
+    docs, _ = sms
+    frame = pd.DataFrame({"doc_id": np.arange(1000, 1000 + 200), "text": docs[:200]})
+    ddf = dd.from_pandas(frame, npartitions=2)
+    embedder = WordVectorEmbedder().fit(docs[:200])
+    edask.embed_to_parquet(embedder, ddf, tmp_path, id_column="doc_id")
+    table = _read_parts(tmp_path)
+    np.testing.assert_array_equal(table["doc_id"].to_numpy(), frame["doc_id"].to_numpy())
+
+
+def test_killed_worker_loses_nothing(client, sms, tmp_path):
+    docs, _ = sms
+    corpus = docs * 8  # 44,592 documents in 96 partitions: a run of a few seconds
+    series = dd.from_pandas(pd.Series(corpus, name="text"), npartitions=96)
+    embedder = WordVectorEmbedder(pooling="mean+max").fit(docs)
+    pids = client.run(os.getpid)
+    victim = min(pids.values())
+    state = {}
+
+    def kill_when_started():
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if list(tmp_path.glob("part-*.parquet")):
+                state["files_at_kill"] = len(list(tmp_path.glob("part-*.parquet")))
+                os.kill(victim, signal.SIGKILL)
+                return
+            time.sleep(0.01)
+
+    killer = threading.Thread(target=kill_when_started)
+    killer.start()
+    summary = edask.embed_to_parquet(embedder, series, tmp_path)
+    killer.join()
+    assert state["files_at_kill"] < 96, "the run ended before the worker was killed"
+    assert summary["written"] == 96
+    client.wait_for_workers(2, timeout=60)  # the nanny restarts the killed worker
+    assert victim not in client.run(os.getpid).values()
+    table = _read_parts(tmp_path)
+    np.testing.assert_array_equal(table["row"].to_numpy(), np.arange(len(corpus)))
+    expected = embedder.transform(corpus)
+    np.testing.assert_allclose(table.drop(columns="row").to_numpy(), expected, atol=1e-6)
+
+
+def test_model_missing_on_worker_fails_fast_naming_worker_and_path(client, sms, glove, tmp_path):
+    docs, _ = sms
+    path = tmp_path / "vectors.txt"
+    with open(path, "w", encoding="utf-8") as f:
+        for word in glove.index_to_key[:3000]:
+            f.write(word + " " + " ".join(f"{v:.5f}" for v in glove[word]) + "\n")
+    embedder = WordVectorEmbedder(str(path)).fit(docs[:100])
+    path.unlink()  # present where it was fitted, absent on the workers
+    series = dd.from_pandas(pd.Series(docs[:400], name="text"), npartitions=4)
+    started = time.monotonic()
+    with pytest.raises(edask.ModelUnavailableError) as info:
+        edask.transform(embedder, series).compute()
+    assert time.monotonic() - started < 30
+    message = str(info.value)
+    assert "worker tcp://" in message and str(path) in message
+    with pytest.raises(edask.ModelUnavailableError, match="worker tcp://"):
+        edask.check_workers(embedder, client)
+
+
+def test_check_workers_reports_loads(client, pipeline):
+    loads = edask.check_workers(pipeline, client)
+    assert len(loads) == 2 and all(any("vectors" in k for k in c) for c in loads.values())
+
+
+def test_dask_ml_parallel_post_fit(client, sms, texts, pipeline):
+    wrappers = pytest.importorskip("dask_ml.wrappers")
+    docs, _ = sms
+    model = wrappers.ParallelPostFit(pipeline, predict_meta=pd.Series(dtype="i8"))
+    # dask-ml 2025.1 maps over a DataFrame (a Series it computes whole on the client).
+    out = model.predict(texts.to_frame())
+    assert isinstance(out, dd.Series)
+    np.testing.assert_array_equal(np.asarray(out.compute()), pipeline.predict(docs))
+
+
+# -- the command line: embedxfer embed ... --scheduler ------------------------------------
+
+
+def _cli(*args, cwd):
+    env = dict(os.environ, EMBEDXFER_OFFLINE="1", HF_HUB_OFFLINE="1")
+    return subprocess.Popen(
+        [sys.executable, "-m", "embedxfer", *map(str, args)],
+        cwd=cwd, env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+
+
+def _finish(proc, timeout=180):
+    _, err = proc.communicate(timeout=timeout)
+    return proc.returncode, err
+
+
+def test_cli_embeds_many_files_on_a_cluster_and_reruns_only_missing(client, sms, tmp_path):
+    docs, _ = sms
+    pd.DataFrame({"text": docs[:2500]}).to_csv(tmp_path / "a-1.csv", index=False)
+    pd.DataFrame({"text": docs[2500:4000]}).to_csv(tmp_path / "a-2.csv", index=False)
+    pd.DataFrame({"text": docs[4000:]}).to_json(tmp_path / "b.jsonl", orient="records", lines=True)
+    out = tmp_path / "vectors"
+    args = ["embed", tmp_path / "a-*.csv", tmp_path / "b.jsonl", "-o", out,
+            "-m", "glove-6B-50d:sif", "--scheduler", client.scheduler.address,
+            "--blocksize", "64KB"]  # fmt: skip
+    code, err = _finish(_cli(*args, cwd=tmp_path))
+    assert code == 0, err
+    n_parts = len(list(out.glob("part-*.parquet")))
+    assert n_parts >= 4 and f"partitions {n_parts}/{n_parts}" in err and "docs/s" in err
+    table = _read_parts(out)
+    np.testing.assert_array_equal(table["row"].to_numpy(), np.arange(len(docs)))
+    expected = WordVectorEmbedder(weighting="sif").fit(docs).transform(docs)
+    np.testing.assert_allclose(table.drop(columns="row").to_numpy(), expected, atol=1e-5)
+
+    (out / "part-00001.parquet").unlink()
+    code, err = _finish(_cli(*args, cwd=tmp_path))
+    assert code == 0, err
+    assert f"wrote 1 of {n_parts} partitions" in err and f"({n_parts - 1} already there)" in err
+    pd.testing.assert_frame_equal(_read_parts(out), table)
+
+
+def test_cli_interrupted_then_resumed(client, sms, tmp_path):
+    docs, _ = sms
+    frame = pd.DataFrame({"doc": np.arange(len(docs) * 3) + 10**6, "text": docs * 3})
+    frame.to_parquet(tmp_path / "docs.parquet", row_group_size=1000)
+    out = tmp_path / "out"
+    args = ["embed", tmp_path / "docs.parquet", "-o", out, "-m", "glove-6B-50d:mean+max",
+            "--id-column", "doc", "--scheduler", client.scheduler.address,
+            "--blocksize", "50KB"]  # fmt: skip
+    proc = _cli(*args, cwd=tmp_path)
+    deadline = time.monotonic() + 120
+    while not list(out.glob("part-*.parquet")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    proc.send_signal(signal.SIGINT)
+    code, err = _finish(proc)
+    assert code == 130 and "run the same command again to resume" in err, err
+    written_before = len(list(out.glob("part-*.parquet")))
+    code, err = _finish(_cli(*args, cwd=tmp_path))
+    assert code == 0, err
+    n_parts = len(list(out.glob("part-*.parquet")))
+    assert 1 <= written_before < n_parts
+    table = _read_parts(out)
+    np.testing.assert_array_equal(table["doc"].to_numpy(), frame["doc"].to_numpy())
+    embedder = WordVectorEmbedder(pooling="mean+max").fit(docs[:1])
+    np.testing.assert_allclose(
+        table.drop(columns="doc").to_numpy(), embedder.transform(frame["text"]), atol=1e-6
+    )
+
+
+def test_cli_errors_are_one_line(client, tmp_path, capsys):
+    from embedxfer.cli import main
+
+    (tmp_path / "a.csv").write_text("body\nhello\n", encoding="utf-8")
+    code, err = _finish(_cli("embed", tmp_path / "a.csv", "-o", tmp_path / "o", "-m",
+                             "glove-6B-50d", "--scheduler", client.scheduler.address,
+                             cwd=tmp_path))  # fmt: skip
+    assert code == 1 and err.strip().startswith("embedxfer: error:") and "'text'" in err
+    assert len(err.strip().splitlines()) == 1, err
+    assert main(["embed", str(tmp_path / "a.csv"), str(tmp_path / "a.csv"), "-o",
+                 str(tmp_path / "o.npy"), "-m", "glove-6B-50d"]) == 1  # fmt: skip
+    assert "need --scheduler" in capsys.readouterr().err
+    assert main(["embed", str(tmp_path / "none-*.csv"), "-o", str(tmp_path / "o"), "-m",
+                 "glove-6B-50d", "--scheduler", "local:1"]) == 1  # fmt: skip
+    assert "no file matches" in capsys.readouterr().err

