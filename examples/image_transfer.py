@@ -21,6 +21,7 @@ accuracy against the number of training images.
 """
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -28,6 +29,8 @@ from pathlib import Path
 import numpy as np
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
+if os.environ.get("EMBEDXFER_NO_SHARED", "0") not in ("", "0"):  # as on a fresh clone
+    DATA_DIR = DATA_DIR.parent / "hidden"
 METHODS = ("pixels+lr", "frozen+lr", "ft0", "ftk", "ftall")
 
 

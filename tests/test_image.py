@@ -471,3 +471,17 @@ def test_hymenoptera_pipeline_reads_the_messy_files():
     assert {os.path.splitext(p)[1] for p in odd} >= {".gif", ".jpeg"}
     X = ImageEmbedder(device="cpu").fit().transform(odd)
     assert np.isfinite(X).all() and np.abs(X).sum(1).min() > 0
+
+
+def test_set_params_after_fit_refuses_or_matches_a_fresh_fit(embedder, photos):
+    changed = clone(embedder).fit()
+    changed.set_params(layer="stage6")
+    with pytest.raises(ValueError, match="fit again"):
+        changed.transform(photos[:1])
+    np.testing.assert_allclose(changed.fit().transform(photos[:1]),
+                               ImageEmbedder(layer="stage6", device="cpu").fit()
+                               .transform(photos[:1]), rtol=1e-5, atol=1e-6)  # fmt: skip
+    pooled = clone(embedder).fit().set_params(pooling="max")  # applied at transform
+    np.testing.assert_allclose(pooled.transform(photos[:1]),
+                               ImageEmbedder(pooling="max", device="cpu").fit()
+                               .transform(photos[:1]), rtol=1e-5, atol=1e-6)  # fmt: skip

@@ -254,6 +254,7 @@ class ImageEmbedder(ImageInputMixin, EmbedderOutputMixin, TransformerMixin, Base
         self.layer_names_ = backbone.layer_names
         self.layer_ = layer
         self.n_features_out_ = width
+        self._fitted_for = self._settings()
         return self
 
     def transform(self, X):
@@ -272,6 +273,7 @@ class ImageEmbedder(ImageInputMixin, EmbedderOutputMixin, TransformerMixin, Base
         X_new : ndarray of shape (n_images, n_features_out_), float32
         """
         check_is_fitted(self)
+        self._check_unchanged()
         items = check_images(X)
         if self.cache is None:
             vectors, failures = self._encode(items)
@@ -388,6 +390,18 @@ class ImageEmbedder(ImageInputMixin, EmbedderOutputMixin, TransformerMixin, Base
         return "image-" + hashlib.sha256(blob).hexdigest()[:32]
 
     # -- helpers ---------------------------------------------------------------------
+
+    def _settings(self):
+        """What ``fit`` resolved from the parameters: the weights and the layer."""
+        return (model_key(check_model(self.model)), self.layer)
+
+    def _check_unchanged(self):
+        fitted_for = getattr(self, "_fitted_for", None)
+        if fitted_for is not None and fitted_for != self._settings():
+            raise ValueError(
+                "model or layer changed since this ImageEmbedder was fitted; fit again "
+                "(fit loads the model and resolves the layer) before transform."
+            )
 
     def _feature_prefix(self):
         tag = self._backbone().tag
