@@ -367,11 +367,13 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
                     runtime, train_items)
                 train_features = self._features(runtime, centre)
                 val_features = None if val_inputs is None else self._features(runtime, val_inputs)
+                val_head = None if val_features is None else (
+                    lambda rows: runtime.head(val_features[rows]))
                 histories.append(self._train_stage(
                     runtime, [runtime.head], [(list(runtime.head.named_parameters()), self.lr)],
                     self._head_epochs(), lambda idx: runtime.head(train_features[idx]),
-                    None if val_features is None else (lambda rows: runtime.head(val_features[rows])),
-                    y_train, y_val, loss_fn, seed, f"ImageClassifier(unfreeze={unfreeze}) head",
+                    val_head, y_train, y_val, loss_fn, seed,
+                    f"ImageClassifier(unfreeze={unfreeze}) head",
                 ))  # fmt: skip
             train_inputs = self._training_inputs(runtime, train_items, train_lower, seed)
             head_params = list(runtime.head.named_parameters())
