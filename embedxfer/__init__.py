@@ -18,6 +18,8 @@ _LAZY = {
     "TransformerClassifier": "._finetune",
     "SequenceClassifier": "._sequence",
     "EmbeddingCache": "._cache",
+    "ImageEmbedder": ".image",
+    "ImageClassifier": ".image",
     "datasets": ".datasets",
 }
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _cluster_embed
+from . import _cluster_embed, _image_cli
 from . import _evaluation as ev
 from .datasets import ColumnNotFoundError, load_csv, load_sms_spam, load_text_lines
 from .datasets._files import check_file, file_kind
@@ -120,7 +120,9 @@ def build_parser():
         "document, in input order). INPUT is a text file (one document a line, '-' for "
         "stdin), or a CSV, TSV, JSON Lines or Parquet file with a text column.",
     )  # fmt: skip
-    p.add_argument("input", metavar="INPUT")
+    p.add_argument("input", metavar="INPUT",
+                   help="documents (text lines, CSV, TSV, JSONL, Parquet), or a folder of "
+                   "images (-m efficientnet-lite0 or a timm name; row order in OUT.paths.txt)")
     p.add_argument("-o", "--output", required=True, metavar="OUT",
                    help="output file: .npy (float32 matrix) or .parquet (one column per feature)")
     p.add_argument("-m", "--model", required=True, metavar="M",
@@ -184,8 +186,9 @@ def build_parser():
         "cross-validated on the vectors; TF-IDF is refitted inside every fold.",
     )
     p.add_argument("--data", required=True, metavar="D",
-                   help="a CSV, TSV, JSONL or Parquet file with text and label columns, or "
-                   "'sms_spam' for the dataset shipped with embedxfer")
+                   help="a CSV, TSV, JSONL or Parquet file with text and label columns, "
+                   "'sms_spam' for the dataset shipped with embedxfer, or a folder of images "
+                   "with one sub-folder per class")
     p.add_argument("--models", nargs="+", default=list(DEMO_MODELS), metavar="M",
                    help="models to compare, NAME[:OPTIONS] with options such as mean+max, "
                    "sif, cls (default: %(default)s)")
@@ -325,6 +328,8 @@ def cmd_embed(args):
     if out_kind is None:
         raise CLIError(f"output {out} must end in .npy or .parquet.")
     _check_output_path(out, args.input, force=args.force)
+    if _image_cli.is_image_folder(args.input):
+        return _image_cli.cmd_embed_images(args, out, out_kind, sys.modules[__name__])
     if out_kind == "parquet":
         _require("pyarrow", "writing Parquet output")
     texts = _read_documents(args.input, args.column)
@@ -508,6 +513,8 @@ class _ParquetWriter:
 
 def cmd_evaluate(args):
     """``embedxfer evaluate``: compare embedders on a labelled dataset."""
+    if _image_cli.is_image_folder(args.data):
+        return _image_cli.cmd_evaluate_images(args, sys.modules[__name__])
     return _evaluate(args, args.models, max_docs=args.max_docs, plot=args.plot)
 
 

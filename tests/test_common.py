@@ -257,3 +257,15 @@ def test_set_params_after_fit_never_mixes_old_state_with_new_params(name, data):
         assert "fit again" in str(err)
         return
     np.testing.assert_allclose(got, output(fresh, texts[:6]), rtol=1e-4, atol=1e-5)
+
+
+# -- image estimators: images in, not text, so only the input-agnostic checks apply;
+# tests/test_image.py covers their inputs, pickling, set_output and pipelines.
+IMAGE_ESTIMATORS = ["ImageEmbedder", "ImageClassifier"]
+
+
+@pytest.mark.parametrize("name", IMAGE_ESTIMATORS)
+@pytest.mark.parametrize("check", SKLEARN_CHECKS, ids=lambda c: c.__name__)
+def test_sklearn_api_checks_image_estimators(name, check):
+    pytest.importorskip("torch")
+    check(name, getattr(embedxfer, name)())

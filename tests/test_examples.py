@@ -25,7 +25,8 @@ def run_example(name, *args, cwd):
 
 def test_the_examples_are_there():
     tested = {"classify_gridsearch.py", "column_transformer.py", "feature_union.py",
-              "cluster_documents.py", "learning_curve.py", "finetune_learning_curve.py"}  # fmt: skip
+              "cluster_documents.py", "learning_curve.py", "finetune_learning_curve.py",
+              "image_transfer.py"}  # fmt: skip
     assert tested == {p.name for p in EXAMPLES.glob("*.py")}
 
 
@@ -100,3 +101,17 @@ def test_finetune_learning_curve(tmp_path):
     accuracies = [float(cell.split()[0]) for cell in row.strip("|").split("|")[1:]]
     assert len(accuracies) == 6 and all(0.0 <= a <= 1.0 for a in accuracies)
     assert (tmp_path / "curve.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_image_transfer(tmp_path):
+    pytest.importorskip("efficientnet_lite_pytorch")
+    pytest.importorskip("skimage")
+    out = run_example("image_transfer.py", "--quick", "--out", tmp_path / "images.png",
+                      cwd=tmp_path)  # fmt: skip
+    assert "scikit-image texture patches: 16 training images" in out
+    assert "| n train | pixels+lr | frozen+lr | ftk |" in out
+    rows = [line for line in out.splitlines() if line.startswith(("| 4 |", "| 12 |"))]
+    assert len(rows) == 2
+    frozen_at_12 = float(rows[1].split("|")[3].split()[0])
+    assert 0.8 <= frozen_at_12 <= 1.0
+    assert (tmp_path / "images.png").read_bytes()[:8] == PNG_MAGIC

@@ -1,0 +1,89 @@
+"""Folders of images: one sub-folder per class (the layout users already have)."""
+
+import os
+
+import numpy as np
+
+# Extensions Pillow reads that image folders usually hold; others are ignored
+# (a README.txt or .DS_Store beside the photos is not an error).
+IMAGE_EXTENSIONS = (
+    ".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
+)  # fmt: skip
+
+
+def is_image_file(name, extensions=IMAGE_EXTENSIONS):
+    """Whether a file name has one of ``extensions`` (case-insensitive)."""
+    return os.path.splitext(name)[1].lower() in extensions
+
+
+def list_images(folder, extensions=IMAGE_EXTENSIONS):
+    """Sorted paths of the image files in ``folder`` and its sub-folders."""
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{folder!r} is not a folder of images.")
+    paths = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        paths.extend(os.path.join(root, f) for f in sorted(files)
+                     if not f.startswith(".") and is_image_file(f, extensions))  # fmt: skip
+    if not paths:
+        raise ValueError(
+            f"{folder!r} holds no image files ({', '.join(extensions[:6])}, ...)."
+        )
+    return paths
+
+
+def load_image_folder(folder, extensions=IMAGE_EXTENSIONS):
+    """Image paths and labels from a folder with one sub-folder per class.
+
+    Parameters
+    ----------
+    folder : str or path-like
+        ``folder/<class>/<image>``: the sub-folder names are the labels
+        (torchvision's ``ImageFolder`` layout). Images deeper down belong to
+        their top sub-folder's class; hidden files and non-image files are
+        skipped.
+    extensions : tuple of str
+        File extensions counted as images.
+
+    Returns
+    -------
+    paths : list of str
+        Sorted by class, then by path.
+    labels : ndarray of str
+        The class of each path.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> from embedxfer.image import load_image_folder
+    >>> root = tempfile.mkdtemp()
+    >>> for name in ("ants/a.jpg", "bees/b.png", "bees/notes.txt"):
+    ...     os.makedirs(os.path.join(root, os.path.dirname(name)), exist_ok=True)
+    ...     open(os.path.join(root, name), "wb").close()
+    >>> paths, labels = load_image_folder(root)
+    >>> [os.path.basename(p) for p in paths], labels.tolist()
+    (['a.jpg', 'b.png'], ['ants', 'bees'])
+    """
+    folder = os.fspath(folder)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{folder!r} is not a folder of images.")
+    classes = sorted(
+        entry.name for entry in os.scandir(folder)
+        if entry.is_dir() and not entry.name.startswith(".")
+    )  # fmt: skip
+    paths, labels = [], []
+    for name in classes:
+        try:
+            found = list_images(os.path.join(folder, name), extensions)
+        except ValueError:
+            continue  # an empty sub-folder is not a class
+        paths.extend(found)
+        labels.extend([name] * len(found))
+    if len({*labels}) < 2:
+        raise ValueError(
+            f"{folder!r} needs one sub-folder of images per class (at least two), e.g. "
+            f"{folder}/cats/1.jpg and {folder}/dogs/2.jpg; found "
+            f"{len({*labels})} sub-folder(s) with images."
+        )
+    return paths, np.asarray(labels)

@@ -1,0 +1,65 @@
+"""``embedxfer embed`` and ``evaluate`` on a folder of images (one sub-folder per class)."""
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("torch")
+pytest.importorskip("PIL")
+pytest.importorskip("efficientnet_lite_pytorch")
+
+from PIL import Image  # noqa: E402
+
+from _image_data import texture_patches  # noqa: E402
+from test_cli import assert_one_line_error, run_cli  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def image_folder(tmp_path_factory):
+    """Two classes of scikit-image texture patches as PNG files, class per sub-folder."""
+    root = tmp_path_factory.mktemp("images")
+    (X, y), _ = texture_patches()
+    for i, (patch, label) in enumerate(zip(X, y)):
+        if label in ("brick", "grass"):
+            (root / label).mkdir(exist_ok=True)
+            Image.fromarray(patch).save(root / label / f"{i:02d}.png")
+    (root / "brick" / "notes.txt").write_text("not an image, skipped")
+    return root
+
+
+def test_embed_a_folder_of_images(image_folder, tmp_path):
+    out = tmp_path / "vectors.npy"
+    proc = run_cli("embed", image_folder, "-o", out, "-m", "efficientnet-lite0",
+                   "--device", "cpu", "--chunk-size", "3", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    vectors = np.load(out)
+    listing = (tmp_path / "vectors.npy.paths.txt").read_text().splitlines()
+    assert vectors.shape == (8, 1280) and vectors.dtype == np.float32 and len(listing) == 8
+    assert all(p.endswith(".png") for p in listing) and listing == sorted(listing)
+    from embedxfer import ImageEmbedder
+
+    expected = ImageEmbedder(device="cpu").fit().transform(listing[:2])
+    np.testing.assert_allclose(vectors[:2], expected, rtol=1e-4, atol=1e-5)
+    assert "8 x 1280 float32" in proc.stderr
+
+
+def test_evaluate_a_folder_of_images(image_folder, tmp_path):
+    proc = run_cli("evaluate", "--data", image_folder, "--cv", "2", "--device", "cpu",
+                   "--json", tmp_path / "r.json", cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert "8 images, 2 classes (brick 4, grass 4)" in proc.stderr
+    results = {r["features"]: r for r in json.loads((tmp_path / "r.json").read_text())["results"]}
+    assert results["efficientnet-lite0 + logistic regression"]["accuracy"] >= 0.85
+    assert results["majority class"]["accuracy"] == pytest.approx(0.5)
+    assert "| raw pixels 32x32 + logistic regression |" in proc.stdout
+
+
+def test_folder_without_class_sub_folders_is_a_one_line_error(image_folder, tmp_path):
+    proc = run_cli("evaluate", "--data", image_folder / "brick", cwd=tmp_path)
+    assert_one_line_error(proc, "one sub-folder of images per class")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = run_cli("embed", empty, "-o", tmp_path / "x.npy", "-m", "efficientnet-lite0",
+                   cwd=tmp_path)  # fmt: skip
+    assert_one_line_error(proc, "holds no image files")
