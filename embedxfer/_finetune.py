@@ -7,7 +7,6 @@ The training loop, early stopping and the saved format are shared with
 """
 
 import copy
-import numbers
 import os
 
 import numpy as np
@@ -469,14 +468,7 @@ class TransformerClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierM
 
     # ------------------------------------------------------------ checks
     def _check_unfreeze(self):
-        u = self.unfreeze
-        if isinstance(u, str):
-            if u != "all":
-                raise ValueError(f"unfreeze={u!r}; expected an integer >= 0 or 'all'.")
-            return u
-        if isinstance(u, bool) or not isinstance(u, numbers.Integral) or u < 0:
-            raise ValueError(f"unfreeze={u!r}; expected an integer >= 0 or 'all'.")
-        return int(u)
+        return tt.check_unfreeze(self.unfreeze)
 
     def _resolved_epochs(self, unfreeze, n_train):
         if self.epochs is not None:

@@ -48,6 +48,17 @@ def check_number(name, value, *, low=None, high=None, integer=False, low_open=Fa
     return value
 
 
+def check_unfreeze(unfreeze):
+    """``unfreeze`` as ``"all"`` or an int >= 0 (the fine-tuning estimators' rule)."""
+    if isinstance(unfreeze, str):
+        if unfreeze != "all":
+            raise ValueError(f"unfreeze={unfreeze!r}; expected an integer >= 0 or 'all'.")
+        return unfreeze
+    if isinstance(unfreeze, bool) or not isinstance(unfreeze, numbers.Integral) or unfreeze < 0:
+        raise ValueError(f"unfreeze={unfreeze!r}; expected an integer >= 0 or 'all'.")
+    return int(unfreeze)
+
+
 def check_training_params(est, *, epochs):
     """Validate the hyper-parameters both torch classifiers share."""
     check_number("lr", est.lr, low=0, low_open=True)

@@ -277,12 +277,7 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
 
     # ------------------------------------------------------------ checks
     def _check_unfreeze(self):
-        u = self.unfreeze
-        if u == "all" and isinstance(u, str):
-            return u
-        if isinstance(u, bool) or not isinstance(u, numbers.Integral) or u < 0:
-            raise ValueError(f"unfreeze={u!r}; expected an integer >= 0 or 'all'.")
-        return int(u)
+        return tt.check_unfreeze(self.unfreeze)
 
     def _resolved_epochs(self, unfreeze, n_train):
         if self.epochs is not None:
