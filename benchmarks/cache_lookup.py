@@ -45,18 +45,23 @@ def main(argv=None):
         raise AssertionError("a document was not found in the cache")
 
     hashing = best_of(args.repeats, lambda: hash_texts(docs))
-    print(f"{args.n} documents, {args.n_features} float32 features "
-          f"({vectors.nbytes / 2**20:.0f} MiB of vectors)\n")
-    print("| store | fill (s) | all-hit lookup, best of "
-          f"{args.repeats} (s) | of which hashing (s) |")
+    print(
+        f"{args.n} documents, {args.n_features} float32 features "
+        f"({vectors.nbytes / 2**20:.0f} MiB of vectors)\n"
+    )
+    print(
+        f"| store | fill (s) | all-hit lookup, best of {args.repeats} (s) | of which hashing (s) |"
+    )
     print("|---|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as folder:
-        for name, cache in [("memory", EmbeddingCache(max_memory_mb=None)),
-                            ("disk", EmbeddingCache(folder))]:
+        for name, cache in [
+            ("memory", EmbeddingCache(max_memory_mb=None)),
+            ("disk", EmbeddingCache(folder)),
+        ]:
             start = time.perf_counter()
             encode_with_cache(cache, "fp", docs, encode)
             fill = time.perf_counter() - start
-            lookup = best_of(args.repeats, lambda: encode_with_cache(cache, "fp", docs, never))
+            lookup = best_of(args.repeats, lambda c=cache: encode_with_cache(c, "fp", docs, never))
             print(f"| {name} | {fill:.2f} | {lookup:.3f} | {hashing:.3f} |")
             cache.close()
 

@@ -7,9 +7,9 @@ the other with the per-partition function the cluster runs
 (``embedxfer.dask._write_partition``); the cluster runs
 ``embedxfer.dask.embed_to_parquet`` on ``dask.dataframe.read_parquet`` of the
 same files, on ``embedxfer.dask.local_cluster`` (``--dask-default`` adds a
-cluster with Dask's default worker environment). Models are loaded before timing (``check_workers`` on the
-cluster), clusters are started once; configurations alternate round by round
-and the medians are compared at equal cores:
+cluster with Dask's default worker environment). Models are loaded before timing
+(``check_workers`` on the cluster), clusters are started once; configurations
+alternate round by round and the medians are compared at equal cores:
 
 - single process limited to 1 core  vs  LocalCluster, 1 worker x 1 thread
 - single process limited to 2 cores vs  LocalCluster, 2 workers x 1 thread
@@ -41,13 +41,17 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--docs", type=int, default=1_000_000, help="GloVe documents")
     parser.add_argument("--minilm-docs", type=int, default=1000, help="MiniLM documents (0: skip)")
-    parser.add_argument("--partitions", type=int, default=20,
-                        help="input files = partitions (default 20)")  # fmt: skip
+    parser.add_argument(
+        "--partitions", type=int, default=20, help="input files = partitions (default 20)"
+    )
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--workers", default="1,2", help="cluster sizes (default 1,2)")
-    parser.add_argument("--dask-default", action="store_true",
-                        help="also time a 1-worker cluster with Dask's default worker "
-                        "environment (MALLOC_TRIM_THRESHOLD_=65536)")  # fmt: skip
+    parser.add_argument(
+        "--dask-default",
+        action="store_true",
+        help="also time a 1-worker cluster with Dask's default worker "
+        "environment (MALLOC_TRIM_THRESHOLD_=65536)",
+    )
     args = parser.parse_args(argv)
 
     from distributed import Client, LocalCluster
@@ -71,17 +75,26 @@ def main(argv=None):
             clusters[n] = (cluster, Client(cluster, set_as_default=False))
         if args.dask_default:
             # Dask's own defaults: MALLOC_TRIM_THRESHOLD_=65536 in the workers.
-            cluster = LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
-                                   dashboard_address=None, silence_logs=40)  # fmt: skip
+            cluster = LocalCluster(
+                n_workers=1,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                silence_logs=40,
+            )
             clusters["default"] = (cluster, Client(cluster, set_as_default=False))
         jobs = [("GloVe 6B 50d mean", args.docs, WordVectorEmbedder("glove-6B-50d"))]
         if args.minilm_docs:
             from embedxfer import SentenceEmbedder
 
-            jobs.append(("MiniLM-L6 mean", args.minilm_docs,
-                         SentenceEmbedder(device="cpu", batch_size=32)))  # fmt: skip
-        print(f"machine: {os.cpu_count()} cores (shared with other work while measured: "
-              "figures are noisy); Python", sys.version.split()[0])  # fmt: skip
+            jobs.append(
+                ("MiniLM-L6 mean", args.minilm_docs, SentenceEmbedder(device="cpu", batch_size=32))
+            )
+        print(
+            f"machine: {os.cpu_count()} cores (shared with other work while measured: "
+            "figures are noisy); Python",
+            sys.version.split()[0],
+        )
         rows = []
         for label, n_docs, embedder in jobs:
             files = _write_inputs(root / label.split()[0], sms, n_docs, args.partitions)
@@ -105,13 +118,20 @@ def main(argv=None):
             for cores in sizes:
                 single = statistics.median(times[("single", cores)])
                 dist = statistics.median(times[("cluster", cores)])
-                rows.append((label, n_docs, cores, n_docs / single, n_docs / dist,
-                             single / dist))  # fmt: skip
+                rows.append((label, n_docs, cores, n_docs / single, n_docs / dist, single / dist))
             if ("default", 1) in times:
                 single = statistics.median(times[("single", 1)])
                 dist = statistics.median(times[("default", 1)])
-                rows.append((label + " (Dask default malloc trim)", n_docs, 1, n_docs / single,
-                             n_docs / dist, single / dist))  # fmt: skip
+                rows.append(
+                    (
+                        label + " (Dask default malloc trim)",
+                        n_docs,
+                        1,
+                        n_docs / single,
+                        n_docs / dist,
+                        single / dist,
+                    )
+                )
         _table(rows, args.rounds)
         _projection(rows)
     finally:
@@ -152,8 +172,9 @@ def _single(embedder, files, root, cores):
         offset = 0
         for i, path in enumerate(files):
             frame = pd.read_parquet(path)
-            n, _ = _write_partition(frame, embedder, str(out / f"part-{i:05d}.parquet"),
-                                    offset, None)  # fmt: skip
+            n, _ = _write_partition(
+                frame, embedder, str(out / f"part-{i:05d}.parquet"), offset, None
+            )
             offset += n
         return time.perf_counter() - started
     finally:
@@ -188,21 +209,29 @@ def _torch_threads(n):
 
 
 def _table(rows, rounds):
-    print(f"\nmedian of {rounds} round(s); cluster time includes reading the Parquet input, "
-          "the row-count pass and writing one Parquet file per partition, as the single "
-          "process does\n")  # fmt: skip
-    print("| model | documents | cores | single process docs/s | LocalCluster docs/s "
-          "(workers x 1 thread) | cluster / single |")  # fmt: skip
+    print(
+        f"\nmedian of {rounds} round(s); cluster time includes reading the Parquet input, "
+        "the row-count pass and writing one Parquet file per partition, as the single "
+        "process does\n"
+    )
+    print(
+        "| model | documents | cores | single process docs/s | LocalCluster docs/s "
+        "(workers x 1 thread) | cluster / single |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     for label, n, cores, single, dist, ratio in rows:
         verdict = "PASS" if ratio >= 0.9 else "FAIL"
-        print(f"| {label} | {n:,} | {cores} | {single:,.0f} | {dist:,.0f} | "
-              f"{ratio:.2f} ({verdict}: goal >= 0.90) |")  # fmt: skip
+        print(
+            f"| {label} | {n:,} | {cores} | {single:,.0f} | {dist:,.0f} | "
+            f"{ratio:.2f} ({verdict}: goal >= 0.90) |"
+        )
 
 
 def _projection(rows):
-    print("\nprojection for 100M documents from the 1-worker cluster rate (per core), "
-          "assuming linear scaling across machines:")  # fmt: skip
+    print(
+        "\nprojection for 100M documents from the 1-worker cluster rate (per core), "
+        "assuming linear scaling across machines:"
+    )
     print("| model | docs/s per core | 1 machine x 16 cores | 10 x 16 | 50 x 16 |")
     print("|---|---:|---:|---:|---:|")
     for label, _n, cores, _single, dist, _ratio in rows:

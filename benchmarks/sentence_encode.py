@@ -137,7 +137,7 @@ def run_alternating(candidates, docs, repeats, segments):
         for part in slices:
             # Alternate the order so that neither side always runs first.
             for name in names if turn % 2 == 0 else names[::-1]:
-                seconds, out = timed(lambda: candidates[name](part))
+                seconds, out = timed(lambda n=name, p=part: candidates[n](p))
                 times[name][r] += seconds
                 slice_times[name].append(seconds)
                 if r == 0:
@@ -233,7 +233,9 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per implementation")
     parser.add_argument(
-        "--segments", type=int, default=1,
+        "--segments",
+        type=int,
+        default=1,
         help="cut each run into this many slices and alternate per slice (steadier under load)",
     )
     parser.add_argument(
@@ -245,15 +247,19 @@ def main(argv=None):
         "--also-mean", action="store_true", help="also time the default mean pooling"
     )
     parser.add_argument(
-        "--backends", action="store_true",
+        "--backends",
+        action="store_true",
         help="compare the CPU backends (torch, ONNX float32 / int8) instead",
     )
     parser.add_argument(
-        "--accuracy", action="store_true",
+        "--accuracy",
+        action="store_true",
         help="with --backends: also SST-2 and MR logistic-regression accuracy per backend",
     )
     parser.add_argument(
-        "--accuracy-n", type=int, default=None,
+        "--accuracy-n",
+        type=int,
+        default=None,
         help="use at most this many SST-2 training and MR sentences for --accuracy",
     )
     args = parser.parse_args(argv)

@@ -324,7 +324,7 @@ def build_methods(data, kv, names=None):
             continue
         try:
             built[name] = (kind, factory(data, kv))
-        except Exception as err:  # noqa: BLE001 - a peer that fails to install or import
+        except Exception as err:
             skipped[name] = f"{type(err).__name__}: {str(err).splitlines()[0][:120]}"
     return built, skipped
 
@@ -581,9 +581,7 @@ def memory_table(args, names):
                 (out["rss_peak_kb"] - out["rss_before_kb"]) / 2**10,
             )
         )
-        print(
-            f"  memory {name}: traced peak {out['traced_peak'] / 2**20:.0f} MiB", file=sys.stderr
-        )
+        print(f"  memory {name}: traced peak {out['traced_peak'] / 2**20:.0f} MiB", file=sys.stderr)
     return rows
 
 
@@ -657,9 +655,7 @@ def main(argv=None):
         rate = n / medians[name]
         ratio = f"{naive / medians[name]:.2f}x" if naive else "n/a"
         spread = f"{min(all_times[name]):.3f}-{max(all_times[name]):.3f}"
-        rows.append(
-            (name, methods[name][0], f"{medians[name]:.3f}", spread, f"{rate:,.0f}", ratio)
-        )
+        rows.append((name, methods[name][0], f"{medians[name]:.3f}", spread, f"{rate:,.0f}", ratio))
     print("## Documents per second from raw strings\n")
     print(table(["method", "pooling", "median s", "range s", "docs/s", "vs naive mean"], rows))
     print("\nmean*: a mean with the peer's own tokenisation (see the agreement table).")
@@ -709,8 +705,9 @@ def main(argv=None):
         )
     print(table(["step", "seconds", "docs/s"], split_rows))
     print(
-        f"\n{split['n_in_vocabulary_tokens']:,} in-vocabulary tokens, {split['touched_gb']:.2f} GB of "
-        f"vector rows read; sequential read rate {split['read_bandwidth_gb_s']:.1f} GB/s; pooling "
+        f"\n{split['n_in_vocabulary_tokens']:,} in-vocabulary tokens, "
+        f"{split['touched_gb']:.2f} GB of vector rows read; "
+        f"sequential read rate {split['read_bandwidth_gb_s']:.1f} GB/s; pooling "
         f"threads used: {split['threads']}.\n"
     )
 

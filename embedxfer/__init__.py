@@ -7,8 +7,8 @@ stays fast and works without the ``transformers`` extra.
 
 import importlib
 
-from ._vectors import load_vectors
 from ._training import train_word_vectors
+from ._vectors import load_vectors
 from ._word import WordVectorEmbedder
 
 __version__ = "0.1.0"

@@ -774,9 +774,11 @@ class _SQLiteStore:
             raise OSError(f"cannot create the cache folder {folder!r}: {err}") from err
         try:
             conn = sqlite3.connect(
-                self.filename, timeout=self.timeout, isolation_level=None,
+                self.filename,
+                timeout=self.timeout,
+                isolation_level=None,
                 check_same_thread=False,
-            )  # fmt: skip
+            )
         except sqlite3.Error as err:
             raise _named_error(self.filename, err) from err
         deadline = time.monotonic() + self.timeout
@@ -857,9 +859,9 @@ class _SQLiteStore:
     def _locate(self, conn, fp_id, keys):
         """Map each stored key among ``keys`` to ``batch << 32 | row``."""
         if len(keys) >= _SCAN_MIN_KEYS:
-            n_stored = conn.execute(
-                "SELECT count(*) FROM entries WHERE fp=?", (fp_id,)
-            ).fetchone()[0]
+            n_stored = conn.execute("SELECT count(*) FROM entries WHERE fp=?", (fp_id,)).fetchone()[
+                0
+            ]
             if n_stored <= 4 * len(keys):
                 return dict(conn.execute(_SELECT_CODES + "WHERE fp=?", (fp_id,)))
         where = {}
@@ -966,11 +968,15 @@ class _SQLiteStore:
     @_naming_the_file
     def info(self):
         with self.lock:
-            rows = self.connection().execute(
-                "SELECT f.fingerprint, f.n_features, f.dtype, "
-                "(SELECT count(*) FROM entries e WHERE e.fp = f.id) "
-                "FROM fingerprints f ORDER BY f.id"
-            ).fetchall()
+            rows = (
+                self.connection()
+                .execute(
+                    "SELECT f.fingerprint, f.n_features, f.dtype, "
+                    "(SELECT count(*) FROM entries e WHERE e.fp = f.id) "
+                    "FROM fingerprints f ORDER BY f.id"
+                )
+                .fetchall()
+            )
         return [
             {
                 "fingerprint": fingerprint,

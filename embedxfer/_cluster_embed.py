@@ -1,4 +1,6 @@
-"""``embedxfer embed ... --scheduler``: embed many files on a Dask cluster, one Parquet file a partition.
+"""``embedxfer embed ... --scheduler``: embed many files on a Dask cluster.
+
+One Parquet file a partition.
 
 The command line's single-machine ``embed`` writes one output file; with
 ``--scheduler ADDRESS`` (an existing ``distributed`` scheduler) or
@@ -19,19 +21,33 @@ READERS = ("csv", "tsv", "jsonl", "parquet")
 
 def add_options(parser):
     """The ``embed`` subcommand's cluster options (and its further inputs)."""
-    parser.add_argument("more_inputs", nargs="*", metavar="INPUT",
-                        help="with --scheduler: more input files or quoted globs")
-    parser.add_argument("--scheduler", metavar="ADDRESS",
-                        help="embed on a Dask cluster: a scheduler address "
-                        "(tcp://host:8786) or local:N for N local worker processes; "
-                        "-o is then a folder of one Parquet file per partition, and a "
-                        "rerun writes only the partitions that are missing")
-    parser.add_argument("--id-column", metavar="C",
-                        help="with --scheduler: a column written beside the vectors "
-                        "(default: 'row', each document's position in the input)")
-    parser.add_argument("--blocksize", default="64MB", metavar="SIZE",
-                        help="with --scheduler: input bytes per partition (default: 64MB; "
-                        "Parquet files split between row groups)")  # fmt: skip
+    parser.add_argument(
+        "more_inputs",
+        nargs="*",
+        metavar="INPUT",
+        help="with --scheduler: more input files or quoted globs",
+    )
+    parser.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="embed on a Dask cluster: a scheduler address "
+        "(tcp://host:8786) or local:N for N local worker processes; "
+        "-o is then a folder of one Parquet file per partition, and a "
+        "rerun writes only the partitions that are missing",
+    )
+    parser.add_argument(
+        "--id-column",
+        metavar="C",
+        help="with --scheduler: a column written beside the vectors "
+        "(default: 'row', each document's position in the input)",
+    )
+    parser.add_argument(
+        "--blocksize",
+        default="64MB",
+        metavar="SIZE",
+        help="with --scheduler: input bytes per partition (default: 64MB; "
+        "Parquet files split between row groups)",
+    )
 
 
 def wanted(args):
@@ -44,8 +60,10 @@ def cmd_embed_on_cluster(args):
     from .cli import CLIError, Progress, _duration, _rate
 
     if args.scheduler is None:
-        raise CLIError("several inputs and --id-column need --scheduler (local:N for this "
-                       "machine); without it embed reads one file into one output.")  # fmt: skip
+        raise CLIError(
+            "several inputs and --id-column need --scheduler (local:N for this "
+            "machine); without it embed reads one file into one output."
+        )
 
     try:
         import dask.dataframe  # noqa: F401
@@ -53,7 +71,9 @@ def cmd_embed_on_cluster(args):
 
         from . import dask as edask
     except ImportError as err:
-        raise ImportError(f"--scheduler needs Dask ({err}); pip install 'embedxfer[dask]'") from None
+        raise ImportError(
+            f"--scheduler needs Dask ({err}); pip install 'embedxfer[dask]'"
+        ) from None
     paths = expand_inputs([args.input, *args.more_inputs])
     spec = ev.parse_model(args.model, args.kind)
     if spec.kind == "tfidf":
@@ -63,8 +83,10 @@ def cmd_embed_on_cluster(args):
     spec = ev.parse_model(args.model, spec.kind, extra_options=(args.pooling, args.weighting))
     ev.check_available(spec)
     if args.cache is not None:
-        raise CLIError("--cache does not apply with --scheduler: the output folder itself "
-                       "resumes (finished partitions are kept).")  # fmt: skip
+        raise CLIError(
+            "--cache does not apply with --scheduler: the output folder itself "
+            "resumes (finished partitions are kept)."
+        )
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise CLIError(f"with --scheduler, -o names a folder; {out} is a file.")
@@ -72,10 +94,15 @@ def cmd_embed_on_cluster(args):
     with _connect(args.scheduler) as client:
         frame = read_inputs(paths, args.column or "text", args.id_column, args.blocksize)
         n_workers = len(client.scheduler_info(n_workers=-1)["workers"])
-        note(f"{len(paths)} input file(s), {frame.npartitions} partitions, on {n_workers} "
-             f"worker(s) at {client.scheduler.address}")  # fmt: skip
+        note(
+            f"{len(paths)} input file(s), {frame.npartitions} partitions, on {n_workers} "
+            f"worker(s) at {client.scheduler.address}"
+        )
         embedder = ev.build_embedder(
-            spec, batch_size=args.batch_size, device=args.device, normalize=args.normalize,
+            spec,
+            batch_size=args.batch_size,
+            device=args.device,
+            normalize=args.normalize,
             allow_pickle=args.allow_pickle,
         )
         started = time.perf_counter()
@@ -84,22 +111,35 @@ def cmd_embed_on_cluster(args):
                 edask.fit(embedder, frame, column="text")  # corpus statistics on the workers
             else:
                 embedder.fit(["fit needs no corpus for this embedder"])
-            note(f"{spec.label}: {embedder.n_features_out_} dimensions, ready in "
-                 f"{time.perf_counter() - started:.1f}s")  # fmt: skip
+            note(
+                f"{spec.label}: {embedder.n_features_out_} dimensions, ready in "
+                f"{time.perf_counter() - started:.1f}s"
+            )
 
             def progress(done, total, documents, seconds):
                 if args.quiet:
                     return
                 rate = documents / seconds if seconds > 0 else float("nan")
-                note(f"  partitions {done}/{total}, {documents} documents this run, "
-                     f"{_rate(rate)} docs/s, {_duration(seconds)} elapsed")  # fmt: skip
+                note(
+                    f"  partitions {done}/{total}, {documents} documents this run, "
+                    f"{_rate(rate)} docs/s, {_duration(seconds)} elapsed"
+                )
 
-            job = {"inputs": [_file_identity(p) for p in paths], "column": args.column or "text",
-                   "blocksize": args.blocksize}  # fmt: skip
+            job = {
+                "inputs": [_file_identity(p) for p in paths],
+                "column": args.column or "text",
+                "blocksize": args.blocksize,
+            }
             summary = edask.embed_to_parquet(
-                embedder, frame, out, column="text", id_column=args.id_column, job=job,
-                client=client, progress=progress,
-            )  # fmt: skip
+                embedder,
+                frame,
+                out,
+                column="text",
+                id_column=args.id_column,
+                job=job,
+                client=client,
+                progress=progress,
+            )
         except edask.ModelUnavailableError as err:
             raise CLIError(str(err)) from None
         except KeyboardInterrupt:
@@ -111,11 +151,15 @@ def cmd_embed_on_cluster(args):
     seconds = summary["seconds"]
     rate = summary["documents"] / seconds if seconds > 0 else float("nan")
     skipped = f" ({summary['skipped']} already there)" if summary["skipped"] else ""
-    note(f"wrote {summary['written']} of {summary['n_partitions']} partitions to {out}"
-         f"{skipped}: {summary['documents']} documents in {seconds:.1f}s ({_rate(rate)} docs/s)")
+    note(
+        f"wrote {summary['written']} of {summary['n_partitions']} partitions to {out}"
+        f"{skipped}: {summary['documents']} documents in {seconds:.1f}s ({_rate(rate)} docs/s)"
+    )
     if summary["n_empty"]:
-        note(f"  note: {summary['n_empty']} of {summary['documents']} documents got a zero "
-             "vector (empty, or no word in the vocabulary).")  # fmt: skip
+        note(
+            f"  note: {summary['n_empty']} of {summary['documents']} documents got a zero "
+            "vector (empty, or no word in the vocabulary)."
+        )
     return 0
 
 
@@ -136,8 +180,9 @@ def expand_inputs(patterns):
                 raise FileNotFoundError(f"input {match} is not a file.")
             kind = _kind(path)
             if kind not in READERS:
-                raise CLIError(f"{path}: --scheduler reads Parquet, CSV, TSV or JSON Lines, "
-                               f"not {kind} files.")  # fmt: skip
+                raise CLIError(
+                    f"{path}: --scheduler reads Parquet, CSV, TSV or JSON Lines, not {kind} files."
+                )
             if path not in paths:
                 paths.append(path)
     return paths
@@ -154,14 +199,19 @@ def read_inputs(paths, column, id_column, blocksize):
     for path in paths:
         kind = _kind(path)
         if kind == "parquet":
-            frame = dd.read_parquet(str(path), blocksize=_bytes(blocksize),
-                                    split_row_groups="infer")  # fmt: skip
+            frame = dd.read_parquet(
+                str(path), blocksize=_bytes(blocksize), split_row_groups="infer"
+            )
         elif kind == "jsonl":
             frame = dd.read_json(str(path), lines=True, blocksize=_bytes(blocksize))
         else:
-            frame = dd.read_csv(str(path), blocksize=_bytes(blocksize),
-                                sep="\t" if kind == "tsv" else ",", dtype={column: "object"},
-                                keep_default_na=False)  # fmt: skip
+            frame = dd.read_csv(
+                str(path),
+                blocksize=_bytes(blocksize),
+                sep="\t" if kind == "tsv" else ",",
+                dtype={column: "object"},
+                keep_default_na=False,
+            )
         missing = [c for c in wanted if c not in frame.columns]
         if missing:
             raise ColumnNotFoundError(
@@ -216,7 +266,9 @@ class _connect:
             try:
                 self.client = Client(self.scheduler, timeout="20s")
             except OSError as err:
-                raise CLIError(f"cannot reach the Dask scheduler {self.scheduler} ({err}).") from None
+                raise CLIError(
+                    f"cannot reach the Dask scheduler {self.scheduler} ({err})."
+                ) from None
         return self.client
 
     def __exit__(self, *exc):

@@ -115,9 +115,7 @@ def apply_counts(embedder, stats):
     embedder.__dict__.pop("_weight_table_cache", None)
     V = embedder.vocabulary_size_
     n_docs = stats.n_docs
-    embedder.oov_rate_ = (
-        float(1.0 - stats.n_in_tokens / stats.n_tokens) if stats.n_tokens else 0.0
-    )
+    embedder.oov_rate_ = float(1.0 - stats.n_in_tokens / stats.n_tokens) if stats.n_tokens else 0.0
     embedder.weight_ids_ = np.zeros(0, dtype=np.int32)
     embedder.weights_ = np.zeros(0, dtype=np.float32)
     embedder.default_weight_ = 1.0

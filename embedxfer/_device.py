@@ -55,7 +55,6 @@ def import_torch():
         import torch
     except ImportError as err:  # pragma: no cover - exercised without the extra
         raise ImportError(
-            "this estimator needs torch; install it with "
-            "pip install 'embedxfer[transformers]'"
+            "this estimator needs torch; install it with pip install 'embedxfer[transformers]'"
         ) from err
     return torch

@@ -77,9 +77,11 @@ class ModelSpec:
 
 def known_model_names():
     """Names that resolve without a path: packaged, gensim-data and the TF-IDF baseline."""
-    return list(dict.fromkeys(
-        PACKAGED_GLOVE_NAMES + PACKAGED_SENTENCE_NAMES + GENSIM_DATA_NAMES + TFIDF_NAMES[:1]
-    ))  # fmt: skip
+    return list(
+        dict.fromkeys(
+            PACKAGED_GLOVE_NAMES + PACKAGED_SENTENCE_NAMES + GENSIM_DATA_NAMES + TFIDF_NAMES[:1]
+        )
+    )
 
 
 def parse_model(text, kind="auto", extra_options=()):
@@ -104,9 +106,9 @@ def parse_model(text, kind="auto", extra_options=()):
             raise ValueError(f"model {text!r}: the TF-IDF baseline takes no options.")
         if option in WORD_WEIGHTINGS and resolved == "word":
             weighting = option
-        elif resolved == "word" and all(p in WORD_POOLINGS for p in option.split("+")):
-            pooling = option
-        elif resolved == "sentence" and option in SENTENCE_POOLINGS:
+        elif (resolved == "word" and all(p in WORD_POOLINGS for p in option.split("+"))) or (
+            resolved == "sentence" and option in SENTENCE_POOLINGS
+        ):
             pooling = option
         elif resolved == "sentence" and option in SENTENCE_RUNTIME_OPTIONS:
             settings.update(SENTENCE_RUNTIME_OPTIONS[option])
@@ -125,8 +127,14 @@ def parse_model(text, kind="auto", extra_options=()):
     if resolved == "tfidf":
         name = TFIDF_NAMES[0]
     label = name if not options else f"{name}:{','.join(options)}"
-    return ModelSpec(name=name, kind=resolved, pooling=pooling, weighting=weighting, label=label,
-                     settings=settings)  # fmt: skip
+    return ModelSpec(
+        name=name,
+        kind=resolved,
+        pooling=pooling,
+        weighting=weighting,
+        label=label,
+        settings=settings,
+    )
 
 
 def _split_options(text):
@@ -251,18 +259,17 @@ def check_available(spec):
         return
     host = "huggingface.co" if origin == "the Hugging Face Hub" else "github.com"
     if offline_mode():
-        reason = "offline mode is set (" + ", ".join(
-            v for v in _OFFLINE_VARIABLES if os.environ.get(v)
-        ) + ")"
+        reason = (
+            "offline mode is set ("
+            + ", ".join(v for v in _OFFLINE_VARIABLES if os.environ.get(v))
+            + ")"
+        )
     elif not network_reachable(host):
         reason = f"{host} cannot be reached (offline?)"
     else:
         return
     if spec.kind == "word":
-        remedy = (
-            f"pass the path of a local copy of the vectors, or use the packaged "
-            f"'glove-6B-50d'"
-        )
+        remedy = "pass the path of a local copy of the vectors, or use the packaged 'glove-6B-50d'"
     else:
         remedy = (
             "download it on a connected machine and pass its folder, or use the packaged "
@@ -277,8 +284,9 @@ def check_available(spec):
 # -- embedders and encoding ---------------------------------------------------------
 
 
-def build_embedder(spec, *, batch_size=None, device=None, cache=None, normalize=False,
-                   allow_pickle=False):  # fmt: skip
+def build_embedder(
+    spec, *, batch_size=None, device=None, cache=None, normalize=False, allow_pickle=False
+):
     """A fresh embedder for ``spec`` (``None`` for the TF-IDF baseline)."""
     if spec.kind == "tfidf":
         return None
@@ -434,8 +442,9 @@ def make_classifier(name, kind, *, y=None, random_state=0):
     if grid is None or y is None or np.unique(y, return_counts=True)[1].min() < _MIN_TUNE_CLASS:
         return pipe
     holdout = StratifiedShuffleSplit(n_splits=1, test_size=0.25, random_state=random_state)
-    return GridSearchCV(pipe, {f"{pipe.steps[-1][0]}__C": list(grid)}, cv=holdout,
-                        scoring="accuracy")  # fmt: skip
+    return GridSearchCV(
+        pipe, {f"{pipe.steps[-1][0]}__C": list(grid)}, cv=holdout, scoring="accuracy"
+    )
 
 
 def describe_classifier(name):
@@ -494,7 +503,10 @@ def cross_validate_classifier(name, kind, X, y, splitter):
 
     started = time.perf_counter()
     scores = cross_validate(
-        make_classifier(name, kind, y=_smallest_training_fold(y, splitter)), X, y, cv=splitter,
+        make_classifier(name, kind, y=_smallest_training_fold(y, splitter)),
+        X,
+        y,
+        cv=splitter,
         scoring=("accuracy", "f1_macro"),
     )
     return {
@@ -518,9 +530,12 @@ def majority_baseline(y, splitter):
     from sklearn.model_selection import cross_validate
 
     scores = cross_validate(
-        DummyClassifier(strategy="most_frequent"), np.zeros((len(y), 1)), y, cv=splitter,
+        DummyClassifier(strategy="most_frequent"),
+        np.zeros((len(y), 1)),
+        y,
+        cv=splitter,
         scoring=("accuracy", "f1_macro"),
-    )  # fmt: skip
+    )
     return {
         "accuracy": float(scores["test_accuracy"].mean()),
         "accuracy_std": float(scores["test_accuracy"].std()),
@@ -629,8 +644,7 @@ def score_clustering(name, X, y, n_clusters, random_state=0):
     (share of documents HDBSCAN leaves unclustered), ``cluster_s`` and
     ``labels``.
     """
-    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
-    from sklearn.metrics import silhouette_score
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
 
     started = time.perf_counter()
     labels = make_clusterer(name, n_clusters, len(X), random_state).fit_predict(X)
@@ -639,10 +653,15 @@ def score_clustering(name, X, y, n_clusters, random_state=0):
     found = np.unique(labels[clustered])
     silhouette = np.nan
     if 2 <= len(found) < clustered.sum():
-        silhouette = float(silhouette_score(
-            X[clustered], labels[clustered], metric="cosine",
-            sample_size=min(int(clustered.sum()), 2000), random_state=random_state,
-        ))  # fmt: skip
+        silhouette = float(
+            silhouette_score(
+                X[clustered],
+                labels[clustered],
+                metric="cosine",
+                sample_size=min(int(clustered.sum()), 2000),
+                random_state=random_state,
+            )
+        )
     return {
         "ari": float(adjusted_rand_score(y, labels)),
         "nmi": float(normalized_mutual_info_score(y, labels)),
@@ -676,9 +695,7 @@ def format_table(rows, columns):
                 line.append(format(value, fmt))
         cells.append(line)
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
-    numeric = [
-        i > 0 and all(_numeric(line[i]) for line in cells[1:]) for i in range(len(columns))
-    ]
+    numeric = [i > 0 and all(_numeric(line[i]) for line in cells[1:]) for i in range(len(columns))]
 
     def render(line):
         parts = [
@@ -727,8 +744,9 @@ def plot_learning_curves(curves, path, title, reference=None):
             ax.fill_between(sizes, mean - std, mean + std, alpha=0.15, color=line.get_color())
     for ax, key, name in zip(axes, ("accuracy", "f1_macro"), ("accuracy", "macro-F1")):
         if reference and reference.get(key) is not None:
-            ax.axhline(reference[key], color="grey", linestyle="--", linewidth=1,
-                       label="majority class")  # fmt: skip
+            ax.axhline(
+                reference[key], color="grey", linestyle="--", linewidth=1, label="majority class"
+            )
         ax.set_xscale("log")
         if sizes is not None:
             ax.set_xticks(sizes)
@@ -757,8 +775,14 @@ def plot_cluster_maps(maps, y, target_names, path, title):
         for i, cls in enumerate(classes):
             mask = y == cls
             name = target_names[i] if target_names is not None else cls
-            ax.scatter(points[mask, 0], points[mask, 1], s=6, alpha=0.6, color=colors(i % 10),
-                       label=str(name))  # fmt: skip
+            ax.scatter(
+                points[mask, 0],
+                points[mask, 1],
+                s=6,
+                alpha=0.6,
+                color=colors(i % 10),
+                label=str(name),
+            )
         ax.set_title(f"{label}\n{score}", fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])

@@ -105,7 +105,7 @@ def layer_groups(encoder):
     groups = {}
     for name, _ in encoder.named_parameters():
         if name.startswith(prefix):
-            groups[name] = ("layer", int(name[len(prefix):].split(".", 1)[0]))
+            groups[name] = ("layer", int(name[len(prefix) :].split(".", 1)[0]))
         elif name.startswith("pooler.") or ".pooler." in name:
             groups[name] = "pooler"
         elif "embed" in name.lower():
@@ -128,10 +128,7 @@ def trainable_names(encoder, unfreeze):
     if unfreeze == 0:
         return [], n_layers
     first = n_layers - unfreeze
-    names = [
-        n for n, g in groups.items()
-        if g == "top" or (isinstance(g, tuple) and g[1] >= first)
-    ]
+    names = [n for n, g in groups.items() if g == "top" or (isinstance(g, tuple) and g[1] >= first)]
     return names, n_layers
 
 
@@ -141,7 +138,7 @@ def modules_to_train(encoder, unfreeze):
         return [encoder]
     groups, blocks_name, n_layers = layer_groups(encoder)
     named = dict(encoder.named_modules())
-    modules = list(named[blocks_name][n_layers - unfreeze:])
+    modules = list(named[blocks_name][n_layers - unfreeze :])
     top_parents = {n.rsplit(".", 1)[0] for n, g in groups.items() if g == "top"}
     modules += [named[name] for name in sorted(top_parents)]
     return modules
@@ -166,8 +163,12 @@ class _Runtime:
 
     def tokenize(self, docs):
         return self.tokenizer(
-            docs, truncation=True, max_length=self.max_length, padding=False,
-            return_attention_mask=False, return_token_type_ids=False,
+            docs,
+            truncation=True,
+            max_length=self.max_length,
+            padding=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
         )["input_ids"]
 
     def collate(self, seqs):
@@ -178,10 +179,13 @@ class _Runtime:
         mask = np.arange(width)[None, :] < lengths[:, None]
         pad = self.tokenizer.pad_token_id or 0
         ids = np.full((len(seqs), width), pad, dtype=np.int64)
-        ids[mask] = np.fromiter((t for s in seqs for t in s), dtype=np.int64,
-                                count=int(lengths.sum()))
-        return (torch.from_numpy(ids).to(self.device),
-                torch.from_numpy(mask.astype(np.int64)).to(self.device))
+        ids[mask] = np.fromiter(
+            (t for s in seqs for t in s), dtype=np.int64, count=int(lengths.sum())
+        )
+        return (
+            torch.from_numpy(ids).to(self.device),
+            torch.from_numpy(mask.astype(np.int64)).to(self.device),
+        )
 
     def pooled(self, ids, mask):
         out = self.encoder(input_ids=ids, attention_mask=mask)
@@ -201,10 +205,15 @@ class _Runtime:
         if long_documents != "chunk":
             return self.run(self.tokenize(docs), batch_size, what)
         enc = self.tokenizer(
-            docs, truncation=True, max_length=self.max_length, stride=overlap,
-            return_overflowing_tokens=True, padding=False,
-            return_attention_mask=False, return_token_type_ids=False,
-        )  # fmt: skip
+            docs,
+            truncation=True,
+            max_length=self.max_length,
+            stride=overlap,
+            return_overflowing_tokens=True,
+            padding=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )
         seqs = enc["input_ids"]
         owners = np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64)
         if len(seqs) == len(docs):
@@ -217,9 +226,7 @@ class _Runtime:
         pooled = np.empty((len(docs), vectors.shape[1]), dtype=np.float32)
         pooled[owners[single]] = vectors[single]
         lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
-        docs_idx, merged = pool_windows(
-            vectors[~single], owners[~single], lengths[~single], "mean"
-        )
+        docs_idx, merged = pool_windows(vectors[~single], owners[~single], lengths[~single], "mean")
         pooled[docs_idx] = merged
         if what == "pooled":
             return pooled
@@ -260,8 +267,9 @@ class _OnnxRuntime(_Runtime):
 
         torch = import_torch()
         head = copy.deepcopy(runtime.head).to("cpu")
-        super().__init__(runtime.tokenizer, runtime.encoder, head, "cpu", torch.float32,
-                         runtime.max_length)
+        super().__init__(
+            runtime.tokenizer, runtime.encoder, head, "cpu", torch.float32, runtime.max_length
+        )
         self.session = session
 
     def pooled(self, ids, mask):
@@ -270,8 +278,9 @@ class _OnnxRuntime(_Runtime):
         return mean_pool(run_token_states(self.session, ids, mask), mask.cpu())
 
 
-class TransformerClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierMixin,
-                            BaseEstimator):
+class TransformerClassifier(
+    tt.TorchClassifierMixin, TextInputMixin, ClassifierMixin, BaseEstimator
+):
     """Fine-tune a pretrained transformer encoder with a new softmax head.
 
     The documents go through the encoder, the token vectors are averaged
@@ -555,8 +564,9 @@ class TransformerClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierM
             _, encoder = _frozen_encoder_on(self.model, device)
         hidden = encoder.config.hidden_size
         head = self._new_head(hidden, len(classes), seed).to(device)
-        runtime = _Runtime(tokenizer, encoder, head, device, amp_dtype,
-                           self._max_length(tokenizer, encoder))
+        runtime = _Runtime(
+            tokenizer, encoder, head, device, amp_dtype, self._max_length(tokenizer, encoder)
+        )
         seqs = runtime.tokenize(docs)
         loss_fn = torch.nn.CrossEntropyLoss(
             weight=None if weights is None else torch.as_tensor(weights, device=device)
@@ -590,8 +600,9 @@ class TransformerClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierM
                         module.train()
                     return torch.from_numpy(logits).to(device)
 
-            trainable = [(f"encoder.{n}", p) for n, p in encoder.named_parameters()
-                         if p.requires_grad]
+            trainable = [
+                (f"encoder.{n}", p) for n, p in encoder.named_parameters() if p.requires_grad
+            ]
             head_params = list(head.named_parameters())
             groups = [(head_params, self.lr)]
             if trainable:
@@ -625,15 +636,24 @@ class TransformerClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierM
                     module.train()
             head.train()
             history = tt.train_epochs(
-                epochs=epochs, batch_size=self.batch_size,
+                epochs=epochs,
+                batch_size=self.batch_size,
                 warmup_fraction=self.warmup_fraction,
-                n_iter_no_change=self.n_iter_no_change, verbose=self.verbose,
+                n_iter_no_change=self.n_iter_no_change,
+                verbose=self.verbose,
                 n_train=len(train_idx),
                 lengths=[len(seqs[i]) for i in train_idx] if names else None,
                 y_train=y_idx[train_idx],
-                batch_logits=batch_logits, parameters=all_params, optimizer=optimizer,
-                loss_fn=loss_fn, device=device, amp_dtype=amp_dtype, seed=seed,
-                validate=validate, snapshot=snapshot, restore=restore,
+                batch_logits=batch_logits,
+                parameters=all_params,
+                optimizer=optimizer,
+                loss_fn=loss_fn,
+                device=device,
+                amp_dtype=amp_dtype,
+                seed=seed,
+                validate=validate,
+                snapshot=snapshot,
+                restore=restore,
                 desc=f"TransformerClassifier(unfreeze={unfreeze})",
             )
         encoder.eval()
@@ -665,9 +685,9 @@ class TransformerClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierM
         with torch.no_grad():
             linear.weight.normal_(0.0, 0.02, generator=generator)
             linear.bias.zero_()
-        return torch.nn.Sequential(OrderedDict(
-            [("dropout", torch.nn.Dropout(self.dropout)), ("linear", linear)]
-        ))
+        return torch.nn.Sequential(
+            OrderedDict([("dropout", torch.nn.Dropout(self.dropout)), ("linear", linear)])
+        )
 
     # -------------------------------------------------------- prediction
     def _prediction_runtime(self):
@@ -683,11 +703,13 @@ class TransformerClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierM
             from ._onnx import fine_tuned_session
 
             session = fine_tuned_session(
-                runtime.encoder, self._encoder_identity(runtime),
-                uses_token_type_ids="token_type_ids" in getattr(
-                    runtime.tokenizer, "model_input_names", ()),
-                precision=precision, n_threads=n_threads,
-            )  # fmt: skip
+                runtime.encoder,
+                self._encoder_identity(runtime),
+                uses_token_type_ids="token_type_ids"
+                in getattr(runtime.tokenizer, "model_input_names", ()),
+                precision=precision,
+                n_threads=n_threads,
+            )
             views[(precision, n_threads)] = _OnnxRuntime(runtime, session)
         return views[(precision, n_threads)]
 
@@ -722,9 +744,12 @@ class TransformerClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierM
                 )
         with torch_threads(self.n_threads):
             return runtime.run_documents(
-                docs, self.batch_size * _PREDICT_BATCH_FACTOR, what,
-                self.long_documents, int(self.chunk_overlap),
-            )  # fmt: skip
+                docs,
+                self.batch_size * _PREDICT_BATCH_FACTOR,
+                what,
+                self.long_documents,
+                int(self.chunk_overlap),
+            )
 
     def _logits_numpy(self, docs):
         return self._run(docs, "logits")
@@ -769,7 +794,7 @@ class TransformerClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierM
 
     def _rebuild(self, tensors, device):
         torch = import_torch()
-        names = [k[len("encoder."):] for k in tensors if k.startswith("encoder.")]
+        names = [k[len("encoder.") :] for k in tensors if k.startswith("encoder.")]
         if names:
             tokenizer, base = load_base_encoder(self.model)
             encoder = copy.deepcopy(base)
@@ -788,13 +813,15 @@ class TransformerClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierM
             tokenizer, encoder = _frozen_encoder_on(self.model, device)
         weight = tensors["head.linear.weight"]
         head = self._new_head(weight.shape[1], weight.shape[0], 0)
-        head.load_state_dict({k[len("head."):]: v for k, v in tensors.items()
-                              if k.startswith("head.")})
+        head.load_state_dict(
+            {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
+        )
         head = head.to(device).eval().requires_grad_(False)
         try:
             amp_dtype = tt.resolve_precision(self._training_precision(), device)
         except ValueError:
             amp_dtype = torch.float32  # saved with half precision on a GPU, loaded on a CPU
         self.device_ = device
-        self._runtime = _Runtime(tokenizer, encoder, head, device, amp_dtype,
-                                 self._max_length(tokenizer, encoder))
+        self._runtime = _Runtime(
+            tokenizer, encoder, head, device, amp_dtype, self._max_length(tokenizer, encoder)
+        )

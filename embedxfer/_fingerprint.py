@@ -27,15 +27,15 @@ def callable_fingerprint(obj):
     if not callable(obj):
         return repr(obj)
     if isinstance(obj, types.FunctionType):
-        if (
-            obj.__name__ == "<lambda>"
-            or "<locals>" in obj.__qualname__
-            or obj.__closure__
-        ):
+        if obj.__name__ == "<lambda>" or "<locals>" in obj.__qualname__ or obj.__closure__:
             return None
         h = hashlib.blake2b(digest_size=16)
-        for part in (obj.__module__, obj.__qualname__, repr(obj.__defaults__),
-                     repr(obj.__kwdefaults__)):  # fmt: skip
+        for part in (
+            obj.__module__,
+            obj.__qualname__,
+            repr(obj.__defaults__),
+            repr(obj.__kwdefaults__),
+        ):
             h.update(repr(part).encode())
         _hash_code(h, obj.__code__)
         return f"function:{obj.__module__}.{obj.__qualname__}:{h.hexdigest()}"
@@ -72,6 +72,4 @@ def warn_not_cached(reason):
     if reason in _WARNED:
         return
     _WARNED.add(reason)
-    warnings.warn(
-        f"{reason}: its vectors are not cached.", NotCachedWarning, stacklevel=4
-    )
+    warnings.warn(f"{reason}: its vectors are not cached.", NotCachedWarning, stacklevel=4)

@@ -24,8 +24,9 @@ def is_image_folder(path):
 def _embedder(model, args):
     from .image import ImageEmbedder
 
-    return ImageEmbedder(model=model, batch_size=args.batch_size, device=args.device,
-                         cache=args.cache)  # fmt: skip
+    return ImageEmbedder(
+        model=model, batch_size=args.batch_size, device=args.device, cache=args.cache
+    )
 
 
 def cmd_embed_images(args, out, out_kind, cli):
@@ -45,10 +46,15 @@ def cmd_embed_images(args, out, out_kind, cli):
     except (ImportError, OSError, ValueError, TypeError) as err:
         raise cli.CLIError(f"image model {args.model!r}: {err}") from None
     n, width = len(paths), embedder.n_features_out_
-    progress.note(f"embedding {n} images with {args.model} ({width} dimensions), loaded in "
-                  f"{time.perf_counter() - started:.1f}s")  # fmt: skip
-    writer = (cli._NpyWriter(out, n, width) if out_kind == "npy"
-              else cli._ParquetWriter(out, embedder.get_feature_names_out()))  # fmt: skip
+    progress.note(
+        f"embedding {n} images with {args.model} ({width} dimensions), loaded in "
+        f"{time.perf_counter() - started:.1f}s"
+    )
+    writer = (
+        cli._NpyWriter(out, n, width)
+        if out_kind == "npy"
+        else cli._ParquetWriter(out, embedder.get_feature_names_out())
+    )
     started = time.perf_counter()
     try:
         for start in range(0, n, args.chunk_size):
@@ -64,17 +70,20 @@ def cmd_embed_images(args, out, out_kind, cli):
     tmp.write_text("".join(f"{p}\n" for p in paths), encoding="utf-8")
     os.replace(tmp, listing)
     elapsed = time.perf_counter() - started
-    progress.note(f"wrote {out}: {n} x {width} float32 in {elapsed:.1f}s "
-                  f"({cli._rate(n / elapsed if elapsed else float('inf'))} images/s); "
-                  f"row order in {listing}")  # fmt: skip
+    progress.note(
+        f"wrote {out}: {n} x {width} float32 in {elapsed:.1f}s "
+        f"({cli._rate(n / elapsed if elapsed else float('inf'))} images/s); "
+        f"row order in {listing}"
+    )
     return 0
 
 
 def _raw_pixels(paths):
     from .image._preprocess import to_rgb
 
-    return np.stack([np.asarray(to_rgb(p).resize((32, 32)), dtype=np.float32).ravel() / 255
-                     for p in paths])  # fmt: skip
+    return np.stack(
+        [np.asarray(to_rgb(p).resize((32, 32)), dtype=np.float32).ravel() / 255 for p in paths]
+    )
 
 
 def cmd_evaluate_images(args, cli):
@@ -102,13 +111,16 @@ def cmd_evaluate_images(args, cli):
     classes, counts = np.unique(labels, return_counts=True)
     folds = min(args.cv, int(counts.min()))
     if folds < 2:
-        raise cli.CLIError(f"{args.data}: every class needs at least 2 images for "
-                           "cross-validation.")  # fmt: skip
+        raise cli.CLIError(
+            f"{args.data}: every class needs at least 2 images for cross-validation."
+        )
     splitter = StratifiedKFold(folds, shuffle=True, random_state=args.seed)
     progress = cli.Progress("evaluate", quiet=args.quiet)
-    progress.note(f"{args.data}: {len(paths)} images, {len(classes)} classes "
-                  f"({', '.join(f'{c} {k}' for c, k in zip(classes, counts))}); "
-                  f"{folds}-fold cross-validation")  # fmt: skip
+    progress.note(
+        f"{args.data}: {len(paths)} images, {len(classes)} classes "
+        f"({', '.join(f'{c} {k}' for c, k in zip(classes, counts))}); "
+        f"{folds}-fold cross-validation"
+    )
     features = {}
     for model in models:
         tick = time.perf_counter()
@@ -116,30 +128,45 @@ def cmd_evaluate_images(args, cli):
             features[model] = _embedder(model, args).fit().transform(paths)
         except (ImportError, OSError, ValueError, TypeError) as err:
             raise cli.CLIError(f"image model {model!r}: {err}") from None
-        progress.note(f"{model}: {len(paths)} images embedded in "
-                      f"{time.perf_counter() - tick:.1f}s")  # fmt: skip
+        progress.note(f"{model}: {len(paths)} images embedded in {time.perf_counter() - tick:.1f}s")
     rows = []
     scoring = ("accuracy", "f1_macro")
-    candidates = [(f"{m} + logistic regression", features[m],
-                   LogisticRegression(C=0.1, max_iter=3000)) for m in models]  # fmt: skip
-    candidates.append(("raw pixels 32x32 + logistic regression", _raw_pixels(paths),
-                       make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=3000))))
-    candidates.append(("majority class", np.zeros((len(paths), 1)),
-                       DummyClassifier(strategy="most_frequent")))  # fmt: skip
+    candidates = [
+        (f"{m} + logistic regression", features[m], LogisticRegression(C=0.1, max_iter=3000))
+        for m in models
+    ]
+    candidates.append(
+        (
+            "raw pixels 32x32 + logistic regression",
+            _raw_pixels(paths),
+            make_pipeline(StandardScaler(), LogisticRegression(C=0.01, max_iter=3000)),
+        )
+    )
+    candidates.append(
+        ("majority class", np.zeros((len(paths), 1)), DummyClassifier(strategy="most_frequent"))
+    )
     for name, X, estimator in candidates:
         scores = cross_validate(estimator, X, labels, cv=splitter, scoring=scoring)
-        rows.append({"features": name,
-                     "accuracy": float(scores["test_accuracy"].mean()),
-                     "accuracy_sd": float(scores["test_accuracy"].std()),
-                     "macro_f1": float(scores["test_f1_macro"].mean())})  # fmt: skip
+        rows.append(
+            {
+                "features": name,
+                "accuracy": float(scores["test_accuracy"].mean()),
+                "accuracy_sd": float(scores["test_accuracy"].std()),
+                "macro_f1": float(scores["test_f1_macro"].mean()),
+            }
+        )
     print(f"\n{args.data}: {len(paths)} images, {folds}-fold cross-validation\n")
     print("| features | accuracy | macro-F1 |")
     print("|---|---|---|")
     for row in rows:
-        print(f"| {row['features']} | {row['accuracy']:.3f} ± {row['accuracy_sd']:.3f} | "
-              f"{row['macro_f1']:.3f} |")  # fmt: skip
+        print(
+            f"| {row['features']} | {row['accuracy']:.3f} ± {row['accuracy_sd']:.3f} | "
+            f"{row['macro_f1']:.3f} |"
+        )
     if args.json:
-        cli._write_json(args.json, {"data": str(args.data), "n_images": len(paths),
-                                    "folds": folds, "results": rows})  # fmt: skip
+        cli._write_json(
+            args.json,
+            {"data": str(args.data), "n_images": len(paths), "folds": folds, "results": rows},
+        )
     progress.note(f"done in {time.perf_counter() - started:.0f}s")
     return 0

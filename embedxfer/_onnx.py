@@ -234,7 +234,10 @@ def exported_graph(torch_backend, model_identity, *, all_layers, precision, home
 
 
 def make_session(path, n_threads):
-    """An ONNX Runtime CPU session on ``path`` using ``n_threads`` (None: ONNX Runtime's default)."""
+    """An ONNX Runtime CPU session on ``path``.
+
+    ``n_threads`` None keeps ONNX Runtime's default.
+    """
     ort = import_onnxruntime()
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -303,9 +306,7 @@ def load_onnx_encoder(torch_backend, model_identity, *, precision, all_layers, n
         import onnx  # noqa: F401
     except ImportError as err:
         raise ImportError(f"exporting to ONNX needs onnx; {_INSTALL_HINT}") from err
-    path = exported_graph(
-        torch_backend, model_identity, all_layers=all_layers, precision=precision
-    )
+    path = exported_graph(torch_backend, model_identity, all_layers=all_layers, precision=precision)
     sessions = {bool(all_layers): make_session(path, n_threads)}
     return OnnxEncoderBackend(torch_backend, sessions, precision=precision)
 
@@ -321,8 +322,12 @@ def fine_tuned_session(encoder, model_identity, *, uses_token_type_ids, precisio
     from ._registry import get_or_load
 
     import_onnxruntime()
-    key = ("embedxfer.onnx.encoder", json.dumps(model_identity, sort_keys=True, default=str),
-           precision, n_threads)  # fmt: skip
+    key = (
+        "embedxfer.onnx.encoder",
+        json.dumps(model_identity, sort_keys=True, default=str),
+        precision,
+        n_threads,
+    )
 
     def load():
         import copy

@@ -82,9 +82,7 @@ def weighted_sum(ids, doc_ptr, vectors, weights=None, extra=None):
     )
     indices = ids.astype(index_dtype, copy=False)
     if extra is not None and len(extra):
-        matrix = sp.csr_matrix(
-            (weights, indices, doc_ptr), shape=(n_docs, vocab_size + len(extra))
-        )
+        matrix = sp.csr_matrix((weights, indices, doc_ptr), shape=(n_docs, vocab_size + len(extra)))
         out = np.asarray(matrix[:, :vocab_size] @ vectors, dtype=np.float32)
         out += matrix[:, vocab_size:] @ extra
         return out

@@ -29,10 +29,29 @@ _LONG_DOCUMENTS = ("truncate", "chunk")
 _CHUNK_POOLINGS = ("mean", "max")
 # Words in model names that say nothing about the family, skipped in the feature-name tag.
 _GENERIC_NAME_PARTS = {
-    "all", "sentence", "sentences", "transformers", "paraphrase", "multilingual", "multi",
-    "qa", "msmarco", "nli", "stsb", "base", "large", "small", "tiny", "mini", "uncased",
-    "cased", "model", "models", "hf", "en",
-}  # fmt: skip
+    "all",
+    "sentence",
+    "sentences",
+    "transformers",
+    "paraphrase",
+    "multilingual",
+    "multi",
+    "qa",
+    "msmarco",
+    "nli",
+    "stsb",
+    "base",
+    "large",
+    "small",
+    "tiny",
+    "mini",
+    "uncased",
+    "cased",
+    "model",
+    "models",
+    "hf",
+    "en",
+}
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".onnx", ".json")
 
 
@@ -322,7 +341,9 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
             settings["backend"] = self.backend
         if self.long_documents != "truncate":
             settings["long_documents"] = [
-                self.long_documents, int(self.chunk_overlap), self.chunk_pooling
+                self.long_documents,
+                int(self.chunk_overlap),
+                self.chunk_pooling,
             ]
         blob = json.dumps(settings, sort_keys=True, default=str).encode("utf-8")
         return "sentence-" + hashlib.sha256(blob).hexdigest()[:32]
@@ -365,9 +386,7 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
         source, is_local = resolve_model_source(self.model)
         all_layers = _layer_list(self.layers) is not None
         n_threads = None if self.n_threads is None else int(self.n_threads)
-        key = (
-            "embedxfer.SentenceEmbedder.onnx", source, self.precision, all_layers, n_threads
-        )  # fmt: skip
+        key = ("embedxfer.SentenceEmbedder.onnx", source, self.precision, all_layers, n_threads)
 
         def load():
             torch_backend = self._load_torch("cpu", "float32")
@@ -480,9 +499,13 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
             width = backend.sentence_dimension
             if width is None:
                 probe, _ = encode_texts(
-                    backend, [""], pooling="model", max_length=backend.default_max_length,
-                    n_features=1 << 20, batch_size=1,
-                )  # fmt: skip
+                    backend,
+                    [""],
+                    pooling="model",
+                    max_length=backend.default_max_length,
+                    n_features=1 << 20,
+                    batch_size=1,
+                )
                 width = probe.shape[1]
             return int(width)
         layers = _layer_list(self.layers)
@@ -499,9 +522,7 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
 
 
 def _is_int(value, *, minimum):
-    return (
-        isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum
-    )
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum
 
 
 def _layer_list(layers):

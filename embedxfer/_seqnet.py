@@ -61,7 +61,7 @@ class SequenceNet(nn.Module):
         )
         out, _ = self.rnn(packed)
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=ids.shape[1])
-        mask = (torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None])
+        mask = torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths[:, None]
         mask = mask.unsqueeze(-1)
         neg = torch.finfo(out.dtype).min
         max_pool = out.masked_fill(~mask, neg).amax(dim=1)

@@ -43,8 +43,7 @@ class _Runtime:
         self.amp_dtype = amp_dtype
 
 
-class SequenceClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierMixin,
-                         BaseEstimator):
+class SequenceClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierMixin, BaseEstimator):
     """Word vectors seed the embedding layer of a small network over the word sequence.
 
     Each document is tokenised into words; their rows of an embedding table,
@@ -265,8 +264,9 @@ class SequenceClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierMixi
 
         kv = load_vectors(self.vectors, allow_pickle=self.allow_pickle)
         pretrained_index = _pretrained_index(self.vectors, kv)
-        lowercase = (pretrained_index.is_lowercase if self.lowercase == "auto"
-                     else bool(self.lowercase))
+        lowercase = (
+            pretrained_index.is_lowercase if self.lowercase == "auto" else bool(self.lowercase)
+        )
         # The vocabulary comes from the training rows only, not the held-out ones.
         train_docs = [docs[i] for i in train_idx]
         words, table, n_pretrained = _build_vocabulary(
@@ -280,8 +280,12 @@ class SequenceClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierMixi
 
         with tt.seeded_torch(seed, device):
             net = _seqnet.SequenceNet(
-                len(table), table.shape[1], self.architecture, self.hidden_size,
-                len(classes), self.dropout,
+                len(table),
+                table.shape[1],
+                self.architecture,
+                self.hidden_size,
+                len(classes),
+                self.dropout,
             )
             with torch.no_grad():
                 net.embedding.weight.copy_(torch.from_numpy(table))
@@ -289,6 +293,7 @@ class SequenceClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierMixi
             net = net.to(device)
             runtime = _Runtime(net, index, compiled, device, amp_dtype)
             lengths = np.minimum(np.diff(doc_ptr), self.max_length)
+
             def batch_logits(idx):
                 return net(*self._collate(ids, doc_ptr, train_idx[idx], device))
 
@@ -318,13 +323,24 @@ class SequenceClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierMixi
 
             net.train()
             history = tt.train_epochs(
-                epochs=self.epochs, batch_size=self.batch_size,
+                epochs=self.epochs,
+                batch_size=self.batch_size,
                 warmup_fraction=self.warmup_fraction,
-                n_iter_no_change=self.n_iter_no_change, verbose=self.verbose,
-                n_train=len(train_idx), y_train=y_idx[train_idx], lengths=lengths[train_idx],
-                batch_logits=batch_logits, parameters=params, optimizer=optimizer,
-                loss_fn=loss_fn, device=device, amp_dtype=amp_dtype, seed=seed,
-                validate=validate, snapshot=snapshot, restore=restore,
+                n_iter_no_change=self.n_iter_no_change,
+                verbose=self.verbose,
+                n_train=len(train_idx),
+                y_train=y_idx[train_idx],
+                lengths=lengths[train_idx],
+                batch_logits=batch_logits,
+                parameters=params,
+                optimizer=optimizer,
+                loss_fn=loss_fn,
+                device=device,
+                amp_dtype=amp_dtype,
+                seed=seed,
+                validate=validate,
+                snapshot=snapshot,
+                restore=restore,
                 desc=f"SequenceClassifier({self.architecture})",
             )
         net.eval().requires_grad_(False)
@@ -440,8 +456,12 @@ class SequenceClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierMixi
         table = tensors["embedding.weight"]
         with torch.device("meta"):  # no initialisation, no draw from the global RNG
             net = _seqnet.SequenceNet(
-                table.shape[0], table.shape[1], self.architecture, self.hidden_size,
-                len(self.classes_), self.dropout,
+                table.shape[0],
+                table.shape[1],
+                self.architecture,
+                self.hidden_size,
+                len(self.classes_),
+                self.dropout,
             )
         net = net.to_empty(device=device)
         net.load_state_dict(tensors)
@@ -478,14 +498,20 @@ def _build_vocabulary(docs, kv, index, compiled, lowercase, min_count, rng):
     unknown = np.flatnonzero(ids < 0)
     counts = Counter(tokens[i] for i in unknown.tolist())
     new_words = sorted(w for w, c in counts.items() if c >= min_count)
-    pretrained = np.asarray(kv.vectors[rows], dtype=np.float32) if len(rows) else (
-        np.zeros((0, kv.vector_size), dtype=np.float32))
+    pretrained = (
+        np.asarray(kv.vectors[rows], dtype=np.float32)
+        if len(rows)
+        else (np.zeros((0, kv.vector_size), dtype=np.float32))
+    )
     scale = float(pretrained.std()) if pretrained.size else 0.1
-    random_rows = (rng.standard_normal((len(new_words), kv.vector_size)) * scale).astype(
-        np.float32)
-    table = np.concatenate([
-        np.zeros((_RESERVED, kv.vector_size), dtype=np.float32), pretrained, random_rows,
-    ])
+    random_rows = (rng.standard_normal((len(new_words), kv.vector_size)) * scale).astype(np.float32)
+    table = np.concatenate(
+        [
+            np.zeros((_RESERVED, kv.vector_size), dtype=np.float32),
+            pretrained,
+            random_rows,
+        ]
+    )
     return known_words + new_words, table, len(known_words)
 
 

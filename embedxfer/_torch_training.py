@@ -30,8 +30,17 @@ MAX_GRAD_NORM = 1.0
 
 
 # ----------------------------------------------------------------- parameters
-def check_number(name, value, *, low=None, high=None, integer=False, low_open=False,
-                 high_open=False, allow_none=False):
+def check_number(
+    name,
+    value,
+    *,
+    low=None,
+    high=None,
+    integer=False,
+    low_open=False,
+    high_open=False,
+    allow_none=False,
+):
     """Check one numeric hyper-parameter and return it; errors name the way out."""
     if value is None and allow_none:
         return None
@@ -66,8 +75,15 @@ def check_training_params(est, *, epochs):
     check_number("batch_size", est.batch_size, low=1, integer=True)
     check_number("weight_decay", est.weight_decay, low=0)
     check_number("warmup_fraction", est.warmup_fraction, low=0, high=1, high_open=True)
-    check_number("validation_fraction", est.validation_fraction, low=0, high=1,
-                 low_open=True, high_open=True, allow_none=True)
+    check_number(
+        "validation_fraction",
+        est.validation_fraction,
+        low=0,
+        high=1,
+        low_open=True,
+        high_open=True,
+        allow_none=True,
+    )
     check_number("n_iter_no_change", est.n_iter_no_change, low=1, integer=True)
     check_number("dropout", est.dropout, low=0, high=1, high_open=True)
     check_number("verbose", est.verbose, low=0, integer=True)
@@ -129,8 +145,9 @@ def _check_labels(y):
         )
     if y.dtype.kind == "O":
         kinds = {type(v).__name__ for v in y}
-        if len(kinds) > 1 and not all(isinstance(v, (int, np.integer, float, np.floating))
-                                      for v in y):  # fmt: skip
+        if len(kinds) > 1 and not all(
+            isinstance(v, (int, np.integer, float, np.floating)) for v in y
+        ):
             raise ValueError(
                 f"labels mix types {sorted(kinds)}; convert them to one type (e.g. all str)."
             )
@@ -269,10 +286,28 @@ class _NoBar:
         pass
 
 
-def train_epochs(*, epochs, batch_size, warmup_fraction, n_iter_no_change, verbose,
-                 n_train, y_train, batch_logits, parameters, optimizer, loss_fn,
-                 device, amp_dtype, seed, validate=None, snapshot=None, restore=None,
-                 lengths=None, desc="fit"):
+def train_epochs(
+    *,
+    epochs,
+    batch_size,
+    warmup_fraction,
+    n_iter_no_change,
+    verbose,
+    n_train,
+    y_train,
+    batch_logits,
+    parameters,
+    optimizer,
+    loss_fn,
+    device,
+    amp_dtype,
+    seed,
+    validate=None,
+    snapshot=None,
+    restore=None,
+    lengths=None,
+    desc="fit",
+):
     """Run the epoch loop with early stopping; return the training history.
 
     Parameters
@@ -365,14 +400,14 @@ def epoch_batches(n, batch_size, generator, lengths=None, pool=50):
     torch = import_torch()
     order = torch.randperm(n, generator=generator).numpy()
     if lengths is None:
-        return [order[s:s + batch_size] for s in range(0, n, batch_size)]
+        return [order[s : s + batch_size] for s in range(0, n, batch_size)]
     lengths = np.asarray(lengths)
     batches = []
     chunk = batch_size * pool
     for s in range(0, n, chunk):
-        part = order[s:s + chunk]
+        part = order[s : s + chunk]
         part = part[np.argsort(-lengths[part], kind="stable")]
-        batches.extend(part[b:b + batch_size] for b in range(0, len(part), batch_size))
+        batches.extend(part[b : b + batch_size] for b in range(0, len(part), batch_size))
     shuffled = torch.randperm(len(batches), generator=generator).numpy()
     return [batches[i] for i in shuffled]
 
@@ -432,7 +467,7 @@ def params_from_json(params):
     params = dict(params)
     cw = params.get("class_weight")
     if isinstance(cw, dict) and "__pairs__" in cw:
-        params["class_weight"] = {k: v for k, v in cw["__pairs__"]}
+        params["class_weight"] = dict(cw["__pairs__"])
     return params
 
 
@@ -460,8 +495,10 @@ def write_folder(folder, config, tensors):
     from safetensors.torch import save_file
 
     os.makedirs(folder, exist_ok=True)
-    save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()},
-              os.path.join(folder, WEIGHTS_NAME))
+    save_file(
+        {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()},
+        os.path.join(folder, WEIGHTS_NAME),
+    )
     with open(os.path.join(folder, CONFIG_NAME), "w", encoding="utf-8") as fh:
         json.dump(config, fh, indent=2, sort_keys=True)
         fh.write("\n")

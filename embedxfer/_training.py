@@ -87,7 +87,7 @@ def train_word_vectors(
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         kv.save(str(tmp), sep_limit=0)
         for extra in tmp.parent.glob(f"{tmp.name}.*.npy"):
-            os.replace(extra, path.with_name(path.name + extra.name[len(tmp.name):]))
+            os.replace(extra, path.with_name(path.name + extra.name[len(tmp.name) :]))
         os.replace(tmp, path)
     return kv
 

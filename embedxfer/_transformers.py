@@ -125,9 +125,7 @@ class EncoderBackend:
         Tokens per document when the estimator's ``max_length`` is None.
     """
 
-    def __init__(
-        self, model, tokenizer, device, dtype, *, sentence_model=None, default_max_length
-    ):
+    def __init__(self, model, tokenizer, device, dtype, *, sentence_model=None, default_max_length):
         self.model = model
         self.tokenizer = tokenizer
         self.device = device
@@ -265,9 +263,7 @@ class EncoderBackend:
         if pooling == "model":
             out = self.sentence_model(dict(features))["sentence_embedding"]
             return out.float()
-        output = self.model(
-            **features, output_hidden_states=layers is not None, return_dict=True
-        )
+        output = self.model(**features, output_hidden_states=layers is not None, return_dict=True)
         if layers is None:
             tokens = output.last_hidden_state
         else:

@@ -90,8 +90,7 @@ def _as_text(doc, index):
             ) from None
     if doc is None or (isinstance(doc, numbers.Real) and doc != doc):
         raise ValueError(
-            f"document {index} is {doc!r} (missing); fill or drop missing texts "
-            "before embedding."
+            f"document {index} is {doc!r} (missing); fill or drop missing texts before embedding."
         )
     raise TypeError(
         f"document {index} is of type {type(doc).__name__} ({doc!r:.40}), not str; "

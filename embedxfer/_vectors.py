@@ -324,7 +324,9 @@ def _download_gensim_data(name):
         f"or ~/gensim-data/{name}/{name}.gz copied here)"
     )
     if offline:
-        raise ConnectionError(f"vectors={name!r} must be downloaded, but offline mode is set; {remedy}.")
+        raise ConnectionError(
+            f"vectors={name!r} must be downloaded, but offline mode is set; {remedy}."
+        )
     try:
         socket.create_connection(("github.com", 443), timeout=3).close()
     except OSError as err:
@@ -430,9 +432,18 @@ def _parse(path, format):
     except VectorFormatError:
         raise
     except (
-        ValueError, EOFError, OSError, struct.error, UnicodeDecodeError, zlib.error,
-        pickle.UnpicklingError, MemoryError, IndexError, KeyError, AttributeError,
-    ) as err:  # fmt: skip
+        ValueError,
+        EOFError,
+        OSError,
+        struct.error,
+        UnicodeDecodeError,
+        zlib.error,
+        pickle.UnpicklingError,
+        MemoryError,
+        IndexError,
+        KeyError,
+        AttributeError,
+    ) as err:
         raise VectorFormatError(
             f"{path}: could not be read as {format} vectors (truncated or corrupt?): {err}"
         ) from err
@@ -590,7 +601,10 @@ def _keyed_vectors(words, vectors):
     if len(key_to_index) != len(words):
         key_to_index = dict(zip(reversed(words), range(len(words) - 1, -1, -1)))
         keep = np.sort(np.fromiter(key_to_index.values(), dtype=np.int64))
-        warnings.warn(f"{len(words) - len(keep)} duplicate words kept at their first occurrence.")
+        warnings.warn(
+            f"{len(words) - len(keep)} duplicate words kept at their first occurrence.",
+            stacklevel=2,
+        )
         words = [words[i] for i in keep]
         vectors = vectors[keep]
         key_to_index = dict(zip(words, range(len(words))))
@@ -733,12 +747,16 @@ def _write_converted(kv, target, source_manifest):
         if isinstance(kv, FastTextKeyedVectors) and kv.bucket:
             arrays["vectors_vocab"] = kv.vectors_vocab
             arrays["vectors_ngrams"] = kv.vectors_ngrams
-            manifest.update(kind="fasttext", min_n=int(kv.min_n), max_n=int(kv.max_n),
-                            bucket=int(kv.bucket))  # fmt: skip
+            manifest.update(
+                kind="fasttext", min_n=int(kv.min_n), max_n=int(kv.max_n), bucket=int(kv.bucket)
+            )
         files = {}
         for name, array in arrays.items():
-            np.save(tmp / f"{name}.npy", np.ascontiguousarray(array, dtype=np.float32),
-                    allow_pickle=False)  # fmt: skip
+            np.save(
+                tmp / f"{name}.npy",
+                np.ascontiguousarray(array, dtype=np.float32),
+                allow_pickle=False,
+            )
             files[f"{name}.npy"] = None
         with open(tmp / "vocabulary.json", "w", encoding="ascii") as fh:
             json.dump(list(kv.index_to_key), fh, ensure_ascii=True)
@@ -802,8 +820,11 @@ def _read_converted(target, expected, warn=True):
         for name, meta in files.items():
             path = target / name
             try:
-                ok = (isinstance(meta, dict) and path.stat().st_size == meta.get("size")
-                      and _file_digest(path) == meta.get("blake2b"))  # fmt: skip
+                ok = (
+                    isinstance(meta, dict)
+                    and path.stat().st_size == meta.get("size")
+                    and _file_digest(path) == meta.get("blake2b")
+                )
             except OSError:
                 ok = False
             if not ok:
@@ -816,8 +837,7 @@ def _read_converted(target, expected, warn=True):
             problem = f"unreadable ({err})"
     if warn:
         warnings.warn(
-            f"ignoring the converted vectors in {target}: {problem}; converting the "
-            "source again.",
+            f"ignoring the converted vectors in {target}: {problem}; converting the source again.",
             stacklevel=4,
         )
     return None
@@ -839,12 +859,18 @@ def _converted_keyed_vectors(target, manifest):
     from gensim.models.fasttext import FastTextKeyedVectors
 
     kv = FastTextKeyedVectors(
-        vectors.shape[1], int(manifest["min_n"]), int(manifest["max_n"]),
-        int(manifest["bucket"]), count=0, dtype=np.float32,
-    )  # fmt: skip
+        vectors.shape[1],
+        int(manifest["min_n"]),
+        int(manifest["max_n"]),
+        int(manifest["bucket"]),
+        count=0,
+        dtype=np.float32,
+    )
     plain = _keyed_vectors(words, vectors)
     kv.index_to_key, kv.key_to_index, kv.vectors = (
-        plain.index_to_key, plain.key_to_index, plain.vectors
+        plain.index_to_key,
+        plain.key_to_index,
+        plain.vectors,
     )
     kv.vectors_vocab = load("vectors_vocab.npy")
     kv.vectors_ngrams = load("vectors_ngrams.npy")

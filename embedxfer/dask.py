@@ -42,9 +42,7 @@ try:
     import dask.dataframe as dd
     import pandas as pd
 except ImportError as err:  # pragma: no cover - exercised without the extra
-    raise ImportError(
-        f"embedxfer.dask needs Dask ({err}); pip install 'embedxfer[dask]'"
-    ) from err
+    raise ImportError(f"embedxfer.dask needs Dask ({err}); pip install 'embedxfer[dask]'") from err
 
 __all__ = [
     "ModelUnavailableError",
@@ -103,9 +101,13 @@ def transform(estimator, data, *, column=None):
     names = [str(n) for n in _feature_names(estimator)]
     meta = pd.DataFrame({n: pd.Series(dtype=np.float32) for n in names})
     return texts.map_partitions(
-        _apply_partition, _in_graph(estimator), "transform", names, meta=meta,
+        _apply_partition,
+        _in_graph(estimator),
+        "transform",
+        names,
+        meta=meta,
         enforce_metadata=False,
-    )  # fmt: skip
+    )
 
 
 def predict(estimator, data, *, column=None):
@@ -127,9 +129,13 @@ def predict(estimator, data, *, column=None):
     dtype = np.asarray(classes).dtype if classes is not None else np.int64
     meta = pd.Series(dtype=dtype, name="prediction")
     return texts.map_partitions(
-        _apply_partition, _in_graph(estimator), "predict", None, meta=meta,
+        _apply_partition,
+        _in_graph(estimator),
+        "predict",
+        None,
+        meta=meta,
         enforce_metadata=False,
-    )  # fmt: skip
+    )
 
 
 def predict_proba(estimator, data, *, column=None):
@@ -149,9 +155,13 @@ def predict_proba(estimator, data, *, column=None):
     names = [str(c) for c in estimator.classes_]
     meta = pd.DataFrame({n: pd.Series(dtype=np.float64) for n in names})
     return texts.map_partitions(
-        _apply_partition, _in_graph(estimator), "predict_proba", names, meta=meta,
+        _apply_partition,
+        _in_graph(estimator),
+        "predict_proba",
+        names,
+        meta=meta,
         enforce_metadata=False,
-    )  # fmt: skip
+    )
 
 
 def fit(embedder, data, *, column=None):
@@ -202,8 +212,9 @@ def fit(embedder, data, *, column=None):
     return embedder
 
 
-def embed_to_parquet(embedder, data, folder, *, column=None, id_column=None, job=None,
-                     client=None, progress=None):  # fmt: skip
+def embed_to_parquet(
+    embedder, data, folder, *, column=None, id_column=None, job=None, client=None, progress=None
+):
     """Embed a Dask collection into one Parquet file per partition; resumable.
 
     Each partition is embedded on a worker and written there to
@@ -244,8 +255,9 @@ def embed_to_parquet(embedder, data, folder, *, column=None, id_column=None, job
         client = _current_client()
     if client is not None:
         with client.as_current():
-            return _embed_to_parquet(embedder, data, folder, column, id_column, job, client,
-                                     progress)  # fmt: skip
+            return _embed_to_parquet(
+                embedder, data, folder, column, id_column, job, client, progress
+            )
     return _embed_to_parquet(embedder, data, folder, column, id_column, job, None, progress)
 
 
@@ -281,11 +293,15 @@ def _embed_to_parquet(embedder, data, folder, column, id_column, job, client, pr
     spec = _in_graph(embedder)
     tasks = [
         dask.delayed(_write_partition)(
-            parts[i], spec, str(_part_path(folder, i)), offsets[i], id_column,
+            parts[i],
+            spec,
+            str(_part_path(folder, i)),
+            offsets[i],
+            id_column,
             dask_key_name=f"embedxfer-part-{i}-{uuid.uuid4().hex[:8]}",
         )
         for i in todo
-    ]  # fmt: skip
+    ]
     skipped = len(parts) - len(todo)
     started = time.perf_counter()
     done = documents = n_empty = 0
@@ -338,8 +354,13 @@ def local_cluster(n_workers=None, **kwargs):
     """
     from distributed import LocalCluster
 
-    options = {"n_workers": n_workers or os.cpu_count() or 1, "threads_per_worker": 1,
-               "processes": True, "dashboard_address": None, **kwargs}  # fmt: skip
+    options = {
+        "n_workers": n_workers or os.cpu_count() or 1,
+        "threads_per_worker": 1,
+        "processes": True,
+        "dashboard_address": None,
+        **kwargs,
+    }
     with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": None}):
         return LocalCluster(**options)
 

@@ -43,17 +43,19 @@ def load_data(n_docs, seed=0):
 
         data, name = load_sms_spam(), "SMS Spam Collection"
     texts, labels = np.asarray(data.data, dtype=object), np.asarray(data.target)
-    keep, _ = train_test_split(np.arange(len(texts)), train_size=n_docs, stratify=labels,
-                               random_state=seed)  # fmt: skip
+    keep, _ = train_test_split(
+        np.arange(len(texts)), train_size=n_docs, stratify=labels, random_state=seed
+    )
     return texts[keep], labels[keep], name
 
 
 def describe(params):
     """A grid candidate as text, e.g. ``WordVectorEmbedder(pooling=mean), C=1.0``."""
     options = ", ".join(
-        f"{key.split('__', 1)[1]}={value}" for key, value in params.items()
+        f"{key.split('__', 1)[1]}={value}"
+        for key, value in params.items()
         if key.startswith("embed__")
-    )  # fmt: skip
+    )
     return f"{type(params['embed']).__name__}({options}), C={params['clf__C']}"
 
 
@@ -71,11 +73,13 @@ def main():
     )
     print(f"{name}: {len(X_train)} training and {len(X_test)} test documents")
 
-    pipe = Pipeline([
-        ("embed", WordVectorEmbedder("glove-6B-50d")),
-        ("scale", StandardScaler()),
-        ("clf", LogisticRegression(max_iter=2000)),
-    ])  # fmt: skip
+    pipe = Pipeline(
+        [
+            ("embed", WordVectorEmbedder("glove-6B-50d")),
+            ("scale", StandardScaler()),
+            ("clf", LogisticRegression(max_iter=2000)),
+        ]
+    )
     grid = [
         {
             "embed": [WordVectorEmbedder("glove-6B-50d")],
@@ -89,29 +93,36 @@ def main():
             from embedxfer import SentenceEmbedder
 
             # Each candidate's pooling needs its own encoding pass; add "cls" to compare.
-            grid.append({
-                "embed": [SentenceEmbedder(model="all-MiniLM-L6-v2", cache="memory")],
-                "embed__pooling": ["mean"],
-                "clf__C": [0.01, 0.1, 1.0],
-            })  # fmt: skip
+            grid.append(
+                {
+                    "embed": [SentenceEmbedder(model="all-MiniLM-L6-v2", cache="memory")],
+                    "embed__pooling": ["mean"],
+                    "clf__C": [0.01, 0.1, 1.0],
+                }
+            )
         except ImportError:
             print("(sentence-transformers not installed: word vectors only)")
 
     search = GridSearchCV(pipe, grid, cv=3, scoring="accuracy", n_jobs=1)
     started = time.perf_counter()
     search.fit(X_train, y_train)
-    print(f"grid search: {len(search.cv_results_['params'])} candidates x 3 folds in "
-          f"{time.perf_counter() - started:.0f}s\n")  # fmt: skip
+    print(
+        f"grid search: {len(search.cv_results_['params'])} candidates x 3 folds in "
+        f"{time.perf_counter() - started:.0f}s\n"
+    )
 
     results = search.cv_results_
     order = np.argsort(results["rank_test_score"])
     print(f"{'rank':>4}  {'cv accuracy':>13}  candidate")
     for i in order[:8]:
-        print(f"{results['rank_test_score'][i]:>4}  {results['mean_test_score'][i]:.3f} ± "
-              f"{results['std_test_score'][i]:.3f}  {describe(results['params'][i])}")
+        print(
+            f"{results['rank_test_score'][i]:>4}  {results['mean_test_score'][i]:.3f} ± "
+            f"{results['std_test_score'][i]:.3f}  {describe(results['params'][i])}"
+        )
     print(f"\nbest: {describe(search.best_params_)}")
-    print(f"held-out test accuracy of the refitted best pipeline: "
-          f"{search.score(X_test, y_test):.3f}")  # fmt: skip
+    print(
+        f"held-out test accuracy of the refitted best pipeline: {search.score(X_test, y_test):.3f}"
+    )
 
 
 if __name__ == "__main__":

@@ -60,8 +60,9 @@ def load_data(n_docs, seed=0):
         topics = data.target_names[data.target]
     texts = np.asarray(data.data, dtype=object)
     if n_docs < len(texts):
-        keep, _ = train_test_split(np.arange(len(texts)), train_size=n_docs, stratify=topics,
-                                   random_state=seed)  # fmt: skip
+        keep, _ = train_test_split(
+            np.arange(len(texts)), train_size=n_docs, stratify=topics, random_state=seed
+        )
         texts, topics = texts[keep], topics[keep]
     return list(texts), topics, name
 
@@ -111,8 +112,13 @@ def draw_map(X, topics, clusters, title, path, method):
     import matplotlib.pyplot as plt
 
     if method == "tsne":
-        xy = TSNE(n_components=2, metric="cosine", init="pca", random_state=0,
-                  perplexity=min(30, len(X) // 4)).fit_transform(X)  # fmt: skip
+        xy = TSNE(
+            n_components=2,
+            metric="cosine",
+            init="pca",
+            random_state=0,
+            perplexity=min(30, len(X) // 4),
+        ).fit_transform(X)
     else:
         xy = PCA(n_components=2, random_state=0).fit_transform(X)
     fig, axes = plt.subplots(1, 2, figsize=(11, 5), constrained_layout=True)
@@ -121,8 +127,9 @@ def draw_map(X, topics, clusters, title, path, method):
     for ax, labels, heading in panels:
         for i, value in enumerate(np.unique(labels)):
             mask = labels == value
-            ax.scatter(xy[mask, 0], xy[mask, 1], s=8, alpha=0.7, color=cmap(i % 10),
-                       label=str(value))
+            ax.scatter(
+                xy[mask, 0], xy[mask, 1], s=8, alpha=0.7, color=cmap(i % 10), label=str(value)
+            )
         ax.set_title(f"coloured by {heading}")
         ax.set_xticks([])
         ax.set_yticks([])
@@ -136,10 +143,18 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n-docs", type=int, default=400, help="documents to cluster")
     parser.add_argument("--quick", action="store_true", help="150 documents, GloVe and LSA only")
-    parser.add_argument("--map", choices=("tsne", "pca"), default=None,
-                        help="2-D projection (default: t-SNE, PCA with --quick)")
-    parser.add_argument("--out", type=Path, default=Path.cwd(),
-                        help="folder for cluster_map.png (default: the current folder)")
+    parser.add_argument(
+        "--map",
+        choices=("tsne", "pca"),
+        default=None,
+        help="2-D projection (default: t-SNE, PCA with --quick)",
+    )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path.cwd(),
+        help="folder for cluster_map.png (default: the current folder)",
+    )
     args = parser.parse_args()
     n_docs = 150 if args.quick else args.n_docs
     method = args.map or ("pca" if args.quick else "tsne")
@@ -147,26 +162,34 @@ def main():
     texts, topics, name = load_data(n_docs)
     n_clusters = len(np.unique(topics))
     counts = zip(*np.unique(topics, return_counts=True))
-    print(f"{name}: {len(texts)} documents, {n_clusters} true topics: "
-          + ", ".join(f"{topic} {count}" for topic, count in counts))
+    print(
+        f"{name}: {len(texts)} documents, {n_clusters} true topics: "
+        + ", ".join(f"{topic} {count}" for topic, count in counts)
+    )
     args.out.mkdir(parents=True, exist_ok=True)
 
-    print(f"\n{'embedding':<20} {'clustering':<21} {'clusters':>8} {'noise':>6} {'ARI':>6} "
-          f"{'NMI':>6} {'time':>6}")  # fmt: skip
+    print(
+        f"\n{'embedding':<20} {'clustering':<21} {'clusters':>8} {'noise':>6} {'ARI':>6} "
+        f"{'NMI':>6} {'time':>6}"
+    )
     best = None  # (ARI, label, vectors, KMeans clusters) of the best KMeans result
     for label, embed in embedders(args.quick).items():
         started = time.perf_counter()
         X = normalize(np.asarray(embed(texts), dtype=np.float32))
-        print(f"{label:<20} {'(embedding)':<21} {'':>8} {'':>6} {'':>6} {'':>6} "
-              f"{time.perf_counter() - started:>5.1f}s")
+        print(
+            f"{label:<20} {'(embedding)':<21} {'':>8} {'':>6} {'':>6} {'':>6} "
+            f"{time.perf_counter() - started:>5.1f}s"
+        )
         for method_name, model in clusterers(n_clusters, len(texts)).items():
             started = time.perf_counter()
             clusters = model.fit_predict(X)
             found = len(set(clusters) - {-1})
             ari = adjusted_rand_score(topics, clusters)
-            print(f"{label:<20} {method_name:<21} {found:>8} {np.mean(clusters < 0):>6.0%} "
-                  f"{ari:>6.3f} {normalized_mutual_info_score(topics, clusters):>6.3f} "
-                  f"{time.perf_counter() - started:>5.1f}s")  # fmt: skip
+            print(
+                f"{label:<20} {method_name:<21} {found:>8} {np.mean(clusters < 0):>6.0%} "
+                f"{ari:>6.3f} {normalized_mutual_info_score(topics, clusters):>6.3f} "
+                f"{time.perf_counter() - started:>5.1f}s"
+            )
             if method_name == "KMeans" and (best is None or ari > best[0]):
                 best = (ari, label, X, clusters)
 

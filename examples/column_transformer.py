@@ -92,8 +92,10 @@ def main():
         started = time.perf_counter()
         scores = cross_validate(model(text, numeric), X, y, cv=cv, scoring=("accuracy", "f1"))
         acc, f1 = scores["test_accuracy"], scores["test_f1"]
-        print(f"{label:<24} {acc.mean():.3f} ± {acc.std():.3f} {f1.mean():.3f} ± {f1.std():.3f} "
-              f"{time.perf_counter() - started:5.1f}s")
+        print(
+            f"{label:<24} {acc.mean():.3f} ± {acc.std():.3f} {f1.mean():.3f} ± {f1.std():.3f} "
+            f"{time.perf_counter() - started:5.1f}s"
+        )
 
     fitted = model(True, True).fit(X, y)
     names = fitted[0].get_feature_names_out()

@@ -44,8 +44,9 @@ def load_data(n_docs, seed=0):
         data, name = load_sms_spam(), "SMS Spam Collection"
     texts, labels = np.asarray(data.data, dtype=object), np.asarray(data.target)
     if n_docs < len(texts):
-        keep, _ = train_test_split(np.arange(len(texts)), train_size=n_docs, stratify=labels,
-                                   random_state=seed)  # fmt: skip
+        keep, _ = train_test_split(
+            np.arange(len(texts)), train_size=n_docs, stratify=labels, random_state=seed
+        )
         texts, labels = texts[keep], labels[keep]
     return texts, labels, name
 
@@ -79,8 +80,10 @@ def main():
         started = time.perf_counter()
         scores = cross_validate(pipe, list(texts), labels, cv=cv, scoring=("accuracy", "f1_macro"))
         acc, f1 = scores["test_accuracy"], scores["test_f1_macro"]
-        print(f"{label:<20} {acc.mean():.3f} ± {acc.std():.3f} {f1.mean():.3f} ± {f1.std():.3f} "
-              f"{time.perf_counter() - started:5.1f}s")
+        print(
+            f"{label:<20} {acc.mean():.3f} ± {acc.std():.3f} {f1.mean():.3f} ± {f1.std():.3f} "
+            f"{time.perf_counter() - started:5.1f}s"
+        )
 
     union = models["TF-IDF + GloVe"].fit(list(texts))
     names = union.get_feature_names_out()

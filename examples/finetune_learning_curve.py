@@ -36,26 +36,46 @@ METHODS = ("tfidf+lr", "glove-cnn", "frozen+lr", "ft0", "ft2", "ftall")
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default=None,
-                        help="dataset name under --data-dir, or sms_spam for the packaged "
-                             "SMS Spam Collection (default: sst2 when --data-dir has it, "
-                             "else sms_spam)")
+    parser.add_argument(
+        "--data",
+        default=None,
+        help="dataset name under --data-dir, or sms_spam for the packaged "
+        "SMS Spam Collection (default: sst2 when --data-dir has it, "
+        "else sms_spam)",
+    )
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
-    parser.add_argument("--sizes", default="50,200,1000",
-                        help="comma-separated training sizes; 'all' for the whole split")
-    parser.add_argument("--test-size", type=int, default=872,
-                        help="test documents (a fixed random sample of the test split)")
+    parser.add_argument(
+        "--sizes",
+        default="50,200,1000",
+        help="comma-separated training sizes; 'all' for the whole split",
+    )
+    parser.add_argument(
+        "--test-size",
+        type=int,
+        default=872,
+        help="test documents (a fixed random sample of the test split)",
+    )
     parser.add_argument("--methods", default=",".join(METHODS))
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="epochs of ft2 / ftall (default: the classifier's own choice, "
-                             "3 or enough for 40 steps on small sets)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs of ft2 / ftall (default: the classifier's own choice, "
+        "3 or enough for 40 steps on small sets)",
+    )
     parser.add_argument("--max-length", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=1,
-                        help="training samples drawn per size (accuracy is averaged)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=1,
+        help="training samples drawn per size (accuracy is averaged)",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true",
-                        help="sizes 50,200, 200 test documents, max_length 40 (a minute "
-                             "or two on 2 CPU cores)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="sizes 50,200, 200 test documents, max_length 40 (a minute or two on 2 CPU cores)",
+    )
     parser.add_argument("--out", type=Path, default=Path("finetune_learning_curve.png"))
     parser.add_argument("--csv", type=Path, default=None, help="also write the table as CSV")
     args = parser.parse_args(argv)
@@ -82,8 +102,10 @@ def load_data(args):
     folder = args.data_dir / args.data
     packaged = args.data == "sms_spam" and not folder.is_dir()
     if not folder.is_dir() and not packaged:
-        sys.exit(f"no dataset {folder}; pass --data-dir pointing at shared/data, "
-                 "or --data sms_spam for the packaged SMS Spam Collection")
+        sys.exit(
+            f"no dataset {folder}; pass --data-dir pointing at shared/data, "
+            "or --data sms_spam for the packaged SMS Spam Collection"
+        )
     rng = np.random.RandomState(args.seed)
     if packaged:
         from sklearn.model_selection import train_test_split
@@ -94,7 +116,8 @@ def load_data(args):
         x = np.asarray(sms.data, dtype=object)
         y = sms.target_names[sms.target]
         train_x, test_x, train_y, test_y = train_test_split(
-            x, y, test_size=0.2, stratify=y, random_state=args.seed)
+            x, y, test_size=0.2, stratify=y, random_state=args.seed
+        )
     elif (folder / "train.csv").exists():
         train_x, train_y = read_split(folder, "train")
         test_split = "test" if (folder / "test.csv").exists() else "dev"
@@ -104,7 +127,8 @@ def load_data(args):
 
         x, y = read_split(folder, "all")
         train_x, test_x, train_y, test_y = train_test_split(
-            x, y, test_size=0.2, stratify=y, random_state=args.seed)
+            x, y, test_size=0.2, stratify=y, random_state=args.seed
+        )
     if args.test_size < len(test_x):
         rows = rng.choice(len(test_x), args.test_size, replace=False)
         test_x, test_y = test_x[rows], test_y[rows]
@@ -116,8 +140,9 @@ def training_sample(train_y, n, rng):
     if n >= len(train_y):
         return np.arange(len(train_y))
     per_class = [rng.permutation(np.flatnonzero(train_y == c)) for c in np.unique(train_y)]
-    order = [rows[i] for i in range(max(map(len, per_class)))
-             for rows in per_class if i < len(rows)]
+    order = [
+        rows[i] for i in range(max(map(len, per_class))) for rows in per_class if i < len(rows)
+    ]
     return np.sort(np.asarray(order[:n]))
 
 
@@ -131,13 +156,16 @@ def make_method(name, args, seed):
 
     common = dict(max_length=args.max_length, random_state=seed)
     if name == "tfidf+lr":
-        return make_pipeline(TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
-                             LogisticRegression(C=10, max_iter=2000))
+        return make_pipeline(
+            TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True),
+            LogisticRegression(C=10, max_iter=2000),
+        )
     if name == "glove-cnn":
         return SequenceClassifier(architecture="cnn", epochs=8, random_state=seed)
     if name == "frozen+lr":
-        return make_pipeline(SentenceEmbedder(max_length=args.max_length),
-                             LogisticRegression(C=1, max_iter=2000))
+        return make_pipeline(
+            SentenceEmbedder(max_length=args.max_length), LogisticRegression(C=1, max_iter=2000)
+        )
     if name == "ft0":
         return TransformerClassifier(unfreeze=0, **common)
     if name == "ft2":
@@ -157,9 +185,11 @@ def run(args):
     train_x, train_y, test_x, test_y = load_data(args)
     sizes = [len(train_y) if s.strip() == "all" else int(s) for s in args.sizes.split(",")]
     sizes = sorted({min(s, len(train_y)) for s in sizes})
-    print(f"{args.data}: {len(train_y)} training documents, {len(test_y)} test documents, "
-          f"{len(np.unique(train_y))} classes; sizes {sizes}; methods {args.methods}",
-          flush=True)
+    print(
+        f"{args.data}: {len(train_y)} training documents, {len(test_y)} test documents, "
+        f"{len(np.unique(train_y))} classes; sizes {sizes}; methods {args.methods}",
+        flush=True,
+    )
     warm_up(args.methods, args)
     rows = []
     for n in sizes:
@@ -173,10 +203,20 @@ def run(args):
                 est.fit(train_x[idx], train_y[idx])
                 secs.append(time.perf_counter() - start)
                 accs.append(float(np.mean(est.predict(test_x) == test_y)))
-            rows.append({"size": n, "method": name, "accuracy": float(np.mean(accs)),
-                         "accuracy_sd": float(np.std(accs)), "fit_seconds": float(np.mean(secs))})
-            print(f"  n={n:<6} {name:<10} accuracy {rows[-1]['accuracy']:.3f}  "
-                  f"fit {rows[-1]['fit_seconds']:.1f}s", flush=True)
+            rows.append(
+                {
+                    "size": n,
+                    "method": name,
+                    "accuracy": float(np.mean(accs)),
+                    "accuracy_sd": float(np.std(accs)),
+                    "fit_seconds": float(np.mean(secs)),
+                }
+            )
+            print(
+                f"  n={n:<6} {name:<10} accuracy {rows[-1]['accuracy']:.3f}  "
+                f"fit {rows[-1]['fit_seconds']:.1f}s",
+                flush=True,
+            )
     return rows
 
 
@@ -188,8 +228,7 @@ def print_table(rows, methods):
     print(header)
     print("|" + "---|" * (len(methods) + 1))
     for n in sizes:
-        cells = [f"{get[n, m]['accuracy']:.3f} ({get[n, m]['fit_seconds']:.1f}s)"
-                 for m in methods]
+        cells = [f"{get[n, m]['accuracy']:.3f} ({get[n, m]['fit_seconds']:.1f}s)" for m in methods]
         print(f"| {n} | " + " | ".join(cells) + " |")
 
 
@@ -208,15 +247,24 @@ def plot(rows, methods, path, title):
         left.plot(sizes, acc, marker="o", label=m)
         right.plot(secs, acc, marker="o", label=m)
         for n, x, y in zip(sizes, secs, acc):
-            right.annotate(f"n={n}", (x, y), textcoords="offset points", xytext=(4, 3),
-                           fontsize=7, alpha=0.7)
+            right.annotate(
+                f"n={n}", (x, y), textcoords="offset points", xytext=(4, 3), fontsize=7, alpha=0.7
+            )
     all_sizes = sorted({r["size"] for r in rows})
-    left.set(xscale="log", xlabel="training documents", ylabel="test accuracy",
-             title="accuracy vs training size")
+    left.set(
+        xscale="log",
+        xlabel="training documents",
+        ylabel="test accuracy",
+        title="accuracy vs training size",
+    )
     left.set_xticks(all_sizes, [str(n) for n in all_sizes])
     left.minorticks_off()
-    right.set(xscale="log", xlabel="training time (s, log)", ylabel="test accuracy",
-              title="accuracy vs training time")
+    right.set(
+        xscale="log",
+        xlabel="training time (s, log)",
+        ylabel="test accuracy",
+        title="accuracy vs training time",
+    )
     for ax in (left, right):
         ax.grid(alpha=0.3)
     left.legend(fontsize=8, loc="lower right")

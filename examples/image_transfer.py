@@ -36,19 +36,33 @@ METHODS = ("pixels+lr", "frozen+lr", "ft0", "ftk", "ftall")
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default="auto", choices=("auto", "hymenoptera", "textures"),
-                        help="auto: hymenoptera when ../shared has it, else textures")
+    parser.add_argument(
+        "--data",
+        default="auto",
+        choices=("auto", "hymenoptera", "textures"),
+        help="auto: hymenoptera when ../shared has it, else textures",
+    )
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
-    parser.add_argument("--sizes", default="20,60,all",
-                        help="comma-separated training sizes; 'all' for the whole train split")
+    parser.add_argument(
+        "--sizes",
+        default="20,60,all",
+        help="comma-separated training sizes; 'all' for the whole train split",
+    )
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--k", type=int, default=2, help="blocks that ftk unfreezes")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="epochs of ftk / ftall (default: the classifier's own choice)")
+    parser.add_argument(
+        "--epochs",
+        type=int,
+        default=None,
+        help="epochs of ftk / ftall (default: the classifier's own choice)",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true",
-                        help="textures, sizes 4,12, methods pixels+lr, frozen+lr, ftk, "
-                             "2 epochs (about a minute on 2 CPU cores)")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="textures, sizes 4,12, methods pixels+lr, frozen+lr, ftk, "
+        "2 epochs (about a minute on 2 CPU cores)",
+    )
     parser.add_argument("--out", type=Path, default=Path("image_transfer.png"))
     args = parser.parse_args(argv)
     if args.quick:
@@ -70,10 +84,13 @@ def texture_patches(size=170, per_image=9, seed=0):
     for name in ("brick", "grass", "gravel", "immunohistochemistry"):
         image = getattr(data, name)()
         side = int(np.sqrt(per_image))
-        patches = [image[r * size:(r + 1) * size, c * size:(c + 1) * size]
-                   for r in range(side) for c in range(side)]  # fmt: skip
+        patches = [
+            image[r * size : (r + 1) * size, c * size : (c + 1) * size]
+            for r in range(side)
+            for c in range(side)
+        ]
         order = rng.permutation(len(patches))
-        for target, rows in ((train, order[: len(order) // 2]), (test, order[len(order) // 2:])):
+        for target, rows in ((train, order[: len(order) // 2]), (test, order[len(order) // 2 :])):
             target[0].extend(patches[i] for i in rows)
             target[1].extend([name] * len(rows))
 
@@ -104,8 +121,9 @@ def training_sample(train_y, n, rng):
     if n >= len(train_y):
         return np.arange(len(train_y))
     per_class = [rng.permutation(np.flatnonzero(train_y == c)) for c in np.unique(train_y)]
-    order = [rows[i] for i in range(max(map(len, per_class)))
-             for rows in per_class if i < len(rows)]  # fmt: skip
+    order = [
+        rows[i] for i in range(max(map(len, per_class))) for rows in per_class if i < len(rows)
+    ]
     return np.sort(np.asarray(order[:n]))
 
 
@@ -118,8 +136,9 @@ class RawPixels:
     def transform(self, X):
         from embedxfer.image._preprocess import to_rgb
 
-        return np.stack([np.asarray(to_rgb(x).resize((32, 32)), dtype=np.float32).ravel() / 255
-                         for x in X])  # fmt: skip
+        return np.stack(
+            [np.asarray(to_rgb(x).resize((32, 32)), dtype=np.float32).ravel() / 255 for x in X]
+        )
 
 
 def make_method(name, args, seed):
@@ -146,9 +165,11 @@ def run(args):
     source, train_x, train_y, test_x, test_y = load_data(args)
     sizes = [len(train_y) if s.strip() == "all" else int(s) for s in args.sizes.split(",")]
     sizes = sorted({min(s, len(train_y)) for s in sizes})
-    print(f"{source}: {len(train_y)} training images, {len(test_y)} test images, "
-          f"{len(np.unique(train_y))} classes; sizes {sizes}; methods {args.methods}",
-          flush=True)  # fmt: skip
+    print(
+        f"{source}: {len(train_y)} training images, {len(test_y)} test images, "
+        f"{len(np.unique(train_y))} classes; sizes {sizes}; methods {args.methods}",
+        flush=True,
+    )
     rows = []
     for n in sizes:
         idx = training_sample(train_y, n, np.random.RandomState(args.seed))

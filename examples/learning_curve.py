@@ -45,8 +45,9 @@ def load_data(n_docs, seed=0):
 
         data, name = load_sms_spam(), "SMS Spam Collection"
     texts, labels = np.asarray(data.data, dtype=object), np.asarray(data.target)
-    keep, _ = train_test_split(np.arange(len(texts)), train_size=n_docs, stratify=labels,
-                               random_state=seed)  # fmt: skip
+    keep, _ = train_test_split(
+        np.arange(len(texts)), train_size=n_docs, stratify=labels, random_state=seed
+    )
     return list(texts[keep]), labels[keep], name
 
 
@@ -58,7 +59,8 @@ def pipelines(quick):
             TfidfVectorizer(sublinear_tf=True), LogisticRegression(C=10.0, max_iter=2000)
         ),
         "GloVe 6B 50d": make_pipeline(
-            WordVectorEmbedder("glove-6B-50d"), StandardScaler(),
+            WordVectorEmbedder("glove-6B-50d"),
+            StandardScaler(),
             LogisticRegression(C=0.1, max_iter=2000),
         ),
     }
@@ -80,27 +82,42 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n-docs", type=int, default=1000, help="documents to use")
     parser.add_argument("--quick", action="store_true", help="300 documents, no sentence model")
-    parser.add_argument("--out", type=Path, default=Path.cwd(),
-                        help="folder for learning_curve.png (default: the current folder)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path.cwd(),
+        help="folder for learning_curve.png (default: the current folder)",
+    )
     args = parser.parse_args()
 
     texts, labels, name = load_data(300 if args.quick else args.n_docs)
     cv = StratifiedKFold(n_splits=3 if args.quick else 5, shuffle=True, random_state=0)
     n_train = len(texts) - len(texts) // cv.get_n_splits()
     sizes = np.unique(np.geomspace(20, n_train, num=5 if args.quick else 6).astype(int))
-    print(f"{name}: {len(texts)} documents; {cv.get_n_splits()}-fold CV; training sizes "
-          f"{sizes.tolist()}\n")  # fmt: skip
+    print(
+        f"{name}: {len(texts)} documents; {cv.get_n_splits()}-fold CV; training sizes "
+        f"{sizes.tolist()}\n"
+    )
 
     curves = {}
     for label, pipe in pipelines(args.quick).items():
         started = time.perf_counter()
         _, _, test_scores = learning_curve(
-            pipe, texts, labels, train_sizes=sizes, cv=cv, scoring="accuracy",
-            shuffle=True, random_state=0,
-        )  # fmt: skip
+            pipe,
+            texts,
+            labels,
+            train_sizes=sizes,
+            cv=cv,
+            scoring="accuracy",
+            shuffle=True,
+            random_state=0,
+        )
         curves[label] = test_scores
-        print(f"{label:<18} " + "  ".join(f"{s:.3f}" for s in test_scores.mean(axis=1))
-              + f"   ({time.perf_counter() - started:.0f}s)")  # fmt: skip
+        print(
+            f"{label:<18} "
+            + "  ".join(f"{s:.3f}" for s in test_scores.mean(axis=1))
+            + f"   ({time.perf_counter() - started:.0f}s)"
+        )
 
     import matplotlib
 

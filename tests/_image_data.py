@@ -4,7 +4,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from _shared_data import DATA_DIR, shared_hidden
 
 # Classes of the fresh-clone check: scikit-image's bundled textures and a
@@ -49,8 +48,9 @@ def texture_patches(size=170, per_image=9, seed=0):
         image = getattr(data, name)()
         side = int(np.sqrt(per_image))
         patches = [
-            image[r * size:(r + 1) * size, c * size:(c + 1) * size]
-            for r in range(side) for c in range(side)
+            image[r * size : (r + 1) * size, c * size : (c + 1) * size]
+            for r in range(side)
+            for c in range(side)
         ]
         order = rng.permutation(len(patches))
         half = len(patches) // 2

@@ -28,9 +28,7 @@ def shared_hidden():
 #: ``../shared/data``, or a path that does not exist when it is hidden, so that
 #: every ``(DATA_DIR / name).exists()`` check sees a fresh clone.
 DATA_DIR = (
-    SHARED_DIR.parent / "shared-hidden-by-EMBEDXFER_NO_SHARED"
-    if shared_hidden()
-    else SHARED_DIR
+    SHARED_DIR.parent / "shared-hidden-by-EMBEDXFER_NO_SHARED" if shared_hidden() else SHARED_DIR
 )
 
 
@@ -49,9 +47,7 @@ def read_dataset(name, split="all"):
     """``(texts, labels)`` of a shared dataset, skipping the test when it is absent."""
     path = dataset_path(name, split)
     if path is None:
-        pytest.skip(
-            f"shared dataset {DATA_DIR / name / f'{split}.csv'} is not available"
-        )
+        pytest.skip(f"shared dataset {DATA_DIR / name / f'{split}.csv'} is not available")
     import pandas as pd
 
     frame = pd.read_csv(path, keep_default_na=False)

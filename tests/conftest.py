@@ -1,9 +1,9 @@
 """Fixtures shared across the test modules: real data, real vectors, vector files."""
 
 import os
+
 import numpy as np
 import pytest
-
 from _shared_data import read_dataset_or_sms
 
 

@@ -26,9 +26,7 @@ DIM = 4
 
 def glove_lines(n=20, dim=DIM, seed=0):
     rng = np.random.default_rng(seed)
-    return [
-        f"w{i} " + " ".join(f"{v:.4f}" for v in rng.normal(size=dim)) for i in range(n)
-    ]
+    return [f"w{i} " + " ".join(f"{v:.4f}" for v in rng.normal(size=dim)) for i in range(n)]
 
 
 # ------------------------------------------------------------------ vector files
@@ -40,9 +38,7 @@ def test_non_finite_rows_are_dropped_with_a_count(tmp_path, bad):
     path = tmp_path / "v.txt"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     clear_registry()
-    with pytest.warns(
-        UserWarning, match="2 of 20 word vectors hold NaN or infinite values"
-    ):
+    with pytest.warns(UserWarning, match="2 of 20 word vectors hold NaN or infinite values"):
         kv = load_vectors(str(path), cache_dir=tmp_path / "cache")
     assert "w3" not in kv.key_to_index and "w7" not in kv.key_to_index and len(kv) == 18
     assert np.isfinite(kv.vectors).all()
@@ -84,14 +80,13 @@ def test_header_claiming_more_than_the_file_holds_fails_fast(tmp_path, binary, g
 def test_fasttext_header_claiming_too_much_fails_fast(tmp_path):
     import struct
 
-    head = struct.pack("<ii", 793712314, 12) + struct.pack("<12i", 300, 5, 5, 1, 5, 1, 1, 1,
-                                                           2_000_000, 3, 6, 100)  # fmt: skip
+    head = struct.pack("<ii", 793712314, 12) + struct.pack(
+        "<12i", 300, 5, 5, 1, 5, 1, 1, 1, 2_000_000, 3, 6, 100
+    )
     head += struct.pack("<d", 1e-4) + struct.pack("<iiiqq", 10, 10, 0, 100, -1)
     path = tmp_path / "ft.bin"
     path.write_bytes(head + b"x\x00" * 10)
-    with pytest.raises(
-        VectorFormatError, match="announces 10 words and 2000000 n-gram buckets"
-    ):
+    with pytest.raises(VectorFormatError, match="announces 10 words and 2000000 n-gram buckets"):
         load_vectors(str(path), cache_dir=tmp_path / "cache")
 
 
@@ -100,9 +95,7 @@ def test_short_first_glove_line_is_named_not_a_wrong_dimension(tmp_path):
     lines[0] = "good 0.1"
     path = tmp_path / "glove.txt"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    with pytest.raises(
-        VectorFormatError, match=r"'good 0.1' does not hold a word and 4 numbers"
-    ):
+    with pytest.raises(VectorFormatError, match=r"'good 0.1' does not hold a word and 4 numbers"):
         load_vectors(str(path), cache_dir=tmp_path / "cache")
 
 
@@ -146,9 +139,7 @@ def test_old_conversions_are_listed_and_pruned(tmp_path):
     os.utime(paths[1], ns=(time.time_ns(), time.time_ns() + 10**9))
     removed = prune_conversions(cache)
     assert leftover in removed and (cache / "v9-0000000000000000") in removed
-    assert [describe_conversion(f) for f in converted_files(cache)] == [
-        (paths[0].resolve(), True)
-    ]
+    assert [describe_conversion(f) for f in converted_files(cache)] == [(paths[0].resolve(), True)]
     assert len(prune_conversions(cache, all=True)) == 1 and not converted_files(cache)
 
 
@@ -157,8 +148,10 @@ def test_old_conversions_are_listed_and_pruned(tmp_path):
 def test_token_patterns_that_match_the_separator(small_glove, pattern):
     docs = ["good film", "bad film here", "", "film"]
     X = WordVectorEmbedder(small_glove, token_pattern=pattern).fit(docs).transform(docs)
-    one = [WordVectorEmbedder(small_glove, token_pattern=pattern).fit([d]).transform([d])[0]
-           for d in docs]  # fmt: skip
+    one = [
+        WordVectorEmbedder(small_glove, token_pattern=pattern).fit([d]).transform([d])[0]
+        for d in docs
+    ]
     np.testing.assert_allclose(X, np.stack(one), rtol=1e-6)
 
 
@@ -167,9 +160,7 @@ def test_tokenizer_returning_a_non_list_is_named(small_glove, bad):
     def tokenizer(text):
         return bad if text == "two" else text.split()
 
-    with pytest.raises(
-        TypeError, match="returned .* for document 1; a tokenizer must return"
-    ):
+    with pytest.raises(TypeError, match="returned .* for document 1; a tokenizer must return"):
         WordVectorEmbedder(small_glove, tokenizer=tokenizer).fit(["one", "two"])
 
 
@@ -217,10 +208,7 @@ def test_embed_overwrites_an_existing_output_only_with_force(tmp_path, capsys):
     out = tmp_path / "out.npy"
     out.write_bytes(b"precious")
     assert embed(tmp_path, src, "-o", out) == 1
-    assert (
-        "exists; pass --force" in capsys.readouterr().err
-        and out.read_bytes() == b"precious"
-    )
+    assert "exists; pass --force" in capsys.readouterr().err and out.read_bytes() == b"precious"
     assert embed(tmp_path, src, "-o", out, "--force") == 0
     assert np.load(out).shape == (2, 50)
 
@@ -268,16 +256,15 @@ def test_damaged_cache_file_is_named(tmp_path):
         EmbeddingCache(folder).get("fp", ["a"])
 
 
-@pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0,
-                    reason="file permissions do not bind the root user")  # fmt: skip
+@pytest.mark.skipif(
+    os.name != "posix" or os.geteuid() == 0, reason="file permissions do not bind the root user"
+)
 def test_read_only_cache_location_is_named(tmp_path):
     folder = tmp_path / "ro"
     folder.mkdir()
     folder.chmod(0o500)
     try:
         with pytest.raises(PermissionError, match="ro"):
-            EmbeddingCache(folder / "cache").put(
-                "fp", ["a"], np.ones((1, 3), np.float32)
-            )
+            EmbeddingCache(folder / "cache").put("fp", ["a"], np.ones((1, 3), np.float32))
     finally:
         folder.chmod(0o700)

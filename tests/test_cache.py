@@ -135,8 +135,13 @@ def test_stats_clear_and_reset(cache):
     assert stats["nbytes"] == 30 * N_FEATURES * 4
     info = cache.info()
     assert info == [
-        {"fingerprint": "fp", "entries": 30, "n_features": N_FEATURES, "dtype": "float32",
-         "nbytes": 30 * N_FEATURES * 4}
+        {
+            "fingerprint": "fp",
+            "entries": 30,
+            "n_features": N_FEATURES,
+            "dtype": "float32",
+            "nbytes": 30 * N_FEATURES * 4,
+        }
     ]
     cache.reset_stats()
     assert (cache.hits, cache.misses) == (0, 0)
@@ -322,9 +327,7 @@ def check_store(folder, docs, reps=1):
 def test_two_processes_writing_at_once(tmp_path):
     folder, go = tmp_path / "shared", tmp_path / "go"
     # Overlapping ranges, small chunks: many interleaved write transactions.
-    procs = [
-        run_python(_WRITER, folder, a, b, 25, 0.005, 1, go) for a, b in [(0, 600), (300, 900)]
-    ]
+    procs = [run_python(_WRITER, folder, a, b, 25, 0.005, 1, go) for a, b in [(0, 600), (300, 900)]]
     for proc in procs:
         assert proc.stdout.readline() == "ready\n", proc.stderr.read()
     go.touch()
@@ -343,8 +346,7 @@ def test_joblib_workers_share_a_disk_cache(tmp_path):
     docs = corpus(400)
     parts = [docs[:250], docs[150:]]
     results = Parallel(n_jobs=2, backend="loky")(
-        delayed(encode_with_cache)(cache, "fp", part, fake_vectors, chunk_size=20)
-        for part in parts
+        delayed(encode_with_cache)(cache, "fp", part, fake_vectors, chunk_size=20) for part in parts
     )
     for part, result in zip(parts, results):
         np.testing.assert_array_equal(result, fake_vectors(part))
@@ -359,8 +361,7 @@ def test_threads_share_a_cache(cache):
     docs = corpus(2000)
     parts = [docs[i::2] + docs[:300] for i in range(4)]
     results = Parallel(n_jobs=2, backend="threading")(
-        delayed(encode_with_cache)(cache, "fp", part, fake_vectors, chunk_size=50)
-        for part in parts
+        delayed(encode_with_cache)(cache, "fp", part, fake_vectors, chunk_size=50) for part in parts
     )
     for part, result in zip(parts, results):
         np.testing.assert_array_equal(result, fake_vectors(part))
@@ -396,7 +397,7 @@ def test_killed_during_writes_never_leaves_a_partial_entry(tmp_path):
     folder = tmp_path / "c"
     docs = corpus(20_000)
     rng = np.random.default_rng(0)
-    for attempt in range(3):
+    for _attempt in range(3):
         # No pause and 2 MB per chunk: the process is most likely inside a
         # write when killed.
         proc = run_python(_WRITER, folder, 0, 20_000, 500, 0, 128, "-")

@@ -27,8 +27,13 @@ def run_cli(*args, cwd, env=None, timeout=600, stdin=None):
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "embedxfer", *map(str, args)],
-        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, input=stdin,
-    )  # fmt: skip
+        cwd=cwd,
+        env=full_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        input=stdin,
+    )
 
 
 def assert_one_line_error(proc, *needles):
@@ -86,8 +91,7 @@ def test_embed_text_file_to_npy(files, sms, tmp_path):
     from embedxfer import WordVectorEmbedder
 
     out = tmp_path / "sub" / "glove.npy"
-    proc = run_cli("embed", files / "docs.txt", "-o", out, "--model", "glove-6B-50d",
-                   cwd=tmp_path)  # fmt: skip
+    proc = run_cli("embed", files / "docs.txt", "-o", out, "--model", "glove-6B-50d", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     X = np.load(out)
     assert X.shape == (60, 50) and X.dtype == np.float32
@@ -101,8 +105,18 @@ def test_embed_text_file_to_npy(files, sms, tmp_path):
 def test_embed_stdin_quietly(sms, tmp_path):
     texts, _ = sms
     lines = [t.replace("\n", " ").replace("\r", " ") for t in texts[:10]]
-    proc = run_cli("-q", "embed", "-", "-o", "out.npy", "-m", "glove-6B-50d", "--normalize",
-                   cwd=tmp_path, stdin="\n".join(lines) + "\n")  # fmt: skip
+    proc = run_cli(
+        "-q",
+        "embed",
+        "-",
+        "-o",
+        "out.npy",
+        "-m",
+        "glove-6B-50d",
+        "--normalize",
+        cwd=tmp_path,
+        stdin="\n".join(lines) + "\n",
+    )
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr == ""  # -q before the subcommand silences the progress
     X = np.load(tmp_path / "out.npy")
@@ -114,17 +128,40 @@ def test_embed_csv_column_to_parquet_with_pooling(files, tmp_path):
     pd = pytest.importorskip("pandas")
     pytest.importorskip("pyarrow")
     out = tmp_path / "emb.parquet"
-    proc = run_cli("embed", files / "sms.csv", "--column", "message", "-o", out,
-                   "-m", "glove-6B-50d", "--pooling", "mean+max", "--chunk-size", "16",
-                   cwd=tmp_path)  # fmt: skip
+    proc = run_cli(
+        "embed",
+        files / "sms.csv",
+        "--column",
+        "message",
+        "-o",
+        out,
+        "-m",
+        "glove-6B-50d",
+        "--pooling",
+        "mean+max",
+        "--chunk-size",
+        "16",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     frame = pd.read_parquet(out)
     assert frame.shape == (60, 100)
     assert frame.columns[0] == "glove50_mean0" and frame.columns[-1] == "glove50_max49"
     assert (frame.dtypes == np.float32).all()
     npy = tmp_path / "emb.npy"
-    proc = run_cli("embed", files / "sms.csv", "--column", "message", "-o", npy,
-                   "-m", "glove-6B-50d", "--pooling", "mean+max", cwd=tmp_path)  # fmt: skip
+    proc = run_cli(
+        "embed",
+        files / "sms.csv",
+        "--column",
+        "message",
+        "-o",
+        npy,
+        "-m",
+        "glove-6B-50d",
+        "--pooling",
+        "mean+max",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     np.testing.assert_array_equal(frame.to_numpy(), np.load(npy))
 
@@ -132,11 +169,29 @@ def test_embed_csv_column_to_parquet_with_pooling(files, tmp_path):
 def test_embed_jsonl_and_parquet_inputs_agree(files, tmp_path):
     pytest.importorskip("pyarrow")
     a, b = tmp_path / "a.npy", tmp_path / "b.npy"
-    proc = run_cli("embed", files / "sms.jsonl", "--column", "body", "-o", a,
-                   "-m", "glove-6B-50d:sif", cwd=tmp_path)  # fmt: skip
+    proc = run_cli(
+        "embed",
+        files / "sms.jsonl",
+        "--column",
+        "body",
+        "-o",
+        a,
+        "-m",
+        "glove-6B-50d:sif",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
-    proc = run_cli("embed", files / "sms.parquet", "-o", b, "-m", "glove-6B-50d",
-                   "--weighting", "sif", cwd=tmp_path)  # fmt: skip
+    proc = run_cli(
+        "embed",
+        files / "sms.parquet",
+        "-o",
+        b,
+        "-m",
+        "glove-6B-50d",
+        "--weighting",
+        "sif",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     np.testing.assert_allclose(np.load(a), np.load(b), rtol=1e-6, atol=1e-7)
     assert np.load(a).shape == (60, 50)
@@ -148,14 +203,31 @@ def test_embed_sentence_model_interrupted_then_resumed_through_the_cache(tmp_pat
     src = tmp_path / "docs.txt"
     src.write_text("\n".join(texts) + "\n", encoding="utf-8")
     out, cache = tmp_path / "out.npy", tmp_path / "cache"
-    args = ["embed", src, "-o", out, "-m", "all-MiniLM-L6-v2", "--cache", cache,
-            "--chunk-size", "8", "--device", "cpu"]  # fmt: skip
+    args = [
+        "embed",
+        src,
+        "-o",
+        out,
+        "-m",
+        "all-MiniLM-L6-v2",
+        "--cache",
+        cache,
+        "--chunk-size",
+        "8",
+        "--device",
+        "cpu",
+    ]
     env = dict(os.environ, EMBEDXFER_OFFLINE="1", HF_HUB_OFFLINE="1")
     # SIGINT is ignored in a suite started as a background job (``pytest &``) and the child
     # would inherit that: give it the default disposition, as in a terminal.
-    proc = subprocess.Popen([sys.executable, "-m", "embedxfer", *map(str, args)], cwd=tmp_path,
-                            env=env, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "embedxfer", *map(str, args)],
+        cwd=tmp_path,
+        env=env,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     deadline = time.monotonic() + 300
     for line in proc.stderr:  # the first finished chunk is reported at once
         if "/80 documents" in line or time.monotonic() > deadline:
@@ -181,9 +253,24 @@ def test_embed_sentence_model_interrupted_then_resumed_through_the_cache(tmp_pat
 
 def test_evaluate_classify_table_plot_and_json(tmp_path):
     plot, report = tmp_path / "curve.png", tmp_path / "r.json"
-    proc = run_cli("evaluate", "--data", "sms_spam", "--max-docs", "200", "--cv", "3",
-                   "--models", "glove-6B-50d", "glove-6B-50d:sif", "tfidf",
-                   "--plot", plot, "--json", report, cwd=tmp_path)  # fmt: skip
+    proc = run_cli(
+        "evaluate",
+        "--data",
+        "sms_spam",
+        "--max-docs",
+        "200",
+        "--cv",
+        "3",
+        "--models",
+        "glove-6B-50d",
+        "glove-6B-50d:sif",
+        "tfidf",
+        "--plot",
+        plot,
+        "--json",
+        report,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "200 of 5574 documents" in out and "ham 173, spam 27" in out
@@ -197,8 +284,11 @@ def test_evaluate_classify_table_plot_and_json(tmp_path):
     assert plot.read_bytes()[:8] == PNG_MAGIC
     results = json.loads(report.read_text())["results"]
     assert [r["model"] for r in results] == [
-        "glove-6B-50d", "glove-6B-50d:sif", "tfidf", "(majority class)"
-    ]  # fmt: skip
+        "glove-6B-50d",
+        "glove-6B-50d:sif",
+        "tfidf",
+        "(majority class)",
+    ]
     majority = results[-1]["accuracy"]
     assert majority == pytest.approx(173 / 200, abs=0.01)
     for row in results[:3]:
@@ -209,9 +299,24 @@ def test_evaluate_classify_table_plot_and_json(tmp_path):
 
 
 def test_evaluate_csv_with_named_columns_and_several_classifiers(files, tmp_path):
-    proc = run_cli("evaluate", "--data", files / "sms.csv", "--text-column", "message",
-                   "--label-column", "category", "--cv", "3", "--models", "glove-6B-50d",
-                   "tfidf", "--estimators", "logreg", "knn", cwd=tmp_path)  # fmt: skip
+    proc = run_cli(
+        "evaluate",
+        "--data",
+        files / "sms.csv",
+        "--text-column",
+        "message",
+        "--label-column",
+        "category",
+        "--cv",
+        "3",
+        "--models",
+        "glove-6B-50d",
+        "tfidf",
+        "--estimators",
+        "logreg",
+        "knn",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "sms.csv: 60 documents; 2 classes: ham" in proc.stdout
     table = proc.stdout.split("model ", 1)[1]
@@ -221,10 +326,27 @@ def test_evaluate_csv_with_named_columns_and_several_classifiers(files, tmp_path
 
 def test_evaluate_cluster(tmp_path):
     plot = tmp_path / "map.png"
-    proc = run_cli("evaluate", "--data", "sms_spam", "--max-docs", "200", "--task", "cluster",
-                   "--models", "glove-6B-50d", "tfidf", "--estimators", "kmeans",
-                   "agglomerative", "hdbscan", "--plot", plot, "--json", tmp_path / "c.json",
-                   cwd=tmp_path)  # fmt: skip
+    proc = run_cli(
+        "evaluate",
+        "--data",
+        "sms_spam",
+        "--max-docs",
+        "200",
+        "--task",
+        "cluster",
+        "--models",
+        "glove-6B-50d",
+        "tfidf",
+        "--estimators",
+        "kmeans",
+        "agglomerative",
+        "hdbscan",
+        "--plot",
+        plot,
+        "--json",
+        tmp_path / "c.json",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     for column in ("ARI", "NMI", "silhouette", "clusters", "noise"):
         assert column in proc.stdout
@@ -303,20 +425,26 @@ def test_error_missing_file(tmp_path):
     assert_one_line_error(proc, "no such file: nowhere.txt")
 
 
-
 def test_error_wrong_column_lists_columns(files, tmp_path):
-    proc = run_cli("embed", files / "sms.csv", "--column", "text", "-o", "x.npy",
-                   "-m", "glove-6B-50d", cwd=tmp_path)  # fmt: skip
+    proc = run_cli(
+        "embed",
+        files / "sms.csv",
+        "--column",
+        "text",
+        "-o",
+        "x.npy",
+        "-m",
+        "glove-6B-50d",
+        cwd=tmp_path,
+    )
     assert_one_line_error(proc, "no column 'text'", "'message', 'category'")
     assert not (tmp_path / "x.npy").exists()
 
 
 def test_error_unknown_model_suggests_close_names(files, tmp_path):
-    proc = run_cli("embed", files / "docs.txt", "-o", "x.npy", "-m", "glove-6b-50d",
-                   cwd=tmp_path)  # fmt: skip
+    proc = run_cli("embed", files / "docs.txt", "-o", "x.npy", "-m", "glove-6b-50d", cwd=tmp_path)
     assert_one_line_error(proc, "unknown model 'glove-6b-50d'", "Close names: glove-6B-50d")
-    proc = run_cli("evaluate", "--data", "sms_spam", "--models", "minilm", "tfidf",
-                   cwd=tmp_path)  # fmt: skip
+    proc = run_cli("evaluate", "--data", "sms_spam", "--models", "minilm", "tfidf", cwd=tmp_path)
     assert_one_line_error(proc, "unknown model 'minilm'", "all-MiniLM-L6-v2", "embedxfer models")
 
 
@@ -330,8 +458,14 @@ def test_error_unknown_model_suggests_close_names(files, tmp_path):
 def test_error_model_needs_network_while_offline(files, tmp_path, model, source, variable):
     started = time.perf_counter()
     proc = run_cli("embed", files / "docs.txt", "-o", "x.npy", "-m", model, cwd=tmp_path)
-    assert_one_line_error(proc, f"model {model!r} must be downloaded from", source,
-                          "offline mode is set", variable, "embedxfer models")  # fmt: skip
+    assert_one_line_error(
+        proc,
+        f"model {model!r} must be downloaded from",
+        source,
+        "offline mode is set",
+        variable,
+        "embedxfer models",
+    )
     assert time.perf_counter() - started < 60  # fails fast, no download attempt
 
 
@@ -339,31 +473,63 @@ def test_error_model_needs_network_while_offline(files, tmp_path, model, source,
     "args, message",
     [
         (["embed", "{docs}", "-o", "x.csv", "-m", "glove-6B-50d"], "must end in .npy or .parquet"),
-        (["embed", "{docs}", "-o", "x.npy", "-m", "all-MiniLM-L6-v2", "--weighting", "sif"],
-         "--weighting applies to word vectors"),
+        (
+            ["embed", "{docs}", "-o", "x.npy", "-m", "all-MiniLM-L6-v2", "--weighting", "sif"],
+            "--weighting applies to word vectors",
+        ),
         (["embed", "{docs}", "-o", "x.npy", "-m", "tfidf"], "'tfidf' is a baseline"),
-        (["embed", "{docs}", "-o", "x.npy", "-m", "glove-6B-50d", "--pooling", "avg"],
-         "option 'avg' is not understood for word embeddings"),
-        (["embed", "{docs}", "-o", "x.npy", "-m", "all-MiniLM-L6-v2", "--pooling", "sum"],
-         "option 'sum' is not understood for sentence embeddings"),
-        (["embed", "{docs}", "-o", "x.npy", "-m", "glove-6B-50d", "--column", "x"],
-         "--column applies to CSV"),
-        (["evaluate", "--data", "sms_spam", "--models", "tfidf", "--estimators", "kmeans"],
-         "not a classify estimator"),
-        (["evaluate", "--data", "sms_spam", "--models", "tfidf", "--plot", "x.pdf"],
-         "written as PNG"),
+        (
+            ["embed", "{docs}", "-o", "x.npy", "-m", "glove-6B-50d", "--pooling", "avg"],
+            "option 'avg' is not understood for word embeddings",
+        ),
+        (
+            ["embed", "{docs}", "-o", "x.npy", "-m", "all-MiniLM-L6-v2", "--pooling", "sum"],
+            "option 'sum' is not understood for sentence embeddings",
+        ),
+        (
+            ["embed", "{docs}", "-o", "x.npy", "-m", "glove-6B-50d", "--column", "x"],
+            "--column applies to CSV",
+        ),
+        (
+            ["evaluate", "--data", "sms_spam", "--models", "tfidf", "--estimators", "kmeans"],
+            "not a classify estimator",
+        ),
+        (
+            ["evaluate", "--data", "sms_spam", "--models", "tfidf", "--plot", "x.pdf"],
+            "written as PNG",
+        ),
         (["evaluate", "--data", "sms_spam", "--models", "tfidf", "tf-idf"], "names a model twice"),
         (["evaluate", "--data", "nowhere.csv", "--models", "tfidf"], "no such file: nowhere.csv"),
-        (["evaluate", "--data", "spam", "--models", "tfidf"],
-         "neither a file nor a packaged dataset"),
-        (["evaluate", "--data", "{csv}", "--text-column", "message", "--models", "tfidf"],
-         "no column 'label' (label_column); its columns are: 'message', 'category'"),
-        (["embed", "{docs}", "-o", "x.npy", "-m", "glove-6B-50d:meen"],
-         "unknown model 'glove-6B-50d:meen'"),
-        (["evaluate", "--data", "{csv}", "--text-column", "message", "--label-column",
-          "category", "--cv", "50", "--models", "tfidf"], "fewer than the 50 folds"),
+        (
+            ["evaluate", "--data", "spam", "--models", "tfidf"],
+            "neither a file nor a packaged dataset",
+        ),
+        (
+            ["evaluate", "--data", "{csv}", "--text-column", "message", "--models", "tfidf"],
+            "no column 'label' (label_column); its columns are: 'message', 'category'",
+        ),
+        (
+            ["embed", "{docs}", "-o", "x.npy", "-m", "glove-6B-50d:meen"],
+            "unknown model 'glove-6B-50d:meen'",
+        ),
+        (
+            [
+                "evaluate",
+                "--data",
+                "{csv}",
+                "--text-column",
+                "message",
+                "--label-column",
+                "category",
+                "--cv",
+                "50",
+                "--models",
+                "tfidf",
+            ],
+            "fewer than the 50 folds",
+        ),
     ],
-)  # fmt: skip
+)
 def test_error_bad_arguments_in_process(files, tmp_path, monkeypatch, capsys, args, message):
     from embedxfer.cli import main
 

@@ -15,8 +15,12 @@ def run_cli(*args, cwd):
     env = dict(os.environ, EMBEDXFER_OFFLINE="1", HF_HUB_OFFLINE="1")
     return subprocess.run(
         [sys.executable, "-m", "embedxfer", *map(str, args)],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
 @pytest.mark.parametrize(
@@ -25,11 +29,14 @@ def run_cli(*args, cwd):
         ("all-MiniLM-L6-v2:onnx", {"backend": "onnx"}, None),
         ("all-MiniLM-L6-v2:onnx-int8", {"backend": "onnx", "precision": "int8"}, None),
         ("all-MiniLM-L6-v2:cls,chunk", {"long_documents": "chunk"}, "cls"),
-        ("all-MiniLM-L6-v2:onnx-int8,chunk,max",
-         {"backend": "onnx", "precision": "int8", "long_documents": "chunk"}, "max"),
+        (
+            "all-MiniLM-L6-v2:onnx-int8,chunk,max",
+            {"backend": "onnx", "precision": "int8", "long_documents": "chunk"},
+            "max",
+        ),
         ("all-MiniLM-L6-v2", {}, None),
     ],
-)  # fmt: skip
+)
 def test_parse_model_options(text, settings, pooling):
     spec = parse_model(text)
     assert spec.kind == "sentence" and spec.name == "all-MiniLM-L6-v2"
@@ -55,8 +62,9 @@ def test_embed_with_onnx_matches_torch(tmp_path):
     pytest.importorskip("sentence_transformers")
     texts = [t.replace("\n", " ") for t in load_sms_spam().data[:20]]
     (tmp_path / "docs.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
-    proc = run_cli("embed", "docs.txt", "-o", "onnx.npy", "-m", "all-MiniLM-L6-v2:onnx",
-                   cwd=tmp_path)  # fmt: skip
+    proc = run_cli(
+        "embed", "docs.txt", "-o", "onnx.npy", "-m", "all-MiniLM-L6-v2:onnx", cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     got = np.load(tmp_path / "onnx.npy")
     from embedxfer import SentenceEmbedder

@@ -11,6 +11,7 @@ import pickle
 import numpy as np
 import pandas as pd
 import pytest
+from _shared_data import sample_dataset_or_sms
 from sklearn.base import clone, is_classifier
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
@@ -19,8 +20,6 @@ from sklearn.pipeline import make_pipeline
 from sklearn.utils import estimator_checks as ec
 
 import embedxfer
-
-from _shared_data import sample_dataset_or_sms
 
 PUBLIC_ESTIMATORS = [
     "WordVectorEmbedder",
@@ -156,7 +155,9 @@ def test_pickle_round_trip_gives_same_output(name, data, fitted):
     texts = data[0][:8]
     blob = pickle.dumps(estimator)
     restored = pickle.loads(blob)
-    np.testing.assert_allclose(output(restored, texts), output(estimator, texts), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        output(restored, texts), output(estimator, texts), rtol=1e-5, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("name", PUBLIC_ESTIMATORS)
@@ -210,8 +211,11 @@ REFIT_PARAMS = {
 
 
 def _fitted_state(estimator):
-    return {k: v for k, v in vars(estimator).items() if k.endswith("_") and not k.startswith("_")
-            and not k.endswith("time_")}  # fmt: skip
+    return {
+        k: v
+        for k, v in vars(estimator).items()
+        if k.endswith("_") and not k.startswith("_") and not k.endswith("time_")
+    }
 
 
 @pytest.mark.parametrize(
@@ -229,16 +233,16 @@ def test_refit_equals_a_fresh_fit(name, params, data):
     output(refitted, probe)  # whatever transform-time state the first fit leads to
     refitted.fit(*second)
     fresh = make(name, **params).fit(*second)
-    np.testing.assert_allclose(output(refitted, probe), output(fresh, probe), rtol=1e-5,
-                               atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(output(refitted, probe), output(fresh, probe), rtol=1e-5, atol=1e-6)
     state, expected = _fitted_state(refitted), _fitted_state(fresh)
     assert state.keys() == expected.keys()
     for key, value in expected.items():
         if isinstance(value, np.ndarray) and value.dtype.kind in "fc":
             np.testing.assert_allclose(state[key], value, rtol=1e-5, atol=1e-6, err_msg=key)
         elif isinstance(value, (np.ndarray, list, tuple, str, int, float, bool)):
-            np.testing.assert_array_equal(np.asarray(state[key], dtype=object),
-                                          np.asarray(value, dtype=object), err_msg=key)  # fmt: skip
+            np.testing.assert_array_equal(
+                np.asarray(state[key], dtype=object), np.asarray(value, dtype=object), err_msg=key
+            )
 
 
 @pytest.mark.parametrize("name", ["WordVectorEmbedder", "SentenceEmbedder"])

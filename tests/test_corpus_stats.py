@@ -1,4 +1,7 @@
-"""WordVectorEmbedder.partial_fit: corpus statistics gathered batch by batch (embedxfer/_corpus_stats.py)."""
+"""WordVectorEmbedder.partial_fit: corpus statistics gathered batch by batch.
+
+The statistics live in embedxfer/_corpus_stats.py.
+"""
 
 import pickle
 

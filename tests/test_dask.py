@@ -1,4 +1,7 @@
-"""embedxfer.dask on a real LocalCluster: 2 worker processes, packaged GloVe and MiniLM, SMS Spam."""
+"""embedxfer.dask on a real LocalCluster.
+
+Two worker processes, the packaged GloVe and MiniLM, SMS Spam.
+"""
 
 import copy
 import os
@@ -66,7 +69,10 @@ def _worker_loads(client):
 
 
 def test_import_embedxfer_does_not_import_dask():
-    code = "import sys, embedxfer; print(any(m.split('.')[0] in ('dask', 'distributed') for m in sys.modules))"
+    code = (
+        "import sys, embedxfer; "
+        "print(any(m.split('.')[0] in ('dask', 'distributed') for m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 
@@ -196,9 +202,7 @@ def test_embed_to_parquet_writes_every_partition_and_resumes(client, sms, texts,
     embedder = WordVectorEmbedder().fit(docs)
     expected = embedder.transform(docs)
     seen = []
-    summary = edask.embed_to_parquet(
-        embedder, texts, tmp_path, progress=lambda *a: seen.append(a)
-    )
+    summary = edask.embed_to_parquet(embedder, texts, tmp_path, progress=lambda *a: seen.append(a))
     assert summary["written"] == 8 and summary["documents"] == len(docs)
     assert [s[0] for s in seen] == list(range(1, 9)) and seen[-1][2] == len(docs)
     table = _read_parts(tmp_path)
@@ -301,8 +305,12 @@ def _cli(*args, cwd):
     env = dict(os.environ, EMBEDXFER_OFFLINE="1", HF_HUB_OFFLINE="1")
     return subprocess.Popen(
         [sys.executable, "-m", "embedxfer", *map(str, args)],
-        cwd=cwd, env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
+        cwd=cwd,
+        env=env,
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _finish(proc, timeout=180):
@@ -316,9 +324,19 @@ def test_cli_embeds_many_files_on_a_cluster_and_reruns_only_missing(client, sms,
     pd.DataFrame({"text": docs[2500:4000]}).to_csv(tmp_path / "a-2.csv", index=False)
     pd.DataFrame({"text": docs[4000:]}).to_json(tmp_path / "b.jsonl", orient="records", lines=True)
     out = tmp_path / "vectors"
-    args = ["embed", tmp_path / "a-*.csv", tmp_path / "b.jsonl", "-o", out,
-            "-m", "glove-6B-50d:sif", "--scheduler", client.scheduler.address,
-            "--blocksize", "64KB"]  # fmt: skip
+    args = [
+        "embed",
+        tmp_path / "a-*.csv",
+        tmp_path / "b.jsonl",
+        "-o",
+        out,
+        "-m",
+        "glove-6B-50d:sif",
+        "--scheduler",
+        client.scheduler.address,
+        "--blocksize",
+        "64KB",
+    ]
     code, err = _finish(_cli(*args, cwd=tmp_path))
     assert code == 0, err
     n_parts = len(list(out.glob("part-*.parquet")))
@@ -340,9 +358,20 @@ def test_cli_interrupted_then_resumed(client, sms, tmp_path):
     frame = pd.DataFrame({"doc": np.arange(len(docs) * 3) + 10**6, "text": docs * 3})
     frame.to_parquet(tmp_path / "docs.parquet", row_group_size=1000)
     out = tmp_path / "out"
-    args = ["embed", tmp_path / "docs.parquet", "-o", out, "-m", "glove-6B-50d:mean+max",
-            "--id-column", "doc", "--scheduler", client.scheduler.address,
-            "--blocksize", "50KB"]  # fmt: skip
+    args = [
+        "embed",
+        tmp_path / "docs.parquet",
+        "-o",
+        out,
+        "-m",
+        "glove-6B-50d:mean+max",
+        "--id-column",
+        "doc",
+        "--scheduler",
+        client.scheduler.address,
+        "--blocksize",
+        "50KB",
+    ]
     proc = _cli(*args, cwd=tmp_path)
     deadline = time.monotonic() + 120
     while not list(out.glob("part-*.parquet")) and time.monotonic() < deadline:
@@ -367,14 +396,49 @@ def test_cli_errors_are_one_line(client, tmp_path, capsys):
     from embedxfer.cli import main
 
     (tmp_path / "a.csv").write_text("body\nhello\n", encoding="utf-8")
-    code, err = _finish(_cli("embed", tmp_path / "a.csv", "-o", tmp_path / "o", "-m",
-                             "glove-6B-50d", "--scheduler", client.scheduler.address,
-                             cwd=tmp_path))  # fmt: skip
+    code, err = _finish(
+        _cli(
+            "embed",
+            tmp_path / "a.csv",
+            "-o",
+            tmp_path / "o",
+            "-m",
+            "glove-6B-50d",
+            "--scheduler",
+            client.scheduler.address,
+            cwd=tmp_path,
+        )
+    )
     assert code == 1 and err.strip().startswith("embedxfer: error:") and "'text'" in err
     assert len(err.strip().splitlines()) == 1, err
-    assert main(["embed", str(tmp_path / "a.csv"), str(tmp_path / "a.csv"), "-o",
-                 str(tmp_path / "o.npy"), "-m", "glove-6B-50d"]) == 1  # fmt: skip
+    assert (
+        main(
+            [
+                "embed",
+                str(tmp_path / "a.csv"),
+                str(tmp_path / "a.csv"),
+                "-o",
+                str(tmp_path / "o.npy"),
+                "-m",
+                "glove-6B-50d",
+            ]
+        )
+        == 1
+    )
     assert "need --scheduler" in capsys.readouterr().err
-    assert main(["embed", str(tmp_path / "none-*.csv"), "-o", str(tmp_path / "o"), "-m",
-                 "glove-6B-50d", "--scheduler", "local:1"]) == 1  # fmt: skip
+    assert (
+        main(
+            [
+                "embed",
+                str(tmp_path / "none-*.csv"),
+                "-o",
+                str(tmp_path / "o"),
+                "-m",
+                "glove-6B-50d",
+                "--scheduler",
+                "local:1",
+            ]
+        )
+        == 1
+    )
     assert "no file matches" in capsys.readouterr().err

@@ -5,12 +5,10 @@ import json
 
 import numpy as np
 import pytest
+from _shared_data import DATA_DIR as SHARED_DATA
 
 from embedxfer.datasets import ColumnNotFoundError, load_csv, load_sms_spam, load_text_lines
 from embedxfer.datasets._packaged import DATA_DIR
-
-from _shared_data import DATA_DIR as SHARED_DATA
-
 
 # -- the packaged dataset -------------------------------------------------------
 
@@ -41,8 +39,14 @@ def test_sms_spam_matches_the_shared_copy():
 
 def test_sms_spam_carries_its_attribution_and_licence():
     sms = load_sms_spam()
-    for needle in ("Almeida", "Hidalgo", "CC BY 4.0", "creativecommons.org/licenses/by/4.0",
-                   "archive.ics.uci.edu", "Changes"):  # fmt: skip
+    for needle in (
+        "Almeida",
+        "Hidalgo",
+        "CC BY 4.0",
+        "creativecommons.org/licenses/by/4.0",
+        "archive.ics.uci.edu",
+        "Changes",
+    ):
         assert needle in sms.DESCR
     readme = (DATA_DIR / "README.md").read_text(encoding="utf-8")
     assert "Almeida" in readme and "CC BY 4.0" in readme and "Changes made" in readme
@@ -189,7 +193,7 @@ def test_load_csv_bad_files(tmp_path, name, content, match):
 
 def test_load_text_lines_keeps_empty_lines(tmp_path):
     path = tmp_path / "docs.txt"
-    path.write_bytes("first doc\r\n\nthird doc ünï\n".encode("utf-8"))
+    path.write_bytes("first doc\r\n\nthird doc ünï\n".encode())
     assert load_text_lines(path) == ["first doc", "", "third doc ünï"]
     gz = tmp_path / "docs.txt.gz"
     gz.write_bytes(gzip.compress(path.read_bytes()))

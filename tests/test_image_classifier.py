@@ -20,22 +20,25 @@ pytest.importorskip("torch")
 pytest.importorskip("PIL")
 pytest.importorskip("efficientnet_lite_pytorch")
 
-import torch  # noqa: E402
+import torch
+from _image_data import hymenoptera, texture_patches
 
-from embedxfer import ImageClassifier  # noqa: E402
-from embedxfer.image import ImageModel, ImagePreprocess, ImageReadError  # noqa: E402
-from embedxfer.image._preprocess import random_resized_crop, to_rgb  # noqa: E402
-
-from _image_data import hymenoptera, texture_patches  # noqa: E402
+from embedxfer import ImageClassifier
+from embedxfer.image import ImageModel, ImagePreprocess, ImageReadError
+from embedxfer.image._preprocess import random_resized_crop, to_rgb
 
 
 def small_net(seed=0):
     torch.manual_seed(seed)
     return torch.nn.Sequential(
-        torch.nn.Conv2d(3, 8, 5, stride=2), torch.nn.BatchNorm2d(8), torch.nn.ReLU(),
-        torch.nn.Conv2d(8, 12, 3, stride=2), torch.nn.ReLU(),
-        torch.nn.Conv2d(12, 16, 3), torch.nn.ReLU(),
-    )  # fmt: skip
+        torch.nn.Conv2d(3, 8, 5, stride=2),
+        torch.nn.BatchNorm2d(8),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(8, 12, 3, stride=2),
+        torch.nn.ReLU(),
+        torch.nn.Conv2d(12, 16, 3),
+        torch.nn.ReLU(),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +107,15 @@ def test_fit_is_deterministic_and_leaves_torch_random_state_alone(small_model, p
 
 def test_early_stopping_class_weight_and_history(small_model, patches):
     (X, y), _ = patches
-    clf = fast(small_model, unfreeze=1, epochs=30, head_epochs=0, validation_fraction=0.25,
-               n_iter_no_change=1, class_weight="balanced").fit(X, y)  # fmt: skip
+    clf = fast(
+        small_model,
+        unfreeze=1,
+        epochs=30,
+        head_epochs=0,
+        validation_fraction=0.25,
+        n_iter_no_change=1,
+        class_weight="balanced",
+    ).fit(X, y)
     assert len(clf.validation_loss_curve_) == clf.n_epochs_ <= 30
     assert clf.best_validation_loss_ == min(clf.validation_loss_curve_)
     with pytest.raises(ValueError, match="class_weight names the label 'cat'"):
@@ -147,8 +157,9 @@ def test_lite0_saved_model_predicts_the_same_in_a_fresh_process(patches, tmp_pat
     clf.fit(X[::4], y[::4])
     clf.save(tmp_path / "lite0")
     np.save(tmp_path / "images.npy", np.stack([np.asarray(to_rgb(x)) for x in X_test[:3]]))
-    np.save(tmp_path / "expected.npy",
-            clf.predict_proba([np.asarray(to_rgb(x)) for x in X_test[:3]]))  # fmt: skip
+    np.save(
+        tmp_path / "expected.npy", clf.predict_proba([np.asarray(to_rgb(x)) for x in X_test[:3]])
+    )
     code = (
         "import numpy as np; from embedxfer import ImageClassifier; "
         f"clf = ImageClassifier.load({str(tmp_path / 'lite0')!r}); "

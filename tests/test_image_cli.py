@@ -9,10 +9,9 @@ pytest.importorskip("torch")
 pytest.importorskip("PIL")
 pytest.importorskip("efficientnet_lite_pytorch")
 
-from PIL import Image  # noqa: E402
-
-from _image_data import texture_patches  # noqa: E402
-from test_cli import assert_one_line_error, run_cli  # noqa: E402
+from _image_data import texture_patches
+from PIL import Image
+from test_cli import assert_one_line_error, run_cli
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +29,19 @@ def image_folder(tmp_path_factory):
 
 def test_embed_a_folder_of_images(image_folder, tmp_path):
     out = tmp_path / "vectors.npy"
-    proc = run_cli("embed", image_folder, "-o", out, "-m", "efficientnet-lite0",
-                   "--device", "cpu", "--chunk-size", "3", cwd=tmp_path)  # fmt: skip
+    proc = run_cli(
+        "embed",
+        image_folder,
+        "-o",
+        out,
+        "-m",
+        "efficientnet-lite0",
+        "--device",
+        "cpu",
+        "--chunk-size",
+        "3",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     vectors = np.load(out)
     listing = (tmp_path / "vectors.npy.paths.txt").read_text().splitlines()
@@ -45,8 +55,18 @@ def test_embed_a_folder_of_images(image_folder, tmp_path):
 
 
 def test_evaluate_a_folder_of_images(image_folder, tmp_path):
-    proc = run_cli("evaluate", "--data", image_folder, "--cv", "2", "--device", "cpu",
-                   "--json", tmp_path / "r.json", cwd=tmp_path)  # fmt: skip
+    proc = run_cli(
+        "evaluate",
+        "--data",
+        image_folder,
+        "--cv",
+        "2",
+        "--device",
+        "cpu",
+        "--json",
+        tmp_path / "r.json",
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     assert "8 images, 2 classes (brick 4, grass 4)" in proc.stderr
     results = {r["features"]: r for r in json.loads((tmp_path / "r.json").read_text())["results"]}
@@ -60,6 +80,7 @@ def test_folder_without_class_sub_folders_is_a_one_line_error(image_folder, tmp_
     assert_one_line_error(proc, "one sub-folder of images per class")
     empty = tmp_path / "empty"
     empty.mkdir()
-    proc = run_cli("embed", empty, "-o", tmp_path / "x.npy", "-m", "efficientnet-lite0",
-                   cwd=tmp_path)  # fmt: skip
+    proc = run_cli(
+        "embed", empty, "-o", tmp_path / "x.npy", "-m", "efficientnet-lite0", cwd=tmp_path
+    )
     assert_one_line_error(proc, "holds no image files")

@@ -58,9 +58,12 @@ def _hand_windows(embedder, text, overlap):
     """Windows made by the tokenizer's own overflow, embedded one at a time."""
     backend = embedder._backend()
     enc = backend.tokenizer(
-        [text], truncation=True, max_length=MAX_LENGTH, stride=overlap,
+        [text],
+        truncation=True,
+        max_length=MAX_LENGTH,
+        stride=overlap,
         return_overflowing_tokens=True,
-    )  # fmt: skip
+    )
     vectors, lengths = [], []
     model = backend.model
     with torch.inference_mode():

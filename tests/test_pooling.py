@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from embedxfer import WordVectorEmbedder
-from embedxfer._word import EmptyDocumentWarning
 from embedxfer._pooling import segment_extreme, torch_pool, weighted_sum
+from embedxfer._word import EmptyDocumentWarning
 
 
 @pytest.fixture

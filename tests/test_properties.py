@@ -22,30 +22,26 @@ from embedxfer.datasets._files import split_lines
 # Documents without a known word are expected here; their zero rows are checked.
 pytestmark = pytest.mark.filterwarnings("ignore::embedxfer._word.EmptyDocumentWarning")
 
-SETTINGS = settings(max_examples=40, deadline=None, derandomize=True,
-                    suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
+SETTINGS = settings(
+    max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
+)
 _COUNTER = itertools.count()
 
 documents = st.one_of(
     st.text(),
-    st.text(
-        alphabet=st.sampled_from(
-            list("the good film bad \x00\t\n\x0c\u2028é漢字😀'-.,")
-        )
-    ),
+    st.text(alphabet=st.sampled_from(list("the good film bad \x00\t\n\x0c\u2028é漢字😀'-.,"))),
     st.sampled_from(["", " ", "\x00", "the", "THE film", "n't", "🙂🙂"]),
 )
-odd_items = st.one_of(st.none(), st.integers(), st.floats(), st.binary(max_size=20),
-                      st.just(float("nan")))  # fmt: skip
+odd_items = st.one_of(
+    st.none(), st.integers(), st.floats(), st.binary(max_size=20), st.just(float("nan"))
+)
 
 
 @pytest.fixture(scope="module")
 def embedders(small_glove):
     docs = ["the good film", "a bad film", "it was fine"]
     return {
-        pattern: WordVectorEmbedder(
-            small_glove, token_pattern=pattern, weighting="sif"
-        ).fit(docs)
+        pattern: WordVectorEmbedder(small_glove, token_pattern=pattern, weighting="sif").fit(docs)
         for pattern in (WordVectorEmbedder().token_pattern, r"\S+", r"(?u)\b\w\w+\b")
     }
 
@@ -55,9 +51,7 @@ def embedders(small_glove):
 def test_any_text_gives_finite_vectors_of_the_right_shape(embedders, docs):
     for embedder in embedders.values():
         X = embedder.transform(docs)
-        assert (
-            X.shape == (len(docs), embedder.n_features_out_) and X.dtype == np.float32
-        )
+        assert X.shape == (len(docs), embedder.n_features_out_) and X.dtype == np.float32
         assert np.isfinite(X).all()
         # the same documents one at a time give the same rows: no leak across documents
         single = np.vstack([embedder.transform([d]) for d in docs[:5]])
@@ -85,14 +79,10 @@ def test_huge_documents(embedders):
 
 
 @SETTINGS
-@given(
-    text=st.text(alphabet=st.sampled_from(list("ab\n\r\x0c\x0b\x1c\u2028\u2029\x85")))
-)
+@given(text=st.text(alphabet=st.sampled_from(list("ab\n\r\x0c\x0b\x1c\u2028\u2029\x85"))))
 def test_line_splitting_matches_newline_counts(text):
     lines = split_lines(text)
-    assert len(lines) == text.count("\n") + (
-        0 if text.endswith("\n") or not text else 1
-    )
+    assert len(lines) == text.count("\n") + (0 if text.endswith("\n") or not text else 1)
     assert all("\n" not in line for line in lines)
 
 
@@ -123,9 +113,7 @@ def vector_files(small_glove, tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("formats")
     kv = KeyedVectors(small_glove.vector_size)
-    kv.add_vectors(
-        small_glove.index_to_key[:200], np.asarray(small_glove.vectors[:200])
-    )
+    kv.add_vectors(small_glove.index_to_key[:200], np.asarray(small_glove.vectors[:200]))
     kv.save_word2vec_format(str(folder / "w.bin"), binary=True)
     kv.save_word2vec_format(str(folder / "w.txt"), binary=False)
     out = {
@@ -137,8 +125,15 @@ def vector_files(small_glove, tmp_path_factory):
     out["glove.txt.gz"] = gzip.compress(out["glove.txt"])
     from gensim.models.fasttext import save_facebook_model
 
-    ft = FastText(sentences=[["the", "good", "film"], ["a", "bad", "film"]] * 5, vector_size=8,
-                  min_count=1, epochs=1, bucket=500, seed=0, workers=1)  # fmt: skip
+    ft = FastText(
+        sentences=[["the", "good", "film"], ["a", "bad", "film"]] * 5,
+        vector_size=8,
+        min_count=1,
+        epochs=1,
+        bucket=500,
+        seed=0,
+        workers=1,
+    )
     save_facebook_model(ft, str(folder / "ft.bin"))
     out["ft.bin"] = (folder / "ft.bin").read_bytes()
     return out
@@ -165,9 +160,9 @@ def test_truncated_files_in_every_format(vector_files, data):
             st.integers(0, 10**6),
             st.binary(max_size=100),
         ),
-        st.lists(
-            st.text(alphabet="ab 0123456789.-eEinfa\t", max_size=40), max_size=8
-        ).map(lambda lines: "\n".join(lines).encode()),
+        st.lists(st.text(alphabet="ab 0123456789.-eEinfa\t", max_size=40), max_size=8).map(
+            lambda lines: "\n".join(lines).encode()
+        ),
     ),
     name=st.sampled_from(["v.txt", "v.bin", "v.vec", "v.txt.gz", "glove.6B.50d.txt"]),
 )

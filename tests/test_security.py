@@ -57,9 +57,7 @@ def test_crafted_pickle_under_any_name_is_refused(tmp_path, name, fmt):
     marker = tmp_path / "ran"
     path = crafted_pickle(tmp_path / name, marker, gz=name.endswith(".gz"))
     clear_registry()
-    with pytest.raises(
-        UnsafeVectorFileError, match="allow_pickle=True.*--allow-pickle"
-    ):
+    with pytest.raises(UnsafeVectorFileError, match="allow_pickle=True.*--allow-pickle"):
         load_vectors(str(path), format=fmt, cache_dir=tmp_path / "cache")
     assert not marker.exists()
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
@@ -85,10 +83,25 @@ def test_command_line_refuses_a_crafted_pickle(tmp_path):
     docs.write_text("a good film\nbad\n", encoding="utf-8")
     env = dict(os.environ, EMBEDXFER_HOME=str(tmp_path / "home"), EMBEDXFER_OFFLINE="1")
     proc = subprocess.run(
-        [sys.executable, "-m", "embedxfer", "embed", str(docs), "-o", str(tmp_path / "o.npy"),
-         "-m", str(path), "--kind", "word"],
-        capture_output=True, text=True, env=env, timeout=300, check=False,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "embedxfer",
+            "embed",
+            str(docs),
+            "-o",
+            str(tmp_path / "o.npy"),
+            "-m",
+            str(path),
+            "--kind",
+            "word",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert proc.returncode == 1, proc.stderr
     assert "--allow-pickle" in proc.stderr and "Traceback" not in proc.stderr
     assert not marker.exists() and not (tmp_path / "o.npy").exists()
@@ -189,9 +202,7 @@ def test_crafted_fine_tuned_folders_run_nothing(tmp_path):
     base.mkdir()
     source = str(gt_minilm.get_model_path())
     for name in os.listdir(source):
-        if name.endswith((".json", ".txt")) and os.path.isfile(
-            os.path.join(source, name)
-        ):
+        if name.endswith((".json", ".txt")) and os.path.isfile(os.path.join(source, name)):
             shutil.copy(os.path.join(source, name), base / name)
     torch.save(
         {"embeddings.word_embeddings.weight": _Payload(marker)},
@@ -211,8 +222,6 @@ def test_crafted_fine_tuned_folders_run_nothing(tmp_path):
         "AutoConfig": "evil.EvilConfig",
     }
     (base / "config.json").write_text(json.dumps(config))
-    clf = TransformerClassifier(model=str(base), epochs=1, max_length=8).fit(
-        docs, labels
-    )
+    clf = TransformerClassifier(model=str(base), epochs=1, max_length=8).fit(docs, labels)
     assert clf.predict_proba(docs).shape == (4, 2)
     assert not marker.exists()

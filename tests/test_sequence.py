@@ -14,13 +14,12 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 
-from sklearn.base import clone  # noqa: E402
-from sklearn.exceptions import NotFittedError  # noqa: E402
-from sklearn.model_selection import GridSearchCV  # noqa: E402
+from _shared_data import balanced_subset, read_dataset, read_dataset_or_sms
+from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.model_selection import GridSearchCV
 
-from embedxfer import SequenceClassifier, load_vectors  # noqa: E402
-
-from _shared_data import balanced_subset, read_dataset, read_dataset_or_sms  # noqa: E402
+from embedxfer import SequenceClassifier, load_vectors
 
 TREC_NAMES = np.array(["ABBR", "ENTY", "DESC", "HUM", "LOC", "NUM"])
 FAST = dict(hidden_size=16, epochs=2, batch_size=8, random_state=0)
@@ -51,8 +50,10 @@ def trec_small():
 @pytest.fixture(scope="module")
 def fitted(glove, sst2_small):
     texts, labels = sst2_small
-    out = {arch: SequenceClassifier(architecture=arch, **FAST).fit(texts, labels)
-           for arch in ("bigru", "bilstm", "cnn")}
+    out = {
+        arch: SequenceClassifier(architecture=arch, **FAST).fit(texts, labels)
+        for arch in ("bigru", "bilstm", "cnn")
+    }
     out["frozen"] = SequenceClassifier(freeze_embeddings=True, **FAST).fit(texts, labels)
     return out
 
@@ -70,9 +71,10 @@ def test_vocabulary_is_the_training_words_seeded_from_glove(fitted, glove, sst2_
     emb = table(clf)
     assert emb.shape == (len(words) + 2, 50)
     assert not emb[:2].any()  # padding and out-of-vocabulary rows start at zero
-    pretrained = words[:clf.n_pretrained_]
-    np.testing.assert_array_equal(emb[2:2 + clf.n_pretrained_],
-                                  glove[pretrained])  # bit for bit: frozen
+    pretrained = words[: clf.n_pretrained_]
+    np.testing.assert_array_equal(
+        emb[2 : 2 + clf.n_pretrained_], glove[pretrained]
+    )  # bit for bit: frozen
     # only training words: far fewer than GloVe's 400,000
     assert len(words) < 1000
     # the training data's own frequent words are there (SST-2 or the packaged SMS)
@@ -87,9 +89,9 @@ def test_vocabulary_is_the_training_words_seeded_from_glove(fitted, glove, sst2_
 def test_unfrozen_embeddings_move_only_for_seen_rows(fitted, glove):
     clf = fitted["bigru"]
     emb = table(clf)
-    pretrained = clf.vocabulary_[:clf.n_pretrained_].tolist()
+    pretrained = clf.vocabulary_[: clf.n_pretrained_].tolist()
     start = glove[pretrained]
-    moved = ~np.all(emb[2:2 + len(pretrained)] == start, axis=1)
+    moved = ~np.all(emb[2 : 2 + len(pretrained)] == start, axis=1)
     assert moved.mean() > 0.9
     assert not emb[0].any()  # the padding row gets no gradient
 
@@ -98,7 +100,7 @@ def test_words_missing_from_glove_get_rows_when_frequent(glove):
     docs = ["zzqx is great", "zzqx is great", "bad bad wibblefrob", "bad movie zzqx"]
     clf = SequenceClassifier(architecture="cnn", min_count=2, **FAST).fit(docs, [1, 1, 0, 0])
     words = clf.vocabulary_.tolist()
-    assert "zzqx" in words[clf.n_pretrained_:]
+    assert "zzqx" in words[clf.n_pretrained_ :]
     assert "wibblefrob" not in words  # seen once: shares the out-of-vocabulary row
     assert 0 < clf.oov_rate_ < 0.2
     assert np.std(table(clf)[2 + words.index("zzqx")]) > 0
@@ -121,8 +123,9 @@ def test_predict_proba_rows_sum_to_one(fitted, sst2_small, arch):
 
 def test_string_labels_and_many_classes(glove, trec_small):
     texts, labels = trec_small
-    clf = SequenceClassifier(architecture="cnn", hidden_size=32, epochs=15, batch_size=8,
-                             random_state=0).fit(texts, labels)
+    clf = SequenceClassifier(
+        architecture="cnn", hidden_size=32, epochs=15, batch_size=8, random_state=0
+    ).fit(texts, labels)
     np.testing.assert_array_equal(clf.classes_, np.sort(TREC_NAMES))
     assert clf.predict_proba(texts).shape == (len(texts), 6)
     assert np.mean(clf.predict(texts) == labels) >= 0.8
@@ -141,8 +144,9 @@ def test_max_length_truncates(glove, sst2_small):
     texts, labels = sst2_small
     clf = SequenceClassifier(max_length=3, **FAST).fit(texts, labels)
     long_doc = "good " * 3 + "terrible awful bad " * 20
-    np.testing.assert_array_equal(clf.predict_proba([long_doc]),
-                                  clf.predict_proba(["good good good"]))
+    np.testing.assert_array_equal(
+        clf.predict_proba([long_doc]), clf.predict_proba(["good good good"])
+    )
 
 
 def test_deterministic_and_global_rng_untouched(glove, sst2_small, fitted):
@@ -155,9 +159,15 @@ def test_deterministic_and_global_rng_untouched(glove, sst2_small, fitted):
 
 def test_early_stopping(glove, sst2_small):
     texts, labels = sst2_small
-    clf = SequenceClassifier(architecture="cnn", hidden_size=16, epochs=30, lr=1e-2,
-                             validation_fraction=0.25, n_iter_no_change=2,
-                             random_state=0).fit(texts, labels)
+    clf = SequenceClassifier(
+        architecture="cnn",
+        hidden_size=16,
+        epochs=30,
+        lr=1e-2,
+        validation_fraction=0.25,
+        n_iter_no_change=2,
+        random_state=0,
+    ).fit(texts, labels)
     assert len(clf.validation_loss_curve_) == clf.n_epochs_
     assert clf.best_validation_loss_ == min(clf.validation_loss_curve_)
     assert clf.n_epochs_ < 30
@@ -170,7 +180,7 @@ def test_keyed_vectors_object_as_source(glove, sst2_small, tmp_path):
     small.add_vectors(glove.index_to_key[:3000], np.asarray(glove.vectors[:3000]))
     texts, labels = sst2_small
     clf = SequenceClassifier(vectors=small, architecture="cnn", **FAST).fit(texts, labels)
-    assert set(clf.vocabulary_[:clf.n_pretrained_]) <= set(small.index_to_key)
+    assert set(clf.vocabulary_[: clf.n_pretrained_]) <= set(small.index_to_key)
     folder = clf.save(tmp_path / "kv")
     config = json.loads((Path(folder) / "config.json").read_text())
     assert config["unsaved_params"] == ["vectors"]
@@ -209,13 +219,22 @@ def test_save_load_round_trip_in_fresh_process(glove, trec_small, tmp_path):
         "print(any(k[0] == 'vectors' for k in loaded_keys()))\n"
     )
     result = subprocess.run(
-        [sys.executable, "-c", script, str(folder), str(tmp_path / "texts.txt"),
-         str(tmp_path / "got.npy")],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-c",
+            script,
+            str(folder),
+            str(tmp_path / "texts.txt"),
+            str(tmp_path / "got.npy"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    np.testing.assert_allclose(np.load(tmp_path / "got.npy"),
-                               np.load(tmp_path / "expected.npy"), atol=1e-6)
+    np.testing.assert_allclose(
+        np.load(tmp_path / "got.npy"), np.load(tmp_path / "expected.npy"), atol=1e-6
+    )
     lines = result.stdout.split("\n")
     assert lines[0].split() == list(clf.predict(texts[:3]))
     assert lines[1] == "False"  # prediction needed no vector file
@@ -290,7 +309,8 @@ def test_accuracy_on_sst2(glove):
         from sklearn.model_selection import train_test_split
 
         train_x, test_x, train_y, test_y = train_test_split(
-            train_x, train_y, test_size=0.5, stratify=train_y, random_state=0)
+            train_x, train_y, test_size=0.5, stratify=train_y, random_state=0
+        )
         # majority class: 0.866 of the test half; measured about 0.97 (see the print)
         per_class, floor = 350, 0.93
     train_x, train_y = balanced_subset(train_x, train_y, per_class, seed=3)

@@ -11,7 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from embedxfer._transformers import (  # noqa: E402
+from embedxfer._transformers import (
     combine_layers,
     encode_texts,
     is_sentence_transformers_model,
@@ -131,9 +131,13 @@ def test_encode_texts_halves_batch_on_out_of_memory():
     backend = FakeBackend(fail_above=3)
     changes = []
     out, _ = encode_texts(
-        backend, texts, max_length=100, batch_size=16, n_features=2,
+        backend,
+        texts,
+        max_length=100,
+        batch_size=16,
+        n_features=2,
         on_batch_size_change=lambda old, new: changes.append((old, new)),
-    )  # fmt: skip
+    )
     assert changes == [(16, 8), (8, 4), (4, 2)]
     assert sum(map(len, backend.batches)) == 20  # every text encoded exactly once
     np.testing.assert_array_equal(out, _expected(texts))

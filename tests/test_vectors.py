@@ -5,14 +5,13 @@ import time
 
 import numpy as np
 import pytest
+from _shared_data import read_dataset_or_sms
 from gensim.models import FastText, KeyedVectors
 from gensim.models.fasttext import FastTextKeyedVectors
 
 from embedxfer import load_vectors, train_word_vectors
 from embedxfer._registry import clear_registry, loaded_keys
 from embedxfer._vectors import VectorFormatError, detect_format, source_identity
-
-from _shared_data import read_dataset_or_sms
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +39,14 @@ def vector_files(tmp_path_factory, small_glove):
 
 @pytest.mark.parametrize(
     "kind",
-    ["word2vec-bin", "word2vec-bin-gz", "word2vec-text", "word2vec-text-gz", "glove-text", "gensim"],
+    [
+        "word2vec-bin",
+        "word2vec-bin-gz",
+        "word2vec-text",
+        "word2vec-text-gz",
+        "glove-text",
+        "gensim",
+    ],
 )
 def test_every_format_round_trips(vector_files, small_glove, kind, tmp_path):
     path = vector_files[kind]
@@ -59,7 +65,10 @@ def test_text_file_is_converted_once_then_memory_mapped(vector_files, tmp_path):
     assert len(converted) == 1
     # plain data only: .npy arrays, a JSON vocabulary and a JSON manifest (no pickle)
     assert sorted(p.name for p in converted[0].iterdir()) == [
-        "manifest.json", "vectors.npy", "vocabulary.json"]
+        "manifest.json",
+        "vectors.npy",
+        "vocabulary.json",
+    ]
     clear_registry()
     start = time.perf_counter()
     second = load_vectors(path, cache_dir=tmp_path)
@@ -92,9 +101,7 @@ def test_source_loaded_once_per_process(vector_files, tmp_path):
 def test_packaged_glove_names(glove):
     assert glove.vector_size == 50 and len(glove) == 400_000
     assert load_vectors("glove-wiki-gigaword-50") is not None
-    np.testing.assert_array_equal(
-        load_vectors("glove-wiki-gigaword-50")["king"], glove["king"]
-    )
+    np.testing.assert_array_equal(load_vectors("glove-wiki-gigaword-50")["king"], glove["king"])
     # The genuine GloVe: king - man + woman is closest to queen.
     best = glove.most_similar(positive=["king", "woman"], negative=["man"], topn=1)[0][0]
     assert best == "queen"

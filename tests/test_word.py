@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from _shared_data import read_dataset_or_sms, sample_dataset_or_sms
 from sklearn.base import BaseEstimator, ClassifierMixin, clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_score
@@ -15,8 +16,6 @@ from sklearn.pipeline import make_pipeline
 from embedxfer import WordVectorEmbedder
 from embedxfer._tokenize import DEFAULT_TOKEN_PATTERN
 from embedxfer._word import EmptyDocumentWarning
-
-from _shared_data import read_dataset_or_sms, sample_dataset_or_sms
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +172,9 @@ def test_oov_rate_and_coverage(corpus):
     fit_docs, _ = corpus
     embed = WordVectorEmbedder().fit(fit_docs + ["qqqzzz xxqqyy"])
     assert 0 < embed.oov_rate_ < 0.1
-    np.testing.assert_allclose(embed.coverage(["good film", "good qqqzzz", "", "qqqzzz"]), [1, 0.5, 0, 0])
+    np.testing.assert_allclose(
+        embed.coverage(["good film", "good qqqzzz", "", "qqqzzz"]), [1, 0.5, 0, 0]
+    )
 
 
 def test_subword_oov_with_fasttext(tmp_path):
@@ -181,11 +182,15 @@ def test_subword_oov_with_fasttext(tmp_path):
 
     texts, _, _ = read_dataset_or_sms("mr")
     path = tmp_path / "ft.kv"
-    kv = train_word_vectors(texts[:2000], method="fasttext", vector_size=16, min_count=2, epochs=1, path=path)
+    kv = train_word_vectors(
+        texts[:2000], method="fasttext", vector_size=16, min_count=2, epochs=1, path=path
+    )
     docs = ["the filmmakingly movie", "qqqzzzxx"]
     # our own gensim-native (pickle) file: loading it needs the explicit opt-in
     ignore = WordVectorEmbedder(str(path), allow_pickle=True).fit(docs).transform(docs)
-    subword = WordVectorEmbedder(str(path), oov="subword", allow_pickle=True).fit(docs).transform(docs)
+    subword = (
+        WordVectorEmbedder(str(path), oov="subword", allow_pickle=True).fit(docs).transform(docs)
+    )
     expected = np.mean([kv["the"], kv.get_vector("filmmakingly"), kv["movie"]], axis=0)
     np.testing.assert_allclose(subword[0], expected, rtol=1e-5, atol=1e-6)
     assert not np.allclose(ignore[0], subword[0])
@@ -201,7 +206,9 @@ def test_transform_ids_and_tokens(glove):
     np.testing.assert_array_equal(ids[0], [k["the"], k["good"], k["film"]])
     np.testing.assert_array_equal(ids[1], [k["film"], -1, -1])
     np.testing.assert_array_equal(ids[2], [-1, -1, -1])
-    np.testing.assert_array_equal(embed.transform_ids(["the good film"], max_length=2)[0], ids[0, :2])
+    np.testing.assert_array_equal(
+        embed.transform_ids(["the good film"], max_length=2)[0], ids[0, :2]
+    )
     tokens = embed.transform_tokens(["the good film", ""])
     assert tokens.shape == (2, 3, 50)
     np.testing.assert_allclose(tokens[0, 1], glove["good"])
@@ -278,7 +285,9 @@ def _glove_loads():
     from embedxfer._registry import load_counts
 
     counts = load_counts().items()
-    return os.getpid(), sum(n for key, n in counts if key[0] == "vectors" and "glove_6B_50d" in key[1])
+    return os.getpid(), sum(
+        n for key, n in counts if key[0] == "vectors" and "glove_6B_50d" in key[1]
+    )
 
 
 class _LoadRecorder(ClassifierMixin, BaseEstimator):

@@ -147,9 +147,16 @@ def file_kind(path):
         name = name[:-3]
     suffix = Path(name).suffix
     kinds = {
-        ".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
-        ".parquet": "parquet", ".pq": "parquet", ".txt": "text", ".text": "text",
-    }  # fmt: skip
+        ".csv": "csv",
+        ".tsv": "tsv",
+        ".jsonl": "jsonl",
+        ".ndjson": "jsonl",
+        ".json": "jsonl",
+        ".parquet": "parquet",
+        ".pq": "parquet",
+        ".txt": "text",
+        ".text": "text",
+    }
     if suffix not in kinds:
         raise ValueError(
             f"cannot tell the format of {path!s} from its name; expected one of "
@@ -177,7 +184,7 @@ def _decode(data, path):
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         raise ValueError(
-            f"{path} is not UTF-8 text (byte {err.start}: {data[err.start:err.start + 1]!r}); "
+            f"{path} is not UTF-8 text (byte {err.start}: {data[err.start : err.start + 1]!r}); "
             "convert it to UTF-8 first."
         ) from None
 
@@ -251,8 +258,7 @@ def _read_parquet(path):
         import pyarrow.parquet as pq
     except ImportError as err:
         raise ImportError(
-            "reading Parquet files needs pyarrow; pip install pyarrow (or "
-            "'embedxfer[all]')."
+            "reading Parquet files needs pyarrow; pip install pyarrow (or 'embedxfer[all]')."
         ) from err
     try:
         table = pq.read_table(path)
@@ -268,8 +274,7 @@ def _check_column(path, columns, name, parameter):
     hint = f" Did you mean {close[0]!r}?" if close else ""
     listed = ", ".join(repr(c) for c in columns) or "none"
     raise ColumnNotFoundError(
-        f"{Path(path).name} has no column {name!r} ({parameter}); its columns are: "
-        f"{listed}.{hint}"
+        f"{Path(path).name} has no column {name!r} ({parameter}); its columns are: {listed}.{hint}"
     )
 
 
@@ -283,10 +288,13 @@ def _text_values(values, path, column):
             f"{Path(path).name}: row {bad} of column {column!r} is missing; fill or drop "
             "missing texts before embedding."
         )
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        # Numbers in a text column (e.g. a JSON field) are texts that look numeric.
-        if all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in values):
-            return [v if isinstance(v, str) else str(v) for v in values]
+    # Numbers in a text column (e.g. a JSON field) are texts that look numeric.
+    if (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in values)
+    ):
+        return [v if isinstance(v, str) else str(v) for v in values]
     raise ValueError(
         f"{Path(path).name}: row {bad} of column {column!r} is a {type(value).__name__} "
         f"({value!r:.40}), not text."
@@ -295,10 +303,13 @@ def _text_values(values, path, column):
 
 def _label_values(values, path, column):
     bad = next(
-        (i for i, v in enumerate(values)
-         if v is None or v == "" or (isinstance(v, float) and np.isnan(v))),
+        (
+            i
+            for i, v in enumerate(values)
+            if v is None or v == "" or (isinstance(v, float) and np.isnan(v))
+        ),
         None,
-    )  # fmt: skip
+    )
     if bad is not None:
         raise ValueError(
             f"{Path(path).name}: row {bad} of label column {column!r} is missing; drop "

@@ -94,7 +94,7 @@ class _ImageRuntime:
                     vec = self.upper(self.lower(batch))
                     if what == "logits":
                         vec = self.head(vec.float())
-                    out[start:start + len(arrays)] = vec.float().cpu().numpy()
+                    out[start : start + len(arrays)] = vec.float().cpu().numpy()
         finally:
             batches.close()
         return out
@@ -303,7 +303,8 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
         if not isinstance(self.augment, (bool, np.bool_)):
             raise ValueError(f"augment={self.augment!r}; expected True or False.")
         if self.n_jobs is not None and (
-            isinstance(self.n_jobs, bool) or not isinstance(self.n_jobs, numbers.Integral)
+            isinstance(self.n_jobs, bool)
+            or not isinstance(self.n_jobs, numbers.Integral)
             or self.n_jobs == 0
         ):
             raise ValueError(f"n_jobs={self.n_jobs!r}; expected None, -1 or a positive integer.")
@@ -358,18 +359,33 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
             train_lower = None if self.augment else self._lower_outputs(runtime, train_items)
             if unfreeze != 0 and self._head_epochs() > 0:
                 # Stage 1: the new head alone on the frozen network's features.
-                centre = train_lower if train_lower is not None else self._lower_outputs(
-                    runtime, train_items)
+                centre = (
+                    train_lower
+                    if train_lower is not None
+                    else self._lower_outputs(runtime, train_items)
+                )
                 train_features = self._features(runtime, centre)
                 val_features = None if val_inputs is None else self._features(runtime, val_inputs)
-                val_head = None if val_features is None else (
-                    lambda rows: runtime.head(val_features[rows]))
-                histories.append(self._train_stage(
-                    runtime, [runtime.head], [(list(runtime.head.named_parameters()), self.lr)],
-                    self._head_epochs(), lambda idx: runtime.head(train_features[idx]),
-                    val_head, y_train, y_val, loss_fn, seed,
-                    f"ImageClassifier(unfreeze={unfreeze}) head",
-                ))  # fmt: skip
+                val_head = (
+                    None
+                    if val_features is None
+                    else (lambda rows: runtime.head(val_features[rows]))
+                )
+                histories.append(
+                    self._train_stage(
+                        runtime,
+                        [runtime.head],
+                        [(list(runtime.head.named_parameters()), self.lr)],
+                        self._head_epochs(),
+                        lambda idx: runtime.head(train_features[idx]),
+                        val_head,
+                        y_train,
+                        y_val,
+                        loss_fn,
+                        seed,
+                        f"ImageClassifier(unfreeze={unfreeze}) head",
+                    )
+                )
             train_inputs = self._training_inputs(runtime, train_items, train_lower, seed)
             head_params = list(runtime.head.named_parameters())
             body = [(f"backbone.{n}", p) for n, p in runtime.trained.named_parameters()]
@@ -378,13 +394,23 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
             else:
                 # Stage 2: head and unfrozen blocks together, at the body's low rate.
                 groups = [(head_params + body, self._body_lr())]
-            histories.append(self._train_stage(
-                runtime, modules, groups, epochs,
-                lambda idx: runtime.head(runtime.upper(train_inputs(idx))),
-                None if val_inputs is None
-                else (lambda rows: runtime.head(runtime.upper(val_inputs[rows]))),
-                y_train, y_val, loss_fn, seed, f"ImageClassifier(unfreeze={unfreeze})",
-            ))  # fmt: skip
+            histories.append(
+                self._train_stage(
+                    runtime,
+                    modules,
+                    groups,
+                    epochs,
+                    lambda idx: runtime.head(runtime.upper(train_inputs(idx))),
+                    None
+                    if val_inputs is None
+                    else (lambda rows: runtime.head(runtime.upper(val_inputs[rows]))),
+                    y_train,
+                    y_val,
+                    loss_fn,
+                    seed,
+                    f"ImageClassifier(unfreeze={unfreeze})",
+                )
+            )
         _set_training_mode(modules, False)
         runtime.trained.requires_grad_(False)
         runtime.head.requires_grad_(False)
@@ -405,8 +431,20 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
     def _body_lr(self):
         return self.body_lr if self.body_lr is not None else self.lr / 30
 
-    def _train_stage(self, runtime, modules, groups, epochs, batch_logits, val_logits,
-                     y_train, y_val, loss_fn, seed, desc):
+    def _train_stage(
+        self,
+        runtime,
+        modules,
+        groups,
+        epochs,
+        batch_logits,
+        val_logits,
+        y_train,
+        y_val,
+        loss_fn,
+        seed,
+        desc,
+    ):
         """One run of the shared training loop over ``groups`` of parameters."""
         torch = import_torch()
         optimizer = tt.make_optimizer(groups, self.weight_decay)
@@ -418,8 +456,12 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
             def validate():
                 _set_training_mode(modules, False)
                 with torch.inference_mode():
-                    logits = torch.cat([val_logits(slice(a, b)) for a, b in
-                                        tt.batch_ranges(len(y_val), self._predict_batch())])
+                    logits = torch.cat(
+                        [
+                            val_logits(slice(a, b))
+                            for a, b in tt.batch_ranges(len(y_val), self._predict_batch())
+                        ]
+                    )
                     loss = loss_fn(logits.float(), y_val_t).item()
                 _set_training_mode(modules, True)
                 return loss
@@ -434,12 +476,24 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
 
         _set_training_mode(modules, True)
         return tt.train_epochs(
-            epochs=epochs, batch_size=self.batch_size, warmup_fraction=self.warmup_fraction,
-            n_iter_no_change=self.n_iter_no_change, verbose=self.verbose,
-            n_train=len(y_train), y_train=y_train, batch_logits=batch_logits,
-            parameters=params, optimizer=optimizer, loss_fn=loss_fn, device=runtime.device,
-            amp_dtype=runtime.amp_dtype, seed=seed, validate=validate, snapshot=snapshot,
-            restore=restore, desc=desc,
+            epochs=epochs,
+            batch_size=self.batch_size,
+            warmup_fraction=self.warmup_fraction,
+            n_iter_no_change=self.n_iter_no_change,
+            verbose=self.verbose,
+            n_train=len(y_train),
+            y_train=y_train,
+            batch_logits=batch_logits,
+            parameters=params,
+            optimizer=optimizer,
+            loss_fn=loss_fn,
+            device=runtime.device,
+            amp_dtype=runtime.amp_dtype,
+            seed=seed,
+            validate=validate,
+            snapshot=snapshot,
+            restore=restore,
+            desc=desc,
         )
 
     def _features(self, runtime, lower):
@@ -447,8 +501,12 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
         torch = import_torch()
         _set_training_mode(list(runtime.trained), False)
         with torch.no_grad(), tt.autocast(runtime.device, runtime.amp_dtype):
-            return torch.cat([runtime.upper(lower[a:b]).float()
-                              for a, b in tt.batch_ranges(len(lower), self._predict_batch())])
+            return torch.cat(
+                [
+                    runtime.upper(lower[a:b]).float()
+                    for a, b in tt.batch_ranges(len(lower), self._predict_batch())
+                ]
+            )
 
     # ------------------------------------------- image-specific pieces
     def _build_network(self, unfreeze, classes, seed, device, amp_dtype):
@@ -466,8 +524,10 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
             [frozen.copy_part(i) for i in range(cut, len(frozen.parts))]
         ).to(device)
         trained.requires_grad_(True)
-        names = [f"parts.{cut + int(n.split('.', 1)[0])}.{n.split('.', 1)[1]}"
-                 for n, _ in trained.named_parameters()]  # fmt: skip
+        names = [
+            f"parts.{cut + int(n.split('.', 1)[0])}.{n.split('.', 1)[1]}"
+            for n, _ in trained.named_parameters()
+        ]
         width = self._probe_width(frozen, device)
         head = self._new_head(width, len(classes), seed).to(device)
         return _ImageRuntime(frozen, trained, cut, head, device, amp_dtype), names, n_blocks
@@ -487,16 +547,17 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
         with torch.no_grad():
             linear.weight.normal_(0.0, 0.01, generator=generator)
             linear.bias.zero_()
-        return torch.nn.Sequential(OrderedDict(
-            [("dropout", torch.nn.Dropout(self.dropout)), ("linear", linear)]
-        ))  # fmt: skip
+        return torch.nn.Sequential(
+            OrderedDict([("dropout", torch.nn.Dropout(self.dropout)), ("linear", linear)])
+        )
 
     def _lower_outputs(self, runtime, items):
         """Outputs of the frozen parts below the cut for ``items`` (centre crops), stacked."""
         torch = import_torch()
         outputs = []
-        batches = preprocessed_batches(items, runtime.preprocess, self._predict_batch(),
-                                       resolve_threads(self.n_jobs))  # fmt: skip
+        batches = preprocessed_batches(
+            items, runtime.preprocess, self._predict_batch(), resolve_threads(self.n_jobs)
+        )
         try:
             with torch.inference_mode():
                 for start, arrays, errors in batches:
@@ -614,12 +675,10 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
         frozen = load_backbone(self.model, device)
         indices = sorted({int(k.split(".")[1]) for k in tensors if k.startswith("parts.")})
         cut = indices[0] if indices else len(frozen.parts)
-        trained = torch.nn.ModuleList(
-            [frozen.copy_part(i) for i in range(cut, len(frozen.parts))]
-        )
+        trained = torch.nn.ModuleList([frozen.copy_part(i) for i in range(cut, len(frozen.parts))])
         for offset, part in enumerate(trained):
             prefix = f"parts.{cut + offset}."
-            state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
             try:
                 part.load_state_dict(state, strict=True)
             except RuntimeError as err:
@@ -630,8 +689,9 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
         trained = trained.to(device).eval().requires_grad_(False)
         weight = tensors["head.linear.weight"]
         head = self._new_head(weight.shape[1], weight.shape[0], 0)
-        head.load_state_dict({k[len("head."):]: v for k, v in tensors.items()
-                              if k.startswith("head.")})  # fmt: skip
+        head.load_state_dict(
+            {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
+        )
         head = head.to(device).eval().requires_grad_(False)
         try:
             amp_dtype = tt.resolve_precision(self.precision, device)
@@ -662,4 +722,3 @@ def _check_xy(X, y):
         )
     check_classification_targets(y)
     return items, y
-

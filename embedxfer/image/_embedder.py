@@ -77,8 +77,10 @@ def preprocessed_batches(items, preprocess, batch_size, n_threads):
     with ThreadPoolExecutor(max_workers=n_threads, thread_name_prefix="embedxfer-decode") as pool:
 
         def submit(start):
-            return [pool.submit(load_and_preprocess, item, preprocess)
-                    for item in items[start:start + batch_size]]  # fmt: skip
+            return [
+                pool.submit(load_and_preprocess, item, preprocess)
+                for item in items[start : start + batch_size]
+            ]
 
         pending = submit(starts[0])
         for position, start in enumerate(starts):
@@ -296,12 +298,13 @@ class ImageEmbedder(ImageInputMixin, EmbedderOutputMixin, TransformerMixin, Base
         out = np.zeros((len(items), self.n_features_out_), dtype=np.float32)
         failures = []
         bar = _progress(len(items), self.show_progress_bar)
-        batches = preprocessed_batches(items, backbone.preprocess, int(self.batch_size),
-                                       resolve_threads(self.n_jobs))  # fmt: skip
+        batches = preprocessed_batches(
+            items, backbone.preprocess, int(self.batch_size), resolve_threads(self.n_jobs)
+        )
         try:
             for start, arrays, errors in batches:
                 good = []
-                for offset, (array, err) in enumerate(zip(arrays, errors)):
+                for offset, (_array, err) in enumerate(zip(arrays, errors)):
                     index = start + offset
                     if err is None:
                         good.append(offset)

@@ -7,8 +7,17 @@ import numpy as np
 # Extensions Pillow reads that image folders usually hold; others are ignored
 # (a README.txt or .DS_Store beside the photos is not an error).
 IMAGE_EXTENSIONS = (
-    ".jpg", ".jpeg", ".png", ".gif", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm",
-)  # fmt: skip
+    ".jpg",
+    ".jpeg",
+    ".png",
+    ".gif",
+    ".bmp",
+    ".tif",
+    ".tiff",
+    ".webp",
+    ".ppm",
+    ".pgm",
+)
 
 
 def is_image_file(name, extensions=IMAGE_EXTENSIONS):
@@ -24,12 +33,13 @@ def list_images(folder, extensions=IMAGE_EXTENSIONS):
     paths = []
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        paths.extend(os.path.join(root, f) for f in sorted(files)
-                     if not f.startswith(".") and is_image_file(f, extensions))  # fmt: skip
-    if not paths:
-        raise ValueError(
-            f"{folder!r} holds no image files ({', '.join(extensions[:6])}, ...)."
+        paths.extend(
+            os.path.join(root, f)
+            for f in sorted(files)
+            if not f.startswith(".") and is_image_file(f, extensions)
         )
+    if not paths:
+        raise ValueError(f"{folder!r} holds no image files ({', '.join(extensions[:6])}, ...).")
     return paths
 
 
@@ -69,9 +79,10 @@ def load_image_folder(folder, extensions=IMAGE_EXTENSIONS):
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{folder!r} is not a folder of images.")
     classes = sorted(
-        entry.name for entry in os.scandir(folder)
+        entry.name
+        for entry in os.scandir(folder)
         if entry.is_dir() and not entry.name.startswith(".")
-    )  # fmt: skip
+    )
     paths, labels = [], []
     for name in classes:
         try:

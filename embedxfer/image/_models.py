@@ -83,7 +83,7 @@ class Backbone:
 
     def run(self, x, stop, start=0):
         """Apply parts ``start`` .. ``stop`` (inclusive) to ``x``."""
-        for part in self.parts[start:stop + 1]:
+        for part in self.parts[start : stop + 1]:
             x = part(x)
         return x
 
@@ -361,7 +361,7 @@ def model_key(model):
     """What identifies the pretrained weights of ``model`` in the registry."""
     if isinstance(model, ImageModel):
         return ("ImageModel", model._token)
-    name = model[len("timm:"):] if model.startswith("timm:") else model
+    name = model[len("timm:") :] if model.startswith("timm:") else model
     if name in _LITE0_NAMES:
         return ("packaged", DEFAULT_IMAGE_MODEL)
     return ("timm", name)
@@ -403,6 +403,5 @@ def model_identity(model):
     if key[0] == "packaged":
         path = lite0_weights_path()
         stat = os.stat(path)
-        return {"kind": "packaged", "name": key[1], "size": stat.st_size,
-                "mtime": stat.st_mtime_ns}  # fmt: skip
+        return {"kind": "packaged", "name": key[1], "size": stat.st_size, "mtime": stat.st_mtime_ns}
     return {"kind": "timm", "name": key[1]}

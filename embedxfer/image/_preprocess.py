@@ -97,8 +97,9 @@ class ImagePreprocess:
 
     def __call__(self, image):
         """Resize, crop and normalise an RGB ``PIL.Image``; float32 ``(3, crop, crop)``."""
-        return normalise(centre_crop(resize_shorter(image, self.resize, self.interpolation),
-                                     self.crop), self)
+        return normalise(
+            centre_crop(resize_shorter(image, self.resize, self.interpolation), self.crop), self
+        )
 
     @property
     def input_size(self):
