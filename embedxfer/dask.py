@@ -39,6 +39,7 @@ import numpy as np
 
 from ._atomic import atomic_path, write_text_atomic
 from ._optional import install_hint
+from ._param_validation import validate_params
 
 try:
     import dask
@@ -201,6 +202,7 @@ def fit(embedder, data, *, column=None):
         )
     texts = _texts(data, column)
     parts = texts.to_delayed()
+    validate_params(embedder)
     _corpus_stats.start_fit(embedder)  # tokenising needs the resolved settings
     spec = _in_graph(embedder)
     counted = [dask.delayed(_corpus_stats.partition_counts)(p, spec) for p in parts]
