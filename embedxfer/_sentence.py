@@ -57,6 +57,20 @@ _GENERIC_NAME_PARTS = {
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".onnx", ".json")
 
 
+def _model_problem(model):
+    if isinstance(model, (str, os.PathLike)):
+        return None
+    return f"model must be a model name or a folder path, got {type(model).__name__}."
+
+
+def _layers_problem(layers):
+    try:
+        _layer_list(layers)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
 class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, BaseEstimator):
     """Embed documents with a pretrained transformer encoder.
 
@@ -177,9 +191,9 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
     """
 
     _parameter_constraints = {
-        "model": [Rule(lambda model: _model_problem(model))],
+        "model": [Rule(_model_problem)],
         "pooling": [Options(SENTENCE_POOLINGS)],
-        "layers": [Rule(lambda layers: _layers_problem(layers))],
+        "layers": [Rule(_layers_problem)],
         "layer_combine": [Options(_LAYER_COMBINES)],
         "max_length": [Interval(Integral, 1, None), None],
         "normalize": ["boolean"],
@@ -512,20 +526,6 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
                 f"hidden states (0 = embeddings, {n - 1} or -1 = last layer)."
             )
         return backend.hidden_size * (len(layers) if self.layer_combine == "concat" else 1)
-
-
-def _model_problem(model):
-    if isinstance(model, (str, os.PathLike)):
-        return None
-    return f"model must be a model name or a folder path, got {type(model).__name__}."
-
-
-def _layers_problem(layers):
-    try:
-        _layer_list(layers)
-    except ValueError as err:
-        return str(err)
-    return None
 
 
 def _layer_list(layers):

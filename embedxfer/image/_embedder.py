@@ -118,6 +118,14 @@ def read_error(index, item, err, hint=_ZERO_HINT):
     )
 
 
+def _model_problem(model):
+    try:
+        check_model(model)
+    except TypeError as err:
+        return str(err)
+    return None
+
+
 class ImageEmbedder(ImageInputMixin, EmbedderOutputMixin, TransformerMixin, BaseEstimator):
     """Embed images with a pretrained convolutional network.
 
@@ -200,7 +208,7 @@ class ImageEmbedder(ImageInputMixin, EmbedderOutputMixin, TransformerMixin, Base
     """
 
     _parameter_constraints = {
-        "model": [Rule(lambda model: _model_problem(model))],
+        "model": [Rule(_model_problem)],
         "layer": [str, Interval(Integral, None, None), None],
         "pooling": [Options(IMAGE_POOLINGS)],
         "batch_size": [Interval(Integral, 1, None)],
@@ -469,14 +477,6 @@ def _stack(arrays, start, good):
             f"batch starting at image {start}; it must crop every image to one size."
         )
     return np.stack(arrays)
-
-
-def _model_problem(model):
-    try:
-        check_model(model)
-    except TypeError as err:
-        return str(err)
-    return None
 
 
 class _NoBar:
