@@ -85,8 +85,11 @@ def _compact(dense):
 
 
 def start_fit(embedder):
-    """Validate the parameters and set the fitted state that needs no corpus."""
-    embedder._check_params()
+    """Check the tokenizer and vectors and set the fitted state that needs no corpus.
+
+    The parameters themselves are validated by the caller (``validate_params``).
+    """
+    embedder._check_tokenizer_and_vectors()
     embedder._start_fit()
     apply_counts(embedder, CorpusStatistics())
     # The parameters this fitted state belongs to (see WordVectorEmbedder.transform).

@@ -11,8 +11,11 @@ Messages name the parameter, the offending value and what it accepts, e.g.
 ``lr=-1 is out of range; expected a value in (0, inf).``.
 """
 
+import math
 import numbers
 from collections.abc import Callable, Iterable
+
+import numpy as np
 
 __all__ = [
     "Interval",
@@ -39,7 +42,7 @@ class Interval:
     ----------
     kind : {numbers.Integral, numbers.Real}
         ``Integral`` accepts ints (numpy's too), ``Real`` any real number;
-        ``bool`` is never accepted.
+        ``bool`` and NaN are never accepted.
     left, right : number or None
         The bounds; None leaves that side open-ended.
     closed : {"both", "left", "right", "neither"}, default="both"
@@ -56,7 +59,7 @@ class Interval:
         return isinstance(value, self.kind) and not isinstance(value, bool)
 
     def accepts(self, value):
-        if not self.accepts_type(value):
+        if not self.accepts_type(value) or math.isnan(value):
             return False
         left_closed = self.closed in ("both", "left")
         right_closed = self.closed in ("both", "right")
@@ -117,7 +120,7 @@ def _matches(constraint, value):
     if constraint is None:
         return value is None
     if constraint == "boolean":
-        return isinstance(value, bool)
+        return isinstance(value, (bool, np.bool_))
     if constraint == "callable":
         return callable(value)
     if isinstance(constraint, type):
@@ -143,7 +146,9 @@ def _message(name, value, constraints, hint):
         ranges = " or ".join(c.describe() for c in in_range)
         message = f"{name}={value!r} is out of range; expected a value in {ranges}"
     elif intervals and not options:
-        what = " or ".join(dict.fromkeys(c.type_name() for c in intervals))
+        kinds = [c.type_name() for c in intervals]
+        kinds += [f"a {c.__name__}" for c in constraints if isinstance(c, type)]
+        what = " or ".join(dict.fromkeys(kinds))
         if allows_none:
             what += " or None"
         message = f"{name} must be {what}, got {value!r} ({type(value).__name__})"

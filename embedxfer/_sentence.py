@@ -6,12 +6,17 @@ import numbers
 import os
 import re
 import warnings
+from numbers import Integral
 
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import EmbedderOutputMixin, TextInputMixin
-from ._device import import_torch, resolve_device, resolve_dtype
+from ._cache import CACHE_CONSTRAINT
+from ._device import DEVICE_CONSTRAINT, PRECISIONS, import_torch, resolve_device, resolve_dtype
+from ._onnx import BACKENDS
+from ._param_validation import Interval, Options, Rule, validate_params
+from ._pooling import CHUNK_POOLINGS, SENTENCE_POOLINGS
 from ._registry import get_or_load
 from ._transformers import (
     DEFAULT_MODEL,
@@ -22,11 +27,8 @@ from ._transformers import (
 )
 from ._validation import check_documents
 
-_POOLINGS = ("mean", "cls", "max", "model")
 _LAYER_COMBINES = ("mean", "sum", "concat")
-_BACKENDS = ("torch", "onnx")
 _LONG_DOCUMENTS = ("truncate", "chunk")
-_CHUNK_POOLINGS = ("mean", "max")
 # Words in model names that say nothing about the family, skipped in the feature-name tag.
 _GENERIC_NAME_PARTS = {
     "all",
@@ -53,6 +55,20 @@ _GENERIC_NAME_PARTS = {
     "en",
 }
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".onnx", ".json")
+
+
+def _model_problem(model):
+    if isinstance(model, (str, os.PathLike)):
+        return None
+    return f"model must be a model name or a folder path, got {type(model).__name__}."
+
+
+def _layers_problem(layers):
+    try:
+        _layer_list(layers)
+    except ValueError as err:
+        return str(err)
+    return None
 
 
 class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, BaseEstimator):
@@ -174,6 +190,29 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
     array([1])
     """
 
+    _parameter_constraints = {
+        "model": [Rule(_model_problem)],
+        "pooling": [Options(SENTENCE_POOLINGS)],
+        "layers": [Rule(_layers_problem)],
+        "layer_combine": [Options(_LAYER_COMBINES)],
+        "max_length": [Interval(Integral, 1, None), None],
+        "normalize": ["boolean"],
+        "batch_size": [Interval(Integral, 1, None)],
+        "device": DEVICE_CONSTRAINT,
+        "precision": {
+            "constraints": [Options((*PRECISIONS, "int8"))],
+            "hint": "The torch backend takes 'float32', 'float16' or 'bfloat16'; "
+            "backend='onnx' takes 'float32' or 'int8'.",
+        },
+        "show_progress_bar": ["boolean"],
+        "cache": CACHE_CONSTRAINT,
+        "backend": [Options(BACKENDS)],
+        "n_threads": [Interval(Integral, 1, None), None],
+        "long_documents": [Options(_LONG_DOCUMENTS)],
+        "chunk_overlap": [Interval(Integral, 0, None)],
+        "chunk_pooling": [Options(CHUNK_POOLINGS)],
+    }
+
     def __init__(
         self,
         *,
@@ -227,9 +266,10 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
         -------
         self : SentenceEmbedder
         """
+        validate_params(self)
+        self._check_layers_with_pooling()
         if X is not None:
             check_documents(X)
-        self._check_params()
         import_torch()
         device = self._resolve_device()
         backend = self._load(device)
@@ -423,44 +463,11 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
         # and clones; the registry lookup is a dict access.
         return self._load(self.device_)
 
-    def _check_params(self):
-        if self.pooling not in _POOLINGS:
-            raise ValueError(f"pooling={self.pooling!r}; expected one of {_POOLINGS}.")
-        if self.layer_combine not in _LAYER_COMBINES:
-            raise ValueError(
-                f"layer_combine={self.layer_combine!r}; expected one of {_LAYER_COMBINES}."
-            )
-        layers = _layer_list(self.layers)
-        if layers is not None and self.pooling == "model":
+    def _check_layers_with_pooling(self):
+        if self.layers is not None and self.pooling == "model":
             raise ValueError(
                 f"layers={self.layers!r} cannot be used with pooling='model', which runs the "
                 "checkpoint's own pipeline on the last layer; use pooling='mean', 'cls' or 'max'."
-            )
-        if self.max_length is not None and not _is_int(self.max_length, minimum=1):
-            raise ValueError(
-                f"max_length={self.max_length!r}; expected None or a positive integer."
-            )
-        if not _is_int(self.batch_size, minimum=1):
-            raise ValueError(f"batch_size={self.batch_size!r}; expected a positive integer.")
-        if self.backend not in _BACKENDS:
-            raise ValueError(f"backend={self.backend!r}; expected one of {_BACKENDS}.")
-        if self.n_threads is not None and not _is_int(self.n_threads, minimum=1):
-            raise ValueError(f"n_threads={self.n_threads!r}; expected None or a positive integer.")
-        if self.long_documents not in _LONG_DOCUMENTS:
-            raise ValueError(
-                f"long_documents={self.long_documents!r}; expected one of {_LONG_DOCUMENTS}."
-            )
-        if self.chunk_pooling not in _CHUNK_POOLINGS:
-            raise ValueError(
-                f"chunk_pooling={self.chunk_pooling!r}; expected one of {_CHUNK_POOLINGS}."
-            )
-        if not _is_int(self.chunk_overlap, minimum=0):
-            raise ValueError(
-                f"chunk_overlap={self.chunk_overlap!r}; expected a non-negative integer."
-            )
-        if not isinstance(self.model, (str, os.PathLike)):
-            raise TypeError(
-                f"model must be a model name or a folder path, got {type(self.model).__name__}."
             )
 
     def _check_max_length(self, backend):
@@ -519,10 +526,6 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
                 f"hidden states (0 = embeddings, {n - 1} or -1 = last layer)."
             )
         return backend.hidden_size * (len(layers) if self.layer_combine == "concat" else 1)
-
-
-def _is_int(value, *, minimum):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= minimum
 
 
 def _layer_list(layers):

@@ -1,8 +1,10 @@
 """``WordVectorEmbedder``: documents -> pooled pretrained word vectors."""
 
 import hashlib
-import numbers
+import os
+import re
 import warnings
+from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
@@ -10,7 +12,10 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _pooling, _weighting
 from ._base import TextInputMixin
+from ._cache import CACHE_CONSTRAINT
+from ._device import DEVICE_CONSTRAINT
 from ._fingerprint import callable_fingerprint, warn_not_cached
+from ._param_validation import Interval, Options, Rule, validate_params
 from ._registry import get_or_load
 from ._tokenize import (
     DEFAULT_TOKEN_PATTERN,
@@ -29,7 +34,53 @@ from ._vectors import (
     source_tag,
 )
 
-WEIGHTINGS = (None, "tfidf", "sif", "usif")
+
+def _pooling_problem(pooling):
+    """None when ``pooling`` names word poolings (one, or several joined by "+")."""
+    try:
+        parts = _pooling_parts(pooling)
+    except (AttributeError, TypeError):
+        parts = ()
+    if not parts or any(p not in _pooling.WORD_POOLINGS for p in parts):
+        return (
+            f"pooling={pooling!r}; expected one of {_pooling.WORD_POOLINGS} or several "
+            "joined by '+', e.g. 'mean+max'."
+        )
+    if len(set(parts)) != len(parts):
+        return f"pooling={pooling!r} repeats an operation."
+    return None
+
+
+def _pooling_parts(pooling):
+    parts = pooling.split("+") if isinstance(pooling, str) else list(pooling)
+    return tuple(p.strip() for p in parts)
+
+
+def _tokenizer_problem(tokenizer):
+    try:
+        compile_tokenizer(tokenizer)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+def _dtype_problem(dtype):
+    try:
+        floating = np.dtype(dtype).kind == "f"
+    except TypeError:
+        floating = False
+    return None if floating else f"dtype={dtype!r}; expected a floating-point dtype."
+
+
+def _vectors_problem(vectors):
+    from gensim.models import KeyedVectors
+
+    if isinstance(vectors, (str, os.PathLike, KeyedVectors)):
+        return None
+    return (
+        f"vectors must be a file path, a known name such as {DEFAULT_VECTORS!r} or a gensim "
+        f"KeyedVectors, got {type(vectors).__name__}."
+    )
 
 
 class EmptyDocumentWarning(UserWarning):
@@ -150,6 +201,26 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
     ['glove50_mean0', 'glove50_mean1']
     """
 
+    _parameter_constraints = {
+        "vectors": [Rule(_vectors_problem)],
+        "pooling": [Rule(_pooling_problem)],
+        "weighting": [Options(_weighting.WEIGHTINGS), None],
+        "sif_a": [Interval(Real, 0, None, closed="neither")],
+        "word_frequency": [Options(["corpus", "vectors"])],
+        "n_components": [Options(["auto"]), Interval(Integral, 0, None)],
+        "lowercase": [Options(["auto"]), "boolean"],
+        "tokenizer": [Rule(_tokenizer_problem)],
+        # Compiled in fit (compile_tokenizer), and only when no tokenizer is given.
+        "token_pattern": [str, re.Pattern],
+        "oov": [Options(["ignore", "subword"])],
+        "normalize": ["boolean"],
+        "dtype": [Rule(_dtype_problem)],
+        "batch_size": [Interval(Integral, 1, None)],
+        "device": DEVICE_CONSTRAINT,
+        "cache": CACHE_CONSTRAINT,
+        "allow_pickle": ["boolean"],
+    }
+
     def __init__(
         self,
         vectors=DEFAULT_VECTORS,
@@ -202,7 +273,8 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
         -------
         self : WordVectorEmbedder
         """
-        self._check_params()
+        validate_params(self)
+        self._check_tokenizer_and_vectors()
         docs = check_documents(X)
         kv, index = self._start_fit()
 
@@ -293,6 +365,7 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
         """
         from ._corpus_stats import partial_fit
 
+        validate_params(self)
         return partial_fit(self, X)
 
     # Parameters read only at transform time: changing them after fit is fine.
@@ -318,29 +391,8 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
                 "old values. Call fit again (or set them back)."
             )
 
-    def _check_params(self):
-        if self.weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting={self.weighting!r}; expected one of {WEIGHTINGS}.")
-        if self.word_frequency not in ("corpus", "vectors"):
-            raise ValueError(
-                f"word_frequency={self.word_frequency!r}; expected 'corpus' or 'vectors'."
-            )
-        if not (isinstance(self.sif_a, numbers.Real) and self.sif_a > 0):
-            raise ValueError(f"sif_a={self.sif_a!r}; expected a positive number.")
-        if self.n_components != "auto" and not (
-            isinstance(self.n_components, numbers.Integral) and self.n_components >= 0
-        ):
-            raise ValueError(
-                f"n_components={self.n_components!r}; expected 'auto' or an integer >= 0."
-            )
-        if self.lowercase not in ("auto", True, False):
-            raise ValueError(f"lowercase={self.lowercase!r}; expected 'auto', True or False.")
-        if self.oov not in ("ignore", "subword"):
-            raise ValueError(f"oov={self.oov!r}; expected 'ignore' or 'subword'.")
-        if not (isinstance(self.batch_size, numbers.Integral) and self.batch_size > 0):
-            raise ValueError(f"batch_size={self.batch_size!r}; expected a positive integer.")
-        if np.dtype(self.dtype).kind != "f":
-            raise ValueError(f"dtype={self.dtype!r}; expected a floating-point dtype.")
+    def _check_tokenizer_and_vectors(self):
+        """Beyond the parameter table: the pattern compiles, the vectors have subwords."""
         compile_tokenizer(self.tokenizer, self.token_pattern)
         if self.oov == "subword" and not _has_subwords(self._keyed_vectors()):
             raise ValueError(
@@ -349,17 +401,8 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
             )
 
     def _parse_pooling(self):
-        parts = self.pooling.split("+") if isinstance(self.pooling, str) else list(self.pooling)
-        parts = tuple(p.strip() for p in parts)
-        bad = [p for p in parts if p not in _pooling.POOLINGS]
-        if not parts or bad:
-            raise ValueError(
-                f"pooling={self.pooling!r}; expected one of {_pooling.POOLINGS} or several "
-                "joined by '+', e.g. 'mean+max'."
-            )
-        if len(set(parts)) != len(parts):
-            raise ValueError(f"pooling={self.pooling!r} repeats an operation.")
-        return parts
+        """The poolings named by ``pooling`` (checked by ``validate_params``)."""
+        return _pooling_parts(self.pooling)
 
     def _n_components(self):
         if self.weighting not in ("sif", "usif"):

@@ -7,6 +7,7 @@ that apply to text directly and adds text-input versions of the rest.
 
 import importlib.util
 import pickle
+import re
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.utils import estimator_checks as ec
 
 import embedxfer
+from embedxfer._param_validation import InvalidParameterError, validate_params
 
 PUBLIC_ESTIMATORS = [
     "WordVectorEmbedder",
@@ -273,3 +275,63 @@ IMAGE_ESTIMATORS = ["ImageEmbedder", "ImageClassifier"]
 def test_sklearn_api_checks_image_estimators(name, check):
     pytest.importorskip("torch")
     check(name, getattr(embedxfer, name)())
+
+
+# -- declarative parameter validation (embedxfer/_param_validation.py) -------------------
+
+ALL_ESTIMATORS = PUBLIC_ESTIMATORS + IMAGE_ESTIMATORS
+
+# Estimators that still check their parameters by hand. Empty the list as each one
+# gains a ``_parameter_constraints`` table (test_estimators_without_a_table says when).
+WITHOUT_TABLE = {"TransformerClassifier", "SequenceClassifier", "ImageClassifier"}
+
+
+def estimator_class(name):
+    if name != "WordVectorEmbedder":
+        pytest.importorskip("torch")
+    return getattr(embedxfer, name)
+
+
+def table_of(cls):
+    return cls.__dict__.get("_parameter_constraints")
+
+
+def fit_data(name):
+    if name in IMAGE_ESTIMATORS:
+        return [np.zeros((32, 32, 3), np.uint8), np.full((32, 32, 3), 255, np.uint8)], [0, 1]
+    return ["a good film", "a dull film"], [1, 0]
+
+
+def test_estimators_without_a_table():
+    without = {name for name in ALL_ESTIMATORS if table_of(estimator_class(name)) is None}
+    assert without == WITHOUT_TABLE
+
+
+@pytest.mark.parametrize("name", sorted(set(ALL_ESTIMATORS) - WITHOUT_TABLE))
+def test_every_parameter_is_in_the_table_and_defaults_pass(name):
+    cls = estimator_class(name)
+    estimator = cls()
+    assert set(table_of(cls)) == set(estimator.get_params(deep=False))
+    validate_params(estimator)
+
+
+def constrained_parameters():
+    """``(estimator, parameter)`` for every parameter some table constrains."""
+    pairs = []
+    for name in sorted(set(ALL_ESTIMATORS) - WITHOUT_TABLE):
+        try:
+            table = table_of(getattr(embedxfer, name)) or {}
+        except ImportError:  # without torch: test_estimators_without_a_table skips too
+            continue
+        pairs += [(name, p) for p in sorted(table) if table[p] != "no_validation"]
+    return pairs
+
+
+@pytest.mark.parametrize("name, param", constrained_parameters())
+def test_a_wrong_value_raises_invalid_parameter_error_from_fit(name, param):
+    cls = estimator_class(name)
+    X, y = fit_data(name)
+    estimator = cls(**{param: object()})
+    with pytest.raises(InvalidParameterError, match=re.escape(param)):
+        estimator.fit(X, y)
+    assert not hasattr(estimator, "n_features_in_") and not hasattr(estimator, "device_")

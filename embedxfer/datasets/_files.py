@@ -12,6 +12,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils import Bunch
 
+from .._optional import import_optional
+
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".json", ".parquet", ".pq")
 TEXT_SUFFIXES = (".txt", ".text")
 
@@ -254,12 +256,10 @@ def _read_jsonl(text, path):
 
 
 def _read_parquet(path):
-    try:
-        import pyarrow.parquet as pq
-    except ImportError as err:
-        raise ImportError(
-            "reading Parquet files needs pyarrow; pip install pyarrow (or 'embedxfer[all]')."
-        ) from err
+    pq = import_optional(
+        "pyarrow.parquet",
+        "reading Parquet files needs pyarrow; pip install pyarrow (or 'embedxfer[all]').",
+    )
     try:
         table = pq.read_table(path)
     except Exception as err:  # pyarrow raises several types for a bad file

@@ -8,6 +8,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils import Bunch
 
+from .._optional import import_optional
+
 DATA_DIR = Path(__file__).resolve().parent / "data"
 SMS_SPAM_FILE = DATA_DIR / "sms_spam.csv.gz"
 
@@ -90,10 +92,7 @@ def load_sms_spam(*, as_frame=False, return_X_y=False):
     frame = None
     data = texts
     if as_frame:
-        try:
-            import pandas as pd
-        except ImportError as err:
-            raise ImportError("as_frame=True needs pandas; pip install pandas.") from err
+        pd = import_optional("pandas", "as_frame=True needs pandas; pip install pandas.")
         data = pd.Series(texts, name="text", dtype=object)
         target = pd.Series(target, name="target")
         frame = pd.concat([data, target], axis=1)

@@ -2,17 +2,19 @@
 
 import hashlib
 import json
-import numbers
 import os
 import warnings
 from concurrent.futures import ThreadPoolExecutor
+from numbers import Integral
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .._base import EmbedderOutputMixin
-from .._device import import_torch, resolve_device
+from .._cache import CACHE_CONSTRAINT
+from .._device import DEVICE_CONSTRAINT, import_torch, resolve_device
+from .._param_validation import Interval, Options, Rule, validate_params
 from .._registry import get_or_load
 from ._models import DEFAULT_IMAGE_MODEL, check_model, load_backbone, model_identity, model_key
 from ._preprocess import (
@@ -24,7 +26,7 @@ from ._preprocess import (
     load_and_preprocess,
 )
 
-_POOLINGS = ("avg", "max")
+IMAGE_POOLINGS = ("avg", "max")
 _ON_ERROR = ("raise", "zero")
 _MAX_DEFAULT_THREADS = 8
 
@@ -116,6 +118,14 @@ def read_error(index, item, err, hint=_ZERO_HINT):
     )
 
 
+def _model_problem(model):
+    try:
+        check_model(model)
+    except TypeError as err:
+        return str(err)
+    return None
+
+
 class ImageEmbedder(ImageInputMixin, EmbedderOutputMixin, TransformerMixin, BaseEstimator):
     """Embed images with a pretrained convolutional network.
 
@@ -197,6 +207,21 @@ class ImageEmbedder(ImageInputMixin, EmbedderOutputMixin, TransformerMixin, Base
     (2, 112)
     """
 
+    _parameter_constraints = {
+        "model": [Rule(_model_problem)],
+        "layer": [str, Interval(Integral, None, None), None],
+        "pooling": [Options(IMAGE_POOLINGS)],
+        "batch_size": [Interval(Integral, 1, None)],
+        "device": DEVICE_CONSTRAINT,
+        "n_jobs": {
+            "constraints": [Interval(Integral, None, -1), Interval(Integral, 1, None), None],
+            "hint": "Use None, -1 (every core) or a positive integer.",
+        },
+        "on_error": [Options(_ON_ERROR)],
+        "show_progress_bar": ["boolean"],
+        "cache": CACHE_CONSTRAINT,
+    }
+
     def __init__(
         self,
         *,
@@ -236,9 +261,9 @@ class ImageEmbedder(ImageInputMixin, EmbedderOutputMixin, TransformerMixin, Base
         -------
         self : ImageEmbedder
         """
+        validate_params(self)
         if X is not None:
             check_images(X)
-        self._check_params()
         import_torch()
         import_pil()
         device = resolve_device(self.device)
@@ -411,19 +436,6 @@ class ImageEmbedder(ImageInputMixin, EmbedderOutputMixin, TransformerMixin, Base
         layer = "" if self.layer_ == "features" else f"{self.layer_}_"
         return f"{tag}_{layer}{self.pooling}"
 
-    def _check_params(self):
-        check_model(self.model)
-        if self.pooling not in _POOLINGS:
-            raise ValueError(f"pooling={self.pooling!r}; expected one of {_POOLINGS}.")
-        if self.on_error not in _ON_ERROR:
-            raise ValueError(f"on_error={self.on_error!r}; expected one of {_ON_ERROR}.")
-        if not _is_int(self.batch_size) or self.batch_size < 1:
-            raise ValueError(f"batch_size={self.batch_size!r}; expected a positive integer.")
-        if self.n_jobs is not None and (not _is_int(self.n_jobs) or self.n_jobs == 0):
-            raise ValueError(f"n_jobs={self.n_jobs!r}; expected None, -1 or a positive integer.")
-        if self.layer is not None and not isinstance(self.layer, str) and not _is_int(self.layer):
-            raise ValueError(f"layer={self.layer!r}; expected None, a layer name or an index.")
-
 
 def resolve_layer(layer, backbone):
     """The layer's name from ``None``, a name or an index into ``layer_names``."""
@@ -465,10 +477,6 @@ def _stack(arrays, start, good):
             f"batch starting at image {start}; it must crop every image to one size."
         )
     return np.stack(arrays)
-
-
-def _is_int(value):
-    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 class _NoBar:
