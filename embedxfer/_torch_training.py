@@ -8,7 +8,9 @@ mixed precision, seeding that leaves torch's global random state as it found
 it, and the safetensors + JSON format of a saved classifier.
 """
 
+import abc
 import contextlib
+import dataclasses
 import json
 import numbers
 import os
@@ -21,77 +23,57 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from ._device import import_torch, resolve_device, resolve_dtype
+from ._param_validation import Interval, Options, Rule, check_param, validate_params
 from ._validation import check_documents
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT_VERSION = 1
 MAX_GRAD_NORM = 1.0
+# Mixed-precision settings of the torch classifiers' ``precision`` parameter.
+PRECISIONS = ("auto", "float32", "float16", "bfloat16")
 
 
 # ----------------------------------------------------------------- parameters
-def check_number(
-    name,
-    value,
-    *,
-    low=None,
-    high=None,
-    integer=False,
-    low_open=False,
-    high_open=False,
-    allow_none=False,
-):
-    """Check one numeric hyper-parameter and return it; errors name the way out."""
-    if value is None and allow_none:
-        return None
-    kind = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kind):
-        what = "an integer" if integer else "a number"
-        raise TypeError(f"{name} must be {what}, got {value!r} ({type(value).__name__}).")
-    bad_low = low is not None and (value <= low if low_open else value < low)
-    bad_high = high is not None and (value >= high if high_open else value > high)
-    if bad_low or bad_high:
-        lo = "" if low is None else f"{'(' if low_open else '['}{low}"
-        hi = "" if high is None else f"{high}{')' if high_open else ']'}"
-        raise ValueError(f"{name}={value!r} is out of range; expected a value in {lo}, {hi}.")
-    return value
-
-
-def check_unfreeze(unfreeze):
-    """``unfreeze`` as ``"all"`` or an int >= 0 (the fine-tuning estimators' rule)."""
-    if isinstance(unfreeze, str):
-        if unfreeze != "all":
-            raise ValueError(f"unfreeze={unfreeze!r}; expected an integer >= 0 or 'all'.")
-        return unfreeze
-    if isinstance(unfreeze, bool) or not isinstance(unfreeze, numbers.Integral) or unfreeze < 0:
-        raise ValueError(f"unfreeze={unfreeze!r}; expected an integer >= 0 or 'all'.")
-    return int(unfreeze)
-
-
-def check_training_params(est, *, epochs):
-    """Validate the hyper-parameters both torch classifiers share."""
-    check_number("lr", est.lr, low=0, low_open=True)
-    check_number("epochs", epochs, low=1, integer=True)
-    check_number("batch_size", est.batch_size, low=1, integer=True)
-    check_number("weight_decay", est.weight_decay, low=0)
-    check_number("warmup_fraction", est.warmup_fraction, low=0, high=1, high_open=True)
-    check_number(
-        "validation_fraction",
-        est.validation_fraction,
-        low=0,
-        high=1,
-        low_open=True,
-        high_open=True,
-        allow_none=True,
-    )
-    check_number("n_iter_no_change", est.n_iter_no_change, low=1, integer=True)
-    check_number("dropout", est.dropout, low=0, high=1, high_open=True)
-    check_number("verbose", est.verbose, low=0, integer=True)
-    cw = est.class_weight
-    if not (cw is None or cw == "balanced" or isinstance(cw, dict)):
-        raise ValueError(
-            f"class_weight={cw!r}; expected None, 'balanced' or a dict {{label: weight}}."
+def true_or_false(name):
+    """A ``Rule``: the value is ``True`` or ``False`` (numpy's too)."""
+    return Rule(
+        lambda value: (
+            None
+            if isinstance(value, (bool, np.bool_))
+            else f"{name}={value!r}; expected True or False."
         )
+    )
+
+
+UNFREEZE_CONSTRAINT = {
+    "constraints": [Interval(numbers.Integral, 0, None), Options(["all"])],
+    "hint": "Pass an integer >= 0 (the top layers that train) or 'all'.",
+}
+
+# What the torch classifiers accept for the training parameters they share;
+# each estimator's ``_parameter_constraints`` starts from this table.
+TRAINING_PARAMETER_CONSTRAINTS = {
+    "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+    "epochs": [Interval(numbers.Integral, 1, None)],
+    "batch_size": [Interval(numbers.Integral, 1, None)],
+    "weight_decay": [Interval(numbers.Real, 0, None)],
+    "warmup_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
+    "validation_fraction": {
+        "constraints": [Interval(numbers.Real, 0, 1, closed="neither"), None],
+        "hint": "None trains on all the data without early stopping.",
+    },
+    "n_iter_no_change": [Interval(numbers.Integral, 1, None)],
+    "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+    "class_weight": {
+        "constraints": [Options(["balanced"]), dict, None],
+        "hint": "A dict maps labels to weights: {label: weight}.",
+    },
+    "random_state": "no_validation",
+    "device": "no_validation",
+    "precision": [Options(PRECISIONS)],
+    "verbose": [Interval(numbers.Integral, 0, None)],
+}
 
 
 def resolve_precision(precision, device):
@@ -180,7 +162,9 @@ def class_weight_vector(class_weight, classes, y_idx):
                 f"class_weight names the label {label!r}, which is not in y; "
                 f"the classes are {list(known)[:10]}."
             )
-        weights[known[key]] = check_number(f"class_weight[{label!r}]", weight, low=0)
+        weights[known[key]] = check_param(
+            f"class_weight[{label!r}]", weight, [Interval(numbers.Real, 0, None)]
+        )
     return weights
 
 
@@ -286,66 +270,166 @@ class _NoBar:
         pass
 
 
-def train_epochs(
-    *,
-    epochs,
-    batch_size,
-    warmup_fraction,
-    n_iter_no_change,
-    verbose,
-    n_train,
-    y_train,
-    batch_logits,
-    parameters,
-    optimizer,
-    loss_fn,
-    device,
-    amp_dtype,
-    seed,
-    validate=None,
-    snapshot=None,
-    restore=None,
-    lengths=None,
-    desc="fit",
-):
+@dataclasses.dataclass(frozen=True)
+class TrainingSettings:
+    """The training parameters of one ``fit``, resolved once and shared by its stages.
+
+    Built by :meth:`TorchClassifierMixin.fit` from the estimator's parameters;
+    what differs between the stages of one fit (the learning rates, the
+    epochs) is in :class:`TrainingStage`.
+    """
+
+    lr: float
+    batch_size: int
+    weight_decay: float
+    warmup_fraction: float
+    validation_fraction: float | None
+    n_iter_no_change: int
+    class_weight: object
+    verbose: int
+    device: str
+    amp_dtype: object  # torch dtype of autocast; float32 means off
+    seed: int
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingData:
+    """The labelled inputs of one ``fit`` and their train / validation split."""
+
+    inputs: list  # documents or images, in the caller's order
+    classes: np.ndarray
+    y_idx: np.ndarray  # class index of every input
+    train_idx: np.ndarray
+    val_idx: np.ndarray | None
+
+    @property
+    def y_train(self):
+        return self.y_idx[self.train_idx]
+
+    @property
+    def y_val(self):
+        return None if self.val_idx is None else self.y_idx[self.val_idx]
+
+
+@dataclasses.dataclass
+class TrainingStage:
+    """One run of the epoch loop: what trains, at which rates, on which batches.
+
+    Attributes
+    ----------
+    groups : list of (list of (name, parameter), float)
+        The trained parameters and their peak learning rate, per group.
+    modules : list of torch modules
+        Put in training mode for the stage (evaluation mode to validate).
+    epochs : int
+    batch_logits : callable(index_array) -> logits tensor
+        Forward pass over a batch of training rows ``0 .. n_train - 1``.
+    val_logits : callable() -> logits tensor, optional
+        Logits of the validation rows, called in evaluation and inference
+        mode; with it, training stops after ``n_iter_no_change`` epochs
+        without improvement and the best epoch's weights come back.
+    lengths : array of int, optional
+        Token counts of the training rows; with them, batches group rows of
+        similar length (see ``epoch_batches``).
+    desc : str
+        Label of the progress bar.
+    """
+
+    groups: list
+    modules: list
+    epochs: int
+    batch_logits: object
+    val_logits: object = None
+    lengths: object = None
+    desc: str = "fit"
+
+    @property
+    def parameters(self):
+        return [p for named, _ in self.groups for _, p in named]
+
+
+class BestWeights:
+    """Validation loss after each epoch, and copies of the best epoch's weights."""
+
+    def __init__(self, stage, loss_fn, y_val, device, set_training_mode):
+        torch = import_torch()
+        self.stage = stage
+        self.loss_fn = loss_fn
+        self.y_val = torch.as_tensor(y_val, device=device)
+        self.set_training_mode = set_training_mode
+
+    def validation_loss(self):
+        torch = import_torch()
+        self.set_training_mode(self.stage.modules, False)
+        with torch.inference_mode():
+            loss = self.loss_fn(self.stage.val_logits().float(), self.y_val).item()
+        self.set_training_mode(self.stage.modules, True)
+        return loss
+
+    def snapshot(self):
+        return [p.detach().clone() for p in self.stage.parameters]
+
+    def restore(self, state):
+        torch = import_torch()
+        with torch.no_grad():
+            for p, saved in zip(self.stage.parameters, state):
+                p.copy_(saved)
+
+
+def set_training_mode(modules, training):
+    """Put ``modules`` in training (``True``) or evaluation mode."""
+    for module in modules:
+        module.train(training)
+
+
+def train_stage(stage, settings, loss_fn, data, set_mode=set_training_mode):
+    """Train ``stage`` with AdamW and the warm-up schedule; return its history."""
+    optimizer = make_optimizer(stage.groups, settings.weight_decay)
+    best = None
+    if stage.val_logits is not None:
+        best = BestWeights(stage, loss_fn, data.y_val, settings.device, set_mode)
+    set_mode(stage.modules, True)
+    return train_epochs(stage, settings, optimizer, loss_fn, data.y_train, best)
+
+
+def train_epochs(stage, settings, optimizer, loss_fn, y_train, best=None):
     """Run the epoch loop with early stopping; return the training history.
 
     Parameters
     ----------
-    batch_logits : callable(index_array) -> logits tensor
-        Forward pass of the network (in training mode) over a batch of
-        training rows, numbered ``0 .. n_train - 1``.
-    parameters : list of tensors
-        What the optimizer updates (for gradient clipping).
-    validate : callable() -> float, optional
-        Validation loss; with it, training stops after ``n_iter_no_change``
-        epochs without improvement and the best weights come back.
-    snapshot, restore : callables
-        Copy out / load back the trainable weights for early stopping.
-    lengths : array of int, optional
-        Token counts of the training rows; with them, batches group rows of
-        similar length (see ``epoch_batches``) so that little padding is
-        computed.
+    stage : TrainingStage
+    settings : TrainingSettings
+    optimizer : torch optimizer over ``stage.parameters``
+    loss_fn : callable(logits, targets) -> loss tensor
+    y_train : array of int
+        Class index of every training row.
+    best : BestWeights, optional
+        With it, the validation loss after every epoch decides early
+        stopping and the best epoch's weights come back.
     """
     torch = import_torch()
+    device, amp_dtype = settings.device, settings.amp_dtype
+    epochs, batch_size = stage.epochs, settings.batch_size
+    parameters = stage.parameters
+    n_train = len(y_train)
     steps_per_epoch = int(np.ceil(n_train / batch_size))
     total_steps = steps_per_epoch * epochs
-    scheduler = warmup_linear_schedule(optimizer, total_steps, warmup_fraction)
+    scheduler = warmup_linear_schedule(optimizer, total_steps, settings.warmup_fraction)
     scaler = None
     if amp_dtype == torch.float16:
         scaler = torch.amp.GradScaler(device.split(":")[0])
-    shuffle = torch.Generator().manual_seed(seed)
+    shuffle = torch.Generator().manual_seed(settings.seed)
     y_train = torch.as_tensor(y_train, dtype=torch.long, device=device)
     history = {"loss": [], "val_loss": [], "best_epoch": None, "n_iter": 0, "time": 0.0}
-    best, best_state, bad_epochs = np.inf, None, 0
-    bar = progress(total_steps, verbose, desc)
+    lowest, best_state, bad_epochs = np.inf, None, 0
+    bar = progress(total_steps, settings.verbose, stage.desc)
     start = time.perf_counter()
     try:
         for epoch in range(epochs):
             total, count = 0.0, 0
-            for idx in epoch_batches(n_train, batch_size, shuffle, lengths):
+            for idx in epoch_batches(n_train, batch_size, shuffle, stage.lengths):
                 with autocast(device, amp_dtype):
-                    logits = batch_logits(idx)
+                    logits = stage.batch_logits(idx)
                 loss = loss_fn(logits.float(), y_train[idx])
                 optimizer.zero_grad(set_to_none=True)
                 if scaler is not None:
@@ -366,26 +450,36 @@ def train_epochs(
                 bar.set_postfix(epoch=epoch + 1, loss=f"{total / count:.4f}")
             history["loss"].append(total / count)
             message = f"epoch {epoch + 1}/{epochs}: loss {total / count:.4f}"
-            if validate is not None:
-                val_loss = float(validate())
+            if best is not None:
+                val_loss = float(best.validation_loss())
                 history["val_loss"].append(val_loss)
                 message += f", validation loss {val_loss:.4f}"
-                if val_loss < best:
-                    best, bad_epochs = val_loss, 0
-                    best_state = snapshot()
+                if val_loss < lowest:
+                    lowest, bad_epochs = val_loss, 0
+                    best_state = best.snapshot()
                     history["best_epoch"] = epoch + 1
                 else:
                     bad_epochs += 1
-            if verbose > 1:
+            if settings.verbose > 1:
                 print(message, file=sys.stderr)
-            if validate is not None and bad_epochs >= n_iter_no_change:
+            if best is not None and bad_epochs >= settings.n_iter_no_change:
                 break
     finally:
         bar.close()
     if best_state is not None and history["best_epoch"] != len(history["loss"]):
-        restore(best_state)
+        best.restore(best_state)
     history["time"] = time.perf_counter() - start
     return history
+
+
+def joined_history(histories):
+    """One training history from those of the stages, in order."""
+    return {
+        "loss": [v for h in histories for v in h["loss"]],
+        "val_loss": [v for h in histories for v in h["val_loss"]],
+        "n_iter": sum(h["n_iter"] for h in histories),
+        "time": sum(h["time"] for h in histories),
+    }
 
 
 def epoch_batches(n, batch_size, generator, lengths=None, pool=50):
@@ -530,18 +624,139 @@ def read_folder(folder, expected_class):
 
 
 # ------------------------------------------------------------------- mixin
-class TorchClassifierMixin:
-    """Prediction, pickling and save/load for a classifier with a torch network.
+class TorchClassifierMixin(abc.ABC):
+    """Training outline, prediction, pickling and save/load of a classifier with a torch network.
 
-    Subclasses provide ``_logits_numpy(docs)`` (float32 logits),
-    ``_trained_tensors()`` (``{name: tensor}`` of what ``fit`` trained),
-    ``_rebuild(tensors, device)`` (recreate the network from those tensors)
-    and ``_extra_config()``; ``_runtime`` holds the live torch objects and
-    is never pickled.
+    :meth:`fit` runs the outline every torch classifier follows: check the
+    parameters and the data, encode the labels, draw the seed, split off the
+    validation rows, build the network, train it in one or more stages (each
+    with early stopping) inside a seeded ``torch.random.fork_rng``, and set
+    the fitted attributes. A subclass supplies what differs through the
+    abstract methods below; ``_runtime`` holds the live torch objects and is
+    never pickled.
     """
 
     _runtime = None
     _pending_tensors = None
+
+    # the training outline ---------------------------------------------
+    def fit(self, X, y):
+        """Train the network on labelled inputs.
+
+        Parameters
+        ----------
+        X : iterable
+            Training inputs (documents or images, as the estimator takes).
+        y : array-like of shape (n_samples,)
+            Class labels (strings or numbers; two or more classes).
+
+        Returns
+        -------
+        self : estimator
+        """
+        validate_params(self)
+        self._check_param_combinations()
+        torch = import_torch()
+        inputs, y = self._check_fit_data(X, y)
+        device = resolve_device(self.device)
+        amp_dtype = resolve_precision(self._training_precision(), device)
+        classes, y_idx = encode_labels(y)
+        weights = class_weight_vector(self.class_weight, classes, y_idx)
+        seed = draw_seed(self.random_state)
+        train_idx, val_idx = split_validation(y_idx, self.validation_fraction, seed)
+        settings = TrainingSettings(
+            lr=self.lr,
+            batch_size=self.batch_size,
+            weight_decay=self.weight_decay,
+            warmup_fraction=self.warmup_fraction,
+            validation_fraction=self.validation_fraction,
+            n_iter_no_change=self.n_iter_no_change,
+            class_weight=self.class_weight,
+            verbose=self.verbose,
+            device=device,
+            amp_dtype=amp_dtype,
+            seed=seed,
+        )
+        data = TrainingData(inputs, classes, y_idx, train_idx, val_idx)
+        prepared = self._prepare_training(data, settings)
+        loss_fn = torch.nn.CrossEntropyLoss(
+            weight=None if weights is None else torch.as_tensor(weights, device=device)
+        )
+        histories, trained_modules = [], []
+        with seeded_torch(seed, device):
+            for stage in self._training_stages(prepared, data, settings):
+                histories.append(
+                    train_stage(stage, settings, loss_fn, data, self._set_training_mode)
+                )
+                trained_modules.extend(stage.modules)
+        self._set_training_mode(trained_modules, False)
+        for module in trained_modules:
+            module.requires_grad_(False)
+
+        self.classes_ = classes
+        self.device_ = device
+        set_history(self, joined_history(histories))
+        self._runtime = self._fitted_runtime(prepared, data)
+        self._pending_tensors = None
+        return self
+
+    def _check_param_combinations(self):
+        """Checks that involve several parameters (after ``validate_params``)."""
+        return None
+
+    def _training_precision(self):
+        """The ``precision`` that training runs at."""
+        return self.precision
+
+    def _set_training_mode(self, modules, training):
+        """Put the trained ``modules`` in training (``True``) or evaluation mode."""
+        set_training_mode(modules, training)
+
+    @abc.abstractmethod
+    def _check_fit_data(self, X, y):
+        """``(inputs, y)``: the training inputs as a list and ``y`` as a 1-D array."""
+
+    @abc.abstractmethod
+    def _prepare_training(self, data, settings):
+        """Load the pretrained model and build the network before the seeded block.
+
+        Runs before torch's global generator is seeded for the training
+        stages (loading a model may draw from it). Returns whatever the
+        other hooks need (passed to them as ``prepared``).
+        """
+
+    @abc.abstractmethod
+    def _training_stages(self, prepared, data, settings):
+        """Yield the :class:`TrainingStage` objects to train, in order.
+
+        Runs inside the seeded block (dropout and any weight initialisation
+        drawn from torch's global generator happen here); each stage is
+        trained before the next is asked for.
+        """
+
+    @abc.abstractmethod
+    def _fitted_runtime(self, prepared, data):
+        """Set the estimator's own fitted attributes and return the runtime kept for prediction."""
+
+    @abc.abstractmethod
+    def _logits_numpy(self, inputs):
+        """Float32 logits ``(n_samples, n_classes)`` of checked inputs."""
+
+    @abc.abstractmethod
+    def _trained_tensors(self):
+        """``{name: tensor}`` of what ``fit`` trained (saved and pickled)."""
+
+    @abc.abstractmethod
+    def _rebuild(self, tensors, device):
+        """Recreate ``_runtime`` on ``device`` from the pretrained model and ``tensors``."""
+
+    @abc.abstractmethod
+    def _extra_config(self):
+        """The estimator's own fitted attributes for ``config.json``."""
+
+    @abc.abstractmethod
+    def _load_extra_config(self, config, folder):
+        """Set the attributes ``_extra_config`` wrote."""
 
     # prediction -------------------------------------------------------
     def _ensure_runtime(self):

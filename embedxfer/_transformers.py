@@ -235,19 +235,20 @@ class EncoderBackend:
         """Pad token id lists into the model's input tensors on the device."""
         import torch
 
-        width = max(len(row) for row in rows)
+        lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+        width = max(1, int(lengths.max()))
+        positions = np.arange(width)[None, :]
+        if self.pad_left:
+            real = positions >= (width - lengths)[:, None]
+        else:
+            real = positions < lengths[:, None]
         input_ids = np.full((len(rows), width), self.pad_token_id, dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        for i, row in enumerate(rows):
-            if self.pad_left:
-                input_ids[i, width - len(row) :] = row
-                mask[i, width - len(row) :] = 1
-            else:
-                input_ids[i, : len(row)] = row
-                mask[i, : len(row)] = 1
+        input_ids[real] = np.fromiter(
+            (t for row in rows for t in row), dtype=np.int64, count=int(lengths.sum())
+        )
         features = {
             "input_ids": torch.from_numpy(input_ids),
-            "attention_mask": torch.from_numpy(mask),
+            "attention_mask": torch.from_numpy(real.astype(np.int64)),
         }
         if self.uses_token_type_ids:
             features["token_type_ids"] = torch.zeros_like(features["input_ids"])
@@ -293,6 +294,30 @@ def _sane_limit(value):
     return value if isinstance(value, int) and 0 < value < 1_000_000 else None
 
 
+def model_max_length(model, tokenizer, preferred=None):
+    """Longest input, in tokens, that ``model`` and ``tokenizer`` take.
+
+    ``preferred`` (e.g. sentence-transformers' ``max_seq_length``), else the
+    tokenizer's own limit, capped by the position embeddings (RoBERTa's
+    offset counted); 512 when neither says.
+    """
+    limit = _sane_limit(preferred) or _sane_limit(tokenizer.model_max_length)
+    positions = _max_positions(model)
+    if limit is None:
+        return positions if positions is not None else 512
+    return limit if positions is None else min(limit, positions)
+
+
+def longest_first(rows):
+    """Order of ``rows`` (token id lists) by length, longest first, stable.
+
+    Batches cut from this order hold rows of similar length, so that little
+    padding is computed; results go back to the caller's order by it.
+    """
+    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    return np.argsort(-lengths, kind="stable")
+
+
 def load_encoder(source, is_local, device, dtype):
     """Load a text encoder for inference on ``device`` at ``dtype``.
 
@@ -320,9 +345,7 @@ def load_encoder(source, is_local, device, dtype):
             )
         sentence_model.to(device=device, dtype=dtype)
         sentence_model.eval()
-        default = _sane_limit(sentence_model.max_seq_length) or _sane_limit(
-            tokenizer.model_max_length
-        )
+        preferred = sentence_model.max_seq_length
     else:
         transformers = _import_transformers()
         tokenizer = transformers.AutoTokenizer.from_pretrained(source, local_files_only=is_local)
@@ -330,14 +353,14 @@ def load_encoder(source, is_local, device, dtype):
         model.to(device=device, dtype=dtype)
         model.eval()
         sentence_model = None
-        default = _sane_limit(tokenizer.model_max_length)
-    positions = _max_positions(model)
-    if default is None:
-        default = positions if positions is not None else 512
-    elif positions is not None:
-        default = min(default, positions)
+        preferred = None
     return EncoderBackend(
-        model, tokenizer, device, dtype, sentence_model=sentence_model, default_max_length=default
+        model,
+        tokenizer,
+        device,
+        dtype,
+        sentence_model=sentence_model,
+        default_max_length=model_max_length(model, tokenizer, preferred),
     )
 
 
@@ -538,7 +561,7 @@ def encode_texts(
                     (len(ids) if in_windows.any() else 0, n_features), dtype=np.float32
                 )
                 lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-                order = np.argsort(-lengths, kind="stable")
+                order = longest_first(ids)
                 pos = 0
                 while pos < len(order):
                     batch = order[pos : pos + current]
