@@ -1,11 +1,16 @@
-"""Training loop, early stopping and persistence shared by the torch classifiers.
+"""The training outline, loop and saved format shared by the torch classifiers.
 
-``TransformerClassifier`` (``_finetune.py``) and ``SequenceClassifier``
-(``_sequence.py``) differ in the network they train; everything around the
-network lives here: parameter checks, label encoding, class weights, the
-validation split, the warm-up schedule, the epoch loop with early stopping,
-mixed precision, seeding that leaves torch's global random state as it found
-it, and the safetensors + JSON format of a saved classifier.
+``TransformerClassifier`` (``_finetune.py``), ``SequenceClassifier``
+(``_sequence.py``) and ``ImageClassifier`` (``image/_classifier.py``) differ
+in the network they train and the inputs they feed it; everything around
+the network lives here: the training parameters' constraints, label
+encoding, class weights, the validation split, the outline of ``fit``
+(``TorchClassifierMixin``, whose abstract methods each classifier
+implements), the training settings (``TrainingSettings``) and stages
+(``TrainingStage``), the warm-up schedule, the epoch loop with early
+stopping (``BestWeights``), mixed precision, seeding that leaves torch's
+global random state as it found it, and the safetensors + JSON format of a
+saved classifier.
 """
 
 import abc
@@ -409,8 +414,7 @@ def train_epochs(stage, settings, optimizer, loss_fn, y_train, best=None):
     """
     torch = import_torch()
     device, amp_dtype = settings.device, settings.amp_dtype
-    epochs, batch_size = stage.epochs, settings.batch_size
-    parameters = stage.parameters
+    epochs, batch_size, parameters = stage.epochs, settings.batch_size, stage.parameters
     n_train = len(y_train)
     steps_per_epoch = int(np.ceil(n_train / batch_size))
     total_steps = steps_per_epoch * epochs
@@ -431,17 +435,7 @@ def train_epochs(stage, settings, optimizer, loss_fn, y_train, best=None):
                 with autocast(device, amp_dtype):
                     logits = stage.batch_logits(idx)
                 loss = loss_fn(logits.float(), y_train[idx])
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(parameters, MAX_GRAD_NORM)
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(parameters, MAX_GRAD_NORM)
-                    optimizer.step()
+                _optimizer_step(loss, optimizer, scaler, parameters)
                 scheduler.step()
                 history["n_iter"] += 1
                 total += loss.item() * len(idx)
@@ -470,6 +464,22 @@ def train_epochs(stage, settings, optimizer, loss_fn, y_train, best=None):
         best.restore(best_state)
     history["time"] = time.perf_counter() - start
     return history
+
+
+def _optimizer_step(loss, optimizer, scaler, parameters):
+    """Backward pass, gradient clipping and one optimizer step (scaled for float16)."""
+    torch = import_torch()
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(parameters, MAX_GRAD_NORM)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, MAX_GRAD_NORM)
+        optimizer.step()
 
 
 def joined_history(histories):
