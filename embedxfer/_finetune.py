@@ -17,7 +17,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _torch_training as tt
 from ._base import TextInputMixin
-from ._device import import_torch
+from ._device import AUTO_PRECISIONS, import_torch
+from ._onnx import BACKENDS
 from ._param_validation import Interval, InvalidParameterError, Options, validate_params
 from ._registry import get_or_load
 from ._transformers import (
@@ -478,10 +479,10 @@ class TransformerClassifier(
             "hint": "None uses the model's own limit.",
         },
         "precision": {
-            "constraints": [Options(tt.PRECISIONS + ("int8",))],
+            "constraints": [Options((*AUTO_PRECISIONS, "int8"))],
             "hint": "'int8' predicts with backend='onnx'.",
         },
-        "backend": [Options(["torch", "onnx"])],
+        "backend": [Options(BACKENDS)],
         "n_threads": [Interval(Integral, 1, None), None],
         "long_documents": [Options(["truncate", "chunk"])],
         "chunk_overlap": [Interval(Integral, 0, None)],

@@ -27,9 +27,8 @@ from ._tokenize import (
     documents_to_ids,
 )
 from ._validation import check_documents
-from ._vectors import load_vectors, source_identity
+from ._vectors import DEFAULT_VECTORS, load_vectors, source_identity
 
-DEFAULT_VECTORS = "glove-6B-50d"
 _ARCHITECTURES = ("bigru", "bilstm", "cnn")
 # The first rows of the model's own embedding table. (Not to be confused with
 # ``_tokenize``'s id of an unknown word in a pretrained vocabulary, which is

@@ -27,7 +27,8 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from ._device import import_torch, resolve_device, resolve_dtype
+from ._atomic import atomic_path, write_text_atomic
+from ._device import AUTO_PRECISIONS, import_torch, resolve_device, resolve_dtype
 from ._param_validation import Interval, Options, Rule, check_param, validate_params
 from ._validation import check_documents
 
@@ -35,8 +36,6 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT_VERSION = 1
 MAX_GRAD_NORM = 1.0
-# Mixed-precision settings of the torch classifiers' ``precision`` parameter.
-PRECISIONS = ("auto", "float32", "float16", "bfloat16")
 
 
 # ----------------------------------------------------------------- parameters
@@ -76,7 +75,7 @@ TRAINING_PARAMETER_CONSTRAINTS = {
     },
     "random_state": "no_validation",
     "device": "no_validation",
-    "precision": [Options(PRECISIONS)],
+    "precision": [Options(AUTO_PRECISIONS)],
     "verbose": [Interval(numbers.Integral, 0, None)],
 }
 
@@ -595,17 +594,14 @@ def classes_from_json(data):
 
 
 def write_folder(folder, config, tensors):
-    """Write ``config.json`` and ``model.safetensors`` into ``folder``."""
+    """Write ``config.json`` and ``model.safetensors`` into ``folder``, each atomically."""
     from safetensors.torch import save_file
 
     os.makedirs(folder, exist_ok=True)
-    save_file(
-        {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()},
-        os.path.join(folder, WEIGHTS_NAME),
-    )
-    with open(os.path.join(folder, CONFIG_NAME), "w", encoding="utf-8") as fh:
-        json.dump(config, fh, indent=2, sort_keys=True)
-        fh.write("\n")
+    with atomic_path(os.path.join(folder, WEIGHTS_NAME)) as tmp:
+        save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(tmp))
+    text = json.dumps(config, indent=2, sort_keys=True) + "\n"
+    write_text_atomic(os.path.join(folder, CONFIG_NAME), text)
 
 
 def read_folder(folder, expected_class):

