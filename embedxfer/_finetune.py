@@ -607,9 +607,9 @@ class TransformerClassifier(
             lengths = [len(seqs[i]) for i in train_idx]
 
         trainable = [(f"encoder.{n}", p) for n, p in encoder.named_parameters() if p.requires_grad]
-        groups = [(list(head.named_parameters()), self.lr)]
+        groups = [(list(head.named_parameters()), settings.lr)]
         if trainable:
-            body_lr = self.body_lr if self.body_lr is not None else self.lr / 30
+            body_lr = self.body_lr if self.body_lr is not None else settings.lr / 30
             groups.append((trainable, body_lr))
         encoder.eval()
         yield tt.TrainingStage(

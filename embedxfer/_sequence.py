@@ -332,7 +332,7 @@ class SequenceClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierMixi
 
         trainable = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
         yield tt.TrainingStage(
-            groups=[(trainable, self.lr)],
+            groups=[(trainable, settings.lr)],
             modules=[net],
             epochs=self.epochs,
             batch_logits=batch_logits,

@@ -295,6 +295,23 @@ class TrainingSettings:
     amp_dtype: object  # torch dtype of autocast; float32 means off
     seed: int
 
+    @classmethod
+    def of(cls, estimator, *, device, amp_dtype, seed):
+        """The settings of ``estimator``'s parameters, with what ``fit`` resolved."""
+        return cls(
+            lr=estimator.lr,
+            batch_size=estimator.batch_size,
+            weight_decay=estimator.weight_decay,
+            warmup_fraction=estimator.warmup_fraction,
+            validation_fraction=estimator.validation_fraction,
+            n_iter_no_change=estimator.n_iter_no_change,
+            class_weight=estimator.class_weight,
+            verbose=estimator.verbose,
+            device=device,
+            amp_dtype=amp_dtype,
+            seed=seed,
+        )
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainingData:
@@ -669,20 +686,8 @@ class TorchClassifierMixin(abc.ABC):
         classes, y_idx = encode_labels(y)
         weights = class_weight_vector(self.class_weight, classes, y_idx)
         seed = draw_seed(self.random_state)
-        train_idx, val_idx = split_validation(y_idx, self.validation_fraction, seed)
-        settings = TrainingSettings(
-            lr=self.lr,
-            batch_size=self.batch_size,
-            weight_decay=self.weight_decay,
-            warmup_fraction=self.warmup_fraction,
-            validation_fraction=self.validation_fraction,
-            n_iter_no_change=self.n_iter_no_change,
-            class_weight=self.class_weight,
-            verbose=self.verbose,
-            device=device,
-            amp_dtype=amp_dtype,
-            seed=seed,
-        )
+        settings = TrainingSettings.of(self, device=device, amp_dtype=amp_dtype, seed=seed)
+        train_idx, val_idx = split_validation(y_idx, settings.validation_fraction, seed)
         data = TrainingData(inputs, classes, y_idx, train_idx, val_idx)
         prepared = self._prepare_training(data, settings)
         loss_fn = torch.nn.CrossEntropyLoss(

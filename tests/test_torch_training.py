@@ -23,8 +23,8 @@ class LinearClassifier(tt.TorchClassifierMixin, ClassifierMixin, BaseEstimator):
         self,
         *,
         lr=0.5,
-        epochs=20,
-        batch_size=8,
+        epochs=10,
+        batch_size=16,
         weight_decay=0.0,
         warmup_fraction=0.0,
         dropout=0.0,
@@ -109,7 +109,7 @@ def test_the_outline_trains_a_small_network_and_leaves_torch_alone():
     clf = LinearClassifier().fit(X, y)
     assert torch.equal(torch.random.get_rng_state(), state)
     assert list(clf.classes_) == ["a", "b"] and clf.device_ == "cpu"
-    assert clf.n_epochs_ == 20 and clf.n_iter_ == 20 * 8
+    assert clf.n_epochs_ == 10 and clf.n_iter_ == 10 * 4
     assert np.mean(clf.predict(X) == y) > 0.8
     again = clone(clf).fit(X, y)
     np.testing.assert_array_equal(again.predict_proba(X), clf.predict_proba(X))
@@ -120,10 +120,12 @@ def test_the_outline_trains_a_small_network_and_leaves_torch_alone():
 def test_early_stopping_keeps_the_best_epoch_weights():
     X, y = blobs(seed=1)
     clf = LinearClassifier(
-        lr=2.0, epochs=30, validation_fraction=0.3, n_iter_no_change=3, random_state=3
+        lr=2.0, epochs=15, validation_fraction=0.3, n_iter_no_change=3, random_state=3
     ).fit(X, y)
     assert len(clf.validation_loss_curve_) == clf.n_epochs_
     assert clf.best_validation_loss_ == min(clf.validation_loss_curve_)
+    # Training went on past the best epoch, so its weights had to be put back.
+    assert np.argmin(clf.validation_loss_curve_) < clf.n_epochs_ - 1
     # The kept weights are those of the best epoch: their validation loss is the lowest one.
     _, val_idx = tt.split_validation(
         np.unique(y, return_inverse=True)[1], 0.3, tt.draw_seed(clf.random_state)

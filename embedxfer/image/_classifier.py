@@ -371,7 +371,7 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
             train_features = self._features(runtime, centre)
             val_features = None if val_inputs is None else self._features(runtime, val_inputs)
             yield tt.TrainingStage(
-                groups=[(list(runtime.head.named_parameters()), self.lr)],
+                groups=[(list(runtime.head.named_parameters()), settings.lr)],
                 modules=[runtime.head],
                 epochs=self._head_epochs(),
                 batch_logits=lambda idx: runtime.head(train_features[idx]),
@@ -386,7 +386,7 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
         head_params = list(runtime.head.named_parameters())
         body = [(f"backbone.{n}", p) for n, p in runtime.trained.named_parameters()]
         if unfreeze == 0:
-            groups = [(head_params, self.lr)]
+            groups = [(head_params, settings.lr)]
         else:
             # Stage 2: head and unfrozen blocks together, at the body's low rate.
             groups = [(head_params + body, self._body_lr())]
