@@ -9,14 +9,13 @@ encoding, class weights, the validation split, the outline of ``fit``
 implements), the training settings (``TrainingSettings``) and stages
 (``TrainingStage``), the warm-up schedule, the epoch loop with early
 stopping (``BestWeights``), mixed precision, seeding that leaves torch's
-global random state as it found it, and the safetensors + JSON format of a
-saved classifier.
+global random state as it found it, prediction, pickling and save / load (in
+the format of ``_torch_persistence``).
 """
 
 import abc
 import contextlib
 import dataclasses
-import json
 import numbers
 import os
 import sys
@@ -27,14 +26,21 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from ._atomic import atomic_path, write_text_atomic
 from ._device import AUTO_PRECISIONS, import_torch, resolve_device, resolve_dtype
 from ._param_validation import Interval, Options, Rule, check_param, validate_params
+from ._torch_persistence import (
+    FORMAT_VERSION,
+    bytes_to_tensors,
+    classes_from_json,
+    classes_to_json,
+    params_from_json,
+    params_to_json,
+    read_folder,
+    tensors_to_bytes,
+    write_folder,
+)
 from ._validation import check_documents
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-FORMAT_VERSION = 1
 MAX_GRAD_NORM = 1.0
 
 
@@ -544,106 +550,6 @@ def set_history(est, history):
 
 def batch_ranges(n, batch_size):
     return [(s, min(n, s + batch_size)) for s in range(0, n, batch_size)]
-
-
-# --------------------------------------------------------------- persistence
-def tensors_to_bytes(tensors):
-    """Serialise ``{name: tensor}`` as safetensors bytes (CPU, contiguous)."""
-    from safetensors.torch import save
-
-    return save({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()})
-
-
-def bytes_to_tensors(blob):
-    from safetensors.torch import load
-
-    return load(bytes(blob))
-
-
-def params_to_json(params):
-    """``get_params()`` as JSON, and the names of parameters JSON cannot hold.
-
-    Such parameters (a ``RandomState`` instance, an in-memory
-    ``KeyedVectors``) are saved as ``None``: the trained weights do not need
-    them, only a later re-fit would.
-    """
-    out, unsaved = {}, []
-    for key, value in params.items():
-        if isinstance(value, os.PathLike):
-            value = os.fspath(value)
-        if key == "class_weight" and isinstance(value, dict):
-            value = {"__pairs__": [[_plain(k), float(v)] for k, v in value.items()]}
-        value = _plain(value)
-        try:
-            json.dumps(value)
-        except (TypeError, ValueError):
-            unsaved.append(key)
-            value = None
-        out[key] = value
-    return out, unsaved
-
-
-def params_from_json(params):
-    params = dict(params)
-    cw = params.get("class_weight")
-    if isinstance(cw, dict) and "__pairs__" in cw:
-        params["class_weight"] = dict(cw["__pairs__"])
-    return params
-
-
-def _plain(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def classes_to_json(classes):
-    return {"values": [_plain(c) for c in classes.tolist()], "dtype": classes.dtype.str}
-
-
-def classes_from_json(data):
-    dtype = np.dtype(data["dtype"])
-    if dtype.kind == "O":
-        arr = np.empty(len(data["values"]), dtype=object)
-        arr[:] = data["values"]
-        return arr
-    return np.asarray(data["values"], dtype=dtype)
-
-
-def write_folder(folder, config, tensors):
-    """Write ``config.json`` and ``model.safetensors`` into ``folder``, each atomically."""
-    from safetensors.torch import save_file
-
-    os.makedirs(folder, exist_ok=True)
-    with atomic_path(os.path.join(folder, WEIGHTS_NAME)) as tmp:
-        save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(tmp))
-    text = json.dumps(config, indent=2, sort_keys=True) + "\n"
-    write_text_atomic(os.path.join(folder, CONFIG_NAME), text)
-
-
-def read_folder(folder, expected_class):
-    """Read back what ``write_folder`` wrote, checking it is the expected class."""
-    from safetensors.torch import load_file
-
-    config_path = os.path.join(folder, CONFIG_NAME)
-    if not os.path.isfile(config_path):
-        raise FileNotFoundError(
-            f"{folder!r} has no {CONFIG_NAME}; pass a folder written by {expected_class}.save()."
-        )
-    with open(config_path, encoding="utf-8") as fh:
-        config = json.load(fh)
-    if config.get("class") != expected_class:
-        raise ValueError(
-            f"{folder!r} holds a {config.get('class')!r}, not a {expected_class}; "
-            f"load it with {config.get('class')}.load()."
-        )
-    if config.get("format_version", 0) > FORMAT_VERSION:
-        raise ValueError(
-            f"{folder!r} was written by a newer embedxfer (format "
-            f"{config['format_version']}); upgrade embedxfer to load it."
-        )
-    tensors = load_file(os.path.join(folder, WEIGHTS_NAME), device="cpu")
-    return config, tensors
 
 
 # ------------------------------------------------------------------- mixin

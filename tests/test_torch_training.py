@@ -77,8 +77,9 @@ class LinearClassifier(tt.TorchClassifierMixin, ClassifierMixin, BaseEstimator):
         return [np.asarray(row, dtype=np.float32) for row in X]
 
     def _logits_numpy(self, inputs):
+        linear = self._ensure_runtime()
         with torch.inference_mode():
-            return self._runtime(torch.from_numpy(np.stack(inputs))).numpy()
+            return linear(torch.from_numpy(np.stack(inputs))).numpy()
 
     def _trained_tensors(self):
         return dict(self._runtime.state_dict())
@@ -115,6 +116,22 @@ def test_the_outline_trains_a_small_network_and_leaves_torch_alone():
     np.testing.assert_array_equal(again.predict_proba(X), clf.predict_proba(X))
     assert not any(p.requires_grad for p in clf._runtime.parameters())
     assert not clf._runtime.training
+
+
+def test_save_load_and_pickle_give_the_same_predictions(tmp_path):
+    import pickle
+
+    X, y = blobs()
+    clf = LinearClassifier().fit(X, y)
+    expected = clf.predict_proba(X)
+    loaded = LinearClassifier.load(clf.save(tmp_path / "model"))
+    np.testing.assert_array_equal(loaded.predict_proba(X), expected)
+    assert loaded.loss_curve_ == clf.loss_curve_
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(clf)).predict_proba(X), expected)
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == [
+        "config.json",
+        "model.safetensors",
+    ]
 
 
 def test_early_stopping_keeps_the_best_epoch_weights():
