@@ -535,21 +535,15 @@ def encode_texts(
         progress = tqdm(total=n, desc="Encoding", unit="doc")
     n_truncated = 0
     current = int(batch_size)
+    embed = {"pooling": pooling, "layers": layers, "layer_combine": layer_combine}
     try:
         with torch.inference_mode():
             for start in range(0, n, chunk_size):
                 chunk = by_chars[start : start + chunk_size]
-                chunk_texts = [texts[i] for i in chunk]
-                if long_documents == "chunk":
-                    ids, owners = backend.tokenize_windows(chunk_texts, max_length, chunk_overlap)
-                    counts = np.bincount(owners, minlength=len(chunk))
-                    n_truncated += int(np.count_nonzero(counts > 1))
-                    in_windows = counts[owners] > 1
-                else:
-                    ids, cut = backend.tokenize(chunk_texts, max_length)
-                    n_truncated += cut
-                    owners = np.arange(len(ids))
-                    in_windows = np.zeros(len(ids), dtype=bool)
+                ids, owners, in_windows, cut = _tokenize_chunk(
+                    backend, [texts[i] for i in chunk], max_length, long_documents, chunk_overlap
+                )
+                n_truncated += cut
                 # Vectors of windows of split texts, pooled once the chunk is done.
                 window_out = np.empty(
                     (len(ids) if in_windows.any() else 0, n_features), dtype=np.float32
@@ -561,22 +555,13 @@ def encode_texts(
                     batch = order[pos : pos + current]
                     n_rows = len(batch)
                     try:
-                        features = backend.collate([ids[i] for i in batch])
-                        vectors = backend.embed(
-                            features, pooling=pooling, layers=layers, layer_combine=layer_combine
+                        batch, vectors = _embed_rows(
+                            backend, ids, batch, in_windows, window_out, normalize, embed
                         )
-                        windowed = in_windows[batch]
-                        if windowed.any():
-                            flags = torch.from_numpy(windowed).to(vectors.device)
-                            window_out[batch[windowed]] = vectors[flags].cpu().numpy()
-                            batch, vectors = batch[~windowed], vectors[~flags]
-                        if normalize:
-                            vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
-                        out[chunk[owners[batch]]] = vectors.cpu().numpy()
+                        out[chunk[owners[batch]]] = vectors
                     except Exception as err:
                         if not _is_out_of_memory(err) or current == 1:
                             raise
-                        features = vectors = None
                         # Leave the except block first so the traceback's tensors can be freed.
                         oom = True
                     else:
@@ -591,14 +576,9 @@ def encode_texts(
                     if progress is not None:
                         progress.update(len(batch))
                 if window_out.shape[0]:
-                    rows = np.flatnonzero(in_windows)  # grouped by owner, in window order
-                    docs, vectors = pool_windows(
-                        window_out[rows], owners[rows], lengths[rows], chunk_pooling
+                    docs, vectors = _pool_split_texts(
+                        window_out, in_windows, owners, lengths, chunk_pooling, normalize
                     )
-                    if normalize:
-                        vectors = torch.nn.functional.normalize(
-                            torch.from_numpy(vectors), p=2, dim=1
-                        ).numpy()
                     out[chunk[docs]] = vectors
                     if progress is not None:
                         progress.update(len(docs))
@@ -606,3 +586,46 @@ def encode_texts(
         if progress is not None:
             progress.close()
     return out, n_truncated
+
+
+def _tokenize_chunk(backend, texts, max_length, long_documents, overlap):
+    """Token rows of ``texts``: ``(ids, owners, in_windows, n_cut)``.
+
+    ``owners``: the text of each row; ``in_windows``: whether a row is a window
+    of a split text; ``n_cut``: how many texts were truncated or split.
+    """
+    if long_documents == "chunk":
+        ids, owners = backend.tokenize_windows(texts, max_length, overlap)
+        counts = np.bincount(owners, minlength=len(texts))
+        return ids, owners, counts[owners] > 1, int(np.count_nonzero(counts > 1))
+    ids, cut = backend.tokenize(texts, max_length)
+    return ids, np.arange(len(ids)), np.zeros(len(ids), dtype=bool), cut
+
+
+def _embed_rows(backend, ids, batch, in_windows, window_out, normalize, embed):
+    """Embed token rows ``batch``; windows of split texts go to ``window_out``.
+
+    Returns the rows of whole texts and their vectors (a float32 array).
+    """
+    import torch
+
+    vectors = backend.embed(backend.collate([ids[i] for i in batch]), **embed)
+    windowed = in_windows[batch]
+    if windowed.any():
+        flags = torch.from_numpy(windowed).to(vectors.device)
+        window_out[batch[windowed]] = vectors[flags].cpu().numpy()
+        batch, vectors = batch[~windowed], vectors[~flags]
+    if normalize:
+        vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
+    return batch, vectors.cpu().numpy()
+
+
+def _pool_split_texts(window_out, in_windows, owners, lengths, how, normalize):
+    """Each split text's windows pooled into one vector: ``(texts, vectors)``."""
+    import torch
+
+    rows = np.flatnonzero(in_windows)  # grouped by owner, in window order
+    texts, vectors = pool_windows(window_out[rows], owners[rows], lengths[rows], how)
+    if normalize:
+        vectors = torch.nn.functional.normalize(torch.from_numpy(vectors), p=2, dim=1).numpy()
+    return texts, vectors
