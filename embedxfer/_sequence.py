@@ -294,25 +294,10 @@ class SequenceClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierMixi
 
     def _training_stages(self, prepared, data, settings):
         torch = import_torch()
-        from . import _seqnet
-
-        ids, doc_ptr, table, device = (
-            prepared.ids,
-            prepared.doc_ptr,
-            prepared.table,
-            settings.device,
-        )
-        train_idx, val_idx = data.train_idx, data.val_idx
+        ids, doc_ptr, table = prepared.ids, prepared.doc_ptr, prepared.table
+        device, train_idx, val_idx = settings.device, data.train_idx, data.val_idx
         # The network's initial weights draw from torch's generator: seeded here.
-        net = _seqnet.SequenceNet(
-            len(table),
-            table.shape[1],
-            self.architecture,
-            self.hidden_size,
-            len(data.classes),
-            self.dropout,
-            padding_idx=PAD_ROW,
-        )
+        net = self._new_net(len(table), table.shape[1], len(data.classes))
         with torch.no_grad():
             net.embedding.weight.copy_(torch.from_numpy(table))
         net.embedding.weight.requires_grad_(not self.freeze_embeddings)
@@ -339,6 +324,19 @@ class SequenceClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierMixi
             val_logits=None if val_idx is None else val_logits,
             lengths=lengths[train_idx],
             desc=f"SequenceClassifier({self.architecture})",
+        )
+
+    def _new_net(self, n_rows, dim, n_classes):
+        from . import _seqnet
+
+        return _seqnet.SequenceNet(
+            n_rows,
+            dim,
+            self.architecture,
+            self.hidden_size,
+            n_classes,
+            self.dropout,
+            padding_idx=PAD_ROW,
         )
 
     def _fitted_runtime(self, prepared, data):
@@ -443,19 +441,9 @@ class SequenceClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierMixi
 
     def _rebuild(self, tensors, device):
         torch = import_torch()
-        from . import _seqnet
-
         table = tensors["embedding.weight"]
         with torch.device("meta"):  # no initialisation, no draw from the global RNG
-            net = _seqnet.SequenceNet(
-                table.shape[0],
-                table.shape[1],
-                self.architecture,
-                self.hidden_size,
-                len(self.classes_),
-                self.dropout,
-                padding_idx=PAD_ROW,
-            )
+            net = self._new_net(table.shape[0], table.shape[1], len(self.classes_))
         net = net.to_empty(device=device)
         net.load_state_dict(tensors)
         net.eval().requires_grad_(False)
