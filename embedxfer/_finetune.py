@@ -44,6 +44,8 @@ _HEAD_ONLY_EPOCHS = 30
 _MIN_FINETUNE_EPOCHS = 3
 _MIN_FINETUNE_STEPS = 40
 _MAX_AUTO_EPOCHS = 20
+# Standard deviation of the new head's initial weights.
+_HEAD_STD = 0.02
 
 
 def load_base_encoder(model):
@@ -565,7 +567,9 @@ class TransformerClassifier(
                 params[name].requires_grad_(True)
         else:
             _, encoder = _frozen_encoder_on(self.model, device)
-        head = self._new_head(encoder.config.hidden_size, len(data.classes), settings.seed)
+        head = tt.new_head(
+            encoder.config.hidden_size, len(data.classes), self.dropout, settings.seed, _HEAD_STD
+        )
         network = self._network(tokenizer, encoder, head.to(device), device, settings.amp_dtype)
         return SimpleNamespace(
             network=network,
@@ -627,21 +631,6 @@ class TransformerClassifier(
         self.n_layers_ = prepared.n_layers
         self.trainable_parameters_ = list(prepared.names)
         return prepared.network
-
-    def _new_head(self, hidden, n_classes, seed):
-        """Dropout + linear layer, initialised from ``seed`` (no global RNG)."""
-        torch = import_torch()
-        from collections import OrderedDict
-
-        # skip_init: Linear's own initialisation would draw from the global RNG.
-        linear = torch.nn.utils.skip_init(torch.nn.Linear, hidden, n_classes)
-        generator = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            linear.weight.normal_(0.0, 0.02, generator=generator)
-            linear.bias.zero_()
-        return torch.nn.Sequential(
-            OrderedDict([("dropout", torch.nn.Dropout(self.dropout)), ("linear", linear)])
-        )
 
     # -------------------------------------------------------- prediction
     def _prediction_runtime(self):
@@ -764,15 +753,7 @@ class TransformerClassifier(
             encoder = encoder.to(device).eval()
         else:
             tokenizer, encoder = _frozen_encoder_on(self.model, device)
-        weight = tensors["head.linear.weight"]
-        head = self._new_head(weight.shape[1], weight.shape[0], 0)
-        head.load_state_dict(
-            {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
-        )
-        head = head.to(device).eval().requires_grad_(False)
-        try:
-            amp_dtype = tt.resolve_precision(self._training_precision(), device)
-        except ValueError:
-            amp_dtype = torch.float32  # saved with half precision on a GPU, loaded on a CPU
+        head = tt.saved_head(tensors, self.dropout, device)
+        amp_dtype = tt.prediction_precision(self._training_precision(), device)
         self.device_ = device
         self._runtime = self._network(tokenizer, encoder, head, device, amp_dtype)

@@ -447,10 +447,7 @@ class SequenceClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierMixi
         net = net.to_empty(device=device)
         net.load_state_dict(tensors)
         net.eval().requires_grad_(False)
-        try:
-            amp_dtype = tt.resolve_precision(self.precision, device)
-        except ValueError:
-            amp_dtype = torch.float32
+        amp_dtype = tt.prediction_precision(self.precision, device)
         index = VocabularyIndex({w: i for i, w in enumerate(self.vocabulary_.tolist())})
         compiled = compile_tokenizer(self.tokenizer, self.token_pattern)
         self.device_ = device

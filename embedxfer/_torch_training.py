@@ -98,6 +98,15 @@ def resolve_precision(precision, device):
     return resolve_dtype(precision, device)
 
 
+def prediction_precision(precision, device):
+    """:func:`resolve_precision` for a loaded model: float32 where ``precision``
+    cannot run (saved with half precision on a GPU, loaded on a CPU)."""
+    try:
+        return resolve_precision(precision, device)
+    except ValueError:
+        return import_torch().float32
+
+
 def autocast(device, amp_dtype):
     """Mixed precision on the GPU; a no-op context for float32."""
     torch = import_torch()
@@ -226,6 +235,35 @@ def seeded_torch(seed, device):
 
 
 # ------------------------------------------------------------------ training
+def new_head(width, n_classes, dropout, seed, std):
+    """Dropout + a new linear layer, its weights drawn from ``seed`` with ``std``.
+
+    The draws come from a generator of its own: ``Linear``'s usual
+    initialisation (skipped) would draw from torch's global generator.
+    """
+    torch = import_torch()
+    from collections import OrderedDict
+
+    linear = torch.nn.utils.skip_init(torch.nn.Linear, width, n_classes)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        linear.weight.normal_(0.0, std, generator=generator)
+        linear.bias.zero_()
+    return torch.nn.Sequential(
+        OrderedDict([("dropout", torch.nn.Dropout(dropout)), ("linear", linear)])
+    )
+
+
+def saved_head(tensors, dropout, device):
+    """The head saved under ``head.`` in ``tensors``, on ``device``, frozen."""
+    weight = tensors["head.linear.weight"]
+    head = new_head(weight.shape[1], weight.shape[0], dropout, 0, 0.02)
+    head.load_state_dict(
+        {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
+    )
+    return head.to(device).eval().requires_grad_(False)
+
+
 def make_optimizer(groups, weight_decay):
     """AdamW over ``[(params_with_names, lr), ...]``; no decay on biases and norms."""
     torch = import_torch()

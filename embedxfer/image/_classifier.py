@@ -43,6 +43,8 @@ _HEAD_ONLY_EPOCHS = 30
 _MIN_FINETUNE_EPOCHS = 3
 _MIN_FINETUNE_STEPS = 40
 _MAX_AUTO_EPOCHS = 20
+# Standard deviation of the new head's initial weights.
+_HEAD_STD = 0.01
 
 
 class _ImageRuntime:
@@ -459,27 +461,13 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
             for n, _ in trained.named_parameters()
         ]
         width = self._probe_width(frozen, device)
-        head = self._new_head(width, len(classes), seed).to(device)
+        head = tt.new_head(width, len(classes), self.dropout, seed, _HEAD_STD).to(device)
         return _ImageRuntime(frozen, trained, cut, head, device, amp_dtype), names, n_blocks
 
     def _probe_width(self, frozen, device):
         from ._embedder import probe_width
 
         return probe_width(frozen, len(frozen.parts) - 1, device)
-
-    def _new_head(self, width, n_classes, seed):
-        """Dropout + linear layer, initialised from ``seed`` (no global RNG)."""
-        torch = import_torch()
-        from collections import OrderedDict
-
-        linear = torch.nn.utils.skip_init(torch.nn.Linear, width, n_classes)
-        generator = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            linear.weight.normal_(0.0, 0.01, generator=generator)
-            linear.bias.zero_()
-        return torch.nn.Sequential(
-            OrderedDict([("dropout", torch.nn.Dropout(self.dropout)), ("linear", linear)])
-        )
 
     def _lower_outputs(self, runtime, items):
         """Outputs of the frozen parts below the cut for ``items`` (centre crops), stacked."""
@@ -617,16 +605,8 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
                     f"load with the base model they were trained on ({err})."
                 ) from None
         trained = trained.to(device).eval().requires_grad_(False)
-        weight = tensors["head.linear.weight"]
-        head = self._new_head(weight.shape[1], weight.shape[0], 0)
-        head.load_state_dict(
-            {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
-        )
-        head = head.to(device).eval().requires_grad_(False)
-        try:
-            amp_dtype = tt.resolve_precision(self.precision, device)
-        except ValueError:
-            amp_dtype = torch.float32  # saved with half precision on a GPU, loaded on a CPU
+        head = tt.saved_head(tensors, self.dropout, device)
+        amp_dtype = tt.prediction_precision(self.precision, device)
         self.device_ = device
         self._runtime = _ImageRuntime(frozen, trained, cut, head, device, amp_dtype)
 
