@@ -8,6 +8,8 @@ The training loop, early stopping and the saved format are shared with
 
 import copy
 import os
+from numbers import Integral, Real
+from types import SimpleNamespace
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -15,9 +17,20 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _torch_training as tt
 from ._base import TextInputMixin
-from ._device import import_torch, resolve_device
+from ._device import AUTO_PRECISIONS, import_torch
+from ._onnx import BACKENDS
+from ._param_validation import Interval, InvalidParameterError, Options, validate_params
 from ._registry import get_or_load
-from ._transformers import DEFAULT_MODEL, _import_transformers, resolve_model_source
+from ._transformers import (
+    DEFAULT_MODEL,
+    EncoderBackend,
+    _import_transformers,
+    longest_first,
+    masked_pool,
+    model_max_length,
+    pool_windows,
+    resolve_model_source,
+)
 from ._validation import check_documents
 
 # Batches at prediction time hold no activations for backward, so they can be
@@ -31,6 +44,8 @@ _HEAD_ONLY_EPOCHS = 30
 _MIN_FINETUNE_EPOCHS = 3
 _MIN_FINETUNE_STEPS = 40
 _MAX_AUTO_EPOCHS = 20
+# Standard deviation of the new head's initial weights.
+_HEAD_STD = 0.02
 
 
 def load_base_encoder(model):
@@ -144,53 +159,41 @@ def modules_to_train(encoder, unfreeze):
     return modules
 
 
-def mean_pool(hidden, mask):
-    """Mean of the token vectors over the attention mask."""
-    mask = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+class _FineTunedEncoder:
+    """The live network of a fitted TransformerClassifier: encoder and head; never pickled.
 
+    Tokenising, padding, pooling and the maximum length are the ones of
+    ``SentenceEmbedder`` (``_transformers.EncoderBackend``); this adds the
+    head and mean pooling over the last layer.
+    """
 
-class _Runtime:
-    """Live torch objects of a fitted classifier; never pickled."""
-
-    def __init__(self, tokenizer, encoder, head, device, amp_dtype, max_length):
-        self.tokenizer = tokenizer
-        self.encoder = encoder
+    def __init__(self, backend, head, amp_dtype, max_length):
+        self.backend = backend
         self.head = head
-        self.device = device
         self.amp_dtype = amp_dtype
         self.max_length = max_length
 
+    @property
+    def encoder(self):
+        return self.backend.model
+
+    @property
+    def tokenizer(self):
+        return self.backend.tokenizer
+
+    @property
+    def device(self):
+        return self.backend.device
+
     def tokenize(self, docs):
-        return self.tokenizer(
-            docs,
-            truncation=True,
-            max_length=self.max_length,
-            padding=False,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-        )["input_ids"]
+        return self.backend.tokenize(docs, self.max_length)[0]
 
     def collate(self, seqs):
         """Pad a batch of id lists to its longest member; tensors on the device."""
-        torch = import_torch()
-        lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
-        width = max(1, int(lengths.max()))
-        mask = np.arange(width)[None, :] < lengths[:, None]
-        pad = self.tokenizer.pad_token_id or 0
-        ids = np.full((len(seqs), width), pad, dtype=np.int64)
-        ids[mask] = np.fromiter(
-            (t for s in seqs for t in s), dtype=np.int64, count=int(lengths.sum())
-        )
-        return (
-            torch.from_numpy(ids).to(self.device),
-            torch.from_numpy(mask.astype(np.int64)).to(self.device),
-        )
+        return self.backend.collate(seqs)
 
-    def pooled(self, ids, mask):
-        out = self.encoder(input_ids=ids, attention_mask=mask)
-        hidden = out.last_hidden_state if hasattr(out, "last_hidden_state") else out[0]
-        return mean_pool(hidden, mask)
+    def pooled(self, features):
+        return self.backend.embed(features, pooling="mean", layers=None, layer_combine="mean")
 
     def run_documents(self, docs, batch_size, what, long_documents="truncate", overlap=32):
         """:meth:`run` on texts; ``long_documents="chunk"`` reads long ones whole.
@@ -204,22 +207,9 @@ class _Runtime:
             return self.run([], batch_size, what)
         if long_documents != "chunk":
             return self.run(self.tokenize(docs), batch_size, what)
-        enc = self.tokenizer(
-            docs,
-            truncation=True,
-            max_length=self.max_length,
-            stride=overlap,
-            return_overflowing_tokens=True,
-            padding=False,
-            return_attention_mask=False,
-            return_token_type_ids=False,
-        )
-        seqs = enc["input_ids"]
-        owners = np.asarray(enc["overflow_to_sample_mapping"], dtype=np.int64)
+        seqs, owners = self.backend.tokenize_windows(docs, self.max_length, overlap)
         if len(seqs) == len(docs):
             return self.run(seqs, batch_size, what)
-        from ._transformers import pool_windows
-
         vectors = self.run(seqs, batch_size, "pooled")
         counts = np.bincount(owners, minlength=len(docs))
         single = counts[owners] == 1
@@ -244,38 +234,43 @@ class _Runtime:
         """
         torch = import_torch()
         n = len(seqs)
-        width = self.encoder.config.hidden_size if what == "pooled" else self.head[-1].out_features
+        width = self.backend.hidden_size if what == "pooled" else self.head[-1].out_features
         out = np.empty((n, width), dtype=np.float32)
         if n == 0:
             return out
-        order = np.argsort([-len(s) for s in seqs], kind="stable")
+        order = longest_first(seqs)
         with torch.inference_mode(), tt.autocast(self.device, self.amp_dtype):
             for start, stop in tt.batch_ranges(n, batch_size):
                 rows = order[start:stop]
-                vec = self.pooled(*self.collate([seqs[i] for i in rows]))
+                vec = self.pooled(self.collate([seqs[i] for i in rows]))
                 if what == "logits":
                     vec = self.head(vec.float())
                 out[rows] = vec.float().cpu().numpy()
         return out
 
 
-class _OnnxRuntime(_Runtime):
+class _OnnxFineTunedEncoder(_FineTunedEncoder):
     """The prediction side of a fitted classifier with the encoder run by ONNX Runtime."""
 
-    def __init__(self, runtime, session):
-        import copy
-
+    def __init__(self, network, session):
         torch = import_torch()
-        head = copy.deepcopy(runtime.head).to("cpu")
-        super().__init__(
-            runtime.tokenizer, runtime.encoder, head, "cpu", torch.float32, runtime.max_length
+        head = copy.deepcopy(network.head).to("cpu")
+        backend = EncoderBackend(
+            network.encoder,
+            network.tokenizer,
+            "cpu",
+            torch.float32,
+            default_max_length=network.backend.default_max_length,
         )
+        super().__init__(backend, head, torch.float32, network.max_length)
         self.session = session
 
-    def pooled(self, ids, mask):
+    def pooled(self, features):
         from ._onnx import run_token_states
 
-        return mean_pool(run_token_states(self.session, ids, mask), mask.cpu())
+        mask = features["attention_mask"]
+        states = run_token_states(self.session, features["input_ids"], mask)
+        return masked_pool(states, mask.cpu(), "mean")
 
 
 class TransformerClassifier(
@@ -475,9 +470,31 @@ class TransformerClassifier(
         self.long_documents = long_documents
         self.chunk_overlap = chunk_overlap
 
+    _parameter_constraints = {
+        **tt.TRAINING_PARAMETER_CONSTRAINTS,
+        "model": "no_validation",  # resolve_model_source names the problem
+        "unfreeze": tt.UNFREEZE_CONSTRAINT,
+        "body_lr": [Interval(Real, 0, None, closed="neither"), None],
+        "epochs": [Interval(Integral, 1, None), None],
+        "max_length": {
+            "constraints": [Interval(Integral, 1, None), None],
+            "hint": "None uses the model's own limit.",
+        },
+        "precision": {
+            "constraints": [Options((*AUTO_PRECISIONS, "int8"))],
+            "hint": "'int8' predicts with backend='onnx'.",
+        },
+        "backend": [Options(BACKENDS)],
+        "n_threads": [Interval(Integral, 1, None), None],
+        "long_documents": [Options(["truncate", "chunk"])],
+        "chunk_overlap": [Interval(Integral, 0, None)],
+    }
+    # What prediction reads: set_params after fit can change these.
+    _PREDICTION_PARAMS = ("backend", "precision", "n_threads", "long_documents", "chunk_overlap")
+
     # ------------------------------------------------------------ checks
-    def _check_unfreeze(self):
-        return tt.check_unfreeze(self.unfreeze)
+    def _unfreeze(self):
+        return self.unfreeze if isinstance(self.unfreeze, str) else int(self.unfreeze)
 
     def _resolved_epochs(self, unfreeze, n_train):
         if self.epochs is not None:
@@ -488,44 +505,32 @@ class TransformerClassifier(
         wanted = int(np.ceil(_MIN_FINETUNE_STEPS / steps_per_epoch))
         return int(np.clip(wanted, _MIN_FINETUNE_EPOCHS, _MAX_AUTO_EPOCHS))
 
-    def _check_params(self):
-        unfreeze = self._check_unfreeze()
-        tt.check_number("batch_size", self.batch_size, low=1, integer=True)
-        tt.check_training_params(self, epochs=self._resolved_epochs(unfreeze, 1))
-        tt.check_number("body_lr", self.body_lr, low=0, low_open=True, allow_none=True)
-        tt.check_number("max_length", self.max_length, low=1, integer=True, allow_none=True)
-        if self.precision not in ("auto", "float32", "float16", "bfloat16", "int8"):
-            raise ValueError(
-                f"precision={self.precision!r}; expected 'auto', 'float32', 'float16', "
-                "'bfloat16' or (with backend='onnx') 'int8'."
-            )
-        self._check_prediction_params()
-        return unfreeze
-
-    def _check_prediction_params(self):
-        if self.backend not in ("torch", "onnx"):
-            raise ValueError(f"backend={self.backend!r}; expected 'torch' or 'onnx'.")
+    def _check_param_combinations(self):
         if self.precision == "int8" and self.backend != "onnx":
-            raise ValueError(
+            raise InvalidParameterError(
                 "precision='int8' needs backend='onnx' (int8 prediction with ONNX Runtime)."
             )
-        tt.check_number("n_threads", self.n_threads, low=1, integer=True, allow_none=True)
-        if self.long_documents not in ("truncate", "chunk"):
-            raise ValueError(
-                f"long_documents={self.long_documents!r}; expected 'truncate' or 'chunk'."
-            )
-        tt.check_number("chunk_overlap", self.chunk_overlap, low=0, integer=True)
+
+    def _check_prediction_params(self):
+        validate_params(self, self._PREDICTION_PARAMS)
+        self._check_param_combinations()
 
     def _training_precision(self):
         # int8 concerns only the ONNX prediction path; training runs in float32.
         return "float32" if self.precision == "int8" else self.precision
 
-    def _max_length(self, tokenizer, encoder):
-        limit = getattr(encoder.config, "max_position_embeddings", None) or 512
-        model_max = getattr(tokenizer, "model_max_length", None)
-        if model_max and model_max < 100_000:
-            limit = min(limit, model_max)
-        return limit if self.max_length is None else min(self.max_length, limit)
+    def _network(self, tokenizer, encoder, head, device, amp_dtype):
+        torch = import_torch()
+        backend = EncoderBackend(
+            encoder,
+            tokenizer,
+            device,
+            torch.float32,
+            default_max_length=model_max_length(encoder, tokenizer),
+        )
+        limit = backend.default_max_length
+        max_length = limit if self.max_length is None else min(self.max_length, limit)
+        return _FineTunedEncoder(backend, head, amp_dtype, max_length)
 
     # --------------------------------------------------------------- fit
     def fit(self, X, y):
@@ -542,17 +547,17 @@ class TransformerClassifier(
         -------
         self : TransformerClassifier
         """
-        torch = import_torch()
-        docs, y = tt.check_xy(X, y)
-        unfreeze = self._check_params()
-        device = resolve_device(self.device)
-        amp_dtype = tt.resolve_precision(self._training_precision(), device)
-        classes, y_idx = tt.encode_labels(y)
-        weights = tt.class_weight_vector(self.class_weight, classes, y_idx)
-        seed = tt.draw_seed(self.random_state)
-        train_idx, val_idx = tt.split_validation(y_idx, self.validation_fraction, seed)
-        epochs = self._resolved_epochs(unfreeze, len(train_idx))
+        super().fit(X, y)
+        if self.backend == "onnx":
+            self._prediction_runtime()  # export now, so that problems show in fit
+        return self
 
+    def _check_fit_data(self, X, y):
+        return tt.check_xy(X, y)
+
+    def _prepare_training(self, data, settings):
+        device = settings.device
+        unfreeze = self._unfreeze()
         tokenizer, base = load_base_encoder(self.model)
         names, n_layers = trainable_names(base, unfreeze)
         if names:
@@ -562,132 +567,70 @@ class TransformerClassifier(
                 params[name].requires_grad_(True)
         else:
             _, encoder = _frozen_encoder_on(self.model, device)
-        hidden = encoder.config.hidden_size
-        head = self._new_head(hidden, len(classes), seed).to(device)
-        runtime = _Runtime(
-            tokenizer, encoder, head, device, amp_dtype, self._max_length(tokenizer, encoder)
+        head = tt.new_head(
+            encoder.config.hidden_size, len(data.classes), self.dropout, settings.seed, _HEAD_STD
         )
-        seqs = runtime.tokenize(docs)
-        loss_fn = torch.nn.CrossEntropyLoss(
-            weight=None if weights is None else torch.as_tensor(weights, device=device)
+        network = self._network(tokenizer, encoder, head.to(device), device, settings.amp_dtype)
+        return SimpleNamespace(
+            network=network,
+            seqs=network.tokenize(data.inputs),
+            names=names,
+            n_layers=n_layers,
+            unfreeze=unfreeze,
         )
-        predict_batch = self.batch_size * _PREDICT_BATCH_FACTOR
 
-        with tt.seeded_torch(seed, device):
-            if not names:
-                # Frozen encoder: encode once, then train the head on the vectors.
-                feats = torch.from_numpy(runtime.run(seqs, predict_batch, "pooled")).to(device)
-                x_train = feats[torch.as_tensor(train_idx, device=device)]
-
-                def batch_logits(idx):
-                    return head(x_train[torch.as_tensor(idx, device=device)])
-
-                def val_logits():
-                    with torch.inference_mode():
-                        return head(feats[torch.as_tensor(val_idx, device=device)])
-            else:
-                train_seqs = [seqs[i] for i in train_idx]
-                train_modules = modules_to_train(encoder, unfreeze)
-
-                def batch_logits(idx):
-                    ids, mask = runtime.collate([train_seqs[i] for i in idx])
-                    return head(runtime.pooled(ids, mask))
-
-                def val_logits():
-                    encoder.eval()
-                    logits = runtime.run([seqs[i] for i in val_idx], predict_batch, "logits")
-                    for module in train_modules:
-                        module.train()
-                    return torch.from_numpy(logits).to(device)
-
-            trainable = [
-                (f"encoder.{n}", p) for n, p in encoder.named_parameters() if p.requires_grad
-            ]
-            head_params = list(head.named_parameters())
-            groups = [(head_params, self.lr)]
-            if trainable:
-                body_lr = self.body_lr if self.body_lr is not None else self.lr / 30
-                groups.append((trainable, body_lr))
-            optimizer = tt.make_optimizer(groups, self.weight_decay)
-            all_params = [p for _, p in head_params] + [p for _, p in trainable]
-
-            validate = snapshot = restore = None
-            if val_idx is not None:
-                y_val = torch.as_tensor(y_idx[val_idx], device=device)
-
-                def validate():
-                    head.eval()
-                    with torch.inference_mode():
-                        loss = loss_fn(val_logits().float(), y_val).item()
-                    head.train()
-                    return loss
-
-                def snapshot():
-                    return [p.detach().clone() for p in all_params]
-
-                def restore(state):
-                    with torch.no_grad():
-                        for p, saved in zip(all_params, state):
-                            p.copy_(saved)
-
-            encoder.eval()
-            if names:
-                for module in train_modules:
-                    module.train()
-            head.train()
-            history = tt.train_epochs(
-                epochs=epochs,
-                batch_size=self.batch_size,
-                warmup_fraction=self.warmup_fraction,
-                n_iter_no_change=self.n_iter_no_change,
-                verbose=self.verbose,
-                n_train=len(train_idx),
-                lengths=[len(seqs[i]) for i in train_idx] if names else None,
-                y_train=y_idx[train_idx],
-                batch_logits=batch_logits,
-                parameters=all_params,
-                optimizer=optimizer,
-                loss_fn=loss_fn,
-                device=device,
-                amp_dtype=amp_dtype,
-                seed=seed,
-                validate=validate,
-                snapshot=snapshot,
-                restore=restore,
-                desc=f"TransformerClassifier(unfreeze={unfreeze})",
-            )
-        encoder.eval()
-        head.eval()
-        if names:
-            encoder.requires_grad_(False)
-        head.requires_grad_(False)
-
-        self.classes_ = classes
-        self.n_features_out_ = hidden
-        self.n_layers_ = n_layers
-        self.trainable_parameters_ = list(names)
-        self.device_ = device
-        tt.set_history(self, history)
-        self._runtime = runtime
-        self._pending_tensors = None
-        if self.backend == "onnx":
-            self._prediction_runtime()  # export now, so that problems show in fit
-        return self
-
-    def _new_head(self, hidden, n_classes, seed):
-        """Dropout + linear layer, initialised from ``seed`` (no global RNG)."""
+    def _training_stages(self, prepared, data, settings):
         torch = import_torch()
-        from collections import OrderedDict
+        network, seqs, unfreeze = prepared.network, prepared.seqs, prepared.unfreeze
+        encoder, head, device = network.encoder, network.head, settings.device
+        train_idx, val_idx = data.train_idx, data.val_idx
+        predict_batch = self.batch_size * _PREDICT_BATCH_FACTOR
+        if not prepared.names:
+            # Frozen encoder: encode once, then train the head on the vectors.
+            feats = torch.from_numpy(network.run(seqs, predict_batch, "pooled")).to(device)
+            x_train = feats[torch.as_tensor(train_idx, device=device)]
 
-        # skip_init: Linear's own initialisation would draw from the global RNG.
-        linear = torch.nn.utils.skip_init(torch.nn.Linear, hidden, n_classes)
-        generator = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            linear.weight.normal_(0.0, 0.02, generator=generator)
-            linear.bias.zero_()
-        return torch.nn.Sequential(
-            OrderedDict([("dropout", torch.nn.Dropout(self.dropout)), ("linear", linear)])
+            def batch_logits(idx):
+                return head(x_train[torch.as_tensor(idx, device=device)])
+
+            def val_logits():
+                return head(feats[torch.as_tensor(val_idx, device=device)])
+
+            modules, lengths = [head], None
+        else:
+            train_seqs = [seqs[i] for i in train_idx]
+
+            def batch_logits(idx):
+                return head(network.pooled(network.collate([train_seqs[i] for i in idx])))
+
+            def val_logits():
+                logits = network.run([seqs[i] for i in val_idx], predict_batch, "logits")
+                return torch.from_numpy(logits).to(device)
+
+            modules = modules_to_train(encoder, unfreeze) + [head]
+            lengths = [len(seqs[i]) for i in train_idx]
+
+        trainable = [(f"encoder.{n}", p) for n, p in encoder.named_parameters() if p.requires_grad]
+        groups = [(list(head.named_parameters()), settings.lr)]
+        if trainable:
+            body_lr = self.body_lr if self.body_lr is not None else settings.lr / 30
+            groups.append((trainable, body_lr))
+        encoder.eval()
+        yield tt.TrainingStage(
+            groups=groups,
+            modules=modules,
+            epochs=self._resolved_epochs(unfreeze, len(train_idx)),
+            batch_logits=batch_logits,
+            val_logits=None if val_idx is None else val_logits,
+            lengths=lengths,
+            desc=f"TransformerClassifier(unfreeze={unfreeze})",
         )
+
+    def _fitted_runtime(self, prepared, data):
+        self.n_features_out_ = prepared.network.backend.hidden_size
+        self.n_layers_ = prepared.n_layers
+        self.trainable_parameters_ = list(prepared.names)
+        return prepared.network
 
     # -------------------------------------------------------- prediction
     def _prediction_runtime(self):
@@ -705,12 +648,11 @@ class TransformerClassifier(
             session = fine_tuned_session(
                 runtime.encoder,
                 self._encoder_identity(runtime),
-                uses_token_type_ids="token_type_ids"
-                in getattr(runtime.tokenizer, "model_input_names", ()),
+                uses_token_type_ids=runtime.backend.uses_token_type_ids,
                 precision=precision,
                 n_threads=n_threads,
             )
-            views[(precision, n_threads)] = _OnnxRuntime(runtime, session)
+            views[(precision, n_threads)] = _OnnxFineTunedEncoder(runtime, session)
         return views[(precision, n_threads)]
 
     def _encoder_identity(self, runtime):
@@ -735,7 +677,7 @@ class TransformerClassifier(
 
         runtime = self._prediction_runtime()
         if self.long_documents == "chunk":
-            room = runtime.max_length - runtime.tokenizer.num_special_tokens_to_add(pair=False)
+            room = runtime.max_length - runtime.backend.n_special_tokens
             if self.chunk_overlap >= room:
                 raise ValueError(
                     f"chunk_overlap={self.chunk_overlap} leaves no new text in each window of "
@@ -811,17 +753,7 @@ class TransformerClassifier(
             encoder = encoder.to(device).eval()
         else:
             tokenizer, encoder = _frozen_encoder_on(self.model, device)
-        weight = tensors["head.linear.weight"]
-        head = self._new_head(weight.shape[1], weight.shape[0], 0)
-        head.load_state_dict(
-            {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
-        )
-        head = head.to(device).eval().requires_grad_(False)
-        try:
-            amp_dtype = tt.resolve_precision(self._training_precision(), device)
-        except ValueError:
-            amp_dtype = torch.float32  # saved with half precision on a GPU, loaded on a CPU
+        head = tt.saved_head(tensors, self.dropout, device)
+        amp_dtype = tt.prediction_precision(self._training_precision(), device)
         self.device_ = device
-        self._runtime = _Runtime(
-            tokenizer, encoder, head, device, amp_dtype, self._max_length(tokenizer, encoder)
-        )
+        self._runtime = self._network(tokenizer, encoder, head, device, amp_dtype)

@@ -7,10 +7,7 @@ needs torch at import time.
 import torch
 from torch import nn
 
-ARCHITECTURES = ("bigru", "bilstm", "cnn")
 CNN_KERNELS = (3, 4, 5)
-PAD_ID = 0
-OOV_ID = 1
 
 
 class SequenceNet(nn.Module):
@@ -24,18 +21,20 @@ class SequenceNet(nn.Module):
     Parameters
     ----------
     n_rows, dim : int
-        Embedding table shape (row 0 pads, row 1 is the out-of-vocabulary row).
+        Embedding table shape.
     architecture : str
     hidden_size : int
     n_classes : int
     dropout : float
         On the embedded tokens and on the pooled vector.
+    padding_idx : int
+        Row of the embedding table that pads (kept at zero).
     """
 
-    def __init__(self, n_rows, dim, architecture, hidden_size, n_classes, dropout):
+    def __init__(self, n_rows, dim, architecture, hidden_size, n_classes, dropout, *, padding_idx):
         super().__init__()
         self.architecture = architecture
-        self.embedding = nn.Embedding(n_rows, dim, padding_idx=PAD_ID)
+        self.embedding = nn.Embedding(n_rows, dim, padding_idx=padding_idx)
         self.dropout = nn.Dropout(dropout)
         if architecture in ("bigru", "bilstm"):
             rnn = nn.GRU if architecture == "bigru" else nn.LSTM

@@ -8,6 +8,8 @@ own vocabulary: prediction and loading need no vector file.
 """
 
 from collections import Counter
+from numbers import Integral
+from types import SimpleNamespace
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -15,7 +17,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _torch_training as tt
 from ._base import TextInputMixin
-from ._device import import_torch, resolve_device
+from ._device import import_torch
+from ._param_validation import Interval, Options, Rule
 from ._registry import get_or_load
 from ._tokenize import (
     DEFAULT_TOKEN_PATTERN,
@@ -24,16 +27,20 @@ from ._tokenize import (
     documents_to_ids,
 )
 from ._validation import check_documents
-from ._vectors import load_vectors, source_identity
+from ._vectors import DEFAULT_VECTORS, load_vectors, source_identity
 
-DEFAULT_VECTORS = "glove-6B-50d"
 _ARCHITECTURES = ("bigru", "bilstm", "cnn")
-_RESERVED = 2  # row 0 pads, row 1 stands for every word outside the vocabulary
+# The first rows of the model's own embedding table. (Not to be confused with
+# ``_tokenize``'s id of an unknown word in a pretrained vocabulary, which is
+# negative.)
+PAD_ROW = 0  # padding
+OOV_ROW = 1  # every word outside the model's vocabulary
+RESERVED_ROWS = 2
 _PREDICT_BATCH_FACTOR = 4
 
 
-class _Runtime:
-    """Live objects of a fitted SequenceClassifier; never pickled."""
+class _FittedSequenceNet:
+    """The live network of a fitted SequenceClassifier and its vocabulary; never pickled."""
 
     def __init__(self, net, index, compiled, device, amp_dtype):
         self.net = net
@@ -211,28 +218,27 @@ class SequenceClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierMixi
         self.verbose = verbose
         self.allow_pickle = allow_pickle
 
-    # ------------------------------------------------------------ checks
-    def _check_params(self):
-        tt.check_training_params(self, epochs=self.epochs)
-        if self.architecture not in _ARCHITECTURES:
-            raise ValueError(
-                f"architecture={self.architecture!r}; expected one of {_ARCHITECTURES}."
+    _parameter_constraints = {
+        **tt.TRAINING_PARAMETER_CONSTRAINTS,
+        "vectors": "no_validation",  # load_vectors names the problem
+        "architecture": [Options(_ARCHITECTURES)],
+        "hidden_size": [Interval(Integral, 1, None)],
+        "freeze_embeddings": [tt.true_or_false("freeze_embeddings")],
+        "min_count": [Interval(Integral, 1, None)],
+        "lowercase": [
+            Rule(
+                lambda value: (
+                    None
+                    if value in ("auto", True, False)
+                    else f"lowercase={value!r}; expected 'auto', True or False."
+                )
             )
-        tt.check_number("hidden_size", self.hidden_size, low=1, integer=True)
-        tt.check_number("min_count", self.min_count, low=1, integer=True)
-        tt.check_number("max_length", self.max_length, low=1, integer=True)
-        if not isinstance(self.freeze_embeddings, (bool, np.bool_)):
-            raise ValueError(
-                f"freeze_embeddings={self.freeze_embeddings!r}; expected True or False."
-            )
-        if self.lowercase not in ("auto", True, False):
-            raise ValueError(f"lowercase={self.lowercase!r}; expected 'auto', True or False.")
-        if self.precision not in ("auto", "float32", "float16", "bfloat16"):
-            raise ValueError(
-                f"precision={self.precision!r}; expected 'auto', 'float32', 'float16' "
-                "or 'bfloat16'."
-            )
-        return compile_tokenizer(self.tokenizer, self.token_pattern)
+        ],
+        "tokenizer": "no_validation",  # compile_tokenizer names the problem
+        "token_pattern": "no_validation",
+        "max_length": [Interval(Integral, 1, None)],
+        "allow_pickle": "no_validation",
+    }
 
     # --------------------------------------------------------------- fit
     def fit(self, X, y):
@@ -249,19 +255,15 @@ class SequenceClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierMixi
         -------
         self : SequenceClassifier
         """
-        torch = import_torch()
-        from . import _seqnet
+        return super().fit(X, y)
 
-        docs, y = tt.check_xy(X, y)
-        compiled = self._check_params()
-        device = resolve_device(self.device)
-        amp_dtype = tt.resolve_precision(self.precision, device)
-        classes, y_idx = tt.encode_labels(y)
-        weights = tt.class_weight_vector(self.class_weight, classes, y_idx)
-        seed = tt.draw_seed(self.random_state)
-        rng = np.random.RandomState(seed)
-        train_idx, val_idx = tt.split_validation(y_idx, self.validation_fraction, seed)
+    def _check_fit_data(self, X, y):
+        return tt.check_xy(X, y)
 
+    def _prepare_training(self, data, settings):
+        compiled = compile_tokenizer(self.tokenizer, self.token_pattern)
+        rng = np.random.RandomState(settings.seed)
+        docs, train_idx = data.inputs, data.train_idx
         kv = load_vectors(self.vectors, allow_pickle=self.allow_pickle)
         pretrained_index = _pretrained_index(self.vectors, kv)
         lowercase = (
@@ -276,87 +278,75 @@ class SequenceClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierMixi
         ids, doc_ptr = _local_ids(docs, index, compiled, lowercase)
         token_doc = np.repeat(np.arange(len(docs)), np.diff(doc_ptr))
         train_tokens = ids[np.isin(token_doc, train_idx)]
-        oov_rate = float(np.mean(train_tokens == 1)) if len(train_tokens) else 0.0
+        oov_rate = float(np.mean(train_tokens == OOV_ROW)) if len(train_tokens) else 0.0
+        return SimpleNamespace(
+            compiled=compiled,
+            words=words,
+            table=table,
+            n_pretrained=n_pretrained,
+            lowercase=lowercase,
+            index=index,
+            ids=ids,
+            doc_ptr=doc_ptr,
+            oov_rate=oov_rate,
+            network=None,
+        )
 
-        with tt.seeded_torch(seed, device):
-            net = _seqnet.SequenceNet(
-                len(table),
-                table.shape[1],
-                self.architecture,
-                self.hidden_size,
-                len(classes),
-                self.dropout,
-            )
-            with torch.no_grad():
-                net.embedding.weight.copy_(torch.from_numpy(table))
-            net.embedding.weight.requires_grad_(not self.freeze_embeddings)
-            net = net.to(device)
-            runtime = _Runtime(net, index, compiled, device, amp_dtype)
-            lengths = np.minimum(np.diff(doc_ptr), self.max_length)
+    def _training_stages(self, prepared, data, settings):
+        torch = import_torch()
+        ids, doc_ptr, table = prepared.ids, prepared.doc_ptr, prepared.table
+        device, train_idx, val_idx = settings.device, data.train_idx, data.val_idx
+        # The network's initial weights draw from torch's generator: seeded here.
+        net = self._new_net(len(table), table.shape[1], len(data.classes))
+        with torch.no_grad():
+            net.embedding.weight.copy_(torch.from_numpy(table))
+        net.embedding.weight.requires_grad_(not self.freeze_embeddings)
+        net = net.to(device)
+        network = _FittedSequenceNet(
+            net, prepared.index, prepared.compiled, device, settings.amp_dtype
+        )
+        prepared.network = network
+        lengths = np.minimum(np.diff(doc_ptr), self.max_length)
 
-            def batch_logits(idx):
-                return net(*self._collate(ids, doc_ptr, train_idx[idx], device))
+        def batch_logits(idx):
+            return net(*self._collate(ids, doc_ptr, train_idx[idx], device))
 
-            trainable = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
-            optimizer = tt.make_optimizer([(trainable, self.lr)], self.weight_decay)
-            params = [p for _, p in trainable]
-            loss_fn = torch.nn.CrossEntropyLoss(
-                weight=None if weights is None else torch.as_tensor(weights, device=device)
-            )
-            validate = snapshot = restore = None
-            if val_idx is not None:
-                y_val = torch.as_tensor(y_idx[val_idx], device=device)
+        def val_logits():
+            logits = self._run(network, ids, doc_ptr, val_idx, "logits")
+            return torch.from_numpy(logits).to(device)
 
-                def validate():
-                    net.eval()
-                    logits = self._run(runtime, ids, doc_ptr, val_idx, "logits")
-                    net.train()
-                    return loss_fn(torch.from_numpy(logits).to(device), y_val).item()
+        trainable = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
+        yield tt.TrainingStage(
+            groups=[(trainable, settings.lr)],
+            modules=[net],
+            epochs=self.epochs,
+            batch_logits=batch_logits,
+            val_logits=None if val_idx is None else val_logits,
+            lengths=lengths[train_idx],
+            desc=f"SequenceClassifier({self.architecture})",
+        )
 
-                def snapshot():
-                    return [p.detach().clone() for p in params]
+    def _new_net(self, n_rows, dim, n_classes):
+        from . import _seqnet
 
-                def restore(state):
-                    with torch.no_grad():
-                        for p, saved in zip(params, state):
-                            p.copy_(saved)
+        return _seqnet.SequenceNet(
+            n_rows,
+            dim,
+            self.architecture,
+            self.hidden_size,
+            n_classes,
+            self.dropout,
+            padding_idx=PAD_ROW,
+        )
 
-            net.train()
-            history = tt.train_epochs(
-                epochs=self.epochs,
-                batch_size=self.batch_size,
-                warmup_fraction=self.warmup_fraction,
-                n_iter_no_change=self.n_iter_no_change,
-                verbose=self.verbose,
-                n_train=len(train_idx),
-                y_train=y_idx[train_idx],
-                lengths=lengths[train_idx],
-                batch_logits=batch_logits,
-                parameters=params,
-                optimizer=optimizer,
-                loss_fn=loss_fn,
-                device=device,
-                amp_dtype=amp_dtype,
-                seed=seed,
-                validate=validate,
-                snapshot=snapshot,
-                restore=restore,
-                desc=f"SequenceClassifier({self.architecture})",
-            )
-        net.eval().requires_grad_(False)
-
-        self.classes_ = classes
-        self.vocabulary_ = np.asarray(words, dtype=object)
-        self.oov_rate_ = oov_rate
-        self.n_pretrained_ = n_pretrained
-        self.vector_size_ = int(table.shape[1])
-        self.lowercase_ = lowercase
-        self.n_features_out_ = net.n_features
-        self.device_ = device
-        tt.set_history(self, history)
-        self._runtime = runtime
-        self._pending_tensors = None
-        return self
+    def _fitted_runtime(self, prepared, data):
+        self.vocabulary_ = np.asarray(prepared.words, dtype=object)
+        self.oov_rate_ = prepared.oov_rate
+        self.n_pretrained_ = prepared.n_pretrained
+        self.vector_size_ = int(prepared.table.shape[1])
+        self.lowercase_ = prepared.lowercase
+        self.n_features_out_ = prepared.network.net.n_features
+        return prepared.network
 
     # --------------------------------------------------------- batching
     def _collate(self, ids, doc_ptr, rows, device):
@@ -451,29 +441,17 @@ class SequenceClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierMixi
 
     def _rebuild(self, tensors, device):
         torch = import_torch()
-        from . import _seqnet
-
         table = tensors["embedding.weight"]
         with torch.device("meta"):  # no initialisation, no draw from the global RNG
-            net = _seqnet.SequenceNet(
-                table.shape[0],
-                table.shape[1],
-                self.architecture,
-                self.hidden_size,
-                len(self.classes_),
-                self.dropout,
-            )
+            net = self._new_net(table.shape[0], table.shape[1], len(self.classes_))
         net = net.to_empty(device=device)
         net.load_state_dict(tensors)
         net.eval().requires_grad_(False)
-        try:
-            amp_dtype = tt.resolve_precision(self.precision, device)
-        except ValueError:
-            amp_dtype = torch.float32
+        amp_dtype = tt.prediction_precision(self.precision, device)
         index = VocabularyIndex({w: i for i, w in enumerate(self.vocabulary_.tolist())})
         compiled = compile_tokenizer(self.tokenizer, self.token_pattern)
         self.device_ = device
-        self._runtime = _Runtime(net, index, compiled, device, amp_dtype)
+        self._runtime = _FittedSequenceNet(net, index, compiled, device, amp_dtype)
 
 
 def _pretrained_index(source, kv):
@@ -507,7 +485,7 @@ def _build_vocabulary(docs, kv, index, compiled, lowercase, min_count, rng):
     random_rows = (rng.standard_normal((len(new_words), kv.vector_size)) * scale).astype(np.float32)
     table = np.concatenate(
         [
-            np.zeros((_RESERVED, kv.vector_size), dtype=np.float32),
+            np.zeros((RESERVED_ROWS, kv.vector_size), dtype=np.float32),
             pretrained,
             random_rows,
         ]
@@ -516,7 +494,7 @@ def _build_vocabulary(docs, kv, index, compiled, lowercase, min_count, rng):
 
 
 def _local_ids(docs, index, compiled, lowercase):
-    """Token rows in the model's own table (OOV -> row 1) and document offsets."""
+    """Token rows in the model's own table (unknown words -> ``OOV_ROW``) and document offsets."""
     ids, doc_ptr, _ = documents_to_ids(docs, index, compiled, lowercase)
-    local = np.where(ids >= 0, ids + _RESERVED, 1).astype(np.int64)
+    local = np.where(ids >= 0, ids + RESERVED_ROWS, OOV_ROW).astype(np.int64)
     return local, doc_ptr

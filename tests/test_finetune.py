@@ -147,13 +147,13 @@ def test_string_labels_and_many_classes(trec_small):
 
 def test_transform_gives_pooled_vectors(fitted, sst2_small):
     texts, _ = sst2_small
-    from embedxfer._finetune import mean_pool
+    from embedxfer._transformers import masked_pool
 
     tokenizer, base = load_base_encoder("all-MiniLM-L6-v2")
     batch = tokenizer(texts[:4], padding=True, truncation=True, max_length=32, return_tensors="pt")
     with torch.inference_mode():
         out = base(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-        expected = mean_pool(out.last_hidden_state, batch["attention_mask"]).numpy()
+        expected = masked_pool(out.last_hidden_state, batch["attention_mask"], "mean").numpy()
     frozen = fitted[0].transform(texts[:4])
     assert frozen.shape == (4, 384) and frozen.dtype == np.float32
     np.testing.assert_allclose(frozen, expected, atol=1e-5)

@@ -9,7 +9,8 @@ to images is kept in small methods: building the trainable network, making the
 inputs of a batch, and running the frozen lower blocks once.
 """
 
-import numbers
+from numbers import Integral, Real
+from types import SimpleNamespace
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
@@ -17,7 +18,8 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
 from .. import _torch_training as tt
-from .._device import import_torch, resolve_device
+from .._device import import_torch
+from .._param_validation import Interval, Rule
 from ._embedder import (
     ImageInputMixin,
     pool_map,
@@ -41,6 +43,8 @@ _HEAD_ONLY_EPOCHS = 30
 _MIN_FINETUNE_EPOCHS = 3
 _MIN_FINETUNE_STEPS = 40
 _MAX_AUTO_EPOCHS = 20
+# Standard deviation of the new head's initial weights.
+_HEAD_STD = 0.01
 
 
 class _ImageRuntime:
@@ -115,6 +119,15 @@ def _set_training_mode(modules, training):
             for sub in module.modules():
                 if isinstance(sub, torch.nn.modules.batchnorm._BatchNorm):
                     sub.eval()
+
+
+def _model_problem(model):
+    """``check_model``'s message when ``model`` is neither a name nor an ImageModel."""
+    try:
+        check_model(model)
+    except TypeError as err:
+        return str(err)
+    return None
 
 
 class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin, BaseEstimator):
@@ -275,9 +288,26 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
         self.n_jobs = n_jobs
         self.verbose = verbose
 
+    _parameter_constraints = {
+        **tt.TRAINING_PARAMETER_CONSTRAINTS,
+        "model": [Rule(_model_problem)],
+        "unfreeze": tt.UNFREEZE_CONSTRAINT,
+        "body_lr": [Interval(Real, 0, None, closed="neither"), None],
+        "epochs": [Interval(Integral, 1, None), None],
+        "head_epochs": {
+            "constraints": [Interval(Integral, 0, None), None],
+            "hint": "0 starts fine-tuning from the random head.",
+        },
+        "augment": [tt.true_or_false("augment")],
+        "n_jobs": {
+            "constraints": [Interval(Integral, None, -1), Interval(Integral, 1, None), None],
+            "hint": "Pass None, -1 or a positive integer.",
+        },
+    }
+
     # ------------------------------------------------------------ checks
-    def _check_unfreeze(self):
-        return tt.check_unfreeze(self.unfreeze)
+    def _unfreeze(self):
+        return self.unfreeze if isinstance(self.unfreeze, str) else int(self.unfreeze)
 
     def _resolved_epochs(self, unfreeze, n_train):
         if self.epochs is not None:
@@ -287,28 +317,6 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
         steps_per_epoch = int(np.ceil(n_train / self.batch_size))
         wanted = int(np.ceil(_MIN_FINETUNE_STEPS / steps_per_epoch))
         return int(np.clip(wanted, _MIN_FINETUNE_EPOCHS, _MAX_AUTO_EPOCHS))
-
-    def _check_params(self):
-        check_model(self.model)
-        unfreeze = self._check_unfreeze()
-        tt.check_number("batch_size", self.batch_size, low=1, integer=True)
-        tt.check_training_params(self, epochs=self._resolved_epochs(unfreeze, 1))
-        tt.check_number("body_lr", self.body_lr, low=0, low_open=True, allow_none=True)
-        tt.check_number("head_epochs", self.head_epochs, low=0, integer=True, allow_none=True)
-        if self.precision not in ("auto", "float32", "float16", "bfloat16"):
-            raise ValueError(
-                f"precision={self.precision!r}; expected 'auto', 'float32', 'float16' "
-                "or 'bfloat16'."
-            )
-        if not isinstance(self.augment, (bool, np.bool_)):
-            raise ValueError(f"augment={self.augment!r}; expected True or False.")
-        if self.n_jobs is not None and (
-            isinstance(self.n_jobs, bool)
-            or not isinstance(self.n_jobs, numbers.Integral)
-            or self.n_jobs == 0
-        ):
-            raise ValueError(f"n_jobs={self.n_jobs!r}; expected None, -1 or a positive integer.")
-        return unfreeze
 
     # --------------------------------------------------------------- fit
     def fit(self, X, y):
@@ -326,175 +334,99 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
         -------
         self : ImageClassifier
         """
-        torch = import_torch()
-        import_pil()
-        items, y = _check_xy(X, y)
-        unfreeze = self._check_params()
-        device = resolve_device(self.device)
-        amp_dtype = tt.resolve_precision(self.precision, device)
-        classes, y_idx = tt.encode_labels(y)
-        weights = tt.class_weight_vector(self.class_weight, classes, y_idx)
-        seed = tt.draw_seed(self.random_state)
-        train_idx, val_idx = tt.split_validation(y_idx, self.validation_fraction, seed)
-        epochs = self._resolved_epochs(unfreeze, len(train_idx))
+        return super().fit(X, y)
 
-        runtime, names, n_blocks = self._build_network(unfreeze, classes, seed, device, amp_dtype)
+    def _check_fit_data(self, X, y):
+        import_pil()
+        return _check_xy(X, y)
+
+    def _set_training_mode(self, modules, training):
+        _set_training_mode(modules, training)
+
+    def _prepare_training(self, data, settings):
+        unfreeze = self._unfreeze()
+        runtime, names, n_blocks = self._build_network(
+            unfreeze, data.classes, settings.seed, settings.device, settings.amp_dtype
+        )
         if self.augment and not isinstance(runtime.preprocess, ImagePreprocess):
             raise ValueError(
                 "augment=True needs the model's preprocessing as an ImagePreprocess (to crop "
                 "at random); this model's is a callable. Use augment=False."
             )
-        loss_fn = torch.nn.CrossEntropyLoss(
-            weight=None if weights is None else torch.as_tensor(weights, device=device)
-        )
-        train_items = [items[i] for i in train_idx]
-        val_items = None if val_idx is None else [items[i] for i in val_idx]
-        y_train = y_idx[train_idx]
-        y_val = None if val_idx is None else y_idx[val_idx]
-        modules = list(runtime.trained) + [runtime.head]
-        histories = []
-        with tt.seeded_torch(seed, device):
-            val_inputs = None if val_items is None else self._lower_outputs(runtime, val_items)
-            # Without augmentation the frozen parts run once over the training images.
-            train_lower = None if self.augment else self._lower_outputs(runtime, train_items)
-            if unfreeze != 0 and self._head_epochs() > 0:
-                # Stage 1: the new head alone on the frozen network's features.
-                centre = (
-                    train_lower
-                    if train_lower is not None
-                    else self._lower_outputs(runtime, train_items)
-                )
-                train_features = self._features(runtime, centre)
-                val_features = None if val_inputs is None else self._features(runtime, val_inputs)
-                val_head = (
-                    None
-                    if val_features is None
-                    else (lambda rows: runtime.head(val_features[rows]))
-                )
-                histories.append(
-                    self._train_stage(
-                        runtime,
-                        [runtime.head],
-                        [(list(runtime.head.named_parameters()), self.lr)],
-                        self._head_epochs(),
-                        lambda idx: runtime.head(train_features[idx]),
-                        val_head,
-                        y_train,
-                        y_val,
-                        loss_fn,
-                        seed,
-                        f"ImageClassifier(unfreeze={unfreeze}) head",
-                    )
-                )
-            train_inputs = self._training_inputs(runtime, train_items, train_lower, seed)
-            head_params = list(runtime.head.named_parameters())
-            body = [(f"backbone.{n}", p) for n, p in runtime.trained.named_parameters()]
-            if unfreeze == 0:
-                groups = [(head_params, self.lr)]
-            else:
-                # Stage 2: head and unfrozen blocks together, at the body's low rate.
-                groups = [(head_params + body, self._body_lr())]
-            histories.append(
-                self._train_stage(
-                    runtime,
-                    modules,
-                    groups,
-                    epochs,
-                    lambda idx: runtime.head(runtime.upper(train_inputs(idx))),
-                    None
-                    if val_inputs is None
-                    else (lambda rows: runtime.head(runtime.upper(val_inputs[rows]))),
-                    y_train,
-                    y_val,
-                    loss_fn,
-                    seed,
-                    f"ImageClassifier(unfreeze={unfreeze})",
-                )
-            )
-        _set_training_mode(modules, False)
-        runtime.trained.requires_grad_(False)
-        runtime.head.requires_grad_(False)
+        return SimpleNamespace(runtime=runtime, names=names, n_blocks=n_blocks, unfreeze=unfreeze)
 
-        self.classes_ = classes
-        self.n_features_out_ = runtime.head.linear.in_features
-        self.n_blocks_ = n_blocks
-        self.trainable_parameters_ = list(names)
-        self.device_ = device
-        tt.set_history(self, _joined(histories))
-        self._runtime = runtime
-        self._pending_tensors = None
-        return self
+    def _training_stages(self, prepared, data, settings):
+        runtime, unfreeze = prepared.runtime, prepared.unfreeze
+        train_items = [data.inputs[i] for i in data.train_idx]
+        val_items = None if data.val_idx is None else [data.inputs[i] for i in data.val_idx]
+        val_inputs = None if val_items is None else self._lower_outputs(runtime, val_items)
+        # Without augmentation the frozen parts run once over the training images.
+        train_lower = None if self.augment else self._lower_outputs(runtime, train_items)
+        desc = f"ImageClassifier(unfreeze={unfreeze})"
+        if unfreeze != 0 and self._head_epochs() > 0:
+            # Stage 1: the new head alone on the frozen network's features.
+            centre = (
+                train_lower
+                if train_lower is not None
+                else self._lower_outputs(runtime, train_items)
+            )
+            train_features = self._features(runtime, centre)
+            val_features = None if val_inputs is None else self._features(runtime, val_inputs)
+            yield tt.TrainingStage(
+                groups=[(list(runtime.head.named_parameters()), settings.lr)],
+                modules=[runtime.head],
+                epochs=self._head_epochs(),
+                batch_logits=lambda idx: runtime.head(train_features[idx]),
+                val_logits=None
+                if val_features is None
+                else self._batched_logits(
+                    lambda rows: runtime.head(val_features[rows]), len(data.val_idx)
+                ),
+                desc=f"{desc} head",
+            )
+        train_inputs = self._training_inputs(runtime, train_items, train_lower, settings.seed)
+        head_params = list(runtime.head.named_parameters())
+        body = [(f"backbone.{n}", p) for n, p in runtime.trained.named_parameters()]
+        if unfreeze == 0:
+            groups = [(head_params, settings.lr)]
+        else:
+            # Stage 2: head and unfrozen blocks together, at the body's low rate.
+            groups = [(head_params + body, self._body_lr())]
+        yield tt.TrainingStage(
+            groups=groups,
+            modules=list(runtime.trained) + [runtime.head],
+            epochs=self._resolved_epochs(unfreeze, len(data.train_idx)),
+            batch_logits=lambda idx: runtime.head(runtime.upper(train_inputs(idx))),
+            val_logits=None
+            if val_inputs is None
+            else self._batched_logits(
+                lambda rows: runtime.head(runtime.upper(val_inputs[rows])), len(data.val_idx)
+            ),
+            desc=desc,
+        )
+
+    def _batched_logits(self, logits_of, n_rows):
+        """A function giving the logits of ``n_rows`` rows from ``logits_of(slice)``, batched."""
+        torch = import_torch()
+
+        def logits():
+            return torch.cat(
+                [logits_of(slice(a, b)) for a, b in tt.batch_ranges(n_rows, self._predict_batch())]
+            )
+
+        return logits
+
+    def _fitted_runtime(self, prepared, data):
+        self.n_features_out_ = prepared.runtime.head.linear.in_features
+        self.n_blocks_ = prepared.n_blocks
+        self.trainable_parameters_ = list(prepared.names)
+        return prepared.runtime
 
     def _head_epochs(self):
         return _HEAD_ONLY_EPOCHS if self.head_epochs is None else self.head_epochs
 
     def _body_lr(self):
         return self.body_lr if self.body_lr is not None else self.lr / 30
-
-    def _train_stage(
-        self,
-        runtime,
-        modules,
-        groups,
-        epochs,
-        batch_logits,
-        val_logits,
-        y_train,
-        y_val,
-        loss_fn,
-        seed,
-        desc,
-    ):
-        """One run of the shared training loop over ``groups`` of parameters."""
-        torch = import_torch()
-        optimizer = tt.make_optimizer(groups, self.weight_decay)
-        params = [p for named, _ in groups for _, p in named]
-        validate = snapshot = restore = None
-        if val_logits is not None:
-            y_val_t = torch.as_tensor(y_val, device=runtime.device)
-
-            def validate():
-                _set_training_mode(modules, False)
-                with torch.inference_mode():
-                    logits = torch.cat(
-                        [
-                            val_logits(slice(a, b))
-                            for a, b in tt.batch_ranges(len(y_val), self._predict_batch())
-                        ]
-                    )
-                    loss = loss_fn(logits.float(), y_val_t).item()
-                _set_training_mode(modules, True)
-                return loss
-
-            def snapshot():
-                return [p.detach().clone() for p in params]
-
-            def restore(state):
-                with torch.no_grad():
-                    for p, saved in zip(params, state):
-                        p.copy_(saved)
-
-        _set_training_mode(modules, True)
-        return tt.train_epochs(
-            epochs=epochs,
-            batch_size=self.batch_size,
-            warmup_fraction=self.warmup_fraction,
-            n_iter_no_change=self.n_iter_no_change,
-            verbose=self.verbose,
-            n_train=len(y_train),
-            y_train=y_train,
-            batch_logits=batch_logits,
-            parameters=params,
-            optimizer=optimizer,
-            loss_fn=loss_fn,
-            device=runtime.device,
-            amp_dtype=runtime.amp_dtype,
-            seed=seed,
-            validate=validate,
-            snapshot=snapshot,
-            restore=restore,
-            desc=desc,
-        )
 
     def _features(self, runtime, lower):
         """Pooled features of the still-pretrained upper parts, in evaluation mode."""
@@ -529,27 +461,13 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
             for n, _ in trained.named_parameters()
         ]
         width = self._probe_width(frozen, device)
-        head = self._new_head(width, len(classes), seed).to(device)
+        head = tt.new_head(width, len(classes), self.dropout, seed, _HEAD_STD).to(device)
         return _ImageRuntime(frozen, trained, cut, head, device, amp_dtype), names, n_blocks
 
     def _probe_width(self, frozen, device):
         from ._embedder import probe_width
 
         return probe_width(frozen, len(frozen.parts) - 1, device)
-
-    def _new_head(self, width, n_classes, seed):
-        """Dropout + linear layer, initialised from ``seed`` (no global RNG)."""
-        torch = import_torch()
-        from collections import OrderedDict
-
-        linear = torch.nn.utils.skip_init(torch.nn.Linear, width, n_classes)
-        generator = torch.Generator().manual_seed(seed)
-        with torch.no_grad():
-            linear.weight.normal_(0.0, 0.01, generator=generator)
-            linear.bias.zero_()
-        return torch.nn.Sequential(
-            OrderedDict([("dropout", torch.nn.Dropout(self.dropout)), ("linear", linear)])
-        )
 
     def _lower_outputs(self, runtime, items):
         """Outputs of the frozen parts below the cut for ``items`` (centre crops), stacked."""
@@ -687,28 +605,10 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
                     f"load with the base model they were trained on ({err})."
                 ) from None
         trained = trained.to(device).eval().requires_grad_(False)
-        weight = tensors["head.linear.weight"]
-        head = self._new_head(weight.shape[1], weight.shape[0], 0)
-        head.load_state_dict(
-            {k[len("head.") :]: v for k, v in tensors.items() if k.startswith("head.")}
-        )
-        head = head.to(device).eval().requires_grad_(False)
-        try:
-            amp_dtype = tt.resolve_precision(self.precision, device)
-        except ValueError:
-            amp_dtype = torch.float32  # saved with half precision on a GPU, loaded on a CPU
+        head = tt.saved_head(tensors, self.dropout, device)
+        amp_dtype = tt.prediction_precision(self.precision, device)
         self.device_ = device
         self._runtime = _ImageRuntime(frozen, trained, cut, head, device, amp_dtype)
-
-
-def _joined(histories):
-    """One training history from those of the stages, in order."""
-    return {
-        "loss": [v for h in histories for v in h["loss"]],
-        "val_loss": [v for h in histories for v in h["val_loss"]],
-        "n_iter": sum(h["n_iter"] for h in histories),
-        "time": sum(h["time"] for h in histories),
-    }
 
 
 def _check_xy(X, y):

@@ -1,0 +1,205 @@
+"""The training outline shared by the torch classifiers (embedxfer/_torch_training.py)."""
+
+import dataclasses
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+from sklearn.base import BaseEstimator, ClassifierMixin, clone
+
+torch = pytest.importorskip("torch")
+
+from embedxfer import ImageClassifier, SequenceClassifier, TransformerClassifier
+from embedxfer import _torch_training as tt
+from embedxfer._param_validation import InvalidParameterError
+
+
+class LinearClassifier(tt.TorchClassifierMixin, ClassifierMixin, BaseEstimator):
+    """A softmax regression on numeric rows: the outline with the smallest network."""
+
+    _parameter_constraints = {**tt.TRAINING_PARAMETER_CONSTRAINTS}
+
+    def __init__(
+        self,
+        *,
+        lr=0.5,
+        epochs=10,
+        batch_size=16,
+        weight_decay=0.0,
+        warmup_fraction=0.0,
+        dropout=0.0,
+        validation_fraction=None,
+        n_iter_no_change=2,
+        class_weight=None,
+        random_state=0,
+        device="cpu",
+        precision="auto",
+        verbose=0,
+    ):
+        self.lr = lr
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.weight_decay = weight_decay
+        self.warmup_fraction = warmup_fraction
+        self.dropout = dropout
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.class_weight = class_weight
+        self.random_state = random_state
+        self.device = device
+        self.precision = precision
+        self.verbose = verbose
+
+    def _check_fit_data(self, X, y):
+        return [np.asarray(row, dtype=np.float32) for row in X], np.asarray(y)
+
+    def _prepare_training(self, data, settings):
+        return SimpleNamespace(linear=None, x=torch.from_numpy(np.stack(data.inputs)))
+
+    def _training_stages(self, prepared, data, settings):
+        linear = torch.nn.Linear(prepared.x.shape[1], len(data.classes))  # draws: seeded
+        prepared.linear = linear
+        x_train, x_val = prepared.x[data.train_idx], None
+        if data.val_idx is not None:
+            x_val = prepared.x[data.val_idx]
+        yield tt.TrainingStage(
+            groups=[(list(linear.named_parameters()), self.lr)],
+            modules=[linear],
+            epochs=self.epochs,
+            batch_logits=lambda idx: linear(x_train[idx]),
+            val_logits=None if x_val is None else (lambda: linear(x_val)),
+        )
+
+    def _fitted_runtime(self, prepared, data):
+        return prepared.linear
+
+    def _check_predict_docs(self, X):
+        return [np.asarray(row, dtype=np.float32) for row in X]
+
+    def _logits_numpy(self, inputs):
+        linear = self._ensure_runtime()
+        with torch.inference_mode():
+            return linear(torch.from_numpy(np.stack(inputs))).numpy()
+
+    def _trained_tensors(self):
+        return dict(self._runtime.state_dict())
+
+    def _rebuild(self, tensors, device):
+        weight = tensors["weight"]
+        linear = torch.nn.Linear(weight.shape[1], weight.shape[0])
+        linear.load_state_dict(tensors)
+        self._runtime = linear.eval().requires_grad_(False)
+
+    def _extra_config(self):
+        return {}
+
+    def _load_extra_config(self, config, folder):
+        pass
+
+
+def blobs(n=60, seed=0):
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % 2
+    X = rng.normal(size=(n, 4)) + 1.5 * y[:, None]
+    return X, np.where(y == 1, "b", "a")
+
+
+def test_the_outline_trains_a_small_network_and_leaves_torch_alone():
+    X, y = blobs()
+    state = torch.random.get_rng_state()
+    clf = LinearClassifier().fit(X, y)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert list(clf.classes_) == ["a", "b"] and clf.device_ == "cpu"
+    assert clf.n_epochs_ == 10 and clf.n_iter_ == 10 * 4
+    assert np.mean(clf.predict(X) == y) > 0.8
+    again = clone(clf).fit(X, y)
+    np.testing.assert_array_equal(again.predict_proba(X), clf.predict_proba(X))
+    assert not any(p.requires_grad for p in clf._runtime.parameters())
+    assert not clf._runtime.training
+
+
+def test_save_load_and_pickle_give_the_same_predictions(tmp_path):
+    import pickle
+
+    X, y = blobs()
+    clf = LinearClassifier().fit(X, y)
+    expected = clf.predict_proba(X)
+    loaded = LinearClassifier.load(clf.save(tmp_path / "model"))
+    np.testing.assert_array_equal(loaded.predict_proba(X), expected)
+    assert loaded.loss_curve_ == clf.loss_curve_
+    np.testing.assert_array_equal(pickle.loads(pickle.dumps(clf)).predict_proba(X), expected)
+    assert sorted(p.name for p in (tmp_path / "model").iterdir()) == [
+        "config.json",
+        "model.safetensors",
+    ]
+
+
+def test_early_stopping_keeps_the_best_epoch_weights():
+    X, y = blobs(seed=1)
+    clf = LinearClassifier(
+        lr=2.0, epochs=15, validation_fraction=0.3, n_iter_no_change=3, random_state=3
+    ).fit(X, y)
+    assert len(clf.validation_loss_curve_) == clf.n_epochs_
+    assert clf.best_validation_loss_ == min(clf.validation_loss_curve_)
+    # Training went on past the best epoch, so its weights had to be put back.
+    assert np.argmin(clf.validation_loss_curve_) < clf.n_epochs_ - 1
+    # The kept weights are those of the best epoch: their validation loss is the lowest one.
+    _, val_idx = tt.split_validation(
+        np.unique(y, return_inverse=True)[1], 0.3, tt.draw_seed(clf.random_state)
+    )
+    logits = torch.from_numpy(clf._logits_numpy(list(X[val_idx].astype(np.float32))))
+    targets = torch.as_tensor(np.unique(y, return_inverse=True)[1][val_idx])
+    loss = torch.nn.functional.cross_entropy(logits, targets).item()
+    assert loss == pytest.approx(clf.best_validation_loss_, rel=1e-5)
+
+
+def test_a_classifier_without_its_hooks_cannot_be_made():
+    class Incomplete(tt.TorchClassifierMixin, ClassifierMixin, BaseEstimator):
+        def _check_fit_data(self, X, y):
+            return X, y
+
+    with pytest.raises(TypeError, match="abstract"):
+        Incomplete()
+
+
+def test_training_settings_are_frozen():
+    settings = tt.TrainingSettings(
+        lr=1e-3,
+        batch_size=8,
+        weight_decay=0.0,
+        warmup_fraction=0.0,
+        validation_fraction=None,
+        n_iter_no_change=2,
+        class_weight=None,
+        verbose=0,
+        device="cpu",
+        amp_dtype=torch.float32,
+        seed=0,
+    )
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.lr = 1.0
+
+
+@pytest.mark.parametrize("cls", [TransformerClassifier, SequenceClassifier, ImageClassifier])
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"lr": 0}, r"lr=0 is out of range; expected a value in \(0, inf\)"),
+        ({"batch_size": 2.5}, r"batch_size must be an integer, got 2\.5 \(float\)"),
+        ({"warmup_fraction": 1}, r"warmup_fraction=1 is out of range"),
+        ({"validation_fraction": 0}, r"validation_fraction=0 .*None trains on all the data"),
+        ({"class_weight": "even"}, r"class_weight='even' .*\{label: weight\}"),
+        ({"precision": "half"}, r"precision='half' is not supported"),
+        ({"verbose": -1}, r"verbose=-1 is out of range"),
+    ],
+)
+def test_shared_training_parameters_are_checked_before_any_loading(cls, params, message):
+    # Nothing is loaded or tokenised: the check comes first, so even a bad X is not reached.
+    with pytest.raises(InvalidParameterError, match=message):
+        cls(**params).fit(None, None)
+
+
+@pytest.mark.parametrize("cls", [TransformerClassifier, ImageClassifier])
+def test_unfreeze_keeps_its_fix_it_wording(cls):
+    with pytest.raises(InvalidParameterError, match=r"unfreeze='top'.*integer >= 0.*'all'"):
+        cls(unfreeze="top").fit(None, None)
