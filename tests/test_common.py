@@ -281,10 +281,6 @@ def test_sklearn_api_checks_image_estimators(name, check):
 
 ALL_ESTIMATORS = PUBLIC_ESTIMATORS + IMAGE_ESTIMATORS
 
-# Estimators that still check their parameters by hand. Empty the list as each one
-# gains a ``_parameter_constraints`` table (test_estimators_without_a_table says when).
-WITHOUT_TABLE = {"TransformerClassifier", "SequenceClassifier", "ImageClassifier"}
-
 
 def estimator_class(name):
     if name != "WordVectorEmbedder":
@@ -302,12 +298,12 @@ def fit_data(name):
     return ["a good film", "a dull film"], [1, 0]
 
 
-def test_estimators_without_a_table():
-    without = {name for name in ALL_ESTIMATORS if table_of(estimator_class(name)) is None}
-    assert without == WITHOUT_TABLE
+@pytest.mark.parametrize("name", ALL_ESTIMATORS)
+def test_every_estimator_has_a_table(name):
+    assert isinstance(table_of(estimator_class(name)), dict)
 
 
-@pytest.mark.parametrize("name", sorted(set(ALL_ESTIMATORS) - WITHOUT_TABLE))
+@pytest.mark.parametrize("name", sorted(ALL_ESTIMATORS))
 def test_every_parameter_is_in_the_table_and_defaults_pass(name):
     cls = estimator_class(name)
     estimator = cls()
@@ -318,10 +314,10 @@ def test_every_parameter_is_in_the_table_and_defaults_pass(name):
 def constrained_parameters():
     """``(estimator, parameter)`` for every parameter some table constrains."""
     pairs = []
-    for name in sorted(set(ALL_ESTIMATORS) - WITHOUT_TABLE):
+    for name in sorted(ALL_ESTIMATORS):
         try:
             table = table_of(getattr(embedxfer, name)) or {}
-        except ImportError:  # without torch: test_estimators_without_a_table skips too
+        except ImportError:  # without torch: test_every_estimator_has_a_table skips too
             continue
         pairs += [(name, p) for p in sorted(table) if table[p] != "no_validation"]
     return pairs
