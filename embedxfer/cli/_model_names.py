@@ -86,28 +86,13 @@ def parse_model(text, kind="auto", extra_options=()):
     pooling = weighting = None
     settings = {}
     for option in options:
-        if resolved == "tfidf":
-            raise ValueError(f"model {text!r}: the TF-IDF baseline takes no options.")
-        if option in WORD_WEIGHTINGS and resolved == "word":
+        role = _option_role(text, option, resolved)
+        if role == "weighting":
             weighting = option
-        elif (resolved == "word" and all(p in WORD_POOLINGS for p in option.split("+"))) or (
-            resolved == "sentence" and option in SENTENCE_POOLINGS
-        ):
+        elif role == "pooling":
             pooling = option
-        elif resolved == "sentence" and option in SENTENCE_RUNTIME_OPTIONS:
-            settings.update(SENTENCE_RUNTIME_OPTIONS[option])
         else:
-            allowed = (
-                f"poolings {', '.join(WORD_POOLINGS)} (or several joined by '+') and "
-                f"weightings {', '.join(WORD_WEIGHTINGS)}"
-                if resolved == "word"
-                else f"poolings {', '.join(SENTENCE_POOLINGS)} and "
-                f"{', '.join(SENTENCE_RUNTIME_OPTIONS)}"
-            )
-            raise ValueError(
-                f"model {text!r}: option {option!r} is not understood for {resolved} "
-                f"embeddings; use {allowed}."
-            )
+            settings.update(SENTENCE_RUNTIME_OPTIONS[option])
     if resolved == "tfidf":
         name = TFIDF_NAMES[0]
     label = name if not options else f"{name}:{','.join(options)}"
@@ -118,6 +103,30 @@ def parse_model(text, kind="auto", extra_options=()):
         weighting=weighting,
         label=label,
         settings=settings,
+    )
+
+
+def _option_role(text, option, resolved):
+    """``"weighting"``, ``"pooling"`` or ``"runtime"`` for an option of a ``resolved`` model."""
+    if resolved == "tfidf":
+        raise ValueError(f"model {text!r}: the TF-IDF baseline takes no options.")
+    if option in WORD_WEIGHTINGS and resolved == "word":
+        return "weighting"
+    if (resolved == "word" and all(p in WORD_POOLINGS for p in option.split("+"))) or (
+        resolved == "sentence" and option in SENTENCE_POOLINGS
+    ):
+        return "pooling"
+    if resolved == "sentence" and option in SENTENCE_RUNTIME_OPTIONS:
+        return "runtime"
+    allowed = (
+        f"poolings {', '.join(WORD_POOLINGS)} (or several joined by '+') and "
+        f"weightings {', '.join(WORD_WEIGHTINGS)}"
+        if resolved == "word"
+        else f"poolings {', '.join(SENTENCE_POOLINGS)} and {', '.join(SENTENCE_RUNTIME_OPTIONS)}"
+    )
+    raise ValueError(
+        f"model {text!r}: option {option!r} is not understood for {resolved} "
+        f"embeddings; use {allowed}."
     )
 
 
