@@ -7,9 +7,9 @@ stays fast and works without the ``transformers`` extra.
 
 import importlib
 
-from ._training import train_word_vectors
 from ._vectors import load_vectors
 from ._word import WordVectorEmbedder
+from ._word_training import train_word_vectors
 
 __version__ = "0.1.0"
 

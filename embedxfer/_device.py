@@ -1,6 +1,13 @@
 """Device and precision choice for the torch-backed estimators."""
 
-_PRECISIONS = ("float32", "float16", "bfloat16")
+from ._optional import import_optional, install_hint
+
+# Precision names. ``PRECISIONS`` are torch dtypes (the encoders' weights);
+# the training estimators add "auto" (bfloat16 or float16 autocast on a GPU,
+# float32 on the CPU); the ONNX backend runs float32 or dynamic int8.
+PRECISIONS = ("float32", "float16", "bfloat16")
+AUTO_PRECISIONS = ("auto", *PRECISIONS)
+ONNX_PRECISIONS = ("float32", "int8")
 
 
 def resolve_device(device=None):
@@ -40,8 +47,8 @@ def resolve_dtype(precision, device):
     """Map a precision name to a torch dtype, refusing half precision on the CPU."""
     import torch
 
-    if precision not in _PRECISIONS:
-        raise ValueError(f"precision={precision!r}; expected one of {_PRECISIONS}.")
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r}; expected one of {PRECISIONS}.")
     if precision != "float32" and device.split(":")[0] == "cpu":
         raise ValueError(
             f"precision={precision!r} needs a GPU; on the CPU use precision='float32'."
@@ -51,10 +58,6 @@ def resolve_dtype(precision, device):
 
 def import_torch():
     """Import torch or explain which extra installs it."""
-    try:
-        import torch
-    except ImportError as err:  # pragma: no cover - exercised without the extra
-        raise ImportError(
-            "this estimator needs torch; install it with pip install 'embedxfer[transformers]'"
-        ) from err
-    return torch
+    return import_optional(
+        "torch", "this estimator needs torch; install it with " + install_hint("transformers")
+    )

@@ -11,29 +11,29 @@ moved into place in one step; they are loaded by ONNX Runtime (no pickle).
 
 import hashlib
 import json
-import os
 import shutil
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-_INSTALL_HINT = "pip install 'embedxfer[onnx]'"
+from ._atomic import replace_folder
+from ._environment import home_folder
+from ._optional import import_optional, install_hint
+
+_INSTALL_HINT = install_hint("onnx")
 # Bump when the exported graph or the quantisation recipe changes.
 _EXPORT_VERSION = 1
 _OPSET = 17
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 BACKENDS = ("torch", "onnx")
-ONNX_PRECISIONS = ("float32", "int8")
 
 
 def import_onnxruntime():
     """``onnxruntime``, or an ImportError saying which extra installs it."""
-    try:
-        import onnxruntime
-    except ImportError as err:
-        raise ImportError(f"backend='onnx' needs onnxruntime and onnx; {_INSTALL_HINT}") from err
-    return onnxruntime
+    return import_optional(
+        "onnxruntime", f"backend='onnx' needs onnxruntime and onnx; {_INSTALL_HINT}"
+    )
 
 
 def onnx_available():
@@ -48,12 +48,7 @@ def onnx_available():
 
 def onnx_home():
     """Folder holding exported graphs (``$EMBEDXFER_HOME/onnx`` or the user cache)."""
-    home = os.environ.get("EMBEDXFER_HOME")
-    if home:
-        return Path(home).expanduser() / "onnx"
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("embedxfer")) / "onnx"
+    return home_folder("onnx")
 
 
 def _versions():
@@ -222,12 +217,8 @@ def exported_graph(torch_backend, model_identity, *, all_layers, precision, home
             )
         with open(tmp / "settings.json", "w", encoding="utf-8") as fh:
             json.dump(settings, fh, indent=1, sort_keys=True, default=str)
-        try:
-            os.replace(tmp, folder)
-        except OSError:
-            # Another process finished the same export first; theirs is as good.
-            if not target.is_file():
-                raise
+        # Another process may have finished the same export first; theirs is as good.
+        replace_folder(tmp, folder, done=target)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
@@ -302,10 +293,7 @@ class OnnxEncoderBackend:
 def load_onnx_encoder(torch_backend, model_identity, *, precision, all_layers, n_threads):
     """An :class:`OnnxEncoderBackend` over ``torch_backend`` (float32, CPU)."""
     import_onnxruntime()
-    try:
-        import onnx  # noqa: F401
-    except ImportError as err:
-        raise ImportError(f"exporting to ONNX needs onnx; {_INSTALL_HINT}") from err
+    import_optional("onnx", f"exporting to ONNX needs onnx; {_INSTALL_HINT}")
     path = exported_graph(torch_backend, model_identity, all_layers=all_layers, precision=precision)
     sessions = {bool(all_layers): make_session(path, n_threads)}
     return OnnxEncoderBackend(torch_backend, sessions, precision=precision)

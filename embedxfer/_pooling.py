@@ -15,7 +15,14 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import scipy.sparse as sp
 
-POOLINGS = ("mean", "sum", "max", "min")
+# Poolings of word vectors (``WordVectorEmbedder(pooling=...)``; several may be
+# joined by "+").
+WORD_POOLINGS = ("mean", "sum", "max", "min")
+# Poolings of a transformer's token states (``SentenceEmbedder(pooling=...)``):
+# "model" is the pooling the sentence-transformers checkpoint was trained with.
+SENTENCE_POOLINGS = ("mean", "cls", "max", "model")
+# How the windows of a document longer than the model's limit are combined.
+CHUNK_POOLINGS = ("mean", "max")
 
 # Below this many values read (tokens x dimensions) a batch runs in the
 # calling thread: starting threads would cost more than they save.

@@ -12,6 +12,8 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import EmbedderOutputMixin, TextInputMixin
 from ._device import import_torch, resolve_device, resolve_dtype
+from ._onnx import BACKENDS
+from ._pooling import CHUNK_POOLINGS, SENTENCE_POOLINGS
 from ._registry import get_or_load
 from ._transformers import (
     DEFAULT_MODEL,
@@ -22,11 +24,8 @@ from ._transformers import (
 )
 from ._validation import check_documents
 
-_POOLINGS = ("mean", "cls", "max", "model")
 _LAYER_COMBINES = ("mean", "sum", "concat")
-_BACKENDS = ("torch", "onnx")
 _LONG_DOCUMENTS = ("truncate", "chunk")
-_CHUNK_POOLINGS = ("mean", "max")
 # Words in model names that say nothing about the family, skipped in the feature-name tag.
 _GENERIC_NAME_PARTS = {
     "all",
@@ -424,8 +423,8 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
         return self._load(self.device_)
 
     def _check_params(self):
-        if self.pooling not in _POOLINGS:
-            raise ValueError(f"pooling={self.pooling!r}; expected one of {_POOLINGS}.")
+        if self.pooling not in SENTENCE_POOLINGS:
+            raise ValueError(f"pooling={self.pooling!r}; expected one of {SENTENCE_POOLINGS}.")
         if self.layer_combine not in _LAYER_COMBINES:
             raise ValueError(
                 f"layer_combine={self.layer_combine!r}; expected one of {_LAYER_COMBINES}."
@@ -442,17 +441,17 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
             )
         if not _is_int(self.batch_size, minimum=1):
             raise ValueError(f"batch_size={self.batch_size!r}; expected a positive integer.")
-        if self.backend not in _BACKENDS:
-            raise ValueError(f"backend={self.backend!r}; expected one of {_BACKENDS}.")
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend={self.backend!r}; expected one of {BACKENDS}.")
         if self.n_threads is not None and not _is_int(self.n_threads, minimum=1):
             raise ValueError(f"n_threads={self.n_threads!r}; expected None or a positive integer.")
         if self.long_documents not in _LONG_DOCUMENTS:
             raise ValueError(
                 f"long_documents={self.long_documents!r}; expected one of {_LONG_DOCUMENTS}."
             )
-        if self.chunk_pooling not in _CHUNK_POOLINGS:
+        if self.chunk_pooling not in CHUNK_POOLINGS:
             raise ValueError(
-                f"chunk_pooling={self.chunk_pooling!r}; expected one of {_CHUNK_POOLINGS}."
+                f"chunk_pooling={self.chunk_pooling!r}; expected one of {CHUNK_POOLINGS}."
             )
         if not _is_int(self.chunk_overlap, minimum=0):
             raise ValueError(

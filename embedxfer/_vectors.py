@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ._atomic import replace_folder
+from ._environment import home_folder, offline
 from ._registry import get_or_load
 
 PACKAGED_GLOVE_NAMES = ("glove-6B-50d", "glove-wiki-gigaword-50", "glove.6B.50d")
@@ -80,12 +82,7 @@ def _pickle_refusal(path):
 
 def vectors_home():
     """Folder holding converted vector files (``EMBEDXFER_HOME`` or the user cache)."""
-    home = os.environ.get("EMBEDXFER_HOME")
-    if home:
-        return Path(home).expanduser() / "vectors"
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("embedxfer")) / "vectors"
+    return home_folder("vectors")
 
 
 def load_vectors(
@@ -314,16 +311,12 @@ def _load_uncached(source, format, cache_dir, convert, allow_pickle=False):
 
 
 def _download_gensim_data(name):
-    offline = any(
-        os.environ.get(var, "").lower() not in ("", "0", "false")
-        for var in ("EMBEDXFER_OFFLINE", "HF_HUB_OFFLINE", "GENSIM_DATA_OFFLINE")
-    )
     remedy = (
         f"pass the path of a local copy instead (e.g. the file that "
         f"gensim.downloader.load({name!r}, return_path=True) gives on a connected machine, "
         f"or ~/gensim-data/{name}/{name}.gz copied here)"
     )
-    if offline:
+    if offline():
         raise ConnectionError(
             f"vectors={name!r} must be downloaded, but offline mode is set; {remedy}."
         )
@@ -772,11 +765,7 @@ def _write_converted(kv, target, source_manifest):
             if _read_converted(target, source_manifest, warn=False) is not None:
                 return  # a concurrent run finished the same conversion first
             shutil.rmtree(target, ignore_errors=True)  # unusable: replace it
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if not target.exists():  # a real failure, not a concurrent writer
-                raise
+        replace_folder(tmp, target)  # keeps a concurrent writer's finished folder
     except OSError as err:
         raise OSError(
             f"cannot write converted vectors to {target} ({err.strerror or err}); free disk "

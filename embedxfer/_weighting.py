@@ -7,6 +7,9 @@ sentence embeddings" (uSIF).
 
 import numpy as np
 
+# ``WordVectorEmbedder(weighting=...)``; None weighs every token alike.
+WEIGHTINGS = ("tfidf", "sif", "usif")
+
 
 def document_frequency(ids, doc_ptr, vocab_size):
     """Number of documents each vocabulary row occurs in (``ids`` without OOV)."""

@@ -29,7 +29,7 @@ from ._vectors import (
     source_tag,
 )
 
-WEIGHTINGS = (None, "tfidf", "sif", "usif")
+_WEIGHTING_OPTIONS = (None, *_weighting.WEIGHTINGS)
 
 
 class EmptyDocumentWarning(UserWarning):
@@ -319,8 +319,8 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
             )
 
     def _check_params(self):
-        if self.weighting not in WEIGHTINGS:
-            raise ValueError(f"weighting={self.weighting!r}; expected one of {WEIGHTINGS}.")
+        if self.weighting not in _WEIGHTING_OPTIONS:
+            raise ValueError(f"weighting={self.weighting!r}; expected one of {_WEIGHTING_OPTIONS}.")
         if self.word_frequency not in ("corpus", "vectors"):
             raise ValueError(
                 f"word_frequency={self.word_frequency!r}; expected 'corpus' or 'vectors'."
@@ -351,10 +351,10 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
     def _parse_pooling(self):
         parts = self.pooling.split("+") if isinstance(self.pooling, str) else list(self.pooling)
         parts = tuple(p.strip() for p in parts)
-        bad = [p for p in parts if p not in _pooling.POOLINGS]
+        bad = [p for p in parts if p not in _pooling.WORD_POOLINGS]
         if not parts or bad:
             raise ValueError(
-                f"pooling={self.pooling!r}; expected one of {_pooling.POOLINGS} or several "
+                f"pooling={self.pooling!r}; expected one of {_pooling.WORD_POOLINGS} or several "
                 "joined by '+', e.g. 'mean+max'."
             )
         if len(set(parts)) != len(parts):

@@ -37,12 +37,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ._atomic import atomic_path, write_text_atomic
+from ._optional import install_hint
+
 try:
     import dask
     import dask.dataframe as dd
     import pandas as pd
 except ImportError as err:  # pragma: no cover - exercised without the extra
-    raise ImportError(f"embedxfer.dask needs Dask ({err}); pip install 'embedxfer[dask]'") from err
+    raise ImportError(f"embedxfer.dask needs Dask ({err}); {install_hint('dask')}") from err
 
 __all__ = [
     "ModelUnavailableError",
@@ -432,12 +435,8 @@ def _write_partition(frame, estimator, path, offset, id_column):
     columns = [ids] + [pa.array(vectors[:, j]) for j in range(vectors.shape[1])]
     table = pa.Table.from_arrays(columns, names=[id_name] + names)
     path = Path(path)
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.tmp")
-    try:
+    with atomic_path(path, unique=True) as tmp:
         pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return len(texts), int(np.count_nonzero(~vectors.any(axis=1)))
 
 
@@ -601,9 +600,7 @@ def _read_manifest(folder):
 
 
 def _write_json(path, payload):
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(payload, indent=1), unique=True)
 
 
 def _current_client():

@@ -24,7 +24,7 @@ from ._preprocess import (
     load_and_preprocess,
 )
 
-_POOLINGS = ("avg", "max")
+IMAGE_POOLINGS = ("avg", "max")
 _ON_ERROR = ("raise", "zero")
 _MAX_DEFAULT_THREADS = 8
 
@@ -413,8 +413,8 @@ class ImageEmbedder(ImageInputMixin, EmbedderOutputMixin, TransformerMixin, Base
 
     def _check_params(self):
         check_model(self.model)
-        if self.pooling not in _POOLINGS:
-            raise ValueError(f"pooling={self.pooling!r}; expected one of {_POOLINGS}.")
+        if self.pooling not in IMAGE_POOLINGS:
+            raise ValueError(f"pooling={self.pooling!r}; expected one of {IMAGE_POOLINGS}.")
         if self.on_error not in _ON_ERROR:
             raise ValueError(f"on_error={self.on_error!r}; expected one of {_ON_ERROR}.")
         if not _is_int(self.batch_size) or self.batch_size < 1:

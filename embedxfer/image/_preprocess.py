@@ -16,11 +16,12 @@ import os
 
 import numpy as np
 
+from .._optional import import_optional, install_hint
+
 _BARE_MESSAGE = (
     "Iterable over images expected, {kind} object received; wrap a single image in a list."
 )
 _INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
-_IMAGE_INSTALL_HINT = "pip install 'embedxfer[image]'"
 
 
 class ImageReadError(ValueError):
@@ -29,12 +30,9 @@ class ImageReadError(ValueError):
 
 def import_pil():
     """Import Pillow or say which extra installs it."""
-    try:
-        import PIL.Image
-        import PIL.ImageOps
-    except ImportError as err:  # pragma: no cover - exercised without the extra
-        raise ImportError(f"reading images needs Pillow; {_IMAGE_INSTALL_HINT}") from err
-    return PIL.Image
+    message = f"reading images needs Pillow; {install_hint('image')}"
+    import_optional("PIL.ImageOps", message)
+    return import_optional("PIL.Image", message)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -3,6 +3,7 @@
 import os
 from pathlib import Path
 
+from ._atomic import atomic_path
 from ._tokenize import DEFAULT_TOKEN_PATTERN, compile_tokenizer
 from ._validation import check_documents
 
@@ -84,11 +85,10 @@ def train_word_vectors(
     if path is not None:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        kv.save(str(tmp), sep_limit=0)
-        for extra in tmp.parent.glob(f"{tmp.name}.*.npy"):
-            os.replace(extra, path.with_name(path.name + extra.name[len(tmp.name) :]))
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            kv.save(str(tmp), sep_limit=0)
+            for extra in tmp.parent.glob(f"{tmp.name}.*.npy"):
+                os.replace(extra, path.with_name(path.name + extra.name[len(tmp.name) :]))
     return kv
 
 
