@@ -3,21 +3,12 @@
 import os
 import socket
 
+from .._environment import OFFLINE_VARIABLES, offline
 from .._vectors import source_identity
-
-_OFFLINE_VARIABLES = ("EMBEDXFER_OFFLINE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
 
 
 class ModelUnavailableError(ConnectionError):
     """A model that must be downloaded while the network cannot be used."""
-
-
-def offline_mode():
-    """Whether an environment variable forbids downloads."""
-    return any(
-        os.environ.get(var, "").strip().lower() not in ("", "0", "false", "no")
-        for var in _OFFLINE_VARIABLES
-    )
 
 
 def network_reachable(host, port=443, timeout=3.0):
@@ -60,10 +51,10 @@ def check_available(spec):
     if origin is None:
         return
     host = "huggingface.co" if origin == "the Hugging Face Hub" else "github.com"
-    if offline_mode():
+    if offline():
         reason = (
             "offline mode is set ("
-            + ", ".join(v for v in _OFFLINE_VARIABLES if os.environ.get(v))
+            + ", ".join(v for v in OFFLINE_VARIABLES if os.environ.get(v))
             + ")"
         )
     elif not network_reachable(host):

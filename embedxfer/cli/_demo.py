@@ -2,6 +2,7 @@
 
 import sys
 
+from .._optional import install_hint
 from ._evaluate import run_evaluation
 from ._installed import has_module
 from ._model_names import DEMO_MODELS
@@ -50,8 +51,7 @@ def cmd_demo(args):
     plot = args.plot
     if plot == DEMO_PLOT and not has_module("matplotlib"):
         print(
-            "note: matplotlib is not installed, so no plot is written "
-            "(pip install 'embedxfer[plot]').",
+            f"note: matplotlib is not installed, so no plot is written ({install_hint('plot')}).",
             file=sys.stderr,
         )
         plot = None

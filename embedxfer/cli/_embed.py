@@ -6,16 +6,16 @@ from pathlib import Path
 
 import numpy as np
 
+from .._weighting import WEIGHTINGS
 from ..datasets import load_csv, load_text_lines
 from ..datasets._files import check_file, file_kind
 from . import _embed_cluster
 from ._encode import WarningTally, build_embedder, encode_chunks
 from ._errors import CLIError
 from ._images import cmd_embed_images, is_image_folder
-from ._installed import require
-from ._model_names import WORD_WEIGHTINGS, embedding_spec
+from ._model_names import embedding_spec
 from ._options import positive_int
-from ._output import check_output_path, open_writer, output_kind
+from ._output import check_output_path, open_writer, output_kind, require_writer
 from ._progress import Progress, format_rate, report_warnings
 
 
@@ -71,7 +71,7 @@ def _add_input_options(p):
     )
     p.add_argument(
         "--weighting",
-        choices=WORD_WEIGHTINGS,
+        choices=WEIGHTINGS,
         help="word vectors only: weight words by TF-IDF, SIF or uSIF (learned "
         "from INPUT itself, without labels)",
     )
@@ -131,8 +131,7 @@ def cmd_embed(args):
     check_output_path(out, args.input, force=args.force)
     if is_image_folder(args.input):
         return cmd_embed_images(args, out, out_kind)
-    if out_kind == "parquet":
-        require("pyarrow", "writing Parquet output")
+    require_writer(out_kind)
     texts = _read_documents(args.input, args.column)
     if not texts:
         raise CLIError(f"{args.input} holds no documents.")

@@ -14,6 +14,7 @@ import os
 import time
 from pathlib import Path
 
+from .._optional import install_hint
 from ..datasets import ColumnNotFoundError
 from ..datasets._files import file_kind
 from ._encode import build_embedder
@@ -106,9 +107,7 @@ def _import_dask():
 
         from .. import dask as edask
     except ImportError as err:
-        raise ImportError(
-            f"--scheduler needs Dask ({err}); pip install 'embedxfer[dask]'"
-        ) from None
+        raise ImportError(f"--scheduler needs Dask ({err}); {install_hint('dask')}") from None
     return edask
 
 

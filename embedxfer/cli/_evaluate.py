@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._optional import import_optional
 from ..datasets import load_csv, load_sms_spam
 from ._availability import check_available
 from ._classifiers import CLASSIFIERS, check_cv, describe_classifier, stratified_subsample
@@ -17,7 +18,6 @@ from ._clusterers import CLUSTERERS
 from ._encode import encode_corpus
 from ._errors import CLIError
 from ._images import cmd_evaluate_images, is_image_folder
-from ._installed import require
 from ._model_names import DEMO_MODELS, parse_model
 from ._progress import Progress, format_duration, report_warnings
 from ._report import write_json
@@ -168,7 +168,7 @@ def _model_specs(model_names, kind):
 
 
 def _check_plot(plot):
-    require("matplotlib", "--plot")
+    import_optional("matplotlib", "--plot needs matplotlib; pip install matplotlib")
     if Path(plot).suffix.lower() != ".png":
         raise CLIError(f"--plot {plot}: the plot is written as PNG; end the name in .png.")
 

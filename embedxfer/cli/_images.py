@@ -13,14 +13,15 @@ from pathlib import Path
 
 import numpy as np
 
+from .._atomic import write_text_atomic
+from ..image._models import DEFAULT_IMAGE_MODEL
 from ._errors import CLIError
-from ._installed import require
 from ._model_names import DEMO_MODELS
-from ._output import open_writer
+from ._output import open_writer, require_writer
 from ._progress import Progress, format_rate
 from ._report import write_json
 
-DEFAULT_IMAGE_MODELS = ("efficientnet-lite0",)
+DEFAULT_IMAGE_MODELS = (DEFAULT_IMAGE_MODEL,)
 
 
 def is_image_folder(path):
@@ -51,8 +52,7 @@ def cmd_embed_images(args, out, out_kind):
         paths = list_images(args.input)
     except ValueError as err:
         raise CLIError(str(err)) from None
-    if out_kind == "parquet":
-        require("pyarrow", "writing Parquet output")
+    require_writer(out_kind)
     progress = Progress(args.model, quiet=args.quiet)
     started = time.perf_counter()
     embedder = _fitted_embedder(args.model, args)
@@ -73,9 +73,7 @@ def cmd_embed_images(args, out, out_kind):
         writer.abort()
         raise
     listing = Path(f"{out}.paths.txt")
-    tmp = listing.with_name(f".{listing.name}.{os.getpid()}.tmp")
-    tmp.write_text("".join(f"{p}\n" for p in paths), encoding="utf-8")
-    os.replace(tmp, listing)
+    write_text_atomic(listing, "".join(f"{p}\n" for p in paths))
     elapsed = time.perf_counter() - started
     progress.note(
         f"wrote {out}: {n} x {width} float32 in {elapsed:.1f}s "

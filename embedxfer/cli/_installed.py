@@ -1,15 +1,7 @@
-"""What is installed here: modules, distributions' versions, and imports that name the fix."""
+"""What is installed here: importable modules and distributions' versions."""
 
 import importlib.util
 from importlib import metadata
-
-
-def require(module, purpose):
-    """Import ``module`` or raise an ImportError naming ``purpose`` and the install."""
-    try:
-        __import__(module)
-    except ImportError:
-        raise ImportError(f"{purpose} needs {module}; pip install {module}") from None
 
 
 def has_module(name):

@@ -6,14 +6,15 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .._vectors import GENSIM_DATA_NAMES, PACKAGED_GLOVE_NAMES
+from .._pooling import SENTENCE_POOLINGS, WORD_POOLINGS
+from .._transformers import DEFAULT_MODEL
+from .._vectors import DEFAULT_VECTORS, GENSIM_DATA_NAMES, PACKAGED_GLOVE_NAMES
+from .._weighting import WEIGHTINGS
 from ._availability import check_available
 from ._errors import CLIError
 
 PACKAGED_SENTENCE_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 TFIDF_NAMES = ("tfidf", "tf-idf")
-WORD_POOLINGS = ("mean", "sum", "max", "min")
-SENTENCE_POOLINGS = ("mean", "cls", "max", "model")
 # Options of sentence models that choose how they run rather than what they pool.
 SENTENCE_RUNTIME_OPTIONS = {
     "torch": {"backend": "torch"},
@@ -21,9 +22,8 @@ SENTENCE_RUNTIME_OPTIONS = {
     "onnx-int8": {"backend": "onnx", "precision": "int8"},
     "chunk": {"long_documents": "chunk"},
 }
-WORD_WEIGHTINGS = ("tfidf", "sif", "usif")
 # What "evaluate" compares unless told otherwise, and what "demo" compares.
-DEMO_MODELS = ("glove-6B-50d", "all-MiniLM-L6-v2", "tfidf")
+DEMO_MODELS = (DEFAULT_VECTORS, DEFAULT_MODEL, TFIDF_NAMES[0])
 _PATH_SUFFIXES = (".txt", ".bin", ".vec", ".gz", ".bz2", ".kv", ".model", ".npy", ".zip", ".w2v")
 
 
@@ -110,7 +110,7 @@ def _option_role(text, option, resolved):
     """``"weighting"``, ``"pooling"`` or ``"runtime"`` for an option of a ``resolved`` model."""
     if resolved == "tfidf":
         raise ValueError(f"model {text!r}: the TF-IDF baseline takes no options.")
-    if option in WORD_WEIGHTINGS and resolved == "word":
+    if option in WEIGHTINGS and resolved == "word":
         return "weighting"
     if (resolved == "word" and all(p in WORD_POOLINGS for p in option.split("+"))) or (
         resolved == "sentence" and option in SENTENCE_POOLINGS
@@ -120,7 +120,7 @@ def _option_role(text, option, resolved):
         return "runtime"
     allowed = (
         f"poolings {', '.join(WORD_POOLINGS)} (or several joined by '+') and "
-        f"weightings {', '.join(WORD_WEIGHTINGS)}"
+        f"weightings {', '.join(WEIGHTINGS)}"
         if resolved == "word"
         else f"poolings {', '.join(SENTENCE_POOLINGS)} and {', '.join(SENTENCE_RUNTIME_OPTIONS)}"
     )
@@ -136,7 +136,7 @@ def _split_options(text):
     if not sep or not head or len(head) == 1:  # no options, or a Windows drive letter
         return text, []
     options = [o.strip() for o in tail.split(",") if o.strip()]
-    words = set(WORD_POOLINGS + SENTENCE_POOLINGS + WORD_WEIGHTINGS)
+    words = set(WORD_POOLINGS + SENTENCE_POOLINGS + WEIGHTINGS)
     words |= set(SENTENCE_RUNTIME_OPTIONS)
     if options and all(set(o.split("+")) <= words for o in options):
         return head, options

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from .. import _vectors
-from ._availability import offline_mode
+from .._environment import offline
+from .._optional import install_hint
 from ._installed import dist_version, has_module
 
 
@@ -44,7 +45,7 @@ def cmd_models(args):
     local = _print_gensim_data()
     _print_hf_cache()
     _print_online(local, packaged=_vectors.PACKAGED_GLOVE_NAMES if glove is not None else ())
-    if offline_mode():
+    if offline():
         print("\nOffline mode is set: names that need a download fail at once.")
     return 0
 
@@ -72,9 +73,9 @@ def _print_packaged():
         )
         print("                      also named: sentence-transformers/all-MiniLM-L6-v2")
         if not has_module("sentence_transformers"):
-            print("                      needs: pip install 'embedxfer[transformers]'")
+            print("                      needs: " + install_hint("transformers"))
     else:
-        print("  all-MiniLM-L6-v2    not installed (pip install 'embedxfer[transformers]')")
+        print(f"  all-MiniLM-L6-v2    not installed ({install_hint('transformers')})")
     print("  tfidf               TF-IDF baseline for 'evaluate' (scikit-learn)")
     return glove
 
@@ -148,7 +149,7 @@ def _backend_lines():
         + (
             f"works (torch {dist_version('torch')})"
             if torch_ok
-            else "missing: pip install 'embedxfer[transformers]'"
+            else "missing: " + install_hint("transformers")
         )
     ]
     if onnx_ok:
@@ -157,7 +158,7 @@ def _backend_lines():
             "CPU; exports kept in $EMBEDXFER_HOME/onnx)"
         )
     else:
-        lines.append("onnx, onnx-int8     missing: pip install 'embedxfer[onnx]'")
+        lines.append("onnx, onnx-int8     missing: " + install_hint("onnx"))
     return lines
 
 

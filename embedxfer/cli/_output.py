@@ -1,11 +1,12 @@
 """``embed``'s output files: checked before the work, written atomically chunk by chunk."""
 
-import glob
 import os
 from pathlib import Path
 
 import numpy as np
 
+from .._atomic import remove_orphaned_temporaries, temporary_path
+from .._optional import import_optional
 from ._errors import CLIError
 
 _OUTPUT_KINDS = {".npy": "npy", ".parquet": "parquet", ".pq": "parquet"}
@@ -36,25 +37,17 @@ def check_output_path(out, source, *, force):
         )
 
 
+def require_writer(kind):
+    """Check that the library writing ``kind`` output is installed."""
+    if kind == "parquet":
+        import_optional("pyarrow", "writing Parquet output needs pyarrow; pip install pyarrow")
+
+
 def open_writer(out, kind, embedder, n_rows):
     """A writer of ``n_rows`` vectors of ``embedder`` into ``out``, of :func:`output_kind`."""
     if kind == "npy":
         return NpyWriter(out, n_rows, embedder.n_features_out_)
     return ParquetWriter(out, embedder.get_feature_names_out())
-
-
-def remove_orphaned_temporaries(path):
-    """Delete ``.OUT.<pid>.tmp`` files of runs that were killed (their process is gone)."""
-    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
-        pid = tmp.name[len(path.name) + 2 : -len(".tmp")]
-        if not pid.isdigit() or int(pid) == os.getpid():
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
-            tmp.unlink(missing_ok=True)
-        except (PermissionError, OSError):
-            pass  # alive (another user's) or unknowable: leave it
 
 
 class NpyWriter:
@@ -64,7 +57,7 @@ class NpyWriter:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         remove_orphaned_temporaries(path)
-        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self.tmp = temporary_path(path)
         self.array = np.lib.format.open_memmap(
             self.tmp, mode="w+", dtype=np.float32, shape=(n_rows, n_cols)
         )
@@ -93,7 +86,7 @@ class ParquetWriter:
         self.pa = pa
         self.path = path
         remove_orphaned_temporaries(path)
-        self.tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self.tmp = temporary_path(path)
         self.names = [str(name) for name in feature_names]
         schema = pa.schema([(name, pa.float32()) for name in self.names])
         self.writer = pq.ParquetWriter(self.tmp, schema)

@@ -1,11 +1,13 @@
 """Reports: aligned plain-text tables, PNG plots and JSON results, written atomically."""
 
 import json
-import os
 import re
 from pathlib import Path
 
 import numpy as np
+
+from .._atomic import atomic_path, write_text_atomic
+from .._optional import import_optional
 
 
 def format_table(rows, columns):
@@ -45,12 +47,10 @@ def _numeric(text):
 
 
 def _pyplot():
-    try:
-        import matplotlib
-    except ImportError as err:
-        raise ImportError(
-            "writing plots needs matplotlib; pip install matplotlib (or 'embedxfer[plot]')."
-        ) from err
+    matplotlib = import_optional(
+        "matplotlib",
+        "writing plots needs matplotlib; pip install matplotlib (or 'embedxfer[plot]').",
+    )
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -128,22 +128,15 @@ def _save(fig, path):
     """Write the figure atomically (temporary file, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format=path.suffix.lstrip(".") or "png")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def write_json(path, payload):
     """Write ``payload`` as indented JSON atomically (temporary file, then rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, json.dumps(payload, indent=2, default=str) + "\n")
 
 
 def jsonable(mapping):
