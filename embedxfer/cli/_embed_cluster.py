@@ -124,16 +124,6 @@ def _embed_partitions(args, edask, spec, embedder, frame, paths, client, note):
             f"{spec.label}: {embedder.n_features_out_} dimensions, ready in "
             f"{time.perf_counter() - started:.1f}s"
         )
-
-        def progress(done, total, documents, seconds):
-            if args.quiet:
-                return
-            rate = documents / seconds if seconds > 0 else float("nan")
-            note(
-                f"  partitions {done}/{total}, {documents} documents this run, "
-                f"{format_rate(rate)} docs/s, {format_duration(seconds)} elapsed"
-            )
-
         job = {
             "inputs": [_file_identity(p) for p in paths],
             "column": args.column or "text",
@@ -147,13 +137,28 @@ def _embed_partitions(args, edask, spec, embedder, frame, paths, client, note):
             id_column=args.id_column,
             job=job,
             client=client,
-            progress=progress,
+            progress=_partition_progress(args.quiet, note),
         )
     except edask.ModelUnavailableError as err:
         raise CLIError(str(err)) from None
     except KeyboardInterrupt:
         note(f"finished partitions are kept in {out}; run the same command again to resume.")
         raise
+
+
+def _partition_progress(quiet, note):
+    """The ``progress`` callback of ``embed_to_parquet``: a line per finished partition."""
+
+    def progress(done, total, documents, seconds):
+        if quiet:
+            return
+        rate = documents / seconds if seconds > 0 else float("nan")
+        note(
+            f"  partitions {done}/{total}, {documents} documents this run, "
+            f"{format_rate(rate)} docs/s, {format_duration(seconds)} elapsed"
+        )
+
+    return progress
 
 
 def _report(summary, out, note):
