@@ -127,13 +127,7 @@ def cross_validate_classifier(name, kind, X, y, splitter):
         cv=splitter,
         scoring=("accuracy", "f1_macro"),
     )
-    return {
-        "accuracy": float(scores["test_accuracy"].mean()),
-        "accuracy_std": float(scores["test_accuracy"].std()),
-        "f1_macro": float(scores["test_f1_macro"].mean()),
-        "f1_macro_std": float(scores["test_f1_macro"].std()),
-        "cv_s": time.perf_counter() - started,
-    }
+    return {**_mean_scores(scores), "cv_s": time.perf_counter() - started}
 
 
 def _smallest_training_fold(y, splitter):
@@ -154,6 +148,11 @@ def majority_baseline(y, splitter):
         cv=splitter,
         scoring=("accuracy", "f1_macro"),
     )
+    return _mean_scores(scores)
+
+
+def _mean_scores(scores):
+    """Mean and standard deviation over folds of ``cross_validate``'s test scores."""
     return {
         "accuracy": float(scores["test_accuracy"].mean()),
         "accuracy_std": float(scores["test_accuracy"].std()),

@@ -14,7 +14,7 @@ from ._encode import WarningTally, build_embedder, encode_chunks
 from ._errors import CLIError
 from ._images import cmd_embed_images, is_image_folder
 from ._model_names import embedding_spec
-from ._options import positive_int
+from ._options import add_batch_size_option, positive_int
 from ._output import check_output_path, open_writer, output_kind, require_writer
 from ._progress import Progress, format_rate, report_warnings
 
@@ -84,13 +84,7 @@ def _add_input_options(p):
 
 
 def _add_run_options(p):
-    p.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=32,
-        metavar="N",
-        help="documents per forward pass of a sentence model (default: 32)",
-    )
+    add_batch_size_option(p)
     p.add_argument(
         "--chunk-size",
         type=positive_int,

@@ -14,6 +14,17 @@ def positive_int(text):
     return value
 
 
+def add_batch_size_option(parser):
+    """``--batch-size N``: documents per forward pass of a sentence model."""
+    parser.add_argument(
+        "--batch-size",
+        type=positive_int,
+        default=32,
+        metavar="N",
+        help="documents per forward pass of a sentence model (default: 32)",
+    )
+
+
 def common_options():
     """The options every subcommand accepts (a parent parser).
 
@@ -81,13 +92,7 @@ def _add_data_options(shared):
 
 
 def _add_encoding_options(shared):
-    shared.add_argument(
-        "--batch-size",
-        type=positive_int,
-        default=32,
-        metavar="N",
-        help="documents per forward pass of a sentence model (default: 32)",
-    )
+    add_batch_size_option(shared)
     shared.add_argument("--device", help="cpu, cuda, mps or auto")
     shared.add_argument(
         "--cache", metavar="DIR", help="embedding cache folder, so a second run does not re-encode"
