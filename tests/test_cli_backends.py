@@ -7,7 +7,8 @@ import sys
 import numpy as np
 import pytest
 
-from embedxfer._evaluation import build_embedder, parse_model
+from embedxfer.cli._encode import build_embedder
+from embedxfer.cli._model_names import parse_model
 from embedxfer.datasets import load_sms_spam
 
 

@@ -14,7 +14,13 @@ import os
 import time
 from pathlib import Path
 
-from . import _evaluation as ev
+from .._optional import install_hint
+from ..datasets import ColumnNotFoundError
+from ..datasets._files import file_kind
+from ._encode import build_embedder
+from ._errors import CLIError
+from ._model_names import embedding_spec
+from ._progress import Progress, format_duration, format_rate
 
 READERS = ("csv", "tsv", "jsonl", "parquet")
 
@@ -57,31 +63,14 @@ def wanted(args):
 
 def cmd_embed_on_cluster(args):
     """Run ``embed`` with ``--scheduler``; returns the exit status."""
-    from .cli import CLIError, Progress, _duration, _rate
-
     if args.scheduler is None:
         raise CLIError(
             "several inputs and --id-column need --scheduler (local:N for this "
             "machine); without it embed reads one file into one output."
         )
-
-    try:
-        import dask.dataframe  # noqa: F401
-        import distributed  # noqa: F401
-
-        from . import dask as edask
-    except ImportError as err:
-        raise ImportError(
-            f"--scheduler needs Dask ({err}); pip install 'embedxfer[dask]'"
-        ) from None
+    edask = _import_dask()
     paths = expand_inputs([args.input, *args.more_inputs])
-    spec = ev.parse_model(args.model, args.kind)
-    if spec.kind == "tfidf":
-        raise CLIError("'tfidf' is a baseline for 'evaluate', not an embedding model.")
-    if args.weighting is not None and spec.kind != "word":
-        raise CLIError(f"--weighting applies to word vectors, not to {spec.name!r}.")
-    spec = ev.parse_model(args.model, spec.kind, extra_options=(args.pooling, args.weighting))
-    ev.check_available(spec)
+    spec = embedding_spec(args, ".")
     if args.cache is not None:
         raise CLIError(
             "--cache does not apply with --scheduler: the output folder itself "
@@ -98,75 +87,102 @@ def cmd_embed_on_cluster(args):
             f"{len(paths)} input file(s), {frame.npartitions} partitions, on {n_workers} "
             f"worker(s) at {client.scheduler.address}"
         )
-        embedder = ev.build_embedder(
+        embedder = build_embedder(
             spec,
             batch_size=args.batch_size,
             device=args.device,
             normalize=args.normalize,
             allow_pickle=args.allow_pickle,
         )
-        started = time.perf_counter()
-        try:
-            if spec.kind == "word" and spec.weighting is not None:
-                edask.fit(embedder, frame, column="text")  # corpus statistics on the workers
-            else:
-                embedder.fit(["fit needs no corpus for this embedder"])
-            note(
-                f"{spec.label}: {embedder.n_features_out_} dimensions, ready in "
-                f"{time.perf_counter() - started:.1f}s"
-            )
+        summary = _embed_partitions(args, edask, spec, embedder, frame, paths, client, note)
+    _report(summary, out, note)
+    return 0
 
-            def progress(done, total, documents, seconds):
-                if args.quiet:
-                    return
-                rate = documents / seconds if seconds > 0 else float("nan")
-                note(
-                    f"  partitions {done}/{total}, {documents} documents this run, "
-                    f"{_rate(rate)} docs/s, {_duration(seconds)} elapsed"
-                )
 
-            job = {
-                "inputs": [_file_identity(p) for p in paths],
-                "column": args.column or "text",
-                "blocksize": args.blocksize,
-            }
-            summary = edask.embed_to_parquet(
-                embedder,
-                frame,
-                out,
-                column="text",
-                id_column=args.id_column,
-                job=job,
-                client=client,
-                progress=progress,
-            )
-        except edask.ModelUnavailableError as err:
-            raise CLIError(str(err)) from None
-        except KeyboardInterrupt:
-            note(f"finished partitions are kept in {out}; run the same command again to resume.")
-            raise
+def _import_dask():
+    """``embedxfer.dask``, or an ImportError naming the extra."""
+    try:
+        import dask.dataframe  # noqa: F401
+        import distributed  # noqa: F401
+
+        from .. import dask as edask
+    except ImportError as err:
+        raise ImportError(f"--scheduler needs Dask ({err}); {install_hint('dask')}") from None
+    return edask
+
+
+def _embed_partitions(args, edask, spec, embedder, frame, paths, client, note):
+    """Fit ``embedder`` and write the missing partitions; the summary of the run."""
+    out = Path(args.output)
+    started = time.perf_counter()
+    try:
+        if spec.kind == "word" and spec.weighting is not None:
+            edask.fit(embedder, frame, column="text")  # corpus statistics on the workers
+        else:
+            embedder.fit(["fit needs no corpus for this embedder"])
+        note(
+            f"{spec.label}: {embedder.n_features_out_} dimensions, ready in "
+            f"{time.perf_counter() - started:.1f}s"
+        )
+        job = {
+            "inputs": [_file_identity(p) for p in paths],
+            "column": args.column or "text",
+            "blocksize": args.blocksize,
+        }
+        return edask.embed_to_parquet(
+            embedder,
+            frame,
+            out,
+            column="text",
+            id_column=args.id_column,
+            job=job,
+            client=client,
+            progress=_partition_progress(args.quiet, note),
+        )
+    except edask.ModelUnavailableError as err:
+        raise CLIError(str(err)) from None
+    except KeyboardInterrupt:
+        note(f"finished partitions are kept in {out}; run the same command again to resume.")
+        raise
+
+
+def _partition_progress(quiet, note):
+    """The ``progress`` callback of ``embed_to_parquet``: a line per finished partition."""
+
+    def progress(done, total, documents, seconds):
+        if quiet:
+            return
+        rate = documents / seconds if seconds > 0 else float("nan")
+        note(
+            f"  partitions {done}/{total}, {documents} documents this run, "
+            f"{format_rate(rate)} docs/s, {format_duration(seconds)} elapsed"
+        )
+
+    return progress
+
+
+def _report(summary, out, note):
+    """Note what the run wrote."""
     if not summary["written"]:
         note(f"all {summary['n_partitions']} partitions are already in {out}; nothing to do.")
-        return 0
+        return
     seconds = summary["seconds"]
     rate = summary["documents"] / seconds if seconds > 0 else float("nan")
     skipped = f" ({summary['skipped']} already there)" if summary["skipped"] else ""
     note(
         f"wrote {summary['written']} of {summary['n_partitions']} partitions to {out}"
-        f"{skipped}: {summary['documents']} documents in {seconds:.1f}s ({_rate(rate)} docs/s)"
+        f"{skipped}: {summary['documents']} documents in {seconds:.1f}s "
+        f"({format_rate(rate)} docs/s)"
     )
     if summary["n_empty"]:
         note(
             f"  note: {summary['n_empty']} of {summary['documents']} documents got a zero "
             "vector (empty, or no word in the vocabulary)."
         )
-    return 0
 
 
 def expand_inputs(patterns):
     """Files named or matched by ``patterns`` (globs), in order, each once."""
-    from .cli import CLIError
-
     paths = []
     for pattern in patterns:
         if pattern == "-":
@@ -178,7 +194,7 @@ def expand_inputs(patterns):
             path = Path(match)
             if not path.is_file():
                 raise FileNotFoundError(f"input {match} is not a file.")
-            kind = _kind(path)
+            kind = file_kind(path)
             if kind not in READERS:
                 raise CLIError(
                     f"{path}: --scheduler reads Parquet, CSV, TSV or JSON Lines, not {kind} files."
@@ -192,12 +208,10 @@ def read_inputs(paths, column, id_column, blocksize):
     """One Dask DataFrame with a ``text`` column (and ``id_column``), in input order."""
     import dask.dataframe as dd
 
-    from .datasets import ColumnNotFoundError
-
     wanted = [column] + ([id_column] if id_column and id_column != column else [])
     frames = []
     for path in paths:
-        kind = _kind(path)
+        kind = file_kind(path)
         if kind == "parquet":
             frame = dd.read_parquet(
                 str(path), blocksize=_bytes(blocksize), split_row_groups="infer"
@@ -225,12 +239,6 @@ def read_inputs(paths, column, id_column, blocksize):
     return frames[0] if len(frames) == 1 else dd.concat(frames)
 
 
-def _kind(path):
-    from .datasets._files import file_kind
-
-    return file_kind(path)
-
-
 def _bytes(size):
     from dask.utils import parse_bytes
 
@@ -251,14 +259,12 @@ class _connect:
     def __enter__(self):
         from distributed import Client
 
-        from .cli import CLIError
-
         self.cluster = None
         if self.scheduler == "local" or self.scheduler.startswith("local:"):
             text = self.scheduler.partition(":")[2] or str(os.cpu_count() or 1)
             if not text.isdigit() or int(text) < 1:
                 raise CLIError(f"--scheduler {self.scheduler}: expected local:N with N >= 1.")
-            from .dask import local_cluster
+            from ..dask import local_cluster
 
             self.cluster = local_cluster(int(text))
             self.client = Client(self.cluster)

@@ -1,0 +1,115 @@
+"""Embedders for resolved model names, and encoding in chunks with warnings tallied."""
+
+import contextlib
+import re
+import time
+import warnings
+
+import numpy as np
+
+
+def build_embedder(
+    spec, *, batch_size=None, device=None, cache=None, normalize=False, allow_pickle=False
+):
+    """A fresh embedder for ``spec`` (``None`` for the TF-IDF baseline)."""
+    if spec.kind == "tfidf":
+        return None
+    params = {"normalize": bool(normalize)}
+    if cache is not None:
+        params["cache"] = cache
+    if spec.pooling is not None:
+        params["pooling"] = spec.pooling
+    if spec.kind == "word":
+        from .. import WordVectorEmbedder
+
+        if spec.weighting is not None:
+            params["weighting"] = spec.weighting
+        if device is not None:
+            params["device"] = device
+        if allow_pickle:
+            params["allow_pickle"] = True
+        return WordVectorEmbedder(spec.name, **params)
+    from .. import SentenceEmbedder
+
+    if batch_size is not None:
+        params["batch_size"] = int(batch_size)
+    params.update(spec.settings)
+    return SentenceEmbedder(model=spec.name, device=device, **params)
+
+
+class WarningTally:
+    """Collect warnings raised while encoding chunk after chunk, reported once at the end.
+
+    Empty-document warnings are dropped: callers count zero rows instead,
+    which gives the exact total rather than one warning per chunk.
+    """
+
+    def __init__(self):
+        self._seen = {}
+
+    @contextlib.contextmanager
+    def record(self):
+        from .._word import EmptyDocumentWarning
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            yield
+        for w in caught:
+            if issubclass(w.category, EmptyDocumentWarning):
+                continue
+            key = (w.category, re.sub(r"\d+", "#", str(w.message)))
+            message, count = self._seen.get(key, (str(w.message), 0))
+            self._seen[key] = (message, count + 1)
+
+    def summary(self):
+        """``[(category, first message, count), ...]``."""
+        return [(cat, message, count) for (cat, _), (message, count) in self._seen.items()]
+
+
+def encode_chunks(embedder, texts, *, chunk_size=1024, tally=None):
+    """Yield ``(start, stop, vectors)`` for consecutive chunks of ``texts``.
+
+    ``embedder`` must be fitted. With an embedding cache each finished chunk
+    is stored before the next starts, so an interrupted run resumes there.
+    """
+    tally = tally if tally is not None else WarningTally()
+    n = len(texts)
+    for start in range(0, n, chunk_size):
+        stop = min(start + chunk_size, n)
+        with tally.record():
+            block = embedder.transform(texts[start:stop])
+        yield start, stop, block
+
+
+def encode_corpus(spec, texts, *, chunk_size=1024, progress=None, **embedder_params):
+    """Fit the embedder for ``spec`` on ``texts`` (no labels) and encode them.
+
+    Returns
+    -------
+    result : dict
+        ``X`` (float32 array), ``load_s`` (``fit``: model loading, and corpus
+        statistics for weighted word vectors), ``encode_s`` (``transform``),
+        ``n_empty`` (all-zero rows), ``warnings`` (list of ``(category,
+        message, count)``) and ``embedder``.
+    """
+    embedder = build_embedder(spec, **embedder_params)
+    tally = WarningTally()
+    started = time.perf_counter()
+    with tally.record():
+        embedder.fit(texts)
+    load_s = time.perf_counter() - started
+    n = len(texts)
+    X = np.empty((n, embedder.n_features_out_), dtype=np.float32)
+    started = time.perf_counter()
+    for start, stop, block in encode_chunks(embedder, texts, chunk_size=chunk_size, tally=tally):
+        X[start:stop] = block
+        if progress is not None:
+            progress(stop, n, time.perf_counter() - started)
+    return {
+        "X": X,
+        "load_s": load_s,
+        "encode_s": time.perf_counter() - started,
+        "n_empty": int(np.count_nonzero(~X.any(axis=1))),
+        "warnings": tally.summary(),
+        "embedder": embedder,
+    }

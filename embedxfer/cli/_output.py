@@ -1,0 +1,107 @@
+"""``embed``'s output files: checked before the work, written atomically chunk by chunk."""
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .._atomic import remove_orphaned_temporaries, temporary_path
+from .._optional import import_optional
+from ._errors import CLIError
+
+_OUTPUT_KINDS = {".npy": "npy", ".parquet": "parquet", ".pq": "parquet"}
+
+
+def output_kind(out):
+    """``"npy"`` or ``"parquet"`` from the output's suffix."""
+    kind = _OUTPUT_KINDS.get(out.suffix.lower())
+    if kind is None:
+        raise CLIError(f"output {out} must end in .npy or .parquet.")
+    return kind
+
+
+def check_output_path(out, source, *, force):
+    """Refuse to overwrite the input, or an existing output without ``--force``."""
+    if source != "-":
+        try:
+            same = out.exists() and os.path.samefile(out, source)
+        except OSError:
+            same = False
+        if same or (not out.exists() and out.resolve() == Path(source).resolve()):
+            raise CLIError(f"output {out} is the input file {source}; choose another output.")
+    if out.is_dir():
+        raise CLIError(f"output {out} is a folder; give a file name ending in .npy or .parquet.")
+    if out.exists() and not force:
+        raise CLIError(
+            f"output {out} exists; pass --force to overwrite it, or choose another name."
+        )
+
+
+def require_writer(kind):
+    """Check that the library writing ``kind`` output is installed."""
+    if kind == "parquet":
+        import_optional("pyarrow", "writing Parquet output needs pyarrow; pip install pyarrow")
+
+
+def open_writer(out, kind, embedder, n_rows):
+    """A writer of ``n_rows`` vectors of ``embedder`` into ``out``, of :func:`output_kind`."""
+    if kind == "npy":
+        return NpyWriter(out, n_rows, embedder.n_features_out_)
+    return ParquetWriter(out, embedder.get_feature_names_out())
+
+
+class NpyWriter:
+    """Write rows into a memory-mapped temporary .npy, renamed into place at the end."""
+
+    def __init__(self, path, n_rows, n_cols):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        remove_orphaned_temporaries(path)
+        self.tmp = temporary_path(path)
+        self.array = np.lib.format.open_memmap(
+            self.tmp, mode="w+", dtype=np.float32, shape=(n_rows, n_cols)
+        )
+
+    def write(self, start, stop, block):
+        self.array[start:stop] = block
+
+    def commit(self):
+        self.array.flush()
+        del self.array
+        os.replace(self.tmp, self.path)
+
+    def abort(self):
+        self.array = None
+        self.tmp.unlink(missing_ok=True)
+
+
+class ParquetWriter:
+    """Write one row group per chunk to a temporary Parquet file, renamed at the end."""
+
+    def __init__(self, path, feature_names):
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.pa = pa
+        self.path = path
+        remove_orphaned_temporaries(path)
+        self.tmp = temporary_path(path)
+        self.names = [str(name) for name in feature_names]
+        schema = pa.schema([(name, pa.float32()) for name in self.names])
+        self.writer = pq.ParquetWriter(self.tmp, schema)
+
+    def write(self, start, stop, block):
+        block = np.asarray(block, dtype=np.float32)
+        columns = [self.pa.array(block[:, j]) for j in range(block.shape[1])]
+        self.writer.write_table(self.pa.Table.from_arrays(columns, names=self.names))
+
+    def commit(self):
+        self.writer.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self):
+        try:
+            self.writer.close()
+        finally:
+            self.tmp.unlink(missing_ok=True)
