@@ -28,7 +28,7 @@ from ._embedder import (
     resolve_threads,
     to_device,
 )
-from ._models import DEFAULT_IMAGE_MODEL, check_model, load_backbone
+from ._models import DEFAULT_IMAGE_MODEL, load_backbone, model_problem
 from ._preprocess import (
     ImagePreprocess,
     check_images,
@@ -119,15 +119,6 @@ def _set_training_mode(modules, training):
             for sub in module.modules():
                 if isinstance(sub, torch.nn.modules.batchnorm._BatchNorm):
                     sub.eval()
-
-
-def _model_problem(model):
-    """``check_model``'s message when ``model`` is neither a name nor an ImageModel."""
-    try:
-        check_model(model)
-    except TypeError as err:
-        return str(err)
-    return None
 
 
 class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin, BaseEstimator):
@@ -290,7 +281,7 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
 
     _parameter_constraints = {
         **tt.TRAINING_PARAMETER_CONSTRAINTS,
-        "model": [Rule(_model_problem)],
+        "model": [Rule(model_problem)],
         "unfreeze": tt.UNFREEZE_CONSTRAINT,
         "body_lr": [Interval(Real, 0, None, closed="neither"), None],
         "epochs": [Interval(Integral, 1, None), None],

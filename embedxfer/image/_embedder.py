@@ -16,7 +16,14 @@ from .._cache import CACHE_CONSTRAINT
 from .._device import DEVICE_CONSTRAINT, import_torch, resolve_device
 from .._param_validation import Interval, Options, Rule, validate_params
 from .._registry import get_or_load
-from ._models import DEFAULT_IMAGE_MODEL, check_model, load_backbone, model_identity, model_key
+from ._models import (
+    DEFAULT_IMAGE_MODEL,
+    check_model,
+    load_backbone,
+    model_identity,
+    model_key,
+    model_problem,
+)
 from ._preprocess import (
     ImageReadError,
     check_images,
@@ -118,14 +125,6 @@ def read_error(index, item, err, hint=_ZERO_HINT):
     )
 
 
-def _model_problem(model):
-    try:
-        check_model(model)
-    except TypeError as err:
-        return str(err)
-    return None
-
-
 class ImageEmbedder(ImageInputMixin, EmbedderOutputMixin, TransformerMixin, BaseEstimator):
     """Embed images with a pretrained convolutional network.
 
@@ -208,7 +207,7 @@ class ImageEmbedder(ImageInputMixin, EmbedderOutputMixin, TransformerMixin, Base
     """
 
     _parameter_constraints = {
-        "model": [Rule(_model_problem)],
+        "model": [Rule(model_problem)],
         "layer": [str, Interval(Integral, None, None), None],
         "pooling": [Options(IMAGE_POOLINGS)],
         "batch_size": [Interval(Integral, 1, None)],

@@ -357,6 +357,18 @@ def check_model(model):
     )
 
 
+def model_problem(model):
+    """``check_model``'s message when ``model`` is neither a name nor an ImageModel, else None.
+
+    The form a parameter table's ``Rule`` takes.
+    """
+    try:
+        check_model(model)
+    except TypeError as err:
+        return str(err)
+    return None
+
+
 def model_key(model):
     """What identifies the pretrained weights of ``model`` in the registry."""
     if isinstance(model, ImageModel):
