@@ -1,0 +1,55 @@
+"""The package's layers run one way, and the command line sits on top of them."""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "embedxfer"
+# ``python -m embedxfer`` (embedxfer/__main__.py) is the command line's entry point.
+LIBRARY_MODULES = sorted(
+    p
+    for p in PACKAGE.rglob("*.py")
+    if "cli" not in p.relative_to(PACKAGE).parts and p != PACKAGE / "__main__.py"
+)
+CLI_MODULES = sorted((PACKAGE / "cli").glob("*.py"))
+
+
+def imports(path):
+    """``(module, name)`` for every ``from X import name`` in ``path``, X resolved."""
+    package = path.relative_to(PACKAGE.parent).with_suffix("").parts[:-1]
+    found = []
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else ()
+            module = ".".join([*base, *(node.module or "").split(".")]).strip(".")
+            found += [(module, alias.name) for alias in node.names]
+        elif isinstance(node, ast.Import):
+            found += [(alias.name, None) for alias in node.names]
+    return found
+
+
+@pytest.mark.parametrize("path", LIBRARY_MODULES, ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_the_library_never_imports_the_command_line(path):
+    bad = [m for m, _ in imports(path) if m == "embedxfer.cli" or m.startswith("embedxfer.cli.")]
+    assert not bad, f"{path.name} imports the command line: {bad}"
+
+
+@pytest.mark.parametrize("path", CLI_MODULES, ids=lambda p: p.name)
+def test_the_command_line_uses_no_private_name_from_outside_its_package(path):
+    bad = [
+        f"{module}.{name}"
+        for module, name in imports(path)
+        if module.startswith("embedxfer")
+        and not module.startswith("embedxfer.cli")
+        and name is not None
+        and name.startswith("_")
+        and not name.startswith("__")
+    ]
+    assert not bad, f"{path.name} imports private names: {bad}"
+
+
+def test_the_command_line_is_a_package_of_small_modules():
+    assert len(CLI_MODULES) > 10
+    longest = max(len(p.read_text(encoding="utf-8").splitlines()) for p in CLI_MODULES)
+    assert longest < 400
