@@ -23,6 +23,7 @@ from ._param_validation import Interval, InvalidParameterError, Options, validat
 from ._registry import get_or_load
 from ._transformers import (
     DEFAULT_MODEL,
+    MODEL_CONSTRAINT,
     EncoderBackend,
     _import_transformers,
     longest_first,
@@ -472,7 +473,7 @@ class TransformerClassifier(
 
     _parameter_constraints = {
         **tt.TRAINING_PARAMETER_CONSTRAINTS,
-        "model": "no_validation",  # resolve_model_source names the problem
+        "model": MODEL_CONSTRAINT,
         "unfreeze": tt.UNFREEZE_CONSTRAINT,
         "body_lr": [Interval(Real, 0, None, closed="neither"), None],
         "epochs": [Interval(Integral, 1, None), None],

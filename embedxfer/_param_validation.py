@@ -141,7 +141,9 @@ def _message(name, value, constraints, hint):
     for option in options:
         accepted.append(option.describe())
     in_range = [c for c in intervals if c.accepts_type(value)]
-    if in_range and not options:
+    if list(constraints) == ["boolean"]:
+        message = f"{name}={value!r}; expected True or False"
+    elif in_range and not options:
         # Right type, wrong size: say which values are accepted.
         ranges = " or ".join(c.describe() for c in in_range)
         message = f"{name}={value!r} is out of range; expected a value in {ranges}"

@@ -20,6 +20,7 @@ from ._pooling import CHUNK_POOLINGS, SENTENCE_POOLINGS
 from ._registry import get_or_load
 from ._transformers import (
     DEFAULT_MODEL,
+    MODEL_CONSTRAINT,
     encode_texts,
     load_encoder,
     resolve_model_source,
@@ -55,12 +56,6 @@ _GENERIC_NAME_PARTS = {
     "en",
 }
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".onnx", ".json")
-
-
-def _model_problem(model):
-    if isinstance(model, (str, os.PathLike)):
-        return None
-    return f"model must be a model name or a folder path, got {type(model).__name__}."
 
 
 def _layers_problem(layers):
@@ -191,7 +186,7 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
     """
 
     _parameter_constraints = {
-        "model": [Rule(_model_problem)],
+        "model": MODEL_CONSTRAINT,
         "pooling": [Options(SENTENCE_POOLINGS)],
         "layers": [Rule(_layers_problem)],
         "layer_combine": [Options(_LAYER_COMBINES)],

@@ -18,16 +18,17 @@ from sklearn.utils.validation import check_is_fitted
 from . import _torch_training as tt
 from ._base import TextInputMixin
 from ._device import import_torch
-from ._param_validation import Interval, Options, Rule
+from ._param_validation import Interval, Options
 from ._registry import get_or_load
 from ._tokenize import (
     DEFAULT_TOKEN_PATTERN,
+    TOKENIZATION_CONSTRAINTS,
     VocabularyIndex,
     compile_tokenizer,
     documents_to_ids,
 )
 from ._validation import check_documents
-from ._vectors import DEFAULT_VECTORS, load_vectors, source_identity
+from ._vectors import DEFAULT_VECTORS, VECTORS_CONSTRAINT, load_vectors, source_identity
 
 _ARCHITECTURES = ("bigru", "bilstm", "cnn")
 # The first rows of the model's own embedding table. (Not to be confused with
@@ -220,24 +221,14 @@ class SequenceClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierMixi
 
     _parameter_constraints = {
         **tt.TRAINING_PARAMETER_CONSTRAINTS,
-        "vectors": "no_validation",  # load_vectors names the problem
+        "vectors": VECTORS_CONSTRAINT,
         "architecture": [Options(_ARCHITECTURES)],
         "hidden_size": [Interval(Integral, 1, None)],
-        "freeze_embeddings": [tt.true_or_false("freeze_embeddings")],
+        "freeze_embeddings": ["boolean"],
         "min_count": [Interval(Integral, 1, None)],
-        "lowercase": [
-            Rule(
-                lambda value: (
-                    None
-                    if value in ("auto", True, False)
-                    else f"lowercase={value!r}; expected 'auto', True or False."
-                )
-            )
-        ],
-        "tokenizer": "no_validation",  # compile_tokenizer names the problem
-        "token_pattern": "no_validation",
+        **TOKENIZATION_CONSTRAINTS,
         "max_length": [Interval(Integral, 1, None)],
-        "allow_pickle": "no_validation",
+        "allow_pickle": ["boolean"],
     }
 
     # --------------------------------------------------------------- fit

@@ -18,6 +18,8 @@ from itertools import chain, repeat
 
 import numpy as np
 
+from ._param_validation import Options, Rule
+
 # Words (with a PTB-style split of "n't" and of "'s"-like clitics, as the
 # GloVe / word2vec vocabularies have them) and single punctuation marks.
 DEFAULT_TOKEN_PATTERN = r"\w+(?=n't\b)|n't\b|'\w+|\w+|[^\w\s]"
@@ -85,6 +87,28 @@ def compile_tokenizer(tokenizer=None, token_pattern=DEFAULT_TOKEN_PATTERN):
         f"tokenizer={tokenizer!r}; expected None (regex), 'split' or a callable "
         "taking a string and returning a list of tokens."
     )
+
+
+def _tokenizer_problem(tokenizer):
+    """``compile_tokenizer``'s message for ``tokenizer``, or None when it is accepted."""
+    try:
+        compile_tokenizer(tokenizer)
+    except ValueError as err:
+        return str(err)
+    return None
+
+
+# The tokenising parameters of every estimator that tokenises text itself
+# (WordVectorEmbedder, SequenceClassifier). ``token_pattern`` is compiled in
+# fit, and only when no tokenizer is given.
+TOKENIZATION_CONSTRAINTS = {
+    "lowercase": [Options(["auto"]), "boolean"],
+    "tokenizer": [Rule(_tokenizer_problem)],
+    "token_pattern": {
+        "constraints": [str, re.Pattern],
+        "hint": "Pass a regular expression, as a string or compiled with re.compile.",
+    },
+}
 
 
 def tokenize(docs, compiled, lowercase):

@@ -26,8 +26,14 @@ from sklearn.utils import check_random_state
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
-from ._device import AUTO_PRECISIONS, import_torch, resolve_device, resolve_dtype
-from ._param_validation import Interval, Options, Rule, check_param, validate_params
+from ._device import (
+    AUTO_PRECISIONS,
+    DEVICE_CONSTRAINT,
+    import_torch,
+    resolve_device,
+    resolve_dtype,
+)
+from ._param_validation import Interval, Options, check_param, validate_params
 from ._torch_persistence import (
     FORMAT_VERSION,
     bytes_to_tensors,
@@ -45,17 +51,6 @@ MAX_GRAD_NORM = 1.0
 
 
 # ----------------------------------------------------------------- parameters
-def true_or_false(name):
-    """A ``Rule``: the value is ``True`` or ``False`` (numpy's too)."""
-    return Rule(
-        lambda value: (
-            None
-            if isinstance(value, (bool, np.bool_))
-            else f"{name}={value!r}; expected True or False."
-        )
-    )
-
-
 UNFREEZE_CONSTRAINT = {
     "constraints": [Interval(numbers.Integral, 0, None), Options(["all"])],
     "hint": "Pass an integer >= 0 (the top layers that train) or 'all'.",
@@ -79,8 +74,8 @@ TRAINING_PARAMETER_CONSTRAINTS = {
         "constraints": [Options(["balanced"]), dict, None],
         "hint": "A dict maps labels to weights: {label: weight}.",
     },
-    "random_state": "no_validation",
-    "device": "no_validation",
+    "random_state": [Interval(numbers.Integral, 0, 2**32 - 1), np.random.RandomState, None],
+    "device": DEVICE_CONSTRAINT,
     "precision": [Options(AUTO_PRECISIONS)],
     "verbose": [Interval(numbers.Integral, 0, None)],
 }

@@ -33,6 +33,7 @@ import numpy as np
 
 from ._atomic import replace_folder
 from ._environment import home_folder, offline
+from ._param_validation import Rule
 from ._registry import get_or_load
 
 PACKAGED_GLOVE_NAMES = ("glove-6B-50d", "glove-wiki-gigaword-50", "glove.6B.50d")
@@ -83,6 +84,22 @@ def _pickle_refusal(path):
 def vectors_home():
     """Folder holding converted vector files (``EMBEDXFER_HOME`` or the user cache)."""
     return home_folder("vectors")
+
+
+def _vectors_problem(vectors):
+    """None when ``vectors`` is a name, a path or a ``KeyedVectors``, else the message."""
+    from gensim.models import KeyedVectors
+
+    if isinstance(vectors, (str, os.PathLike, KeyedVectors)):
+        return None
+    return (
+        f"vectors must be a file path, a known name such as {DEFAULT_VECTORS!r} or a gensim "
+        f"KeyedVectors, got {type(vectors).__name__}."
+    )
+
+
+# The ``vectors`` entry of a parameter table (WordVectorEmbedder, SequenceClassifier).
+VECTORS_CONSTRAINT = [Rule(_vectors_problem)]
 
 
 def load_vectors(

@@ -1,8 +1,6 @@
 """``WordVectorEmbedder``: documents -> pooled pretrained word vectors."""
 
 import hashlib
-import os
-import re
 import warnings
 from numbers import Integral, Real
 
@@ -20,6 +18,7 @@ from ._registry import get_or_load
 from ._tokenize import (
     DEFAULT_TOKEN_PATTERN,
     OOV_ID,
+    TOKENIZATION_CONSTRAINTS,
     VocabularyIndex,
     compile_tokenizer,
     documents_to_ids,
@@ -28,6 +27,7 @@ from ._tokenize import (
 from ._validation import check_documents
 from ._vectors import (
     DEFAULT_VECTORS,
+    VECTORS_CONSTRAINT,
     check_finite_vectors,
     load_vectors,
     source_identity,
@@ -56,31 +56,12 @@ def _pooling_parts(pooling):
     return tuple(p.strip() for p in parts)
 
 
-def _tokenizer_problem(tokenizer):
-    try:
-        compile_tokenizer(tokenizer)
-    except ValueError as err:
-        return str(err)
-    return None
-
-
 def _dtype_problem(dtype):
     try:
         floating = np.dtype(dtype).kind == "f"
     except TypeError:
         floating = False
     return None if floating else f"dtype={dtype!r}; expected a floating-point dtype."
-
-
-def _vectors_problem(vectors):
-    from gensim.models import KeyedVectors
-
-    if isinstance(vectors, (str, os.PathLike, KeyedVectors)):
-        return None
-    return (
-        f"vectors must be a file path, a known name such as {DEFAULT_VECTORS!r} or a gensim "
-        f"KeyedVectors, got {type(vectors).__name__}."
-    )
 
 
 class EmptyDocumentWarning(UserWarning):
@@ -202,16 +183,13 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
     """
 
     _parameter_constraints = {
-        "vectors": [Rule(_vectors_problem)],
+        "vectors": VECTORS_CONSTRAINT,
         "pooling": [Rule(_pooling_problem)],
         "weighting": [Options(_weighting.WEIGHTINGS), None],
         "sif_a": [Interval(Real, 0, None, closed="neither")],
         "word_frequency": [Options(["corpus", "vectors"])],
         "n_components": [Options(["auto"]), Interval(Integral, 0, None)],
-        "lowercase": [Options(["auto"]), "boolean"],
-        "tokenizer": [Rule(_tokenizer_problem)],
-        # Compiled in fit (compile_tokenizer), and only when no tokenizer is given.
-        "token_pattern": [str, re.Pattern],
+        **TOKENIZATION_CONSTRAINTS,
         "oov": [Options(["ignore", "subword"])],
         "normalize": ["boolean"],
         "dtype": [Rule(_dtype_problem)],

@@ -308,6 +308,8 @@ def test_every_parameter_is_in_the_table_and_defaults_pass(name):
     cls = estimator_class(name)
     estimator = cls()
     assert set(table_of(cls)) == set(estimator.get_params(deep=False))
+    unchecked = [p for p, entry in table_of(cls).items() if entry == "no_validation"]
+    assert not unchecked, f"{name} leaves {unchecked} unchecked"
     validate_params(estimator)
 
 

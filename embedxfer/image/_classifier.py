@@ -289,7 +289,7 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
             "constraints": [Interval(Integral, 0, None), None],
             "hint": "0 starts fine-tuning from the random head.",
         },
-        "augment": [tt.true_or_false("augment")],
+        "augment": ["boolean"],
         "n_jobs": {
             "constraints": [Interval(Integral, None, -1), Interval(Integral, 1, None), None],
             "hint": "Pass None, -1 or a positive integer.",
