@@ -17,7 +17,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _torch_training as tt
 from ._base import TextInputMixin
-from ._device import AUTO_PRECISIONS, import_torch
+from ._device import AUTO_PRECISIONS, ONNX_PRECISIONS, import_torch
 from ._onnx import BACKENDS
 from ._param_validation import Interval, InvalidParameterError, Options, validate_params
 from ._registry import get_or_load
@@ -26,6 +26,7 @@ from ._transformers import (
     MODEL_CONSTRAINT,
     EncoderBackend,
     _import_transformers,
+    check_chunk_overlap,
     longest_first,
     masked_pool,
     model_max_length,
@@ -37,14 +38,6 @@ from ._validation import check_documents
 # Batches at prediction time hold no activations for backward, so they can be
 # this many times larger than the training batches.
 _PREDICT_BATCH_FACTOR = 4
-# epochs=None: the head alone trains on vectors computed once, so many passes
-# are cheap; fine-tuning runs 3 epochs, or more on small data sets so that at
-# least _MIN_FINETUNE_STEPS optimizer steps are taken (with 50 documents,
-# 3 epochs are 12 steps, too few to move off the random head).
-_HEAD_ONLY_EPOCHS = 30
-_MIN_FINETUNE_EPOCHS = 3
-_MIN_FINETUNE_STEPS = 40
-_MAX_AUTO_EPOCHS = 20
 # Standard deviation of the new head's initial weights.
 _HEAD_STD = 0.02
 
@@ -482,7 +475,7 @@ class TransformerClassifier(
             "hint": "None uses the model's own limit.",
         },
         "precision": {
-            "constraints": [Options((*AUTO_PRECISIONS, "int8"))],
+            "constraints": [Options(dict.fromkeys((*AUTO_PRECISIONS, *ONNX_PRECISIONS)))],
             "hint": "'int8' predicts with backend='onnx'.",
         },
         "backend": [Options(BACKENDS)],
@@ -494,17 +487,8 @@ class TransformerClassifier(
     _PREDICTION_PARAMS = ("backend", "precision", "n_threads", "long_documents", "chunk_overlap")
 
     # ------------------------------------------------------------ checks
-    def _unfreeze(self):
-        return self.unfreeze if isinstance(self.unfreeze, str) else int(self.unfreeze)
-
     def _resolved_epochs(self, unfreeze, n_train):
-        if self.epochs is not None:
-            return self.epochs
-        if unfreeze == 0:
-            return _HEAD_ONLY_EPOCHS
-        steps_per_epoch = int(np.ceil(n_train / self.batch_size))
-        wanted = int(np.ceil(_MIN_FINETUNE_STEPS / steps_per_epoch))
-        return int(np.clip(wanted, _MIN_FINETUNE_EPOCHS, _MAX_AUTO_EPOCHS))
+        return tt.resolved_epochs(self.epochs, unfreeze == 0, n_train, self.batch_size)
 
     def _check_param_combinations(self):
         if self.precision == "int8" and self.backend != "onnx":
@@ -558,7 +542,7 @@ class TransformerClassifier(
 
     def _prepare_training(self, data, settings):
         device = settings.device
-        unfreeze = self._unfreeze()
+        unfreeze = tt.resolved_unfreeze(self.unfreeze)
         tokenizer, base = load_base_encoder(self.model)
         names, n_layers = trainable_names(base, unfreeze)
         if names:
@@ -614,8 +598,7 @@ class TransformerClassifier(
         trainable = [(f"encoder.{n}", p) for n, p in encoder.named_parameters() if p.requires_grad]
         groups = [(list(head.named_parameters()), settings.lr)]
         if trainable:
-            body_lr = self.body_lr if self.body_lr is not None else settings.lr / 30
-            groups.append((trainable, body_lr))
+            groups.append((trainable, tt.default_body_lr(self.body_lr, settings.lr)))
         encoder.eval()
         yield tt.TrainingStage(
             groups=groups,
@@ -627,7 +610,7 @@ class TransformerClassifier(
             desc=f"TransformerClassifier(unfreeze={unfreeze})",
         )
 
-    def _fitted_runtime(self, prepared, data):
+    def _fitted_runtime(self, prepared):
         self.n_features_out_ = prepared.network.backend.hidden_size
         self.n_layers_ = prepared.n_layers
         self.trainable_parameters_ = list(prepared.names)
@@ -677,14 +660,12 @@ class TransformerClassifier(
         from ._transformers import torch_threads
 
         runtime = self._prediction_runtime()
-        if self.long_documents == "chunk":
-            room = runtime.max_length - runtime.backend.n_special_tokens
-            if self.chunk_overlap >= room:
-                raise ValueError(
-                    f"chunk_overlap={self.chunk_overlap} leaves no new text in each window of "
-                    f"{room} text tokens (max_length={runtime.max_length}); use "
-                    f"chunk_overlap < {room}."
-                )
+        check_chunk_overlap(
+            self.chunk_overlap,
+            self.long_documents,
+            runtime.max_length,
+            runtime.backend.n_special_tokens,
+        )
         with torch_threads(self.n_threads):
             return runtime.run_documents(
                 docs,

@@ -483,12 +483,11 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
         return int(self.max_length)
 
     def _check_chunk_overlap(self, backend, max_length):
-        room = max_length - backend.n_special_tokens
-        if self.long_documents == "chunk" and self.chunk_overlap >= room:
-            raise ValueError(
-                f"chunk_overlap={self.chunk_overlap} leaves no new text in each window of "
-                f"{room} text tokens (max_length={max_length}); use chunk_overlap < {room}."
-            )
+        from ._transformers import check_chunk_overlap
+
+        check_chunk_overlap(
+            self.chunk_overlap, self.long_documents, max_length, backend.n_special_tokens
+        )
 
     def _check_layers_and_width(self, backend):
         if self.pooling == "model":

@@ -23,6 +23,7 @@ from ._registry import get_or_load
 from ._tokenize import (
     DEFAULT_TOKEN_PATTERN,
     TOKENIZATION_CONSTRAINTS,
+    TOKENIZER_NAMES,
     VocabularyIndex,
     compile_tokenizer,
     documents_to_ids,
@@ -330,7 +331,7 @@ class SequenceClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierMixi
             padding_idx=PAD_ROW,
         )
 
-    def _fitted_runtime(self, prepared, data):
+    def _fitted_runtime(self, prepared):
         self.vocabulary_ = np.asarray(prepared.words, dtype=object)
         self.oov_rate_ = prepared.oov_rate
         self.n_pretrained_ = prepared.n_pretrained
@@ -407,7 +408,7 @@ class SequenceClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierMixi
         return dict(self._runtime.net.state_dict())
 
     def _extra_config(self):
-        if not (self.tokenizer is None or self.tokenizer in ("split", "whitespace", "regex")):
+        if not (self.tokenizer is None or self.tokenizer in TOKENIZER_NAMES):
             raise ValueError(
                 f"tokenizer={self.tokenizer!r} is a callable, which save() cannot write as "
                 "JSON; pickle the classifier instead (joblib.dump), or use the default "

@@ -61,6 +61,12 @@ class VocabularyIndex:
         return state
 
 
+# The tokenizers named by a string (the others are callables): "regex" (as
+# None) matches token_pattern, "split" and "whitespace" are str.split.
+_SPLIT_NAMES = ("split", "whitespace")
+TOKENIZER_NAMES = (*_SPLIT_NAMES, "regex")
+
+
 def compile_tokenizer(tokenizer=None, token_pattern=DEFAULT_TOKEN_PATTERN):
     """Return ``(kind, obj)``: ``("regex", compiled)`` or ``("callable", func)``."""
     if tokenizer is None or tokenizer == "regex":
@@ -79,7 +85,7 @@ def compile_tokenizer(tokenizer=None, token_pattern=DEFAULT_TOKEN_PATTERN):
         # A custom pattern may match the batch separator (r"\S+", ".+"), so it runs
         # document by document; only the default pattern takes the one-pass path.
         return "callable", pattern.findall
-    if tokenizer in ("split", "whitespace") or tokenizer is str.split:
+    if tokenizer in _SPLIT_NAMES or tokenizer is str.split:
         return "callable", str.split
     if callable(tokenizer):
         return "callable", tokenizer

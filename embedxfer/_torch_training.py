@@ -56,6 +56,17 @@ UNFREEZE_CONSTRAINT = {
     "hint": "Pass an integer >= 0 (the top layers that train) or 'all'.",
 }
 
+# epochs=None: the head alone trains on vectors computed once, so many passes
+# are cheap; fine-tuning runs 3 epochs, or more on small data sets so that at
+# least MIN_FINETUNE_STEPS optimizer steps are taken (with 50 documents,
+# 3 epochs are 12 steps, too few to move off the random head).
+HEAD_ONLY_EPOCHS = 30
+MIN_FINETUNE_EPOCHS = 3
+MIN_FINETUNE_STEPS = 40
+MAX_AUTO_EPOCHS = 20
+# The body's learning rate with body_lr=None: this fraction of ``lr``.
+BODY_LR_DIVISOR = 30
+
 # What the torch classifiers accept for the training parameters they share;
 # each estimator's ``_parameter_constraints`` starts from this table.
 TRAINING_PARAMETER_CONSTRAINTS = {
@@ -79,6 +90,33 @@ TRAINING_PARAMETER_CONSTRAINTS = {
     "precision": [Options(AUTO_PRECISIONS)],
     "verbose": [Interval(numbers.Integral, 0, None)],
 }
+
+
+def resolved_unfreeze(unfreeze):
+    """``unfreeze`` as an ``int``, or ``"all"`` as it is."""
+    return unfreeze if isinstance(unfreeze, str) else int(unfreeze)
+
+
+def resolved_epochs(epochs, head_only, n_train, batch_size):
+    """The epochs of the training stage: ``epochs``, or with ``None`` the default.
+
+    ``head_only`` (the head alone trains, on vectors computed once) gets
+    ``HEAD_ONLY_EPOCHS``; fine-tuning gets enough epochs for
+    ``MIN_FINETUNE_STEPS`` optimizer steps, within ``MIN_FINETUNE_EPOCHS``
+    .. ``MAX_AUTO_EPOCHS``.
+    """
+    if epochs is not None:
+        return epochs
+    if head_only:
+        return HEAD_ONLY_EPOCHS
+    steps_per_epoch = int(np.ceil(n_train / batch_size))
+    wanted = int(np.ceil(MIN_FINETUNE_STEPS / steps_per_epoch))
+    return int(np.clip(wanted, MIN_FINETUNE_EPOCHS, MAX_AUTO_EPOCHS))
+
+
+def default_body_lr(body_lr, lr):
+    """The learning rate of the unfrozen layers: ``body_lr``, or ``lr / 30`` with ``None``."""
+    return body_lr if body_lr is not None else lr / BODY_LR_DIVISOR
 
 
 def resolve_precision(precision, device):
@@ -111,22 +149,26 @@ def autocast(device, amp_dtype):
 
 
 # --------------------------------------------------------------------- labels
-def check_xy(X, y):
-    """Documents as a list of str, ``y`` as a 1-D array of the same length."""
-    docs = check_documents(X)
+def check_xy(X, y, check_inputs=check_documents, noun="document"):
+    """Inputs as a list, ``y`` as a 1-D array of the same length.
+
+    ``check_inputs`` checks ``X`` and returns the list (documents by default,
+    ``check_images`` for images); ``noun`` names one input in the messages.
+    """
+    inputs = check_inputs(X)
     if y is None:
-        raise ValueError("y is None; a classifier needs one label per document.")
+        raise ValueError(f"y is None; a classifier needs one label per {noun}.")
     y = column_or_1d(np.asarray(y), warn=True)
-    _check_labels(y)
-    if len(y) != len(docs):
+    _check_labels(y, noun)
+    if len(y) != len(inputs):
         raise ValueError(
-            f"X has {len(docs)} documents but y has {len(y)} labels; pass one label per document."
+            f"X has {len(inputs)} {noun}s but y has {len(y)} labels; pass one label per {noun}."
         )
     check_classification_targets(y)
-    return docs, y
+    return inputs, y
 
 
-def _check_labels(y):
+def _check_labels(y, noun="document"):
     """Missing or mixed-type labels get an error naming the first bad one."""
     if y.dtype.kind == "f":
         missing = np.flatnonzero(np.isnan(y))
@@ -137,7 +179,7 @@ def _check_labels(y):
     if len(missing):
         raise ValueError(
             f"{len(missing)} labels are missing (first: label {missing[0]} is "
-            f"{y[missing[0]]!r}); drop those documents or fill their labels before fitting."
+            f"{y[missing[0]]!r}); drop those {noun}s or fill their labels before fitting."
         )
     if y.dtype.kind == "O":
         kinds = {type(v).__name__ for v in y}
@@ -328,7 +370,6 @@ class TrainingSettings:
     warmup_fraction: float
     validation_fraction: float | None
     n_iter_no_change: int
-    class_weight: object
     verbose: int
     device: str
     amp_dtype: object  # torch dtype of autocast; float32 means off
@@ -344,7 +385,6 @@ class TrainingSettings:
             warmup_fraction=estimator.warmup_fraction,
             validation_fraction=estimator.validation_fraction,
             n_iter_no_change=estimator.n_iter_no_change,
-            class_weight=estimator.class_weight,
             verbose=estimator.verbose,
             device=device,
             amp_dtype=amp_dtype,
@@ -646,7 +686,7 @@ class TorchClassifierMixin(abc.ABC):
         self.classes_ = classes
         self.device_ = device
         set_history(self, joined_history(histories))
-        self._runtime = self._fitted_runtime(prepared, data)
+        self._runtime = self._fitted_runtime(prepared)
         self._pending_tensors = None
         return self
 
@@ -685,7 +725,7 @@ class TorchClassifierMixin(abc.ABC):
         """
 
     @abc.abstractmethod
-    def _fitted_runtime(self, prepared, data):
+    def _fitted_runtime(self, prepared):
         """Set the estimator's own fitted attributes and return the runtime kept for prediction."""
 
     @abc.abstractmethod
@@ -728,8 +768,8 @@ class TorchClassifierMixin(abc.ABC):
 
         Parameters
         ----------
-        X : iterable of str
-            Documents.
+        X : iterable
+            Inputs: documents or images, as the estimator's fit takes.
 
         Returns
         -------
@@ -742,8 +782,8 @@ class TorchClassifierMixin(abc.ABC):
 
         Parameters
         ----------
-        X : iterable of str
-            Documents.
+        X : iterable
+            Inputs: documents or images, as the estimator's fit takes.
 
         Returns
         -------
@@ -761,8 +801,8 @@ class TorchClassifierMixin(abc.ABC):
 
         Parameters
         ----------
-        X : iterable of str
-            Documents.
+        X : iterable
+            Inputs: documents or images, as the estimator's fit takes.
 
         Returns
         -------
@@ -774,12 +814,12 @@ class TorchClassifierMixin(abc.ABC):
         return logits.astype(np.float32)
 
     def predict(self, X):
-        """Most probable class of each document.
+        """Most probable class of each input.
 
         Parameters
         ----------
-        X : iterable of str
-            Documents.
+        X : iterable
+            Inputs: documents or images, as the estimator's fit takes.
 
         Returns
         -------

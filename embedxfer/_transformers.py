@@ -430,6 +430,16 @@ def masked_pool(tokens, attention_mask, how):
     raise ValueError(f"unknown pooling {how!r}")
 
 
+def check_chunk_overlap(chunk_overlap, long_documents, max_length, n_special_tokens):
+    """With ``long_documents="chunk"``, each window must have room for new text."""
+    room = max_length - n_special_tokens
+    if long_documents == "chunk" and chunk_overlap >= room:
+        raise ValueError(
+            f"chunk_overlap={chunk_overlap} leaves no new text in each window of "
+            f"{room} text tokens (max_length={max_length}); use chunk_overlap < {room}."
+        )
+
+
 def pool_windows(vectors, owners, lengths, how):
     """Pool the vectors of each document's windows into one row.
 

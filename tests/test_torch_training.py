@@ -70,7 +70,7 @@ class LinearClassifier(tt.TorchClassifierMixin, ClassifierMixin, BaseEstimator):
             val_logits=None if x_val is None else (lambda: linear(x_val)),
         )
 
-    def _fitted_runtime(self, prepared, data):
+    def _fitted_runtime(self, prepared):
         return prepared.linear
 
     def _check_predict_docs(self, X):
@@ -170,7 +170,6 @@ def test_training_settings_are_frozen():
         warmup_fraction=0.0,
         validation_fraction=None,
         n_iter_no_change=2,
-        class_weight=None,
         verbose=0,
         device="cpu",
         amp_dtype=torch.float32,

@@ -2,11 +2,12 @@
 
 ``ImageClassifier`` puts a new softmax layer on the pooled features of a
 pretrained backbone and trains it with none, the top ``k`` or all of the
-backbone's blocks unfrozen. The training loop, early stopping, class weights,
-seeding and the saved format are the ones of ``TransformerClassifier`` and
-``SequenceClassifier`` (``embedxfer._torch_training``); what is particular
-to images is kept in small methods: building the trainable network, making the
-inputs of a batch, and running the frozen lower blocks once.
+backbone's blocks unfrozen. The outline of ``fit`` is ``TorchClassifierMixin``'s
+(in ``embedxfer._torch_training``), with the training loop, early stopping,
+class weights and seeding shared with ``TransformerClassifier`` and
+``SequenceClassifier``; the saved format is ``_torch_persistence``'s. What is
+particular to images is kept in small methods: building the trainable network,
+making the inputs of a batch, and running the frozen lower blocks once.
 """
 
 from numbers import Integral, Real
@@ -14,8 +15,7 @@ from types import SimpleNamespace
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.utils.multiclass import check_classification_targets
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.validation import check_is_fitted
 
 from .. import _torch_training as tt
 from .._device import import_torch
@@ -39,10 +39,6 @@ from ._preprocess import (
 )
 
 _PREDICT_BATCH_FACTOR = 2
-_HEAD_ONLY_EPOCHS = 30
-_MIN_FINETUNE_EPOCHS = 3
-_MIN_FINETUNE_STEPS = 40
-_MAX_AUTO_EPOCHS = 20
 # Standard deviation of the new head's initial weights.
 _HEAD_STD = 0.01
 
@@ -297,17 +293,10 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
     }
 
     # ------------------------------------------------------------ checks
-    def _unfreeze(self):
-        return self.unfreeze if isinstance(self.unfreeze, str) else int(self.unfreeze)
-
     def _resolved_epochs(self, unfreeze, n_train):
-        if self.epochs is not None:
-            return self.epochs
-        if unfreeze == 0 and not self.augment:
-            return _HEAD_ONLY_EPOCHS
-        steps_per_epoch = int(np.ceil(n_train / self.batch_size))
-        wanted = int(np.ceil(_MIN_FINETUNE_STEPS / steps_per_epoch))
-        return int(np.clip(wanted, _MIN_FINETUNE_EPOCHS, _MAX_AUTO_EPOCHS))
+        # With augmentation the head trains on new crops every epoch, as fine-tuning does.
+        head_only = unfreeze == 0 and not self.augment
+        return tt.resolved_epochs(self.epochs, head_only, n_train, self.batch_size)
 
     # --------------------------------------------------------------- fit
     def fit(self, X, y):
@@ -329,13 +318,13 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
 
     def _check_fit_data(self, X, y):
         import_pil()
-        return _check_xy(X, y)
+        return tt.check_xy(X, y, check_images, "image")
 
     def _set_training_mode(self, modules, training):
         _set_training_mode(modules, training)
 
     def _prepare_training(self, data, settings):
-        unfreeze = self._unfreeze()
+        unfreeze = tt.resolved_unfreeze(self.unfreeze)
         runtime, names, n_blocks = self._build_network(
             unfreeze, data.classes, settings.seed, settings.device, settings.amp_dtype
         )
@@ -407,17 +396,17 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
 
         return logits
 
-    def _fitted_runtime(self, prepared, data):
+    def _fitted_runtime(self, prepared):
         self.n_features_out_ = prepared.runtime.head.linear.in_features
         self.n_blocks_ = prepared.n_blocks
         self.trainable_parameters_ = list(prepared.names)
         return prepared.runtime
 
     def _head_epochs(self):
-        return _HEAD_ONLY_EPOCHS if self.head_epochs is None else self.head_epochs
+        return tt.HEAD_ONLY_EPOCHS if self.head_epochs is None else self.head_epochs
 
     def _body_lr(self):
-        return self.body_lr if self.body_lr is not None else self.lr / 30
+        return tt.default_body_lr(self.body_lr, self.lr)
 
     def _features(self, runtime, lower):
         """Pooled features of the still-pretrained upper parts, in evaluation mode."""
@@ -600,16 +589,3 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
         amp_dtype = tt.prediction_precision(self.precision, device)
         self.device_ = device
         self._runtime = _ImageRuntime(frozen, trained, cut, head, device, amp_dtype)
-
-
-def _check_xy(X, y):
-    items = check_images(X)
-    if y is None:
-        raise ValueError("y is None; a classifier needs one label per image.")
-    y = column_or_1d(np.asarray(y), warn=True)
-    if len(y) != len(items):
-        raise ValueError(
-            f"X has {len(items)} images but y has {len(y)} labels; pass one label per image."
-        )
-    check_classification_targets(y)
-    return items, y
