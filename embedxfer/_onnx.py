@@ -36,16 +36,6 @@ def import_onnxruntime():
     )
 
 
-def onnx_available():
-    """Whether the ONNX backend can run here (``onnx`` and ``onnxruntime`` import)."""
-    try:
-        import onnx  # noqa: F401
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def onnx_home():
     """Folder holding exported graphs (``$EMBEDXFER_HOME/onnx`` or the user cache)."""
     return home_folder("onnx")
@@ -79,7 +69,7 @@ def export_key(model_identity, *, all_layers, precision):
     return hashlib.sha256(blob).hexdigest()[:32], settings
 
 
-def _wrapper(model, all_layers, uses_token_type_ids):
+def _wrapper(model, all_layers):
     """A module whose only output is one tensor of token states."""
     import torch
 
@@ -124,7 +114,7 @@ def export_encoder(model, path, *, all_layers, uses_token_type_ids):
     args = [ids, mask] + ([torch.zeros_like(ids)] if uses_token_type_ids else [])
     axes = {name: {0: "batch", 1: "sequence"} for name in names}
     axes["tokens"] = {1: "batch", 2: "sequence"} if all_layers else {0: "batch", 1: "sequence"}
-    wrapper = _wrapper(model, all_layers, uses_token_type_ids)
+    wrapper = _wrapper(model, all_layers)
     was_training = model.training
     try:
         wrapper.eval()

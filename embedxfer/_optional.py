@@ -7,7 +7,10 @@ light; when one is missing the ImportError names the extra that installs it.
 
 import sys
 
-__all__ = ["import_optional", "install_hint"]
+__all__ = ["PYARROW_INSTALL_HINT", "import_optional", "install_hint"]
+
+# How to install pyarrow (Parquet input and output).
+PYARROW_INSTALL_HINT = "pip install pyarrow"
 
 
 def install_hint(extra):

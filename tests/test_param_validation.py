@@ -2,6 +2,7 @@
 
 from numbers import Integral, Real
 
+import numpy as np
 import pytest
 from sklearn.base import BaseEstimator
 
@@ -79,3 +80,18 @@ def test_only_named_parameters_are_checked():
     validate_params(Toy(lr=-1), params=["batch_size"])
     with pytest.raises(InvalidParameterError):
         validate_params(Toy(lr=-1), params=["lr"])
+
+
+def test_numpy_strings_are_accepted_for_string_options():
+    assert Options(["mean", "max"]).accepts(np.str_("max"))
+    validate_params(Toy(pooling=np.str_("max"), unfreeze=np.str_("all")))
+    with pytest.raises(InvalidParameterError, match=r"pooling=.*'sum'.* is not supported"):
+        validate_params(Toy(pooling=np.str_("sum")))
+
+
+def test_bool_and_int_options_stay_distinct():
+    assert Options([1]).accepts(1)
+    assert not Options([1]).accepts(True)
+    assert Options([True]).accepts(True)
+    assert not Options([True]).accepts(1)
+    assert not Options(["1"]).accepts(1)

@@ -353,3 +353,11 @@ def test_mr_accuracy_with_real_glove():
         # Packaged SMS Spam (5,574 messages, 13.4% spam: majority 0.866). Measured 0.95x
         # (`embedxfer demo`: 0.954 on 2,000); the band fails on broken vectors or pooling.
         assert 0.93 < scores.mean() < 0.98, scores.mean()
+
+
+def test_numpy_string_weighting_matches_python_string(corpus):
+    # ParameterGrid over a numpy array hands estimators np.str_ values.
+    fit_docs, docs = corpus
+    expected = WordVectorEmbedder(weighting="sif").fit(fit_docs).transform(docs)
+    got = WordVectorEmbedder(weighting=np.str_("sif")).fit(fit_docs).transform(docs)
+    np.testing.assert_array_equal(got, expected)

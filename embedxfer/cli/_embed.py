@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._cache import resolve_cache
 from .._weighting import WEIGHTINGS
 from ..datasets import load_csv, load_text_lines
 from ..datasets._files import check_file, file_kind
@@ -14,7 +15,7 @@ from ._encode import WarningTally, build_embedder, encode_chunks
 from ._errors import CLIError
 from ._images import cmd_embed_images, is_image_folder
 from ._model_names import embedding_spec
-from ._options import add_batch_size_option, positive_int
+from ._options import add_batch_size_option, add_kind_option, pooling_help, positive_int
 from ._output import check_output_path, open_writer, output_kind, require_writer
 from ._progress import Progress, format_rate, report_warnings
 
@@ -58,17 +59,8 @@ def _add_input_options(p):
         help="word vectors (glove-6B-50d, a gensim-data name, a vector file) or a "
         "sentence model (all-MiniLM-L6-v2, a Hugging Face id or folder)",
     )
-    p.add_argument(
-        "--kind",
-        choices=("auto", "word", "sentence"),
-        default="auto",
-        help="embedder type; 'auto' decides from the model name (default)",
-    )
-    p.add_argument(
-        "--pooling",
-        help="word: mean, sum, max, min or e.g. mean+max; "
-        "sentence: mean, cls, max or model (default: mean)",
-    )
+    add_kind_option(p, "embedder type; 'auto' decides from the model name (default)")
+    p.add_argument("--pooling", help=pooling_help())
     p.add_argument(
         "--weighting",
         choices=WEIGHTINGS,
@@ -212,8 +204,4 @@ def _read_documents(source, column):
 def _open_cache(folder):
     if folder is None:
         return None
-    try:
-        from .._cache import resolve_cache
-    except ImportError as err:  # pragma: no cover - the cache module ships with the package
-        raise CLIError(f"--cache needs embedxfer's embedding cache ({err}).") from None
     return resolve_cache(os.fspath(folder))

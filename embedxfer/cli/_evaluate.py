@@ -19,6 +19,7 @@ from ._encode import encode_corpus
 from ._errors import CLIError
 from ._images import cmd_evaluate_images, is_image_folder
 from ._model_names import DEMO_MODELS, parse_model
+from ._options import add_kind_option
 from ._progress import Progress, format_duration, report_warnings
 from ._report import write_json
 
@@ -52,12 +53,7 @@ def add_parser(sub, parents):
         help="models to compare, NAME[:OPTIONS] with options such as mean+max, "
         "sif, cls (default: %(default)s)",
     )
-    p.add_argument(
-        "--kind",
-        choices=("auto", "word", "sentence"),
-        default="auto",
-        help="embedder type for names that are not known (default: auto)",
-    )
+    add_kind_option(p, "embedder type for names that are not known (default: auto)")
     _add_task_options(p)
     p.set_defaults(func=cmd_evaluate)
 

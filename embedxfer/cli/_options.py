@@ -2,6 +2,11 @@
 
 import argparse
 
+from .._pooling import SENTENCE_POOLINGS, WORD_POOLINGS
+
+# ``--kind``: which embedder a model name means ("auto" decides from the name).
+EMBEDDER_KINDS = ("auto", "word", "sentence")
+
 
 def positive_int(text):
     """``argparse`` type: an integer >= 1."""
@@ -22,6 +27,20 @@ def add_batch_size_option(parser):
         default=32,
         metavar="N",
         help="documents per forward pass of a sentence model (default: 32)",
+    )
+
+
+def add_kind_option(parser, help):
+    """``--kind {auto,word,sentence}`` (default auto), with the subcommand's ``help``."""
+    parser.add_argument("--kind", choices=EMBEDDER_KINDS, default="auto", help=help)
+
+
+def pooling_help():
+    """The ``--pooling`` help: the word and the sentence poolings."""
+    return (
+        f"word: {', '.join(WORD_POOLINGS)} or e.g. mean+max; "
+        f"sentence: {', '.join(SENTENCE_POOLINGS[:-1])} or {SENTENCE_POOLINGS[-1]} "
+        "(default: mean)"
     )
 
 

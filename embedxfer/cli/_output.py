@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from .._atomic import remove_orphaned_temporaries, temporary_path
-from .._optional import import_optional
+from .._optional import PYARROW_INSTALL_HINT, import_optional
 from ._errors import CLIError
 
 _OUTPUT_KINDS = {".npy": "npy", ".parquet": "parquet", ".pq": "parquet"}
@@ -40,7 +40,7 @@ def check_output_path(out, source, *, force):
 def require_writer(kind):
     """Check that the library writing ``kind`` output is installed."""
     if kind == "parquet":
-        import_optional("pyarrow", "writing Parquet output needs pyarrow; pip install pyarrow")
+        import_optional("pyarrow", f"writing Parquet output needs pyarrow; {PYARROW_INSTALL_HINT}")
 
 
 def open_writer(out, kind, embedder, n_rows):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils import Bunch
 
-from .._optional import import_optional
+from .._optional import PYARROW_INSTALL_HINT, import_optional
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".json", ".parquet", ".pq")
 TEXT_SUFFIXES = (".txt", ".text")
@@ -258,7 +258,7 @@ def _read_jsonl(text, path):
 def _read_parquet(path):
     pq = import_optional(
         "pyarrow.parquet",
-        "reading Parquet files needs pyarrow; pip install pyarrow (or 'embedxfer[all]').",
+        f"reading Parquet files needs pyarrow; {PYARROW_INSTALL_HINT} (or 'embedxfer[all]').",
     )
     try:
         table = pq.read_table(path)

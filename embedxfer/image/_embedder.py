@@ -15,6 +15,7 @@ from .._base import EmbedderOutputMixin
 from .._cache import CACHE_CONSTRAINT
 from .._device import DEVICE_CONSTRAINT, import_torch, resolve_device
 from .._param_validation import Interval, Options, Rule, validate_params
+from .._progress import progress
 from .._registry import get_or_load
 from ._models import (
     DEFAULT_IMAGE_MODEL,
@@ -321,7 +322,7 @@ class ImageEmbedder(ImageInputMixin, EmbedderOutputMixin, TransformerMixin, Base
         stop = backbone.layers[self.layer_]
         out = np.zeros((len(items), self.n_features_out_), dtype=np.float32)
         failures = []
-        bar = _progress(len(items), self.show_progress_bar)
+        bar = progress(len(items), self.show_progress_bar, "ImageEmbedder")
         batches = preprocessed_batches(
             items, backbone.preprocess, int(self.batch_size), resolve_threads(self.n_jobs)
         )
@@ -337,7 +338,7 @@ class ImageEmbedder(ImageInputMixin, EmbedderOutputMixin, TransformerMixin, Base
                     else:
                         failures.append((index, items[index], err))
                 if good:
-                    batch = torch.from_numpy(_stack([arrays[i] for i in good], start, good))
+                    batch = torch.from_numpy(_stack([arrays[i] for i in good], start))
                     with torch.inference_mode():
                         features = backbone.run(to_device(batch, self.device_), stop)
                         pooled = pool_map(features, self.pooling).float().cpu().numpy()
@@ -468,7 +469,7 @@ def probe_width(backbone, stop, device):
         return int(pool_map(features, "avg").shape[1])
 
 
-def _stack(arrays, start, good):
+def _stack(arrays, start):
     shapes = {a.shape for a in arrays}
     if len(shapes) > 1:
         raise ValueError(
@@ -476,22 +477,3 @@ def _stack(arrays, start, good):
             f"batch starting at image {start}; it must crop every image to one size."
         )
     return np.stack(arrays)
-
-
-class _NoBar:
-    def update(self, n=1):
-        pass
-
-    def close(self):
-        pass
-
-
-def _progress(total, show):
-    if show:
-        try:
-            from tqdm.auto import tqdm
-
-            return tqdm(total=total, desc="ImageEmbedder", leave=False)
-        except ImportError:
-            pass
-    return _NoBar()

