@@ -34,6 +34,7 @@ from ._device import (
     resolve_dtype,
 )
 from ._param_validation import Interval, Options, check_param, validate_params
+from ._progress import progress
 from ._torch_persistence import (
     FORMAT_VERSION,
     bytes_to_tensors,
@@ -330,29 +331,6 @@ def warmup_linear_schedule(optimizer, total_steps, warmup_fraction):
         return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def progress(total, verbose, desc):
-    """A tqdm bar when ``verbose`` and tqdm is installed, else a silent counter."""
-    if verbose:
-        try:
-            from tqdm.auto import tqdm
-
-            return tqdm(total=total, desc=desc, leave=False, file=sys.stderr)
-        except ImportError:
-            pass
-    return _NoBar()
-
-
-class _NoBar:
-    def update(self, n=1):
-        pass
-
-    def set_postfix(self, **kwargs):
-        pass
-
-    def close(self):
-        pass
 
 
 @dataclasses.dataclass(frozen=True)
