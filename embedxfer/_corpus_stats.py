@@ -117,34 +117,14 @@ def apply_counts(embedder, stats):
     """Set the weights (and ``oov_rate_``) from merged statistics, as ``fit`` does."""
     embedder.__dict__.pop("_weight_table_cache", None)
     V = embedder.vocabulary_size_
-    n_docs = stats.n_docs
     embedder.oov_rate_ = float(1.0 - stats.n_in_tokens / stats.n_tokens) if stats.n_tokens else 0.0
-    embedder.weight_ids_ = np.zeros(0, dtype=np.int32)
-    embedder.weights_ = np.zeros(0, dtype=np.float32)
-    embedder.default_weight_ = 1.0
-    embedder.sif_a_ = float(embedder.sif_a)
-    if embedder.weighting == "tfidf":
-        df = stats.dense("df", V)
-        seen = np.flatnonzero(df)
-        embedder.weight_ids_ = seen.astype(np.int32)
-        embedder.weights_ = _weighting.smooth_idf(df[seen], n_docs).astype(np.float32)
-        embedder.default_weight_ = float(_weighting.smooth_idf(0, n_docs))
-    elif embedder.weighting in ("sif", "usif"):
-        if embedder.word_frequency == "corpus":
-            counts = stats.dense("counts", V).astype(np.float64)
-            p = counts / max(counts.sum(), 1.0)
-        else:
-            p = _weighting.rank_probabilities(V)
-        if embedder.weighting == "usif":
-            avg_length = stats.n_in_tokens / max(n_docs, 1)
-            embedder.sif_a_ = float(_weighting.usif_parameter(p, avg_length))
-        if embedder.word_frequency == "corpus":
-            seen = np.flatnonzero(p)
-            embedder.weight_ids_ = seen.astype(np.int32)
-            embedder.weights_ = embedder._sif_formula(p[seen]).astype(np.float32)
-            embedder.default_weight_ = float(embedder._sif_formula(0.0))
-    embedder.components_ = np.zeros((0, embedder.vector_size_), dtype=np.float32)
-    embedder.component_weights_ = np.zeros(0, dtype=np.float32)
+    embedder._set_corpus_weights(
+        V,
+        n_docs=stats.n_docs,
+        n_in_tokens=stats.n_in_tokens,
+        document_frequency=lambda: stats.dense("df", V),
+        token_counts=lambda: stats.dense("counts", V),
+    )
 
 
 def needs_gram(embedder):

@@ -23,9 +23,9 @@ def smooth_idf(df, n_docs):
     return np.log((1.0 + n_docs) / (1.0 + df)) + 1.0
 
 
-def corpus_probabilities(ids, vocab_size):
-    """Unigram probability of each vocabulary row in the fit corpus."""
-    counts = np.bincount(ids, minlength=vocab_size).astype(np.float64)
+def count_probabilities(counts):
+    """Unigram probabilities from per-row token counts (all zeros stay zeros)."""
+    counts = np.asarray(counts).astype(np.float64)
     return counts / max(counts.sum(), 1.0)
 
 

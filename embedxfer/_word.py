@@ -262,31 +262,13 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
         self.oov_rate_ = float(1.0 - len(in_ids) / n_tokens) if n_tokens else 0.0
 
         V = index.size
-        self.weight_ids_ = np.zeros(0, dtype=np.int32)
-        self.weights_ = np.zeros(0, dtype=np.float32)
-        self.default_weight_ = 1.0
-        self.sif_a_ = float(self.sif_a)
-        if self.weighting == "tfidf":
-            df = _weighting.document_frequency(in_ids, in_ptr, V)
-            seen = np.flatnonzero(df)
-            self.weight_ids_ = seen.astype(np.int32)
-            self.weights_ = _weighting.smooth_idf(df[seen], len(docs)).astype(np.float32)
-            self.default_weight_ = float(_weighting.smooth_idf(0, len(docs)))
-        elif self.weighting in ("sif", "usif"):
-            if self.word_frequency == "corpus":
-                p = _weighting.corpus_probabilities(in_ids, V)
-            else:
-                p = _weighting.rank_probabilities(V)
-            if self.weighting == "usif":
-                avg_length = len(in_ids) / max(len(docs), 1)
-                self.sif_a_ = float(_weighting.usif_parameter(p, avg_length))
-            if self.word_frequency == "corpus":
-                seen = np.flatnonzero(p)
-                self.weight_ids_ = seen.astype(np.int32)
-                self.weights_ = self._sif_formula(p[seen]).astype(np.float32)
-                self.default_weight_ = float(self._sif_formula(0.0))
-        self.components_ = np.zeros((0, self.vector_size_), dtype=np.float32)
-        self.component_weights_ = np.zeros(0, dtype=np.float32)
+        self._set_corpus_weights(
+            V,
+            n_docs=len(docs),
+            n_in_tokens=len(in_ids),
+            document_frequency=lambda: _weighting.document_frequency(in_ids, in_ptr, V),
+            token_counts=lambda: np.bincount(in_ids, minlength=V),
+        )
         k = self._n_components()
         if k:
             pooled = self._pool(kv, index, in_ids, in_ptr, ("mean",), remove=False)
@@ -388,6 +370,40 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
         if self.n_components == "auto":
             return 1 if self.weighting == "sif" else 5
         return int(self.n_components)
+
+    def _set_corpus_weights(self, V, *, n_docs, n_in_tokens, document_frequency, token_counts):
+        """The weighting's fitted state from corpus statistics; components reset.
+
+        ``fit`` and the merged statistics of ``partial_fit`` / Dask fits share
+        it. ``document_frequency`` and ``token_counts`` are called (each
+        returning one count per vocabulary row) only when the weighting needs
+        them.
+        """
+        self.weight_ids_ = np.zeros(0, dtype=np.int32)
+        self.weights_ = np.zeros(0, dtype=np.float32)
+        self.default_weight_ = 1.0
+        self.sif_a_ = float(self.sif_a)
+        if self.weighting == "tfidf":
+            df = document_frequency()
+            seen = np.flatnonzero(df)
+            self.weight_ids_ = seen.astype(np.int32)
+            self.weights_ = _weighting.smooth_idf(df[seen], n_docs).astype(np.float32)
+            self.default_weight_ = float(_weighting.smooth_idf(0, n_docs))
+        elif self.weighting in ("sif", "usif"):
+            if self.word_frequency == "corpus":
+                p = _weighting.count_probabilities(token_counts())
+            else:
+                p = _weighting.rank_probabilities(V)
+            if self.weighting == "usif":
+                avg_length = n_in_tokens / max(n_docs, 1)
+                self.sif_a_ = float(_weighting.usif_parameter(p, avg_length))
+            if self.word_frequency == "corpus":
+                seen = np.flatnonzero(p)
+                self.weight_ids_ = seen.astype(np.int32)
+                self.weights_ = self._sif_formula(p[seen]).astype(np.float32)
+                self.default_weight_ = float(self._sif_formula(0.0))
+        self.components_ = np.zeros((0, self.vector_size_), dtype=np.float32)
+        self.component_weights_ = np.zeros(0, dtype=np.float32)
 
     def _sif_formula(self, p):
         if self.weighting == "usif":

@@ -19,7 +19,7 @@ def test_smooth_idf_matches_scikit_learn():
 
 
 def test_probabilities_and_sif_weights():
-    p = w.corpus_probabilities(np.array([0, 0, 1, 3]), 4)
+    p = w.count_probabilities(np.bincount(np.array([0, 0, 1, 3]), minlength=4))
     np.testing.assert_allclose(p, [0.5, 0.25, 0, 0.25])
     weights = w.sif_weights(p, 1e-3)
     assert weights[2] == 1.0 and weights[0] < weights[1]
