@@ -3,9 +3,15 @@
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from ._param_validation import ConstraintTableMixin
 
-class TextInputMixin:
-    """Declare raw-text input to scikit-learn (as ``HashingVectorizer`` does)."""
+
+class TextInputMixin(ConstraintTableMixin):
+    """Declare raw-text input to scikit-learn (as ``HashingVectorizer`` does).
+
+    Through ``ConstraintTableMixin``, the class's ``_parameter_constraints``
+    is put in scikit-learn's schema when the class is defined.
+    """
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

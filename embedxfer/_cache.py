@@ -29,7 +29,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from ._param_validation import Rule
+from ._param_validation import Hint
 from ._registry import get_or_load
 
 __all__ = ["EmbeddingCache", "resolve_cache", "encode_with_cache", "hash_texts"]
@@ -346,18 +346,16 @@ def _rebuild_disk_cache(path, timeout):
     )
 
 
-def _cache_problem(cache):
-    """None when ``resolve_cache`` accepts the type of ``cache``, else the message."""
-    if cache is None or isinstance(cache, (bool, str, os.PathLike, EmbeddingCache)):
-        return None
-    return (
-        f"cache must be None, True, 'memory', a folder path or an embedxfer.EmbeddingCache, "
-        f"got {type(cache).__name__} ({cache!r:.60})."
-    )
-
-
-# The ``cache`` entry of an estimator's ``_parameter_constraints``.
-CACHE_CONSTRAINT = [Rule(_cache_problem)]
+# The ``cache`` entry of an estimator's ``_parameter_constraints``: the types
+# ``resolve_cache`` accepts.
+CACHE_CONSTRAINT = [
+    None,
+    bool,
+    str,
+    os.PathLike,
+    EmbeddingCache,
+    Hint("Pass None, True, 'memory', a folder path or an embedxfer.EmbeddingCache."),
+]
 
 
 def resolve_cache(cache):

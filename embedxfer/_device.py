@@ -1,7 +1,7 @@
 """Device and precision choice for the torch-backed estimators."""
 
 from ._optional import import_optional, install_hint
-from ._param_validation import Rule
+from ._param_validation import Hint, Rule
 
 # Precision names. ``PRECISIONS`` are torch dtypes (the encoders' weights);
 # the training estimators add "auto" (bfloat16 or float16 autocast on a GPU,
@@ -11,18 +11,21 @@ AUTO_PRECISIONS = ("auto", *PRECISIONS)
 ONNX_PRECISIONS = ("float32", "int8")
 
 
-def _device_problem(device):
-    """None when ``device`` is None, a string or a ``torch.device``, else the message."""
-    if device is None or isinstance(device, str):
-        return None
+def _torch_device_problem(device):
+    """None when ``device`` is a ``torch.device`` (without importing torch), else ``""``."""
     if type(device).__module__ == "torch" and type(device).__name__ == "device":
         return None
-    return f"device={device!r} is not understood; use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'."
+    return ""
 
 
 # The ``device`` entry of an estimator's ``_parameter_constraints``: whether the
 # device exists is only known once torch is imported (``resolve_device``).
-DEVICE_CONSTRAINT = [Rule(_device_problem)]
+DEVICE_CONSTRAINT = [
+    None,
+    str,
+    Rule(_torch_device_problem, "a torch.device"),
+    Hint("Use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'."),
+]
 
 
 def resolve_device(device=None):

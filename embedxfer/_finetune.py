@@ -19,7 +19,7 @@ from . import _torch_training as tt
 from ._base import TextInputMixin
 from ._device import AUTO_PRECISIONS, ONNX_PRECISIONS, import_torch
 from ._onnx import BACKENDS
-from ._param_validation import Interval, InvalidParameterError, Options, validate_params
+from ._param_validation import Hint, Interval, Options, validate_params
 from ._registry import get_or_load
 from ._transformers import (
     DEFAULT_MODEL,
@@ -34,6 +34,7 @@ from ._transformers import (
     resolve_model_source,
 )
 from ._validation import check_documents
+from .exceptions import InvalidParameterError
 
 # Batches at prediction time hold no activations for backward, so they can be
 # this many times larger than the training batches.
@@ -470,14 +471,15 @@ class TransformerClassifier(
         "unfreeze": tt.UNFREEZE_CONSTRAINT,
         "body_lr": [Interval(Real, 0, None, closed="neither"), None],
         "epochs": [Interval(Integral, 1, None), None],
-        "max_length": {
-            "constraints": [Interval(Integral, 1, None), None],
-            "hint": "None uses the model's own limit.",
-        },
-        "precision": {
-            "constraints": [Options(dict.fromkeys((*AUTO_PRECISIONS, *ONNX_PRECISIONS)))],
-            "hint": "'int8' predicts with backend='onnx'.",
-        },
+        "max_length": [
+            Interval(Integral, 1, None),
+            None,
+            Hint("None uses the model's own limit."),
+        ],
+        "precision": [
+            Options(dict.fromkeys((*AUTO_PRECISIONS, *ONNX_PRECISIONS))),
+            Hint("'int8' predicts with backend='onnx'."),
+        ],
         "backend": [Options(BACKENDS)],
         "n_threads": [Interval(Integral, 1, None), None],
         "long_documents": [Options(["truncate", "chunk"])],

@@ -12,11 +12,9 @@ import pickle
 import types
 import warnings
 
+from .exceptions import NotCachedWarning
+
 _WARNED = set()
-
-
-class NotCachedWarning(UserWarning):
-    """An input could not be fingerprinted safely, so its vectors are not cached."""
 
 
 def callable_fingerprint(obj):

@@ -21,7 +21,7 @@ from ._device import (
     resolve_dtype,
 )
 from ._onnx import BACKENDS
-from ._param_validation import Interval, Options, Rule, validate_params
+from ._param_validation import Hint, Interval, Options, Rule, validate_params
 from ._pooling import CHUNK_POOLINGS, SENTENCE_POOLINGS
 from ._registry import get_or_load
 from ._transformers import (
@@ -33,6 +33,7 @@ from ._transformers import (
     torch_threads,
 )
 from ._validation import check_documents
+from .exceptions import BatchSizeWarning, TruncationWarning
 
 _LAYER_COMBINES = ("mean", "sum", "concat")
 _LONG_DOCUMENTS = ("truncate", "chunk")
@@ -65,10 +66,11 @@ _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack", ".
 
 
 def _layers_problem(layers):
+    """None when ``_layer_list`` accepts ``layers``, else ``""``."""
     try:
         _layer_list(layers)
-    except ValueError as err:
-        return str(err)
+    except ValueError:
+        return ""
     return None
 
 
@@ -194,18 +196,25 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
     _parameter_constraints = {
         "model": MODEL_CONSTRAINT,
         "pooling": [Options(SENTENCE_POOLINGS)],
-        "layers": [Rule(_layers_problem)],
+        "layers": [
+            None,
+            Interval(Integral, None, None),
+            Rule(_layers_problem, "a non-empty list of ints"),
+            Hint("For example [-1, -2, -3, -4]: the last four layers."),
+        ],
         "layer_combine": [Options(_LAYER_COMBINES)],
         "max_length": [Interval(Integral, 1, None), None],
         "normalize": ["boolean"],
         "batch_size": [Interval(Integral, 1, None)],
         "device": DEVICE_CONSTRAINT,
-        "precision": {
+        "precision": [
             # The torch precisions, then the ONNX-only ones ("int8").
-            "constraints": [Options(dict.fromkeys((*PRECISIONS, *ONNX_PRECISIONS)))],
-            "hint": "The torch backend takes 'float32', 'float16' or 'bfloat16'; "
-            "backend='onnx' takes 'float32' or 'int8'.",
-        },
+            Options(dict.fromkeys((*PRECISIONS, *ONNX_PRECISIONS))),
+            Hint(
+                "The torch backend takes 'float32', 'float16' or 'bfloat16'; "
+                "backend='onnx' takes 'float32' or 'int8'."
+            ),
+        ],
         "show_progress_bar": ["boolean"],
         "cache": CACHE_CONSTRAINT,
         "backend": [Options(BACKENDS)],
@@ -327,7 +336,7 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
             warnings.warn(
                 f"{self.device_} ran out of memory at batch_size={old}; continuing with "
                 f"batch_size={new}. Lower batch_size or max_length to avoid the retries.",
-                RuntimeWarning,
+                BatchSizeWarning,
                 stacklevel=5,
             )
 
@@ -358,7 +367,7 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
             warnings.warn(
                 f"{n_truncated} of {len(docs)} documents were longer than max_length="
                 f"{self.max_length_} tokens and were truncated; {hint}.",
-                UserWarning,
+                TruncationWarning,
                 stacklevel=3,
             )
         return vectors

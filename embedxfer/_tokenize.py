@@ -18,7 +18,7 @@ from itertools import chain, repeat
 
 import numpy as np
 
-from ._param_validation import Options, Rule
+from ._param_validation import Hint, Options
 
 # Words (with a PTB-style split of "n't" and of "'s"-like clitics, as the
 # GloVe / word2vec vocabularies have them) and single punctuation marks.
@@ -95,25 +95,22 @@ def compile_tokenizer(tokenizer=None, token_pattern=DEFAULT_TOKEN_PATTERN):
     )
 
 
-def _tokenizer_problem(tokenizer):
-    """``compile_tokenizer``'s message for ``tokenizer``, or None when it is accepted."""
-    try:
-        compile_tokenizer(tokenizer)
-    except ValueError as err:
-        return str(err)
-    return None
-
-
 # The tokenising parameters of every estimator that tokenises text itself
 # (WordVectorEmbedder, SequenceClassifier). ``token_pattern`` is compiled in
 # fit, and only when no tokenizer is given.
 TOKENIZATION_CONSTRAINTS = {
     "lowercase": [Options(["auto"]), "boolean"],
-    "tokenizer": [Rule(_tokenizer_problem)],
-    "token_pattern": {
-        "constraints": [str, re.Pattern],
-        "hint": "Pass a regular expression, as a string or compiled with re.compile.",
-    },
+    "tokenizer": [
+        None,
+        Options(["regex", *_SPLIT_NAMES]),
+        callable,
+        Hint("Pass None (token_pattern), 'split' or a function from a string to a list of tokens."),
+    ],
+    "token_pattern": [
+        str,
+        re.Pattern,
+        Hint("Pass a regular expression, as a string or compiled with re.compile."),
+    ],
 }
 
 

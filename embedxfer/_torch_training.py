@@ -33,7 +33,7 @@ from ._device import (
     resolve_device,
     resolve_dtype,
 )
-from ._param_validation import Interval, Options, check_param, validate_params
+from ._param_validation import Hint, Interval, Options, check_param, validate_params
 from ._progress import progress
 from ._torch_persistence import (
     FORMAT_VERSION,
@@ -52,10 +52,11 @@ MAX_GRAD_NORM = 1.0
 
 
 # ----------------------------------------------------------------- parameters
-UNFREEZE_CONSTRAINT = {
-    "constraints": [Interval(numbers.Integral, 0, None), Options(["all"])],
-    "hint": "Pass an integer >= 0 (the top layers that train) or 'all'.",
-}
+UNFREEZE_CONSTRAINT = [
+    Interval(numbers.Integral, 0, None),
+    Options(["all"]),
+    Hint("Pass an integer >= 0 (the top layers that train) or 'all'."),
+]
 
 # epochs=None: the head alone trains on vectors computed once, so many passes
 # are cheap; fine-tuning runs 3 epochs, or more on small data sets so that at
@@ -76,17 +77,20 @@ TRAINING_PARAMETER_CONSTRAINTS = {
     "batch_size": [Interval(numbers.Integral, 1, None)],
     "weight_decay": [Interval(numbers.Real, 0, None)],
     "warmup_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
-    "validation_fraction": {
-        "constraints": [Interval(numbers.Real, 0, 1, closed="neither"), None],
-        "hint": "None trains on all the data without early stopping.",
-    },
+    "validation_fraction": [
+        Interval(numbers.Real, 0, 1, closed="neither"),
+        None,
+        Hint("None trains on all the data without early stopping."),
+    ],
     "n_iter_no_change": [Interval(numbers.Integral, 1, None)],
     "dropout": [Interval(numbers.Real, 0, 1, closed="left")],
-    "class_weight": {
-        "constraints": [Options(["balanced"]), dict, None],
-        "hint": "A dict maps labels to weights: {label: weight}.",
-    },
-    "random_state": [Interval(numbers.Integral, 0, 2**32 - 1), np.random.RandomState, None],
+    "class_weight": [
+        Options(["balanced"]),
+        dict,
+        None,
+        Hint("A dict maps labels to weights: {label: weight}."),
+    ],
+    "random_state": ["random_state"],
     "device": DEVICE_CONSTRAINT,
     "precision": [Options(AUTO_PRECISIONS)],
     "verbose": [Interval(numbers.Integral, 0, None)],

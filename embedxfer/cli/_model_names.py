@@ -10,6 +10,7 @@ from .._pooling import SENTENCE_POOLINGS, WORD_POOLINGS
 from .._transformers import DEFAULT_MODEL, PACKAGED_MINILM_NAMES
 from .._vectors import DEFAULT_VECTORS, GENSIM_DATA_NAMES, PACKAGED_GLOVE_NAMES
 from .._weighting import WEIGHTINGS
+from ..exceptions import UnknownModelError
 from ._availability import check_available
 from ._errors import CLIError
 from ._options import EMBEDDER_KINDS
@@ -25,10 +26,6 @@ SENTENCE_RUNTIME_OPTIONS = {
 # What "evaluate" compares unless told otherwise, and what "demo" compares.
 DEMO_MODELS = (DEFAULT_VECTORS, DEFAULT_MODEL, TFIDF_NAMES[0])
 _PATH_SUFFIXES = (".txt", ".bin", ".vec", ".gz", ".bz2", ".kv", ".model", ".npy", ".zip", ".w2v")
-
-
-class UnknownModelError(ValueError):
-    """A model name that is neither a known name, a hub id nor an existing path."""
 
 
 @dataclass

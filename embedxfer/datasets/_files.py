@@ -13,13 +13,10 @@ import numpy as np
 from sklearn.utils import Bunch
 
 from .._optional import PYARROW_INSTALL_HINT, import_optional
+from ..exceptions import ColumnNotFoundError
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".json", ".parquet", ".pq")
 TEXT_SUFFIXES = (".txt", ".text")
-
-
-class ColumnNotFoundError(ValueError):
-    """A named column is not in the file; the message lists the columns it has."""
 
 
 def load_csv(path, text_column="text", label_column="label"):

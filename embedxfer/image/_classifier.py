@@ -19,7 +19,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .. import _torch_training as tt
 from .._device import import_torch
-from .._param_validation import Interval, Rule
+from .._param_validation import Hint, Interval, Rule
 from ._embedder import (
     ImageInputMixin,
     pool_map,
@@ -277,19 +277,22 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
 
     _parameter_constraints = {
         **tt.TRAINING_PARAMETER_CONSTRAINTS,
-        "model": [Rule(model_problem)],
+        "model": [Rule(model_problem, "a model name or an embedxfer.image.ImageModel")],
         "unfreeze": tt.UNFREEZE_CONSTRAINT,
         "body_lr": [Interval(Real, 0, None, closed="neither"), None],
         "epochs": [Interval(Integral, 1, None), None],
-        "head_epochs": {
-            "constraints": [Interval(Integral, 0, None), None],
-            "hint": "0 starts fine-tuning from the random head.",
-        },
+        "head_epochs": [
+            Interval(Integral, 0, None),
+            None,
+            Hint("0 starts fine-tuning from the random head."),
+        ],
         "augment": ["boolean"],
-        "n_jobs": {
-            "constraints": [Interval(Integral, None, -1), Interval(Integral, 1, None), None],
-            "hint": "Pass None, -1 or a positive integer.",
-        },
+        "n_jobs": [
+            Interval(Integral, None, -1),
+            Interval(Integral, 1, None),
+            None,
+            Hint("Pass None, -1 or a positive integer."),
+        ],
     }
 
     # ------------------------------------------------------------ checks

@@ -14,9 +14,10 @@ from sklearn.utils.validation import check_is_fitted
 from .._base import EmbedderOutputMixin
 from .._cache import CACHE_CONSTRAINT
 from .._device import DEVICE_CONSTRAINT, import_torch, resolve_device
-from .._param_validation import Interval, Options, Rule, validate_params
+from .._param_validation import ConstraintTableMixin, Hint, Interval, Options, Rule, validate_params
 from .._progress import progress
 from .._registry import get_or_load
+from ..exceptions import ImageReadWarning
 from ._models import (
     DEFAULT_IMAGE_MODEL,
     check_model,
@@ -39,8 +40,12 @@ _ON_ERROR = ("raise", "zero")
 _MAX_DEFAULT_THREADS = 8
 
 
-class ImageInputMixin:
-    """Declare non-tabular input (paths, images) to scikit-learn."""
+class ImageInputMixin(ConstraintTableMixin):
+    """Declare non-tabular input (paths, images) to scikit-learn.
+
+    Through ``ConstraintTableMixin``, the class's ``_parameter_constraints``
+    is put in scikit-learn's schema when the class is defined.
+    """
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -208,15 +213,17 @@ class ImageEmbedder(ImageInputMixin, EmbedderOutputMixin, TransformerMixin, Base
     """
 
     _parameter_constraints = {
-        "model": [Rule(model_problem)],
+        "model": [Rule(model_problem, "a model name or an embedxfer.image.ImageModel")],
         "layer": [str, Interval(Integral, None, None), None],
         "pooling": [Options(IMAGE_POOLINGS)],
         "batch_size": [Interval(Integral, 1, None)],
         "device": DEVICE_CONSTRAINT,
-        "n_jobs": {
-            "constraints": [Interval(Integral, None, -1), Interval(Integral, 1, None), None],
-            "hint": "Use None, -1 (every core) or a positive integer.",
-        },
+        "n_jobs": [
+            Interval(Integral, None, -1),
+            Interval(Integral, 1, None),
+            None,
+            Hint("Use None, -1 (every core) or a positive integer."),
+        ],
         "on_error": [Options(_ON_ERROR)],
         "show_progress_bar": ["boolean"],
         "cache": CACHE_CONSTRAINT,
@@ -400,7 +407,7 @@ class ImageEmbedder(ImageInputMixin, EmbedderOutputMixin, TransformerMixin, Base
             f"{len(failures)} of {n_images} images could not be read and got zero vectors "
             f"(the first: image {index}, {describe(item)}{reason}); pass on_error='raise' "
             "to stop at the first one.",
-            UserWarning,
+            ImageReadWarning,
             stacklevel=3,
         )
 

@@ -17,15 +17,12 @@ import os
 import numpy as np
 
 from .._optional import import_optional, install_hint
+from ..exceptions import ImageReadError as ImageReadError  # re-exported
 
 _BARE_MESSAGE = (
     "Iterable over images expected, {kind} object received; wrap a single image in a list."
 )
 _INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
-
-
-class ImageReadError(ValueError):
-    """An image could not be read or decoded; the message names it and its index."""
 
 
 def import_pil():
