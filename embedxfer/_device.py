@@ -28,21 +28,38 @@ DEVICE_CONSTRAINT = [
 ]
 
 
-def resolve_device(device=None):
+def resolve_device(device=None, *, accelerators=("cuda", "mps"), torch_optional=False):
     """Resolve ``None``/``"auto"`` to ``"cuda"``, then ``"mps"``, then ``"cpu"``.
 
     An explicit device string (``"cpu"``, ``"cuda"``, ``"cuda:1"``, ``"mps"``)
     is checked against what torch can see and returned unchanged.
+
+    Parameters
+    ----------
+    device : None, str or torch.device
+    accelerators : tuple of {"cuda", "mps"}, default=("cuda", "mps")
+        What ``"auto"`` tries, in order, before the CPU.
+    torch_optional : bool, default=False
+        For estimators whose CPU path needs no torch: without torch
+        installed, None and ``"auto"`` resolve to ``"cpu"`` instead of
+        raising ``ImportError``. ``"cpu"`` never imports torch.
     """
-    import torch
+    if isinstance(device, str) and device == "cpu":
+        return device
+    try:
+        import torch
+    except ImportError:
+        if torch_optional and (device is None or device == "auto"):
+            return "cpu"
+        raise
 
     if device is None or device == "auto":
-        if torch.cuda.is_available():
-            return "cuda"
         mps = getattr(torch.backends, "mps", None)
-        if mps is not None and mps.is_available():
-            return "mps"
-        return "cpu"
+        available = {
+            "cuda": torch.cuda.is_available,
+            "mps": lambda: mps is not None and mps.is_available(),
+        }
+        return next((name for name in accelerators if available[name]()), "cpu")
     if not isinstance(device, str):
         device = str(device)
     kind = device.split(":")[0]

@@ -485,8 +485,8 @@ class TransformerClassifier(
         "long_documents": [Options(["truncate", "chunk"])],
         "chunk_overlap": [Interval(Integral, 0, None)],
     }
-    # What prediction reads: set_params after fit can change these.
-    _PREDICTION_PARAMS = ("backend", "precision", "n_threads", "long_documents", "chunk_overlap")
+    # What inference (predict, transform) reads: set_params after fit can change these.
+    _INFERENCE_PARAMS = ("backend", "precision", "n_threads", "long_documents", "chunk_overlap")
 
     # ------------------------------------------------------------ checks
     def _resolved_epochs(self, unfreeze, n_train):
@@ -499,7 +499,7 @@ class TransformerClassifier(
             )
 
     def _check_prediction_params(self):
-        validate_params(self, self._PREDICTION_PARAMS)
+        validate_params(self, self._INFERENCE_PARAMS)
         self._check_param_combinations()
 
     def _training_precision(self):

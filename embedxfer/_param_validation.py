@@ -154,6 +154,8 @@ class Rule(_ValueConstraint):
     check : callable
         ``check(value)`` returns None when the value is accepted, otherwise
         the reason it is not (appended to the error message; may be ``""``).
+        A value of a type the check cannot handle (it raises ``TypeError``,
+        ``ValueError`` or ``AttributeError``) is not accepted.
     description : str, optional
         What the rule accepts, as the error message lists it ("a non-empty
         list of ints").
@@ -164,8 +166,15 @@ class Rule(_ValueConstraint):
         self.check = check
         self.description = description
 
+    def reason(self, val):
+        """None when ``val`` is accepted, else why not (``""`` when the check says nothing)."""
+        try:
+            return self.check(val)
+        except (TypeError, ValueError, AttributeError):
+            return ""
+
     def is_satisfied_by(self, val):
-        return self.check(val) is None
+        return self.reason(val) is None
 
     def __str__(self):
         return self.description or "a valid value"
@@ -265,7 +274,7 @@ def _message(name, value, constraints, caller, hint):
     parts = [f"The {name!r} parameter{owner} must be {listed}. Got {_short_repr(value)} instead."]
     for constraint in constraints:
         if isinstance(constraint, Rule):
-            reason = constraint.check(value)
+            reason = constraint.reason(value)
             if reason:
                 parts.append(reason)
     parts += [c.text for c in constraints if isinstance(c, Hint)]

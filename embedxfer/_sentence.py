@@ -122,8 +122,8 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
     precision : {"float32", "float16", "bfloat16"}, default="float32"
         Precision of the weights; half precisions need a GPU. The output is
         always float32.
-    show_progress_bar : bool, default=False
-        Show a progress bar while encoding.
+    verbose : int, default=0
+        ``1`` shows a progress bar (tqdm) while encoding.
     cache : None, bool, str, os.PathLike or EmbeddingCache, default=None
         Reuse vectors of documents already embedded with the same settings:
         ``True`` or ``"memory"`` for the in-process cache, a folder for a
@@ -215,7 +215,7 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
                 "backend='onnx' takes 'float32' or 'int8'."
             ),
         ],
-        "show_progress_bar": ["boolean"],
+        "verbose": ["verbose"],
         "cache": CACHE_CONSTRAINT,
         "backend": [Options(BACKENDS)],
         "n_threads": [Interval(Integral, 1, None), None],
@@ -236,7 +236,7 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
         batch_size=32,
         device=None,
         precision="float32",
-        show_progress_bar=False,
+        verbose=0,
         cache=None,
         backend="torch",
         n_threads=None,
@@ -253,7 +253,7 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
         self.batch_size = batch_size
         self.device = device
         self.precision = precision
-        self.show_progress_bar = show_progress_bar
+        self.verbose = verbose
         self.cache = cache
         self.backend = backend
         self.n_threads = n_threads
@@ -351,7 +351,7 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
                 normalize=bool(self.normalize),
                 batch_size=int(self.batch_size),
                 n_features=self.n_features_out_,
-                show_progress_bar=bool(self.show_progress_bar),
+                show_progress_bar=bool(self.verbose),
                 on_batch_size_change=halved,
                 long_documents=self.long_documents,
                 chunk_overlap=int(self.chunk_overlap),

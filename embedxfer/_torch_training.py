@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 from sklearn.utils import check_random_state
+from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
@@ -93,7 +94,7 @@ TRAINING_PARAMETER_CONSTRAINTS = {
     "random_state": ["random_state"],
     "device": DEVICE_CONSTRAINT,
     "precision": [Options(AUTO_PRECISIONS)],
-    "verbose": [Interval(numbers.Integral, 0, None)],
+    "verbose": ["verbose"],
 }
 
 
@@ -210,10 +211,10 @@ def class_weight_vector(class_weight, classes, y_idx):
     """Per-class loss weights (float32 array) or ``None``."""
     if class_weight is None:
         return None
-    if class_weight == "balanced":
-        counts = np.bincount(y_idx, minlength=len(classes)).astype(np.float64)
-        weights = len(y_idx) / (len(classes) * np.maximum(counts, 1))
-        return weights.astype(np.float32)
+    if isinstance(class_weight, str) and class_weight == "balanced":
+        # Every class occurs in y: ``classes`` come from it (encode_labels).
+        labels = np.arange(len(classes))
+        return compute_class_weight("balanced", classes=labels, y=y_idx).astype(np.float32)
     weights = np.ones(len(classes), dtype=np.float32)
     known = {label: i for i, label in enumerate(classes.tolist())}
     for label, weight in class_weight.items():

@@ -6,12 +6,13 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from . import _pooling, _weighting
 from ._base import TextInputMixin
 from ._cache import CACHE_CONSTRAINT
-from ._device import DEVICE_CONSTRAINT
+from ._device import DEVICE_CONSTRAINT, resolve_device
 from ._fingerprint import callable_fingerprint, warn_not_cached
 from ._param_validation import Interval, Options, Rule, validate_params
 from ._registry import get_or_load
@@ -130,7 +131,8 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
         Documents processed at a time; bounds the memory of tokenisation.
     device : {"cpu", "cuda", "auto"} or str, default="cpu"
         Where pooling runs. Anything but ``"cpu"`` pools on a torch device
-        with ``embedding_bag``, giving the same results.
+        with ``embedding_bag``, giving the same results. ``"auto"`` picks
+        ``"cuda"`` when torch sees a GPU, else ``"cpu"``.
     cache : None, str, path-like or EmbeddingCache, default=None
         Reuse vectors of documents already embedded with the same vectors,
         parameters and fitted state (see :class:`EmbeddingCache`). Inputs
@@ -329,20 +331,23 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
         validate_params(self)
         return partial_fit(self, X)
 
-    # Parameters read only at transform time: changing them after fit is fine.
-    _TRANSFORM_ONLY_PARAMS = ("normalize", "dtype", "batch_size", "cache")
+    # What inference (transform) reads: set_params after fit can change these.
+    _INFERENCE_PARAMS = ("normalize", "dtype", "batch_size", "cache")
 
     def _params_fit_depends_on(self):
         params = self.get_params(deep=False)
-        for name in self._TRANSFORM_ONLY_PARAMS:
+        for name in self._INFERENCE_PARAMS:
             params.pop(name, None)
         return params
 
     def _check_params_unchanged(self):
         """Refuse to mix fitted state with parameters set after ``fit``."""
+        validate_params(self, self._INFERENCE_PARAMS)
         fitted = self.__dict__.get("_fitted_params")
-        if fitted is None:  # fitted by an older version: nothing to compare with
-            return
+        if fitted is None:
+            raise NotFittedError(
+                "This WordVectorEmbedder's last fit did not complete; call fit again."
+            )
         current = self._params_fit_depends_on()
         changed = sorted(k for k in current if not _same_param(current[k], fitted.get(k)))
         if changed:
@@ -412,17 +417,10 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
         return _weighting.sif_weights(p, self.sif_a_)
 
     def _resolve_device(self):
-        if self.device in (None, "cpu"):
-            return "cpu"
-        if self.device == "auto":
-            try:
-                import torch
-            except ImportError:
-                return "cpu"
-            return "cuda" if torch.cuda.is_available() else "cpu"
-        from ._device import resolve_device
-
-        return resolve_device(self.device)
+        # None is the default, the CPU, where pooling needs no torch. "auto" leaves MPS
+        # out: embedding_bag, the pooling kernel, is missing from some MPS builds.
+        device = "cpu" if self.device is None else self.device
+        return resolve_device(device, accelerators=("cuda",), torch_optional=True)
 
     # ------------------------------------------------------------ transform
     def transform(self, X):

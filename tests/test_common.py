@@ -7,7 +7,6 @@ that apply to text directly and adds text-input versions of the rest.
 
 import importlib.util
 import pickle
-import re
 
 import numpy as np
 import pandas as pd
@@ -19,6 +18,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 from sklearn.utils import estimator_checks as ec
+from sklearn.utils._param_validation import generate_invalid_param_val, make_constraint
 
 import embedxfer
 from embedxfer._param_validation import InvalidParameterError, validate_params
@@ -330,6 +330,38 @@ def test_a_wrong_value_raises_invalid_parameter_error_from_fit(name, param):
     cls = estimator_class(name)
     X, y = fit_data(name)
     estimator = cls(**{param: object()})
-    with pytest.raises(InvalidParameterError, match=re.escape(param)):
+    with pytest.raises(InvalidParameterError, match=f"The '{param}' parameter of {name} must be"):
         estimator.fit(X, y)
     assert not hasattr(estimator, "n_features_in_") and not hasattr(estimator, "device_")
+
+
+def out_of_range_values():
+    """``(estimator, parameter, value)``: a value of an accepted type that no constraint
+    accepts, for every constraint scikit-learn's ``generate_invalid_param_val`` handles."""
+    triples = []
+    for name, param in constrained_parameters():
+        for constraint in map(make_constraint, table_of(getattr(embedxfer, name))[param]):
+            try:
+                triples.append((name, param, generate_invalid_param_val(constraint)))
+            except NotImplementedError:
+                continue
+    return triples
+
+
+@pytest.mark.parametrize("name, param, value", out_of_range_values())
+def test_an_out_of_range_value_raises_from_fit(name, param, value):
+    cls = estimator_class(name)
+    X, y = fit_data(name)
+    estimator = cls(**{param: value})
+    with pytest.raises(InvalidParameterError, match=f"The '{param}' parameter of {name} must be"):
+        estimator.fit(X, y)
+    assert not hasattr(estimator, "n_features_in_")
+
+
+@pytest.mark.parametrize("name", sorted(ALL_ESTIMATORS))
+def test_sklearn_param_validation_and_inherited_validate_params(name):
+    """scikit-learn's own check (a wrong type, then its generated out-of-range values, on
+    fit, partial_fit, fit_transform and fit_predict) and ``BaseEstimator._validate_params``."""
+    estimator = estimator_class(name)()
+    ec.check_param_validation(name, estimator)
+    estimator._validate_params()

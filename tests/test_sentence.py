@@ -435,7 +435,7 @@ def test_missing_folder_or_offline_hub_name(monkeypatch):
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
     with pytest.raises(OSError, match="not in the Hugging Face cache, and the Hub cannot be"):
         _cpu(model="someone/not-downloaded-model").fit()
-    with pytest.raises(TypeError, match="model must be"):
+    with pytest.raises(TypeError, match="'model' parameter of SentenceEmbedder must be"):
         _cpu(model=42).fit()
 
 
@@ -445,7 +445,7 @@ def test_fingerprint_tracks_what_changes_vectors(mean_embedder):
     assert (
         base
         == clone(mean_embedder)
-        .set_params(batch_size=7, show_progress_bar=True, device="auto")
+        .set_params(batch_size=7, verbose=1, device="auto")
         ._cache_fingerprint()
     )
     changed = [
@@ -474,7 +474,7 @@ def test_cache_gives_the_same_vectors(mean_embedder):
 
 def test_progress_bar_does_not_change_vectors(mean_embedder, capsys):
     pytest.importorskip("tqdm")
-    X = clone(mean_embedder).set_params(show_progress_bar=True).fit().transform(TEXTS[:3])
+    X = clone(mean_embedder).set_params(verbose=1).fit().transform(TEXTS[:3])
     np.testing.assert_allclose(X, mean_embedder.transform(TEXTS[:3]), atol=1e-6)
 
 

@@ -183,13 +183,16 @@ def test_training_settings_are_frozen():
 @pytest.mark.parametrize(
     "params, message",
     [
-        ({"lr": 0}, r"lr=0 is out of range; expected a value in \(0, inf\)"),
-        ({"batch_size": 2.5}, r"batch_size must be an integer, got 2\.5 \(float\)"),
-        ({"warmup_fraction": 1}, r"warmup_fraction=1 is out of range"),
-        ({"validation_fraction": 0}, r"validation_fraction=0 .*None trains on all the data"),
-        ({"class_weight": "even"}, r"class_weight='even' .*\{label: weight\}"),
-        ({"precision": "half"}, r"precision='half' is not supported"),
-        ({"verbose": -1}, r"verbose=-1 is out of range"),
+        ({"lr": 0}, r"'lr' parameter of \w+ must be a float in the range \(0\.0, inf\)\. Got 0"),
+        ({"batch_size": 2.5}, r"'batch_size' parameter of \w+ must be an int .*Got 2\.5 instead"),
+        ({"warmup_fraction": 1}, r"'warmup_fraction' .* range \[0\.0, 1\.0\)\. Got 1 instead"),
+        (
+            {"validation_fraction": 0},
+            r"'validation_fraction' .*Got 0 .*None trains on all the data",
+        ),
+        ({"class_weight": "even"}, r"'class_weight' .*Got 'even' .*\{label: weight\}"),
+        ({"precision": "half"}, r"'precision' .*'float32'.*Got 'half' instead"),
+        ({"verbose": -1}, r"'verbose' .*range \[0, inf\).*Got -1 instead"),
     ],
 )
 def test_shared_training_parameters_are_checked_before_any_loading(cls, params, message):
@@ -200,5 +203,7 @@ def test_shared_training_parameters_are_checked_before_any_loading(cls, params, 
 
 @pytest.mark.parametrize("cls", [TransformerClassifier, ImageClassifier])
 def test_unfreeze_keeps_its_fix_it_wording(cls):
-    with pytest.raises(InvalidParameterError, match=r"unfreeze='top'.*integer >= 0.*'all'"):
+    with pytest.raises(
+        InvalidParameterError, match=r"'unfreeze' .*Got 'top' instead.*integer >= 0.*'all'"
+    ):
         cls(unfreeze="top").fit(None, None)

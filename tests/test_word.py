@@ -218,22 +218,22 @@ def test_transform_ids_and_tokens(glove):
 @pytest.mark.parametrize(
     "params, message",
     [
-        ({"pooling": "median"}, "pooling='median'"),
-        ({"pooling": "mean+mean"}, "repeats"),
-        ({"weighting": "bm25"}, "weighting='bm25'"),
-        ({"sif_a": -1}, "sif_a=-1"),
-        ({"word_frequency": "web"}, "word_frequency="),
-        ({"n_components": -2}, "n_components=-2"),
-        ({"lowercase": "yes"}, "lowercase="),
-        ({"oov": "zero"}, "oov="),
-        ({"batch_size": 0}, "batch_size=0"),
-        ({"dtype": np.int32}, "dtype="),
-        ({"tokenizer": 3}, "tokenizer=3"),
+        ({"pooling": "median"}, "'pooling' .*Got 'median'"),
+        ({"pooling": "mean+mean"}, "'pooling' .*Got 'mean\\+mean'.* repeats"),
+        ({"weighting": "bm25"}, "'weighting' .*Got 'bm25'"),
+        ({"sif_a": -1}, "'sif_a' .*Got -1"),
+        ({"word_frequency": "web"}, "'word_frequency' .*Got 'web'"),
+        ({"n_components": -2}, "'n_components' .*Got -2"),
+        ({"lowercase": "yes"}, "'lowercase' .*Got 'yes'"),
+        ({"oov": "zero"}, "'oov' .*Got 'zero'"),
+        ({"batch_size": 0}, "'batch_size' .*Got 0"),
+        ({"dtype": np.int32}, "'dtype' .*floating-point.*Got"),
+        ({"tokenizer": 3}, "'tokenizer' .*Got 3"),
     ],
 )
 def test_bad_parameters_fail_in_fit_with_a_clear_message(params, message):
     embed = WordVectorEmbedder(**params)  # __init__ never validates
-    with pytest.raises(ValueError, match=re.escape(message) if "=" in message else message):
+    with pytest.raises(ValueError, match=rf"The {message}"):
         embed.fit(["a film"])
 
 

@@ -171,8 +171,8 @@ class ImageEmbedder(ImageInputMixin, EmbedderOutputMixin, TransformerMixin, Base
         What an unreadable, truncated or undecodable image does: raise an error
         naming the image and its index, or get a zero vector, with one
         warning counting such images.
-    show_progress_bar : bool, default=False
-        Show a progress bar (tqdm) while encoding.
+    verbose : int, default=0
+        ``1`` shows a progress bar (tqdm) while encoding.
     cache : None, bool, str, os.PathLike or EmbeddingCache, default=None
         Reuse vectors of images already embedded with the same settings. Images
         are keyed by their content (a file's bytes, an array's pixels), not
@@ -225,7 +225,7 @@ class ImageEmbedder(ImageInputMixin, EmbedderOutputMixin, TransformerMixin, Base
             Hint("Use None, -1 (every core) or a positive integer."),
         ],
         "on_error": [Options(_ON_ERROR)],
-        "show_progress_bar": ["boolean"],
+        "verbose": ["verbose"],
         "cache": CACHE_CONSTRAINT,
     }
 
@@ -239,7 +239,7 @@ class ImageEmbedder(ImageInputMixin, EmbedderOutputMixin, TransformerMixin, Base
         device=None,
         n_jobs=None,
         on_error="raise",
-        show_progress_bar=False,
+        verbose=0,
         cache=None,
     ):
         self.model = model
@@ -249,7 +249,7 @@ class ImageEmbedder(ImageInputMixin, EmbedderOutputMixin, TransformerMixin, Base
         self.device = device
         self.n_jobs = n_jobs
         self.on_error = on_error
-        self.show_progress_bar = show_progress_bar
+        self.verbose = verbose
         self.cache = cache
 
     # -- scikit-learn API ----------------------------------------------------------
@@ -329,7 +329,7 @@ class ImageEmbedder(ImageInputMixin, EmbedderOutputMixin, TransformerMixin, Base
         stop = backbone.layers[self.layer_]
         out = np.zeros((len(items), self.n_features_out_), dtype=np.float32)
         failures = []
-        bar = progress(len(items), self.show_progress_bar, "ImageEmbedder")
+        bar = progress(len(items), self.verbose, "ImageEmbedder")
         batches = preprocessed_batches(
             items, backbone.preprocess, int(self.batch_size), resolve_threads(self.n_jobs)
         )
