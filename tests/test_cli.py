@@ -551,3 +551,20 @@ def test_traceback_flag_shows_the_trace(files, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(FileNotFoundError):
         main(["embed", "nowhere.txt", "-o", "x.npy", "-m", "glove-6B-50d", "--traceback"])
+
+
+def test_only_errors_embedxfer_raises_itself_are_one_line_user_errors():
+    """A ValueError raised by embedxfer names the problem for the user; one from inside
+    a dependency is a missing check or a bug, and keeps its traceback."""
+    from embedxfer._validation import check_documents
+    from embedxfer.cli._main import is_user_error
+    from embedxfer.exceptions import InvalidParameterError
+
+    with pytest.raises(ValueError) as own:
+        check_documents(["fine", None])
+    assert is_user_error(own.value)
+    with pytest.raises(ValueError) as dependency:
+        np.zeros(2).reshape(3)
+    assert not is_user_error(dependency.value)
+    assert is_user_error(InvalidParameterError("The 'x' parameter of Y must be ..."))
+    assert not is_user_error(KeyError("a bug"))

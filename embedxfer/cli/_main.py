@@ -3,25 +3,48 @@
 import os
 import sys
 
-from ..datasets import ColumnNotFoundError
-from ._errors import CLIError
-from ._model_names import UnknownModelError
+from ..exceptions import EmbedxferError
 from ._parser import build_parser
 
 # Exceptions that describe a bad input or environment, not a bug: one line, exit 1.
+# EmbedxferError covers the package's own (a bad parameter, model name, column,
+# vector file or image, a model that cannot be downloaded, the command's input).
 _USER_ERRORS = (
-    CLIError,
+    EmbedxferError,
     FileNotFoundError,
     IsADirectoryError,
     NotADirectoryError,
     PermissionError,
-    ColumnNotFoundError,
-    UnknownModelError,
     ConnectionError,
     ImportError,
-    ValueError,
     OSError,
 )
+
+_PACKAGE_FOLDER = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _raised_by_embedxfer(err):
+    """Whether the innermost frame of ``err``'s traceback is embedxfer's own code."""
+    tb = err.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    path = os.path.abspath(tb.tb_frame.f_code.co_filename)
+    return path.startswith(_PACKAGE_FOLDER + os.sep)
+
+
+def is_user_error(err):
+    """Whether ``err`` is a user's mistake, printed as one line, rather than a bug.
+
+    Beyond ``_USER_ERRORS``: a ``ValueError`` or ``TypeError`` that embedxfer
+    raised itself (its message names the problem for the user: a missing
+    document, a bad pattern). One raised inside a dependency (numpy, torch,
+    scikit-learn) means a check is missing or a bug, and keeps its traceback.
+    """
+    if isinstance(err, _USER_ERRORS):
+        return True
+    return isinstance(err, (ValueError, TypeError)) and _raised_by_embedxfer(err)
 
 
 def main(argv=None):
@@ -51,8 +74,8 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("embedxfer: interrupted", file=sys.stderr)
         return 130
-    except _USER_ERRORS as err:
-        if args.traceback:
+    except Exception as err:
+        if args.traceback or not is_user_error(err):
             raise
         message = " ".join(str(err).split()) or type(err).__name__
         print(f"embedxfer: error: {message}", file=sys.stderr)
