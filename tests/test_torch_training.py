@@ -207,3 +207,16 @@ def test_unfreeze_keeps_its_fix_it_wording(cls):
         InvalidParameterError, match=r"'unfreeze' .*Got 'top' instead.*integer >= 0.*'all'"
     ):
         cls(unfreeze="top").fit(None, None)
+
+
+def test_balanced_class_weights_are_inverse_class_frequencies():
+    y_idx = np.array([0, 0, 0, 0, 0, 0, 1, 1, 2])  # 6, 2 and 1 of 9
+    weights = tt.class_weight_vector("balanced", np.array(["a", "b", "c"]), y_idx)
+    assert weights.dtype == np.float32
+    np.testing.assert_array_equal(weights, np.float32([9 / 18, 9 / 6, 9 / 3]))
+    dict_weights = tt.class_weight_vector({"c": 2.5}, np.array(["a", "b", "c"]), y_idx)
+    np.testing.assert_array_equal(dict_weights, np.float32([1, 1, 2.5]))
+    with pytest.raises(
+        InvalidParameterError, match=r"class_weight\['a'\]. parameter must be a float"
+    ):
+        tt.class_weight_vector({"a": -1.0}, np.array(["a", "b", "c"]), y_idx)
