@@ -85,7 +85,7 @@ class _ValueConstraint(_SklearnOptions):
     """Shared set-up of the constraints below that scikit-learn treats as ``Options``."""
 
     def __init__(self, options=(), value_type=object):
-        # scikit-learn's Options wants a set; a tuple keeps the order messages list.
+        # Not Options.__init__: it wants a set, and a tuple keeps the order messages list.
         self.hidden = False
         self.type = value_type
         self.options = tuple(options)
@@ -127,10 +127,6 @@ class Options(_ValueConstraint):
         values = tuple(values)
         strings = bool(values) and all(isinstance(v, str) for v in values)
         super().__init__(values, str if strings else object)
-
-    @property
-    def values(self):
-        return self.options
 
     def is_satisfied_by(self, val):
         return any(_same_kind(val, option) and val == option for option in self.options)
