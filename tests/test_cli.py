@@ -510,7 +510,15 @@ def test_error_model_needs_network_while_offline(files, tmp_path, model, source,
         ),
         (
             ["embed", "{docs}", "-o", "x.npy", "-m", "glove-6B-50d:meen"],
-            "unknown model 'glove-6B-50d:meen'",
+            "option 'meen' is not understood for word embeddings",
+        ),
+        (
+            ["embed", "{docs}", "-o", "x.npy", "-m", "all-MiniLM-L6-v2:bogus"],
+            "option 'bogus' is not understood for sentence embeddings",
+        ),
+        (
+            ["embed", "{docs}", "-o", "x.npy", "-m", "glove-6B-5d:sif"],
+            "unknown model 'glove-6B-5d'",
         ),
         (
             [
