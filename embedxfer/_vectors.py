@@ -724,13 +724,18 @@ def _converted_path(path, format, cache_dir):
 def _source_manifest(path, format):
     """What a conversion of ``path`` must say about its source to be used."""
     stat = Path(path).stat()
-    return {
+    manifest = {
         "version": _CONVERSION_VERSION,
         "source": str(Path(path).resolve()),
         "size": stat.st_size,
         "mtime_ns": stat.st_mtime_ns,
         "format": format,
     }
+    if format == "packaged-glove":
+        # The package's .npy is memory-mapped where it is installed; only its
+        # Parquet word list is converted (to JSON).
+        manifest["kind"] = "packaged"
+    return manifest
 
 
 def _file_digest(path):
@@ -763,8 +768,12 @@ def _write_converted(kv, target, source_manifest):
         ) from err
     try:
         arrays = {"vectors": kv.vectors}
-        manifest = dict(source_manifest, kind="keyed", vector_size=int(kv.vector_size))
-        if isinstance(kv, FastTextKeyedVectors) and kv.bucket:
+        manifest = dict(source_manifest, vector_size=int(kv.vector_size))
+        manifest.setdefault("kind", "keyed")
+        if manifest["kind"] == "packaged":
+            arrays = {}
+            manifest["source_blake2b"] = _file_digest(source_manifest["source"])
+        elif isinstance(kv, FastTextKeyedVectors) and kv.bucket:
             arrays["vectors_vocab"] = kv.vectors_vocab
             arrays["vectors_ngrams"] = kv.vectors_ngrams
             manifest.update(
@@ -827,9 +836,9 @@ def _read_converted(target, expected, warn=True):
                 break
     files = manifest.get("files") if problem is None else None
     kind = manifest.get("kind")
-    needed = {"vectors.npy", "vocabulary.json"} | (
-        {"vectors_vocab.npy", "vectors_ngrams.npy"} if kind == "fasttext" else set()
-    )
+    needed = {"vocabulary.json"} | ({"vectors.npy"} if kind != "packaged" else set())
+    if kind == "fasttext":
+        needed |= {"vectors_vocab.npy", "vectors_ngrams.npy"}
     if problem is None and (not isinstance(files, dict) or set(files) != needed):
         problem = f"manifest lists files {sorted(files or [])}, expected {sorted(needed)}"
     if problem is None:
@@ -846,6 +855,13 @@ def _read_converted(target, expected, warn=True):
             if not ok:
                 problem = f"{name} does not match the size and checksum in the manifest"
                 break
+    if problem is None and kind == "packaged":
+        try:
+            ok = _file_digest(manifest["source"]) == manifest.get("source_blake2b")
+        except OSError:
+            ok = False
+        if not ok:
+            problem = "the packaged vectors do not match the checksum in the manifest"
     if problem is None:
         try:
             return _converted_keyed_vectors(target, manifest)
@@ -867,7 +883,10 @@ def _converted_keyed_vectors(target, manifest):
         words = json.load(fh)
     if not (isinstance(words, list) and all(isinstance(w, str) for w in words)):
         raise ValueError("vocabulary.json is not a list of words")
-    vectors = load("vectors.npy")
+    if manifest["kind"] == "packaged":
+        vectors = np.load(manifest["source"], mmap_mode="r", allow_pickle=False)
+    else:
+        vectors = load("vectors.npy")
     if vectors.ndim != 2 or vectors.shape != (manifest["words"], manifest["vector_size"]):
         raise ValueError(f"vectors.npy has shape {vectors.shape}")
     if manifest["kind"] != "fasttext":

@@ -14,6 +14,7 @@ from ._cache import CACHE_CONSTRAINT
 from ._device import DEVICE_CONSTRAINT
 from ._fingerprint import callable_fingerprint, warn_not_cached
 from ._param_validation import Interval, Options, Rule, validate_params
+from ._public import set_module
 from ._registry import get_or_load
 from ._tokenize import (
     DEFAULT_TOKEN_PATTERN,
@@ -64,10 +65,12 @@ def _dtype_problem(dtype):
     return None if floating else f"dtype={dtype!r}; expected a floating-point dtype."
 
 
+@set_module("embedxfer")
 class EmptyDocumentWarning(UserWarning):
     """Some documents had no in-vocabulary token and were embedded as zeros."""
 
 
+@set_module("embedxfer")
 class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
     """Embed documents by pooling pretrained word vectors.
 

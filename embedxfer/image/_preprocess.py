@@ -17,6 +17,7 @@ import os
 import numpy as np
 
 from .._optional import import_optional, install_hint
+from .._public import set_module
 from .._validation import column_values
 
 _BARE_MESSAGE = (
@@ -25,6 +26,7 @@ _BARE_MESSAGE = (
 _INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
 
 
+@set_module("embedxfer.image")
 class ImageReadError(ValueError):
     """An image could not be read or decoded; the message names it and its index."""
 
@@ -36,6 +38,7 @@ def import_pil():
     return import_optional("PIL.Image", message)
 
 
+@set_module("embedxfer.image")
 @dataclasses.dataclass(frozen=True)
 class ImagePreprocess:
     """How a model wants its input: resize, centre crop, normalise.
