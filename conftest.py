@@ -1,9 +1,31 @@
 """Collection settings for the whole repository (tests and doctests)."""
 
+import doctest
 import importlib.util
+import inspect
 
 # embedxfer.dask needs the optional ``dask`` extra: its doctests are not
 # collected where Dask is absent (tests/test_dask.py skips itself).
 collect_ignore = []
 if any(importlib.util.find_spec(m) is None for m in ("dask", "distributed", "pandas")):
     collect_ignore.append("embedxfer/dask.py")
+
+_from_module = doctest.DocTestFinder._from_module
+
+
+def _from_defining_module(self, module, obj):
+    """Collect a class's examples from the file that defines it.
+
+    Public classes report their public path as ``__module__``
+    (``embedxfer.WordVectorEmbedder``, see ``embedxfer/_public.py``), which
+    doctest would take for the module they belong to; their methods still
+    name the module that defines them.
+    """
+    if module is not None and inspect.isclass(obj):
+        methods = [f for f in vars(obj).values() if inspect.isfunction(f)]
+        if methods:
+            return methods[0].__module__ == module.__name__
+    return _from_module(self, module, obj)
+
+
+doctest.DocTestFinder._from_module = _from_defining_module

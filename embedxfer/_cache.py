@@ -30,6 +30,7 @@ from collections import OrderedDict
 import numpy as np
 
 from ._param_validation import Hint
+from ._public import set_module
 from ._registry import get_or_load
 
 __all__ = ["EmbeddingCache", "resolve_cache", "encode_with_cache", "hash_texts"]
@@ -79,6 +80,7 @@ def hash_texts(texts):
     return keys
 
 
+@set_module("embedxfer")
 class EmbeddingCache:
     """Store of document vectors keyed by embedder fingerprint and text hash.
 
@@ -200,6 +202,34 @@ class EmbeddingCache:
                 self._token = uuid.uuid4().hex
                 _MEMORY_HANDLES[self._token] = self
         return _rebuild_memory_cache, (self._token, self._max_memory_mb)
+
+    def __getstate__(self):
+        # What skops (and any state-based serialiser) stores: the settings, never
+        # the lock, the connection or the vectors. pickle goes through __reduce__.
+        if self._path is not None:
+            return {"path": self._path, "timeout": self._timeout}
+        self.__reduce__()  # gives a memory cache its token
+        return {"token": self._token, "max_memory_mb": self._max_memory_mb}
+
+    def __setstate__(self, state):
+        """Become a handle on the store ``state`` names, as unpickling does.
+
+        A disk cache reopens its folder; a memory cache finds the live store
+        of the same token in this process, or starts an empty one.
+        """
+        if not isinstance(state, dict):
+            raise TypeError(f"EmbeddingCache state must be a dict, got {type(state).__name__}.")
+        if state.get("path") is not None:
+            live = _rebuild_disk_cache(
+                _check_folder(state["path"]), _check_timeout(state["timeout"])
+            )
+        else:
+            token = state.get("token")
+            if not (isinstance(token, str) and len(token) == 32 and token.isalnum()):
+                raise ValueError(f"EmbeddingCache state holds an invalid token {token!r:.40}.")
+            live = _rebuild_memory_cache(token, _check_max_memory(state.get("max_memory_mb")))
+        self.__dict__.update(live.__dict__)  # share the live store, its lock and settings
+        self.hits = self.misses = 0
 
     def __repr__(self):
         if self._path is not None:

@@ -94,5 +94,7 @@ def resolve_dtype(precision, device):
 def import_torch():
     """Import torch or explain which extra installs it."""
     return import_optional(
-        "torch", "this estimator needs torch; install it with " + install_hint("transformers")
+        "torch",
+        f"this estimator needs torch; install it with {install_hint('transformers')} (text "
+        f"encoders) or {install_hint('image')} (images)",
     )

@@ -20,6 +20,7 @@ from ._base import TextInputMixin
 from ._device import AUTO_PRECISIONS, ONNX_PRECISIONS, import_torch
 from ._onnx import BACKENDS
 from ._param_validation import Hint, Interval, Options, validate_params
+from ._public import set_module
 from ._registry import get_or_load
 from ._transformers import (
     DEFAULT_MODEL,
@@ -268,6 +269,7 @@ class _OnnxFineTunedEncoder(_FineTunedEncoder):
         return masked_pool(states, mask.cpu(), "mean")
 
 
+@set_module("embedxfer")
 class TransformerClassifier(
     tt.TorchClassifierMixin, TextInputMixin, ClassifierMixin, BaseEstimator
 ):

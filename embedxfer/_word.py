@@ -15,6 +15,7 @@ from ._cache import CACHE_CONSTRAINT
 from ._device import DEVICE_CONSTRAINT, resolve_device
 from ._fingerprint import callable_fingerprint, warn_not_cached
 from ._param_validation import Interval, Options, Rule, validate_params
+from ._public import set_module
 from ._registry import get_or_load
 from ._tokenize import (
     DEFAULT_TOKEN_PATTERN,
@@ -70,6 +71,7 @@ def _dtype_problem(dtype):
     return None if floating else ""
 
 
+@set_module("embedxfer")
 class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
     """Embed documents by pooling pretrained word vectors.
 

@@ -271,6 +271,46 @@ def test_pickles_as_a_handle(tmp_path):
     assert restored.path == disk.path
 
 
+def test_skops_and_joblib_store_a_handle_by_its_settings(tmp_path):
+    import joblib
+    import skops.io as sio
+
+    memory = EmbeddingCache(max_memory_mb=64)
+    disk = EmbeddingCache(tmp_path / "c", timeout=5.0)
+    docs = corpus(2000)
+    for cache in (memory, disk):
+        encode_with_cache(cache, "fp", docs, lambda t: np.ones((len(t), 128), np.float32))
+    blob = sio.dumps({"memory": memory, "disk": disk})
+    assert len(blob) < 5000  # settings, not the 1 MB of vectors
+    assert sio.get_untrusted_types(data=blob) == ["embedxfer.EmbeddingCache"]
+    loaded = sio.loads(blob, trusted=["embedxfer.EmbeddingCache"])
+    joblib.dump(disk, tmp_path / "disk.joblib")
+    for restored, original in [
+        (loaded["memory"], memory),
+        (loaded["disk"], disk),
+        (joblib.load(tmp_path / "disk.joblib"), disk),
+    ]:
+        assert (restored.path, restored.max_memory_mb) == (original.path, original.max_memory_mb)
+        assert restored.timeout == original.timeout
+        # The same store in this process: everything is found, nothing encoded.
+        assert len(restored) == len(docs)
+        vectors, missing = restored.get("fp", docs[:10])
+        assert missing.size == 0 and restored.hits == 10
+        np.testing.assert_array_equal(vectors, np.ones((10, 128), np.float32))
+
+
+def test_skops_state_is_checked_before_use():
+    import skops.io as sio
+
+    blob = sio.dumps(EmbeddingCache())
+    forged = EmbeddingCache.__new__(EmbeddingCache)
+    with pytest.raises(ValueError, match="invalid token"):
+        forged.__setstate__({"token": "../../etc", "max_memory_mb": 1})
+    with pytest.raises(ValueError, match="timeout must be a positive number"):
+        forged.__setstate__({"path": "somewhere", "timeout": -1})
+    assert sio.loads(blob, trusted=["embedxfer.EmbeddingCache"]).path is None
+
+
 def test_resolve_cache(tmp_path):
     assert resolve_cache(None) is None and resolve_cache(False) is None
     shared = resolve_cache(True)

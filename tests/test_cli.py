@@ -126,7 +126,7 @@ def test_embed_stdin_quietly(sms, tmp_path):
 
 def test_embed_csv_column_to_parquet_with_pooling(files, tmp_path):
     pd = pytest.importorskip("pandas")
-    pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
     out = tmp_path / "emb.parquet"
     proc = run_cli(
         "embed",
@@ -145,9 +145,13 @@ def test_embed_csv_column_to_parquet_with_pooling(files, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     frame = pd.read_parquet(out)
-    assert frame.shape == (60, 100)
-    assert frame.columns[0] == "glove50_mean0" and frame.columns[-1] == "glove50_max49"
-    assert (frame.dtypes == np.float32).all()
+    assert frame.shape == (60, 101)
+    assert frame.columns[1] == "glove50_mean0" and frame.columns[-1] == "glove50_max49"
+    assert frame.columns[0] == "row" and frame["row"].tolist() == list(range(60))
+    assert (frame.dtypes.iloc[1:] == np.float32).all()
+    metadata = pq.read_schema(out).metadata
+    assert metadata[b"embedxfer.model"] == b"glove-6B-50d:mean+max"
+    assert metadata[b"embedxfer.version"]
     npy = tmp_path / "emb.npy"
     proc = run_cli(
         "embed",
@@ -163,7 +167,7 @@ def test_embed_csv_column_to_parquet_with_pooling(files, tmp_path):
         cwd=tmp_path,
     )
     assert proc.returncode == 0, proc.stderr
-    np.testing.assert_array_equal(frame.to_numpy(), np.load(npy))
+    np.testing.assert_array_equal(frame.drop(columns="row").to_numpy(), np.load(npy))
 
 
 def test_embed_jsonl_and_parquet_inputs_agree(files, tmp_path):
@@ -510,7 +514,15 @@ def test_error_model_needs_network_while_offline(files, tmp_path, model, source,
         ),
         (
             ["embed", "{docs}", "-o", "x.npy", "-m", "glove-6B-50d:meen"],
-            "unknown model 'glove-6B-50d:meen'",
+            "option 'meen' is not understood for word embeddings",
+        ),
+        (
+            ["embed", "{docs}", "-o", "x.npy", "-m", "all-MiniLM-L6-v2:bogus"],
+            "option 'bogus' is not understood for sentence embeddings",
+        ),
+        (
+            ["embed", "{docs}", "-o", "x.npy", "-m", "glove-6B-5d:sif"],
+            "unknown model 'glove-6B-5d'",
         ),
         (
             [

@@ -10,7 +10,10 @@ import pickle
 
 import numpy as np
 import pandas as pd
+import polars as pl
+import pyarrow as pa
 import pytest
+import skops.io as sio
 from _shared_data import sample_dataset_or_sms
 from sklearn.base import clone, is_classifier
 from sklearn.exceptions import NotFittedError
@@ -170,6 +173,40 @@ def test_accepts_series_and_one_column_frame(name, data, fitted):
     np.testing.assert_allclose(output(estimator, pd.Series(texts)), expected, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(
         output(estimator, pd.DataFrame({"text": texts})), expected, rtol=1e-5, atol=1e-6
+    )
+
+
+# polars and pyarrow columns built from a list of texts (tests/test_validation.py has
+# every container type; these go through each estimator).
+DATAFRAME_INPUTS = {
+    "polars Series": pl.Series,
+    "polars DataFrame": lambda texts: pl.DataFrame({"text": texts}),
+    "pyarrow ChunkedArray": lambda texts: pa.chunked_array([texts[:1], texts[1:]]),
+    "pyarrow Table": lambda texts: pa.table({"text": texts}),
+}
+
+
+@pytest.mark.parametrize("name", PUBLIC_ESTIMATORS)
+def test_accepts_polars_and_pyarrow_columns(name, data, fitted):
+    estimator = fitted(name)
+    texts = data[0][:4]
+    expected = output(estimator, texts)
+    for kind, column in DATAFRAME_INPUTS.items():
+        np.testing.assert_allclose(
+            output(estimator, column(texts)), expected, rtol=1e-5, atol=1e-6, err_msg=kind
+        )
+
+
+@pytest.mark.parametrize("name", PUBLIC_ESTIMATORS)
+def test_skops_round_trip_trusts_only_public_names(name, data, fitted):
+    estimator = fitted(name)
+    texts = data[0][:8]
+    blob = sio.dumps(estimator)
+    untrusted = sio.get_untrusted_types(data=blob)
+    assert untrusted == [f"embedxfer.{name}"]
+    restored = sio.loads(blob, trusted=untrusted)
+    np.testing.assert_allclose(
+        output(restored, texts), output(estimator, texts), rtol=1e-5, atol=1e-6
     )
 
 

@@ -168,6 +168,36 @@ def test_input_kinds_give_the_same_vectors(pixels, photos, tmp_path):
     np.testing.assert_allclose(frame[0], vectors[0], rtol=1e-4, atol=1e-5)
 
 
+def test_polars_and_pyarrow_path_columns(pixels, photos, tmp_path):
+    import polars as pl
+    import pyarrow as pa
+
+    paths = []
+    for i, photo in enumerate(photos[:2]):
+        paths.append(str(tmp_path / f"{i}.png"))
+        Image.fromarray(photo).save(paths[-1])
+    expected = pixels.transform(paths)
+    for column in (
+        pl.Series(paths),
+        pl.DataFrame({"image": paths}),
+        pa.chunked_array([paths[:1], paths[1:]]),
+        pa.table({"image": paths}),
+    ):
+        np.testing.assert_allclose(pixels.transform(column), expected, rtol=1e-6)
+
+
+def test_skops_round_trip_trusts_only_public_names(embedder, photos):
+    import skops.io as sio
+
+    blob = sio.dumps(embedder)
+    untrusted = sio.get_untrusted_types(data=blob)
+    assert untrusted and all(name.startswith("embedxfer.") for name in untrusted), untrusted
+    restored = sio.loads(blob, trusted=untrusted)
+    np.testing.assert_allclose(
+        restored.transform(photos[:2]), embedder.transform(photos[:2]), rtol=1e-5, atol=1e-6
+    )
+
+
 def test_grayscale_palette_alpha_and_animated_files_become_rgb(pixels, photos, tmp_path):
     gray = (photos[0].astype(np.float32) @ [0.299, 0.587, 0.114]).astype(np.uint8)
     rgb_of_gray = np.repeat(gray[..., None], 3, axis=2)

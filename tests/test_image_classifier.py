@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 import pytest
+import skops.io as sio
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
@@ -156,6 +157,11 @@ def test_lite0_saved_model_predicts_the_same_in_a_fresh_process(patches, tmp_pat
     clf = ImageClassifier(unfreeze=1, epochs=1, batch_size=8, random_state=0, device="cpu")
     clf.fit(X[::4], y[::4])
     clf.save(tmp_path / "lite0")
+    # skops (a network of your own, a torch module, is beyond what skops stores).
+    blob = sio.dumps(clf)
+    assert sio.get_untrusted_types(data=blob) == ["embedxfer.ImageClassifier"]
+    restored = sio.loads(blob, trusted=["embedxfer.ImageClassifier"])
+    np.testing.assert_allclose(restored.predict_proba(X_test), clf.predict_proba(X_test), atol=1e-6)
     np.save(tmp_path / "images.npy", np.stack([np.asarray(to_rgb(x)) for x in X_test[:3]]))
     np.save(
         tmp_path / "expected.npy", clf.predict_proba([np.asarray(to_rgb(x)) for x in X_test[:3]])

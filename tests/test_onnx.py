@@ -201,3 +201,15 @@ def test_missing_onnxruntime_names_the_extra(monkeypatch):
     monkeypatch.setattr(builtins, "__import__", fake_import)
     with pytest.raises(ImportError, match=r"embedxfer\[onnx\]"):
         SentenceEmbedder(backend="onnx", n_threads=3).fit()
+
+
+def test_quantizer_advice_is_dropped_and_other_records_kept(caplog):
+    import logging
+
+    from embedxfer._onnx import _quantizer_advice_dropped
+
+    with caplog.at_level(logging.WARNING), _quantizer_advice_dropped():
+        logging.warning("Please consider to run pre-processing before quantization. See ...")
+        logging.warning("a record of another kind")
+    assert [r.getMessage() for r in caplog.records] == ["a record of another kind"]
+    assert not logging.getLogger().filters

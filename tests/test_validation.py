@@ -1,5 +1,7 @@
 import numpy as np
 import pandas as pd
+import polars as pl
+import pyarrow as pa
 import pytest
 
 from embedxfer._validation import check_documents
@@ -17,6 +19,16 @@ from embedxfer._validation import check_documents
         pd.DataFrame({"text": ["a", "b"]}),
         iter(["a", "b"]),
         [b"a", "b"],
+        pd.Series(["a", "b"], dtype="string"),
+        pd.Series(["a", "b"], dtype="string[pyarrow]"),
+        pl.Series(["a", "b"]),
+        pl.DataFrame({"text": ["a", "b"]}),
+        pl.Series(["a", "b"], dtype=pl.Categorical),
+        pa.array(["a", "b"]),
+        pa.array(["a", "b"], type=pa.large_string()),
+        pa.chunked_array([["a"], ["b"]]),
+        pa.table({"text": ["a", "b"]}),
+        pa.record_batch({"text": ["a", "b"]}),
     ],
 )
 def test_accepted_containers(X):
@@ -38,6 +50,11 @@ def test_bare_string_rejected_with_sklearn_message():
         ([b"\xff\xfe"], ValueError, "document 0 is bytes that are not valid UTF-8"),
         (pd.DataFrame({"a": ["x"], "b": ["y"]}), ValueError, r"one text column.*\['a', 'b'\]"),
         (np.array([["a", "b"]]), ValueError, "one text column|1-D"),
+        (pl.Series(["ok", None]), ValueError, r"document 1 is None \(missing\)"),
+        (pa.chunked_array([["ok"], [None]]), ValueError, r"document 1 is None \(missing\)"),
+        (pl.DataFrame({"a": ["x"], "b": ["y"]}), ValueError, r"one text column.*\['a', 'b'\]"),
+        (pa.table({"a": ["x"], "b": ["y"]}), ValueError, r"one text column.*\['a', 'b'\]"),
+        (pl.Series([1, 2]), TypeError, "document 0 is of type int"),
         ([], ValueError, "0 documents"),
         (None, ValueError, "got None"),
         (42, TypeError, "got int"),

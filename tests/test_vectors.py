@@ -107,6 +107,33 @@ def test_packaged_glove_names(glove):
     assert best == "queen"
 
 
+def test_packaged_glove_is_memory_mapped_where_it_is_installed(tmp_path):
+    import json
+    from pathlib import Path
+
+    from embedxfer._vectors import (
+        _read_converted,
+        _source_manifest,
+        converted_files,
+        packaged_glove_files,
+    )
+
+    npy = packaged_glove_files()[0].resolve()
+    kv = load_vectors("glove-6B-50d", cache_dir=tmp_path)
+    assert isinstance(kv.vectors, np.memmap) and Path(kv.vectors.filename).resolve() == npy
+    assert len(kv) == 400_000 and kv.index_to_key[0] == "the"
+    # Only the word list is converted: no 80 MB copy of the vectors in the cache.
+    (folder,) = converted_files(tmp_path)
+    assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "vocabulary.json"]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["kind"] == "packaged" and manifest["size"] == npy.stat().st_size
+    expected = _source_manifest(npy, "packaged-glove")
+    assert _read_converted(folder, expected, warn=False) is not None
+    # A checksum that does not match the installed file: the conversion is not trusted.
+    (folder / "manifest.json").write_text(json.dumps(dict(manifest, source_blake2b="0" * 32)))
+    assert _read_converted(folder, expected, warn=False) is None
+
+
 def test_keyed_vectors_object_passes_through(small_glove):
     assert load_vectors(small_glove) is small_glove
     assert source_identity(small_glove).startswith("object:5000x50:")

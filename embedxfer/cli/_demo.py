@@ -56,5 +56,10 @@ def cmd_demo(args):
         )
         plot = None
     return run_evaluation(
-        args, list(DEMO_MODELS), max_docs=max_docs, plot=plot, curve_points=5 if args.quick else 7
+        args,
+        list(DEMO_MODELS),
+        max_docs=max_docs,
+        plot=plot,
+        curve_points=5 if args.quick else 7,
+        skip_unavailable=True,
     )

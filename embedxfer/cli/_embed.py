@@ -49,7 +49,8 @@ def _add_input_options(p):
         "--output",
         required=True,
         metavar="OUT",
-        help="output file: .npy (float32 matrix) or .parquet (one column per feature)",
+        help="output file: .npy (float32 matrix) or .parquet (a 'row' column, then one "
+        "column per feature; the model's name in the file's metadata)",
     )
     p.add_argument(
         "-m",
@@ -82,7 +83,8 @@ def _add_run_options(p):
         type=positive_int,
         default=1024,
         metavar="N",
-        help="documents encoded, written and cached at a time (default: 1024)",
+        help="at most this many documents encoded, written and cached at a time; "
+        "chunks start at one batch and grow to about half a second each (default: 1024)",
     )
     p.add_argument(
         "--cache",
@@ -144,7 +146,7 @@ def cmd_embed(args):
         args,
         embedder,
         texts,
-        open_writer(out, out_kind, embedder, len(texts)),
+        open_writer(out, out_kind, embedder, len(texts), spec.label),
         cache,
         tally,
         progress,

@@ -66,19 +66,33 @@ class WarningTally:
         return [(cat, message, count) for (cat, _), (message, count) in self._seen.items()]
 
 
+# How long one chunk should take: progress then moves at least this often,
+# while fast embedders still get large chunks (few calls, little overhead).
+CHUNK_SECONDS = 0.5
+
+
 def encode_chunks(embedder, texts, *, chunk_size=1024, tally=None):
     """Yield ``(start, stop, vectors)`` for consecutive chunks of ``texts``.
 
-    ``embedder`` must be fitted. With an embedding cache each finished chunk
-    is stored before the next starts, so an interrupted run resumes there.
+    ``embedder`` must be fitted. Chunks start at one batch of the embedder
+    and grow (in whole batches, up to ``chunk_size``) to about
+    ``CHUNK_SECONDS`` each, so that a slow encoder reports progress after
+    every batch. With an embedding cache each finished chunk is stored
+    before the next starts, so an interrupted run resumes there.
     """
     tally = tally if tally is not None else WarningTally()
     n = len(texts)
-    for start in range(0, n, chunk_size):
-        stop = min(start + chunk_size, n)
+    batch = max(1, min(int(getattr(embedder, "batch_size", None) or 32), chunk_size))
+    size, start = batch, 0
+    while start < n:
+        stop = min(start + size, n)
+        began = time.perf_counter()
         with tally.record():
             block = embedder.transform(texts[start:stop])
         yield start, stop, block
+        rate = (stop - start) / max(time.perf_counter() - began, 1e-6)
+        size = int(np.clip(rate * CHUNK_SECONDS // batch * batch, batch, chunk_size))
+        start = stop
 
 
 def encode_corpus(spec, texts, *, chunk_size=1024, progress=None, **embedder_params):

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .._optional import import_optional
+from .._optional import import_optional, install_hint
 from ..datasets import load_csv, load_sms_spam
-from ._availability import check_available
+from ._availability import check_available, missing_extra
 from ._classifiers import CLASSIFIERS, check_cv, describe_classifier, stratified_subsample
 from ._classify import run_classify
 from ._cluster import run_cluster
@@ -108,10 +108,16 @@ class LabelledSample:
     n_total: int  # documents before sampling
 
 
-def run_evaluation(args, model_names, *, max_docs, plot, curve_points=7):
-    """Encode a labelled sample with each model, then classify or cluster; print the report."""
+def run_evaluation(args, model_names, *, max_docs, plot, curve_points=7, skip_unavailable=False):
+    """Encode a labelled sample with each model, then classify or cluster; print the report.
+
+    With ``skip_unavailable``, models whose optional libraries are not
+    installed are left out with a note naming the extra, instead of failing.
+    """
     started = time.perf_counter()
     estimators = _estimators(args.task, args.estimators)
+    if skip_unavailable:
+        model_names = _installed_models(model_names, args.kind)
     specs = _model_specs(model_names, args.kind)
     if plot is not None:
         _check_plot(plot)
@@ -161,6 +167,23 @@ def _model_specs(model_names, kind):
     for spec in specs:
         check_available(spec)
     return specs
+
+
+def _installed_models(model_names, kind):
+    """``model_names`` without those this install cannot run, each left out with a note."""
+    kept = []
+    for name in model_names:
+        spec = parse_model(name, kind)
+        missing = missing_extra(spec)
+        if missing is None:
+            kept.append(name)
+            continue
+        module, extra = missing
+        print(
+            f"note: skipping {spec.label}: it needs {module} ({install_hint(extra)}).",
+            file=sys.stderr,
+        )
+    return kept
 
 
 def _check_plot(plot):

@@ -61,7 +61,7 @@ def cmd_embed_images(args, out, out_kind):
         f"embedding {n} images with {args.model} ({width} dimensions), loaded in "
         f"{time.perf_counter() - started:.1f}s"
     )
-    writer = open_writer(out, out_kind, embedder, n)
+    writer = open_writer(out, out_kind, embedder, n, args.model)
     started = time.perf_counter()
     try:
         for start in range(0, n, args.chunk_size):

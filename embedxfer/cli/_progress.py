@@ -1,13 +1,21 @@
 """Progress of long work on stderr, and the rates and durations it prints."""
 
+import shutil
 import sys
 import time
 
 import numpy as np
 
+from .._progress import progress_bar
+
 
 class Progress:
-    """Progress of an encoding on stderr: a live line on a terminal, sparse lines otherwise."""
+    """Progress of an encoding on stderr.
+
+    On a terminal: a tqdm bar updated after every chunk (every batch of a
+    slow encoder), redrawn to the terminal's width; without tqdm, one line
+    cut to that width. Elsewhere (a log file, a pipe): a line every 5 s.
+    """
 
     def __init__(self, label, quiet=False, stream=None):
         self.label = label
@@ -15,9 +23,13 @@ class Progress:
         self.stream = stream if stream is not None else sys.stderr
         self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
         self._last = 0.0
+        self._bar = None
+        self._no_tqdm = False
 
     def __call__(self, done, total, elapsed):
         if self.quiet:
+            return
+        if self.live and self._tqdm(done, total):
             return
         now = time.perf_counter()
         final = done >= total
@@ -33,12 +45,38 @@ class Progress:
             + ("" if final else f", ~{format_duration(left)} left")
         )
         if self.live:
-            self.stream.write("\r" + text.ljust(78) + ("\n" if final else ""))
+            width = shutil.get_terminal_size().columns - 1
+            # Cut to the width and clear the rest of the line: no wrapped lines,
+            # no characters left over from a longer line before.
+            self.stream.write("\r" + text[:width] + "\x1b[K" + ("\n" if final else ""))
         else:
             self.stream.write(text + "\n")
         self.stream.flush()
 
+    def _tqdm(self, done, total):
+        """Move the tqdm bar to ``done``; False when tqdm is not installed."""
+        if self._no_tqdm:
+            return False
+        if self._bar is None or self._bar.total != total or done < self._bar.n:
+            self._close_bar()
+            self._bar = progress_bar(
+                total, f"  {self.label}", file=self.stream, unit="doc", leave=True
+            )
+            if self._bar is None:
+                self._no_tqdm = True
+                return False
+        self._bar.update(done - self._bar.n)
+        if done >= total:
+            self._close_bar()
+        return True
+
+    def _close_bar(self):
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
     def note(self, text):
+        self._close_bar()
         if not self.quiet:
             print(text, file=self.stream, flush=True)
 

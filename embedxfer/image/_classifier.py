@@ -20,6 +20,7 @@ from sklearn.utils.validation import check_is_fitted
 from .. import _torch_training as tt
 from .._device import import_torch
 from .._param_validation import Hint, Interval, Rule
+from .._public import set_module
 from ._embedder import (
     ImageInputMixin,
     pool_map,
@@ -117,6 +118,7 @@ def _set_training_mode(modules, training):
                     sub.eval()
 
 
+@set_module("embedxfer")
 class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin, BaseEstimator):
     """Fine-tune a pretrained image network with a new softmax head.
 

@@ -16,6 +16,7 @@ from .._cache import CACHE_CONSTRAINT
 from .._device import DEVICE_CONSTRAINT, import_torch, resolve_device
 from .._param_validation import ConstraintTableMixin, Hint, Interval, Options, Rule, validate_params
 from .._progress import progress
+from .._public import set_module
 from .._registry import get_or_load
 from ..exceptions import ImageReadWarning
 from ._models import (
@@ -131,6 +132,7 @@ def read_error(index, item, err, hint=_ZERO_HINT):
     )
 
 
+@set_module("embedxfer")
 class ImageEmbedder(ImageInputMixin, EmbedderOutputMixin, TransformerMixin, BaseEstimator):
     """Embed images with a pretrained convolutional network.
 

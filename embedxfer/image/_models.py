@@ -30,6 +30,7 @@ import uuid
 
 from .._device import import_torch
 from .._optional import import_optional, install_hint
+from .._public import set_module
 from .._registry import get_or_load
 from ._preprocess import ImagePreprocess
 
@@ -243,6 +244,7 @@ def timm_backbone(net, name):
 # -- a user's own module -------------------------------------------------------------
 
 
+@set_module("embedxfer.image")
 class ImageModel:
     """A torch module of your own, with its preprocessing, as an image backbone.
 

@@ -17,6 +17,8 @@ import os
 import numpy as np
 
 from .._optional import import_optional, install_hint
+from .._public import set_module
+from .._validation import column_values
 from ..exceptions import ImageReadError as ImageReadError  # re-exported
 
 _BARE_MESSAGE = (
@@ -32,6 +34,7 @@ def import_pil():
     return import_optional("PIL.Image", message)
 
 
+@set_module("embedxfer.image")
 @dataclasses.dataclass(frozen=True)
 class ImagePreprocess:
     """How a model wants its input: resize, centre crop, normalise.
@@ -146,8 +149,8 @@ def normalise(image, spec):
 def check_images(X, *, allow_empty=False):
     """Return ``X`` as a list of images (paths, bytes, PIL images or arrays).
 
-    Accepted: a list or tuple, a 1-D object array, a pandas Series, a
-    one-column DataFrame, or a 4-D array ``(n, H, W, channels)`` of pixels.
+    Accepted: a list or tuple, a 1-D object array, a Series or one-column
+    table of pandas, polars or pyarrow, or a 4-D array ``(n, H, W, channels)`` of pixels.
     Each item is a path (str or path-like), the bytes of an image file, a
     ``PIL.Image.Image`` or a numpy array; anything else raises an error
     naming the item's index.
@@ -159,15 +162,7 @@ def check_images(X, *, allow_empty=False):
         raise ValueError("Expected an iterable of images, got None.")
     if _is_pil(X):
         raise ValueError(_BARE_MESSAGE.format(kind="PIL.Image"))
-    if hasattr(X, "iloc") and getattr(X, "ndim", 1) == 2:  # pandas DataFrame
-        if X.shape[1] != 1:
-            raise ValueError(
-                f"Expected one column of images, got a DataFrame with {X.shape[1]} columns "
-                f"{list(X.columns)[:5]}; select the image column first."
-            )
-        X = X.iloc[:, 0]
-    if hasattr(X, "to_numpy") and not isinstance(X, np.ndarray):  # Series
-        X = X.to_numpy(dtype=object)
+    X = column_values(X, "image")
     if isinstance(X, np.ndarray):
         if X.dtype == object:
             if X.ndim == 2 and X.shape[1] == 1:

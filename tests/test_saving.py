@@ -1,0 +1,60 @@
+"""Saving fitted pipelines with the ecosystem's tools: skops, joblib and MLflow.
+
+Every public estimator's own skops and pickle round trips are in
+tests/test_common.py (and test_image*.py, test_cache.py); here a whole
+pipeline holding a cache goes through each tool a user reaches for.
+"""
+
+import joblib
+import numpy as np
+import pytest
+import skops.io as sio
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+
+from embedxfer import EmbeddingCache, WordVectorEmbedder
+
+TEXTS = ["a good film", "a dull film", "great acting", "awful plot", "fine", "boring"] * 2
+LABELS = [1, 0, 1, 0, 1, 0] * 2
+OURS = ["embedxfer.EmbeddingCache", "embedxfer.WordVectorEmbedder"]
+
+
+@pytest.fixture(scope="module")
+def pipeline(glove, tmp_path_factory):
+    cache = EmbeddingCache(tmp_path_factory.mktemp("cache"))
+    embedder = WordVectorEmbedder(vectors="glove-6B-50d", weighting="sif", cache=cache)
+    return make_pipeline(embedder, LogisticRegression()).fit(TEXTS, LABELS)
+
+
+def test_skops_needs_only_public_names_trusted(pipeline):
+    blob = sio.dumps(pipeline)
+    assert sio.get_untrusted_types(data=blob) == OURS
+    assert len(blob) < 100_000  # the 400k GloVe vectors are named, not stored
+    restored = sio.loads(blob, trusted=OURS)
+    np.testing.assert_array_equal(restored.predict_proba(TEXTS), pipeline.predict_proba(TEXTS))
+    assert restored[0].cache.path == pipeline[0].cache.path
+
+
+def test_joblib_round_trip(pipeline, tmp_path):
+    joblib.dump(pipeline, tmp_path / "model.joblib")
+    assert (tmp_path / "model.joblib").stat().st_size < 100_000
+    restored = joblib.load(tmp_path / "model.joblib")
+    np.testing.assert_array_equal(restored.predict_proba(TEXTS), pipeline.predict_proba(TEXTS))
+
+
+@pytest.mark.slow  # importing MLflow takes seconds
+def test_mlflow_through_skops(pipeline, tmp_path):
+    mlflow_sklearn = pytest.importorskip("mlflow.sklearn")
+    folder = tmp_path / "model"
+    mlflow_sklearn.save_model(
+        pipeline,
+        folder,
+        serialization_format=mlflow_sklearn.SERIALIZATION_FORMAT_SKOPS,
+        skops_trusted_types=OURS,
+    )
+    assert (folder / "model.skops").is_file()
+    # The inferred requirements name embedxfer, whose core install brings the
+    # default vectors and pyarrow: the environment MLflow rebuilds works.
+    assert "embedxfer" in (folder / "requirements.txt").read_text()
+    restored = mlflow_sklearn.load_model(str(folder))
+    np.testing.assert_array_equal(restored.predict_proba(TEXTS), pipeline.predict_proba(TEXTS))
