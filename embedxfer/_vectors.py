@@ -23,7 +23,6 @@ import shutil
 import socket
 import struct
 import tempfile
-import time
 import warnings
 import weakref
 import zlib
@@ -31,6 +30,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ._artefact import (
+    MANIFEST,
+    read_manifest,
+    remove_orphaned_folders,
+    temporary_folder_prefix,
+    verify_folder,
+    write_manifest,
+)
 from ._atomic import replace_folder
 from ._environment import home_folder, offline
 from ._param_validation import Rule
@@ -60,7 +67,7 @@ GENSIM_DATA_NAMES = (
 FORMATS = ("auto", "word2vec-bin", "word2vec-text", "glove-text", "fasttext-bin", "gensim")
 _FASTTEXT_MAGIC = 793712314
 _CONVERSION_VERSION = "2"
-_MANIFEST = "manifest.json"
+_MANIFEST = MANIFEST
 _STALE_TEMP_SECONDS = 3600
 _HEADER = re.compile(rb"^\s*(\d+)\s+(\d+)\s*$")
 
@@ -727,17 +734,6 @@ def _source_manifest(path, format):
     }
 
 
-def _file_digest(path):
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as fh:
-        while True:
-            block = fh.read(1 << 24)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
-
-
 def _write_converted(kv, target, source_manifest):
     """Save ``kv`` as plain data (.npy arrays, JSON vocabulary and manifest), atomically.
 
@@ -749,7 +745,7 @@ def _write_converted(kv, target, source_manifest):
 
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=temporary_folder_prefix(target.name), dir=target.parent))
     except OSError as err:
         raise OSError(
             f"cannot write converted vectors in {target.parent} ({err.strerror or err}); "
@@ -775,13 +771,8 @@ def _write_converted(kv, target, source_manifest):
         with open(tmp / "vocabulary.json", "w", encoding="ascii") as fh:
             json.dump(list(kv.index_to_key), fh, ensure_ascii=True)
         files["vocabulary.json"] = None
-        manifest["files"] = {
-            name: {"size": (tmp / name).stat().st_size, "blake2b": _file_digest(tmp / name)}
-            for name in files
-        }
         manifest["words"] = len(kv.index_to_key)
-        with open(tmp / _MANIFEST, "w", encoding="utf-8") as fh:
-            json.dump(manifest, fh, indent=1)
+        write_manifest(tmp, manifest, files)
         if target.exists():
             if _read_converted(target, source_manifest, warn=False) is not None:
                 return  # a concurrent run finished the same conversion first
@@ -804,42 +795,14 @@ def _read_converted(target, expected, warn=True):
     the manifest records: a folder planted under the expected name, a
     half-written one or one from an older version is rebuilt, never trusted.
     """
-    manifest_path = target / _MANIFEST
     if not target.is_dir():
         return None
-    problem = None
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        problem, manifest = f"no readable manifest ({err})", {}
-    if not isinstance(manifest, dict):
-        problem, manifest = "the manifest is not a JSON object", {}
-    if problem is None:
-        for key, value in expected.items():
-            if manifest.get(key) != value:
-                problem = f"manifest {key}={manifest.get(key)!r}, expected {value!r}"
-                break
-    files = manifest.get("files") if problem is None else None
+    manifest, _ = read_manifest(target)
     kind = manifest.get("kind")
     needed = {"vectors.npy", "vocabulary.json"} | (
         {"vectors_vocab.npy", "vectors_ngrams.npy"} if kind == "fasttext" else set()
     )
-    if problem is None and (not isinstance(files, dict) or set(files) != needed):
-        problem = f"manifest lists files {sorted(files or [])}, expected {sorted(needed)}"
-    if problem is None:
-        for name, meta in files.items():
-            path = target / name
-            try:
-                ok = (
-                    isinstance(meta, dict)
-                    and path.stat().st_size == meta.get("size")
-                    and _file_digest(path) == meta.get("blake2b")
-                )
-            except OSError:
-                ok = False
-            if not ok:
-                problem = f"{name} does not match the size and checksum in the manifest"
-                break
+    manifest, problem = verify_folder(target, expected, needed)
     if problem is None:
         try:
             return _converted_keyed_vectors(target, manifest)
@@ -890,19 +853,8 @@ def _converted_keyed_vectors(target, manifest):
 
 
 def _clean_stale_temporaries(base, older_than=_STALE_TEMP_SECONDS):
-    """Remove temporary folders that killed conversions left behind (older than an hour)."""
-    if not base.is_dir():
-        return []
-    now, removed = time.time(), []
-    for p in base.iterdir():
-        try:
-            stale = p.name.startswith(".") and p.is_dir() and now - p.stat().st_mtime > older_than
-        except OSError:
-            continue
-        if stale:
-            shutil.rmtree(p, ignore_errors=True)
-            removed.append(p)
-    return removed
+    """Remove temporary folders that killed conversions left behind."""
+    return remove_orphaned_folders(base, older_than=older_than)
 
 
 def converted_files(cache_dir=None):
