@@ -15,6 +15,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from . import _torch_persistence as tp
 from . import _torch_training as tt
 from ._base import TextInputMixin
 from ._device import AUTO_PRECISIONS, ONNX_PRECISIONS, import_torch
@@ -702,6 +703,19 @@ class TransformerClassifier(
         for name in self.trainable_parameters_:
             tensors[f"encoder.{name}"] = params[name]
         return tensors
+
+    _saved_fields = {
+        "base_model": tp.STR,
+        "n_features_out_": tp.INT,
+        "n_layers_": tp.INT,
+        "trainable_parameters_": tp.STRS,
+    }
+
+    @classmethod
+    def _expected_tensors(cls, config):
+        head, _ = super()._expected_tensors(config)
+        encoder = {f"encoder.{name}": None for name in config["trainable_parameters_"]}
+        return {**head, **encoder}, ()
 
     def _extra_config(self):
         return {

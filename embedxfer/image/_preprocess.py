@@ -261,10 +261,11 @@ def content_key(item):
 def to_rgb(item):
     """Decode one image to an RGB ``PIL.Image`` (EXIF orientation applied).
 
-    Grayscale, palette, alpha and CMYK images are converted to RGB (alpha
-    is dropped, as torchvision's and timm's loaders do); an animated file
-    gives its first frame. Float arrays must hold values in [0, 1]
-    (scikit-image's convention) and are scaled to 0-255.
+    Every Pillow mode is mapped to the picture it shows (:func:`as_rgb`:
+    16-bit grayscale scaled, not clipped; alpha dropped, as torchvision's
+    and timm's loaders do); an animated file gives its first frame. Float
+    arrays must hold values in [0, 1] (scikit-image's convention) and are
+    scaled to 0-255; uint16 arrays are scaled from 0-65535.
     """
     Image = import_pil()
     if isinstance(item, (str, os.PathLike)):
@@ -280,9 +281,57 @@ def to_rgb(item):
         image.seek(0)
     image.load()  # decode now, so that a truncated file fails here
     image = _exif_transpose(image)
-    if image.mode != "RGB":
-        image = image.convert("RGB")
-    return image
+    return as_rgb(image)
+
+
+# Modes whose pixels hold more than 8 bits: scaled to 0-255, never clipped.
+_SIXTEEN_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "I;16S")
+
+
+def as_rgb(image):
+    """The RGB picture a decoded image of any Pillow mode shows.
+
+    Pillow's own ``convert("RGB")`` clips 16- and 32-bit grayscale to 0-255
+    (a 16-bit PNG comes out almost white); here they are scaled instead:
+    ``I;16*`` and ``I`` from 0-65535 (the range 16-bit files use; values
+    outside it are clipped), ``F`` from [0, 1] or, when larger values occur,
+    [0, 255]. Images with an alpha channel (``LA``, ``La``, ``PA``, ``RGBA``,
+    ``RGBa``, palette images with a transparent colour) keep their colours
+    and drop the alpha, as torchvision's and timm's loaders do; ``1``,
+    ``L``, ``P``, ``CMYK``, ``YCbCr``, ``LAB`` and ``HSV`` use Pillow's
+    conversions.
+    """
+    Image = import_pil()
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in _SIXTEEN_BIT_MODES:
+        pixels = np.asarray(image).astype(np.float32)
+        gray = np.clip(np.rint(pixels / 257.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    if mode == "F":
+        return Image.fromarray(_float_gray_to_uint8(np.asarray(image))).convert("RGB")
+    if mode == "La":  # luminance premultiplied by alpha
+        pixels = np.asarray(image).astype(np.float32)
+        alpha = pixels[..., 1]
+        gray = np.where(alpha > 0, pixels[..., 0] * 255.0 / np.maximum(alpha, 1), 0)
+        return Image.fromarray(np.clip(np.rint(gray), 0, 255).astype(np.uint8)).convert("RGB")
+    if mode in ("LA", "PA") or (mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")  # the palette's colours, the alpha apart
+    return image.convert("RGB")
+
+
+def _float_gray_to_uint8(pixels):
+    if not np.isfinite(pixels).all():
+        raise ImageReadError("a float (mode F) image holds NaN or infinite values")
+    low, high = float(pixels.min()), float(pixels.max())
+    if low < 0 or high > 255:
+        raise ImageReadError(
+            f"a float (mode F) image must hold values in [0, 1] or [0, 255], found "
+            f"[{low:.3g}, {high:.3g}]; scale it first"
+        )
+    scale = 255.0 if high <= 1 else 1.0
+    return np.clip(np.rint(pixels * scale), 0, 255).astype(np.uint8)
 
 
 def _exif_transpose(image):
@@ -307,6 +356,8 @@ def _array_to_uint8(array):
         )
     if array.dtype == np.uint8:
         return np.ascontiguousarray(array)
+    if array.dtype == np.uint16:  # 16-bit pixels, as 16-bit files hold them
+        return np.rint(array / 257.0).astype(np.uint8)
     if array.dtype.kind == "f":
         if not np.isfinite(array).all():
             raise ValueError("a float image array holds NaN or infinite values")
@@ -318,7 +369,8 @@ def _array_to_uint8(array):
             )
         return np.round(array * 255).astype(np.uint8)
     raise ValueError(
-        f"an image array must be uint8 (0-255) or float (0-1), got dtype {array.dtype}"
+        f"an image array must be uint8 (0-255), uint16 (0-65535) or float (0-1), got "
+        f"dtype {array.dtype}"
     )
 
 

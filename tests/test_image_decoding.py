@@ -1,0 +1,104 @@
+"""Images of every Pillow mode decode to the RGB picture they show (image/_preprocess.py)."""
+
+import io
+import warnings
+
+import numpy as np
+import pytest
+
+pytest.importorskip("PIL")
+from PIL import Image
+
+from embedxfer.image import ImageReadError
+from embedxfer.image._preprocess import to_rgb
+
+
+def _png(image):
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _gradient(height=48, width=64):
+    """An 8-bit RGB picture with every gray level and some colour."""
+    y, x = np.mgrid[0:height, 0:width]
+    r = (x * 255 // (width - 1)).astype(np.uint8)
+    g = (y * 255 // (height - 1)).astype(np.uint8)
+    b = ((x + y) * 255 // (width + height - 2)).astype(np.uint8)
+    return np.stack([r, g, b], axis=-1)
+
+
+def _rgb(item):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no Pillow warning leaks out of decoding
+        return np.asarray(to_rgb(item), dtype=np.int16)
+
+
+def test_sixteen_bit_png_is_the_eight_bit_picture():
+    gray8 = _gradient()[..., 0]
+    gray16 = Image.fromarray(gray8.astype(np.uint16) * 257)
+    assert Image.open(io.BytesIO(_png(gray16))).mode.startswith("I")
+    expected = np.repeat(gray8[..., None], 3, axis=-1)
+    np.testing.assert_array_equal(_rgb(_png(gray16)), expected)
+    # Pillow's own convert("RGB") clips to white: the failure this guards against
+    clipped = np.asarray(Image.open(io.BytesIO(_png(gray16))).convert("RGB"))
+    assert clipped.mean() > 250 > expected.mean() + 100
+
+
+@pytest.mark.parametrize(
+    "mode, make",
+    [
+        ("I", lambda g: Image.fromarray(g.astype(np.int32) * 257, "I")),
+        (
+            "I;16B",
+            lambda g: Image.frombytes("I;16B", g.shape[::-1], (g.astype(">u2") * 257).tobytes()),
+        ),
+        ("F", lambda g: Image.fromarray(g.astype(np.float32) / 255, "F")),
+        ("F 0-255", lambda g: Image.fromarray(g.astype(np.float32), "F")),
+        ("L", lambda g: Image.fromarray(g, "L")),
+        ("LA", lambda g: Image.fromarray(np.stack([g, g // 2], -1), "LA")),
+    ],
+)
+def test_grayscale_modes_map_to_their_gray_levels(mode, make):
+    gray = _gradient()[..., 0]
+    image = make(gray)
+    got = _rgb(image)
+    assert got.shape == gray.shape + (3,)
+    np.testing.assert_array_equal(got[..., 0], gray)
+    np.testing.assert_array_equal(got[..., 1], got[..., 2])
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "P"])
+def test_colour_modes_round_trip_close_to_the_picture(mode):
+    picture = _gradient()
+    image = Image.fromarray(picture)
+    image = image.quantize(256) if mode == "P" else image.convert(mode)
+    # 8-bit LAB, HSV, YCbCr and a 256-colour palette are lossy, most in saturated corners
+    tolerance = {"P": 20, "LAB": 40, "CMYK": 1, "RGBA": 0, "RGBX": 0}.get(mode, 12)
+    error = np.abs(_rgb(image) - picture)
+    assert error.max() <= tolerance and error.mean() < 4
+
+
+def test_palette_with_transparency_and_one_bit_images():
+    picture = _gradient()
+    palette = Image.fromarray(picture).quantize(256)
+    palette.info["transparency"] = 0
+    got = _rgb(_png(palette))
+    assert np.abs(got - picture).max() <= 20
+    bits = Image.fromarray(picture[..., 0] > 127).convert("1")
+    np.testing.assert_array_equal(np.unique(_rgb(_png(bits))), [0, 255])
+
+
+def test_float_image_out_of_range_is_a_clear_error():
+    image = Image.fromarray(np.full((8, 8), 1000.0, np.float32), "F")
+    with pytest.raises(ImageReadError, match=r"mode F.*\[0, 1\] or \[0, 255\]"):
+        to_rgb(image)
+    with pytest.raises(ImageReadError, match="NaN"):
+        to_rgb(Image.fromarray(np.full((8, 8), np.nan, np.float32), "F"))
+
+
+def test_sixteen_bit_arrays_scale_like_sixteen_bit_files():
+    gray = _gradient()[..., 0]
+    np.testing.assert_array_equal(
+        _rgb(gray.astype(np.uint16) * 257), np.repeat(gray[..., None], 3, -1)
+    )
