@@ -102,3 +102,87 @@ def test_sixteen_bit_arrays_scale_like_sixteen_bit_files():
     np.testing.assert_array_equal(
         _rgb(gray.astype(np.uint16) * 257), np.repeat(gray[..., None], 3, -1)
     )
+
+
+# -- memory bounded by the model's input, not by the picture ---------------------------
+
+
+def test_a_thin_image_is_resized_only_where_it_is_cropped(tmp_path):
+    import subprocess
+    import sys
+
+    path = tmp_path / "thin.png"
+    Image.fromarray(np.tile(np.arange(8000, dtype=np.uint16) % 256, (1, 1)).astype(np.uint8)).save(
+        path
+    )
+    code = (
+        "import resource, sys; import numpy as np\n"
+        "from embedxfer.image import ImagePreprocess\n"
+        "from embedxfer.image._preprocess import load_and_preprocess\n"
+        "def peak(): return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024\n"
+        "load_and_preprocess(np.zeros((300, 300, 3), np.uint8), ImagePreprocess())\n"
+        "before = peak()\n"
+        "array, err = load_and_preprocess(sys.argv[1], ImagePreprocess())\n"
+        "assert err is None and array.shape == (3, 224, 224), err\n"
+        "print(peak() - before)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True
+    )
+    assert int(out.stdout) < 100, f"peak grew by {out.stdout.strip()} MiB"  # was 2 GB
+
+
+def test_resampling_only_the_crop_equals_resize_then_crop():
+    from embedxfer.image._preprocess import centre_crop, resize_and_crop, resize_shorter
+
+    rng = np.random.default_rng(0)
+    for height, width in [(300, 451), (640, 480), (257, 256), (256, 300)]:
+        image = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
+        for interpolation in ("bilinear", "bicubic", "nearest"):
+            got = np.asarray(resize_and_crop(image, 256, 224, interpolation), dtype=np.int16)
+            full = centre_crop(resize_shorter(image, 256, interpolation), 224)
+            assert np.abs(got - np.asarray(full, dtype=np.int16)).max() <= 1
+
+
+def test_too_many_pixels_is_a_clear_error_without_a_warning(monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5000)
+    data = _png(Image.fromarray(_gradient(100, 100)))
+    with pytest.raises(ImageReadError, match=r"100 x 100 = 10000 pixels.*MAX_IMAGE_PIXELS"):
+        _rgb(data)
+
+
+def test_a_large_jpeg_is_decoded_at_a_reduced_scale(monkeypatch):
+    import embedxfer.image._preprocess as pre
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.repeat(np.repeat(_gradient(), 10, 0), 10, 1)).save(buffer, "JPEG")
+    monkeypatch.setattr(pre, "_DRAFT_PIXELS", 1000)
+    image = to_rgb(buffer.getvalue(), 100)
+    assert min(image.size) >= 100 and image.size[0] < 640
+    assert to_rgb(buffer.getvalue()).size == (640, 480)
+
+
+# -- listing a folder reads regular files only, each once -----------------------------
+
+
+def test_listing_skips_devices_fifos_loops_and_links_out(tmp_path):
+    import os
+
+    from embedxfer.image import list_images, load_image_folder
+
+    for name in ("ants", "bees"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / f"{name}.png").write_bytes(_png(Image.fromarray(_gradient())))
+    os.symlink("/dev/zero", tmp_path / "ants" / "zero.png")
+    os.mkfifo(tmp_path / "ants" / "pipe.jpg")
+    os.symlink(tmp_path / "bees" / "bees.png", tmp_path / "ants" / "also-a-bee.png")
+    os.symlink(tmp_path / "ants", tmp_path / "ants" / "loop")
+    os.symlink(tmp_path / "ants" / "ants.png", tmp_path / "ants" / "twice.png")
+    paths, labels = load_image_folder(tmp_path)
+    assert [os.path.basename(p) for p in paths] == ["ants.png", "bees.png"]
+    assert labels.tolist() == ["ants", "bees"]
+    assert len(list_images(tmp_path)) == 2
+    with pytest.raises(ValueError, match="not a regular file"):
+        to_rgb(str(tmp_path / "ants" / "pipe.jpg"))
+    with pytest.raises(ValueError, match="not a regular file"):
+        to_rgb(str(tmp_path / "ants" / "zero.png"))

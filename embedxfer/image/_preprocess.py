@@ -13,10 +13,12 @@ import hashlib
 import io
 import numbers
 import os
+import struct
 
 import numpy as np
 
 from .._optional import import_optional, install_hint
+from .._safe_files import read_regular_file
 
 _BARE_MESSAGE = (
     "Iterable over images expected, {kind} object received; wrap a single image in a list."
@@ -95,9 +97,7 @@ class ImagePreprocess:
 
     def __call__(self, image):
         """Resize, crop and normalise an RGB ``PIL.Image``; float32 ``(3, crop, crop)``."""
-        return normalise(
-            centre_crop(resize_shorter(image, self.resize, self.interpolation), self.crop), self
-        )
+        return normalise(resize_and_crop(image, self.resize, self.crop, self.interpolation), self)
 
     @property
     def input_size(self):
@@ -124,6 +124,28 @@ def resize_shorter(image, size, interpolation="bilinear"):
     if new == image.size:
         return image
     return image.resize(new, _resample(interpolation))
+
+
+def resize_and_crop(image, resize, crop, interpolation="bilinear"):
+    """:func:`resize_shorter` then :func:`centre_crop`, resampling only the crop.
+
+    The crop's box is mapped back onto the original image and only that box
+    is resampled (Pillow's ``resize(box=...)``, which reads the filter's
+    support beyond the box edges as a full resize does), so memory is bounded
+    by ``crop`` x ``crop`` whatever the aspect ratio: a 1 x 8000 image would
+    otherwise be resized to 256 x 2,048,000 pixels first.
+    """
+    width, height = image.size
+    short, long = (width, height) if width <= height else (height, width)
+    new_long = int(resize * long / short)
+    new_w, new_h = (resize, new_long) if width <= height else (new_long, resize)
+    if (new_w, new_h) == image.size:
+        return centre_crop(image, crop)
+    top = int(round((new_h - crop) / 2.0))
+    left = int(round((new_w - crop) / 2.0))
+    sx, sy = width / new_w, height / new_h
+    box = (left * sx, top * sy, (left + crop) * sx, (top + crop) * sy)
+    return image.resize((crop, crop), _resample(interpolation), box=box)
 
 
 def centre_crop(image, size):
@@ -258,8 +280,63 @@ def content_key(item):
 # -- decoding -------------------------------------------------------------------
 
 
-def to_rgb(item):
+def _open_bounded(data, min_side):
+    """Open encoded image bytes with memory bounded by the picture's use.
+
+    Pillow's own check warns above ``Image.MAX_IMAGE_PIXELS`` and fails
+    above twice that; here the header is read without it and the size
+    decided: a JPEG is decoded at a reduced scale (``draft``) keeping the
+    shorter side at least ``min_side``; any other image over the limit is a
+    clear error, never a warning.
+    """
+    Image = import_pil()
+    image = _open_header(io.BytesIO(data))
+    width, height = image.size
+    limit = Image.MAX_IMAGE_PIXELS
+    if min_side and image.format == "JPEG" and width * height > _DRAFT_PIXELS:
+        scale = max(1, min(width, height) // min_side)
+        image.draft("RGB", (max(1, width // scale), max(1, height // scale)))
+        width, height = image.size
+    if limit is not None and width * height > limit:
+        raise ImageReadError(
+            f"the image is {width} x {height} = {width * height} pixels, more than the "
+            f"{limit} decoded at most (PIL.Image.MAX_IMAGE_PIXELS); shrink it first"
+        )
+    return image
+
+
+# JPEGs larger than this are decoded at a reduced scale (camera photos of 24
+# megapixels and more); smaller ones are decoded whole, as torchvision does.
+_DRAFT_PIXELS = 20_000_000
+
+
+def _open_header(fh):
+    """``Image.open`` without its decompression-bomb warning: the caller checks the size."""
+    Image = import_pil()
+    Image.preinit()
+    prefix = fh.read(16)
+    for init in (None, Image.init):
+        if init is not None:
+            init()
+        for name in Image.ID:
+            factory, accept = Image.OPEN[name]
+            accepted = accept(prefix) if accept is not None else True
+            if isinstance(accepted, str) or not accepted:
+                continue
+            fh.seek(0)
+            try:
+                return factory(fh, "")
+            except (SyntaxError, IndexError, TypeError, struct.error, OSError):
+                continue
+    fh.seek(0)
+    return Image.open(fh)  # raises Pillow's UnidentifiedImageError naming the problem
+
+
+def to_rgb(item, min_side=None):
     """Decode one image to an RGB ``PIL.Image`` (EXIF orientation applied).
+
+    ``min_side`` (the model's resize) lets a large JPEG be decoded at a
+    reduced scale whose shorter side is still at least that long.
 
     Every Pillow mode is mapped to the picture it shows (:func:`as_rgb`:
     16-bit grayscale scaled, not clipped; alpha dropped, as torchvision's
@@ -269,10 +346,11 @@ def to_rgb(item):
     """
     Image = import_pil()
     if isinstance(item, (str, os.PathLike)):
-        with open(item, "rb") as fh:
-            image = Image.open(io.BytesIO(fh.read()))
+        from ._folder import MAX_IMAGE_BYTES
+
+        image = _open_bounded(read_regular_file(item, MAX_IMAGE_BYTES), min_side)
     elif isinstance(item, (bytes, bytearray)):
-        image = Image.open(io.BytesIO(bytes(item)))
+        image = _open_bounded(bytes(item), min_side)
     elif isinstance(item, np.ndarray):
         return Image.fromarray(_array_to_uint8(item)).convert("RGB")
     else:
@@ -381,7 +459,7 @@ def load_and_preprocess(item, preprocess):
     pool can hand failures to the caller, which knows the image's index.
     """
     try:
-        array = preprocess(to_rgb(item))
+        array = preprocess(to_rgb(item, getattr(preprocess, "resize", None)))
         if not isinstance(array, np.ndarray):  # a user's transform returning a tensor
             array = array.detach().cpu().numpy() if hasattr(array, "detach") else np.asarray(array)
         return np.asarray(array, dtype=np.float32), None
