@@ -268,3 +268,64 @@ def test_read_only_cache_location_is_named(tmp_path):
             EmbeddingCache(folder / "cache").put("fp", ["a"], np.ones((1, 3), np.float32))
     finally:
         folder.chmod(0o700)
+
+
+# ------------------------------------------------------------------ input files, round two
+def test_corrupt_gzip_documents_are_a_user_error(tmp_path, capsys):
+    path = tmp_path / "docs.txt.gz"
+    whole = gzip.compress(("a good film\n" * 200).encode())
+    path.write_bytes(whole[:10] + b"\xff" * 20 + whole[30:])
+    with pytest.raises(ValueError, match="docs.txt.gz looks gzip-compressed"):
+        load_text_lines(path)
+    assert main(["embed", str(path), "-o", str(tmp_path / "o.npy"), "-m", "glove-6B-50d"]) == 1
+    err = capsys.readouterr().err
+    assert "gzip" in err and len(err.strip().splitlines()) == 1
+
+
+def test_csv_fields_longer_than_the_csv_module_default(tmp_path):
+    import csv
+
+    long_text = "word " * 60_000  # 300,000 characters, over csv's 131,072
+    pd.DataFrame({"text": [long_text, "short"], "label": [0, 1]}).to_csv(
+        tmp_path / "long.csv", index=False
+    )
+    before = csv.field_size_limit()
+    bunch = load_csv(tmp_path / "long.csv")
+    assert bunch.data == [long_text, "short"]
+    assert csv.field_size_limit() == before
+
+
+def test_documents_file_that_is_not_a_regular_file(tmp_path):
+    fifo = tmp_path / "docs.txt"
+    os.mkfifo(fifo)
+    with pytest.raises((ValueError, FileNotFoundError), match="docs.txt"):
+        load_text_lines(fifo)
+
+
+def _image_folder(tmp_path, name):
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.new("RGB", (8, 8)).save(folder / "ok.png")
+    Image.new("RGB", (8, 8)).save(os.path.join(os.fsencode(folder), name))
+    return folder
+
+
+@pytest.mark.parametrize("name", [b"two\nlines.png", b"latin-\xe9.png"])
+def test_image_names_that_cannot_be_listed_are_refused_before_any_work(tmp_path, capsys, name):
+    pytest.importorskip("PIL")
+    folder = _image_folder(tmp_path, name)
+    out = tmp_path / "out.npy"
+    assert main(["embed", str(folder), "-o", str(out), "-m", "efficientnet-lite0"]) == 1
+    err = capsys.readouterr().err
+    assert "OUT.paths.txt" in err and "rename the file" in err
+    assert not out.exists() and not list(tmp_path.glob("out.npy*"))
+
+
+def test_image_folder_given_to_a_text_model(tmp_path, capsys):
+    pytest.importorskip("PIL")
+    folder = _image_folder(tmp_path, b"b.png")
+    assert main(["embed", str(folder), "-o", str(tmp_path / "o.npy"), "-m", "glove-6B-50d"]) == 1
+    err = capsys.readouterr().err
+    assert "folder of images" in err and "text model" in err and "timm" not in err.split(";")[0]
