@@ -70,6 +70,8 @@ _CONVERSION_VERSION = "2"
 _MANIFEST = MANIFEST
 _STALE_TEMP_SECONDS = 3600
 _HEADER = re.compile(rb"^\s*(\d+)\s+(\d+)\s*$")
+# Two integers of any sign: a word2vec header, valid or not (never a GloVe line of one value).
+_ANY_HEADER = re.compile(rb"^\s*([+-]?\d+)\s+([+-]?\d+)\s*$")
 
 
 class VectorFormatError(ValueError):
@@ -383,7 +385,13 @@ def detect_format(path):
     if head[:1] == b"\x80":
         return "gensim"
     first, _, rest = head.partition(b"\n")
-    header = _HEADER.match(first)
+    header = _HEADER.match(first.rstrip(b"\r"))
+    claimed = _ANY_HEADER.match(first.rstrip(b"\r"))
+    if claimed and (header is None or min(int(claimed.group(1)), int(claimed.group(2))) < 1):
+        raise VectorFormatError(
+            f"{path}: the word2vec header announces {int(claimed.group(1))} vectors of "
+            f"{int(claimed.group(2))} dimensions; both must be positive."
+        )
     if header:
         dim = int(header.group(2))
         second = rest.split(b"\n", 1)[0]
@@ -723,13 +731,20 @@ def _converted_path(path, format, cache_dir):
 
 
 def _source_manifest(path, format):
-    """What a conversion of ``path`` must say about its source to be used."""
+    """What a conversion of ``path`` must say about its source to be used.
+
+    The inode change time is part of it: a file rewritten in place with its
+    size and modification time restored (``touch -r``, ``os.utime``) still
+    gets a new change time, which no user can set, so it is converted again;
+    hashing the whole source on every load would cost seconds for large files.
+    """
     stat = Path(path).stat()
     return {
         "version": _CONVERSION_VERSION,
         "source": str(Path(path).resolve()),
         "size": stat.st_size,
         "mtime_ns": stat.st_mtime_ns,
+        "ctime_ns": stat.st_ctime_ns,
         "format": format,
     }
 

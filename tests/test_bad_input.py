@@ -329,3 +329,29 @@ def test_image_folder_given_to_a_text_model(tmp_path, capsys):
     assert main(["embed", str(folder), "-o", str(tmp_path / "o.npy"), "-m", "glove-6B-50d"]) == 1
     err = capsys.readouterr().err
     assert "folder of images" in err and "text model" in err and "timm" not in err.split(";")[0]
+
+
+@pytest.mark.parametrize("header", ["3 -4", "-3 4", "3 0", "0 4"])
+def test_word2vec_header_with_a_bad_count_or_dimension(tmp_path, header):
+    path = tmp_path / "v.txt"
+    path.write_text(header + "\n" + "\n".join(glove_lines(3)) + "\n", encoding="utf-8")
+    with pytest.raises(VectorFormatError, match=r"v.txt: the word2vec header announces"):
+        load_vectors(str(path), cache_dir=tmp_path / "cache")
+
+
+def test_vector_file_rewritten_with_size_and_mtime_restored_is_converted_again(tmp_path):
+    path = tmp_path / "v.txt"
+    path.write_text("\n".join(glove_lines(20, seed=0)) + "\n", encoding="utf-8")
+    clear_registry()
+    first = np.array(load_vectors(str(path), cache_dir=tmp_path / "cache")["w3"])
+    stat = path.stat()
+    time.sleep(0.01)
+    # other values, same size: every digit of every vector replaced
+    words, _, values = path.read_bytes().partition(b" ")
+    path.write_bytes(words + b" " + values.translate(bytes.maketrans(b"0123456789", b"9876543210")))
+    assert path.stat().st_size == stat.st_size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    clear_registry()
+    with pytest.warns(UserWarning, match="ignoring the converted vectors.*ctime_ns"):
+        second = np.array(load_vectors(str(path), cache_dir=tmp_path / "cache")["w3"])
+    assert not np.allclose(first, second)
