@@ -186,3 +186,14 @@ def test_listing_skips_devices_fifos_loops_and_links_out(tmp_path):
         to_rgb(str(tmp_path / "ants" / "pipe.jpg"))
     with pytest.raises(ValueError, match="not a regular file"):
         to_rgb(str(tmp_path / "ants" / "zero.png"))
+
+
+def test_training_keeps_at_most_a_four_to_one_centre_of_a_strip():
+    from embedxfer.image._preprocess import limit_aspect
+
+    strip = Image.fromarray(np.tile(np.arange(8000) % 256, (2, 1)).astype(np.uint8))
+    cut = limit_aspect(strip)
+    assert cut.size == (8, 2)
+    np.testing.assert_array_equal(np.asarray(cut)[0], np.arange(3996, 4004) % 256)
+    photo = Image.fromarray(_gradient())
+    assert limit_aspect(photo) is photo

@@ -34,6 +34,7 @@ from ._preprocess import (
     ImagePreprocess,
     check_images,
     import_pil,
+    limit_aspect,
     random_resized_crop,
     resize_shorter,
     to_rgb,
@@ -502,7 +503,8 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
 
         def load(item):
             try:
-                return resize_shorter(to_rgb(item), spec.resize, spec.interpolation), None
+                image = limit_aspect(to_rgb(item, spec.resize))
+                return resize_shorter(image, spec.resize, spec.interpolation), None
             except (OSError, ValueError, SyntaxError, EOFError) as err:
                 return None, err
 

@@ -126,6 +126,26 @@ def resize_shorter(image, size, interpolation="bilinear"):
     return image.resize(new, _resample(interpolation))
 
 
+def limit_aspect(image, ratio=4.0):
+    """The centre of ``image`` with its long side at most ``ratio`` times its short side.
+
+    Training keeps each image resized to the model's ``resize`` for random
+    crops; a 1 x 8000 strip would become 256 x 2,048,000 pixels. Random crops
+    of usual aspect ratios never fit in such a strip anyway (they fall back
+    to the centre), so cutting its centre first loses nothing they use.
+    """
+    width, height = image.size
+    short, long = min(width, height), max(width, height)
+    if long <= ratio * short:
+        return image
+    keep = int(ratio * short)
+    if width > height:
+        left = (width - keep) // 2
+        return image.crop((left, 0, left + keep, height))
+    top = (height - keep) // 2
+    return image.crop((0, top, width, top + keep))
+
+
 def resize_and_crop(image, resize, crop, interpolation="bilinear"):
     """:func:`resize_shorter` then :func:`centre_crop`, resampling only the crop.
 
