@@ -13,6 +13,7 @@ from pathlib import Path
 
 __all__ = [
     "atomic_path",
+    "process_alive",
     "remove_orphaned_temporaries",
     "replace_folder",
     "temporary_path",
@@ -88,9 +89,16 @@ def remove_orphaned_temporaries(path):
         pid = tmp.name[len(path.name) + 2 : -len(".tmp")]
         if not pid.isdigit() or int(pid) == os.getpid():
             continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+        if not process_alive(int(pid)):
             tmp.unlink(missing_ok=True)
-        except (PermissionError, OSError):
-            pass  # alive (another user's) or unknowable: leave it
+
+
+def process_alive(pid):
+    """Whether process ``pid`` runs on this machine (True when that cannot be known)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError, OverflowError):
+        return True  # alive (another user's) or unknowable
+    return True

@@ -550,7 +550,31 @@ def _check_vectors(vectors, n_rows, source):
         )
     if vectors.dtype.kind not in "fiu" or vectors.dtype.hasobject:
         raise TypeError(f"{source} must give numeric vectors, got dtype {vectors.dtype}.")
+    if vectors.dtype.kind == "f":
+        bad = np.flatnonzero(~np.isfinite(vectors).all(axis=1))
+        if bad.size:
+            raise ValueError(
+                f"{source} gave NaN or infinite values in row {bad[0]} ({bad.size} rows); "
+                "such vectors are never cached."
+            )
     return vectors
+
+
+# The most features a stored vector may claim (widest known encoders: a few thousand).
+_MAX_FEATURES = 1 << 20
+
+
+def _layout_problem(n_features, dtype):
+    """None when a stored ``(n_features, dtype)`` is one ``put`` could have written."""
+    if not isinstance(n_features, int) or not 1 <= n_features <= _MAX_FEATURES:
+        return f"n_features {n_features!r:.40} is not between 1 and {_MAX_FEATURES}"
+    try:
+        dtype = np.dtype(dtype) if isinstance(dtype, str) else None
+    except TypeError:
+        dtype = None
+    if dtype is None or dtype.kind not in "fiu" or dtype.itemsize > 8:
+        return "its dtype is not a numeric dtype put() stores"
+    return None
 
 
 def _shape_conflict(fingerprint, held, got):
@@ -873,12 +897,20 @@ class _SQLiteStore:
                     f"schema version {row[0]}, this embedxfer reads {_SCHEMA_VERSION}"
                 )
 
-    @staticmethod
-    def _layout(conn, fingerprint):
+    def _layout(self, conn, fingerprint):
         row = conn.execute(
             "SELECT id, n_features, dtype FROM fingerprints WHERE fingerprint=?", (fingerprint,)
         ).fetchone()
-        return None if row is None else (row[0], row[1], np.dtype(row[2]))
+        if row is None:
+            return None
+        problem = _layout_problem(row[1], row[2])
+        if problem is not None:
+            # Checked before anything is allocated from these numbers.
+            raise sqlite3.DatabaseError(
+                f"{self.filename!r} is not a readable embedding cache (fingerprint "
+                f"{fingerprint!r}: {problem}); delete the folder or choose another one."
+            )
+        return (row[0], row[1], np.dtype(row[2]))
 
     @_naming_the_file
     def fetch(self, fingerprint, keys):

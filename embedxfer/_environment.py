@@ -43,10 +43,21 @@ def home_folder(*parts):
     -------
     pathlib.Path
         The folder; not created.
+
+    Raises
+    ------
+    NotADirectoryError
+        When ``EMBEDXFER_HOME`` names an existing file.
     """
     home = os.environ.get("EMBEDXFER_HOME")
     if home:
-        return Path(home).expanduser().joinpath(*parts)
+        folder = Path(home).expanduser()
+        if folder.exists() and not folder.is_dir():
+            raise NotADirectoryError(
+                f"EMBEDXFER_HOME={home} is a file, not a folder; point EMBEDXFER_HOME at a "
+                "folder (created when missing)."
+            )
+        return folder.joinpath(*parts)
     import platformdirs
 
     return Path(platformdirs.user_cache_dir("embedxfer")).joinpath(*parts)

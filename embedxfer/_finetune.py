@@ -7,6 +7,7 @@ The training loop, early stopping and the saved format are shared with
 """
 
 import copy
+import hashlib
 import os
 from numbers import Integral, Real
 from types import SimpleNamespace
@@ -15,8 +16,10 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from . import _torch_persistence as tp
 from . import _torch_training as tt
 from ._base import TextInputMixin
+from ._cache import CACHE_CONSTRAINT
 from ._device import AUTO_PRECISIONS, ONNX_PRECISIONS, import_torch
 from ._onnx import BACKENDS
 from ._param_validation import Hint, Interval, Options, validate_params
@@ -33,6 +36,8 @@ from ._transformers import (
     model_max_length,
     pool_windows,
     resolve_model_source,
+    sentence_max_seq_length,
+    warn_truncated,
 )
 from ._validation import check_documents
 from .exceptions import InvalidParameterError
@@ -182,7 +187,9 @@ class _FineTunedEncoder:
         return self.backend.device
 
     def tokenize(self, docs):
-        return self.backend.tokenize(docs, self.max_length)[0]
+        ids, n_truncated = self.backend.tokenize(docs, self.max_length)
+        warn_truncated(n_truncated, len(docs), self.max_length, self.backend.default_max_length)
+        return ids
 
     def collate(self, seqs):
         """Pad a batch of id lists to its longest member; tensors on the device."""
@@ -214,8 +221,10 @@ class _FineTunedEncoder:
         lengths = np.fromiter(map(len, seqs), dtype=np.int64, count=len(seqs))
         docs_idx, merged = pool_windows(vectors[~single], owners[~single], lengths[~single], "mean")
         pooled[docs_idx] = merged
-        if what == "pooled":
-            return pooled
+        return pooled if what == "pooled" else self.head_logits(pooled)
+
+    def head_logits(self, pooled):
+        """Logits of the head applied to pooled vectors (a float32 array)."""
         torch = import_torch()
         with torch.inference_mode():
             head_device = next(self.head.parameters()).device
@@ -366,6 +375,15 @@ class TransformerClassifier(
         truncates.
     chunk_overlap : int, default=32
         Tokens shared by neighbouring windows with ``"chunk"``.
+    cache : None, bool, str, os.PathLike or EmbeddingCache, default=None
+        Keep the pooled vectors of documents already predicted, so that a
+        second ``predict`` / ``predict_proba`` / ``transform`` of them runs
+        only the head: ``True`` or ``"memory"`` for the in-process cache, a
+        folder for a disk cache, or an :class:`embedxfer.EmbeddingCache`.
+        Vectors are keyed by the encoder's weights (base model and trained
+        tensors), so a refit never reads another fit's vectors; with
+        ``unfreeze=0`` the encoder is the pretrained one and its vectors
+        serve every refit.
 
     Attributes
     ----------
@@ -444,6 +462,7 @@ class TransformerClassifier(
         n_threads=None,
         long_documents="truncate",
         chunk_overlap=32,
+        cache=None,
     ):
         self.model = model
         self.unfreeze = unfreeze
@@ -466,6 +485,7 @@ class TransformerClassifier(
         self.n_threads = n_threads
         self.long_documents = long_documents
         self.chunk_overlap = chunk_overlap
+        self.cache = cache
 
     _parameter_constraints = {
         **tt.TRAINING_PARAMETER_CONSTRAINTS,
@@ -486,9 +506,17 @@ class TransformerClassifier(
         "n_threads": [Interval(Integral, 1, None), None],
         "long_documents": [Options(["truncate", "chunk"])],
         "chunk_overlap": [Interval(Integral, 0, None)],
+        "cache": CACHE_CONSTRAINT,
     }
     # What inference (predict, transform) reads: set_params after fit can change these.
-    _INFERENCE_PARAMS = ("backend", "precision", "n_threads", "long_documents", "chunk_overlap")
+    _INFERENCE_PARAMS = (
+        "backend",
+        "precision",
+        "n_threads",
+        "long_documents",
+        "chunk_overlap",
+        "cache",
+    )
 
     # ------------------------------------------------------------ checks
     def _resolved_epochs(self, unfreeze, n_train):
@@ -515,7 +543,9 @@ class TransformerClassifier(
             tokenizer,
             device,
             torch.float32,
-            default_max_length=model_max_length(encoder, tokenizer),
+            default_max_length=model_max_length(
+                encoder, tokenizer, sentence_max_seq_length(*resolve_model_source(self.model))
+            ),
         )
         limit = backend.default_max_length
         max_length = limit if self.max_length is None else min(self.max_length, limit)
@@ -670,14 +700,41 @@ class TransformerClassifier(
             runtime.max_length,
             runtime.backend.n_special_tokens,
         )
+        batch_size = self.batch_size * _PREDICT_BATCH_FACTOR
+        overlap = int(self.chunk_overlap)
         with torch_threads(self.n_threads):
-            return runtime.run_documents(
-                docs,
-                self.batch_size * _PREDICT_BATCH_FACTOR,
-                what,
-                self.long_documents,
-                int(self.chunk_overlap),
-            )
+            if self.cache is None or not docs:
+                return runtime.run_documents(docs, batch_size, what, self.long_documents, overlap)
+            from ._cache import encode_with_cache
+
+            def encode(texts):
+                return runtime.run_documents(
+                    texts, batch_size, "pooled", self.long_documents, overlap
+                )
+
+            pooled = encode_with_cache(self.cache, self._pooled_fingerprint(runtime), docs, encode)
+            return pooled if what == "pooled" else runtime.head_logits(pooled)
+
+    def _pooled_fingerprint(self, runtime):
+        """Cache key of the pooled vectors: encoder weights and how documents are read."""
+        import json
+
+        key = (self.long_documents, int(self.chunk_overlap), self.precision, self.backend)
+        known = runtime.__dict__.setdefault("pooled_fingerprints", {})
+        if key not in known:
+            settings = {
+                "encoder": self._encoder_identity(runtime),
+                "max_length": runtime.max_length,
+                "long_documents": self.long_documents,
+                "chunk_overlap": int(self.chunk_overlap)
+                if self.long_documents == "chunk"
+                else None,
+                "precision": str(runtime.amp_dtype) + ":" + self.precision,
+                "backend": self.backend,
+            }
+            text = json.dumps(settings, sort_keys=True, default=str)
+            known[key] = "TransformerClassifier.pooled:" + hashlib.sha256(text.encode()).hexdigest()
+        return known[key]
 
     def _logits_numpy(self, docs):
         return self._run(docs, "logits")
@@ -706,6 +763,19 @@ class TransformerClassifier(
         for name in self.trainable_parameters_:
             tensors[f"encoder.{name}"] = params[name]
         return tensors
+
+    _saved_fields = {
+        "base_model": tp.STR,
+        "n_features_out_": tp.INT,
+        "n_layers_": tp.INT,
+        "trainable_parameters_": tp.STRS,
+    }
+
+    @classmethod
+    def _expected_tensors(cls, config):
+        head, _ = super()._expected_tensors(config)
+        encoder = {f"encoder.{name}": None for name in config["trainable_parameters_"]}
+        return {**head, **encoder}, ()
 
     def _extra_config(self):
         return {

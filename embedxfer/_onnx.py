@@ -6,20 +6,29 @@ pooling stay the torch backend's own code, so both backends give the same
 vectors up to float rounding. Exported graphs are kept in
 ``$EMBEDXFER_HOME/onnx`` under a key made of the model files' identity, the
 export settings and the library versions, written to a temporary folder and
-moved into place in one step; they are loaded by ONNX Runtime (no pickle).
+moved into place in one step, with a manifest of the graph's size and
+checksum that is verified before every use; they are loaded by ONNX Runtime
+(no pickle).
 """
 
 import contextlib
 import hashlib
 import json
 import logging
+import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 
 import numpy as np
 
-from ._atomic import replace_folder
+from ._artefact import (
+    remove_orphaned_folders,
+    temporary_folder_prefix,
+    verify_folder,
+    write_manifest,
+)
 from ._environment import home_folder
 from ._optional import import_optional, install_hint
 
@@ -209,20 +218,36 @@ def exported_graph(torch_backend, model_identity, *, all_layers, precision, home
 
     ``torch_backend`` is anything with ``model`` (a float32 transformers
     model on the CPU) and ``uses_token_type_ids``; ``model_identity`` is a
-    JSON-able description that changes whenever the model's weights do.
+    JSON-able description that changes whenever the model's weights do. A
+    stored export is used only when its manifest names the same settings
+    and ``model.onnx`` has the size and checksum recorded there; anything
+    else (a replaced, truncated or missing graph) is exported again.
     """
     home = Path(home) if home is not None else onnx_home()
     key, settings = export_key(model_identity, all_layers=all_layers, precision=precision)
     folder = home / key
     target = folder / "model.onnx"
-    if target.is_file():
+    expected = {"settings": settings}
+    _, problem = verify_folder(folder, expected, {"model.onnx"})
+    if problem is None:
         return target
-    home.mkdir(parents=True, exist_ok=True)
+    if folder.exists() or folder.is_symlink():
+        warnings.warn(
+            f"ignoring the ONNX export in {folder}: {problem}; exporting again.", stacklevel=3
+        )
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OSError(
+            f"cannot keep ONNX exports in {home} ({err.strerror or err}); set EMBEDXFER_HOME "
+            "to a writable folder."
+        ) from None
+    remove_orphaned_folders(home)  # temporaries of killed exports
     if precision == "int8":
         source = exported_graph(
             torch_backend, model_identity, all_layers=all_layers, precision="float32", home=home
         )
-    tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=home))
+    tmp = Path(tempfile.mkdtemp(prefix=temporary_folder_prefix(key), dir=home))
     try:
         if precision == "int8":
             quantize_int8(source, tmp / "model.onnx")
@@ -233,13 +258,30 @@ def exported_graph(torch_backend, model_identity, *, all_layers, precision, home
                 all_layers=all_layers,
                 uses_token_type_ids=torch_backend.uses_token_type_ids,
             )
-        with open(tmp / "settings.json", "w", encoding="utf-8") as fh:
-            json.dump(settings, fh, indent=1, sort_keys=True, default=str)
-        # Another process may have finished the same export first; theirs is as good.
-        replace_folder(tmp, folder, done=target)
+        write_manifest(tmp, expected, ["model.onnx"])
+        _install(tmp, folder, expected)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
+
+
+def _install(tmp, folder, expected):
+    """Move the finished export ``tmp`` onto ``folder``, replacing an unsound one there."""
+    if verify_folder(folder, expected, {"model.onnx"})[1] is None:
+        return  # another process finished the same export first; theirs is as good
+    if folder.exists() or folder.is_symlink():
+        trash = Path(tempfile.mkdtemp(prefix=temporary_folder_prefix(folder.name), dir=tmp.parent))
+        try:
+            os.replace(folder, trash / "old")
+        except FileNotFoundError:
+            pass  # removed by another process meanwhile
+        finally:
+            shutil.rmtree(trash, ignore_errors=True)
+    try:
+        os.replace(tmp, folder)
+    except OSError:
+        if verify_folder(folder, expected, {"model.onnx"})[1] is not None:
+            raise
 
 
 def make_session(path, n_threads):

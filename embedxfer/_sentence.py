@@ -32,9 +32,10 @@ from ._transformers import (
     load_encoder,
     resolve_model_source,
     torch_threads,
+    warn_truncated,
 )
 from ._validation import check_documents
-from .exceptions import BatchSizeWarning, TruncationWarning
+from .exceptions import BatchSizeWarning
 
 _LAYER_COMBINES = ("mean", "sum", "concat")
 _LONG_DOCUMENTS = ("truncate", "chunk")
@@ -359,19 +360,8 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
                 chunk_overlap=int(self.chunk_overlap),
                 chunk_pooling=self.chunk_pooling,
             )
-        if n_truncated and self.long_documents == "truncate":
-            hint = (
-                f"raise max_length (at most {backend.max_positions}) to keep more text, or "
-                "use long_documents='chunk' to encode them whole"
-                if backend.max_positions and self.max_length_ < backend.max_positions
-                else "this is the model's limit; long_documents='chunk' encodes them whole"
-            )
-            warnings.warn(
-                f"{n_truncated} of {len(docs)} documents were longer than max_length="
-                f"{self.max_length_} tokens and were truncated; {hint}.",
-                TruncationWarning,
-                stacklevel=3,
-            )
+        if self.long_documents == "truncate":
+            warn_truncated(n_truncated, len(docs), self.max_length_, backend.default_max_length)
         return vectors
 
     def _cache_fingerprint(self):

@@ -15,6 +15,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from . import _torch_persistence as tp
 from . import _torch_training as tt
 from ._base import TextInputMixin
 from ._device import import_torch
@@ -408,6 +409,25 @@ class SequenceClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierMixi
     # ------------------------------------------------------- persistence
     def _trained_tensors(self):
         return dict(self._runtime.net.state_dict())
+
+    _saved_fields = {
+        "vocabulary_": tp.STRS,
+        "n_pretrained_": tp.INT,
+        "vector_size_": tp.INT,
+        "lowercase_": tp.BOOL,
+        "oov_rate_": tp.NUMBER,
+        "n_features_out_": tp.INT,
+    }
+
+    @classmethod
+    def _expected_tensors(cls, config):
+        n_classes = len(config["classes"]["values"])
+        n_rows = len(config["vocabulary_"]) + RESERVED_ROWS
+        return {
+            "embedding.weight": (n_rows, config["vector_size_"]),
+            "out.weight": (n_classes, config["n_features_out_"]),
+            "out.bias": (n_classes,),
+        }, ("rnn.", "convs.")
 
     def _extra_config(self):
         if not (self.tokenizer is None or self.tokenizer in TOKENIZER_NAMES):

@@ -125,6 +125,10 @@ def tokenize(docs, compiled, lowercase):
             text = text.lower()
         tokens = tok.findall(text)
         return tokens, None
+    if any(_SEP in doc for doc in docs):
+        # NUL is whitespace to the default pattern (it separates documents there); the
+        # same here, so that every tokenizer sees the same text.
+        docs = [doc.replace(_SEP, " ") for doc in docs]
     token_lists = [tok(doc.lower() if lowercase else doc) for doc in docs]
     if not all(type(tokens) is list for tokens in token_lists):
         token_lists = [_check_tokens(tokens, i, tok) for i, tokens in enumerate(token_lists)]
@@ -164,7 +168,9 @@ def documents_to_ids(docs, index, compiled, lowercase, *, with_tokens=False):
     tokens, doc_ptr = tokenize(docs, compiled, lowercase)
     n = len(tokens)
     ids = np.fromiter(map(index.lookup.get, tokens, repeat(OOV_ID, n)), dtype=np.int64, count=n)
-    if doc_ptr is None:
+    if doc_ptr is not None:
+        ids[ids == _SEP_ID] = OOV_ID  # a "\x00" token of the user's tokenizer is no separator
+    else:
         seps = np.flatnonzero(ids == _SEP_ID)
         doc_ptr = np.empty(len(docs) + 1, dtype=np.int64)
         doc_ptr[0] = 0

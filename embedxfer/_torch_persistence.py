@@ -7,11 +7,13 @@ pickle is ever read back.
 """
 
 import json
+import math
 import os
 
 import numpy as np
 
 from ._atomic import atomic_path, write_text_atomic
+from .exceptions import SavedModelError
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -81,6 +83,159 @@ def classes_from_json(data):
     return np.asarray(data["values"], dtype=dtype)
 
 
+# -- the schema of config.json ----------------------------------------------------------
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_str_list(v):
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _is_number_list(v):
+    return isinstance(v, list) and all(_is_number(x) for x in v)
+
+
+# field -> (what it must be, check)
+INT = ("a non-negative integer", _is_int)
+NUMBER = ("a finite number", _is_number)
+OPTIONAL_NUMBER = ("a finite number or null", lambda v: v is None or _is_number(v))
+STR = ("a string", lambda v: isinstance(v, str))
+OPTIONAL_STR = ("a string or null", lambda v: v is None or isinstance(v, str))
+BOOL = ("true or false", lambda v: isinstance(v, bool))
+STRS = ("a list of strings", _is_str_list)
+NUMBERS = ("a list of finite numbers", _is_number_list)
+OPTIONAL_NUMBERS = ("a list of finite numbers or null", lambda v: v is None or _is_number_list(v))
+OBJECT = ("a JSON object", lambda v: isinstance(v, dict))
+
+_TOP_FIELDS = {
+    "class": STR,
+    "format_version": INT,
+    "embedxfer_version": STR,
+    "params": OBJECT,
+    "unsaved_params": STRS,
+    "classes": OBJECT,
+    "fitted": OBJECT,
+}
+FITTED_FIELDS = {
+    "loss_curve_": NUMBERS,
+    "validation_loss_curve_": OPTIONAL_NUMBERS,
+    "best_validation_loss_": OPTIONAL_NUMBER,
+    "n_epochs_": INT,
+    "n_iter_": INT,
+    "fit_time_": NUMBER,
+}
+
+
+def _check_fields(config, fields, where, complain):
+    for name, (kind, ok) in fields.items():
+        if name not in config:
+            complain(where + name, "is missing")
+        if not ok(config[name]):
+            complain(where + name, f"is {config[name]!r:.60}, expected {kind}")
+
+
+def _check_classes(data, complain):
+    values, dtype = data.get("values"), data.get("dtype")
+    if not isinstance(values, list) or len(values) < 2:
+        complain("classes.values", "is not a list of two or more classes")
+    try:
+        dtype = np.dtype(dtype) if isinstance(dtype, str) else None
+    except TypeError:
+        dtype = None
+    kinds = {"b": bool, "i": int, "u": int, "f": (int, float)}
+    if dtype is not None and dtype.kind in "OU":
+        longest = max(len(v) if isinstance(v, str) else 0 for v in values)
+        fits = all(isinstance(v, str) for v in values) and (
+            dtype.kind == "O" or dtype.itemsize <= 4 * max(longest, 1)
+        )
+    elif dtype is not None and dtype.kind in kinds and dtype.itemsize <= 8:
+        fits = all(
+            isinstance(v, kinds[dtype.kind]) and (dtype.kind == "b") == isinstance(v, bool)
+            for v in values
+        )
+    else:
+        fits = False
+    if not fits:
+        complain(
+            "classes.dtype",
+            f"is {data.get('dtype')!r:.40}, expected bool, an integer, a float or a string "
+            "dtype that fits the values",
+        )
+    if len(set(map(repr, values))) != len(values):
+        complain("classes.values", "holds a class twice")
+
+
+def check_config(config, folder, estimator_class):
+    """Check ``config.json`` against the saved format of ``estimator_class``.
+
+    The common fields (:data:`FITTED_FIELDS` and the top level) and the
+    class's own ``_saved_fields``; raises :class:`SavedModelError` naming the
+    file and the first field that does not fit.
+    """
+    name = estimator_class.__name__
+    path = os.path.join(folder, CONFIG_NAME)
+
+    def complain(field, problem):
+        raise SavedModelError(
+            f"{path}: {field} {problem}; this is not a {name} saved by {name}.save()."
+        )
+
+    if not isinstance(config, dict):
+        complain("the content", f"is a JSON {type(config).__name__}, expected an object")
+    if config.get("class") != name:
+        raise SavedModelError(
+            f"{path}: class is {config.get('class')!r:.60}, not {name!r}; load it with the "
+            "class that saved it."
+        )
+    if _is_int(config.get("format_version")) and config["format_version"] > FORMAT_VERSION:
+        raise SavedModelError(
+            f"{path}: format_version {config['format_version']} was written by a newer "
+            "embedxfer; upgrade embedxfer to load it."
+        )
+    _check_fields(config, _TOP_FIELDS, "", complain)
+    _check_fields(config, estimator_class._saved_fields, "", complain)
+    _check_fields(config["fitted"], FITTED_FIELDS, "fitted.", complain)
+    unknown = sorted(set(config["fitted"]) - set(FITTED_FIELDS))
+    if unknown:
+        complain(f"fitted.{unknown[0]}", f"is not a fitted attribute of {name}")
+    known = set(estimator_class._get_param_names())
+    unknown = sorted(set(config["params"]) - known)
+    if unknown:
+        complain(f"params.{unknown[0]}", f"is not a parameter of {name}")
+    _check_classes(config["classes"], complain)
+
+
+def check_tensors(tensors, expected, folder, prefixes=()):
+    """Check the tensors read from ``model.safetensors`` against ``expected``.
+
+    ``expected`` maps each tensor name to its shape (a tuple, ``None`` for
+    any shape); names starting with one of ``prefixes`` may come too (their
+    shapes are checked when the network loads them). A tensor missing, one
+    too many or of another shape raises :class:`SavedModelError` naming the
+    file and the tensor.
+    """
+    path = os.path.join(folder, WEIGHTS_NAME)
+    for name, shape in expected.items():
+        if name not in tensors:
+            raise SavedModelError(f"{path}: tensor {name!r} is missing; save the model again.")
+        got = tuple(tensors[name].shape)
+        if shape is not None and got != tuple(shape):
+            raise SavedModelError(
+                f"{path}: tensor {name!r} has shape {got}, expected {tuple(shape)} from "
+                f"{CONFIG_NAME}; the two files do not belong together."
+            )
+    extra = sorted(n for n in set(tensors) - set(expected) if not n.startswith(tuple(prefixes)))
+    if extra:
+        raise SavedModelError(f"{path}: tensor {extra[0]!r} is not part of the saved format.")
+
+
 def write_folder(folder, config, tensors):
     """Write ``config.json`` and ``model.safetensors`` into ``folder``, each atomically."""
     from safetensors.torch import save_file
@@ -92,26 +247,52 @@ def write_folder(folder, config, tensors):
     write_text_atomic(os.path.join(folder, CONFIG_NAME), text)
 
 
-def read_folder(folder, expected_class):
-    """Read back what ``write_folder`` wrote, checking it is the expected class."""
+def read_folder(folder, estimator_class):
+    """Read back what ``write_folder`` wrote, checked against ``estimator_class``'s format.
+
+    ``config.json`` is checked by :func:`check_config`; ``model.safetensors``
+    must be a safetensors file (read as raw tensors, never unpickled).
+    Every problem raises :class:`SavedModelError` naming the file and field.
+    """
     from safetensors.torch import load_file
 
+    name = estimator_class.__name__
     config_path = os.path.join(folder, CONFIG_NAME)
     if not os.path.isfile(config_path):
         raise FileNotFoundError(
-            f"{folder!r} has no {CONFIG_NAME}; pass a folder written by {expected_class}.save()."
+            f"{folder!r} has no {CONFIG_NAME}; pass a folder written by {name}.save()."
         )
-    with open(config_path, encoding="utf-8") as fh:
-        config = json.load(fh)
-    if config.get("class") != expected_class:
-        raise ValueError(
-            f"{folder!r} holds a {config.get('class')!r}, not a {expected_class}; "
-            f"load it with {config.get('class')}.load()."
+    try:
+        with open(config_path, encoding="utf-8") as fh:
+            config = json.load(fh)
+    except (OSError, ValueError) as err:
+        raise SavedModelError(f"{config_path}: not readable JSON ({err}).") from None
+    check_config(config, folder, estimator_class)
+    weights_path = os.path.join(folder, WEIGHTS_NAME)
+    problem = _safetensors_problem(weights_path)
+    if problem is None:
+        try:
+            tensors = load_file(weights_path, device="cpu")
+        except Exception as err:  # safetensors raises its own types on a damaged file
+            problem = f"{type(err).__name__}: {err}"
+    if problem is not None:
+        raise SavedModelError(
+            f"{weights_path}: not a safetensors file ({problem}); save the model again."
         )
-    if config.get("format_version", 0) > FORMAT_VERSION:
-        raise ValueError(
-            f"{folder!r} was written by a newer embedxfer (format "
-            f"{config['format_version']}); upgrade embedxfer to load it."
-        )
-    tensors = load_file(os.path.join(folder, WEIGHTS_NAME), device="cpu")
     return config, tensors
+
+
+def _safetensors_problem(path):
+    """None when ``path`` starts as a safetensors file does: a length, then a JSON header."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as fh:
+            head = fh.read(9)
+    except OSError as err:
+        return err.strerror or str(err)
+    if len(head) < 9:
+        return "too short"
+    length = int.from_bytes(head[:8], "little")
+    if head[8:9] != b"{" or length > size - 8:
+        return "no safetensors header"
+    return None

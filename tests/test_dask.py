@@ -442,3 +442,83 @@ def test_cli_errors_are_one_line(client, tmp_path, capsys):
         == 1
     )
     assert "no file matches" in capsys.readouterr().err
+
+
+# -- what the output folder may hold: proven parts, never an input ------------------------
+
+
+def test_input_inside_the_output_folder_is_refused_and_kept(sms, tmp_path, capsys):
+    from embedxfer.cli import main
+
+    docs, _ = sms
+    out = tmp_path / "out"
+    out.mkdir()
+    source = out / "part-00000.parquet"
+    pd.DataFrame({"text": docs[:2000]}).to_parquet(source)
+    before = source.read_bytes()
+    args = ["embed", str(source), "-o", str(out), "-m", "glove-6B-50d", "--scheduler", "local:1"]
+    assert main(args) == 1
+    err = capsys.readouterr().err
+    assert "inside the output folder" in err and len(err.strip().splitlines()) == 1
+    # a hard link to a file in the folder is the same file
+    os.link(source, tmp_path / "linked.parquet")
+    assert main([*args[:1], str(tmp_path / "linked.parquet"), *args[2:]]) == 1
+    assert source.read_bytes() == before
+
+
+def test_a_file_the_job_did_not_write_is_never_overwritten(client, sms, tmp_path):
+    docs, _ = sms
+    series = dd.from_pandas(pd.Series(docs[:800], name="text"), npartitions=4)
+    embedder = WordVectorEmbedder().fit(docs[:10])
+    # an input (or another job's part) with the right row count, where part 0 goes
+    pd.DataFrame({"text": docs[:200]}).to_parquet(tmp_path / "part-00000.parquet")
+    before = (tmp_path / "part-00000.parquet").read_bytes()
+    with pytest.raises(edask.OutputFolderError, match="part-00000.parquet was not written"):
+        edask.embed_to_parquet(embedder, series, tmp_path)
+    assert (tmp_path / "part-00000.parquet").read_bytes() == before
+    other = tmp_path / "other"
+    edask.embed_to_parquet(WordVectorEmbedder(pooling="max").fit(docs[:10]), series, other)
+    (tmp_path / "part-00000.parquet").unlink()
+    (tmp_path / "_embedxfer.json").unlink()
+    os.replace(other / "part-00001.parquet", tmp_path / "part-00001.parquet")
+    with pytest.raises(edask.OutputFolderError, match="part-00001.parquet was not written"):
+        edask.embed_to_parquet(embedder, series, tmp_path)
+
+
+def test_parts_are_proven_by_checksum_not_row_count(client, sms, tmp_path):
+    docs, _ = sms
+    series = dd.from_pandas(pd.Series(docs[:800], name="text"), npartitions=4)
+    embedder = WordVectorEmbedder().fit(docs[:10])
+    edask.embed_to_parquet(embedder, series, tmp_path)
+    table = _read_parts(tmp_path)
+    # two parts of this job swapped: same row counts, wrong rows; both are redone
+    a, b = tmp_path / "part-00000.parquet", tmp_path / "part-00001.parquet"
+    os.replace(a, tmp_path / "swap")
+    os.replace(b, a)
+    os.replace(tmp_path / "swap", b)
+    again = edask.embed_to_parquet(embedder, series, tmp_path)
+    assert (again["written"], again["skipped"]) == (2, 2)
+    pd.testing.assert_frame_equal(_read_parts(tmp_path), table)
+
+
+@pytest.mark.parametrize("damage", ["{not json", "[]", '{"job_id": "x", "lengths": "many"}'])
+def test_damaged_job_manifest_is_a_clear_error(client, sms, tmp_path, damage):
+    docs, _ = sms
+    series = dd.from_pandas(pd.Series(docs[:400], name="text"), npartitions=2)
+    embedder = WordVectorEmbedder().fit(docs[:10])
+    edask.embed_to_parquet(embedder, series, tmp_path)
+    (tmp_path / "_embedxfer.json").write_text(damage, encoding="utf-8")
+    with pytest.raises(edask.OutputFolderError, match="_embedxfer.json is damaged"):
+        edask.embed_to_parquet(embedder, series, tmp_path)
+
+
+def test_missing_document_named_at_its_place_in_the_collection(client, sms, tmp_path):
+    docs, _ = sms
+    texts = list(docs[:800])
+    texts[450] = None
+    series = dd.from_pandas(pd.Series(texts, name="text"), npartitions=4)
+    embedder = WordVectorEmbedder().fit(docs[:10])
+    with pytest.raises(ValueError, match=r"index 450 .*partition 2.*missing"):
+        edask.transform(embedder, series).compute()
+    with pytest.raises(ValueError, match=r"document 450 .*missing"):
+        edask.embed_to_parquet(embedder, series, tmp_path)

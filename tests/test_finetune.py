@@ -5,6 +5,7 @@ import pickle
 import subprocess
 import sys
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -397,3 +398,40 @@ def test_gpu_mixed_precision_then_load_on_cpu(sst2_small, tmp_path):
     np.testing.assert_allclose(on_cpu.predict_proba(texts), proba_gpu, atol=0.05)
     again = pickle.loads(pickle.dumps(clf))
     np.testing.assert_allclose(again.predict_proba(texts), proba_gpu, atol=1e-5)
+
+
+def test_truncation_is_warned_with_the_models_limit(fitted):
+    clf = fitted[0]
+    long_doc = "word " * 60
+    with pytest.warns(UserWarning, match=r"1 of 2 documents .*max_length=32.*at most 256"):
+        clf.predict([long_doc, "short"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        clf.predict(["short", "also short"])
+
+
+def test_cache_serves_a_frozen_encoder_without_re_encoding(fitted, sst2_small):
+    from embedxfer import EmbeddingCache
+
+    texts, _ = sst2_small
+    clf = fitted[0]
+    expected = clf.predict_proba(texts)
+    cache = EmbeddingCache()
+    cached = clf.set_params(cache=cache)
+    try:
+        np.testing.assert_allclose(cached.predict_proba(texts), expected, atol=1e-6)
+        assert cache.stats()["misses"] == len(set(texts))
+        runtime = cached._runtime
+        runtime.run_documents = None  # the encoder must not run again
+        np.testing.assert_allclose(cached.predict_proba(texts), expected, atol=1e-6)
+        np.testing.assert_array_equal(cached.predict(texts), fitted[0].classes_[expected.argmax(1)])
+        assert cache.stats()["hits"] >= 2 * len(texts)
+        del runtime.run_documents
+        # another fit's encoder (trained layers) never reads these vectors
+        other = fitted[2].set_params(cache=cache)
+        hits = cache.stats()["hits"]
+        other.predict_proba(texts)
+        assert cache.stats()["hits"] == hits
+    finally:
+        clf.set_params(cache=None)
+        fitted[2].set_params(cache=None)

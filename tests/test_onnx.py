@@ -91,7 +91,7 @@ def test_export_is_cached_on_disk_and_loaded_once_per_process(onnx_fp32):
     assert folders, "no export was written"
     assert not [p for p in folders if p.name.startswith(".")], "a temporary folder was left"
     for folder in folders:
-        assert {p.name for p in folder.iterdir()} >= {"model.onnx", "settings.json"}
+        assert {p.name for p in folder.iterdir()} >= {"model.onnx", "manifest.json"}
     stamps = {p: (p / "model.onnx").stat().st_mtime_ns for p in folders}
     copies = [clone(onnx_fp32).fit() for _ in range(3)]
     assert len({id(c._backend()) for c in copies} | {id(onnx_fp32._backend())}) == 1

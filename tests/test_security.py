@@ -151,7 +151,7 @@ def test_planted_conversion_is_never_trusted(tmp_path, small_glove):
     evil[0] = _Payload(marker)
     np.save(target / "vectors.npy", evil, allow_pickle=True)
     manifest = json.loads((target / "manifest.json").read_text())
-    from embedxfer._vectors import _file_digest
+    from embedxfer._artefact import file_digest as _file_digest
 
     manifest["files"]["vectors.npy"] = {
         "size": (target / "vectors.npy").stat().st_size,

@@ -234,3 +234,22 @@ def test_character_classes_are_those_of_re():
         char = chr(cp)
         assert (char.isalnum() or char == "_") == bool(word.match(char)), hex(cp)
         assert char.isspace() == bool(space.match(char)), hex(cp)
+
+
+@pytest.mark.parametrize("pattern", [r"\S+", r"\w+|[^\w\s]", r"."])
+def test_nul_is_whitespace_with_any_token_pattern(pattern):
+    from embedxfer._tokenize import OOV_ID, VocabularyIndex, compile_tokenizer, documents_to_ids
+
+    index = VocabularyIndex({"good": 0, "film": 1})
+    compiled = compile_tokenizer(None, pattern)
+    docs = ["good\x00film", "a \x00 b", "film"]
+    ids, doc_ptr, _ = documents_to_ids(docs, index, compiled, True)
+    assert ids.min() >= OOV_ID
+    spaced, spaced_ptr, _ = documents_to_ids(
+        [d.replace("\x00", " ") for d in docs], index, compiled, True
+    )
+    np.testing.assert_array_equal(ids, spaced)
+    np.testing.assert_array_equal(doc_ptr, spaced_ptr)
+    own = compile_tokenizer(lambda text: ["\x00", "good"])
+    ids, _, _ = documents_to_ids(["x"], index, own, False)
+    assert ids.tolist() == [OOV_ID, 0]

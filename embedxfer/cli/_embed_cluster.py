@@ -79,6 +79,7 @@ def cmd_embed_on_cluster(args):
     out = Path(args.output)
     if out.exists() and not out.is_dir():
         raise CLIError(f"with --scheduler, -o names a folder; {out} is a file.")
+    refuse_inputs_in_output(paths, out)
     note = Progress(spec.label, quiet=args.quiet).note
     with _connect(args.scheduler) as client:
         frame = read_inputs(paths, args.column or "text", args.id_column, args.blocksize)
@@ -202,6 +203,19 @@ def expand_inputs(patterns):
             if path not in paths:
                 paths.append(path)
     return paths
+
+
+def refuse_inputs_in_output(paths, out):
+    """Refuse an input inside the output folder, or the same file as one in it."""
+    folder = out.resolve()
+    written = [p for p in out.iterdir() if p.is_file()] if out.is_dir() else []
+    for path in paths:
+        inside = folder == path.resolve() or folder in path.resolve().parents
+        if inside or any(os.path.samefile(path, w) for w in written):
+            raise CLIError(
+                f"input {path} is inside the output folder {out}, whose files the job "
+                "writes; move the input or choose another output folder."
+            )
 
 
 def read_inputs(paths, column, id_column, blocksize):

@@ -48,10 +48,12 @@ def cmd_embed_images(args, out, out_kind):
     """Embed the images of ``args.input`` (a folder) into ``out``, in chunks."""
     from ..image import list_images
 
+    _refuse_text_model(args.model, args.input)
     try:
         paths = list_images(args.input)
     except ValueError as err:
         raise CLIError(str(err)) from None
+    _check_listable(paths, args.input)
     require_writer(out_kind)
     progress = Progress(args.model, quiet=args.quiet)
     started = time.perf_counter()
@@ -81,6 +83,43 @@ def cmd_embed_images(args, out, out_kind):
         f"row order in {listing}"
     )
     return 0
+
+
+def _refuse_text_model(model, folder):
+    """A text model named for a folder of images: say so, rather than what it lacks."""
+    from .._vectors import GENSIM_DATA_NAMES
+    from ._model_names import (
+        _PATH_SUFFIXES,
+        PACKAGED_GLOVE_NAMES,
+        PACKAGED_MINILM_NAMES,
+        TFIDF_NAMES,
+    )
+
+    name = model.split(":")[0]
+    text = name in PACKAGED_GLOVE_NAMES + PACKAGED_MINILM_NAMES + GENSIM_DATA_NAMES + TFIDF_NAMES
+    text = text or name.lower().endswith(_PATH_SUFFIXES)
+    if text:
+        raise CLIError(
+            f"{folder} is a folder of images but -m {model} is a text model; pick an image "
+            f"model (-m {DEFAULT_IMAGE_MODEL} or a timm name), or give a file of documents."
+        )
+
+
+def _check_listable(paths, folder):
+    """Every path must fit one line of OUT.paths.txt, in UTF-8: checked before any work."""
+    for path in paths:
+        if "\n" in path or "\r" in path:
+            raise CLIError(
+                f"{folder}: the file name {path!r} holds a line break, which would break the "
+                "one-name-a-line row order in OUT.paths.txt; rename the file."
+            )
+        try:
+            path.encode("utf-8")
+        except UnicodeEncodeError:
+            raise CLIError(
+                f"{folder}: the file name {path.encode('utf-8', 'surrogateescape')!r} is not "
+                "UTF-8, which OUT.paths.txt is written in; rename the file."
+            ) from None
 
 
 def _raw_pixels(paths):

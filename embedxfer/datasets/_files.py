@@ -1,5 +1,6 @@
 """Reading labelled text from CSV, JSON Lines, Parquet and plain text files."""
 
+import contextlib
 import csv
 import difflib
 import gzip
@@ -7,12 +8,14 @@ import io
 import json
 import os
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
 from sklearn.utils import Bunch
 
 from .._optional import PYARROW_INSTALL_HINT, import_optional
+from .._safe_files import read_regular_file
 from ..exceptions import ColumnNotFoundError
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".json", ".parquet", ".pq")
@@ -168,12 +171,14 @@ def file_kind(path):
 
 
 def _read_bytes(path):
-    with open(path, "rb") as fh:
-        data = fh.read()
+    try:
+        data = read_regular_file(path)
+    except ValueError as err:
+        raise ValueError(f"{err}; pass a data file.") from None
     if data[:2] == b"\x1f\x8b":
         try:
             data = gzip.decompress(data)
-        except (OSError, EOFError) as err:
+        except (OSError, EOFError, zlib.error) as err:
             raise ValueError(f"{path} looks gzip-compressed but cannot be read: {err}") from None
     return data
 
@@ -202,16 +207,19 @@ def _read_table(path):
     if kind == "jsonl":
         return _read_jsonl(text, path)
     rows = csv.reader(io.StringIO(text, newline=""), delimiter="\t" if kind == "tsv" else ",")
-    try:
-        header = next(rows)
-    except StopIteration:
-        raise ValueError(f"{path} is empty; expected a header line naming the columns.") from None
-    except csv.Error as err:
-        raise ValueError(f"{path}: cannot parse the header line: {err}") from None
-    try:
-        body = list(rows)
-    except csv.Error as err:
-        raise ValueError(f"{path}: malformed CSV near line {rows.line_num}: {err}") from None
+    with _field_size_limit(len(text) + 1):
+        try:
+            header = next(rows)
+        except StopIteration:
+            raise ValueError(
+                f"{path} is empty; expected a header line naming the columns."
+            ) from None
+        except csv.Error as err:
+            raise ValueError(f"{path}: cannot parse the header line: {err}") from None
+        try:
+            body = list(rows)
+        except csv.Error as err:
+            raise ValueError(f"{path}: malformed CSV near line {rows.line_num}: {err}") from None
     body = [row for row in body if row]  # blank lines carry no record
     width = len(header)
     bad = next((i for i, row in enumerate(body) if len(row) != width), None)
@@ -222,6 +230,21 @@ def _read_table(path):
         )
     position = {name: i for i, name in enumerate(header)}
     return header, lambda name: [row[position[name]] for row in body]
+
+
+@contextlib.contextmanager
+def _field_size_limit(size):
+    """Let the csv module read fields up to ``size`` characters (a long document is ordinary).
+
+    Its default limit is 131,072 characters; no field can be longer than
+    the whole text, so that bounds it. The module-wide limit is put back after.
+    """
+    before = csv.field_size_limit()
+    csv.field_size_limit(max(before, min(size, sys.maxsize // 2)))
+    try:
+        yield
+    finally:
+        csv.field_size_limit(before)
 
 
 def _read_jsonl(text, path):

@@ -17,6 +17,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
+from .. import _torch_persistence as tp
 from .. import _torch_training as tt
 from .._device import import_torch
 from .._param_validation import Hint, Interval, Rule
@@ -34,6 +35,7 @@ from ._preprocess import (
     ImagePreprocess,
     check_images,
     import_pil,
+    limit_aspect,
     random_resized_crop,
     resize_shorter,
     to_rgb,
@@ -506,7 +508,8 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
 
         def load(item):
             try:
-                return resize_shorter(to_rgb(item), spec.resize, spec.interpolation), None
+                image = limit_aspect(to_rgb(item, spec.resize))
+                return resize_shorter(image, spec.resize, spec.interpolation), None
             except (OSError, ValueError, SyntaxError, EOFError) as err:
                 return None, err
 
@@ -553,6 +556,18 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
             for key, value in part.state_dict().items():
                 tensors[f"parts.{runtime.cut + offset}.{key}"] = value
         return tensors
+
+    _saved_fields = {
+        "base_model": tp.OPTIONAL_STR,
+        "n_features_out_": tp.INT,
+        "n_blocks_": tp.INT,
+        "trainable_parameters_": tp.STRS,
+    }
+
+    @classmethod
+    def _expected_tensors(cls, config):
+        head, _ = super()._expected_tensors(config)
+        return head, ("parts.",)
 
     def _extra_config(self):
         base = self.model if isinstance(self.model, str) else None

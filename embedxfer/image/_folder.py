@@ -4,6 +4,11 @@ import os
 
 import numpy as np
 
+from .._safe_files import is_regular_file
+
+# Larger files are not read as images (the largest photos are tens of megabytes).
+MAX_IMAGE_BYTES = 256 << 20
+
 # Extensions Pillow reads that image folders usually hold; others are ignored
 # (a README.txt or .DS_Store beside the photos is not an error).
 IMAGE_EXTENSIONS = (
@@ -26,18 +31,30 @@ def is_image_file(name, extensions=IMAGE_EXTENSIONS):
 
 
 def list_images(folder, extensions=IMAGE_EXTENSIONS):
-    """Sorted paths of the image files in ``folder`` and its sub-folders."""
+    """Sorted paths of the image files in ``folder`` and its sub-folders.
+
+    Only regular files of at most ``MAX_IMAGE_BYTES`` are listed: devices,
+    FIFOs and sockets named like images are skipped, and so are links to
+    files outside ``folder`` and second names of a file already listed, so
+    that no image is read twice (or under another class). Linked folders
+    are not followed.
+    """
     folder = os.fspath(folder)
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{folder!r} is not a folder of images.")
-    paths = []
+    root_real = os.path.realpath(folder)
+    paths, seen = [], set()
     for root, dirs, files in os.walk(folder):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        paths.extend(
-            os.path.join(root, f)
-            for f in sorted(files)
-            if not f.startswith(".") and is_image_file(f, extensions)
-        )
+        for name in sorted(files):
+            if name.startswith(".") or not is_image_file(name, extensions):
+                continue
+            path = os.path.join(root, name)
+            real = os.path.realpath(path)
+            inside = os.path.commonpath([root_real, real]) == root_real
+            if inside and real not in seen and is_regular_file(path, MAX_IMAGE_BYTES):
+                seen.add(real)
+                paths.append(path)
     if not paths:
         raise ValueError(f"{folder!r} holds no image files ({', '.join(extensions[:6])}, ...).")
     return paths

@@ -13,11 +13,13 @@ import hashlib
 import io
 import numbers
 import os
+import struct
 
 import numpy as np
 
 from .._optional import import_optional, install_hint
 from .._public import set_module
+from .._safe_files import read_regular_file
 from .._validation import column_values
 from ..exceptions import ImageReadError as ImageReadError  # re-exported
 
@@ -95,9 +97,7 @@ class ImagePreprocess:
 
     def __call__(self, image):
         """Resize, crop and normalise an RGB ``PIL.Image``; float32 ``(3, crop, crop)``."""
-        return normalise(
-            centre_crop(resize_shorter(image, self.resize, self.interpolation), self.crop), self
-        )
+        return normalise(resize_and_crop(image, self.resize, self.crop, self.interpolation), self)
 
     @property
     def input_size(self):
@@ -124,6 +124,48 @@ def resize_shorter(image, size, interpolation="bilinear"):
     if new == image.size:
         return image
     return image.resize(new, _resample(interpolation))
+
+
+def limit_aspect(image, ratio=4.0):
+    """The centre of ``image`` with its long side at most ``ratio`` times its short side.
+
+    Training keeps each image resized to the model's ``resize`` for random
+    crops; a 1 x 8000 strip would become 256 x 2,048,000 pixels. Random crops
+    of usual aspect ratios never fit in such a strip anyway (they fall back
+    to the centre), so cutting its centre first loses nothing they use.
+    """
+    width, height = image.size
+    short, long = min(width, height), max(width, height)
+    if long <= ratio * short:
+        return image
+    keep = int(ratio * short)
+    if width > height:
+        left = (width - keep) // 2
+        return image.crop((left, 0, left + keep, height))
+    top = (height - keep) // 2
+    return image.crop((0, top, width, top + keep))
+
+
+def resize_and_crop(image, resize, crop, interpolation="bilinear"):
+    """:func:`resize_shorter` then :func:`centre_crop`, resampling only the crop.
+
+    The crop's box is mapped back onto the original image and only that box
+    is resampled (Pillow's ``resize(box=...)``, which reads the filter's
+    support beyond the box edges as a full resize does), so memory is bounded
+    by ``crop`` x ``crop`` whatever the aspect ratio: a 1 x 8000 image would
+    otherwise be resized to 256 x 2,048,000 pixels first.
+    """
+    width, height = image.size
+    short, long = (width, height) if width <= height else (height, width)
+    new_long = int(resize * long / short)
+    new_w, new_h = (resize, new_long) if width <= height else (new_long, resize)
+    if (new_w, new_h) == image.size:
+        return centre_crop(image, crop)
+    top = int(round((new_h - crop) / 2.0))
+    left = int(round((new_w - crop) / 2.0))
+    sx, sy = width / new_w, height / new_h
+    box = (left * sx, top * sy, (left + crop) * sx, (top + crop) * sy)
+    return image.resize((crop, crop), _resample(interpolation), box=box)
 
 
 def centre_crop(image, size):
@@ -250,20 +292,77 @@ def content_key(item):
 # -- decoding -------------------------------------------------------------------
 
 
-def to_rgb(item):
+def _open_bounded(data, min_side):
+    """Open encoded image bytes with memory bounded by the picture's use.
+
+    Pillow's own check warns above ``Image.MAX_IMAGE_PIXELS`` and fails
+    above twice that; here the header is read without it and the size
+    decided: a JPEG is decoded at a reduced scale (``draft``) keeping the
+    shorter side at least ``min_side``; any other image over the limit is a
+    clear error, never a warning.
+    """
+    Image = import_pil()
+    image = _open_header(io.BytesIO(data))
+    width, height = image.size
+    limit = Image.MAX_IMAGE_PIXELS
+    if min_side and image.format == "JPEG" and width * height > _DRAFT_PIXELS:
+        scale = max(1, min(width, height) // min_side)
+        image.draft("RGB", (max(1, width // scale), max(1, height // scale)))
+        width, height = image.size
+    if limit is not None and width * height > limit:
+        raise ImageReadError(
+            f"the image is {width} x {height} = {width * height} pixels, more than the "
+            f"{limit} decoded at most (PIL.Image.MAX_IMAGE_PIXELS); shrink it first"
+        )
+    return image
+
+
+# JPEGs larger than this are decoded at a reduced scale (camera photos of 24
+# megapixels and more); smaller ones are decoded whole, as torchvision does.
+_DRAFT_PIXELS = 20_000_000
+
+
+def _open_header(fh):
+    """``Image.open`` without its decompression-bomb warning: the caller checks the size."""
+    Image = import_pil()
+    Image.preinit()
+    prefix = fh.read(16)
+    for init in (None, Image.init):
+        if init is not None:
+            init()
+        for name in Image.ID:
+            factory, accept = Image.OPEN[name]
+            accepted = accept(prefix) if accept is not None else True
+            if isinstance(accepted, str) or not accepted:
+                continue
+            fh.seek(0)
+            try:
+                return factory(fh, "")
+            except (SyntaxError, IndexError, TypeError, struct.error, OSError):
+                continue
+    fh.seek(0)
+    return Image.open(fh)  # raises Pillow's UnidentifiedImageError naming the problem
+
+
+def to_rgb(item, min_side=None):
     """Decode one image to an RGB ``PIL.Image`` (EXIF orientation applied).
 
-    Grayscale, palette, alpha and CMYK images are converted to RGB (alpha
-    is dropped, as torchvision's and timm's loaders do); an animated file
-    gives its first frame. Float arrays must hold values in [0, 1]
-    (scikit-image's convention) and are scaled to 0-255.
+    ``min_side`` (the model's resize) lets a large JPEG be decoded at a
+    reduced scale whose shorter side is still at least that long.
+
+    Every Pillow mode is mapped to the picture it shows (:func:`as_rgb`:
+    16-bit grayscale scaled, not clipped; alpha dropped, as torchvision's
+    and timm's loaders do); an animated file gives its first frame. Float
+    arrays must hold values in [0, 1] (scikit-image's convention) and are
+    scaled to 0-255; uint16 arrays are scaled from 0-65535.
     """
     Image = import_pil()
     if isinstance(item, (str, os.PathLike)):
-        with open(item, "rb") as fh:
-            image = Image.open(io.BytesIO(fh.read()))
+        from ._folder import MAX_IMAGE_BYTES
+
+        image = _open_bounded(read_regular_file(item, MAX_IMAGE_BYTES), min_side)
     elif isinstance(item, (bytes, bytearray)):
-        image = Image.open(io.BytesIO(bytes(item)))
+        image = _open_bounded(bytes(item), min_side)
     elif isinstance(item, np.ndarray):
         return Image.fromarray(_array_to_uint8(item)).convert("RGB")
     else:
@@ -272,9 +371,57 @@ def to_rgb(item):
         image.seek(0)
     image.load()  # decode now, so that a truncated file fails here
     image = _exif_transpose(image)
-    if image.mode != "RGB":
-        image = image.convert("RGB")
-    return image
+    return as_rgb(image)
+
+
+# Modes whose pixels hold more than 8 bits: scaled to 0-255, never clipped.
+_SIXTEEN_BIT_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "I;16S")
+
+
+def as_rgb(image):
+    """The RGB picture a decoded image of any Pillow mode shows.
+
+    Pillow's own ``convert("RGB")`` clips 16- and 32-bit grayscale to 0-255
+    (a 16-bit PNG comes out almost white); here they are scaled instead:
+    ``I;16*`` and ``I`` from 0-65535 (the range 16-bit files use; values
+    outside it are clipped), ``F`` from [0, 1] or, when larger values occur,
+    [0, 255]. Images with an alpha channel (``LA``, ``La``, ``PA``, ``RGBA``,
+    ``RGBa``, palette images with a transparent colour) keep their colours
+    and drop the alpha, as torchvision's and timm's loaders do; ``1``,
+    ``L``, ``P``, ``CMYK``, ``YCbCr``, ``LAB`` and ``HSV`` use Pillow's
+    conversions.
+    """
+    Image = import_pil()
+    mode = image.mode
+    if mode == "RGB":
+        return image
+    if mode in _SIXTEEN_BIT_MODES:
+        pixels = np.asarray(image).astype(np.float32)
+        gray = np.clip(np.rint(pixels / 257.0), 0, 255).astype(np.uint8)
+        return Image.fromarray(gray).convert("RGB")
+    if mode == "F":
+        return Image.fromarray(_float_gray_to_uint8(np.asarray(image))).convert("RGB")
+    if mode == "La":  # luminance premultiplied by alpha
+        pixels = np.asarray(image).astype(np.float32)
+        alpha = pixels[..., 1]
+        gray = np.where(alpha > 0, pixels[..., 0] * 255.0 / np.maximum(alpha, 1), 0)
+        return Image.fromarray(np.clip(np.rint(gray), 0, 255).astype(np.uint8)).convert("RGB")
+    if mode in ("LA", "PA") or (mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")  # the palette's colours, the alpha apart
+    return image.convert("RGB")
+
+
+def _float_gray_to_uint8(pixels):
+    if not np.isfinite(pixels).all():
+        raise ImageReadError("a float (mode F) image holds NaN or infinite values")
+    low, high = float(pixels.min()), float(pixels.max())
+    if low < 0 or high > 255:
+        raise ImageReadError(
+            f"a float (mode F) image must hold values in [0, 1] or [0, 255], found "
+            f"[{low:.3g}, {high:.3g}]; scale it first"
+        )
+    scale = 255.0 if high <= 1 else 1.0
+    return np.clip(np.rint(pixels * scale), 0, 255).astype(np.uint8)
 
 
 def _exif_transpose(image):
@@ -299,6 +446,8 @@ def _array_to_uint8(array):
         )
     if array.dtype == np.uint8:
         return np.ascontiguousarray(array)
+    if array.dtype == np.uint16:  # 16-bit pixels, as 16-bit files hold them
+        return np.rint(array / 257.0).astype(np.uint8)
     if array.dtype.kind == "f":
         if not np.isfinite(array).all():
             raise ValueError("a float image array holds NaN or infinite values")
@@ -310,7 +459,8 @@ def _array_to_uint8(array):
             )
         return np.round(array * 255).astype(np.uint8)
     raise ValueError(
-        f"an image array must be uint8 (0-255) or float (0-1), got dtype {array.dtype}"
+        f"an image array must be uint8 (0-255), uint16 (0-65535) or float (0-1), got "
+        f"dtype {array.dtype}"
     )
 
 
@@ -321,7 +471,7 @@ def load_and_preprocess(item, preprocess):
     pool can hand failures to the caller, which knows the image's index.
     """
     try:
-        array = preprocess(to_rgb(item))
+        array = preprocess(to_rgb(item, getattr(preprocess, "resize", None)))
         if not isinstance(array, np.ndarray):  # a user's transform returning a tensor
             array = array.detach().cpu().numpy() if hasattr(array, "detach") else np.asarray(array)
         return np.asarray(array, dtype=np.float32), None
