@@ -113,7 +113,6 @@ class TokenIds:
             text = _SEP.join(doc.replace(_SEP, "") for doc in docs)
         cp = _code_points(text)
         classes = _ASCII_CLASSES[np.minimum(cp, 128)]
-        n = len(cp)
         inside = classes != _BOUNDARY
         # Runs of characters between boundaries; a run with anything BERT
         # treats specially goes to the tokenizer whole.
