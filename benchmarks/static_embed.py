@@ -166,8 +166,8 @@ def main(argv=None):
             sys.executable,
             "-c",
             "import time, warnings; warnings.simplefilter('ignore'); "
-            "from embedxfer import StaticEmbedder; t = time.perf_counter(); StaticEmbedder().fit(); "
-            "print(time.perf_counter() - t)",
+            "from embedxfer import StaticEmbedder; t = time.perf_counter(); "
+            "StaticEmbedder().fit(); print(time.perf_counter() - t)",
         ],
         capture_output=True,
         text=True,

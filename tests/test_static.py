@@ -16,17 +16,17 @@ from sklearn.base import clone
 pytest.importorskip("torch")
 pytest.importorskip("tokenizers")
 
-from embedxfer import EmptyDocumentWarning, SentenceEmbedder, StaticEmbedder  # noqa: E402
-from embedxfer._registry import load_counts  # noqa: E402
-from embedxfer._static_tables import (  # noqa: E402
+from embedxfer import EmptyDocumentWarning, SentenceEmbedder, StaticEmbedder
+from embedxfer._registry import load_counts
+from embedxfer._static_tables import (
     describe_table,
     distilled_tables,
     prune_tables,
     read_table,
     static_home,
 )
-from embedxfer._transformers import packaged_minilm_path  # noqa: E402
-from embedxfer._wordpiece import TokenIds  # noqa: E402
+from embedxfer._transformers import packaged_minilm_path
+from embedxfer._wordpiece import TokenIds
 
 SMALL = {"vocabulary_limit": 600, "n_components": 32}
 TRICKY = [
