@@ -203,3 +203,47 @@ def test_full_distillation_classifies_sentiment(texts):
     assert embedder.vocabulary_size_ == 30522 and embedder.n_features_out_ == 256
     X = embedder.transform(docs)
     assert cross_val_score(LogisticRegression(max_iter=1000), X, labels, cv=3).mean() > 0.6
+
+
+def test_cli_static_suffix(small):
+    from embedxfer.cli._encode import build_embedder
+    from embedxfer.cli._model_names import parse_model
+
+    spec = parse_model("all-MiniLM-L6-v2:static,mean+max")
+    assert (spec.kind, spec.pooling, spec.label) == (
+        "static",
+        "mean+max",
+        "all-MiniLM-L6-v2:static,mean+max",
+    )
+    embedder = build_embedder(spec, normalize=True)
+    assert isinstance(embedder, StaticEmbedder)
+    assert (embedder.model, embedder.pooling, embedder.normalize) == (
+        "all-MiniLM-L6-v2",
+        "mean+max",
+        True,
+    )
+    with pytest.raises(ValueError, match="static"):
+        parse_model("glove-6B-50d:static")
+    with pytest.raises(ValueError, match="cls"):
+        parse_model("all-MiniLM-L6-v2:static,cls")
+
+
+def test_models_lists_distilled_tables_and_prunes_stale_ones(small, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from embedxfer.cli._models import _print_distilled
+
+    home = tmp_path / "home"
+    good = home / "static" / small.table_key_
+    shutil.copytree(static_home() / small.table_key_, good)
+    stale = home / "static" / ("0" * 32)
+    shutil.copytree(good, stale)
+    (stale / "tokenizer.json").write_text("{}")
+    monkeypatch.setenv("EMBEDXFER_HOME", str(home))
+    _print_distilled(prune=False)
+    out = capsys.readouterr().out
+    assert f"{good.name}" in out and f"from {packaged_minilm_path()}" in out
+    assert "stale" in out and stale.name in out
+    _print_distilled(prune=True)
+    assert f"pruned {stale}" in capsys.readouterr().out
+    assert good.exists() and not stale.exists()
