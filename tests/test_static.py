@@ -247,3 +247,20 @@ def test_models_lists_distilled_tables_and_prunes_stale_ones(small, tmp_path, mo
     _print_distilled(prune=True)
     assert f"pruned {stale}" in capsys.readouterr().out
     assert good.exists() and not stale.exists()
+
+
+@pytest.mark.gpu
+def test_distillation_on_a_gpu_matches_the_cpu(small, tmp_path, monkeypatch):
+    from embedxfer._registry import clear_registry
+
+    cpu = np.asarray(small.table_)
+    monkeypatch.setenv("EMBEDXFER_HOME", str(tmp_path))
+    clear_registry()
+    gpu = StaticEmbedder(device="cuda", **SMALL).fit()
+    assert gpu.device_.startswith("cuda")
+    table = np.asarray(gpu.table_)
+    rows = np.flatnonzero(cpu.any(axis=1))
+    cosine = np.sum(table[rows] * cpu[rows], axis=1) / (
+        np.linalg.norm(table[rows], axis=1) * np.linalg.norm(cpu[rows], axis=1)
+    )
+    assert cosine.min() > 0.99
