@@ -36,3 +36,43 @@ class EmbedderOutputMixin:
         check_is_fitted(self)
         prefix = self._feature_prefix()
         return np.asarray([f"{prefix}{i}" for i in range(self.n_features_out_)], dtype=object)
+
+
+class FitParamsMixin:
+    """Refuse to mix fitted state with parameters changed after ``fit``.
+
+    ``fit`` stores ``self._fitted_params = self._params_fit_depends_on()``;
+    the transforming methods call ``_check_params_unchanged()``. Parameters
+    in ``_TRANSFORM_ONLY_PARAMS`` may change freely.
+    """
+
+    _TRANSFORM_ONLY_PARAMS = ()
+    _FITTED_STATE = "its fitted state"
+
+    def _params_fit_depends_on(self):
+        params = self.get_params(deep=False)
+        for name in self._TRANSFORM_ONLY_PARAMS:
+            params.pop(name, None)
+        return params
+
+    def _check_params_unchanged(self):
+        fitted = self.__dict__.get("_fitted_params")
+        if fitted is None:  # fitted by an older version: nothing to compare with
+            return
+        current = self._params_fit_depends_on()
+        changed = sorted(k for k in current if not _same_param(current[k], fitted.get(k)))
+        if changed:
+            raise ValueError(
+                f"parameters {changed} changed since this {type(self).__name__} was fitted; "
+                f"{self._FITTED_STATE} belongs to the old values. Call fit again (or set them "
+                "back)."
+            )
+
+
+def _same_param(a, b):
+    if a is b:
+        return True
+    try:
+        return bool(a == b)
+    except (ValueError, TypeError):  # e.g. arrays: compare by identity only
+        return False

@@ -10,17 +10,17 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from . import _pooling
-from ._base import TextInputMixin
+from ._base import FitParamsMixin, TextInputMixin
 from ._cache import CACHE_CONSTRAINT
 from ._device import DEVICE_CONSTRAINT
 from ._param_validation import Interval, Rule, validate_params
 from ._registry import get_or_load
 from ._transformers import DEFAULT_MODEL, MODEL_CONSTRAINT, resolve_model_source
 from ._validation import check_documents
-from ._word import EmptyDocumentWarning, _pooling_parts, _pooling_problem, _same_param
+from ._word import EmptyDocumentWarning, _pooling_parts, _pooling_problem
 
 
-class StaticEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
+class StaticEmbedder(TextInputMixin, FitParamsMixin, TransformerMixin, BaseEstimator):
     """Embed documents at word-vector speed with a transformer distilled into a table.
 
     On first use, every token of the encoder's vocabulary goes through the
@@ -382,23 +382,7 @@ class StaticEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
         return self._fitted_table()
 
     _TRANSFORM_ONLY_PARAMS = ("normalize", "batch_size", "cache", "show_progress_bar")
-
-    def _params_fit_depends_on(self):
-        params = self.get_params(deep=False)
-        for name in self._TRANSFORM_ONLY_PARAMS:
-            params.pop(name, None)
-        return params
-
-    def _check_params_unchanged(self):
-        fitted = self.__dict__.get("_fitted_params", {})
-        current = self._params_fit_depends_on()
-        changed = sorted(k for k in current if not _same_param(current[k], fitted.get(k)))
-        if changed:
-            raise ValueError(
-                f"parameters {changed} changed since this StaticEmbedder was fitted; its "
-                "table and adaptation belong to the old values. Call fit again (or set them "
-                "back)."
-            )
+    _FITTED_STATE = "its fitted state (the table and its adaptation)"
 
     def _cache_fingerprint(self):
         h = hashlib.blake2b(digest_size=16)

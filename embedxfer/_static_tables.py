@@ -24,7 +24,12 @@ import numpy as np
 
 from ._atomic import replace_folder
 from ._environment import home_folder
-from ._vectors import _STALE_TEMP_SECONDS, _clean_stale_temporaries, _file_digest
+from ._vectors import (
+    _STALE_TEMP_SECONDS,
+    _clean_stale_temporaries,
+    damaged_file,
+    file_entries,
+)
 
 # Bump when the distillation recipe or the folder layout changes.
 DISTILLATION_VERSION = 1
@@ -102,10 +107,7 @@ def write_table(folder, arrays, tokenizer_json, settings):
         manifest = {
             "settings": settings,
             "shape": list(arrays["vectors"].shape),
-            "files": {
-                name: {"size": (tmp / name).stat().st_size, "blake2b": _file_digest(tmp / name)}
-                for name in _FILES
-            },
+            "files": file_entries(tmp, _FILES),
         }
         (tmp / _MANIFEST).write_text(json.dumps(manifest, indent=1, default=str), "utf-8")
         if folder.exists():
@@ -142,19 +144,7 @@ def read_table(folder, settings, *, warn=True):
     if problem is None and (not isinstance(files, dict) or set(files) != set(_FILES)):
         problem = f"manifest lists files {sorted(files or [])}, expected {sorted(_FILES)}"
     if problem is None:
-        for name, meta in files.items():
-            path = folder / name
-            try:
-                ok = (
-                    isinstance(meta, dict)
-                    and path.stat().st_size == meta.get("size")
-                    and _file_digest(path) == meta.get("blake2b")
-                )
-            except OSError:
-                ok = False
-            if not ok:
-                problem = f"{name} does not match the size and checksum in the manifest"
-                break
+        problem = damaged_file(folder, files)
     if problem is None:
         try:
             return _load(folder, manifest)

@@ -738,6 +738,32 @@ def _file_digest(path):
     return h.hexdigest()
 
 
+def file_entries(folder, names):
+    """The manifest's ``files`` entry: each file's size and checksum."""
+    return {
+        name: {"size": (folder / name).stat().st_size, "blake2b": _file_digest(folder / name)}
+        for name in names
+    }
+
+
+def damaged_file(folder, files):
+    """None when every file of a manifest's ``files`` entry has its recorded size and
+    checksum, else what is wrong (the first file that does not)."""
+    for name, meta in files.items():
+        path = Path(folder) / name
+        try:
+            ok = (
+                isinstance(meta, dict)
+                and path.stat().st_size == meta.get("size")
+                and _file_digest(path) == meta.get("blake2b")
+            )
+        except OSError:
+            ok = False
+        if not ok:
+            return f"{name} does not match the size and checksum in the manifest"
+    return None
+
+
 def _write_converted(kv, target, source_manifest):
     """Save ``kv`` as plain data (.npy arrays, JSON vocabulary and manifest), atomically.
 
@@ -775,10 +801,7 @@ def _write_converted(kv, target, source_manifest):
         with open(tmp / "vocabulary.json", "w", encoding="ascii") as fh:
             json.dump(list(kv.index_to_key), fh, ensure_ascii=True)
         files["vocabulary.json"] = None
-        manifest["files"] = {
-            name: {"size": (tmp / name).stat().st_size, "blake2b": _file_digest(tmp / name)}
-            for name in files
-        }
+        manifest["files"] = file_entries(tmp, files)
         manifest["words"] = len(kv.index_to_key)
         with open(tmp / _MANIFEST, "w", encoding="utf-8") as fh:
             json.dump(manifest, fh, indent=1)
@@ -827,19 +850,7 @@ def _read_converted(target, expected, warn=True):
     if problem is None and (not isinstance(files, dict) or set(files) != needed):
         problem = f"manifest lists files {sorted(files or [])}, expected {sorted(needed)}"
     if problem is None:
-        for name, meta in files.items():
-            path = target / name
-            try:
-                ok = (
-                    isinstance(meta, dict)
-                    and path.stat().st_size == meta.get("size")
-                    and _file_digest(path) == meta.get("blake2b")
-                )
-            except OSError:
-                ok = False
-            if not ok:
-                problem = f"{name} does not match the size and checksum in the manifest"
-                break
+        problem = damaged_file(target, files)
     if problem is None:
         try:
             return _converted_keyed_vectors(target, manifest)

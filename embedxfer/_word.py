@@ -9,7 +9,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from . import _pooling, _weighting
-from ._base import TextInputMixin
+from ._base import FitParamsMixin, TextInputMixin
 from ._cache import CACHE_CONSTRAINT
 from ._device import DEVICE_CONSTRAINT
 from ._fingerprint import callable_fingerprint, warn_not_cached
@@ -68,7 +68,7 @@ class EmptyDocumentWarning(UserWarning):
     """Some documents had no in-vocabulary token and were embedded as zeros."""
 
 
-class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
+class WordVectorEmbedder(TextInputMixin, FitParamsMixin, TransformerMixin, BaseEstimator):
     """Embed documents by pooling pretrained word vectors.
 
     Word2vec, GloVe and fastText vectors (any source :func:`load_vectors`
@@ -330,26 +330,7 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
 
     # Parameters read only at transform time: changing them after fit is fine.
     _TRANSFORM_ONLY_PARAMS = ("normalize", "dtype", "batch_size", "cache")
-
-    def _params_fit_depends_on(self):
-        params = self.get_params(deep=False)
-        for name in self._TRANSFORM_ONLY_PARAMS:
-            params.pop(name, None)
-        return params
-
-    def _check_params_unchanged(self):
-        """Refuse to mix fitted state with parameters set after ``fit``."""
-        fitted = self.__dict__.get("_fitted_params")
-        if fitted is None:  # fitted by an older version: nothing to compare with
-            return
-        current = self._params_fit_depends_on()
-        changed = sorted(k for k in current if not _same_param(current[k], fitted.get(k)))
-        if changed:
-            raise ValueError(
-                f"parameters {changed} changed since this WordVectorEmbedder was fitted; "
-                "its fitted state (vocabulary settings, weights, components) belongs to the "
-                "old values. Call fit again (or set them back)."
-            )
+    _FITTED_STATE = "its fitted state (vocabulary settings, weights, components)"
 
     def _check_tokenizer_and_vectors(self):
         """Beyond the parameter table: the pattern compiles, the vectors have subwords."""
@@ -691,15 +672,6 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
         state = super().__getstate__()
         state.pop("_weight_table_cache", None)
         return state
-
-
-def _same_param(a, b):
-    if a is b:
-        return True
-    try:
-        return bool(a == b)
-    except (ValueError, TypeError):  # e.g. arrays: compare by identity only
-        return False
 
 
 def _has_subwords(kv):
