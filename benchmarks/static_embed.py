@@ -132,6 +132,9 @@ def main(argv=None):
     parser.add_argument("--cache", type=Path, default=None, help="teacher embedding cache")
     parser.add_argument("--adapt", action="store_true", help="also adapt to SST-2 training")
     parser.add_argument("--mr", action="store_true", help="also MR 10-fold cross-validation")
+    parser.add_argument(
+        "--mr-teacher", action="store_true", help="include the teacher in MR (10,662 sentences)"
+    )
     parser.add_argument("--model2vec-python", default=None, help="python with model2vec")
     args = parser.parse_args(argv)
 
@@ -251,11 +254,15 @@ def main(argv=None):
     if args.mr:
         texts, mr_labels = read(args.data, "mr", "all")
         print("\nMR accuracy (10-fold cross-validation):")
-        for name, fn in (
+        methods = [
             ("StaticEmbedder", static.transform),
             ("WordVectorEmbedder (GloVe 50d)", word.transform),
-            ("SentenceEmbedder (teacher, mean)", teacher.transform),
-        ):
+        ]
+        if adapted is not None:
+            methods.append(("StaticEmbedder, adapted to SST-2", adapted.transform))
+        if args.mr_teacher:
+            methods.append(("SentenceEmbedder (teacher, mean)", teacher.transform))
+        for name, fn in methods:
             print(f"  {name:<34} {mr_accuracy(fn, texts, mr_labels):.4f}")
 
 
