@@ -264,3 +264,28 @@ def test_distillation_on_a_gpu_matches_the_cpu(small, tmp_path, monkeypatch):
         np.linalg.norm(table[rows], axis=1) * np.linalg.norm(cpu[rows], axis=1)
     )
     assert cosine.min() > 0.99
+
+
+def test_an_existing_table_embeds_without_torch(small):
+    import os
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('torch', 'transformers', 'sentence_transformers'):
+            raise ImportError('blocked ' + name)
+sys.meta_path.insert(0, Block())
+import numpy as np
+from embedxfer import StaticEmbedder
+X = StaticEmbedder(**{SMALL!r}).fit(['a good film']).transform(['a good film'])
+np.save(sys.argv[1], X)
+"""
+    out = str(static_home().parent / "no-torch.npy")
+    done = subprocess.run(
+        [sys.executable, "-c", code, out], capture_output=True, text=True, env=dict(os.environ)
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    np.testing.assert_allclose(np.load(out), small.transform(["a good film"]), rtol=1e-6)
