@@ -289,3 +289,12 @@ np.save(sys.argv[1], X)
     )
     assert done.returncode == 0, done.stderr[-2000:]
     np.testing.assert_allclose(np.load(out), small.transform(["a good film"]), rtol=1e-6)
+
+
+def test_a_model_without_a_fast_tokenizer_is_refused(monkeypatch):
+    from types import SimpleNamespace
+
+    slow = SimpleNamespace(tokenizer=SimpleNamespace(is_fast=False), hidden_size=384)
+    monkeypatch.setattr(StaticEmbedder, "_teacher", lambda self, device: slow)
+    with pytest.raises(ValueError, match="no fast .*tokenizer"):
+        StaticEmbedder(n_components=7, vocabulary_limit=50).fit()
