@@ -17,6 +17,7 @@ _LAZY = {
     "SentenceEmbedder": "._sentence",
     "TransformerClassifier": "._finetune",
     "SequenceClassifier": "._sequence",
+    "StaticEmbedder": "._static",
     "EmbeddingCache": "._cache",
     "ImageEmbedder": ".image",
     "ImageClassifier": ".image",

@@ -1,9 +1,10 @@
 """Behaviour shared by the estimators that take raw text."""
 
 import numpy as np
+from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from ._param_validation import ConstraintTableMixin
+from ._param_validation import ConstraintTableMixin, validate_params
 
 
 class TextInputMixin(ConstraintTableMixin):
@@ -42,3 +43,46 @@ class EmbedderOutputMixin:
         check_is_fitted(self)
         prefix = self._feature_prefix()
         return np.asarray([f"{prefix}{i}" for i in range(self.n_features_out_)], dtype=object)
+
+
+class FitParamsMixin:
+    """Refuse to mix fitted state with parameters changed after ``fit``.
+
+    ``fit`` stores ``self._fitted_params = self._params_fit_depends_on()``;
+    the transforming methods call ``_check_params_unchanged()``. Parameters
+    in ``_INFERENCE_PARAMS`` (what inference reads) may change freely.
+    """
+
+    _INFERENCE_PARAMS = ()
+    _FITTED_STATE = "its fitted state"
+
+    def _params_fit_depends_on(self):
+        params = self.get_params(deep=False)
+        for name in self._INFERENCE_PARAMS:
+            params.pop(name, None)
+        return params
+
+    def _check_params_unchanged(self):
+        validate_params(self, self._INFERENCE_PARAMS)
+        fitted = self.__dict__.get("_fitted_params")
+        if fitted is None:
+            raise NotFittedError(
+                f"This {type(self).__name__}'s last fit did not complete; call fit again."
+            )
+        current = self._params_fit_depends_on()
+        changed = sorted(k for k in current if not _same_param(current[k], fitted.get(k)))
+        if changed:
+            raise ValueError(
+                f"parameters {changed} changed since this {type(self).__name__} was fitted; "
+                f"{self._FITTED_STATE} belongs to the old values. Call fit again (or set them "
+                "back)."
+            )
+
+
+def _same_param(a, b):
+    if a is b:
+        return True
+    try:
+        return bool(a == b)
+    except (ValueError, TypeError):  # e.g. arrays: compare by identity only
+        return False

@@ -6,11 +6,10 @@ from numbers import Integral, Real
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
-from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from . import _pooling, _weighting
-from ._base import TextInputMixin
+from ._base import FitParamsMixin, TextInputMixin
 from ._cache import CACHE_CONSTRAINT
 from ._device import DEVICE_CONSTRAINT, resolve_device
 from ._fingerprint import callable_fingerprint, warn_not_cached
@@ -72,7 +71,7 @@ def _dtype_problem(dtype):
 
 
 @set_module("embedxfer")
-class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
+class WordVectorEmbedder(TextInputMixin, FitParamsMixin, TransformerMixin, BaseEstimator):
     """Embed documents by pooling pretrained word vectors.
 
     Word2vec, GloVe and fastText vectors (any source :func:`load_vectors`
@@ -335,29 +334,7 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
 
     # What inference (transform) reads: set_params after fit can change these.
     _INFERENCE_PARAMS = ("normalize", "dtype", "batch_size", "cache")
-
-    def _params_fit_depends_on(self):
-        params = self.get_params(deep=False)
-        for name in self._INFERENCE_PARAMS:
-            params.pop(name, None)
-        return params
-
-    def _check_params_unchanged(self):
-        """Refuse to mix fitted state with parameters set after ``fit``."""
-        validate_params(self, self._INFERENCE_PARAMS)
-        fitted = self.__dict__.get("_fitted_params")
-        if fitted is None:
-            raise NotFittedError(
-                "This WordVectorEmbedder's last fit did not complete; call fit again."
-            )
-        current = self._params_fit_depends_on()
-        changed = sorted(k for k in current if not _same_param(current[k], fitted.get(k)))
-        if changed:
-            raise ValueError(
-                f"parameters {changed} changed since this WordVectorEmbedder was fitted; "
-                "its fitted state (vocabulary settings, weights, components) belongs to the "
-                "old values. Call fit again (or set them back)."
-            )
+    _FITTED_STATE = "its fitted state (vocabulary settings, weights, components)"
 
     def _check_tokenizer_and_vectors(self):
         """Beyond the parameter table: the pattern compiles, the vectors have subwords."""
@@ -692,15 +669,6 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
         state = super().__getstate__()
         state.pop("_weight_table_cache", None)
         return state
-
-
-def _same_param(a, b):
-    if a is b:
-        return True
-    try:
-        return bool(a == b)
-    except (ValueError, TypeError):  # e.g. arrays: compare by identity only
-        return False
 
 
 def _has_subwords(kv):

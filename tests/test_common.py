@@ -31,6 +31,7 @@ PUBLIC_ESTIMATORS = [
     "SentenceEmbedder",
     "TransformerClassifier",
     "SequenceClassifier",
+    "StaticEmbedder",
 ]
 
 # Small, fast settings; each estimator's real defaults are checked by
@@ -40,6 +41,7 @@ FAST_PARAMS = {
     "SentenceEmbedder": {"batch_size": 16, "max_length": 32},
     "TransformerClassifier": {"epochs": 1, "max_length": 24, "batch_size": 16, "random_state": 0},
     "SequenceClassifier": {"epochs": 1, "random_state": 0},
+    "StaticEmbedder": {"vocabulary_limit": 600, "n_components": 32},
 }
 
 # A grid with one parameter of each estimator that GridSearchCV can tune.
@@ -48,6 +50,7 @@ GRID = {
     "SentenceEmbedder": {"pooling": ["mean", "cls"]},
     "TransformerClassifier": {"lr": [1e-3, 3e-3]},
     "SequenceClassifier": {"freeze_embeddings": [True, False]},
+    "StaticEmbedder": {"pooling": ["mean", "max"]},
 }
 
 SKLEARN_CHECKS = [
@@ -63,7 +66,7 @@ SKLEARN_CHECKS = [
 ]
 
 
-TORCH_BACKED = {"SentenceEmbedder", "TransformerClassifier", "SequenceClassifier"}
+TORCH_BACKED = {"SentenceEmbedder", "TransformerClassifier", "SequenceClassifier", "StaticEmbedder"}
 
 
 def make(name, **params):
@@ -210,7 +213,7 @@ def test_skops_round_trip_trusts_only_public_names(name, data, fitted):
     )
 
 
-@pytest.mark.parametrize("name", ["WordVectorEmbedder", "SentenceEmbedder"])
+@pytest.mark.parametrize("name", ["WordVectorEmbedder", "SentenceEmbedder", "StaticEmbedder"])
 def test_transformer_output_contract(name, data, fitted):
     estimator = fitted(name)
     texts = data[0][:5]
@@ -246,6 +249,7 @@ REFIT_PARAMS = {
     "SentenceEmbedder": [{}],
     "TransformerClassifier": [{}],
     "SequenceClassifier": [{}],
+    "StaticEmbedder": [{}, {"adapt": True}],
 }
 
 

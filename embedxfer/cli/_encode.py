@@ -29,6 +29,12 @@ def build_embedder(
         if allow_pickle:
             params["allow_pickle"] = True
         return WordVectorEmbedder(spec.name, **params)
+    if spec.kind == "static":
+        from .. import StaticEmbedder
+
+        if device is not None:
+            params["device"] = device
+        return StaticEmbedder(spec.name, **params)
     from .. import SentenceEmbedder
 
     if batch_size is not None:

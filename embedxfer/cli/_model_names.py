@@ -23,6 +23,8 @@ SENTENCE_RUNTIME_OPTIONS = {
     "onnx-int8": {"backend": "onnx", "precision": "int8"},
     "chunk": {"long_documents": "chunk"},
 }
+# The option that turns a sentence model into its distilled static table (StaticEmbedder).
+STATIC_OPTION = "static"
 # What "evaluate" compares unless told otherwise, and what "demo" compares.
 DEMO_MODELS = (DEFAULT_VECTORS, DEFAULT_MODEL, TFIDF_NAMES[0])
 _PATH_SUFFIXES = (".txt", ".bin", ".vec", ".gz", ".bz2", ".kv", ".model", ".npy", ".zip", ".w2v")
@@ -36,7 +38,7 @@ class ModelSpec:
     ----------
     name : str
         The model name or path (without options).
-    kind : {"word", "sentence", "tfidf"}
+    kind : {"word", "sentence", "static", "tfidf"}
     pooling : str or None
         Pooling option given after ``:`` (``None``: the embedder's default).
     weighting : str or None
@@ -70,7 +72,9 @@ def parse_model(text, kind="auto", extra_options=()):
 
     ``OPTIONS`` are comma-separated pooling and weighting words, e.g.
     ``glove-6B-50d:mean+max``, ``glove-6B-50d:sif``,
-    ``all-MiniLM-L6-v2:cls``; sentence models also take ``onnx``,
+    ``all-MiniLM-L6-v2:cls``; ``all-MiniLM-L6-v2:static`` is the sentence
+    model distilled into a static table (:class:`embedxfer.StaticEmbedder`,
+    word poolings); sentence models also take ``onnx``,
     ``onnx-int8`` (ONNX Runtime backend, float32 or int8) and ``chunk``
     (long documents read whole), e.g. ``all-MiniLM-L6-v2:onnx-int8,chunk``.
     ``kind`` is ``"auto"`` (from the name),
@@ -80,9 +84,18 @@ def parse_model(text, kind="auto", extra_options=()):
     name, options = _split_options(text)
     options = options + [o for o in extra_options if o is not None]
     resolved = resolve_kind(name, kind)
+    if STATIC_OPTION in options:
+        if resolved != "sentence":
+            raise ValueError(
+                f"model {text!r}: option {STATIC_OPTION!r} distils a sentence model; "
+                f"{name!r} is not one."
+            )
+        resolved = "static"
     pooling = weighting = None
     settings = {}
     for option in options:
+        if option == STATIC_OPTION:
+            continue
         role = _option_role(text, option, resolved)
         if role == "weighting":
             weighting = option
@@ -109,7 +122,7 @@ def _option_role(text, option, resolved):
         raise ValueError(f"model {text!r}: the TF-IDF baseline takes no options.")
     if option in WEIGHTINGS and resolved == "word":
         return "weighting"
-    if (resolved == "word" and all(p in WORD_POOLINGS for p in option.split("+"))) or (
+    if (resolved in ("word", "static") and all(p in WORD_POOLINGS for p in option.split("+"))) or (
         resolved == "sentence" and option in SENTENCE_POOLINGS
     ):
         return "pooling"
@@ -119,6 +132,8 @@ def _option_role(text, option, resolved):
         f"poolings {', '.join(WORD_POOLINGS)} (or several joined by '+') and "
         f"weightings {', '.join(WEIGHTINGS)}"
         if resolved == "word"
+        else f"poolings {', '.join(WORD_POOLINGS)}"
+        if resolved == "static"
         else f"poolings {', '.join(SENTENCE_POOLINGS)} and {', '.join(SENTENCE_RUNTIME_OPTIONS)}"
     )
     raise ValueError(
@@ -134,7 +149,7 @@ def _split_options(text):
         return text, []
     options = [o.strip() for o in tail.split(",") if o.strip()]
     words = set(WORD_POOLINGS + SENTENCE_POOLINGS + WEIGHTINGS)
-    words |= set(SENTENCE_RUNTIME_OPTIONS)
+    words |= set(SENTENCE_RUNTIME_OPTIONS) | {STATIC_OPTION}
     if options and all(set(o.split("+")) <= words for o in options):
         return head, options
     if options and head in known_model_names():

@@ -32,8 +32,9 @@ def add_parser(sub, parents):
     p.add_argument(
         "--prune",
         action="store_true",
-        help="delete converted vector files that can no longer be used (source "
-        "gone or changed, damaged, older version) and leftovers of killed runs",
+        help="delete converted vector files and distilled static tables that can no "
+        "longer be used (source gone or changed, damaged, older version) and leftovers "
+        "of killed runs",
     )
     p.set_defaults(func=cmd_models)
 
@@ -52,6 +53,7 @@ def cmd_models(args):
         print("  " + line)
     print()
     _print_conversions(prune=getattr(args, "prune", False))
+    _print_distilled(prune=getattr(args, "prune", False))
     local = _print_gensim_data()
     _print_hf_cache()
     _print_online(local, packaged=PACKAGED_GLOVE_NAMES if glove is not None else ())
@@ -111,6 +113,28 @@ def _print_conversions(prune):
         state = f"from {source}" if usable else "stale: 'embedxfer models --prune' removes it"
         print(f"  {folder.name:<40} {size / 2**20:8.1f} MiB  {state}")
     if not converted:
+        print("  none yet")
+
+
+def _print_distilled(prune):
+    """The distilled static tables (``NAME:static``), pruned first with ``prune``."""
+    from .._static_tables import describe_table, distilled_tables, prune_tables, static_home
+
+    if prune:
+        for folder in prune_tables():
+            print(f"pruned {folder}")
+    tables = distilled_tables()
+    print()
+    print(
+        f"Distilled static tables (cache {static_home()}; a sentence model used as "
+        "NAME:static is distilled once and reused):"
+    )
+    for folder in tables:
+        size = sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())
+        source, usable = describe_table(folder)
+        state = f"from {source}" if usable else "stale: 'embedxfer models --prune' removes it"
+        print(f"  {folder.name:<40} {size / 2**20:8.1f} MiB  {state}")
+    if not tables:
         print("  none yet")
 
 

@@ -1,0 +1,300 @@
+"""StaticEmbedder: the packaged all-MiniLM-L6-v2 distilled into a static table.
+
+Most tests distil a small table (the 600 most frequent tokens, 32
+dimensions: a few seconds) to check the mechanism; the full vocabulary is
+distilled only by the ``slow`` test.
+"""
+
+import json
+import pickle
+
+import numpy as np
+import pytest
+from _shared_data import sample_dataset_or_sms
+from sklearn.base import clone
+
+pytest.importorskip("torch")
+pytest.importorskip("tokenizers")
+
+from embedxfer import EmptyDocumentWarning, SentenceEmbedder, StaticEmbedder
+from embedxfer._registry import load_counts
+from embedxfer._static_tables import (
+    describe_table,
+    distilled_tables,
+    prune_tables,
+    read_table,
+    static_home,
+)
+from embedxfer._transformers import packaged_minilm_path
+from embedxfer._wordpiece import TokenIds
+
+SMALL = {"vocabulary_limit": 600, "n_components": 32}
+TRICKY = [
+    "Héllo Wörld, café!",
+    "don't STOP [SEP] me",
+    "a\x0bb c\x00d",
+    "日本語のテキスト ok",
+    "ΟΔΟΣ test",
+    "x" * 150,
+    "",
+    "   ",
+    "emoji 😀 !!",
+    "under_score a-b",
+    "İstanbul",
+    "[UNK] [MASK]",
+    "tab\tnew\nline\rend",
+    "5€ $5 ¿qué?",
+    "unbelievably untokenizable",
+]
+
+
+@pytest.fixture(scope="module")
+def texts():
+    docs, labels = sample_dataset_or_sms("sst2", 120, split="train", seed=3)
+    return list(docs), np.asarray(labels)
+
+
+@pytest.fixture(scope="module")
+def small(texts):
+    return StaticEmbedder(**SMALL).fit(texts[0])
+
+
+def test_wordpiece_ids_match_the_tokenizer(texts):
+    """The fast path gives, document by document, exactly the tokenizer's ids."""
+    with open(f"{packaged_minilm_path()}/tokenizer.json", encoding="utf-8") as fh:
+        token_ids = TokenIds(fh.read())
+    assert token_ids.uses_word_table
+    docs = TRICKY + texts[0]
+    ids, ptr = token_ids.ids(docs)
+    expected, expected_ptr = token_ids.tokenizer_ids(docs)
+    for i in range(len(docs)):
+        want = [
+            t for t in expected[expected_ptr[i] : expected_ptr[i + 1]] if not token_ids.dropped[t]
+        ]
+        assert sorted(ids[ptr[i] : ptr[i + 1]].tolist()) == sorted(want), docs[i]
+    # Special tokens' text and unknown characters carry nothing.
+    assert ptr[TRICKY.index("[UNK] [MASK]") + 1] == ptr[TRICKY.index("[UNK] [MASK]")]
+
+
+def test_table_is_stored_as_verified_plain_data_and_loaded_once(small, texts):
+    folder = static_home() / small.table_key_
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert set(manifest["files"]) == {"vectors.npy", "mean.npy", "components.npy", "tokenizer.json"}
+    assert manifest["shape"] == [small.vocabulary_size_, 32]
+    assert manifest["settings"]["vocabulary_limit"] == 600
+    assert not list(folder.glob("*.pkl"))
+    assert isinstance(small.table_, np.memmap)
+    key = ("embedxfer.StaticEmbedder.table", small.table_key_)
+    before = load_counts()[key]
+    twin = clone(small).fit(texts[0][:5])
+    StaticEmbedder(**SMALL).fit()
+    assert load_counts()[key] == before == 1
+    np.testing.assert_array_equal(twin.transform(texts[0][:5]), small.transform(texts[0][:5]))
+    source, usable = describe_table(folder)
+    assert usable and source == packaged_minilm_path()
+    assert folder in distilled_tables()
+
+
+def test_tampered_table_is_refused(small, tmp_path):
+    import shutil
+
+    folder = tmp_path / small.table_key_
+    shutil.copytree(static_home() / small.table_key_, folder)
+    settings = json.loads((folder / "manifest.json").read_text())["settings"]
+    assert read_table(folder, settings, warn=False) is not None
+    vectors = np.load(folder / "vectors.npy")
+    vectors[5, 0] += 1.0
+    np.save(folder / "vectors.npy", vectors)
+    with pytest.warns(UserWarning, match="vectors.npy does not match"):
+        assert read_table(folder, settings) is None
+    assert not describe_table(folder)[1]
+    # Another model's settings are never taken for this one.
+    assert read_table(folder, dict(settings, n_components=64), warn=False) is None
+    assert prune_tables(tmp_path) == [folder] and not folder.exists()
+
+
+def test_mean_pooling_of_the_tokenizer_ids(small, texts):
+    docs = texts[0][:20]
+    X = small.transform(docs)
+    assert X.dtype == np.float32 and X.shape == (20, 32)
+    token_ids = TokenIds(read_table(static_home() / small.table_key_, None).tokenizer_json)
+    ids, ptr = token_ids.tokenizer_ids(docs)
+    table = np.asarray(small.table_)
+    for i in (0, 7, 19):
+        rows = [t for t in ids[ptr[i] : ptr[i + 1]] if table[t].any()]
+        np.testing.assert_allclose(X[i], table[rows].mean(axis=0), rtol=1e-5, atol=1e-6)
+    assert small.get_feature_names_out()[0] == "minilm_static_mean0"
+
+
+def test_empty_documents_are_zeros_and_counted(small):
+    with pytest.warns(EmptyDocumentWarning, match="2 of 3 documents"):
+        X = small.transform(["", "a good film", "日本"])
+    assert not X[0].any() and not X[2].any() and X[1].any()
+
+
+def test_poolings_and_normalize(small, texts):
+    docs = texts[0][:10]
+    both = clone(small).set_params(pooling="mean+max", normalize=True).fit(docs)
+    X = both.transform(docs)
+    assert X.shape == (10, 64)
+    np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, rtol=1e-5)
+    with pytest.raises(ValueError, match="fit again"):
+        small_changed = clone(small).fit(docs)
+        small_changed.set_params(pooling="max").transform(docs)
+
+
+def test_pickle_never_holds_the_table(small, texts):
+    blob = pickle.dumps(small)
+    assert len(blob) < 20_000
+    restored = pickle.loads(blob)
+    np.testing.assert_array_equal(restored.transform(texts[0][:4]), small.transform(texts[0][:4]))
+
+
+def test_bad_settings_are_named(texts):
+    with pytest.raises(ValueError, match="n_components=500.*384"):
+        StaticEmbedder(n_components=500, vocabulary_limit=600).fit()
+    with pytest.raises(ValueError, match="n_components=64.*50 tokens"):
+        StaticEmbedder(n_components=64, vocabulary_limit=50).fit()
+    with pytest.raises(ValueError, match="adapt"):
+        StaticEmbedder(adapt=True, **SMALL).fit()
+
+
+def test_adaptation_moves_pooled_vectors_towards_the_teacher(small, texts):
+    docs = texts[0][:60]
+    adapted = StaticEmbedder(adapt=True, **SMALL).fit(docs)
+    assert len(adapted.adapted_ids_) and adapted.adapted_vectors_.shape[1] == 32
+    assert np.isin(adapted.adapted_ids_, np.flatnonzero(np.asarray(small.table_).any(axis=1))).all()
+    teacher = SentenceEmbedder(pooling="mean").fit().transform(docs)
+    table = read_table(static_home() / small.table_key_, None)
+    target = (teacher - table.mean) @ np.asarray(table.components).T
+
+    def misfit(X):
+        scale = np.sum(target * X) / np.sum(target * target)
+        return np.linalg.norm(scale * target - X) / np.linalg.norm(X)
+
+    assert misfit(adapted.transform(docs)) < 0.8 * misfit(small.transform(docs))
+    # Fitted state from fit alone: a refit on other documents equals a fresh fit.
+    refit = clone(adapted).fit(texts[0][60:])
+    fresh = StaticEmbedder(adapt=True, **SMALL).fit(texts[0][60:])
+    np.testing.assert_array_equal(refit.adapted_ids_, fresh.adapted_ids_)
+    np.testing.assert_allclose(refit.transform(docs), fresh.transform(docs), rtol=1e-5, atol=1e-6)
+    # The adaptation (not the table) is fitted state and travels with the pickle.
+    restored = pickle.loads(pickle.dumps(adapted))
+    np.testing.assert_array_equal(restored.transform(docs), adapted.transform(docs))
+
+
+def test_dask_transform_matches(small, texts):
+    dd = pytest.importorskip("dask.dataframe")
+    pd = pytest.importorskip("pandas")
+    import embedxfer.dask as edask
+
+    series = dd.from_pandas(pd.Series(texts[0][:30], name="text"), npartitions=3)
+    out = edask.transform(small, series).compute()
+    np.testing.assert_allclose(np.asarray(out), small.transform(texts[0][:30]), rtol=1e-6)
+
+
+@pytest.mark.slow
+def test_full_distillation_classifies_sentiment(texts):
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+
+    docs, labels = texts
+    embedder = StaticEmbedder().fit(docs)
+    assert embedder.vocabulary_size_ == 30522 and embedder.n_features_out_ == 256
+    X = embedder.transform(docs)
+    assert cross_val_score(LogisticRegression(max_iter=1000), X, labels, cv=3).mean() > 0.6
+
+
+def test_cli_static_suffix(small):
+    from embedxfer.cli._encode import build_embedder
+    from embedxfer.cli._model_names import parse_model
+
+    spec = parse_model("all-MiniLM-L6-v2:static,mean+max")
+    assert (spec.kind, spec.pooling, spec.label) == (
+        "static",
+        "mean+max",
+        "all-MiniLM-L6-v2:static,mean+max",
+    )
+    embedder = build_embedder(spec, normalize=True)
+    assert isinstance(embedder, StaticEmbedder)
+    assert (embedder.model, embedder.pooling, embedder.normalize) == (
+        "all-MiniLM-L6-v2",
+        "mean+max",
+        True,
+    )
+    with pytest.raises(ValueError, match="static"):
+        parse_model("glove-6B-50d:static")
+    with pytest.raises(ValueError, match="cls"):
+        parse_model("all-MiniLM-L6-v2:static,cls")
+
+
+def test_models_lists_distilled_tables_and_prunes_stale_ones(small, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from embedxfer.cli._models import _print_distilled
+
+    home = tmp_path / "home"
+    good = home / "static" / small.table_key_
+    shutil.copytree(static_home() / small.table_key_, good)
+    stale = home / "static" / ("0" * 32)
+    shutil.copytree(good, stale)
+    (stale / "tokenizer.json").write_text("{}")
+    monkeypatch.setenv("EMBEDXFER_HOME", str(home))
+    _print_distilled(prune=False)
+    out = capsys.readouterr().out
+    assert f"{good.name}" in out and f"from {packaged_minilm_path()}" in out
+    assert "stale" in out and stale.name in out
+    _print_distilled(prune=True)
+    assert f"pruned {stale}" in capsys.readouterr().out
+    assert good.exists() and not stale.exists()
+
+
+@pytest.mark.gpu
+def test_distillation_on_a_gpu_matches_the_cpu(small, tmp_path, monkeypatch):
+    from embedxfer._registry import clear_registry
+
+    cpu = np.asarray(small.table_)
+    monkeypatch.setenv("EMBEDXFER_HOME", str(tmp_path))
+    clear_registry()
+    gpu = StaticEmbedder(device="cuda", **SMALL).fit()
+    assert gpu.device_.startswith("cuda")
+    table = np.asarray(gpu.table_)
+    rows = np.flatnonzero(cpu.any(axis=1))
+    cosine = np.sum(table[rows] * cpu[rows], axis=1) / (
+        np.linalg.norm(table[rows], axis=1) * np.linalg.norm(cpu[rows], axis=1)
+    )
+    assert cosine.min() > 0.99
+
+
+def test_an_existing_table_embeds_without_torch(small):
+    import os
+    import subprocess
+    import sys
+
+    code = f"""
+import sys
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split('.')[0] in ('torch', 'transformers', 'sentence_transformers'):
+            raise ImportError('blocked ' + name)
+sys.meta_path.insert(0, Block())
+import numpy as np
+from embedxfer import StaticEmbedder
+X = StaticEmbedder(**{SMALL!r}).fit(['a good film']).transform(['a good film'])
+np.save(sys.argv[1], X)
+"""
+    out = str(static_home().parent / "no-torch.npy")
+    done = subprocess.run(
+        [sys.executable, "-c", code, out], capture_output=True, text=True, env=dict(os.environ)
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    np.testing.assert_allclose(np.load(out), small.transform(["a good film"]), rtol=1e-6)
+
+
+def test_a_model_without_a_fast_tokenizer_is_refused(monkeypatch):
+    from types import SimpleNamespace
+
+    slow = SimpleNamespace(tokenizer=SimpleNamespace(is_fast=False), hidden_size=384)
+    monkeypatch.setattr(StaticEmbedder, "_teacher", lambda self, device: slow)
+    with pytest.raises(ValueError, match="no fast .*tokenizer"):
+        StaticEmbedder(n_components=7, vocabulary_limit=50).fit()
