@@ -122,9 +122,9 @@ def test_chunk_short_documents_unchanged_and_long_ones_whole(fitted, sms):
 @pytest.mark.parametrize(
     "params, match",
     [
-        ({"backend": "jax"}, "backend="),
+        ({"backend": "jax"}, "'backend' parameter .*Got 'jax'"),
         ({"precision": "int8"}, "backend='onnx'"),
-        ({"long_documents": "all"}, "long_documents="),
+        ({"long_documents": "all"}, "'long_documents' parameter .*Got 'all'"),
         ({"n_threads": 0}, "n_threads"),
     ],
 )
