@@ -87,3 +87,14 @@ def test_chunks_start_at_one_batch_and_grow_in_whole_batches():
     assert slow.sizes[0] == 8 and sum(slow.sizes) == 120
     assert all(size % 8 == 0 for size in slow.sizes[:-1])
     assert max(slow.sizes) < 1024  # about half a second each, not a whole chunk
+
+
+def test_encode_corpus_goes_shortest_first_and_returns_input_order(glove):
+    from embedxfer import WordVectorEmbedder
+    from embedxfer.cli._encode import encode_corpus
+    from embedxfer.cli._model_names import parse_model
+
+    texts = [" ".join(["film"] * (i % 13) + ["good", "bad"][i % 2 :]) for i in range(300)]
+    result = encode_corpus(parse_model("glove-6B-50d"), texts, chunk_size=64)
+    expected = WordVectorEmbedder(vectors=glove).fit(texts).transform(texts)
+    np.testing.assert_allclose(result["X"], expected, rtol=1e-6, atol=1e-7)

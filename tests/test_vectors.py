@@ -112,6 +112,7 @@ def test_packaged_glove_is_memory_mapped_where_it_is_installed(tmp_path):
     from pathlib import Path
 
     from embedxfer._vectors import (
+        _load_uncached,
         _read_converted,
         _source_manifest,
         converted_files,
@@ -119,7 +120,9 @@ def test_packaged_glove_is_memory_mapped_where_it_is_installed(tmp_path):
     )
 
     npy = packaged_glove_files()[0].resolve()
-    kv = load_vectors("glove-6B-50d", cache_dir=tmp_path)
+    # The loader itself, past the registry: the process's count of GloVe loads
+    # (checked by tests/test_word.py) stays one.
+    kv = _load_uncached("glove-6B-50d", "auto", tmp_path, convert=True)
     assert isinstance(kv.vectors, np.memmap) and Path(kv.vectors.filename).resolve() == npy
     assert len(kv) == 400_000 and kv.index_to_key[0] == "the"
     # Only the word list is converted: no 80 MB copy of the vectors in the cache.

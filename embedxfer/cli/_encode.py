@@ -120,9 +120,15 @@ def encode_corpus(spec, texts, *, chunk_size=1024, progress=None, **embedder_par
     load_s = time.perf_counter() - started
     n = len(texts)
     X = np.empty((n, embedder.n_features_out_), dtype=np.float32)
+    # Shortest first: the small chunks that report progress then pad little, as
+    # one whole-corpus call (which sorts by length inside) would.
+    order = np.argsort([len(t) for t in texts], kind="stable")
+    by_length = [texts[i] for i in order]
     started = time.perf_counter()
-    for start, stop, block in encode_chunks(embedder, texts, chunk_size=chunk_size, tally=tally):
-        X[start:stop] = block
+    for start, stop, block in encode_chunks(
+        embedder, by_length, chunk_size=chunk_size, tally=tally
+    ):
+        X[order[start:stop]] = block
         if progress is not None:
             progress(stop, n, time.perf_counter() - started)
     return {
