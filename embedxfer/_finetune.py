@@ -688,7 +688,7 @@ class TransformerClassifier(
 
         Returns
         -------
-        vectors : ndarray of shape (n_samples, n_features_out_), float32
+        vectors : ndarray of shape (n_samples, n_features_out), float32
         """
         check_is_fitted(self)
         docs = check_documents(X, allow_empty=True)

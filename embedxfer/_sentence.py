@@ -300,7 +300,7 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
 
         Returns
         -------
-        X_new : ndarray of shape (n_documents, n_features_out_), float32
+        X_new : ndarray of shape (n_documents, n_features_out), float32
         """
         check_is_fitted(self)
         docs = check_documents(X)

@@ -398,7 +398,7 @@ class SequenceClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierMixi
 
         Returns
         -------
-        vectors : ndarray of shape (n_samples, n_features_out_), float32
+        vectors : ndarray of shape (n_samples, n_features_out), float32
         """
         check_is_fitted(self)
         return self._docs_run(check_documents(X, allow_empty=True), "pooled")

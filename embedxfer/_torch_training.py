@@ -751,7 +751,7 @@ class TorchClassifierMixin(abc.ABC):
 
         Returns
         -------
-        vectors : ndarray of shape (n_samples, n_features_out_), float32
+        vectors : ndarray of shape (n_samples, n_features_out), float32
         """
         return self.transform(X)
 

@@ -159,7 +159,7 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
         weights (empty without weighting or with ``word_frequency="vectors"``).
     default_weight_ : float
         Weight of words not seen in training.
-    components_ : ndarray of shape (n_components, vector_size_)
+    components_ : ndarray of shape (n_components, vector_size)
         Common components removed by SIF / uSIF.
     component_weights_ : ndarray of shape (n_components,)
         Scale of each removal (ones for SIF, variance shares for uSIF).
@@ -434,7 +434,7 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        X_new : ndarray of shape (n_documents, n_features_out_)
+        X_new : ndarray of shape (n_documents, n_features_out)
             Documents without any in-vocabulary token get zeros, counted in
             an ``EmptyDocumentWarning``.
         """
@@ -601,7 +601,7 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
 
         Returns
         -------
-        tokens : ndarray of float32, shape (n_documents, length, vector_size_)
+        tokens : ndarray of float32, shape (n_documents, length, vector_size)
         """
         ids = self.transform_ids(X, max_length=max_length)
         vectors = self._keyed_vectors().vectors

@@ -297,7 +297,7 @@ class ImageEmbedder(ImageInputMixin, EmbedderOutputMixin, TransformerMixin, Base
 
         Returns
         -------
-        X_new : ndarray of shape (n_images, n_features_out_), float32
+        X_new : ndarray of shape (n_images, n_features_out), float32
         """
         check_is_fitted(self)
         self._check_unchanged()
