@@ -276,7 +276,7 @@ class EmbeddingCache:
         return self._store.info()
 
     def stats(self):
-        """Counters and sizes.
+        """Return counters and sizes.
 
         Returns
         -------

@@ -267,6 +267,7 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
         Returns
         -------
         self : SentenceEmbedder
+            The fitted estimator.
         """
         validate_params(self)
         self._check_layers_with_pooling()
@@ -301,6 +302,7 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
         Returns
         -------
         X_new : ndarray of shape (n_documents, n_features_out), float32
+            One vector per document, in input order.
         """
         check_is_fitted(self)
         docs = check_documents(X)

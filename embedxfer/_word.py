@@ -168,8 +168,8 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
 
     See Also
     --------
-    SentenceEmbedder : transformer-based sentence vectors.
-    load_vectors : load and convert word-vector files.
+    SentenceEmbedder : Transformer-based sentence vectors.
+    load_vectors : Load and convert word-vector files.
 
     Examples
     --------
@@ -250,6 +250,7 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
         Returns
         -------
         self : WordVectorEmbedder
+            The fitted estimator.
         """
         validate_params(self)
         self._check_tokenizer_and_vectors()
@@ -322,6 +323,7 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
         Returns
         -------
         self : WordVectorEmbedder
+            The fitted estimator.
         """
         from ._corpus_stats import partial_fit
 
@@ -549,6 +551,7 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
         Parameters
         ----------
         X : iterable of str
+            The documents.
 
         Returns
         -------
@@ -565,13 +568,14 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
         return np.divide(found, total, out=np.zeros_like(found), where=total > 0)
 
     def transform_ids(self, X, max_length=None):
-        """Documents as padded sequences of vocabulary rows, for sequence models.
+        """Turn documents into padded sequences of vocabulary rows, for sequence models.
 
         Out-of-vocabulary tokens are dropped.
 
         Parameters
         ----------
         X : iterable of str
+            The documents.
         max_length : int, default=None
             Keep at most this many tokens per document (the first ones);
             default the longest document.
@@ -597,11 +601,22 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
         return out
 
     def transform_tokens(self, X, max_length=None):
-        """Documents as zero-padded arrays of token vectors.
+        """Turn documents into zero-padded arrays of token vectors.
+
+        Out-of-vocabulary tokens are dropped, as in :meth:`transform_ids`.
+
+        Parameters
+        ----------
+        X : iterable of str
+            The documents.
+        max_length : int, default=None
+            Keep at most this many tokens per document (the first ones);
+            default the longest document.
 
         Returns
         -------
         tokens : ndarray of float32, shape (n_documents, length, vector_size)
+            Each token's vector, zeros after the document's last token.
         """
         ids = self.transform_ids(X, max_length=max_length)
         vectors = self._keyed_vectors().vectors
@@ -621,11 +636,13 @@ class WordVectorEmbedder(TextInputMixin, TransformerMixin, BaseEstimator):
 
         Parameters
         ----------
-        input_features : ignored
+        input_features : None
+            Ignored: the names depend on the vectors and the pooling only.
 
         Returns
         -------
         feature_names_out : ndarray of str objects
+            One name per output column.
         """
         check_is_fitted(self)
         tag = source_tag(self._source())

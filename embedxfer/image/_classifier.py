@@ -313,6 +313,7 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
         Returns
         -------
         self : ImageClassifier
+            The fitted estimator.
         """
         return super().fit(X, y)
 
@@ -535,6 +536,7 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
         Returns
         -------
         vectors : ndarray of shape (n_samples, n_features_out), float32
+            The pooled vectors the fitted head reads, one row per sample.
         """
         items = self._check_predict_docs(X)
         runtime = self._ensure_runtime()

@@ -260,6 +260,7 @@ class ImageEmbedder(ImageInputMixin, EmbedderOutputMixin, TransformerMixin, Base
         Returns
         -------
         self : ImageEmbedder
+            The fitted estimator.
         """
         validate_params(self)
         if X is not None:
@@ -298,6 +299,7 @@ class ImageEmbedder(ImageInputMixin, EmbedderOutputMixin, TransformerMixin, Base
         Returns
         -------
         X_new : ndarray of shape (n_images, n_features_out), float32
+            One vector per image, in input order.
         """
         check_is_fitted(self)
         self._check_unchanged()

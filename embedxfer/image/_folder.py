@@ -26,7 +26,32 @@ def is_image_file(name, extensions=IMAGE_EXTENSIONS):
 
 
 def list_images(folder, extensions=IMAGE_EXTENSIONS):
-    """Sorted paths of the image files in ``folder`` and its sub-folders."""
+    """List the image files in ``folder`` and its sub-folders, sorted.
+
+    Hidden files and folders (names starting with ``.``) are skipped.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        The folder to walk.
+    extensions : tuple of str, default=IMAGE_EXTENSIONS
+        File name endings that count as images (``.jpg``, ``.png``, ...).
+
+    Returns
+    -------
+    paths : list of str
+        The image files' paths, sorted by folder, then by name.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from embedxfer.image import list_images
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> for name in ("b.png", "a.jpg", "notes.txt"):
+    ...     _ = (folder / name).write_bytes(b"")
+    >>> [pathlib.Path(p).name for p in list_images(folder)]
+    ['a.jpg', 'b.png']
+    """
     folder = os.fspath(folder)
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{folder!r} is not a folder of images.")
