@@ -6,7 +6,8 @@ table pasted anywhere carries the conditions it was measured under.
 
 import os
 import platform
-from importlib import metadata
+
+from embedxfer.cli._installed import dist_version
 
 LIBRARIES = (
     "embedxfer",
@@ -45,13 +46,8 @@ def usable_cores():
 
 def library_versions(names=LIBRARIES):
     """``{distribution: version}`` for the installed ones among ``names``."""
-    versions = {}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
+    versions = {name: dist_version(name) for name in names}
+    return {name: version for name, version in versions.items() if version != "?"}
 
 
 def describe():
