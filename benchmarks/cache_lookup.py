@@ -9,10 +9,15 @@ document is a hit (best of ``--repeats``), split into hashing and the rest.
 """
 
 import argparse
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import describe
 
 
 def best_of(repeats, fn):
@@ -30,6 +35,7 @@ def main(argv=None):
     parser.add_argument("--n-features", type=int, default=384)
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args(argv)
+    print(describe())
 
     from embedxfer._cache import EmbeddingCache, encode_with_cache, hash_texts
 

@@ -36,6 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import describe
+
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -53,6 +56,7 @@ def main(argv=None):
         "environment (MALLOC_TRIM_THRESHOLD_=65536)",
     )
     args = parser.parse_args(argv)
+    print(describe())
 
     from distributed import Client, LocalCluster
 

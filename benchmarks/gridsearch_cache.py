@@ -27,6 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import describe
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "sst2" / "train.csv"
 MODES = ("none", "memory", "disk", "disk-again")
@@ -97,6 +100,7 @@ def main(argv=None):
     )
     parser.add_argument("--batch-size", type=int, default=32)
     args = parser.parse_args(argv)
+    print(describe())
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = set(modes) - set(MODES)
     if unknown:

@@ -24,12 +24,16 @@ made from scikit-image's sample photos (``--synthetic``).
 
 import argparse
 import statistics
+import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "hymenoptera"
@@ -160,6 +164,7 @@ def main(argv=None):
         "--synthetic", action="store_true", help="use JPEGs made from scikit-image photos"
     )
     args = parser.parse_args(argv)
+    print(describe())
 
     import torch
 

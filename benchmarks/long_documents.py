@@ -16,6 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import describe
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "bbc_news" / "all.csv"
 
@@ -61,6 +64,7 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--seeds", type=int, default=5, help="KMeans seeds to average")
     args = parser.parse_args(argv)
+    print(describe())
 
     import warnings
 

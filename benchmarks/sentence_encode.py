@@ -27,6 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import describe
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 
@@ -263,6 +266,7 @@ def main(argv=None):
         help="use at most this many SST-2 training and MR sentences for --accuracy",
     )
     args = parser.parse_args(argv)
+    print(describe())
 
     import torch
 

@@ -39,6 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import describe
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -622,6 +625,7 @@ def main(argv=None):
     os.environ.setdefault("EMBEDXFER_HOME", str(results / "home"))
     if args.child_memory:
         return child_memory(args)
+    print(describe())
 
     import embedxfer
     from embedxfer import load_vectors

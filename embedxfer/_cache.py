@@ -306,7 +306,7 @@ class EmbeddingCache:
         return self._store.info()
 
     def stats(self):
-        """Counters and sizes.
+        """Return counters and sizes.
 
         Returns
         -------

@@ -413,9 +413,9 @@ class TransformerClassifier(
 
     See Also
     --------
-    SequenceClassifier : pretrained word vectors seeding a small recurrent or
+    SequenceClassifier : Pretrained word vectors seeding a small recurrent or
         convolutional network.
-    SentenceEmbedder : frozen sentence vectors for any scikit-learn model.
+    SentenceEmbedder : Frozen sentence vectors for any scikit-learn model.
 
     Notes
     -----
@@ -565,6 +565,7 @@ class TransformerClassifier(
         Returns
         -------
         self : TransformerClassifier
+            The fitted estimator.
         """
         super().fit(X, y)
         if self.backend == "onnx":
@@ -749,7 +750,8 @@ class TransformerClassifier(
 
         Returns
         -------
-        vectors : ndarray of shape (n_samples, n_features_out_), float32
+        vectors : ndarray of shape (n_samples, n_features_out), float32
+            The pooled vectors the fitted head reads, one row per sample.
         """
         check_is_fitted(self)
         docs = check_documents(X, allow_empty=True)

@@ -279,6 +279,7 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
         Returns
         -------
         self : SentenceEmbedder
+            The fitted estimator.
         """
         validate_params(self)
         self._check_layers_with_pooling()
@@ -312,7 +313,8 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
 
         Returns
         -------
-        X_new : ndarray of shape (n_documents, n_features_out_), float32
+        X_new : ndarray of shape (n_documents, n_features_out), float32
+            One vector per document, in input order.
         """
         check_is_fitted(self)
         docs = check_documents(X)

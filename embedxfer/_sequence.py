@@ -127,12 +127,12 @@ class SequenceClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierMixi
     precision : {"auto", "float32", "float16", "bfloat16"}, default="auto"
         Mixed precision on a GPU (``"auto"``: bfloat16 where supported, else
         float16); float32 on the CPU.
+    verbose : int, default=0
+        ``1``: progress bar; ``2``: also the loss of every epoch.
     allow_pickle : bool, default=False
         Allow ``vectors`` to be a gensim native ``.kv`` / ``.model`` file,
         which is a pickle: only for files you trust (see
         :func:`embedxfer.load_vectors`).
-    verbose : int, default=0
-        ``1``: progress bar; ``2``: also the loss of every epoch.
 
     Attributes
     ----------
@@ -158,8 +158,8 @@ class SequenceClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierMixi
 
     See Also
     --------
-    TransformerClassifier : fine-tune a pretrained transformer encoder.
-    WordVectorEmbedder : pooled word vectors for any scikit-learn model;
+    TransformerClassifier : Fine-tune a pretrained transformer encoder.
+    WordVectorEmbedder : Pooled word vectors for any scikit-learn model;
         ``transform_ids`` gives padded id sequences for your own network.
 
     Examples
@@ -249,6 +249,7 @@ class SequenceClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierMixi
         Returns
         -------
         self : SequenceClassifier
+            The fitted estimator.
         """
         return super().fit(X, y)
 
@@ -401,7 +402,8 @@ class SequenceClassifier(tt.TorchClassifierMixin, TextInputMixin, ClassifierMixi
 
         Returns
         -------
-        vectors : ndarray of shape (n_samples, n_features_out_), float32
+        vectors : ndarray of shape (n_samples, n_features_out), float32
+            The pooled vectors the fitted head reads, one row per sample.
         """
         check_is_fitted(self)
         return self._docs_run(check_documents(X, allow_empty=True), "pooled")

@@ -645,6 +645,7 @@ class TorchClassifierMixin(abc.ABC):
         Returns
         -------
         self : estimator
+            The fitted estimator.
         """
         validate_params(self)
         self._check_param_combinations()
@@ -763,7 +764,8 @@ class TorchClassifierMixin(abc.ABC):
 
         Returns
         -------
-        vectors : ndarray of shape (n_samples, n_features_out_), float32
+        vectors : ndarray of shape (n_samples, n_features_out), float32
+            The pooled vectors the fitted head reads, one row per sample.
         """
         return self.transform(X)
 

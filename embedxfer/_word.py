@@ -163,7 +163,7 @@ class WordVectorEmbedder(TextInputMixin, FitParamsMixin, TransformerMixin, BaseE
         weights (empty without weighting or with ``word_frequency="vectors"``).
     default_weight_ : float
         Weight of words not seen in training.
-    components_ : ndarray of shape (n_components, vector_size_)
+    components_ : ndarray of shape (n_components, vector_size)
         Common components removed by SIF / uSIF.
     component_weights_ : ndarray of shape (n_components,)
         Scale of each removal (ones for SIF, variance shares for uSIF).
@@ -172,8 +172,8 @@ class WordVectorEmbedder(TextInputMixin, FitParamsMixin, TransformerMixin, BaseE
 
     See Also
     --------
-    SentenceEmbedder : transformer-based sentence vectors.
-    load_vectors : load and convert word-vector files.
+    SentenceEmbedder : Transformer-based sentence vectors.
+    load_vectors : Load and convert word-vector files.
 
     Examples
     --------
@@ -254,6 +254,7 @@ class WordVectorEmbedder(TextInputMixin, FitParamsMixin, TransformerMixin, BaseE
         Returns
         -------
         self : WordVectorEmbedder
+            The fitted estimator.
         """
         validate_params(self)
         self._check_tokenizer_and_vectors()
@@ -326,6 +327,7 @@ class WordVectorEmbedder(TextInputMixin, FitParamsMixin, TransformerMixin, BaseE
         Returns
         -------
         self : WordVectorEmbedder
+            The fitted estimator.
         """
         from ._corpus_stats import partial_fit
 
@@ -412,7 +414,7 @@ class WordVectorEmbedder(TextInputMixin, FitParamsMixin, TransformerMixin, BaseE
 
         Returns
         -------
-        X_new : ndarray of shape (n_documents, n_features_out_)
+        X_new : ndarray of shape (n_documents, n_features_out)
             Documents without any in-vocabulary token get zeros, counted in
             an ``EmptyDocumentWarning``.
         """
@@ -527,6 +529,7 @@ class WordVectorEmbedder(TextInputMixin, FitParamsMixin, TransformerMixin, BaseE
         Parameters
         ----------
         X : iterable of str
+            The documents.
 
         Returns
         -------
@@ -543,13 +546,14 @@ class WordVectorEmbedder(TextInputMixin, FitParamsMixin, TransformerMixin, BaseE
         return np.divide(found, total, out=np.zeros_like(found), where=total > 0)
 
     def transform_ids(self, X, max_length=None):
-        """Documents as padded sequences of vocabulary rows, for sequence models.
+        """Turn documents into padded sequences of vocabulary rows, for sequence models.
 
         Out-of-vocabulary tokens are dropped.
 
         Parameters
         ----------
         X : iterable of str
+            The documents.
         max_length : int, default=None
             Keep at most this many tokens per document (the first ones);
             default the longest document.
@@ -575,11 +579,22 @@ class WordVectorEmbedder(TextInputMixin, FitParamsMixin, TransformerMixin, BaseE
         return out
 
     def transform_tokens(self, X, max_length=None):
-        """Documents as zero-padded arrays of token vectors.
+        """Turn documents into zero-padded arrays of token vectors.
+
+        Out-of-vocabulary tokens are dropped, as in :meth:`transform_ids`.
+
+        Parameters
+        ----------
+        X : iterable of str
+            The documents.
+        max_length : int, default=None
+            Keep at most this many tokens per document (the first ones);
+            default the longest document.
 
         Returns
         -------
-        tokens : ndarray of float32, shape (n_documents, length, vector_size_)
+        tokens : ndarray of float32, shape (n_documents, length, vector_size)
+            Each token's vector, zeros after the document's last token.
         """
         ids = self.transform_ids(X, max_length=max_length)
         vectors = self._keyed_vectors().vectors
@@ -599,11 +614,13 @@ class WordVectorEmbedder(TextInputMixin, FitParamsMixin, TransformerMixin, BaseE
 
         Parameters
         ----------
-        input_features : ignored
+        input_features : None
+            Ignored: the names depend on the vectors and the pooling only.
 
         Returns
         -------
         feature_names_out : ndarray of str objects
+            One name per output column.
         """
         check_is_fitted(self)
         tag = source_tag(self._source())

@@ -34,15 +34,26 @@ def train_word_vectors(
     method : {"word2vec", "fasttext"}, default="word2vec"
         fastText vectors also embed out-of-vocabulary words from subword
         n-grams (``WordVectorEmbedder(oov="subword")``).
-    vector_size, window, min_count, epochs, sg : int
-        gensim's training parameters.
+    vector_size : int, default=100
+        Dimension of the vectors.
+    window : int, default=5
+        Largest distance between a word and a context word.
+    min_count : int, default=5
+        Words seen fewer times are left out of the vocabulary.
+    epochs : int, default=5
+        Passes over the corpus.
+    sg : {0, 1}, default=0
+        ``1``: skip-gram; ``0``: CBOW (gensim's parameter of that name).
     lowercase : bool, default=True
         Lowercase raw documents before tokenising.
-    tokenizer, token_pattern
+    tokenizer : None, "split" or callable, default=None
+        As in :class:`WordVectorEmbedder`.
+    token_pattern : str, default=DEFAULT_TOKEN_PATTERN
         As in :class:`WordVectorEmbedder`.
     workers : int, default=1
         Training threads; 1 with a fixed ``seed`` gives reproducible vectors.
     seed : int, default=0
+        Seed of gensim's random initialisation and sampling.
     path : path-like, default=None
         Where to save the vectors in gensim's native format (a pickle), ready
         for ``WordVectorEmbedder(vectors=path, allow_pickle=True)``

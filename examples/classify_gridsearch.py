@@ -1,4 +1,5 @@
 """Pick an embedder, its pooling and the classifier's C with GridSearchCV.
+=======================================================================
 
 The embedder is a step of the Pipeline, so the grid can swap whole
 embedders (GloVe word vectors, the MiniLM sentence model) as well as their
@@ -6,8 +7,8 @@ parameters. Vectors are loaded once per process and shared by the clones
 GridSearchCV makes; the sentence model's embeddings are cached in memory, so
 every document is encoded once however many candidates and folds use it.
 
-Data: movie-review sentences (MR, Pang & Lee 2005) from ../shared/data when
-present, else the SMS Spam Collection shipped with embedxfer.
+Data: movie-review sentences (MR, Pang & Lee 2005) when a
+copy is at hand, else the SMS Spam Collection shipped with embedxfer.
 
     python examples/classify_gridsearch.py            # ~1 minute on 2 cores
     python examples/classify_gridsearch.py --quick    # a few seconds' check
@@ -32,7 +33,7 @@ if os.environ.get("EMBEDXFER_NO_SHARED", "0") not in ("", "0"):  # as on a fresh
 
 
 def load_data(n_docs, seed=0):
-    """``(texts, labels, name)``: MR from ../shared/data, else the packaged SMS spam data."""
+    """``(texts, labels, name)``: MR (research copy) if at hand, else the packaged SMS spam data."""
     path = SHARED / "mr" / "all.csv"
     if path.exists():
         from embedxfer.datasets import load_csv

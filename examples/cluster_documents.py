@@ -1,4 +1,5 @@
 """Cluster documents by topic with pretrained embeddings, and draw a 2-D map.
+==========================================================================
 
 The recipe:
 
@@ -14,8 +15,8 @@ The recipe:
 4. look at the documents on a 2-D map (t-SNE, or PCA for speed), coloured by
    true topic and by cluster.
 
-Data: BBC News articles (Greene & Cunningham 2006, 5 topics) from
-../shared/data when present, else the SMS Spam Collection shipped with
+Data: BBC News articles (Greene & Cunningham 2006, 5 topics) when a
+copy is at hand, else the SMS Spam Collection shipped with
 embedxfer (2 groups: ham and spam).
 
     python examples/cluster_documents.py --out maps/      # 400 articles, ~1 minute on 2 cores
@@ -46,7 +47,7 @@ PROJECTIONS = {"tsne": "t-SNE", "pca": "PCA"}
 
 
 def load_data(n_docs, seed=0):
-    """``(texts, topics, name)``: BBC News from ../shared/data, else the packaged SMS data."""
+    """``(texts, topics, name)``: BBC News (research copy) if at hand, else packaged SMS data."""
     path = SHARED / "bbc_news" / "all.csv"
     if path.exists():
         from embedxfer.datasets import load_csv

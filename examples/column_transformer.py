@@ -1,4 +1,5 @@
 """A text column beside numeric columns: ColumnTransformer on a DataFrame.
+=======================================================================
 
 Spam messages differ from ordinary ones in their wording and in their shape:
 length, digits (phone numbers, prices), capitals, links. A ColumnTransformer
@@ -6,8 +7,8 @@ embeds the text column with pretrained GloVe vectors and scales the numeric
 columns, and one LogisticRegression learns from both. Cross-validation
 compares numeric features alone, text alone, and the two together.
 
-Data: the SMS Spam Collection (../shared/data/sms_spam when present, else the
-copy shipped with embedxfer; the same 5,574 messages).
+Data: the SMS Spam Collection (the full research copy when
+at hand, else the copy shipped with embedxfer; the same 5,574 messages).
 
     python examples/column_transformer.py           # all 5,574 messages, ~30 s on 2 cores
     python examples/column_transformer.py --quick   # 1,000 messages

@@ -1,12 +1,13 @@
 """TF-IDF and word embeddings side by side: a FeatureUnion.
+========================================================
 
 TF-IDF knows exactly which words (and word pairs) a document uses, but
 nothing about words it did not see in training; pretrained GloVe vectors
 know that "superb" is close to "excellent" but blur the details. A
 FeatureUnion concatenates both views and one classifier weighs them.
 
-Data: movie-review sentences (MR, Pang & Lee 2005) from ../shared/data when
-present, else the SMS Spam Collection shipped with embedxfer.
+Data: movie-review sentences (MR, Pang & Lee 2005) when a
+copy is at hand, else the SMS Spam Collection shipped with embedxfer.
 
     python examples/feature_union.py           # 4,000 documents, ~30 s on 2 cores
     python examples/feature_union.py --quick   # 500 documents
@@ -32,7 +33,7 @@ if os.environ.get("EMBEDXFER_NO_SHARED", "0") not in ("", "0"):  # as on a fresh
 
 
 def load_data(n_docs, seed=0):
-    """``(texts, labels, name)``: MR from ../shared/data, else the packaged SMS spam data."""
+    """``(texts, labels, name)``: MR (research copy) if at hand, else the packaged SMS spam data."""
     path = SHARED / "mr" / "all.csv"
     if path.exists():
         from embedxfer.datasets import load_csv

@@ -1,7 +1,8 @@
 """Learning curves: how much does transfer learning help with little labelled data?
+================================================================================
 
-Compares, at several training-set sizes on a real dataset (SST-2 from ``../shared/data``
-when present, else the SMS Spam Collection shipped with embedxfer):
+Compares, at several training-set sizes on a real dataset (SST-2 when a copy is at
+hand, else the SMS Spam Collection shipped with embedxfer):
 
 - ``tfidf+lr``    TF-IDF (words and bigrams) + logistic regression: no transfer;
 - ``glove-cnn``   ``SequenceClassifier``: a CNN whose embeddings start from GloVe 6B 50d;
@@ -103,7 +104,7 @@ def load_data(args):
     packaged = args.data == "sms_spam" and not folder.is_dir()
     if not folder.is_dir() and not packaged:
         sys.exit(
-            f"no dataset {folder}; pass --data-dir pointing at shared/data, "
+            f"no dataset {folder}; pass --data-dir pointing at the data sets, "
             "or --data sms_spam for the packaged SMS Spam Collection"
         )
     rng = np.random.RandomState(args.seed)

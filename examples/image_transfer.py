@@ -1,7 +1,8 @@
 """Image transfer learning: frozen CNN features vs fine-tuning vs raw pixels.
+==========================================================================
 
-Compares, at several training-set sizes, on the ants-vs-bees photos in
-``../shared/data/hymenoptera`` (or, without them, on patches of
+Compares, at several training-set sizes, on the ants-vs-bees photos
+(hymenoptera, when a copy is at hand; without them, on patches of
 scikit-image's bundled textures):
 
 - ``pixels+lr``  raw pixels (32 x 32 RGB) + logistic regression: no transfer;
@@ -40,7 +41,7 @@ def parse_args(argv=None):
         "--data",
         default="auto",
         choices=("auto", "hymenoptera", "textures"),
-        help="auto: hymenoptera when ../shared has it, else textures",
+        help="auto: hymenoptera when --data-dir has it, else textures",
     )
     parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
     parser.add_argument(
@@ -106,7 +107,7 @@ def load_data(args):
     folder = args.data_dir / "hymenoptera"
     if args.data == "hymenoptera" or (args.data == "auto" and folder.is_dir()):
         if not folder.is_dir():
-            sys.exit(f"no image folder {folder}; pass --data-dir pointing at shared/data")
+            sys.exit(f"no image folder {folder}; pass --data-dir pointing at the data sets")
         from embedxfer.image import load_image_folder
 
         train_x, train_y = load_image_folder(folder / "train")

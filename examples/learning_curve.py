@@ -1,4 +1,5 @@
 """How many labelled documents do you need? Learning curves of transfer vs TF-IDF.
+===============================================================================
 
 Pretrained embeddings bring knowledge of the language learned elsewhere, so
 they need fewer labelled examples than TF-IDF, which learns every word from
@@ -7,8 +8,8 @@ growing training sets; the embedder is inside the pipeline, and
 ``cache="memory"`` makes the sentence model encode each document once across
 all sizes and folds.
 
-Data: movie-review sentences (MR, Pang & Lee 2005) from ../shared/data when
-present, else the SMS Spam Collection shipped with embedxfer.
+Data: movie-review sentences (MR, Pang & Lee 2005) when a
+copy is at hand, else the SMS Spam Collection shipped with embedxfer.
 
     python examples/learning_curve.py --out plots/    # 1,000 documents, ~1 minute on 2 cores
     python examples/learning_curve.py --quick         # 300 documents, GloVe and TF-IDF
@@ -34,7 +35,7 @@ if os.environ.get("EMBEDXFER_NO_SHARED", "0") not in ("", "0"):  # as on a fresh
 
 
 def load_data(n_docs, seed=0):
-    """``(texts, labels, name)``: MR from ../shared/data, else the packaged SMS spam data."""
+    """``(texts, labels, name)``: MR (research copy) if at hand, else the packaged SMS spam data."""
     path = SHARED / "mr" / "all.csv"
     if path.exists():
         from embedxfer.datasets import load_csv

@@ -44,6 +44,9 @@ def test_tiny_run_prints_every_table_and_verdict(bench, tmp_path, capsys):
         TINY + ["--results", str(tmp_path), "--no-memory", "--no-load", "--methods", methods]
     )
     out = capsys.readouterr().out
+    # The conditions the figures depend on come first.
+    assert out.startswith("Machine: ")
+    assert "load average" in out and "numpy " in out
     for name in CORE:
         assert f"| {name} |" in out
     if importlib.util.find_spec("fse") is None:

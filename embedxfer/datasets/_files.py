@@ -111,6 +111,16 @@ def load_text_lines(path):
     Returns
     -------
     documents : list of str
+        One document per line of the file.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from embedxfer.datasets import load_text_lines
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "docs.txt"
+    >>> _ = path.write_text("first document\\n\\nthird, after an empty line\\n")
+    >>> load_text_lines(path)
+    ['first document', '', 'third, after an empty line']
     """
     if os.fspath(path) == "-":
         text = sys.stdin.buffer.read()

@@ -320,6 +320,7 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
         Returns
         -------
         self : ImageClassifier
+            The fitted estimator.
         """
         return super().fit(X, y)
 
@@ -542,7 +543,8 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
 
         Returns
         -------
-        vectors : ndarray of shape (n_samples, n_features_out_), float32
+        vectors : ndarray of shape (n_samples, n_features_out), float32
+            The pooled vectors the fitted head reads, one row per sample.
         """
         items = self._check_predict_docs(X)
         runtime = self._ensure_runtime()

@@ -269,6 +269,7 @@ class ImageEmbedder(ImageInputMixin, EmbedderOutputMixin, TransformerMixin, Base
         Returns
         -------
         self : ImageEmbedder
+            The fitted estimator.
         """
         validate_params(self)
         if X is not None:
@@ -306,7 +307,8 @@ class ImageEmbedder(ImageInputMixin, EmbedderOutputMixin, TransformerMixin, Base
 
         Returns
         -------
-        X_new : ndarray of shape (n_images, n_features_out_), float32
+        X_new : ndarray of shape (n_images, n_features_out), float32
+            One vector per image, in input order.
         """
         check_is_fitted(self)
         self._check_unchanged()

@@ -38,6 +38,28 @@ def list_images(folder, extensions=IMAGE_EXTENSIONS):
     files outside ``folder`` and second names of a file already listed, so
     that no image is read twice (or under another class). Linked folders
     are not followed.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        The folder to walk.
+    extensions : tuple of str, default=IMAGE_EXTENSIONS
+        File name endings that count as images (``.jpg``, ``.png``, ...).
+
+    Returns
+    -------
+    paths : list of str
+        The image files' paths, sorted by folder, then by name.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from embedxfer.image import list_images
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> for name in ("b.png", "a.jpg", "notes.txt"):
+    ...     _ = (folder / name).write_bytes(b"")
+    >>> [pathlib.Path(p).name for p in list_images(folder)]
+    ['a.jpg', 'b.png']
     """
     folder = os.fspath(folder)
     if not os.path.isdir(folder):

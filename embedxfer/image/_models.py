@@ -315,7 +315,13 @@ class ImageModel:
         return f"ImageModel({type(self.module).__name__}, name={self.name!r})"
 
     def digest(self):
-        """SHA-256 of the module's weights and preprocessing (for cache fingerprints)."""
+        """Hash the module's weights and preprocessing, for cache fingerprints.
+
+        Returns
+        -------
+        digest : str
+            SHA-256 hex digest, computed once per instance.
+        """
         with self._lock:
             if self._digest is None:
                 sha = hashlib.sha256(repr(self.preprocess).encode())
@@ -326,6 +332,17 @@ class ImageModel:
             return self._digest
 
     def backbone(self):
+        """Cut the module into the parts that ``layer`` and ``unfreeze`` count.
+
+        The children of an ``nn.Sequential`` are the layers and the blocks;
+        any other module is one block.
+
+        Returns
+        -------
+        backbone : Backbone
+            The module in evaluation mode, its layer names, blocks and
+            preprocessing.
+        """
         torch = import_torch()
         module = self.module.eval()
         if isinstance(module, torch.nn.Sequential):
