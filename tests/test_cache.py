@@ -229,7 +229,7 @@ def test_memory_bound_evicts_least_recently_used():
     np.testing.assert_array_equal(out, big[3][:5])
 
 
-def test_hashing_and_lookup_of_100k_documents_is_fast(tmp_path):
+def test_hashing_and_lookup_of_100k_documents(tmp_path):
     docs = corpus(100_000)
     vectors = np.random.default_rng(0).standard_normal((100_000, 64)).astype(np.float32)
     row = {doc: i for i, doc in enumerate(docs)}
@@ -237,12 +237,10 @@ def test_hashing_and_lookup_of_100k_documents_is_fast(tmp_path):
         encode_with_cache(
             cache, "fp", docs, lambda t: vectors[[row[d] for d in t]], chunk_size=20_000
         )
-        start = time.perf_counter()
+        # Every document is a hit now: no encoder is needed (benchmarks/cache_lookup.py
+        # times this lookup).
         out = encode_with_cache(cache, "fp", docs, None)
-        elapsed = time.perf_counter() - start
         np.testing.assert_array_equal(out, vectors)
-        # Typically 0.1-0.3 s; the bound leaves room for a busy shared machine.
-        assert elapsed < 2.0, (cache, elapsed)
 
 
 # -- a handle, not a container ------------------------------------------------------

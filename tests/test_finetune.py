@@ -4,7 +4,6 @@ import os
 import pickle
 import subprocess
 import sys
-import time
 import warnings
 
 import numpy as np
@@ -293,20 +292,16 @@ def test_verbose_reports_epochs(sst2_small, capfd):
     assert "epoch 1/2: loss" in err and "epoch 2/2" in err and "validation loss" in err
 
 
-def test_grid_search_over_unfreeze_is_quick(sst2_small):
+def test_grid_search_over_unfreeze(sst2_small):
     texts, labels = sst2_small
-    start = time.perf_counter()
     search = GridSearchCV(
         TransformerClassifier(epochs=1, **FAST),
         param_grid={"unfreeze": [0, 1]},
         cv=2,
     ).fit(texts[:16], labels[:16])
-    elapsed = time.perf_counter() - start
     assert search.best_params_["unfreeze"] in (0, 1)
     assert search.best_estimator_.predict(texts[:3]).shape == (3,)
     assert len(search.cv_results_["mean_test_score"]) == 2
-    # about 5 s on two idle cores; the margin is for a loaded machine
-    assert elapsed < 90, f"grid search took {elapsed:.1f}s"
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,6 @@ import os
 import pickle
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -258,16 +257,15 @@ def test_clone_and_get_params():
         twin.predict(["text"])
 
 
-def test_grid_search_is_quick(glove, sst2_small):
+def test_grid_search_over_architectures(glove, sst2_small):
     texts, labels = sst2_small
-    start = time.perf_counter()
     search = GridSearchCV(
         SequenceClassifier(**FAST),
         {"architecture": ["bigru", "cnn"], "freeze_embeddings": [True, False]},
         cv=2,
     ).fit(texts, labels)
     assert len(search.cv_results_["params"]) == 4
-    assert time.perf_counter() - start < 60
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all()
 
 
 @pytest.mark.parametrize(
