@@ -50,6 +50,9 @@ class StaticEmbedder(TextInputMixin, FitParamsMixin, TransformerMixin, BaseEstim
         Smooth inverse frequency parameter of the token weights
         ``a / (a + p)``, ``p`` a Zipf estimate from the token's rank in the
         vocabulary; ``None`` weights every token alike.
+    vocabulary_limit : int or None, default=None
+        Distil only the first ``vocabulary_limit`` tokens of the vocabulary
+        (a quick, smaller table, e.g. for tests); ``None`` distils them all.
     pooling : str or list of str, default="mean"
         ``"mean"``, ``"sum"``, ``"max"``, ``"min"``, or several joined by
         ``"+"`` whose results are concatenated.
@@ -87,7 +90,7 @@ class StaticEmbedder(TextInputMixin, FitParamsMixin, TransformerMixin, BaseEstim
         Name of the distilled table's folder in ``$EMBEDXFER_HOME/static``.
     adapted_ids_ : ndarray of int64
         Table rows changed by corpus adaptation (empty without it).
-    adapted_vectors_ : ndarray of float32, shape (len(adapted_ids_), vector_size_)
+    adapted_vectors_ : ndarray of float32, shape (n_adapted, vector_size)
         Their adapted vectors; pickled with the estimator (the distilled
         table itself never is).
     device_ : str
@@ -95,8 +98,8 @@ class StaticEmbedder(TextInputMixin, FitParamsMixin, TransformerMixin, BaseEstim
 
     See Also
     --------
-    SentenceEmbedder : the encoder itself (slower, stronger).
-    WordVectorEmbedder : pooled pretrained word vectors.
+    SentenceEmbedder : The encoder itself (slower, stronger).
+    WordVectorEmbedder : Pooled pretrained word vectors.
 
     Examples
     --------
@@ -164,6 +167,7 @@ class StaticEmbedder(TextInputMixin, FitParamsMixin, TransformerMixin, BaseEstim
         Returns
         -------
         self : StaticEmbedder
+            The fitted estimator.
         """
         validate_params(self)
         docs = check_documents(X) if X is not None else None
@@ -208,7 +212,7 @@ class StaticEmbedder(TextInputMixin, FitParamsMixin, TransformerMixin, BaseEstim
 
         Returns
         -------
-        X_new : ndarray of shape (n_documents, n_features_out_), float32
+        X_new : ndarray of shape (n_documents, n_features_out), float32
             Documents without any known token get zeros, counted in an
             ``EmptyDocumentWarning``.
         """
@@ -260,11 +264,13 @@ class StaticEmbedder(TextInputMixin, FitParamsMixin, TransformerMixin, BaseEstim
 
         Parameters
         ----------
-        input_features : ignored
+        input_features : None
+            Ignored; the names come from the model and the pooling.
 
         Returns
         -------
         feature_names_out : ndarray of str objects
+            One name per output column.
         """
         from ._sentence import _model_tag
 

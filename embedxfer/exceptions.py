@@ -140,5 +140,7 @@ class ImageReadWarning(EmbedxferWarning):
 
 
 class VectorFileWarning(EmbedxferWarning):
-    """A vector file was repaired on loading (non-finite vectors or duplicate words
-    dropped) or a stale converted copy was ignored."""
+    """A vector file was repaired on loading, or a stale converted copy was ignored.
+
+    Repairs drop non-finite vectors or duplicate words.
+    """

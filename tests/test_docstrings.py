@@ -17,7 +17,13 @@ numpydoc_validate = pytest.importorskip("numpydoc.validate")
 
 import embedxfer
 
-PUBLIC_MODULES = ("embedxfer", "embedxfer.dask", "embedxfer.datasets", "embedxfer.image")
+PUBLIC_MODULES = (
+    "embedxfer",
+    "embedxfer.dask",
+    "embedxfer.datasets",
+    "embedxfer.exceptions",
+    "embedxfer.image",
+)
 API_PAGE = Path(__file__).resolve().parents[1] / "docs" / "api.md"
 
 IGNORED = {
