@@ -28,7 +28,17 @@ PUBLIC_ESTIMATORS = [
     "SentenceEmbedder",
     "TransformerClassifier",
     "SequenceClassifier",
+    "HybridEmbedder",
 ]
+
+
+def _cheap_hybrid_blocks():
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    lsa = make_pipeline(TfidfVectorizer(), TruncatedSVD(n_components=5, random_state=0))
+    return [("lsa", lsa), ("glove", embedxfer.WordVectorEmbedder())]
+
 
 # Small, fast settings; each estimator's real defaults are checked by
 # check_parameters_default_constructible.
@@ -37,6 +47,7 @@ FAST_PARAMS = {
     "SentenceEmbedder": {"batch_size": 16, "max_length": 32},
     "TransformerClassifier": {"epochs": 1, "max_length": 24, "batch_size": 16, "random_state": 0},
     "SequenceClassifier": {"epochs": 1, "random_state": 0},
+    "HybridEmbedder": {"blocks": _cheap_hybrid_blocks()},
 }
 
 # A grid with one parameter of each estimator that GridSearchCV can tune.
@@ -45,6 +56,7 @@ GRID = {
     "SentenceEmbedder": {"pooling": ["mean", "cls"]},
     "TransformerClassifier": {"lr": [1e-3, 3e-3]},
     "SequenceClassifier": {"freeze_embeddings": [True, False]},
+    "HybridEmbedder": {"weights": [None, {"lsa": 3.0}]},
 }
 
 SKLEARN_CHECKS = [
@@ -209,6 +221,7 @@ REFIT_PARAMS = {
     "SentenceEmbedder": [{}],
     "TransformerClassifier": [{}],
     "SequenceClassifier": [{}],
+    "HybridEmbedder": [{}],
 }
 
 
