@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import TextInputMixin
 from ._param_validation import Rule, validate_params
+from ._rows import row_norms, unit_rows
 from ._validation import check_documents
 
 _DROP = "drop"
@@ -366,35 +367,21 @@ class HybridEmbedder(TextInputMixin, TransformerMixin, _BaseComposition):
 
     def _combine(self, outputs):
         """Each block's rows at norm ``sqrt(weights_[name])``, side by side."""
-        scaled = []
-        for (name, _), out in zip(self.named_blocks_.items(), outputs):
-            norms = _row_norms(out)
-            # Rows whose norm is rounding noise (e.g. a document whose words all
-            # fall outside an SVD's components) stay zero instead of being blown
-            # up into a random direction; all-zero rows never divide by zero.
-            floor = self._norm_floors[name]
-            factor = np.zeros_like(norms)
-            np.divide(np.sqrt(self.weights_[name]), norms, out=factor, where=norms > floor)
-            if sp.issparse(out):
-                scaled.append(sp.diags(factor.astype(np.float32)) @ out)
-            else:
-                scaled.append(out * factor.astype(np.float32)[:, None])
+        # Rows whose norm is rounding noise (e.g. a document whose words all
+        # fall outside an SVD's components) stay zero instead of being blown
+        # up into a random direction; all-zero rows never divide by zero.
+        scaled = [
+            unit_rows(out, floor=self._norm_floors[name], scale=np.sqrt(self.weights_[name]))
+            for (name, _), out in zip(self.named_blocks_.items(), outputs)
+        ]
         if any(sp.issparse(out) for out in scaled):
             return sp.hstack(scaled, format="csr", dtype=np.float32)
         return np.hstack(scaled).astype(np.float32, copy=False)
 
 
-def _row_norms(matrix):
-    """L2 norm of every row, float64."""
-    if sp.issparse(matrix):
-        squares = matrix.multiply(matrix).sum(axis=1)
-        return np.sqrt(np.asarray(squares, dtype=np.float64).ravel())
-    return np.linalg.norm(matrix.astype(np.float64, copy=False), axis=1)
-
-
 def _norm_floor(matrix):
     """Row norms at or below this are rounding noise: 1e-6 of the block's typical norm."""
-    norms = _row_norms(matrix)
+    norms = row_norms(matrix)
     norms = norms[norms > 0]
     return float(np.median(norms)) * 1e-6 if norms.size else 0.0
 
