@@ -148,6 +148,7 @@ def describe_clusters(
     n_docs=3,
     clusters=None,
     vectorizer=None,
+    reduce_frequent_words=True,
 ):
     """Describe clusters of documents by their top terms and most central documents.
 
@@ -157,7 +158,10 @@ def describe_clusters(
     document, each term's frequency in the cluster (over the cluster's word
     count) is multiplied by ``log(1 + A / f)``, where ``f`` is the term's
     count in the whole corpus and ``A`` the mean word count of a cluster; a
-    term frequent in one cluster and rare elsewhere ranks first.
+    term frequent in one cluster and rare elsewhere ranks first. With
+    ``reduce_frequent_words`` (BERTopic's option of that name) the
+    frequency's square root is used, so that words frequent everywhere
+    ("said", "year") give way to the words that name a topic.
 
     Parameters
     ----------
@@ -182,6 +186,8 @@ def describe_clusters(
         How documents become term counts. ``None``:
         ``CountVectorizer(stop_words="english")`` keeping words of two or
         more letters.
+    reduce_frequent_words : bool, default=True
+        Rank by the square root of each term's frequency in the cluster.
 
     Returns
     -------
@@ -220,7 +226,7 @@ def describe_clusters(
     membership = _membership(labels, index_of, len(order))
     sizes = np.asarray(membership.sum(axis=1)).ravel().astype(int)
     counts, terms = _term_counts(docs, vectorizer)
-    scores = class_tfidf(membership @ counts)
+    scores = class_tfidf(membership @ counts, reduce_frequent_words=reduce_frequent_words)
     top_terms = _top_terms(scores, terms, n_terms)
     central = _central_documents(
         membership, labels, index_of, embeddings, counts, scores, len(docs), n_docs
@@ -241,13 +247,15 @@ def describe_clusters(
     return ClusterDescription(described, len(docs))
 
 
-def class_tfidf(class_counts):
+def class_tfidf(class_counts, *, reduce_frequent_words=False):
     """Class-based TF-IDF of a (clusters x terms) count matrix (BERTopic's c-TF-IDF).
 
     Parameters
     ----------
     class_counts : sparse matrix or ndarray of shape (n_clusters, n_terms)
         Each row: the summed term counts of one cluster's documents.
+    reduce_frequent_words : bool, default=False
+        Use the square root of the term frequency ``tf``.
 
     Returns
     -------
@@ -266,7 +274,10 @@ def class_tfidf(class_counts):
     np.log1p(mean_words / frequency, out=idf, where=frequency > 0)
     inverse_totals = np.zeros_like(totals)
     np.divide(1.0, totals, out=inverse_totals, where=used)
-    return (sp.diags(inverse_totals) @ counts @ sp.diags(idf)).toarray()
+    frequencies = sp.csr_matrix(sp.diags(inverse_totals) @ counts)
+    if reduce_frequent_words:
+        frequencies.data = np.sqrt(frequencies.data)
+    return (frequencies @ sp.diags(idf)).toarray()
 
 
 # -- helpers ---------------------------------------------------------------------------

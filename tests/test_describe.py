@@ -33,6 +33,8 @@ def test_class_tfidf_matches_the_formula():
     idf = np.log(1 + mean_words / frequency)
     expected = np.vstack([counts[0] / 3 * idf, counts[1] / 4 * idf, np.zeros(3)])
     np.testing.assert_allclose(scores, expected)
+    reduced = class_tfidf(counts, reduce_frequent_words=True)
+    np.testing.assert_allclose(reduced, np.sqrt(expected / idf) * idf)
 
 
 def test_terms_sizes_and_central_documents():
