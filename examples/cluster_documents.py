@@ -5,6 +5,8 @@ The recipe:
 
 1. embed the documents (no labels needed) and scale every vector to unit
    length, so that Euclidean distance ranks pairs as cosine similarity does;
+   ``HybridEmbedder`` puts a lexical view (LSA) and a semantic one side by
+   side, each weighted equally, which clusters long documents best;
 2. cluster with scikit-learn: KMeans or agglomerative (Ward) clustering when
    you know how many groups you want, HDBSCAN when you don't (it also leaves
    outliers unclustered as "noise"; density estimates need few dimensions,
@@ -12,15 +14,19 @@ The recipe:
 3. when true topics are known, score the clusters against them with the
    adjusted Rand index (ARI) and normalised mutual information (NMI):
    1 is a perfect match, 0 is chance;
-4. look at the documents on a 2-D map (t-SNE, or PCA for speed), coloured by
-   true topic and by cluster.
+4. when the number of topics is unknown, choose it: ``choose_n_clusters``
+   prints the silhouette of KMeans over a range of k;
+5. read the clusters: ``describe_clusters`` lists each cluster's top terms
+   (class-based TF-IDF) and the documents nearest its centre;
+6. look at the documents on a 2-D map (t-SNE, or PCA for speed), coloured by
+   true topic and by cluster, each cluster labelled with its top terms.
 
 Data: BBC News articles (Greene & Cunningham 2006, 5 topics) when a
 copy is at hand, else the SMS Spam Collection shipped with
 embedxfer (2 groups: ham and spam).
 
     python examples/cluster_documents.py --out maps/      # 400 articles, ~1 minute on 2 cores
-    python examples/cluster_documents.py --quick          # 150 articles, GloVe and LSA only
+    python examples/cluster_documents.py --quick          # 150 articles, no transformer
 """
 
 import argparse
@@ -38,7 +44,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import Normalizer, normalize
 
-from embedxfer import WordVectorEmbedder
+from embedxfer import HybridEmbedder, WordVectorEmbedder, choose_n_clusters, describe_clusters
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 if os.environ.get("EMBEDXFER_NO_SHARED", "0") not in ("", "0"):  # as on a fresh clone
@@ -80,6 +86,19 @@ def embedders(quick):
             TruncatedSVD(n_components=100, random_state=0),
             Normalizer(),
         ).fit_transform,
+        # LSA and GloVe side by side, each block's rows scaled to the same norm.
+        "Hybrid LSA + GloVe": HybridEmbedder(
+            blocks=[
+                (
+                    "lsa",
+                    make_pipeline(
+                        TfidfVectorizer(sublinear_tf=True, stop_words="english"),
+                        TruncatedSVD(n_components=100, random_state=0),
+                    ),
+                ),
+                ("glove", WordVectorEmbedder("glove-6B-50d", weighting="sif")),
+            ]
+        ).fit_transform,
     }
     if not quick:
         try:
@@ -91,6 +110,8 @@ def embedders(quick):
             out["all-MiniLM-L6-v2"] = lambda texts: SentenceEmbedder(
                 model="all-MiniLM-L6-v2", normalize=True, max_length=128
             ).fit_transform(texts)
+            # The default: LSA beside all-MiniLM-L6-v2 read whole (windows, max-pooled).
+            out["Hybrid (default)"] = HybridEmbedder().fit_transform
     return out
 
 
@@ -106,7 +127,7 @@ def clusterers(n_clusters, n_docs):
     }
 
 
-def draw_map(X, topics, clusters, title, path, method):
+def draw_map(X, topics, clusters, names, title, path, method):
     import matplotlib
 
     matplotlib.use("Agg")
@@ -128,9 +149,18 @@ def draw_map(X, topics, clusters, title, path, method):
     for ax, labels, heading in panels:
         for i, value in enumerate(np.unique(labels)):
             mask = labels == value
-            ax.scatter(
-                xy[mask, 0], xy[mask, 1], s=8, alpha=0.7, color=cmap(i % 10), label=str(value)
-            )
+            name = names.get(value, str(value)) if labels is clusters else str(value)
+            ax.scatter(xy[mask, 0], xy[mask, 1], s=8, alpha=0.7, color=cmap(i % 10), label=name)
+            if labels is clusters:  # the cluster's top terms at its centre on the map
+                x, y = np.median(xy[mask], axis=0)
+                ax.annotate(
+                    name,
+                    (x, y),
+                    fontsize=8,
+                    ha="center",
+                    weight="bold",
+                    bbox={"boxstyle": "round", "fc": "white", "alpha": 0.8},
+                )
         ax.set_title(f"coloured by {heading}")
         ax.set_xticks([])
         ax.set_yticks([])
@@ -195,8 +225,21 @@ def main():
                 best = (ari, label, X, clusters)
 
     ari, label, X, clusters = best
+
+    # Without the true topics, how many clusters? The silhouette of KMeans over k.
+    choice = choose_n_clusters(X, range(2, min(10, len(texts) - 1) + 1))
+    print(f"\nChoosing k without labels ({label}, KMeans; * = highest silhouette):")
+    print(choice)
+
+    # What is each KMeans cluster about?
+    description = describe_clusters(texts, clusters, X, n_terms=8, n_docs=2)
+    print(f"\nKMeans clusters of {label}:")
+    print(description.to_text(max_chars=90))
+    names = {c.label: " ".join(term for term, _ in c.terms[:3]) for c in description}
+
     path = args.out / "cluster_map.png"
-    draw_map(X, topics, clusters, f"{name}: {label}, KMeans ARI {ari:.2f}", path, method)
+    title = f"{name}: {label}, KMeans ARI {ari:.2f}"
+    draw_map(X, topics, clusters, names, title, path, method)
     print(f"\n{PROJECTIONS[method]} map of the best embedding ({label}) written to {path}")
 
 

@@ -361,6 +361,30 @@ def test_evaluate_cluster(tmp_path):
     kmeans = [r for r in results if r["estimator"] == "kmeans"]
     assert all(r["n_found"] == 2 for r in kmeans)
     assert plot.read_bytes()[:8] == PNG_MAGIC
+    # What the best model's clusters are about, and the silhouette over k.
+    assert "top terms by class-based TF-IDF" in proc.stdout
+    assert "cluster 0: " in proc.stdout and "cluster 1: " in proc.stdout
+    assert "n_clusters  silhouette" in proc.stdout and proc.stdout.count(" *\n") == 1
+    report = json.loads((tmp_path / "c.json").read_text())
+    described = report["clusters"]["clusters"]
+    assert sum(c["size"] for c in described) == 200 and all(c["terms"] for c in described)
+    assert list(report["choose_k"]["silhouettes"]) == [str(k) for k in range(2, 11)]
+
+
+def test_hybrid_is_a_model_name():
+    from embedxfer import HybridEmbedder
+    from embedxfer.cli._encode import build_embedder
+    from embedxfer.cli._model_names import parse_model
+
+    for name in ("hybrid", "LSA+all-MiniLM-L6-v2"):
+        spec = parse_model(name)
+        assert (spec.kind, spec.name) == ("hybrid", "hybrid")
+    embedder = build_embedder(parse_model("hybrid"), batch_size=8, device="cpu", cache=None)
+    assert isinstance(embedder, HybridEmbedder)
+    assert embedder.get_params()["minilm__batch_size"] == 8
+    assert embedder.get_params()["minilm__long_documents"] == "chunk"
+    with pytest.raises(ValueError, match="takes no options"):
+        parse_model("hybrid:cls")
 
 
 @pytest.mark.slow

@@ -32,7 +32,17 @@ PUBLIC_ESTIMATORS = [
     "TransformerClassifier",
     "SequenceClassifier",
     "StaticEmbedder",
+    "HybridEmbedder",
 ]
+
+
+def _cheap_hybrid_blocks():
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    lsa = make_pipeline(TfidfVectorizer(), TruncatedSVD(n_components=5, random_state=0))
+    return [("lsa", lsa), ("glove", embedxfer.WordVectorEmbedder())]
+
 
 # Small, fast settings; each estimator's real defaults are checked by
 # check_parameters_default_constructible.
@@ -42,6 +52,7 @@ FAST_PARAMS = {
     "TransformerClassifier": {"epochs": 1, "max_length": 24, "batch_size": 16, "random_state": 0},
     "SequenceClassifier": {"epochs": 1, "random_state": 0},
     "StaticEmbedder": {"vocabulary_limit": 600, "n_components": 32},
+    "HybridEmbedder": {"blocks": _cheap_hybrid_blocks()},
 }
 
 # A grid with one parameter of each estimator that GridSearchCV can tune.
@@ -51,6 +62,7 @@ GRID = {
     "TransformerClassifier": {"lr": [1e-3, 3e-3]},
     "SequenceClassifier": {"freeze_embeddings": [True, False]},
     "StaticEmbedder": {"pooling": ["mean", "max"]},
+    "HybridEmbedder": {"weights": [None, {"lsa": 3.0}]},
 }
 
 SKLEARN_CHECKS = [
@@ -250,6 +262,7 @@ REFIT_PARAMS = {
     "TransformerClassifier": [{}],
     "SequenceClassifier": [{}],
     "StaticEmbedder": [{}, {"adapt": True}],
+    "HybridEmbedder": [{}],
 }
 
 

@@ -92,6 +92,11 @@ def test_cluster_documents(tmp_path):
         assert max(ari.values()) > 0.3
         assert ari["KMeans"] > 0.1
     assert "map of the best embedding" in out
+    assert "Choosing k without labels" in out and out.count(" *\n") == 1
+    assert "cluster 0: " in out and "cluster 1: " in out
+    assert any(
+        line.split()[:5] == ["Hybrid", "LSA", "+", "GloVe", "KMeans"] for line in out.splitlines()
+    )
     assert (tmp_path / "maps" / "cluster_map.png").read_bytes()[:8] == PNG_MAGIC
     assert not list(tmp_path.glob("*.png"))  # --out respected
 

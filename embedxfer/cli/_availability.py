@@ -24,6 +24,12 @@ def needs_download(spec):
     """Where ``spec`` would be downloaded from, or ``None`` when it is local."""
     if spec.kind == "tfidf":
         return None
+    if spec.kind == "hybrid":  # its semantic block is all-MiniLM-L6-v2
+        from dataclasses import replace
+
+        from .._transformers import DEFAULT_MODEL
+
+        return needs_download(replace(spec, name=DEFAULT_MODEL, kind="sentence"))
     if spec.kind == "word":
         return "gensim-data" if source_identity(spec.name).startswith("name:") else None
     from .._transformers import resolve_model_source

@@ -25,13 +25,13 @@ _COLUMNS = [
 def run_cluster(args, specs, encoded, sample, estimators, progress, plot):
     """Cluster every model's vectors with every estimator, print the table; the JSON report."""
     n_clusters = len(sample.names)
-    rows, maps = [], {}
+    rows, maps, found = [], {}, {}
     for spec in specs:
         X, base = _vectors(spec, encoded, sample.texts, args.seed)
         for estimator in estimators:
             progress.note(f"clustering {spec.label} with {estimator} ...")
             scores = score_clustering(estimator, X, sample.y, n_clusters, random_state=args.seed)
-            scores.pop("labels")
+            found[spec.label, estimator] = (X, scores.pop("labels"))
             rows.append(
                 {"model": spec.label, "kind": spec.kind, "estimator": estimator, **base, **scores}
             )
@@ -47,6 +47,7 @@ def run_cluster(args, specs, encoded, sample, estimators, progress, plot):
         "ARI: adjusted Rand index, NMI: normalised mutual information (1 = the true "
         "labels, 0 = chance); silhouette: cosine, on the clustered documents."
     )
+    readable = _describe_best(rows, found, sample, estimators[0], args.seed)
     if plot is not None:
         plot_cluster_maps(
             maps,
@@ -56,7 +57,50 @@ def run_cluster(args, specs, encoded, sample, estimators, progress, plot):
             f"{short_source(sample.source)}: 2-D PCA maps, colour = true label",
         )
         print(f"\n2-D maps written to {plot}")
-    return {"task": "cluster", "results": [jsonable(row) for row in rows]}
+    return {"task": "cluster", "results": [jsonable(row) for row in rows], **readable}
+
+
+def _describe_best(rows, found, sample, estimator, seed):
+    """Print what the best model's clusters are about, and the silhouette over k; for JSON."""
+    from .. import choose_n_clusters, describe_clusters
+
+    candidates = [r for r in rows if r["estimator"] == estimator]
+    best = max(candidates, key=lambda r: (r["ari"], -candidates.index(r)))
+    X, labels = found[best["model"], estimator]
+    description = describe_clusters(sample.texts, labels, X, n_terms=8, n_docs=2)
+    print(
+        f"\nClusters of {best['model']} ({estimator}, the best ARI): top terms by class-based "
+        "TF-IDF, then the documents nearest each cluster's centre."
+    )
+    print(description.to_text(max_chars=90))
+    n_docs = len(sample.texts)
+    top = min(max(10, len(sample.names) + 3), n_docs - 1)
+    choice = None
+    if top >= 2:
+        choice = choose_n_clusters(X, range(2, top + 1), random_state=seed)
+        print(
+            f"\nChoosing the number of clusters without the labels ({best['model']}, KMeans): "
+            "mean cosine silhouette, higher is better separated; * marks the best "
+            f"({len(sample.names)} true classes)."
+        )
+        print(choice.to_text())
+    clusters = [
+        {
+            "label": c.label,
+            "size": c.size,
+            "terms": [term for term, _ in c.terms],
+            "documents": [index for index, _ in c.documents],
+        }
+        for c in description
+    ]
+    report = {"clusters": {"model": best["model"], "estimator": estimator, "clusters": clusters}}
+    if choice is not None:
+        report["choose_k"] = {
+            "model": best["model"],
+            "n_clusters": choice.n_clusters,
+            "silhouettes": dict(zip(choice.candidates, choice.silhouettes)),
+        }
+    return report
 
 
 def _vectors(spec, encoded, texts, seed):

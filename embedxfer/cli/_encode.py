@@ -14,6 +14,8 @@ def build_embedder(
     """A fresh embedder for ``spec`` (``None`` for the TF-IDF baseline)."""
     if spec.kind == "tfidf":
         return None
+    if spec.kind == "hybrid":
+        return _hybrid_embedder(batch_size=batch_size, device=device, cache=cache)
     params = {"normalize": bool(normalize)}
     if cache is not None:
         params["cache"] = cache
@@ -41,6 +43,18 @@ def build_embedder(
         params["batch_size"] = int(batch_size)
     params.update(spec.settings)
     return SentenceEmbedder(model=spec.name, device=device, **params)
+
+
+def _hybrid_embedder(*, batch_size, device, cache):
+    """The default HybridEmbedder, its MiniLM block run as asked (rows are unit length)."""
+    from .. import HybridEmbedder
+
+    params = {"minilm__device": device}
+    if batch_size is not None:
+        params["minilm__batch_size"] = int(batch_size)
+    if cache is not None:
+        params["minilm__cache"] = cache
+    return HybridEmbedder(blocks=HybridEmbedder.default_blocks()).set_params(**params)
 
 
 class WarningTally:
@@ -114,6 +128,21 @@ def encode_corpus(spec, texts, *, chunk_size=1024, progress=None, **embedder_par
     """
     embedder = build_embedder(spec, **embedder_params)
     tally = WarningTally()
+    if spec.kind == "hybrid":
+        # Its fit encodes every document (to scale the blocks); encode once.
+        started = time.perf_counter()
+        with tally.record():
+            X = np.asarray(embedder.fit_transform(texts), dtype=np.float32)
+        if progress is not None:
+            progress(len(texts), len(texts), time.perf_counter() - started)
+        return {
+            "X": X,
+            "load_s": 0.0,
+            "encode_s": time.perf_counter() - started,
+            "n_empty": int(np.count_nonzero(~X.any(axis=1))),
+            "warnings": tally.summary(),
+            "embedder": embedder,
+        }
     started = time.perf_counter()
     with tally.record():
         embedder.fit(texts)

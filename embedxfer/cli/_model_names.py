@@ -16,6 +16,8 @@ from ._errors import CLIError
 from ._options import EMBEDDER_KINDS
 
 TFIDF_NAMES = ("tfidf", "tf-idf")
+# HybridEmbedder's default blocks: LSA beside chunked, max-pooled all-MiniLM-L6-v2.
+HYBRID_NAMES = ("hybrid", "lsa+all-MiniLM-L6-v2")
 # Options of sentence models that choose how they run rather than what they pool.
 SENTENCE_RUNTIME_OPTIONS = {
     "torch": {"backend": "torch"},
@@ -38,7 +40,7 @@ class ModelSpec:
     ----------
     name : str
         The model name or path (without options).
-    kind : {"word", "sentence", "static", "tfidf"}
+    kind : {"word", "sentence", "static", "tfidf", "hybrid"}
     pooling : str or None
         Pooling option given after ``:`` (``None``: the embedder's default).
     weighting : str or None
@@ -62,7 +64,11 @@ def known_model_names():
     """Names that resolve without a path: packaged, gensim-data and the TF-IDF baseline."""
     return list(
         dict.fromkeys(
-            PACKAGED_GLOVE_NAMES + PACKAGED_MINILM_NAMES + GENSIM_DATA_NAMES + TFIDF_NAMES[:1]
+            PACKAGED_GLOVE_NAMES
+            + PACKAGED_MINILM_NAMES
+            + GENSIM_DATA_NAMES
+            + TFIDF_NAMES[:1]
+            + HYBRID_NAMES[:1]
         )
     )
 
@@ -105,6 +111,8 @@ def parse_model(text, kind="auto", extra_options=()):
             settings.update(SENTENCE_RUNTIME_OPTIONS[option])
     if resolved == "tfidf":
         name = TFIDF_NAMES[0]
+    if resolved == "hybrid":
+        name = HYBRID_NAMES[0]
     label = name if not options else f"{name}:{','.join(options)}"
     return ModelSpec(
         name=name,
@@ -120,6 +128,8 @@ def _option_role(text, option, resolved):
     """``"weighting"``, ``"pooling"`` or ``"runtime"`` for an option of a ``resolved`` model."""
     if resolved == "tfidf":
         raise ValueError(f"model {text!r}: the TF-IDF baseline takes no options.")
+    if resolved == "hybrid":
+        raise ValueError(f"model {text!r}: the hybrid embedder takes no options.")
     if option in WEIGHTINGS and resolved == "word":
         return "weighting"
     if (resolved in ("word", "static") and all(p in WORD_POOLINGS for p in option.split("+"))) or (
@@ -172,6 +182,8 @@ def resolve_kind(name, kind="auto"):
         raise ValueError(f"kind={kind!r}; expected 'auto', 'word' or 'sentence'.")
     if name.lower() in TFIDF_NAMES:
         return "tfidf"
+    if name.lower() in (n.lower() for n in HYBRID_NAMES):
+        return "hybrid"
     if kind != "auto":
         return kind
     if name in PACKAGED_GLOVE_NAMES or name in GENSIM_DATA_NAMES:

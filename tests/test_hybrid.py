@@ -1,0 +1,213 @@
+"""HybridEmbedder: blocks side by side, each normalised and weighted."""
+
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+from sklearn.base import clone
+from sklearn.decomposition import TruncatedSVD
+from sklearn.exceptions import NotFittedError
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer
+
+from embedxfer import HybridEmbedder, SentenceEmbedder, WordVectorEmbedder
+from embedxfer._param_validation import InvalidParameterError
+
+DOCS = ["alpha beta", "gamma", "delta epsilon zeta", "eta", "theta iota"]
+
+
+def fixed(matrix):
+    """A block that returns ``matrix`` whatever the documents."""
+    matrix = np.asarray(matrix, dtype=np.float64)
+    return FunctionTransformer(lambda docs: matrix[: len(docs)])
+
+
+@pytest.fixture(scope="module")
+def views():
+    rng = np.random.default_rng(0)
+    # Scales and widths far apart: a plain concatenation would be all "wide".
+    return rng.normal(size=(5, 3)) * 1000.0, rng.normal(size=(5, 40)) * 0.01
+
+
+def cosines(matrix):
+    unit = matrix / np.linalg.norm(matrix, axis=1, keepdims=True)
+    return unit @ unit.T
+
+
+def test_dot_product_is_the_weighted_mean_of_block_cosines(views):
+    narrow, wide = views
+    hybrid = HybridEmbedder(
+        blocks=[("narrow", fixed(narrow)), ("wide", fixed(wide))], weights={"wide": 3.0}
+    )
+    X = hybrid.fit_transform(DOCS)
+    assert X.dtype == np.float32 and X.shape == (5, 43)
+    np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, rtol=1e-6)
+    expected = 0.25 * cosines(narrow) + 0.75 * cosines(wide)
+    np.testing.assert_allclose(X @ X.T, expected, atol=1e-6)
+    block_norms = np.linalg.norm(X[:, hybrid.output_indices_["narrow"]], axis=1)
+    np.testing.assert_allclose(block_norms, np.sqrt(0.25), rtol=1e-6)
+    assert hybrid.weights_ == {"narrow": 0.25, "wide": 0.75}
+    np.testing.assert_allclose(hybrid.transform(DOCS), X)
+
+
+def test_equal_weights_by_default_and_zero_weight_silences_a_block(views):
+    narrow, wide = views
+    blocks = [("narrow", fixed(narrow)), ("wide", fixed(wide))]
+    X = HybridEmbedder(blocks=blocks).fit_transform(DOCS)
+    np.testing.assert_allclose(X @ X.T, 0.5 * cosines(narrow) + 0.5 * cosines(wide), atol=1e-6)
+    silenced = HybridEmbedder(blocks=blocks, weights={"wide": 0}).fit_transform(DOCS)
+    assert not silenced[:, 3:].any()
+    np.testing.assert_allclose(silenced @ silenced.T, cosines(narrow), atol=1e-6)
+
+
+def test_zero_rows_and_rounding_noise_stay_zero_never_nan(views):
+    narrow, wide = views
+    narrow = narrow.copy()
+    narrow[1] = 0.0
+    narrow[2] = 1e-17  # a document with no weight in the view, up to rounding
+    hybrid = HybridEmbedder(blocks=[("narrow", fixed(narrow)), ("wide", fixed(wide))])
+    X = hybrid.fit_transform(DOCS)
+    assert np.isfinite(X).all()
+    assert not X[1, :3].any() and not X[2, :3].any()
+    np.testing.assert_allclose(np.linalg.norm(X[1]), np.sqrt(0.5), rtol=1e-6)
+
+
+def test_document_empty_after_stop_words_gets_zeros_in_the_lexical_block():
+    docs = ["the match ended in a draw", "shares fell on the market", "the of and", "a striker"]
+    tfidf = TfidfVectorizer(stop_words="english")
+    X = HybridEmbedder(blocks=[("tfidf", tfidf), ("glove", WordVectorEmbedder())]).fit_transform(
+        docs
+    )
+    assert sp.issparse(X) and X.dtype == np.float32
+    dense = X.toarray()
+    assert np.isfinite(dense).all()
+    n_terms = len(dense[0]) - 50
+    assert not dense[2, :n_terms].any()
+    np.testing.assert_allclose(np.linalg.norm(dense[[0, 1, 3]], axis=1), 1.0, rtol=1e-5)
+
+
+def test_zero_width_block_takes_no_weight(views):
+    narrow, _ = views
+    empty = FunctionTransformer(lambda docs: np.zeros((len(docs), 0)))
+    hybrid = HybridEmbedder(blocks=[("empty", empty), ("narrow", fixed(narrow))])
+    X = hybrid.fit_transform(DOCS)
+    assert X.shape == (5, 3) and hybrid.weights_ == {"empty": 0.0, "narrow": 1.0}
+    np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, rtol=1e-6)
+    assert list(hybrid.get_feature_names_out()) == [f"narrow__narrow{i}" for i in range(3)]
+
+
+def test_drop_leaves_a_block_out(views):
+    narrow, wide = views
+    hybrid = HybridEmbedder(blocks=[("narrow", fixed(narrow)), ("wide", "drop")]).fit(DOCS)
+    assert list(hybrid.named_blocks_) == ["narrow"] and hybrid.n_features_out_ == 3
+    with pytest.raises(ValueError, match="drop"):
+        HybridEmbedder(blocks=[("wide", "drop")]).fit(DOCS)
+
+
+def test_block_with_other_row_count_is_named(views):
+    narrow, _ = views
+    short = FunctionTransformer(lambda docs: np.ones((2, 4)))
+    with pytest.raises(ValueError, match=r"block 'short' returned 2 rows for 5 documents"):
+        HybridEmbedder(blocks=[("narrow", fixed(narrow)), ("short", short)]).fit(DOCS)
+
+
+def test_block_returning_nan_is_named(views):
+    bad = FunctionTransformer(lambda docs: np.full((len(docs), 2), np.nan))
+    with pytest.raises(ValueError, match=r"block 'bad'.*NaN"):
+        HybridEmbedder(blocks=[("bad", bad)]).fit(DOCS)
+
+
+def test_failing_block_is_named():
+    lexical = TfidfVectorizer(stop_words="english")
+    with pytest.raises(ValueError, match=r"block 'lexical'.*empty vocabulary"):
+        HybridEmbedder(blocks=[("lexical", lexical)]).fit(["the", "and of"])
+
+
+@pytest.mark.parametrize(
+    "params, words",
+    [
+        ({"blocks": "lsa"}, ["blocks", "list of"]),
+        ({"blocks": []}, ["blocks", "non-empty"]),
+        ({"blocks": [("a", TfidfVectorizer)]}, ["blocks", "class", "instance"]),
+        ({"blocks": [("a", "tfidf")]}, ["blocks", "no fit and transform"]),
+        ({"blocks": [("a", TfidfVectorizer()), ("a", TfidfVectorizer())]}, ["not unique"]),
+        ({"blocks": [("a__b", TfidfVectorizer())]}, ["'__'"]),
+        ({"blocks": [("weights", TfidfVectorizer())]}, ["clash"]),
+        ({"weights": [1, 2]}, ["weights", "dict"]),
+        ({"weights": {"a": -1.0}}, ["weights", ">= 0"]),
+        ({"weights": {"a": float("nan")}}, ["weights", "finite"]),
+    ],
+)
+def test_bad_parameters_raise_naming_them(params, words):
+    params = {"blocks": [("a", TfidfVectorizer())], **params}
+    with pytest.raises(InvalidParameterError) as info:
+        HybridEmbedder(**params).fit(DOCS)
+    for word in words:
+        assert word in str(info.value)
+
+
+def test_weights_naming_no_block_or_summing_to_zero():
+    blocks = [("a", TfidfVectorizer())]
+    with pytest.raises(ValueError, match=r"weights.*\['b'\].*not blocks"):
+        HybridEmbedder(blocks=blocks, weights={"b": 1.0}).fit(DOCS)
+    with pytest.raises(ValueError, match="sum to 0"):
+        HybridEmbedder(blocks=blocks, weights={"a": 0.0}).fit(DOCS)
+
+
+def lsa_and_glove():
+    lsa = make_pipeline(TfidfVectorizer(), TruncatedSVD(n_components=3, random_state=0))
+    return HybridEmbedder(blocks=[("lsa", lsa), ("glove", WordVectorEmbedder())])
+
+
+def test_nested_parameters_clone_and_unfitted_blocks():
+    hybrid = lsa_and_glove()
+    params = hybrid.get_params(deep=True)
+    assert params["lsa__truncatedsvd__n_components"] == 3 and "glove__pooling" in params
+    hybrid.set_params(lsa__truncatedsvd__n_components=2, glove__pooling="max")
+    assert hybrid.blocks[0][1][-1].n_components == 2
+    hybrid.fit(DOCS)
+    assert not hasattr(hybrid.blocks[1][1], "n_features_out_"), "fit must clone the blocks"
+    assert hybrid.named_blocks_["glove"].pooling == "max"
+    assert hybrid.output_indices_ == {"lsa": slice(0, 2), "glove": slice(2, 52)}
+    twin = clone(hybrid)
+    with pytest.raises(NotFittedError):
+        twin.transform(DOCS)
+    hybrid.set_params(glove=WordVectorEmbedder(pooling="mean"))
+    assert hybrid.blocks[1][1].pooling == "mean"
+    restored = pickle.loads(pickle.dumps(hybrid))
+    np.testing.assert_allclose(restored.transform(DOCS), hybrid.transform(DOCS))
+
+
+def test_feature_names_set_output_and_pandas_input():
+    hybrid = lsa_and_glove().fit(DOCS)
+    names = hybrid.get_feature_names_out()
+    assert list(names[:2]) == ["lsa__truncatedsvd0", "lsa__truncatedsvd1"]
+    assert names[-1] == "glove__glove50_mean49" and len(set(names)) == len(names) == 53
+    expected = hybrid.transform(DOCS)
+    np.testing.assert_allclose(hybrid.transform(pd.Series(DOCS)), expected)
+    np.testing.assert_allclose(hybrid.transform(pd.DataFrame({"text": DOCS})), expected)
+    frame = clone(hybrid).set_output(transform="pandas").fit(DOCS).transform(DOCS)
+    assert isinstance(frame, pd.DataFrame) and list(frame.columns) == list(names)
+    np.testing.assert_allclose(frame.to_numpy(), expected, rtol=1e-6)
+
+
+def test_refit_on_other_documents_equals_a_fresh_fit():
+    other = ["stock market shares", "a film review", "the election result", "bank rates rise"]
+    refitted = lsa_and_glove().fit(DOCS).fit(other)
+    fresh = lsa_and_glove().fit(other)
+    np.testing.assert_allclose(refitted.transform(DOCS), fresh.transform(DOCS), atol=1e-6)
+
+
+def test_default_blocks_are_the_long_document_recipe():
+    hybrid = HybridEmbedder()
+    assert hybrid.get_params(deep=True) == {"blocks": None, "weights": None}
+    (lsa_name, lsa), (minilm_name, minilm) = HybridEmbedder.default_blocks()
+    assert (lsa_name, minilm_name) == ("lsa", "minilm")
+    assert lsa[0].sublinear_tf and lsa[0].stop_words == "english"
+    assert lsa[-1].n_components == 100
+    assert isinstance(minilm, SentenceEmbedder)
+    assert (minilm.long_documents, minilm.chunk_pooling) == ("chunk", "max")
+    assert HybridEmbedder.default_blocks()[1][1] is not minilm, "fresh blocks every call"
