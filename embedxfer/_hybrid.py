@@ -191,7 +191,7 @@ class HybridEmbedder(TextInputMixin, TransformerMixin, _BaseComposition):
     # -- parameters of the blocks (FeatureUnion's conventions) -------------------
 
     def get_params(self, deep=True):
-        """Parameters of this embedder and, with ``deep``, of its blocks as ``name__param``.
+        """Get the parameters of this embedder and, with ``deep``, of its blocks.
 
         Parameters
         ----------
@@ -201,6 +201,8 @@ class HybridEmbedder(TextInputMixin, TransformerMixin, _BaseComposition):
         Returns
         -------
         params : dict
+            Parameter names mapped to their values; a block's own parameters
+            are named ``name__param``.
         """
         return self._get_params("blocks", deep=deep)
 
@@ -210,10 +212,13 @@ class HybridEmbedder(TextInputMixin, TransformerMixin, _BaseComposition):
         Parameters
         ----------
         **params : dict
+            Parameter names (``blocks``, ``weights``, a block's name, or
+            ``name__param``) mapped to their new values.
 
         Returns
         -------
         self : HybridEmbedder
+            This estimator.
         """
         self._set_params("blocks", **params)
         return self
@@ -233,6 +238,7 @@ class HybridEmbedder(TextInputMixin, TransformerMixin, _BaseComposition):
         Returns
         -------
         self : HybridEmbedder
+            The fitted estimator.
         """
         self._fit_transform(X, y)
         return self
@@ -287,7 +293,7 @@ class HybridEmbedder(TextInputMixin, TransformerMixin, _BaseComposition):
         return self._combine(outputs)
 
     def get_feature_names_out(self, input_features=None):
-        """Names of the output columns: ``{block name}__{the block's feature name}``.
+        """Get the output column names: ``{block name}__{the block's feature name}``.
 
         Parameters
         ----------
@@ -297,6 +303,7 @@ class HybridEmbedder(TextInputMixin, TransformerMixin, _BaseComposition):
         Returns
         -------
         feature_names_out : ndarray of str
+            One name per output column.
         """
         check_is_fitted(self)
         names = []
