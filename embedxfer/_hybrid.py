@@ -11,6 +11,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ._base import TextInputMixin
 from ._param_validation import Rule, validate_params
+from ._public import set_module
 from ._rows import row_norms, unit_rows
 from ._validation import check_documents
 
@@ -72,6 +73,7 @@ def _weights_problem(weights):
     return None
 
 
+@set_module("embedxfer")
 class HybridEmbedder(TextInputMixin, TransformerMixin, _BaseComposition):
     """Several views of each document side by side, each normalised and weighted.
 
@@ -110,9 +112,10 @@ class HybridEmbedder(TextInputMixin, TransformerMixin, _BaseComposition):
 
     Attributes
     ----------
+    blocks_ : dict of str to transformer
+        The fitted blocks by name, in output order (``"drop"`` ones left out).
     named_blocks_ : Bunch
-        The fitted blocks by name, in output order (``"drop"`` ones left
-        out).
+        The same, as scikit-learn's composites give them.
     output_indices_ : dict of str to slice
         The columns of each block in the output.
     weights_ : dict of str to float
@@ -223,6 +226,12 @@ class HybridEmbedder(TextInputMixin, TransformerMixin, _BaseComposition):
         self._set_params("blocks", **params)
         return self
 
+    @property
+    def named_blocks_(self):
+        """The fitted blocks by name, in output order (``"drop"`` ones left out)."""
+        check_is_fitted(self, "blocks_")
+        return Bunch(**self.blocks_)
+
     # -- scikit-learn API --------------------------------------------------------
 
     def fit(self, X, y=None):
@@ -258,7 +267,7 @@ class HybridEmbedder(TextInputMixin, TransformerMixin, _BaseComposition):
 
         Returns
         -------
-        X_new : ndarray of shape (n_documents, n_features_out_), float32
+        X_new : ndarray of shape (n_documents, n_features_out), float32
             A CSR matrix when a block's output is sparse.
         """
         return self._fit_transform(X, y)
@@ -274,7 +283,7 @@ class HybridEmbedder(TextInputMixin, TransformerMixin, _BaseComposition):
 
         Returns
         -------
-        X_new : ndarray of shape (n_documents, n_features_out_), float32
+        X_new : ndarray of shape (n_documents, n_features_out), float32
             A CSR matrix when a block's output is sparse.
         """
         check_is_fitted(self)
@@ -366,7 +375,7 @@ class HybridEmbedder(TextInputMixin, TransformerMixin, _BaseComposition):
                 "block with columns a positive weight."
             )
         self._norm_floors = {name: _norm_floor(out) for (name, _), out in zip(kept, outputs)}
-        self.named_blocks_ = Bunch(**dict(kept))
+        self.blocks_ = dict(kept)
         self.output_indices_ = indices
         self.weights_ = {name: value / total for name, value in raw.items()}
         self.n_features_out_ = start

@@ -14,12 +14,14 @@ from ._base import FitParamsMixin, TextInputMixin
 from ._cache import CACHE_CONSTRAINT
 from ._device import DEVICE_CONSTRAINT
 from ._param_validation import Interval, Rule, validate_params
+from ._public import set_module
 from ._registry import get_or_load
 from ._transformers import DEFAULT_MODEL, MODEL_CONSTRAINT, resolve_model_source
 from ._validation import check_documents
 from ._word import EmptyDocumentWarning, _pooling_parts, _pooling_problem
 
 
+@set_module("embedxfer")
 class StaticEmbedder(TextInputMixin, FitParamsMixin, TransformerMixin, BaseEstimator):
     """Embed documents at word-vector speed with a transformer distilled into a table.
 
