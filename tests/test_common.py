@@ -28,6 +28,7 @@ PUBLIC_ESTIMATORS = [
     "SentenceEmbedder",
     "TransformerClassifier",
     "SequenceClassifier",
+    "ContrastiveEmbedder",
 ]
 
 # Small, fast settings; each estimator's real defaults are checked by
@@ -37,6 +38,12 @@ FAST_PARAMS = {
     "SentenceEmbedder": {"batch_size": 16, "max_length": 32},
     "TransformerClassifier": {"epochs": 1, "max_length": 24, "batch_size": 16, "random_state": 0},
     "SequenceClassifier": {"epochs": 1, "random_state": 0},
+    "ContrastiveEmbedder": {
+        "pairs_per_example": 2,
+        "max_length": 24,
+        "unfreeze": 1,
+        "random_state": 0,
+    },
 }
 
 # A grid with one parameter of each estimator that GridSearchCV can tune.
@@ -45,6 +52,7 @@ GRID = {
     "SentenceEmbedder": {"pooling": ["mean", "cls"]},
     "TransformerClassifier": {"lr": [1e-3, 3e-3]},
     "SequenceClassifier": {"freeze_embeddings": [True, False]},
+    "ContrastiveEmbedder": {"pairs_per_example": [1, 2]},
 }
 
 SKLEARN_CHECKS = [
@@ -60,7 +68,12 @@ SKLEARN_CHECKS = [
 ]
 
 
-TORCH_BACKED = {"SentenceEmbedder", "TransformerClassifier", "SequenceClassifier"}
+TORCH_BACKED = {
+    "SentenceEmbedder",
+    "TransformerClassifier",
+    "SequenceClassifier",
+    "ContrastiveEmbedder",
+}
 
 
 def make(name, **params):
@@ -209,6 +222,7 @@ REFIT_PARAMS = {
     "SentenceEmbedder": [{}],
     "TransformerClassifier": [{}],
     "SequenceClassifier": [{}],
+    "ContrastiveEmbedder": [{}],
 }
 
 
