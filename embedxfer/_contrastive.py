@@ -315,7 +315,7 @@ class ContrastiveEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin,
     ...     LogisticRegression(),
     ... )
     >>> pipe.fit(docs, ["pos", "neg", "pos", "neg"]).predict(["what a delight"])
-    array(['pos'], dtype=object)
+    array(['pos'], dtype='<U3')
     """
 
     _parameter_constraints = {
@@ -504,7 +504,7 @@ class ContrastiveEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin,
                                 layers=None,
                                 layer_combine="mean",
                             ).float()
-                        loss = self._loss(vectors, len(left), same, labels[both])
+                        loss = self._loss(vectors, len(left), same, labels[torch.from_numpy(both)])
                         tt._optimizer_step(loss, optimizer, scaler, [p for _, p in params])
                         scheduler.step()
                         n_iter += 1
