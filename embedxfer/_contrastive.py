@@ -37,12 +37,9 @@ from ._onnx import BACKENDS
 from ._param_validation import Interval, InvalidParameterError, Options, validate_params
 from ._progress import progress
 from ._torch_persistence import (
-    FORMAT_VERSION,
-    bytes_to_tensors,
-    params_from_json,
-    params_to_json,
-    read_folder,
-    tensors_to_bytes,
+    TrainedWeightsState,
+    estimator_from_folder,
+    saved_config,
     write_folder,
 )
 from ._transformers import (
@@ -177,7 +174,9 @@ def _weights_digest(named_tensors):
     return digest.hexdigest()
 
 
-class ContrastiveEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, BaseEstimator):
+class ContrastiveEmbedder(
+    TrainedWeightsState, TextInputMixin, EmbedderOutputMixin, TransformerMixin, BaseEstimator
+):
     """Fine-tune a sentence encoder on pairs of labelled documents; embed with it.
 
     A supervised transformer, as ``NeighborhoodComponentsAnalysis`` is one:
@@ -362,9 +361,6 @@ class ContrastiveEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin,
         "batch_size_transform",
         "cache",
     )
-
-    _runtime = None
-    _pending_tensors = None
 
     def __init__(
         self,
@@ -685,18 +681,6 @@ class ContrastiveEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin,
         params = dict(self._ensure_runtime()["torch"].model.named_parameters())
         return {f"encoder.{n}": params[n] for n in self.trainable_parameters_}
 
-    def _ensure_runtime(self):
-        check_is_fitted(self)
-        if self._runtime is None:
-            tensors = self._pending_tensors
-            if tensors is None:
-                raise RuntimeError("this ContrastiveEmbedder has lost its weights; fit it again.")
-            if isinstance(tensors, (bytes, bytearray)):
-                tensors = bytes_to_tensors(tensors)
-            self._rebuild(tensors, resolve_device(self.device))
-            self._pending_tensors = None
-        return self._runtime
-
     def _rebuild(self, tensors, device):
         trained = {k[len("encoder.") :]: v for k, v in tensors.items() if k.startswith("encoder.")}
         if sorted(trained) != sorted(self.trainable_parameters_):
@@ -712,19 +696,6 @@ class ContrastiveEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin,
         tokenizer, encoder = encoder_with_weights(self.model, trained, device)
         self.device_ = device
         self._runtime = {"torch": self._backend(tokenizer, encoder, device)}
-
-    def __getstate__(self):
-        state = dict(super().__getstate__())
-        runtime = state.pop("_runtime", None)
-        if runtime is not None:
-            state["_pending_tensors"] = tensors_to_bytes(self._trained_tensors())
-        elif isinstance(state.get("_pending_tensors"), dict):
-            state["_pending_tensors"] = tensors_to_bytes(state["_pending_tensors"])
-        return state
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        self._runtime = None
 
     # ------------------------------------------------------- save / load
     _FITTED = (
@@ -754,22 +725,10 @@ class ContrastiveEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin,
         -------
         folder : str
         """
-        from . import __version__
-        from ._torch_persistence import classes_to_json
-
         self._ensure_runtime()
         folder = os.fspath(folder)
-        params, unsaved = params_to_json(self.get_params(deep=False))
-        config = {
-            "class": type(self).__name__,
-            "format_version": FORMAT_VERSION,
-            "embedxfer_version": __version__,
-            "params": params,
-            "unsaved_params": unsaved,
-            "classes": classes_to_json(self.classes_),
-            "base_model": os.fspath(self.model),
-            "fitted": {name: getattr(self, name) for name in self._FITTED},
-        }
+        config = saved_config(self, {name: getattr(self, name) for name in self._FITTED})
+        config["base_model"] = os.fspath(self.model)
         write_folder(folder, config, self._trained_tensors())
         return folder
 
@@ -791,27 +750,10 @@ class ContrastiveEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin,
         -------
         embedder : fitted ContrastiveEmbedder
         """
-        from ._torch_persistence import classes_from_json
-
         folder = os.fspath(folder)
-        config, tensors = read_folder(folder, cls.__name__)
-        saved = params_from_json(config["params"])
-        unknown = set(params) - set(saved)
-        if unknown:
-            raise TypeError(
-                f"{cls.__name__}.load() got unknown parameters {sorted(unknown)}; "
-                f"expected some of {sorted(saved)}."
-            )
-        params = {**saved, **params}
-        if device is not None:
-            params["device"] = device
-        est = cls(**params)
-        fitted = config["fitted"]
-        missing = [name for name in cls._FITTED if name not in fitted]
+        est, config, tensors = estimator_from_folder(cls, folder, device, params)
+        missing = [name for name in cls._FITTED if name not in config["fitted"]]
         if missing:
             raise ValueError(f"{folder!r}: config.json lacks {missing}; save it again.")
-        for name in cls._FITTED:
-            setattr(est, name, fitted[name])
-        est.classes_ = classes_from_json(config["classes"])
         est._rebuild(tensors, resolve_device(est.device))
         return est

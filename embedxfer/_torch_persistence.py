@@ -115,3 +115,101 @@ def read_folder(folder, expected_class):
         )
     tensors = load_file(os.path.join(folder, WEIGHTS_NAME), device="cpu")
     return config, tensors
+
+
+class TrainedWeightsState:
+    """Pickling of an estimator whose live torch objects (``_runtime``) never travel.
+
+    A pickle carries the weights ``fit`` trained (``_trained_tensors()``) as
+    safetensors bytes; they are turned back into a runtime by ``_rebuild``
+    on first use (``_ensure_runtime``), on the device the ``device``
+    parameter names here.
+    """
+
+    _runtime = None
+    _pending_tensors = None
+
+    def _ensure_runtime(self):
+        from sklearn.utils.validation import check_is_fitted
+
+        from ._device import resolve_device
+
+        check_is_fitted(self)
+        if self._runtime is None:
+            tensors = self._pending_tensors
+            if tensors is None:
+                raise RuntimeError(
+                    f"this {type(self).__name__} has lost its weights; fit it again."
+                )
+            if isinstance(tensors, (bytes, bytearray)):
+                tensors = bytes_to_tensors(tensors)
+            self._rebuild(tensors, resolve_device(self.device))
+            self._pending_tensors = None
+        return self._runtime
+
+    def __getstate__(self):
+        # object.__getstate__ returns the instance's own __dict__: copy it first.
+        state = dict(super().__getstate__())
+        runtime = state.pop("_runtime", None)
+        if runtime is not None:
+            state["_pending_tensors"] = tensors_to_bytes(self._trained_tensors())
+        elif isinstance(state.get("_pending_tensors"), dict):
+            state["_pending_tensors"] = tensors_to_bytes(state["_pending_tensors"])
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self._runtime = None
+
+
+def saved_config(estimator, fitted):
+    """The ``config.json`` of a fitted estimator: its class, parameters, classes and ``fitted``.
+
+    Parameters that JSON cannot hold are written as ``None`` and listed
+    under ``unsaved_params``.
+    """
+    from . import __version__
+
+    params, unsaved = params_to_json(estimator.get_params(deep=False))
+    return {
+        "class": type(estimator).__name__,
+        "format_version": FORMAT_VERSION,
+        "embedxfer_version": __version__,
+        "params": params,
+        "unsaved_params": unsaved,
+        "classes": classes_to_json(estimator.classes_),
+        "fitted": fitted,
+    }
+
+
+def estimator_from_folder(cls, folder, device, params):
+    """``(estimator, config, tensors)`` from a folder ``write_folder`` wrote.
+
+    The estimator has the saved parameters updated with ``params`` (and
+    ``device``), ``classes_`` and the ``fitted`` attributes set; the caller
+    rebuilds its network from ``tensors``. A saved GPU device that is not
+    available here falls back to ``None`` (the best device here).
+    """
+    from ._device import resolve_device
+
+    config, tensors = read_folder(folder, cls.__name__)
+    saved = params_from_json(config["params"])
+    unknown = set(params) - set(saved)
+    if unknown:
+        raise TypeError(
+            f"{cls.__name__}.load() got unknown parameters {sorted(unknown)}; "
+            f"expected some of {sorted(saved)}."
+        )
+    params = {**saved, **params}
+    if device is not None:
+        params["device"] = device
+    elif params.get("device") not in (None, "auto", "cpu"):
+        try:
+            resolve_device(params["device"])
+        except ValueError:
+            params["device"] = None
+    est = cls(**params)
+    est.classes_ = classes_from_json(config["classes"])
+    for key, value in config["fitted"].items():
+        setattr(est, key, value)
+    return est, config, tensors

@@ -36,14 +36,9 @@ from ._device import (
 from ._param_validation import Interval, Options, check_param, validate_params
 from ._progress import progress
 from ._torch_persistence import (
-    FORMAT_VERSION,
-    bytes_to_tensors,
-    classes_from_json,
-    classes_to_json,
-    params_from_json,
-    params_to_json,
-    read_folder,
-    tensors_to_bytes,
+    TrainedWeightsState,
+    estimator_from_folder,
+    saved_config,
     write_folder,
 )
 from ._validation import check_documents
@@ -604,7 +599,7 @@ def batch_ranges(n, batch_size):
 
 
 # ------------------------------------------------------------------- mixin
-class TorchClassifierMixin(abc.ABC):
+class TorchClassifierMixin(TrainedWeightsState, abc.ABC):
     """Training outline, prediction, pickling and save/load of a classifier with a torch network.
 
     :meth:`fit` runs the outline every torch classifier follows: check the
@@ -615,9 +610,6 @@ class TorchClassifierMixin(abc.ABC):
     abstract methods below; ``_runtime`` holds the live torch objects and is
     never pickled.
     """
-
-    _runtime = None
-    _pending_tensors = None
 
     # the training outline ---------------------------------------------
     def fit(self, X, y):
@@ -727,20 +719,6 @@ class TorchClassifierMixin(abc.ABC):
         """Set the attributes ``_extra_config`` wrote."""
 
     # prediction -------------------------------------------------------
-    def _ensure_runtime(self):
-        check_is_fitted(self)
-        if self._runtime is None:
-            tensors = self._pending_tensors
-            if tensors is None:
-                raise RuntimeError(
-                    f"this {type(self).__name__} has lost its weights; fit it again."
-                )
-            if isinstance(tensors, (bytes, bytearray)):
-                tensors = bytes_to_tensors(tensors)
-            self._rebuild(tensors, resolve_device(self.device))
-            self._pending_tensors = None
-        return self._runtime
-
     def embed(self, X):
         """Alias of :meth:`transform`.
 
@@ -811,21 +789,6 @@ class TorchClassifierMixin(abc.ABC):
         check_is_fitted(self)
         return check_documents(X, allow_empty=True)
 
-    # pickling ---------------------------------------------------------
-    def __getstate__(self):
-        # object.__getstate__ returns the instance's own __dict__: copy it first.
-        state = dict(super().__getstate__())
-        runtime = state.pop("_runtime", None)
-        if runtime is not None:
-            state["_pending_tensors"] = tensors_to_bytes(self._trained_tensors())
-        elif isinstance(state.get("_pending_tensors"), dict):
-            state["_pending_tensors"] = tensors_to_bytes(state["_pending_tensors"])
-        return state
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        self._runtime = None
-
     # save / load ------------------------------------------------------
     def save(self, folder):
         """Write the fitted classifier to ``folder`` (created if needed).
@@ -848,26 +811,15 @@ class TorchClassifierMixin(abc.ABC):
         """
         self._ensure_runtime()
         folder = os.fspath(folder)
-        from . import __version__
-
-        params, unsaved = params_to_json(self.get_params(deep=False))
-
-        config = {
-            "class": type(self).__name__,
-            "format_version": FORMAT_VERSION,
-            "embedxfer_version": __version__,
-            "params": params,
-            "unsaved_params": unsaved,
-            "classes": classes_to_json(self.classes_),
-            "fitted": {
-                "loss_curve_": self.loss_curve_,
-                "validation_loss_curve_": self.validation_loss_curve_,
-                "best_validation_loss_": self.best_validation_loss_,
-                "n_epochs_": self.n_epochs_,
-                "n_iter_": self.n_iter_,
-                "fit_time_": self.fit_time_,
-            },
+        fitted = {
+            "loss_curve_": self.loss_curve_,
+            "validation_loss_curve_": self.validation_loss_curve_,
+            "best_validation_loss_": self.best_validation_loss_,
+            "n_epochs_": self.n_epochs_,
+            "n_iter_": self.n_iter_,
+            "fit_time_": self.fit_time_,
         }
+        config = saved_config(self, fitted)
         config.update(self._extra_config())
         write_folder(folder, config, self._trained_tensors())
         return folder
@@ -893,26 +845,7 @@ class TorchClassifierMixin(abc.ABC):
         estimator : fitted instance
         """
         folder = os.fspath(folder)
-        config, tensors = read_folder(folder, cls.__name__)
-        saved = params_from_json(config["params"])
-        unknown = set(params) - set(saved)
-        if unknown:
-            raise TypeError(
-                f"{cls.__name__}.load() got unknown parameters {sorted(unknown)}; "
-                f"expected some of {sorted(saved)}."
-            )
-        params = {**saved, **params}
-        if device is not None:
-            params["device"] = device
-        elif params.get("device") not in (None, "auto", "cpu"):
-            try:
-                resolve_device(params["device"])
-            except ValueError:
-                params["device"] = None
-        est = cls(**params)
-        est.classes_ = classes_from_json(config["classes"])
-        for key, value in config["fitted"].items():
-            setattr(est, key, value)
+        est, config, tensors = estimator_from_folder(cls, folder, device, params)
         est._load_extra_config(config, folder)
         est._rebuild(tensors, resolve_device(est.device))
         return est
