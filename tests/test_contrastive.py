@@ -255,12 +255,15 @@ def test_bad_documents(fitted):
 
 
 def test_long_documents_truncate_with_warning_or_chunk(fitted):
-    long_doc = "word " * 200
+    long_doc = " ".join(["a calm opening", "then a storm", "and a quiet end"] * 20)
     with pytest.warns(UserWarning, match="truncated"):
         cut = fitted.transform([long_doc])
-    whole = pickle.loads(pickle.dumps(fitted)).set_params(long_documents="chunk")
+    whole = pickle.loads(pickle.dumps(fitted))
+    whole.set_params(long_documents="chunk", chunk_overlap=8)
     out = whole.transform([long_doc])
     assert out.shape == cut.shape and not np.allclose(out, cut)
+    with pytest.raises(ValueError, match="chunk_overlap"):
+        whole.set_params(chunk_overlap=40).transform([long_doc])
 
 
 @pytest.mark.slow
