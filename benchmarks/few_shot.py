@@ -18,9 +18,9 @@ Data (CSV files with ``text,label``): SST-2 (test split), TREC-6 (test
 split), AG News (its test file: a fixed sample of 2,000 rows is the test
 set, the other rows the training pool). Every result is appended to a JSON
 lines file as soon as it is measured, so a partial run still gives a table
-(``--summarize FILE`` prints it). ``--memory`` measures the time and peak
-memory of a ContrastiveEmbedder fit at 1x and 10x the pairs, each in a fresh
-process.
+(``--summarize FILE`` prints it). ``--memory`` instead measures the time and
+peak memory of a ContrastiveEmbedder fit at 1x and 10x the pairs, each in a
+fresh process.
 
 Example::
 
@@ -243,7 +243,9 @@ def main(argv=None):
     parser.add_argument("--setfit-python", default=None, help="Python with setfit installed")
     parser.add_argument("--out", default=None, help="JSON lines file the results go to")
     parser.add_argument("--test-rows", type=int, default=None, help="cut the test sets")
-    parser.add_argument("--memory", action="store_true", help="time and memory at 1x/10x pairs")
+    parser.add_argument(
+        "--memory", action="store_true", help="only measure fit time and memory at 1x/10x pairs"
+    )
     parser.add_argument("--memory-pairs", type=int, default=40)
     parser.add_argument("--summarize", default=None, help="print the table of a results file")
     parser.add_argument("--setfit-worker", action="store_true", help=argparse.SUPPRESS)
@@ -257,6 +259,10 @@ def main(argv=None):
         return summarize(args.summarize)
 
     print(f"load average at start: {os.getloadavg()}", flush=True)
+    if args.memory:
+        memory_table(args.data, args.memory_pairs)
+        print(f"load average at end: {os.getloadavg()}", flush=True)
+        return None
     out = Path(args.out) if args.out else None
     data = {name: load_dataset(args.data, name) for name in args.datasets}
     runners = {}
@@ -298,8 +304,6 @@ def main(argv=None):
         tmp.write_text("".join(json.dumps(r) + "\n" for r in results))
         summarize(tmp)
         tmp.unlink()
-    if args.memory:
-        memory_table(args.data, args.memory_pairs)
     print(f"load average at end: {os.getloadavg()}", flush=True)
 
 
