@@ -427,14 +427,14 @@ class ContrastiveEmbedder(
         classes, y_idx = np.unique(y, return_inverse=True)
         if len(classes) < 2:
             raise ValueError(
-                f"y has a single class {classes[0]!r}; ContrastiveEmbedder learns from pairs "
+                f"y has a single class {classes.tolist()[0]!r}; ContrastiveEmbedder learns from pairs "
                 "of different classes, so it needs at least two classes."
             )
         counts = np.bincount(y_idx)
         lonely = classes[counts < 2]
         if len(lonely):
             raise ValueError(
-                f"class {lonely[0]!r} has a single document ({len(lonely)} such classes); "
+                f"class {lonely.tolist()[0]!r} has a single document ({len(lonely)} such classes); "
                 "ContrastiveEmbedder needs two documents per class to make same-class "
                 "pairs: add examples or drop that class."
             )

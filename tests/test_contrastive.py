@@ -259,7 +259,7 @@ def test_long_documents_truncate_with_warning_or_chunk(fitted):
     with pytest.warns(UserWarning, match="truncated"):
         cut = fitted.transform([long_doc])
     whole = pickle.loads(pickle.dumps(fitted))
-    whole.set_params(long_documents="chunk", chunk_overlap=8)
+    whole.set_params(chunk_overlap=8).set_params(long_documents="chunk")
     out = whole.transform([long_doc])
     assert out.shape == cut.shape and not np.allclose(out, cut)
     with pytest.raises(ValueError, match="chunk_overlap"):
