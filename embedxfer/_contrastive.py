@@ -427,8 +427,8 @@ class ContrastiveEmbedder(
         classes, y_idx = np.unique(y, return_inverse=True)
         if len(classes) < 2:
             raise ValueError(
-                f"y has a single class {classes.tolist()[0]!r}; ContrastiveEmbedder learns from pairs "
-                "of different classes, so it needs at least two classes."
+                f"y has a single class {classes.tolist()[0]!r}; ContrastiveEmbedder learns "
+                "from pairs of different classes, so it needs at least two classes."
             )
         counts = np.bincount(y_idx)
         lonely = classes[counts < 2]
