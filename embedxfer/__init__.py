@@ -16,6 +16,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "SentenceEmbedder": "._sentence",
     "TransformerClassifier": "._finetune",
+    "ContrastiveEmbedder": "._contrastive",
     "SequenceClassifier": "._sequence",
     "StaticEmbedder": "._static",
     "EmbeddingCache": "._cache",

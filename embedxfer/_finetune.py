@@ -148,6 +148,49 @@ def trainable_names(encoder, unfreeze):
     return names, n_layers
 
 
+def trainable_encoder(model, unfreeze, device):
+    """``(tokenizer, encoder, names, n_layers)`` ready to train with ``unfreeze``.
+
+    With parameters to train, the encoder is a fresh copy of the shared
+    pretrained one on ``device``, those parameters (``names``) requiring
+    gradients; with none, it is the shared frozen encoder.
+    """
+    tokenizer, base = load_base_encoder(model)
+    names, n_layers = trainable_names(base, unfreeze)
+    if not names:
+        _, encoder = _frozen_encoder_on(model, device)
+        return tokenizer, encoder, names, n_layers
+    encoder = copy.deepcopy(base).to(device)
+    params = dict(encoder.named_parameters())
+    for name in names:
+        params[name].requires_grad_(True)
+    return tokenizer, encoder, names, n_layers
+
+
+def encoder_with_weights(model, trained, device):
+    """``(tokenizer, encoder)``: the pretrained ``model`` with the ``trained`` tensors put in.
+
+    ``trained`` maps encoder parameter names to saved tensors; each must
+    exist in ``model`` with the same shape. With none, this is the shared
+    frozen encoder. The result is in evaluation mode, frozen, on ``device``.
+    """
+    if not trained:
+        return _frozen_encoder_on(model, device)
+    torch = import_torch()
+    tokenizer, base = load_base_encoder(model)
+    encoder = copy.deepcopy(base)
+    params = dict(encoder.named_parameters())
+    with torch.no_grad():
+        for name, saved in trained.items():
+            if name not in params or params[name].shape != saved.shape:
+                raise ValueError(
+                    f"the saved weight {name!r} does not fit the encoder "
+                    f"{model!r}; load with the base model it was trained on."
+                )
+            params[name].copy_(saved)
+    return tokenizer, encoder.to(device).eval()
+
+
 def modules_to_train(encoder, unfreeze):
     """Modules to put in training mode (dropout on) for ``unfreeze``."""
     if unfreeze == "all":
@@ -578,15 +621,7 @@ class TransformerClassifier(
     def _prepare_training(self, data, settings):
         device = settings.device
         unfreeze = tt.resolved_unfreeze(self.unfreeze)
-        tokenizer, base = load_base_encoder(self.model)
-        names, n_layers = trainable_names(base, unfreeze)
-        if names:
-            encoder = copy.deepcopy(base).to(device)
-            params = dict(encoder.named_parameters())
-            for name in names:
-                params[name].requires_grad_(True)
-        else:
-            _, encoder = _frozen_encoder_on(self.model, device)
+        tokenizer, encoder, names, n_layers = trainable_encoder(self.model, unfreeze, device)
         head = tt.new_head(
             encoder.config.hidden_size, len(data.classes), self.dropout, settings.seed, _HEAD_STD
         )
@@ -793,24 +828,8 @@ class TransformerClassifier(
         self.trainable_parameters_ = list(config["trainable_parameters_"])
 
     def _rebuild(self, tensors, device):
-        torch = import_torch()
-        names = [k[len("encoder.") :] for k in tensors if k.startswith("encoder.")]
-        if names:
-            tokenizer, base = load_base_encoder(self.model)
-            encoder = copy.deepcopy(base)
-            params = dict(encoder.named_parameters())
-            with torch.no_grad():
-                for name in names:
-                    saved = tensors[f"encoder.{name}"]
-                    if name not in params or params[name].shape != saved.shape:
-                        raise ValueError(
-                            f"the saved weight {name!r} does not fit the encoder "
-                            f"{self.model!r}; load with the base model it was trained on."
-                        )
-                    params[name].copy_(saved)
-            encoder = encoder.to(device).eval()
-        else:
-            tokenizer, encoder = _frozen_encoder_on(self.model, device)
+        trained = {k[len("encoder.") :]: v for k, v in tensors.items() if k.startswith("encoder.")}
+        tokenizer, encoder = encoder_with_weights(self.model, trained, device)
         head = tt.saved_head(tensors, self.dropout, device)
         amp_dtype = tt.prediction_precision(self._training_precision(), device)
         self.device_ = device

@@ -133,6 +133,11 @@ FITTED_FIELDS = {
 }
 
 
+def _fitted_fields(estimator_class):
+    """The ``fitted`` entries of ``estimator_class``'s saved format: name -> (kind, check)."""
+    return getattr(estimator_class, "_fitted_fields", FITTED_FIELDS)
+
+
 def _check_fields(config, fields, where, complain):
     for name, (kind, ok) in fields.items():
         if name not in config:
@@ -200,9 +205,10 @@ def check_config(config, folder, estimator_class):
             "embedxfer; upgrade embedxfer to load it."
         )
     _check_fields(config, _TOP_FIELDS, "", complain)
-    _check_fields(config, estimator_class._saved_fields, "", complain)
-    _check_fields(config["fitted"], FITTED_FIELDS, "fitted.", complain)
-    unknown = sorted(set(config["fitted"]) - set(FITTED_FIELDS))
+    _check_fields(config, getattr(estimator_class, "_saved_fields", {}), "", complain)
+    fitted_fields = _fitted_fields(estimator_class)
+    _check_fields(config["fitted"], fitted_fields, "fitted.", complain)
+    unknown = sorted(set(config["fitted"]) - set(fitted_fields))
     if unknown:
         complain(f"fitted.{unknown[0]}", f"is not a fitted attribute of {name}")
     known = set(estimator_class._get_param_names())
@@ -296,3 +302,112 @@ def _safetensors_problem(path):
     if head[8:9] != b"{" or length > size - 8:
         return "no safetensors header"
     return None
+
+
+class TrainedWeightsState:
+    """Pickling of an estimator whose live torch objects (``_runtime``) never travel.
+
+    A pickle carries the weights ``fit`` trained (``_trained_tensors()``) as
+    safetensors bytes; they are turned back into a runtime by ``_rebuild``
+    on first use (``_ensure_runtime``), on the device the ``device``
+    parameter names here.
+    """
+
+    _runtime = None
+    _pending_tensors = None
+
+    def _ensure_runtime(self):
+        from sklearn.utils.validation import check_is_fitted
+
+        from ._device import resolve_device
+
+        check_is_fitted(self)
+        if self._runtime is None:
+            tensors = self._pending_tensors
+            if tensors is None:
+                raise RuntimeError(
+                    f"this {type(self).__name__} has lost its weights; fit it again."
+                )
+            if isinstance(tensors, (bytes, bytearray)):
+                tensors = bytes_to_tensors(tensors)
+            self._rebuild(tensors, resolve_device(self.device))
+            self._pending_tensors = None
+        return self._runtime
+
+    def __getstate__(self):
+        # object.__getstate__ returns the instance's own __dict__: copy it first.
+        state = dict(super().__getstate__())
+        runtime = state.pop("_runtime", None)
+        if runtime is not None:
+            state["_pending_tensors"] = tensors_to_bytes(self._trained_tensors())
+        elif isinstance(state.get("_pending_tensors"), dict):
+            state["_pending_tensors"] = tensors_to_bytes(state["_pending_tensors"])
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self._runtime = None
+
+
+def saved_config(estimator, fitted):
+    """The ``config.json`` of a fitted estimator: its class, parameters, classes and ``fitted``.
+
+    Parameters that JSON cannot hold are written as ``None`` and listed
+    under ``unsaved_params``.
+    """
+    from . import __version__
+
+    params, unsaved = params_to_json(estimator.get_params(deep=False))
+    return {
+        "class": type(estimator).__name__,
+        "format_version": FORMAT_VERSION,
+        "embedxfer_version": __version__,
+        "params": params,
+        "unsaved_params": unsaved,
+        "classes": classes_to_json(estimator.classes_),
+        "fitted": fitted,
+    }
+
+
+def estimator_from_folder(cls, folder, device, params):
+    """``(estimator, config, tensors)`` from a folder ``write_folder`` wrote, all checked.
+
+    ``config.json`` is checked against ``cls``'s saved format and the tensors
+    against the shapes ``cls._expected_tensors(config)`` names; the estimator
+    has the saved parameters updated with ``params`` (and ``device``), checked
+    by its parameter table, and ``classes_`` and the ``fitted`` attributes
+    set; the caller rebuilds its network from ``tensors``. A saved GPU device
+    that is not available here falls back to ``None`` (the best device here).
+    """
+    from ._device import resolve_device
+    from ._param_validation import validate_params
+
+    params_given = dict(params)
+    config, tensors = read_folder(folder, cls)
+    expected, prefixes = cls._expected_tensors(config)
+    check_tensors(tensors, expected, folder, prefixes)
+    saved = params_from_json(config["params"])
+    unknown = set(params) - set(saved)
+    if unknown:
+        raise TypeError(
+            f"{cls.__name__}.load() got unknown parameters {sorted(unknown)}; "
+            f"expected some of {sorted(saved)}."
+        )
+    params = {**saved, **params}
+    if device is not None:
+        params["device"] = device
+    elif params.get("device") not in (None, "auto", "cpu"):
+        try:
+            resolve_device(params["device"])
+        except ValueError:
+            params["device"] = None
+    est = cls(**params)
+    unsaved = set(config["unsaved_params"]) - set(params_given)
+    try:
+        validate_params(est, [p for p in est._parameter_constraints if p not in unsaved])
+    except ValueError as err:
+        raise SavedModelError(f"{os.path.join(folder, CONFIG_NAME)}: params: {err}") from None
+    est.classes_ = classes_from_json(config["classes"])
+    for key in _fitted_fields(cls):
+        setattr(est, key, config["fitted"][key])
+    return est, config, tensors

@@ -37,19 +37,11 @@ from ._device import (
 from ._param_validation import Hint, Interval, Options, check_param, validate_params
 from ._progress import progress
 from ._torch_persistence import (
-    CONFIG_NAME,
-    FITTED_FIELDS,
-    FORMAT_VERSION,
     WEIGHTS_NAME,
     SavedModelError,
-    bytes_to_tensors,
-    check_tensors,
-    classes_from_json,
-    classes_to_json,
-    params_from_json,
-    params_to_json,
-    read_folder,
-    tensors_to_bytes,
+    TrainedWeightsState,
+    estimator_from_folder,
+    saved_config,
     write_folder,
 )
 from ._validation import check_documents
@@ -614,7 +606,7 @@ def batch_ranges(n, batch_size):
 
 
 # ------------------------------------------------------------------- mixin
-class TorchClassifierMixin(abc.ABC):
+class TorchClassifierMixin(TrainedWeightsState, abc.ABC):
     """Training outline, prediction, pickling and save/load of a classifier with a torch network.
 
     :meth:`fit` runs the outline every torch classifier follows: check the
@@ -626,8 +618,6 @@ class TorchClassifierMixin(abc.ABC):
     never pickled.
     """
 
-    _runtime = None
-    _pending_tensors = None
     # config.json fields of the subclass beside the common ones: name -> (kind, check)
     _saved_fields = {}
 
@@ -740,20 +730,6 @@ class TorchClassifierMixin(abc.ABC):
         """Set the attributes ``_extra_config`` wrote."""
 
     # prediction -------------------------------------------------------
-    def _ensure_runtime(self):
-        check_is_fitted(self)
-        if self._runtime is None:
-            tensors = self._pending_tensors
-            if tensors is None:
-                raise RuntimeError(
-                    f"this {type(self).__name__} has lost its weights; fit it again."
-                )
-            if isinstance(tensors, (bytes, bytearray)):
-                tensors = bytes_to_tensors(tensors)
-            self._rebuild(tensors, resolve_device(self.device))
-            self._pending_tensors = None
-        return self._runtime
-
     def embed(self, X):
         """Alias of :meth:`transform`.
 
@@ -825,21 +801,6 @@ class TorchClassifierMixin(abc.ABC):
         check_is_fitted(self)
         return check_documents(X, allow_empty=True)
 
-    # pickling ---------------------------------------------------------
-    def __getstate__(self):
-        # object.__getstate__ returns the instance's own __dict__: copy it first.
-        state = dict(super().__getstate__())
-        runtime = state.pop("_runtime", None)
-        if runtime is not None:
-            state["_pending_tensors"] = tensors_to_bytes(self._trained_tensors())
-        elif isinstance(state.get("_pending_tensors"), dict):
-            state["_pending_tensors"] = tensors_to_bytes(state["_pending_tensors"])
-        return state
-
-    def __setstate__(self, state):
-        super().__setstate__(state)
-        self._runtime = None
-
     # save / load ------------------------------------------------------
     def save(self, folder):
         """Write the fitted classifier to ``folder`` (created if needed).
@@ -862,26 +823,15 @@ class TorchClassifierMixin(abc.ABC):
         """
         self._ensure_runtime()
         folder = os.fspath(folder)
-        from . import __version__
-
-        params, unsaved = params_to_json(self.get_params(deep=False))
-
-        config = {
-            "class": type(self).__name__,
-            "format_version": FORMAT_VERSION,
-            "embedxfer_version": __version__,
-            "params": params,
-            "unsaved_params": unsaved,
-            "classes": classes_to_json(self.classes_),
-            "fitted": {
-                "loss_curve_": self.loss_curve_,
-                "validation_loss_curve_": self.validation_loss_curve_,
-                "best_validation_loss_": self.best_validation_loss_,
-                "n_epochs_": self.n_epochs_,
-                "n_iter_": self.n_iter_,
-                "fit_time_": self.fit_time_,
-            },
+        fitted = {
+            "loss_curve_": self.loss_curve_,
+            "validation_loss_curve_": self.validation_loss_curve_,
+            "best_validation_loss_": self.best_validation_loss_,
+            "n_epochs_": self.n_epochs_,
+            "n_iter_": self.n_iter_,
+            "fit_time_": self.fit_time_,
         }
+        config = saved_config(self, fitted)
         config.update(self._extra_config())
         write_folder(folder, config, self._trained_tensors())
         return folder
@@ -907,34 +857,7 @@ class TorchClassifierMixin(abc.ABC):
         estimator : fitted instance
         """
         folder = os.fspath(folder)
-        params_given = dict(params)
-        config, tensors = read_folder(folder, cls)
-        expected, prefixes = cls._expected_tensors(config)
-        check_tensors(tensors, expected, folder, prefixes)
-        saved = params_from_json(config["params"])
-        unknown = set(params) - set(saved)
-        if unknown:
-            raise TypeError(
-                f"{cls.__name__}.load() got unknown parameters {sorted(unknown)}; "
-                f"expected some of {sorted(saved)}."
-            )
-        params = {**saved, **params}
-        if device is not None:
-            params["device"] = device
-        elif params.get("device") not in (None, "auto", "cpu"):
-            try:
-                resolve_device(params["device"])
-            except ValueError:
-                params["device"] = None
-        est = cls(**params)
-        unsaved = set(config["unsaved_params"]) - set(params_given)
-        try:
-            validate_params(est, [p for p in est._parameter_constraints if p not in unsaved])
-        except ValueError as err:
-            raise SavedModelError(f"{os.path.join(folder, CONFIG_NAME)}: params: {err}") from None
-        est.classes_ = classes_from_json(config["classes"])
-        for key in FITTED_FIELDS:
-            setattr(est, key, config["fitted"][key])
+        est, config, tensors = estimator_from_folder(cls, folder, device, params)
         est._load_extra_config(config, folder)
         try:
             est._rebuild(tensors, resolve_device(est.device))

@@ -33,6 +33,7 @@ PUBLIC_ESTIMATORS = [
     "SequenceClassifier",
     "StaticEmbedder",
     "HybridEmbedder",
+    "ContrastiveEmbedder",
 ]
 
 
@@ -53,6 +54,12 @@ FAST_PARAMS = {
     "SequenceClassifier": {"epochs": 1, "random_state": 0},
     "StaticEmbedder": {"vocabulary_limit": 600, "n_components": 32},
     "HybridEmbedder": {"blocks": _cheap_hybrid_blocks()},
+    "ContrastiveEmbedder": {
+        "pairs_per_example": 2,
+        "max_length": 24,
+        "unfreeze": 1,
+        "random_state": 0,
+    },
 }
 
 # A grid with one parameter of each estimator that GridSearchCV can tune.
@@ -63,6 +70,7 @@ GRID = {
     "SequenceClassifier": {"freeze_embeddings": [True, False]},
     "StaticEmbedder": {"pooling": ["mean", "max"]},
     "HybridEmbedder": {"weights": [None, {"lsa": 3.0}]},
+    "ContrastiveEmbedder": {"pairs_per_example": [1, 2]},
 }
 
 SKLEARN_CHECKS = [
@@ -78,7 +86,13 @@ SKLEARN_CHECKS = [
 ]
 
 
-TORCH_BACKED = {"SentenceEmbedder", "TransformerClassifier", "SequenceClassifier", "StaticEmbedder"}
+TORCH_BACKED = {
+    "SentenceEmbedder",
+    "TransformerClassifier",
+    "SequenceClassifier",
+    "StaticEmbedder",
+    "ContrastiveEmbedder",
+}
 
 
 def make(name, **params):
@@ -265,6 +279,7 @@ REFIT_PARAMS = {
     "SequenceClassifier": [{}],
     "StaticEmbedder": [{}, {"adapt": True}],
     "HybridEmbedder": [{}],
+    "ContrastiveEmbedder": [{}],
 }
 
 

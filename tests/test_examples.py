@@ -36,6 +36,7 @@ def test_the_examples_are_there():
         "learning_curve.py",
         "finetune_learning_curve.py",
         "image_transfer.py",
+        "few_shot.py",
     }
     assert tested == {p.name for p in EXAMPLES.glob("*.py")}
 
@@ -144,3 +145,11 @@ def test_image_transfer(tmp_path):
     frozen_at_12 = float(rows[1].split("|")[3].split()[0])
     assert 0.8 <= frozen_at_12 <= 1.0
     assert (tmp_path / "images.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def test_few_shot(tmp_path):
+    out = run_example("few_shot.py", "--quick", "--per-class", "4", cwd=tmp_path)
+    assert "2 classes, 4 labelled examples per class, 200 test documents" in out
+    for row in ("frozen vectors + LR", "ContrastiveEmbedder + LR"):
+        line = next(line for line in out.splitlines() if line.startswith(row))
+        assert 0.5 < float(line[len(row) :].split()[0]) <= 1.0  # accuracy

@@ -17,6 +17,7 @@ from ._cluster import run_cluster
 from ._clusterers import CLUSTERERS
 from ._encode import encode_corpus
 from ._errors import CLIError
+from ._few_shot import add_few_shot_options, run_few_shot
 from ._images import cmd_evaluate_images, is_image_folder
 from ._model_names import DEMO_MODELS, parse_model
 from ._options import add_kind_option
@@ -55,6 +56,7 @@ def add_parser(sub, parents):
     )
     add_kind_option(p, "embedder type for names that are not known (default: auto)")
     _add_task_options(p)
+    add_few_shot_options(p)
     p.set_defaults(func=cmd_evaluate)
 
 
@@ -78,6 +80,8 @@ def cmd_evaluate(args):
     """``embedxfer evaluate``: compare embedders on a labelled dataset."""
     if is_image_folder(args.data):
         return cmd_evaluate_images(args)
+    if args.per_class:
+        return run_few_shot(args, _load_sample(args, args.max_docs))
     return run_evaluation(args, args.models, max_docs=args.max_docs, plot=args.plot)
 
 
