@@ -294,8 +294,8 @@ class ContrastiveEmbedder(
 
     See Also
     --------
-    SentenceEmbedder : the pretrained encoder's vectors, without training.
-    TransformerClassifier : fine-tune the encoder with a softmax head (better
+    SentenceEmbedder : The pretrained encoder's vectors, without training.
+    TransformerClassifier : Fine-tune the encoder with a softmax head (better
         with many labels per class).
 
     Notes
@@ -458,6 +458,7 @@ class ContrastiveEmbedder(
         Returns
         -------
         self : ContrastiveEmbedder
+            The fitted estimator.
         """
         validate_params(self)
         self._check_param_combinations()
@@ -578,7 +579,8 @@ class ContrastiveEmbedder(
 
         Returns
         -------
-        X_new : ndarray of shape (n_samples, n_features_out_), float32
+        X_new : ndarray of shape (n_samples, n_features_out), float32
+            The fine-tuned encoder's document vectors.
         """
         check_is_fitted(self)
         docs = check_documents(X, allow_empty=True)
@@ -735,6 +737,7 @@ class ContrastiveEmbedder(
         Returns
         -------
         folder : str
+            The folder written.
         """
         self._ensure_runtime()
         folder = os.fspath(folder)
@@ -759,7 +762,8 @@ class ContrastiveEmbedder(
 
         Returns
         -------
-        embedder : fitted ContrastiveEmbedder
+        embedder : ContrastiveEmbedder
+            The fitted embedder.
         """
         folder = os.fspath(folder)
         est, config, tensors = estimator_from_folder(cls, folder, device, params)

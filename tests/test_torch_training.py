@@ -90,6 +90,10 @@ class LinearClassifier(tt.TorchClassifierMixin, ClassifierMixin, BaseEstimator):
         linear.load_state_dict(tensors)
         self._runtime = linear.eval().requires_grad_(False)
 
+    @classmethod
+    def _expected_tensors(cls, config):
+        return {"weight": None, "bias": None}, ()
+
     def _extra_config(self):
         return {}
 
