@@ -136,12 +136,16 @@ def test_resampling_only_the_crop_equals_resize_then_crop():
     from embedxfer.image._preprocess import centre_crop, resize_and_crop, resize_shorter
 
     rng = np.random.default_rng(0)
-    for height, width in [(300, 451), (640, 480), (257, 256), (256, 300)]:
+    for height, width in [(300, 451), (640, 480), (257, 256), (256, 300), (60, 1000), (900, 50)]:
         image = Image.fromarray(rng.integers(0, 256, (height, width, 3), dtype=np.uint8))
         for interpolation in ("bilinear", "bicubic", "nearest"):
             got = np.asarray(resize_and_crop(image, 256, 224, interpolation), dtype=np.int16)
-            full = centre_crop(resize_shorter(image, 256, interpolation), 224)
-            assert np.abs(got - np.asarray(full, dtype=np.int16)).max() <= 1
+            full = np.asarray(centre_crop(resize_shorter(image, 256, interpolation), 224))
+            error = np.abs(got - full.astype(np.int16))
+            if max(height, width) <= 4 * min(height, width):
+                assert error.max() == 0  # ordinary photos: exactly as torchvision
+            else:  # strips (over 4:1): the same picture, resampled from the box
+                assert error.mean() < 2, (height, width, interpolation, error.mean())
 
 
 def test_too_many_pixels_is_a_clear_error_without_a_warning(monkeypatch):

@@ -126,6 +126,10 @@ def resize_shorter(image, size, interpolation="bilinear"):
     return image.resize(new, _resample(interpolation))
 
 
+# Images up to this aspect ratio are resized whole (at most 4 x resize^2 pixels).
+_WHOLE_RESIZE_ASPECT = 4
+
+
 def limit_aspect(image, ratio=4.0):
     """The centre of ``image`` with its long side at most ``ratio`` times its short side.
 
@@ -147,12 +151,14 @@ def limit_aspect(image, ratio=4.0):
 
 
 def resize_and_crop(image, resize, crop, interpolation="bilinear"):
-    """:func:`resize_shorter` then :func:`centre_crop`, resampling only the crop.
+    """:func:`resize_shorter` then :func:`centre_crop`, in memory bounded by ``resize``.
 
-    The crop's box is mapped back onto the original image and only that box
-    is resampled (Pillow's ``resize(box=...)``, which reads the filter's
-    support beyond the box edges as a full resize does), so memory is bounded
-    by ``crop`` x ``crop`` whatever the aspect ratio: a 1 x 8000 image would
+    An image whose long side stays within ``_WHOLE_RESIZE_ASPECT`` times its
+    short side is resized whole and cropped, exactly as torchvision does.
+    A longer strip is not: only the crop's box, mapped back onto the
+    original, is resampled (Pillow's ``resize(box=...)``, which reads the
+    filter's support beyond the box edges as a full resize does; pixels may
+    differ by one level from rounding), since a 1 x 8000 image would
     otherwise be resized to 256 x 2,048,000 pixels first.
     """
     width, height = image.size
@@ -161,6 +167,8 @@ def resize_and_crop(image, resize, crop, interpolation="bilinear"):
     new_w, new_h = (resize, new_long) if width <= height else (new_long, resize)
     if (new_w, new_h) == image.size:
         return centre_crop(image, crop)
+    if new_long <= _WHOLE_RESIZE_ASPECT * resize:
+        return centre_crop(image.resize((new_w, new_h), _resample(interpolation)), crop)
     top = int(round((new_h - crop) / 2.0))
     left = int(round((new_w - crop) / 2.0))
     sx, sy = width / new_w, height / new_h
