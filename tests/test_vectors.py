@@ -107,26 +107,46 @@ def test_packaged_glove_names(glove):
     assert best == "queen"
 
 
-def test_packaged_glove_is_memory_mapped_where_it_is_installed(tmp_path):
-    import json
+def test_packaged_glove_loads_row_major(tmp_path):
     from pathlib import Path
 
-    from embedxfer._vectors import (
-        _load_uncached,
-        _read_converted,
-        _source_manifest,
-        converted_files,
-        packaged_glove_files,
-    )
+    from embedxfer._vectors import _load_uncached, _rows_are_contiguous, packaged_glove_files
 
     npy = packaged_glove_files()[0].resolve()
     # The loader itself, past the registry: the process's count of GloVe loads
     # (checked by tests/test_word.py) stays one.
     kv = _load_uncached("glove-6B-50d", "auto", tmp_path, convert=True)
-    assert isinstance(kv.vectors, np.memmap) and Path(kv.vectors.filename).resolve() == npy
     assert len(kv) == 400_000 and kv.index_to_key[0] == "the"
+    # Gathering word rows needs each vector in one piece: a column-major package
+    # file is converted, a row-major one is mapped where it is installed.
+    assert kv.vectors.flags["C_CONTIGUOUS"]
+    mapped_in_place = Path(kv.vectors.filename).resolve() == npy
+    assert mapped_in_place == _rows_are_contiguous(npy)
+    np.testing.assert_array_equal(kv.vectors[:100], np.load(npy, mmap_mode="r")[:100])
+
+
+def test_row_major_packaged_glove_is_memory_mapped_where_it_is_installed(tmp_path, monkeypatch):
+    import json
+    from pathlib import Path
+
+    import embedxfer._vectors as vectors_module
+    from embedxfer._vectors import (
+        _load_uncached,
+        _read_converted,
+        _source_manifest,
+        converted_files,
+    )
+
+    real_npy, words = vectors_module.packaged_glove_files()
+    npy = tmp_path / "installed" / "glove_6B_50d_emb.npy"
+    npy.parent.mkdir()
+    np.save(npy, np.ascontiguousarray(np.load(real_npy, mmap_mode="r")))
+    monkeypatch.setattr(vectors_module, "packaged_glove_files", lambda: (npy, words))
+    cache = tmp_path / "cache"
+    kv = _load_uncached("glove-6B-50d", "auto", cache, convert=True)
+    assert isinstance(kv.vectors, np.memmap) and Path(kv.vectors.filename).resolve() == npy
     # Only the word list is converted: no 80 MB copy of the vectors in the cache.
-    (folder,) = converted_files(tmp_path)
+    (folder,) = converted_files(cache)
     assert sorted(p.name for p in folder.iterdir()) == ["manifest.json", "vocabulary.json"]
     manifest = json.loads((folder / "manifest.json").read_text())
     assert manifest["kind"] == "packaged" and manifest["size"] == npy.stat().st_size
