@@ -17,6 +17,7 @@ from ._atomic import process_alive
 
 __all__ = [
     "MANIFEST",
+    "artefact_folders",
     "file_digest",
     "file_problem",
     "file_record",
@@ -112,6 +113,14 @@ def verify_folder(folder, expected, needed, name=MANIFEST):
         if problem is not None:
             return manifest, problem
     return manifest, None
+
+
+def artefact_folders(base):
+    """The finished artefact folders in ``base``, sorted (temporaries ``.NAME.*`` left out)."""
+    base = Path(base)
+    if not base.is_dir():
+        return []
+    return sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
 def temporary_folder_prefix(name):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._artefact import MANIFEST, verify_folder, write_manifest
+from ._artefact import MANIFEST, artefact_folders, verify_folder, write_manifest
 from ._atomic import replace_folder
 from ._environment import home_folder
 from ._vectors import _STALE_TEMP_SECONDS, _clean_stale_temporaries
@@ -152,10 +152,7 @@ def _load(folder, manifest):
 
 def distilled_tables(home=None):
     """Folders of distilled tables, for inspection (``embedxfer models``)."""
-    base = Path(home) if home is not None else static_home()
-    if not base.is_dir():
-        return []
-    return sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return artefact_folders(home if home is not None else static_home())
 
 
 def describe_table(folder):

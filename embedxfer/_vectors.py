@@ -32,6 +32,7 @@ import numpy as np
 
 from ._artefact import (
     MANIFEST,
+    artefact_folders,
     file_digest,
     read_manifest,
     remove_orphaned_folders,
@@ -914,10 +915,7 @@ def _clean_stale_temporaries(base, older_than=_STALE_TEMP_SECONDS):
 
 def converted_files(cache_dir=None):
     """Converted vector folders in the cache, for inspection (``embedxfer models``)."""
-    base = Path(cache_dir) if cache_dir is not None else vectors_home()
-    if not base.is_dir():
-        return []
-    return sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+    return artefact_folders(cache_dir if cache_dir is not None else vectors_home())
 
 
 def describe_conversion(folder):
