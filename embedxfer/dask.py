@@ -66,6 +66,8 @@ __all__ = [
 MANIFEST = "_embedxfer.json"
 # Key of the job fingerprint in each part file's Parquet metadata.
 _JOB_KEY = b"embedxfer.job"
+# Longest embedder description kept in a part file's metadata.
+_MAX_MODEL_CHARS = 500
 
 # Estimators already prepared in this process (deserialised once per worker).
 _READY = weakref.WeakSet()
@@ -356,6 +358,7 @@ def _embed_to_parquet(embedder, data, folder, column, id_column, job, client, pr
     for i in todo:
         _check_overwritable(_part_path(folder, i), job_id)
     spec = _in_graph(embedder)
+    metadata = _part_metadata(embedder, job, job_id)
     tasks = [
         dask.delayed(_write_partition)(
             parts[i],
@@ -363,7 +366,7 @@ def _embed_to_parquet(embedder, data, folder, column, id_column, job, client, pr
             str(_part_path(folder, i)),
             offsets[i],
             id_column,
-            job_id,
+            metadata,
             dask_key_name=f"embedxfer-part-{i}-{uuid.uuid4().hex[:8]}",
         )
         for i in todo
@@ -489,7 +492,22 @@ def _apply_partition(texts, estimator, method, columns, partition_info=None):
     return pd.DataFrame(np.asarray(result), index=index, columns=columns)
 
 
-def _write_partition(frame, estimator, path, offset, id_column, job_id):
+def _part_metadata(embedder, job, job_id):
+    """Parquet metadata of every part: the job, the model and the embedxfer version.
+
+    The model is the job's ``"model"`` entry where it has one (the command
+    line puts the model's name there), else the embedder's repr.
+    """
+    from . import __version__
+
+    if isinstance(job, dict) and "model" in job:
+        model = str(job["model"])
+    else:
+        model = " ".join(repr(embedder).split())[:_MAX_MODEL_CHARS]
+    return {_JOB_KEY: job_id, b"embedxfer.model": model, b"embedxfer.version": __version__}
+
+
+def _write_partition(frame, estimator, path, offset, id_column, metadata):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -514,7 +532,7 @@ def _write_partition(frame, estimator, path, offset, id_column, job_id):
         id_name = str(id_column)
     columns = [ids] + [pa.array(vectors[:, j]) for j in range(vectors.shape[1])]
     table = pa.Table.from_arrays(columns, names=[id_name] + names)
-    table = table.replace_schema_metadata({_JOB_KEY: job_id})
+    table = table.replace_schema_metadata(metadata)
     path = Path(path)
     with atomic_path(path, unique=True) as tmp:
         pq.write_table(table, tmp)

@@ -19,11 +19,12 @@ dd = pytest.importorskip("dask.dataframe")
 distributed = pytest.importorskip("distributed")
 pd = pytest.importorskip("pandas")
 pytest.importorskip("pyarrow")
-
 import cloudpickle  # a dependency of distributed
+import pyarrow.parquet as pq
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
+import embedxfer
 import embedxfer.dask as edask
 from embedxfer import WordVectorEmbedder
 from embedxfer._registry import clear_registry, load_counts
@@ -208,6 +209,9 @@ def test_embed_to_parquet_writes_every_partition_and_resumes(client, sms, texts,
     table = _read_parts(tmp_path)
     np.testing.assert_array_equal(table["row"].to_numpy(), np.arange(len(docs)))
     np.testing.assert_allclose(table.drop(columns="row").to_numpy(), expected, atol=1e-6)
+    metadata = pq.read_schema(tmp_path / "part-00000.parquet").metadata
+    assert metadata[b"embedxfer.model"].startswith(b"WordVectorEmbedder(")
+    assert metadata[b"embedxfer.version"] == embedxfer.__version__.encode()
 
     # A crash left partition 3 missing and a stale temporary file: only 3 is redone.
     (tmp_path / "part-00003.parquet").unlink()
@@ -345,6 +349,8 @@ def test_cli_embeds_many_files_on_a_cluster_and_reruns_only_missing(client, sms,
     np.testing.assert_array_equal(table["row"].to_numpy(), np.arange(len(docs)))
     expected = WordVectorEmbedder(weighting="sif").fit(docs).transform(docs)
     np.testing.assert_allclose(table.drop(columns="row").to_numpy(), expected, atol=1e-5)
+    for part in out.glob("part-*.parquet"):
+        assert pq.read_schema(part).metadata[b"embedxfer.model"] == b"glove-6B-50d:sif"
 
     (out / "part-00001.parquet").unlink()
     code, err = _finish(_cli(*args, cwd=tmp_path))

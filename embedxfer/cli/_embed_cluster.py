@@ -129,6 +129,7 @@ def _embed_partitions(args, edask, spec, embedder, frame, paths, client, note):
             "inputs": [_file_identity(p) for p in paths],
             "column": args.column or "text",
             "blocksize": args.blocksize,
+            "model": spec.label,
         }
         return edask.embed_to_parquet(
             embedder,
