@@ -274,7 +274,9 @@ def embed_to_parquet(
 
     Each partition is embedded on a worker and written there to
     ``folder/part-00000.parquet`` (a temporary file renamed into place),
-    tagged with the job's fingerprint; the job manifest
+    tagged in its Parquet metadata with the job's fingerprint, the model
+    (``embedxfer.model``: the job's ``"model"`` entry, else the embedder's
+    repr) and the embedxfer version; the job manifest
     ``folder/_embedxfer.json`` records each finished part's size, checksum
     and row count. A rerun with the same job and folder skips the parts
     whose file matches its record: after a crash, a killed worker or Ctrl-C
