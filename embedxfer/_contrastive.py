@@ -33,9 +33,14 @@ from ._device import (
     import_torch,
     resolve_device,
 )
-from ._finetune import encoder_with_weights, modules_to_train, trainable_encoder
+from ._finetune import (
+    Int8AfterTrainingMixin,
+    encoder_with_weights,
+    modules_to_train,
+    trainable_encoder,
+)
 from ._onnx import BACKENDS
-from ._param_validation import Interval, InvalidParameterError, Options, validate_params
+from ._param_validation import Interval, Options, validate_params
 from ._progress import progress
 from ._public import set_module
 from ._torch_persistence import (
@@ -178,7 +183,12 @@ def _weights_digest(named_tensors):
 
 @set_module("embedxfer")
 class ContrastiveEmbedder(
-    TrainedWeightsState, TextInputMixin, EmbedderOutputMixin, TransformerMixin, BaseEstimator
+    Int8AfterTrainingMixin,
+    TrainedWeightsState,
+    TextInputMixin,
+    EmbedderOutputMixin,
+    TransformerMixin,
+    BaseEstimator,
 ):
     """Fine-tune a sentence encoder on pairs of labelled documents; embed with it.
 
@@ -320,6 +330,8 @@ class ContrastiveEmbedder(
     array(['pos'], dtype='<U3')
     """
 
+    _INT8_USE = "embedding"
+
     _parameter_constraints = {
         "model": MODEL_CONSTRAINT,
         "pairs_per_example": [Interval(Integral, 1, None)],
@@ -415,15 +427,6 @@ class ContrastiveEmbedder(
         self.verbose = verbose
 
     # ------------------------------------------------------------ checks
-    def _check_param_combinations(self):
-        if self.precision == "int8" and self.backend != "onnx":
-            raise InvalidParameterError(
-                "precision='int8' needs backend='onnx' (int8 embedding with ONNX Runtime)."
-            )
-
-    def _training_precision(self):
-        return "float32" if self.precision == "int8" else self.precision
-
     @staticmethod
     def _check_labels(y):
         """``(classes, y_idx)``; two classes or more, each with two documents or more."""

@@ -203,6 +203,25 @@ def modules_to_train(encoder, unfreeze):
     return modules
 
 
+class Int8AfterTrainingMixin:
+    """``precision="int8"`` of a fine-tuning estimator: float32 training, int8 inference.
+
+    The trained encoder runs quantised to int8 by ONNX Runtime, so int8 needs
+    ``backend="onnx"``; ``_INT8_USE`` names what the int8 model does.
+    """
+
+    _INT8_USE = "prediction"
+
+    def _check_param_combinations(self):
+        if self.precision == "int8" and self.backend != "onnx":
+            raise InvalidParameterError(
+                f"precision='int8' needs backend='onnx' (int8 {self._INT8_USE} with ONNX Runtime)."
+            )
+
+    def _training_precision(self):
+        return "float32" if self.precision == "int8" else self.precision
+
+
 class _FineTunedEncoder:
     """The live network of a fitted TransformerClassifier: encoder and head; never pickled.
 
@@ -323,7 +342,7 @@ class _OnnxFineTunedEncoder(_FineTunedEncoder):
 
 @set_module("embedxfer")
 class TransformerClassifier(
-    tt.TorchClassifierMixin, TextInputMixin, ClassifierMixin, BaseEstimator
+    Int8AfterTrainingMixin, tt.TorchClassifierMixin, TextInputMixin, ClassifierMixin, BaseEstimator
 ):
     """Fine-tune a pretrained transformer encoder with a new softmax head.
 
@@ -565,19 +584,9 @@ class TransformerClassifier(
     def _resolved_epochs(self, unfreeze, n_train):
         return tt.resolved_epochs(self.epochs, unfreeze == 0, n_train, self.batch_size)
 
-    def _check_param_combinations(self):
-        if self.precision == "int8" and self.backend != "onnx":
-            raise InvalidParameterError(
-                "precision='int8' needs backend='onnx' (int8 prediction with ONNX Runtime)."
-            )
-
     def _check_prediction_params(self):
         validate_params(self, self._INFERENCE_PARAMS)
         self._check_param_combinations()
-
-    def _training_precision(self):
-        # int8 concerns only the ONNX prediction path; training runs in float32.
-        return "float32" if self.precision == "int8" else self.precision
 
     def _network(self, tokenizer, encoder, head, device, amp_dtype):
         torch = import_torch()
