@@ -1,4 +1,4 @@
-"""Choosing the number of clusters: the silhouette over a range of candidates."""
+"""Choosing the number of clusters: the silhouette or the stability over a range of candidates."""
 
 import numbers
 from dataclasses import dataclass
@@ -8,14 +8,18 @@ import numpy as np
 __all__ = ["NClustersChoice", "choose_n_clusters"]
 
 
+CRITERIA = ("silhouette", "stability")
+
+
 @dataclass
 class NClustersChoice:
-    """The silhouette of each candidate number of clusters, and the best one.
+    """The score of each candidate number of clusters, and the best one.
 
     Attributes
     ----------
     n_clusters : int
-        The candidate with the highest silhouette (the smallest on a tie).
+        The candidate with the best score under ``criterion`` (the smallest
+        on a tie).
     candidates : list of int
         The numbers of clusters tried, in order.
     silhouettes : list of float
@@ -23,41 +27,59 @@ class NClustersChoice:
         better separated).
     labels : dict of int to ndarray
         Each candidate's cluster labels.
+    criterion : str
+        ``"silhouette"`` or ``"stability"``: what chose ``n_clusters``.
+    stabilities : list of float or None
+        With ``criterion="stability"``: each candidate's mean adjusted Rand
+        index between the clusterings of two random subsamples, on the
+        documents they share (1: the same clusters every time).
     """
 
     n_clusters: int
     candidates: list
     silhouettes: list
     labels: dict
+    criterion: str = "silhouette"
+    stabilities: list | None = None
 
     def to_frame(self):
-        """A ``pandas.DataFrame`` with columns ``n_clusters``, ``silhouette`` and ``best``."""
+        """A ``pandas.DataFrame``: ``n_clusters``, ``silhouette`` (and ``stability``), ``best``."""
         import pandas as pd
 
-        return pd.DataFrame(
-            {
-                "n_clusters": self.candidates,
-                "silhouette": self.silhouettes,
-                "best": [k == self.n_clusters for k in self.candidates],
-            }
-        )
+        columns = {"n_clusters": self.candidates, "silhouette": self.silhouettes}
+        if self.stabilities is not None:
+            columns["stability"] = self.stabilities
+        columns["best"] = [k == self.n_clusters for k in self.candidates]
+        return pd.DataFrame(columns)
 
     def __repr__(self):
         return self.to_text()
 
     def to_text(self):
         """A small table, the best candidate marked with ``*``."""
-        lines = ["n_clusters  silhouette"]
-        for k, score in zip(self.candidates, self.silhouettes):
-            mark = " *" if k == self.n_clusters else ""
-            lines.append(f"{k:>10}  {score:>10.3f}{mark}")
+        with_stability = self.stabilities is not None
+        lines = ["n_clusters  silhouette" + ("   stability" if with_stability else "")]
+        for i, (k, score) in enumerate(zip(self.candidates, self.silhouettes)):
+            line = f"{k:>10}  {score:>10.3f}"
+            if with_stability:
+                line += f"  {self.stabilities[i]:>10.3f}"
+            lines.append(line + (" *" if k == self.n_clusters else ""))
         return "\n".join(lines)
 
 
 def choose_n_clusters(
-    X, candidates=range(2, 11), *, clusterer=None, metric="cosine", sample_size=2000, random_state=0
+    X,
+    candidates=range(2, 11),
+    *,
+    criterion="silhouette",
+    clusterer=None,
+    metric="cosine",
+    sample_size=2000,
+    n_resamples=5,
+    subsample=0.8,
+    random_state=0,
 ):
-    """Pick the number of clusters whose clustering has the highest mean silhouette.
+    """Pick the number of clusters by the silhouette or by the stability of the clusters.
 
     Clusters ``X`` once per candidate number and scores each clustering by
     its mean silhouette: how much closer each document is to its own cluster
@@ -67,12 +89,24 @@ def choose_n_clusters(
     describe the clusters (:func:`describe_clusters`) to judge them. For
     clusterers that find their own number (HDBSCAN), no choice is needed.
 
+    ``criterion="stability"`` chooses instead the number whose clusters come
+    back when the data change a little (Ben-Hur, Elisseeff and Guyon 2002;
+    Lange et al. 2004): for each candidate, ``n_resamples`` pairs of random
+    subsamples (``subsample`` of the documents each) are clustered
+    separately and the two clusterings compared, by the adjusted Rand
+    index, on the documents both hold. A number that cuts through a real
+    group splits it differently each time and scores low. It costs
+    ``2 * n_resamples`` more clusterings per candidate.
+
     Parameters
     ----------
     X : array-like or sparse matrix of shape (n_samples, n_features)
         The vectors to cluster (e.g. a :class:`HybridEmbedder`'s output).
     candidates : iterable of int, default=range(2, 11)
         The numbers of clusters to try, each in ``[2, n_samples - 1]``.
+    criterion : {"silhouette", "stability"}, default="silhouette"
+        What chooses: the highest mean silhouette, or the highest mean
+        stability (the silhouettes are computed and shown either way).
     clusterer : estimator, default=None
         A clusterer with an ``n_clusters`` parameter and ``fit_predict``
         (cloned for every candidate). ``None``:
@@ -82,8 +116,14 @@ def choose_n_clusters(
     sample_size : int or None, default=2000
         Score the silhouette on this many randomly drawn samples (its cost
         grows with the square of the samples); ``None`` uses all of them.
+    n_resamples : int, default=5
+        With ``criterion="stability"``: pairs of subsamples per candidate.
+    subsample : float, default=0.8
+        With ``criterion="stability"``: the share of the documents in each
+        subsample, in ``(0, 1)``.
     random_state : int, default=0
-        Seed of the default KMeans and of the silhouette's sample.
+        Seed of the default KMeans, of the silhouette's sample and of the
+        subsamples.
 
     Returns
     -------
@@ -105,6 +145,8 @@ def choose_n_clusters(
     >>> choice = choose_n_clusters(X, range(2, 6), metric="euclidean")
     >>> choice.n_clusters
     3
+    >>> choose_n_clusters(X, range(2, 6), criterion="stability", metric="euclidean").n_clusters
+    3
     """
     from sklearn.base import clone
     from sklearn.cluster import KMeans
@@ -123,6 +165,10 @@ def choose_n_clusters(
             f"clusterer={clusterer!r} has no n_clusters parameter; pass a clusterer such as "
             "KMeans or AgglomerativeClustering (HDBSCAN finds its own number)."
         )
+    if criterion not in CRITERIA:
+        raise ValueError(f"criterion={criterion!r}; expected one of {', '.join(CRITERIA)}.")
+    if criterion == "stability":
+        _check_resampling(n_resamples, subsample, n_samples, max(candidates))
     sample = None if sample_size is None or sample_size >= n_samples else int(sample_size)
     silhouettes, labels = [], {}
     for k in candidates:
@@ -135,8 +181,58 @@ def choose_n_clusters(
             X, found, metric=metric, sample_size=sample, random_state=random_state
         )
         silhouettes.append(float(score))
-    best = candidates[int(np.argmax(silhouettes))]
-    return NClustersChoice(best, candidates, silhouettes, labels)
+    stabilities = None
+    scores = silhouettes
+    if criterion == "stability":
+        from sklearn.utils import check_array
+
+        X = check_array(X, accept_sparse=["csr", "csc"])  # rows taken by position below
+        rng = np.random.default_rng(random_state)
+        draws = [_subsample_pair(rng, n_samples, subsample) for _ in range(int(n_resamples))]
+        stabilities = [_stability(X, clone(clusterer), k, draws) for k in candidates]
+        scores = stabilities
+    best = candidates[int(np.argmax(scores))]
+    return NClustersChoice(best, candidates, silhouettes, labels, criterion, stabilities)
+
+
+def _subsample_pair(rng, n_samples, share):
+    size = max(2, int(round(share * n_samples)))
+    return (
+        np.sort(rng.choice(n_samples, size, replace=False)),
+        np.sort(rng.choice(n_samples, size, replace=False)),
+    )
+
+
+def _stability(X, clusterer, k, draws):
+    """Mean ARI of the clusterings of two subsamples, on the rows both hold."""
+    from sklearn.metrics import adjusted_rand_score
+
+    scores = []
+    for first, second in draws:
+        shared, in_first, in_second = np.intersect1d(first, second, return_indices=True)
+        if len(shared) < 2:
+            continue
+        a = clusterer.set_params(n_clusters=k).fit_predict(X[first])
+        b = clusterer.set_params(n_clusters=k).fit_predict(X[second])
+        scores.append(adjusted_rand_score(np.asarray(a)[in_first], np.asarray(b)[in_second]))
+    return float(np.mean(scores)) if scores else -1.0
+
+
+def _check_resampling(n_resamples, subsample, n_samples, largest):
+    if (
+        not isinstance(n_resamples, numbers.Integral)
+        or isinstance(n_resamples, bool)
+        or (n_resamples < 1)
+    ):
+        raise ValueError(f"n_resamples={n_resamples!r}; expected an integer >= 1.")
+    if not isinstance(subsample, numbers.Real) or not 0 < subsample < 1:
+        raise ValueError(f"subsample={subsample!r}; expected a share in (0, 1), e.g. 0.8.")
+    if round(subsample * n_samples) <= largest:
+        raise ValueError(
+            f"subsample={subsample} of {n_samples} samples leaves {round(subsample * n_samples)} "
+            f"per subsample, too few for {largest} clusters; raise subsample or lower the "
+            "candidates."
+        )
 
 
 def _check_candidates(candidates, n_samples):

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from sklearn.cluster import HDBSCAN, AgglomerativeClustering
+from sklearn.cluster import HDBSCAN, AgglomerativeClustering, KMeans
 from sklearn.exceptions import ConvergenceWarning
 
 from embedxfer import choose_n_clusters
@@ -49,3 +49,42 @@ def test_identical_points_give_no_nan():
     with pytest.warns(ConvergenceWarning, match="distinct clusters"):
         choice = choose_n_clusters(X, [2, 3])
     assert all(np.isfinite(choice.silhouettes))
+
+
+def test_stability_finds_the_groups_and_cuts_through_one_score_low(blobs):
+    params = dict(criterion="stability", n_resamples=3, metric="euclidean")
+    params["clusterer"] = KMeans(n_init=3, random_state=0)
+    choice = choose_n_clusters(blobs, [3, 4, 5, 6], **params)
+    assert choice.n_clusters == 4 and choice.criterion == "stability"
+    stability = dict(zip(choice.candidates, choice.stabilities))
+    # Four separated groups come back whole from every subsample; a fifth
+    # cluster splits one of them differently each time.
+    assert stability[4] > 0.99 and stability[5] < stability[4] and stability[6] < stability[4]
+    assert all(-1 <= v <= 1 for v in stability.values())
+    frame = choice.to_frame()
+    assert list(frame.columns) == ["n_clusters", "silhouette", "stability", "best"]
+    assert "stability" in repr(choice) and repr(choice).count("*") == 1
+    assert choose_n_clusters(blobs, [3, 4, 5, 6], **params).stabilities == choice.stabilities
+
+
+def test_stability_takes_lists_and_sparse_rows(blobs):
+    from scipy import sparse
+
+    params = dict(criterion="stability", n_resamples=2, clusterer=KMeans(n_init=2, random_state=0))
+    dense = choose_n_clusters(blobs.tolist(), [3, 4], **params)
+    sparse_choice = choose_n_clusters(sparse.csr_matrix(blobs), [3, 4], **params)
+    assert dense.n_clusters == sparse_choice.n_clusters == 4
+
+
+@pytest.mark.parametrize(
+    "params, words",
+    [
+        ({"criterion": "gap"}, "criterion='gap'"),
+        ({"criterion": "stability", "n_resamples": 0}, "n_resamples=0"),
+        ({"criterion": "stability", "subsample": 1.0}, "subsample=1.0"),
+        ({"criterion": "stability", "subsample": 0.05}, "too few for 7 clusters"),
+    ],
+)
+def test_bad_stability_settings_raise_naming_them(blobs, params, words):
+    with pytest.raises(ValueError, match=words.replace("(", r"\(")):
+        choose_n_clusters(blobs, range(2, 8), **params)

@@ -371,6 +371,21 @@ def test_evaluate_cluster(tmp_path):
     assert list(report["choose_k"]["silhouettes"]) == [str(k) for k in range(2, 11)]
 
 
+@pytest.mark.slow
+def test_evaluate_cluster_chooses_k_by_stability(tmp_path):
+    args = ["evaluate", "--data", "sms_spam", "--max-docs", "120", "--task", "cluster"]
+    args += ["--models", "tfidf", "--choose-k", "stability", "--json", tmp_path / "c.json"]
+    proc = run_cli(*args, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "n_clusters  silhouette   stability" in proc.stdout
+    choice = json.loads((tmp_path / "c.json").read_text())["choose_k"]
+    assert choice["criterion"] == "stability"
+    stabilities = choice["stabilities"]
+    assert list(stabilities) == [str(k) for k in range(2, 11)]
+    assert choice["n_clusters"] == int(max(stabilities, key=lambda k: (stabilities[k], -int(k))))
+    assert all(-1 <= v <= 1 for v in stabilities.values())
+
+
 def test_hybrid_is_a_model_name():
     from embedxfer import HybridEmbedder
     from embedxfer.cli._encode import build_embedder

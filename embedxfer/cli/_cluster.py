@@ -47,7 +47,7 @@ def run_cluster(args, specs, encoded, sample, estimators, progress, plot):
         "ARI: adjusted Rand index, NMI: normalised mutual information (1 = the true "
         "labels, 0 = chance); silhouette: cosine, on the clustered documents."
     )
-    readable = _describe_best(rows, found, sample, estimators[0], args.seed)
+    readable = _describe_best(rows, found, sample, estimators[0], args.seed, args.choose_k)
     if plot is not None:
         plot_cluster_maps(
             maps,
@@ -60,8 +60,8 @@ def run_cluster(args, specs, encoded, sample, estimators, progress, plot):
     return {"task": "cluster", "results": [jsonable(row) for row in rows], **readable}
 
 
-def _describe_best(rows, found, sample, estimator, seed):
-    """Print what the best model's clusters are about, and the silhouette over k; for JSON."""
+def _describe_best(rows, found, sample, estimator, seed, criterion="silhouette"):
+    """Print what the best model's clusters are about, and the choice of k; for JSON."""
     from .. import choose_n_clusters, describe_clusters
 
     candidates = [r for r in rows if r["estimator"] == estimator]
@@ -77,11 +77,13 @@ def _describe_best(rows, found, sample, estimator, seed):
     top = min(max(10, len(sample.names) + 3), n_docs - 1)
     choice = None
     if top >= 2:
-        choice = choose_n_clusters(X, range(2, top + 1), random_state=seed)
+        choice = choose_n_clusters(X, range(2, top + 1), criterion=criterion, random_state=seed)
+        how = "mean cosine silhouette, higher is better separated"
+        if criterion == "stability":
+            how += "; stability: ARI between the clusterings of two subsamples, which chooses"
         print(
             f"\nChoosing the number of clusters without the labels ({best['model']}, KMeans): "
-            "mean cosine silhouette, higher is better separated; * marks the best "
-            f"({len(sample.names)} true classes)."
+            f"{how}; * marks the best ({len(sample.names)} true classes)."
         )
         print(choice.to_text())
     clusters = [
@@ -98,8 +100,11 @@ def _describe_best(rows, found, sample, estimator, seed):
         report["choose_k"] = {
             "model": best["model"],
             "n_clusters": choice.n_clusters,
+            "criterion": choice.criterion,
             "silhouettes": dict(zip(choice.candidates, choice.silhouettes)),
         }
+        if choice.stabilities is not None:
+            report["choose_k"]["stabilities"] = dict(zip(choice.candidates, choice.stabilities))
     return report
 
 

@@ -70,6 +70,14 @@ def _add_task_options(p):
         f"cluster: {', '.join(CLUSTERERS)} (default: kmeans)",
     )
     p.add_argument(
+        "--choose-k",
+        choices=("silhouette", "stability"),
+        default="silhouette",
+        help="cluster: how the number of clusters is chosen without the labels: the mean "
+        "silhouette, or the stability of the clusters over random subsamples (default: "
+        "%(default)s)",
+    )
+    p.add_argument(
         "--plot",
         metavar="PNG",
         help="write the learning curve (classify) or 2-D maps (cluster) as PNG",
