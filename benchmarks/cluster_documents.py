@@ -140,6 +140,15 @@ def aris(X, y, seeds):
     ]
 
 
+def chosen_k(X):
+    """The number of clusters each criterion of ``choose_n_clusters`` picks in 2..10."""
+    from embedxfer import choose_n_clusters
+
+    choice = choose_n_clusters(X, range(2, 11), criterion="stability")
+    by_silhouette = choice.candidates[int(np.argmax(choice.silhouettes))]
+    return f"k chosen: silhouette {by_silhouette}, stability {choice.n_clusters}"
+
+
 def _load_average():
     try:
         return " ".join(f"{x:.1f}" for x in os.getloadavg())
@@ -155,6 +164,11 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=3, help="KMeans seeds (median ARI)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="MiniLM vector cache")
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=RECIPES)
+    parser.add_argument(
+        "--choose-k",
+        action="store_true",
+        help="also choose k in 2..10 without the labels, by silhouette and by stability",
+    )
     args = parser.parse_args(argv)
 
     from embedxfer import EmbeddingCache
@@ -181,6 +195,8 @@ def main(argv=None):
             X, seconds, note = encode(name, texts, cache, timings)
             timings_path.write_text(json.dumps(timings, indent=1))
             scores = aris(X, y, args.seeds)
+            if args.choose_k:
+                note = "; ".join(filter(None, [note, chosen_k(X)]))
             row = {
                 "dataset": dataset,
                 "recipe": name,
