@@ -41,7 +41,6 @@ from ._finetune import (
 )
 from ._onnx import BACKENDS
 from ._param_validation import Interval, Options, validate_params
-from ._progress import progress
 from ._public import set_module
 from ._torch_persistence import (
     TrainedWeightsState,
@@ -172,6 +171,50 @@ def _sentence_max_length(source):
     return value if isinstance(value, int) else None
 
 
+class _PairLoop(tt.EpochLoop):
+    """The epoch loop of :meth:`ContrastiveEmbedder.fit`: a loss on streamed pair batches."""
+
+    def __init__(self, estimator, backend, seqs, y_idx, n_pairs, seed, groups, **kwargs):
+        torch = import_torch()
+        super().__init__(
+            groups,
+            epochs=estimator.epochs,
+            steps_per_epoch=int(np.ceil(n_pairs / estimator.batch_size)),
+            weight_decay=estimator.weight_decay,
+            warmup_fraction=estimator.warmup_fraction,
+            verbose=estimator.verbose,
+            desc=f"ContrastiveEmbedder(loss={estimator.loss!r})",
+            **kwargs,
+        )
+        self.estimator = estimator
+        self.backend = backend
+        self.seqs = seqs
+        self.y_idx = y_idx
+        self.n_pairs = n_pairs
+        self.seed = seed
+        self.labels = torch.as_tensor(y_idx, device=self.device)
+
+    def epoch_batches(self, epoch):
+        # A new stream per epoch: other pairs each time, the same ones on a refit.
+        return pair_batches(
+            self.y_idx, self.n_pairs, int(self.estimator.batch_size), self.seed + epoch
+        )
+
+    def batch_loss(self, batch):
+        torch = import_torch()
+        left, right, same = batch
+        both = np.r_[left, right]
+        with tt.autocast(self.device, self.amp_dtype):
+            vectors = self.backend.embed(
+                self.backend.collate([self.seqs[i] for i in both]),
+                pooling=self.estimator.pooling,
+                layers=None,
+                layer_combine="mean",
+            ).float()
+        labels = self.labels[torch.from_numpy(both)]
+        return self.estimator._loss(vectors, len(left), same, labels), 1
+
+
 def _weights_digest(named_tensors):
     """SHA-256 of the tensors' names and float32 bytes, in name order."""
     digest = hashlib.sha256()
@@ -276,7 +319,7 @@ class ContrastiveEmbedder(
         encoder never gets the pretrained one's vectors (or another fit's).
     verbose : int, default=0
         ``1`` shows a progress bar over the training steps, ``2`` also
-        prints the mean loss at the end.
+        prints each epoch's mean loss.
 
     Attributes
     ----------
@@ -465,7 +508,7 @@ class ContrastiveEmbedder(
         """
         validate_params(self)
         self._check_param_combinations()
-        torch = import_torch()
+        import_torch()  # without torch: the one-line error, before any work
         docs, y = tt.check_xy(X, y)
         classes, y_idx = self._check_labels(y)
         device = resolve_device(self.device)
@@ -478,49 +521,28 @@ class ContrastiveEmbedder(
         seqs = backend.tokenize(docs, max_length)[0]
 
         n_pairs = int(self.pairs_per_example) * len(docs)
-        steps_per_epoch = int(np.ceil(n_pairs / self.batch_size))
-        total_steps = steps_per_epoch * int(self.epochs)
         params = [(n, p) for n, p in encoder.named_parameters() if p.requires_grad]
-        optimizer = tt.make_optimizer([(params, self.body_lr)], self.weight_decay)
-        scheduler = tt.warmup_linear_schedule(optimizer, total_steps, self.warmup_fraction)
-        scaler = None
-        if amp_dtype == torch.float16:
-            scaler = torch.amp.GradScaler(device.split(":")[0])
         modules = modules_to_train(encoder, unfreeze)
-        labels = torch.as_tensor(y_idx, device=device)
-        bar = progress(total_steps, self.verbose, f"ContrastiveEmbedder(loss={self.loss!r})")
-        curve, n_iter = [], 0
+        loop = _PairLoop(
+            self,
+            backend,
+            seqs,
+            y_idx,
+            n_pairs,
+            seed,
+            [(params, self.body_lr)],
+            device=device,
+            amp_dtype=amp_dtype,
+        )
         start = time.perf_counter()
         encoder.eval()
         tt.set_training_mode(modules, True)
         try:
             with tt.seeded_torch(seed, device):
-                for epoch in range(int(self.epochs)):
-                    total = 0.0
-                    stream = pair_batches(y_idx, n_pairs, int(self.batch_size), seed + epoch)
-                    for done, (left, right, same) in enumerate(stream, 1):
-                        both = np.r_[left, right]
-                        with tt.autocast(device, amp_dtype):
-                            vectors = backend.embed(
-                                backend.collate([seqs[i] for i in both]),
-                                pooling=self.pooling,
-                                layers=None,
-                                layer_combine="mean",
-                            ).float()
-                        loss = self._loss(vectors, len(left), same, labels[torch.from_numpy(both)])
-                        tt._optimizer_step(loss, optimizer, scaler, [p for _, p in params])
-                        scheduler.step()
-                        n_iter += 1
-                        total += loss.item()
-                        bar.update(1)
-                        bar.set_postfix(epoch=epoch + 1, loss=f"{total / done:.4f}")
-                    curve.append(total / steps_per_epoch)
+                history = loop.fit_loop()
         finally:
-            bar.close()
             tt.set_training_mode(modules, False)
             encoder.requires_grad_(False)
-        if self.verbose > 1:
-            print(f"ContrastiveEmbedder: {n_iter} steps, loss {curve}", flush=True)
 
         trained = dict(encoder.named_parameters())
         self.classes_ = classes
@@ -528,8 +550,8 @@ class ContrastiveEmbedder(
         self.max_length_ = max_length
         self.n_features_out_ = backend.hidden_size
         self.n_pairs_ = n_pairs * int(self.epochs)
-        self.n_iter_ = n_iter
-        self.loss_curve_ = curve
+        self.n_iter_ = history.n_iter
+        self.loss_curve_ = history.loss
         self.trainable_parameters_ = list(names)
         self.weights_digest_ = _weights_digest({n: trained[n] for n in names})
         self.fit_time_ = time.perf_counter() - start

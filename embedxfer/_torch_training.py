@@ -8,7 +8,8 @@ encoding, class weights, the validation split, the outline of ``fit``
 (``TorchClassifierMixin``, whose abstract methods each classifier
 implements), the training settings (``TrainingSettings``) and stages
 (``TrainingStage``), the warm-up schedule, the epoch loop with early
-stopping (``BestWeights``), mixed precision, seeding that leaves torch's
+stopping (``EpochLoop``, in named steps; ``ClassifierLoop`` for the
+classifiers' stages), mixed precision, seeding that leaves torch's
 global random state as it found it, prediction, pickling and save / load (in
 the format of ``_torch_persistence``).
 """
@@ -428,143 +429,275 @@ class TrainingStage:
         return [p for named, _ in self.groups for _, p in named]
 
 
-class BestWeights:
-    """Validation loss after each epoch, and copies of the best epoch's weights."""
-
-    def __init__(self, stage, loss_fn, y_val, device, set_training_mode):
-        torch = import_torch()
-        self.stage = stage
-        self.loss_fn = loss_fn
-        self.y_val = torch.as_tensor(y_val, device=device)
-        self.set_training_mode = set_training_mode
-
-    def validation_loss(self):
-        torch = import_torch()
-        self.set_training_mode(self.stage.modules, False)
-        with torch.inference_mode():
-            loss = self.loss_fn(self.stage.val_logits().float(), self.y_val).item()
-        self.set_training_mode(self.stage.modules, True)
-        return loss
-
-    def snapshot(self):
-        return [p.detach().clone() for p in self.stage.parameters]
-
-    def restore(self, state):
-        torch = import_torch()
-        with torch.no_grad():
-            for p, saved in zip(self.stage.parameters, state):
-                p.copy_(saved)
-
-
 def set_training_mode(modules, training):
     """Put ``modules`` in training (``True``) or evaluation mode."""
     for module in modules:
         module.train(training)
 
 
-def train_stage(stage, settings, loss_fn, data, set_mode=set_training_mode):
-    """Train ``stage`` with AdamW and the warm-up schedule; return its history."""
-    optimizer = make_optimizer(stage.groups, settings.weight_decay)
-    best = None
-    if stage.val_logits is not None:
-        best = BestWeights(stage, loss_fn, data.y_val, settings.device, set_mode)
-    set_mode(stage.modules, True)
-    return train_epochs(stage, settings, optimizer, loss_fn, data.y_train, best)
+@dataclasses.dataclass
+class TrainingHistory:
+    """What one training run recorded.
+
+    Attributes
+    ----------
+    loss : list of float
+        Mean training loss of every epoch.
+    val_loss : list of float
+        Validation loss after every epoch (empty without validation rows).
+    best_epoch : int or None
+        The epoch (from 1) of the lowest validation loss, whose weights were kept.
+    n_iter : int
+        Optimizer steps taken.
+    time : float
+        Seconds the loop ran.
+    """
+
+    loss: list = dataclasses.field(default_factory=list)
+    val_loss: list = dataclasses.field(default_factory=list)
+    best_epoch: int | None = None
+    n_iter: int = 0
+    time: float = 0.0
+
+    @classmethod
+    def joined(cls, histories):
+        """One history from those of consecutive training stages."""
+        return cls(
+            loss=[v for h in histories for v in h.loss],
+            val_loss=[v for h in histories for v in h.val_loss],
+            n_iter=sum(h.n_iter for h in histories),
+            time=sum(h.time for h in histories),
+        )
+
+    def set_fitted_attributes(self, est):
+        """The fitted attributes that describe the training run."""
+        est.loss_curve_ = list(self.loss)
+        est.validation_loss_curve_ = list(self.val_loss) or None
+        est.best_validation_loss_ = min(self.val_loss) if self.val_loss else None
+        est.n_epochs_ = len(self.loss)
+        est.n_iter_ = self.n_iter
+        est.fit_time_ = self.time
 
 
-def train_epochs(stage, settings, optimizer, loss_fn, y_train, best=None):
-    """Run the epoch loop with early stopping; return the training history.
+class EpochLoop(abc.ABC):
+    """The epoch loop, in named steps that a subclass overrides one at a time.
+
+    :meth:`fit_loop` builds the optimizer (:meth:`make_optimizer`, AdamW) and
+    the schedule (:meth:`make_schedule`, linear warm-up then decay), runs
+    :meth:`run_epoch` for every epoch, asks :meth:`validation_step` for the
+    validation loss after each one, stops after ``n_iter_no_change`` epochs
+    without improvement and brings the best epoch's weights back.
+    :meth:`run_epoch` runs :meth:`train_step` on every batch that
+    :meth:`epoch_batches` yields; :meth:`train_step` computes
+    :meth:`batch_loss` and takes one optimizer step (:meth:`optimizer_step`:
+    backward pass, gradient clipping, float16 loss scaling). A subclass
+    supplies :meth:`epoch_batches` and :meth:`batch_loss`.
 
     Parameters
     ----------
-    stage : TrainingStage
-    settings : TrainingSettings
-    optimizer : torch optimizer over ``stage.parameters``
-    loss_fn : callable(logits, targets) -> loss tensor
-    y_train : array of int
-        Class index of every training row.
-    best : BestWeights, optional
-        With it, the validation loss after every epoch decides early
-        stopping and the best epoch's weights come back.
+    groups : list of (list of (name, parameter), float)
+        The trained parameters and their peak learning rate, per group.
+    epochs : int
+    steps_per_epoch : int
+        Batches per epoch (for the schedule and the progress bar).
+    device : str
+    amp_dtype : torch dtype
+        Of autocast; float32 means off, float16 adds loss scaling.
+    weight_decay, warmup_fraction : float
+    verbose : int
+        A progress bar from 1, a line per epoch from 2.
+    desc : str
+        Label of the progress bar.
+    n_iter_no_change : int, optional
+        Epochs without a lower validation loss before training stops.
     """
-    torch = import_torch()
-    device, amp_dtype = settings.device, settings.amp_dtype
-    epochs, batch_size, parameters = stage.epochs, settings.batch_size, stage.parameters
-    n_train = len(y_train)
-    steps_per_epoch = int(np.ceil(n_train / batch_size))
-    total_steps = steps_per_epoch * epochs
-    scheduler = warmup_linear_schedule(optimizer, total_steps, settings.warmup_fraction)
-    scaler = None
-    if amp_dtype == torch.float16:
-        scaler = torch.amp.GradScaler(device.split(":")[0])
-    shuffle = torch.Generator().manual_seed(settings.seed)
-    y_train = torch.as_tensor(y_train, dtype=torch.long, device=device)
-    history = {"loss": [], "val_loss": [], "best_epoch": None, "n_iter": 0, "time": 0.0}
-    lowest, best_state, bad_epochs = np.inf, None, 0
-    bar = progress(total_steps, settings.verbose, stage.desc)
-    start = time.perf_counter()
-    try:
-        for epoch in range(epochs):
-            total, count = 0.0, 0
-            for idx in epoch_batches(n_train, batch_size, shuffle, stage.lengths):
-                with autocast(device, amp_dtype):
-                    logits = stage.batch_logits(idx)
-                loss = loss_fn(logits.float(), y_train[idx])
-                _optimizer_step(loss, optimizer, scaler, parameters)
-                scheduler.step()
-                history["n_iter"] += 1
-                total += loss.item() * len(idx)
-                count += len(idx)
-                bar.update(1)
-                bar.set_postfix(epoch=epoch + 1, loss=f"{total / count:.4f}")
-            history["loss"].append(total / count)
-            message = f"epoch {epoch + 1}/{epochs}: loss {total / count:.4f}"
-            if best is not None:
-                val_loss = float(best.validation_loss())
-                history["val_loss"].append(val_loss)
-                message += f", validation loss {val_loss:.4f}"
-                if val_loss < lowest:
-                    lowest, bad_epochs = val_loss, 0
-                    best_state = best.snapshot()
-                    history["best_epoch"] = epoch + 1
-                else:
-                    bad_epochs += 1
-            if settings.verbose > 1:
-                print(message, file=sys.stderr)
-            if best is not None and bad_epochs >= settings.n_iter_no_change:
-                break
-    finally:
-        bar.close()
-    if best_state is not None and history["best_epoch"] != len(history["loss"]):
-        best.restore(best_state)
-    history["time"] = time.perf_counter() - start
-    return history
+
+    def __init__(
+        self,
+        groups,
+        *,
+        epochs,
+        steps_per_epoch,
+        device,
+        amp_dtype,
+        weight_decay,
+        warmup_fraction,
+        verbose=0,
+        desc="fit",
+        n_iter_no_change=None,
+    ):
+        self.groups = groups
+        self.epochs = int(epochs)
+        self.steps_per_epoch = int(steps_per_epoch)
+        self.device = device
+        self.amp_dtype = amp_dtype
+        self.weight_decay = weight_decay
+        self.warmup_fraction = warmup_fraction
+        self.verbose = verbose
+        self.desc = desc
+        self.n_iter_no_change = n_iter_no_change
+
+    @property
+    def parameters(self):
+        return [p for named, _ in self.groups for _, p in named]
+
+    # what a subclass supplies -----------------------------------------
+    @abc.abstractmethod
+    def epoch_batches(self, epoch):
+        """The batches of epoch ``epoch`` (from 0), in training order."""
+
+    @abc.abstractmethod
+    def batch_loss(self, batch):
+        """``(loss, weight)``: the loss tensor of ``batch`` and its weight in the epoch's mean."""
+
+    def validation_step(self):
+        """The validation loss after an epoch, or None to train every epoch."""
+        return None
+
+    # the steps ----------------------------------------------------------
+    def make_optimizer(self):
+        return make_optimizer(self.groups, self.weight_decay)
+
+    def make_schedule(self, optimizer):
+        total_steps = self.steps_per_epoch * self.epochs
+        return warmup_linear_schedule(optimizer, total_steps, self.warmup_fraction)
+
+    def optimizer_step(self, loss):
+        """Backward pass, gradient clipping and one optimizer step (scaled for float16)."""
+        torch = import_torch()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(self.optimizer)
+            torch.nn.utils.clip_grad_norm_(self.parameters, MAX_GRAD_NORM)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.parameters, MAX_GRAD_NORM)
+            self.optimizer.step()
+
+    def train_step(self, batch):
+        """One optimizer step on ``batch``; ``(loss, weight)`` as floats."""
+        loss, weight = self.batch_loss(batch)
+        self.optimizer_step(loss)
+        self.schedule.step()
+        return loss.item(), weight
+
+    def run_epoch(self, epoch):
+        """Train on every batch of epoch ``epoch``; the weighted mean training loss."""
+        total, count = 0.0, 0
+        for batch in self.epoch_batches(epoch):
+            loss, weight = self.train_step(batch)
+            self.history.n_iter += 1
+            total += loss * weight
+            count += weight
+            self.bar.update(1)
+            self.bar.set_postfix(epoch=epoch + 1, loss=f"{total / count:.4f}")
+        return total / count
+
+    def snapshot(self):
+        return [p.detach().clone() for p in self.parameters]
+
+    def restore(self, state):
+        torch = import_torch()
+        with torch.no_grad():
+            for p, saved in zip(self.parameters, state):
+                p.copy_(saved)
+
+    def fit_loop(self):
+        """Run the epochs with early stopping; return the :class:`TrainingHistory`."""
+        torch = import_torch()
+        self.optimizer = self.make_optimizer()
+        self.schedule = self.make_schedule(self.optimizer)
+        self.scaler = None
+        if self.amp_dtype == torch.float16:
+            self.scaler = torch.amp.GradScaler(self.device.split(":")[0])
+        history = self.history = TrainingHistory()
+        lowest, best_state, bad_epochs = np.inf, None, 0
+        self.bar = progress(self.steps_per_epoch * self.epochs, self.verbose, self.desc)
+        start = time.perf_counter()
+        try:
+            for epoch in range(self.epochs):
+                history.loss.append(self.run_epoch(epoch))
+                message = f"epoch {epoch + 1}/{self.epochs}: loss {history.loss[-1]:.4f}"
+                val_loss = self.validation_step()
+                if val_loss is not None:
+                    val_loss = float(val_loss)
+                    history.val_loss.append(val_loss)
+                    message += f", validation loss {val_loss:.4f}"
+                    if val_loss < lowest:
+                        lowest, bad_epochs = val_loss, 0
+                        best_state = self.snapshot()
+                        history.best_epoch = epoch + 1
+                    else:
+                        bad_epochs += 1
+                if self.verbose > 1:
+                    print(f"{self.desc}: {message}", file=sys.stderr)
+                if val_loss is not None and bad_epochs >= self.n_iter_no_change:
+                    break
+        finally:
+            self.bar.close()
+        if best_state is not None and history.best_epoch != len(history.loss):
+            self.restore(best_state)
+        history.time = time.perf_counter() - start
+        return history
 
 
-def _optimizer_step(loss, optimizer, scaler, parameters):
-    """Backward pass, gradient clipping and one optimizer step (scaled for float16)."""
-    torch = import_torch()
-    optimizer.zero_grad(set_to_none=True)
-    if scaler is not None:
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(parameters, MAX_GRAD_NORM)
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, MAX_GRAD_NORM)
-        optimizer.step()
+class ClassifierLoop(EpochLoop):
+    """The epoch loop of a classifier's :class:`TrainingStage`: cross-entropy on row batches.
 
+    Batches are index arrays of the training rows (grouped by length where
+    the stage gives lengths); with the stage's ``val_logits``, the validation
+    loss after each epoch decides early stopping.
+    """
 
-def joined_history(histories):
-    """One training history from those of the stages, in order."""
-    return {
-        "loss": [v for h in histories for v in h["loss"]],
-        "val_loss": [v for h in histories for v in h["val_loss"]],
-        "n_iter": sum(h["n_iter"] for h in histories),
-        "time": sum(h["time"] for h in histories),
-    }
+    def __init__(self, stage, settings, loss_fn, data, set_mode=set_training_mode):
+        torch = import_torch()
+        n_train = len(data.train_idx)
+        super().__init__(
+            stage.groups,
+            epochs=stage.epochs,
+            steps_per_epoch=int(np.ceil(n_train / settings.batch_size)),
+            device=settings.device,
+            amp_dtype=settings.amp_dtype,
+            weight_decay=settings.weight_decay,
+            warmup_fraction=settings.warmup_fraction,
+            verbose=settings.verbose,
+            desc=stage.desc,
+            n_iter_no_change=settings.n_iter_no_change,
+        )
+        self.stage = stage
+        self.loss_fn = loss_fn
+        self.set_mode = set_mode
+        self.batch_size = settings.batch_size
+        self.shuffle = torch.Generator().manual_seed(settings.seed)
+        self.y_train = torch.as_tensor(data.y_train, dtype=torch.long, device=settings.device)
+        self.y_val = None
+        if stage.val_logits is not None:
+            self.y_val = torch.as_tensor(data.y_val, device=settings.device)
+
+    def epoch_batches(self, epoch):
+        return epoch_batches(len(self.y_train), self.batch_size, self.shuffle, self.stage.lengths)
+
+    def batch_loss(self, idx):
+        with autocast(self.device, self.amp_dtype):
+            logits = self.stage.batch_logits(idx)
+        return self.loss_fn(logits.float(), self.y_train[idx]), len(idx)
+
+    def validation_step(self):
+        if self.y_val is None:
+            return None
+        torch = import_torch()
+        self.set_mode(self.stage.modules, False)
+        with torch.inference_mode():
+            loss = self.loss_fn(self.stage.val_logits().float(), self.y_val).item()
+        self.set_mode(self.stage.modules, True)
+        return loss
+
+    def fit_loop(self):
+        self.set_mode(self.stage.modules, True)
+        return super().fit_loop()
 
 
 def epoch_batches(n, batch_size, generator, lengths=None, pool=50):
@@ -589,16 +722,6 @@ def epoch_batches(n, batch_size, generator, lengths=None, pool=50):
         batches.extend(part[b : b + batch_size] for b in range(0, len(part), batch_size))
     shuffled = torch.randperm(len(batches), generator=generator).numpy()
     return [batches[i] for i in shuffled]
-
-
-def set_history(est, history):
-    """Fitted attributes describing the training run."""
-    est.loss_curve_ = list(history["loss"])
-    est.validation_loss_curve_ = list(history["val_loss"]) or None
-    est.best_validation_loss_ = min(history["val_loss"]) if history["val_loss"] else None
-    est.n_epochs_ = len(history["loss"])
-    est.n_iter_ = history["n_iter"]
-    est.fit_time_ = history["time"]
 
 
 def batch_ranges(n, batch_size):
@@ -656,9 +779,8 @@ class TorchClassifierMixin(TrainedWeightsState, abc.ABC):
         histories, trained_modules = [], []
         with seeded_torch(seed, device):
             for stage in self._training_stages(prepared, data, settings):
-                histories.append(
-                    train_stage(stage, settings, loss_fn, data, self._set_training_mode)
-                )
+                loop = ClassifierLoop(stage, settings, loss_fn, data, self._set_training_mode)
+                histories.append(loop.fit_loop())
                 trained_modules.extend(stage.modules)
         self._set_training_mode(trained_modules, False)
         for module in trained_modules:
@@ -666,7 +788,7 @@ class TorchClassifierMixin(TrainedWeightsState, abc.ABC):
 
         self.classes_ = classes
         self.device_ = device
-        set_history(self, joined_history(histories))
+        TrainingHistory.joined(histories).set_fitted_attributes(self)
         self._runtime = self._fitted_runtime(prepared)
         self._pending_tensors = None
         return self

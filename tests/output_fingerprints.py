@@ -3,6 +3,7 @@
 Hashes (SHA-256, first 16 hex digits, with dtype and shape) of the vectors,
 probabilities and saved-model files of WordVectorEmbedder, SentenceEmbedder
 (torch and ONNX backends), TransformerClassifier, SequenceClassifier,
+ContrastiveEmbedder,
 ImageEmbedder and ImageClassifier, on the packaged SMS Spam messages and
 scikit-image's textures with the packaged models. A saved model's
 ``fit_time_`` is left out (it is a duration, not an output).
@@ -54,6 +55,7 @@ def saved_fingerprint(estimator):
 
 def text_fingerprints():
     from embedxfer import (
+        ContrastiveEmbedder,
         SentenceEmbedder,
         SequenceClassifier,
         TransformerClassifier,
@@ -98,6 +100,12 @@ def text_fingerprints():
         clf.fit(texts[:200], labels[:200])
         out[f"sequence {params} proba"] = array_fingerprint(clf.predict_proba(test))
         out[f"sequence {params} saved"] = saved_fingerprint(clf)
+    few = np.r_[np.flatnonzero(labels == labels[0])[:12], np.flatnonzero(labels != labels[0])[:12]]
+    for params in [{}, {"loss": "supcon", "unfreeze": 1}]:
+        embedder = ContrastiveEmbedder(random_state=0, pairs_per_example=4, max_length=32, **params)
+        embedder.fit([texts[i] for i in few], labels[few])
+        out[f"contrastive {params} transform"] = array_fingerprint(embedder.transform(test))
+        out[f"contrastive {params} saved"] = saved_fingerprint(embedder)
     return out
 
 

@@ -646,3 +646,36 @@ def test_non_finite_vectors_are_never_stored(tmp_path, path, bad):
     got, missing = cache.get("fp", ["a", "b", "c"])
     assert got is None and list(missing) == [0, 1, 2]
     cache.close()
+
+
+# A memory cache pickled (protocol 4) by embedxfer 0.1.0 before the cache module
+# became a package: pickles name the function that rebuilds the cache by module.
+_CACHE_PICKLED_BEFORE_THE_SPLIT = (
+    b"\x80\x04\x95W\x00\x00\x00\x00\x00\x00\x00\x8c\x10embedxfer._cache\x94\x8c\x15"
+    b"_rebuild_memory_cache\x94\x93\x94\x8c 3973256d3d8148ee9f1dbdd0fd4201da\x94K@\x86\x94R\x94."
+)
+
+
+def test_a_cache_pickled_before_the_module_split_loads(tmp_path):
+    cache = pickle.loads(_CACHE_PICKLED_BEFORE_THE_SPLIT)
+    assert isinstance(cache, EmbeddingCache) and cache.max_memory_mb == 64
+    cache.put("fp", ["a"], np.ones((1, 2), dtype=np.float32))
+    assert len(cache) == 1
+    # New pickles name the same module, for both kinds of cache.
+    for new in (EmbeddingCache(max_memory_mb=8), EmbeddingCache(tmp_path)):
+        data = pickle.dumps(new)
+        assert b"embedxfer._cache\x94" in data and b"_embedding_cache" not in data
+        loaded = pickle.loads(data)
+        assert repr(loaded) == repr(new) and (new.path is not None or loaded is new)
+
+
+def test_both_stores_implement_the_store_interface(tmp_path):
+    from embedxfer._cache import CacheStore
+
+    for cache in (EmbeddingCache(max_memory_mb=8), EmbeddingCache(tmp_path)):
+        store = cache._store
+        assert isinstance(store, CacheStore)
+        store.put("fp", hash_texts(["x", "y"]), np.eye(2, dtype=np.float32))
+        vectors, found = store.fetch("fp", hash_texts(["y", "z"]))
+        assert found.tolist() == [True, False] and vectors[0].tolist() == [0.0, 1.0]
+        assert store.count() == 2 and store.info()[0]["entries"] == 2

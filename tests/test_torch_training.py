@@ -224,3 +224,62 @@ def test_balanced_class_weights_are_inverse_class_frequencies():
         InvalidParameterError, match=r"class_weight\['a'\]. parameter must be a float"
     ):
         tt.class_weight_vector({"a": -1.0}, np.array(["a", "b", "c"]), y_idx)
+
+
+class _RegressionLoop(tt.EpochLoop):
+    """Least squares on ten rows in two batches: the loop with the smallest model."""
+
+    def __init__(self, weight, val_losses=None, **kwargs):
+        settings = dict(epochs=4, steps_per_epoch=2, device="cpu", amp_dtype=torch.float32)
+        settings.update(weight_decay=0.0, warmup_fraction=0.0, n_iter_no_change=2)
+        super().__init__([([("w", weight)], 0.1)], **{**settings, **kwargs})
+        generator = torch.Generator().manual_seed(0)
+        self.x = torch.randn(10, 3, generator=generator)
+        self.y = self.x @ torch.tensor([1.0, -2.0, 0.5])
+        self.val_losses = list(val_losses) if val_losses is not None else None
+        self.steps = []
+
+    def epoch_batches(self, epoch):
+        return [np.arange(0, 6), np.arange(6, 10)]
+
+    def batch_loss(self, idx):
+        return ((self.x[idx] @ self.parameters[0] - self.y[idx]) ** 2).mean(), len(idx)
+
+    def train_step(self, batch):
+        self.steps.append(len(batch))
+        return super().train_step(batch)
+
+    def validation_step(self):
+        if self.val_losses is None:
+            return None
+        self.weights_seen = [*getattr(self, "weights_seen", []), self.snapshot()[0]]
+        return self.val_losses.pop(0)
+
+
+def test_epoch_loop_runs_its_named_steps_and_one_can_be_replaced():
+    weight = torch.nn.Parameter(torch.zeros(3))
+    loop = _RegressionLoop(weight)
+    loop.make_optimizer = lambda: torch.optim.SGD(loop.parameters, lr=0.1)
+    history = loop.fit_loop()
+    assert isinstance(loop.optimizer, torch.optim.SGD)
+    assert loop.steps == [6, 4] * 4 and history.n_iter == 8 and len(history.loss) == 4
+    assert history.loss[-1] < 0.8 * history.loss[0] and history.val_loss == []
+    assert history.best_epoch is None and history.time > 0
+
+
+def test_epoch_loop_stops_early_and_restores_the_best_epoch():
+    weight = torch.nn.Parameter(torch.zeros(3))
+    loop = _RegressionLoop(weight, val_losses=[3.0, 1.0, 2.0, 2.5])
+    history = loop.fit_loop()
+    # Epochs 3 and 4 do not improve on epoch 2: training stops after epoch 4 (2 bad epochs).
+    assert len(history.loss) == 4 and history.best_epoch == 2
+    torch.testing.assert_close(weight.detach(), loop.weights_seen[1])
+    assert not torch.equal(weight.detach(), loop.weights_seen[3])
+
+
+def test_histories_of_stages_join_in_order():
+    first = tt.TrainingHistory(loss=[3.0, 2.0], val_loss=[2.5], n_iter=4, time=1.0)
+    second = tt.TrainingHistory(loss=[1.0], val_loss=[1.5], n_iter=2, time=0.5)
+    joined = tt.TrainingHistory.joined([first, second])
+    assert joined.loss == [3.0, 2.0, 1.0] and joined.val_loss == [2.5, 1.5]
+    assert (joined.n_iter, joined.time) == (6, 1.5)
