@@ -7,9 +7,19 @@ so large batches are split by documents over a few threads (as many as the
 usable cores, at most ``OMP_NUM_THREADS``, which joblib's workers set to
 avoid oversubscription); each document is computed the same way whatever
 the split, so the results do not depend on it.
+
+When torch is already imported, weighted sums on the CPU run through its
+``embedding_bag`` instead, a vectorised kernel that reads each row once:
+2.5-3x faster than scipy's product, which is compiled for the processors'
+common subset and cannot use their wide vector units. Sums are the same to
+the bit (both add a document's rows in order); weighted sums may differ in
+the last bit (a fused multiply-add). torch is never imported for this: its
+import costs more than the pooling of a large batch gains.
 """
 
 import os
+import sys
+import warnings
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -31,6 +41,9 @@ _MAX_THREADS = 4
 # Bytes of the running result of one block of the max / min sweep, small
 # enough to stay in the processor's cache.
 _SWEEP_BYTES = 1 << 18
+# Whether weighted sums may use torch's kernel when torch is imported (tests
+# and benchmarks turn it off to compare the two).
+_TORCH_KERNELS = True
 
 
 def n_threads(work):
@@ -87,6 +100,11 @@ def weighted_sum(ids, doc_ptr, vectors, weights=None, extra=None):
     index_dtype = (
         np.int32 if vocab_size + (0 if extra is None else len(extra)) < 2**31 else np.int64
     )
+    torch = _imported_torch()
+    if torch is not None and (extra is None or not len(extra)) and len(ids) and n_docs:
+        table = _cpu_tensor(torch, vectors)
+        if table is not None:
+            return torch_pool(ids, doc_ptr, table, "sum", weights=weights)
     indices = ids.astype(index_dtype, copy=False)
     if extra is not None and len(extra):
         matrix = sp.csr_matrix((weights, indices, doc_ptr), shape=(n_docs, vocab_size + len(extra)))
@@ -111,6 +129,28 @@ def weighted_sum(ids, doc_ptr, vectors, weights=None, extra=None):
     bounds = _split_documents(doc_ptr, n).tolist()
     _parallel(rows, list(zip(bounds[:-1], bounds[1:])))
     return out
+
+
+def _imported_torch():
+    """torch when the process has imported it already (and it is allowed), else None."""
+    torch = sys.modules.get("torch")
+    if torch is None or not _TORCH_KERNELS or not hasattr(torch, "from_numpy"):
+        return None
+    return torch
+
+
+def _cpu_tensor(torch, vectors):
+    """A CPU tensor sharing ``vectors``' memory; None unless they are C-ordered float32."""
+    if vectors.dtype != np.float32 or not vectors.flags.c_contiguous:
+        return None  # a copy of the whole table per batch would cost more than it saves
+    array = np.asarray(vectors)
+    if array.flags.writeable:
+        return torch.from_numpy(array)
+    # A memory-mapped file opened read-only: torch warns that writing to the
+    # tensor would be undefined; the kernel only reads it.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*not writable", category=UserWarning)
+        return torch.from_numpy(array)
 
 
 def segment_extreme(ids, doc_ptr, vectors, op="max", extra=None):
