@@ -8,8 +8,9 @@ usable cores, at most ``OMP_NUM_THREADS``, which joblib's workers set to
 avoid oversubscription); each document is computed the same way whatever
 the split, so the results do not depend on it.
 
-When torch is already imported, weighted sums on the CPU run through its
-``embedding_bag`` instead, a vectorised kernel that reads each row once:
+When torch is already imported, weighted sums of large batches on the CPU
+run through its ``embedding_bag`` instead, a vectorised kernel that reads
+each row once (small ones stay on scipy: torch's threads cost more there):
 2.5-3x faster than scipy's product, which is compiled for the processors'
 common subset and cannot use their wide vector units. Sums are the same to
 the bit (both add a document's rows in order); weighted sums may differ in
@@ -95,23 +96,24 @@ def weighted_sum(ids, doc_ptr, vectors, weights=None, extra=None):
     """
     n_docs = len(doc_ptr) - 1
     vocab_size = len(vectors)
+    work = len(ids) * vectors.shape[1]
+    torch = _imported_torch() if work >= _PARALLEL_WORK else None
+    if torch is not None and (extra is None or not len(extra)) and n_docs:
+        table = _cpu_tensor(torch, vectors)
+        if table is not None:
+            return torch_pool(ids, doc_ptr, table, "sum", weights=weights)
     if weights is None:
         weights = np.ones(len(ids), dtype=np.float32)
     index_dtype = (
         np.int32 if vocab_size + (0 if extra is None else len(extra)) < 2**31 else np.int64
     )
-    torch = _imported_torch()
-    if torch is not None and (extra is None or not len(extra)) and len(ids) and n_docs:
-        table = _cpu_tensor(torch, vectors)
-        if table is not None:
-            return torch_pool(ids, doc_ptr, table, "sum", weights=weights)
     indices = ids.astype(index_dtype, copy=False)
     if extra is not None and len(extra):
         matrix = sp.csr_matrix((weights, indices, doc_ptr), shape=(n_docs, vocab_size + len(extra)))
         out = np.asarray(matrix[:, :vocab_size] @ vectors, dtype=np.float32)
         out += matrix[:, vocab_size:] @ extra
         return out
-    n = n_threads(len(ids) * vectors.shape[1])
+    n = n_threads(work)
     if n == 1:
         matrix = sp.csr_matrix((weights, indices, doc_ptr), shape=(n_docs, vocab_size))
         return np.asarray(matrix @ vectors, dtype=np.float32)

@@ -155,6 +155,10 @@ def test_torch_kernel_when_torch_is_imported_gives_the_scipy_sums(glove, mr_text
     monkeypatch.setattr(
         pooling, "torch_pool", lambda *a, **k: calls.append(1) or torch_pool(*a, **k)
     )
+    few = doc_ptr[doc_ptr <= 100]
+    weighted_sum(ids[: few[-1]], few, vectors)
+    assert not calls  # a small batch: torch's threads would cost more than they gain
+    monkeypatch.setattr(pooling, "_PARALLEL_WORK", 0)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fast = [weighted_sum(ids, doc_ptr, vectors), weighted_sum(ids, doc_ptr, vectors, weights)]
