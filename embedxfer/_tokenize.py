@@ -428,14 +428,13 @@ class _WordTable:
 
     def _confirm(self, ids, text, byte_starts, nbytes, hit, entry, rows, word_nbytes, word_starts):
         """Set ``ids[hit]`` to ``rows[entry]`` where the token's bytes are the word's."""
-        same = word_nbytes[entry] == nbytes[hit]
-        hit, entry = hit[same], entry[same]
+        token_nbytes = nbytes[hit]
+        good = word_nbytes[entry] == token_nbytes
         # Spans of up to 8 bytes match exactly (see _span_hashes); longer
         # ones are compared with the word 8 bytes at a time.
-        good = np.ones(len(hit), dtype=bool)
-        check = np.flatnonzero(nbytes[hit] > 8)
+        check = np.flatnonzero(good & (token_nbytes > 8))
         text_at, word_at = byte_starts[hit[check]], word_starts[entry[check]]
-        left = nbytes[hit[check]]
+        left = token_nbytes[check]
         while len(check):
             differ = (text[text_at] ^ self.windows[word_at]) & _MASKS[np.minimum(left, 8)]
             good[check[differ != 0]] = False
