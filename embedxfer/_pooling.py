@@ -18,13 +18,13 @@ the last bit (a fused multiply-add). torch is never imported for this: its
 import costs more than the pooling of a large batch gains.
 """
 
-import os
 import sys
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.sparse as sp
+
+from ._threads import run_parallel, usable_threads
 
 # Poolings of word vectors (``WordVectorEmbedder(pooling=...)``; several may be
 # joined by "+").
@@ -38,7 +38,6 @@ CHUNK_POOLINGS = ("mean", "max")
 # Below this many values read (tokens x dimensions) a batch runs in the
 # calling thread: starting threads would cost more than they save.
 _PARALLEL_WORK = 1 << 24
-_MAX_THREADS = 4
 # Bytes of the running result of one block of the max / min sweep, small
 # enough to stay in the processor's cache.
 _SWEEP_BYTES = 1 << 18
@@ -51,14 +50,7 @@ def n_threads(work):
     """Threads for a kernel that reads ``work`` values (e.g. tokens x dimensions)."""
     if work < _PARALLEL_WORK:
         return 1
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
-    limit = os.environ.get("OMP_NUM_THREADS", "")
-    if limit.isdigit() and int(limit) > 0:
-        cores = min(cores, int(limit))
-    return max(1, min(cores, _MAX_THREADS))
+    return usable_threads()
 
 
 def _split_documents(doc_ptr, parts):
@@ -67,16 +59,6 @@ def _split_documents(doc_ptr, parts):
     targets = np.linspace(0, doc_ptr[-1], parts + 1)[1:-1]
     cuts = np.searchsorted(doc_ptr, targets).clip(0, n_docs)
     return np.unique(np.concatenate(([0], cuts, [n_docs])))
-
-
-def _parallel(function, arguments):
-    """``function(*args)`` for each ``args``, in threads when there are several."""
-    if len(arguments) == 1:
-        function(*arguments[0])
-        return
-    with ThreadPoolExecutor(len(arguments)) as pool:
-        for future in [pool.submit(function, *args) for args in arguments]:
-            future.result()
 
 
 def weighted_sum(ids, doc_ptr, vectors, weights=None, extra=None):
@@ -129,7 +111,7 @@ def weighted_sum(ids, doc_ptr, vectors, weights=None, extra=None):
         out[start:stop] = matrix @ vectors
 
     bounds = _split_documents(doc_ptr, n).tolist()
-    _parallel(rows, list(zip(bounds[:-1], bounds[1:])))
+    run_parallel(rows, list(zip(bounds[:-1], bounds[1:])))
     return out
 
 
@@ -194,7 +176,7 @@ def segment_extreme(ids, doc_ptr, vectors, op="max", extra=None):
     # Blocks of long and of short documents alternate between the threads.
     n_blocks = -(-n_docs // size)
     n = min(n_threads(len(ids) * dim), n_blocks)
-    _parallel(sweep, [(range(t, n_blocks, n),) for t in range(max(n, 1))])
+    run_parallel(sweep, [(range(t, n_blocks, n),) for t in range(max(n, 1))])
     return out
 
 

@@ -19,6 +19,7 @@ from itertools import chain, repeat
 import numpy as np
 
 from ._param_validation import Hint, Options
+from ._threads import run_parallel, usable_threads
 
 # Words (with a PTB-style split of "n't" and of "'s"-like clitics, as the
 # GloVe / word2vec vocabularies have them) and single punctuation marks.
@@ -479,12 +480,16 @@ def _default_ids(docs, tables, lowercase):
         base = bounds[cuts[-1] - 1] if cuts[-1] else 0
         cut = int(np.searchsorted(bounds, base + _PIECE_CHARS, side="right"))
         cuts.append(min(max(cut, cuts[-1] + 1), len(docs)))
+    # The pieces are independent and numpy releases the GIL: several threads.
+    pieces = run_parallel(
+        _piece_ids,
+        [(docs[a:b], tables, lowercase) for a, b in zip(cuts[:-1], cuts[1:])],
+        usable_threads(),
+    )
+    if any(piece is None for piece in pieces):
+        return None
     id_parts, ptr_parts, offset = [], [np.zeros(1, dtype=np.int64)], 0
-    for a, b in zip(cuts[:-1], cuts[1:]):
-        piece = _piece_ids(docs[a:b], tables, lowercase)
-        if piece is None:
-            return None
-        ids, doc_ptr = piece
+    for ids, doc_ptr in pieces:
         id_parts.append(ids)
         ptr_parts.append(doc_ptr[1:] + offset)
         offset += len(ids)

@@ -202,6 +202,7 @@ def test_documents_spanning_several_pieces(monkeypatch):
     import embedxfer._tokenize as tokenize_module
 
     monkeypatch.setattr(tokenize_module, "_PIECE_CHARS", 64)
+    monkeypatch.setattr(tokenize_module, "usable_threads", lambda: 3)  # pieces in threads
     vocab = {w: i for i, w in enumerate(TRICKY_VOCAB)}
     rng = np.random.default_rng(7)
     docs = ["".join(rng.choice(PIECES, size=rng.integers(0, 40)).tolist()) for _ in range(200)]
