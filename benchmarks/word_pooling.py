@@ -19,8 +19,20 @@ its package imports TensorFlow, so only its embeddings module is loaded),
 fse (``pip install fse``; 1.0.0 does not build against numpy 2), a plain
 per-document loop and scikit-learn's ``CountVectorizer`` followed by a
 sparse product. Peers that are not installed, or do not import, are reported
-and skipped. Ratios are of the median times; the range of the ratios of the
-individual rounds is shown beside them.
+and skipped. Ratios to the naive loop are paired: the median (and range) of
+the ratios of the rounds, each round running every method once in rotating
+order; the load average is printed before and after the rounds.
+
+embedxfer pools with torch's ``embedding_bag`` when torch is already imported,
+so it is timed both ways: "embedxfer mean (torch imported)" imports torch
+before timing, the other embedxfer rows keep scipy's product.
+
+Every row is also given as a multiple of the floor of mean pooling: the time
+to read the vector rows pooling touches, each batch's distinct rows once from
+memory and the repeats (frequent words) from cache, at read rates measured
+here with BLAS over the table and over a cache-sized block. Issue 23's older
+floor (every touched byte at the sequential rate) is printed beside it; with
+Zipf-distributed words most repeats come from cache, so it is not a bound.
 """
 
 import argparse
