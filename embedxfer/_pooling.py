@@ -15,9 +15,12 @@ each row once (small ones stay on scipy: torch's threads cost more there):
 common subset and cannot use their wide vector units. Sums are the same to
 the bit (both add a document's rows in order); weighted sums may differ in
 the last bit (a fused multiply-add). torch is never imported for this: its
-import costs more than the pooling of a large batch gains.
+import costs more than the pooling of a large batch gains. Processes forked
+after torch was imported keep scipy's product (OpenMP threads and fork do
+not mix).
 """
 
+import os
 import sys
 import warnings
 
@@ -118,9 +121,21 @@ def weighted_sum(ids, doc_ptr, vectors, weights=None, extra=None):
 def _imported_torch():
     """torch when the process has imported it already (and it is allowed), else None."""
     torch = sys.modules.get("torch")
-    if torch is None or not _TORCH_KERNELS or not hasattr(torch, "from_numpy"):
+    if torch is None or not _TORCH_KERNELS or _FORKED or not hasattr(torch, "from_numpy"):
         return None
     return torch
+
+
+def _after_fork_in_child():
+    global _FORKED
+    _FORKED = True
+
+
+# A process forked from one that ran torch's (OpenMP) threads may hang in
+# them: forked children keep scipy's product.
+_FORKED = False
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _cpu_tensor(torch, vectors):

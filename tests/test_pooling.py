@@ -176,3 +176,27 @@ def test_torch_kernel_when_torch_is_imported_gives_the_scipy_sums(glove, mr_text
     few_ptr = np.concatenate([[0], np.cumsum(keep)])[doc_ptr]
     weighted_sum(ids[keep], few_ptr, small)
     assert len(calls) == 2
+
+
+def _torch_kernel_in_forked_child(queue):
+    import embedxfer._pooling as pooling
+
+    queue.put(pooling._imported_torch() is None)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_forked_children_keep_scipys_product():
+    # GNU OpenMP, which torch's CPU threads use, may hang in a forked child.
+    import multiprocessing
+
+    import embedxfer._pooling as pooling
+
+    pytest.importorskip("torch")
+    assert pooling._imported_torch() is not None
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_torch_kernel_in_forked_child, args=(queue,))
+    child.start()
+    child.join(60)
+    assert queue.get(timeout=5) is True
+    assert pooling._imported_torch() is not None  # the parent is unchanged
