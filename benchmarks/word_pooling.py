@@ -30,7 +30,7 @@ before timing, the other embedxfer rows keep scipy's product.
 Every row is also given as a multiple of the floor of mean pooling: the time
 to read the vector rows pooling touches, each batch's distinct rows once from
 memory and the repeats (frequent words) from cache, at read rates measured
-here with BLAS over the table and over a cache-sized block. Issue 23's older
+here with BLAS over the table and over a cache-sized block. The simpler
 floor (every touched byte at the sequential rate) is printed beside it; with
 Zipf-distributed words most repeats come from cache, so it is not a bound.
 """
@@ -790,7 +790,7 @@ def main(argv=None):
         ("pool mean (torch embedding_bag), ids given", s.get("pool mean, torch")),
         ("pool max (position sweep), ids given", s["pool max"]),
         ("floor: distinct rows from memory, repeats from cache", floor),
-        ("touched bytes at the sequential rate (as in issue 23)", split["floor_sequential_s"]),
+        ("touched bytes at the sequential rate (a simpler floor)", split["floor_sequential_s"]),
     ]:
         if seconds is not None:
             split_rows.append(
