@@ -315,6 +315,16 @@ def _span_hashes(windows, starts, nbytes):
     return h
 
 
+def _utf8_widths(cp):
+    """Bytes of each code point in UTF-8 (lone surrogates: 3, as with "surrogatepass")."""
+    return (
+        1
+        + (cp >= 0x80).view(np.uint8)
+        + (cp >= 0x800).view(np.uint8)
+        + (cp >= 0x10000).view(np.uint8)
+    )
+
+
 class _WordTable:
     """The vocabulary in one encoding (UTF-8 for ASCII text, else UTF-32).
 
@@ -339,7 +349,7 @@ class _WordTable:
             nbytes = 4 * chars
         else:
             data = text.encode("utf-8", "surrogatepass")
-            width = 1 + (cp >= 0x80) + (cp >= 0x800) + (cp >= 0x10000)
+            width = _utf8_widths(cp)
             prefix = np.zeros(len(cp) + 1, dtype=np.int64)
             np.cumsum(width, out=prefix[1:])
             nbytes = prefix[char_ends] - prefix[char_ends - chars]
@@ -394,13 +404,19 @@ class _WordTable:
 
         ``cp`` comes from ``_code_points``, in this table's encoding.
         """
-        ids = np.full(len(starts), OOV_ID, dtype=np.int64)
-        if not len(starts) or not len(self.hashes):
-            return ids
         size = cp.itemsize
-        text = _windows(cp)
         byte_starts = starts * size if size > 1 else starts
-        nbytes = (ends - starts) * size
+        return self.lookup_bytes(cp, byte_starts, (ends - starts) * size)
+
+    def lookup_bytes(self, data, byte_starts, nbytes):
+        """Rows of the byte spans ``[byte_starts[i], byte_starts[i] + nbytes[i])`` of ``data``.
+
+        ``data`` is followed by 8 readable bytes (see ``_windows``).
+        """
+        ids = np.full(len(byte_starts), OOV_ID, dtype=np.int64)
+        if not len(byte_starts) or not len(self.hashes):
+            return ids
+        text = _windows(data)
         hashes = _span_hashes(text, byte_starts, nbytes)
         slot = (hashes & self.hot_mask).astype(np.intp)
         hot = self.hot_hashes[slot] == hashes
@@ -473,6 +489,16 @@ def _default_ids(docs, tables, lowercase):
     Returns ``None`` when the vocabulary can't be hashed (then the regular
     expression is used).
     """
+    return ids_in_pieces(docs, lambda piece: _piece_ids(piece, tables, lowercase))
+
+
+def ids_in_pieces(docs, piece_ids):
+    """``piece_ids(piece) -> (ids, doc_ptr)`` over pieces of ``docs``, joined.
+
+    Pieces of about ``_PIECE_CHARS`` characters keep each one's arrays in the
+    processor's cache; they are independent and numpy releases the GIL, so
+    they run in several threads. ``None`` if any piece gives ``None``.
+    """
     lengths = np.fromiter(map(len, docs), dtype=np.int64, count=len(docs)) + 1
     bounds = np.cumsum(lengths)
     cuts = [0]
@@ -480,11 +506,8 @@ def _default_ids(docs, tables, lowercase):
         base = bounds[cuts[-1] - 1] if cuts[-1] else 0
         cut = int(np.searchsorted(bounds, base + _PIECE_CHARS, side="right"))
         cuts.append(min(max(cut, cuts[-1] + 1), len(docs)))
-    # The pieces are independent and numpy releases the GIL: several threads.
     pieces = run_parallel(
-        _piece_ids,
-        [(docs[a:b], tables, lowercase) for a, b in zip(cuts[:-1], cuts[1:])],
-        usable_threads(),
+        piece_ids, [(docs[a:b],) for a, b in zip(cuts[:-1], cuts[1:])], usable_threads()
     )
     if any(piece is None for piece in pieces):
         return None
@@ -505,11 +528,20 @@ def _piece_ids(docs, tables, lowercase):
     if lowercase:
         text = text.lower()
     cp = _code_points(text)
-    table = tables.get(cp.dtype != np.uint8)
+    table = tables.get(False)
     if table is None:
         return None
     starts, ends, separators = _default_tokens(cp)
-    ids = table.lookup(cp, starts, ends)
+    if cp.dtype == np.uint8:
+        ids = table.lookup(cp, starts, ends)
+    else:
+        # Tokens are found in code points and looked up in UTF-8, where most
+        # words fit in one 64-bit word (in UTF-32 a word longer than two
+        # characters takes several rounds of hashing and comparing).
+        data = np.frombuffer(text.encode("utf-8", "surrogatepass") + bytes(8), np.uint8)[:-8]
+        offsets = np.zeros(len(cp) + 1, dtype=np.int64)
+        np.cumsum(_utf8_widths(cp), out=offsets[1:])
+        ids = table.lookup_bytes(data, offsets[starts], offsets[ends] - offsets[starts])
     doc_ptr = np.empty(len(docs) + 1, dtype=np.int64)
     doc_ptr[0] = 0
     doc_ptr[1:-1] = np.searchsorted(starts, separators)
