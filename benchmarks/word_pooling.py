@@ -80,12 +80,36 @@ TOP_TOKENS = (
 class Data:
     """Documents, the vector file and what the methods share."""
 
-    def __init__(self, docs, words, vectors_path, n_tokens, n_oov):
+    def __init__(self, docs, words, vectors_path, n_tokens, n_oov, what=None):
         self.docs = docs
         self.words = words
         self.vectors_path = vectors_path
         self.n_tokens = n_tokens
         self.n_oov = n_oov
+        self.what = what or "Zipf-distributed words"
+
+
+def prepare_texts(path, vectors, n_docs):
+    """Real documents: the ``text`` column of a CSV file, repeated in order up to ``n_docs``."""
+    import csv
+
+    from embedxfer import load_vectors
+    from embedxfer._tokenize import VocabularyIndex, compile_tokenizer, documents_to_ids
+
+    with open(path, encoding="utf-8", newline="") as fh:
+        texts = [row["text"] for row in csv.DictReader(fh)]
+    docs = (texts * (n_docs // max(len(texts), 1) + 1))[:n_docs]
+    kv = load_vectors(vectors)
+    index = VocabularyIndex(kv.key_to_index)
+    ids, _, _ = documents_to_ids(docs, index, compile_tokenizer(), index.is_lowercase)
+    what = f"{len(texts):,} real texts from {Path(path).name}, repeated in order"
+    return Data(docs, kv.index_to_key, vectors, len(ids), int((ids < 0).sum()), what)
+
+
+def load_data(args, results):
+    if args.texts:
+        return prepare_texts(args.texts, args.vectors, args.docs)
+    return prepare(args.docs, args.vocab, args.dim, args.seed, results)
 
 
 def random_words(rng, n, exclude=()):
@@ -600,7 +624,7 @@ def child_memory(args):
     """In a fresh process: peak memory of one method's transform."""
     import tracemalloc
 
-    data = prepare(args.docs, args.vocab, args.dim, args.seed, Path(args.results))
+    data = load_data(args, Path(args.results))
     from embedxfer import load_vectors
 
     kv = load_vectors(str(data.vectors_path))
@@ -644,6 +668,8 @@ def memory_table(args, names):
             "--results",
             str(args.results),
         ]
+        if args.texts:
+            cmd += ["--texts", str(args.texts), "--vectors", str(args.vectors)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         lines = proc.stdout.strip().splitlines()
         if proc.returncode or not lines:
@@ -694,6 +720,15 @@ def main(argv=None):
     parser.add_argument("--methods", default=None, help="comma-separated subset of methods")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory table")
     parser.add_argument("--no-load", action="store_true", help="skip the load-time table")
+    parser.add_argument(
+        "--texts",
+        default=None,
+        help="a CSV file with a 'text' column: real documents instead of synthetic ones "
+        "(repeated in order up to --docs; no load-time table)",
+    )
+    parser.add_argument(
+        "--vectors", default="glove-6B-50d", help="the vectors for --texts (name or path)"
+    )
     parser.add_argument("--child-memory", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     results = Path(args.results)
@@ -707,18 +742,22 @@ def main(argv=None):
     from embedxfer import load_vectors
 
     start = time.perf_counter()
-    data = prepare(args.docs, args.vocab, args.dim, args.seed, results)
+    data = load_data(args, results)
     print(f"data ready in {time.perf_counter() - start:.1f} s", file=sys.stderr)
     kv = load_vectors(str(data.vectors_path))
     names = args.methods.split(",") if args.methods else None
     methods, skipped = build_methods(data, kv, names)
     n = len(data.docs)
+    if args.texts:
+        source = f"{len(kv):,} x {kv.vector_size} vectors {args.vectors!r}"
+    else:
+        source = f"{args.vocab:,} x {args.dim} float32 vectors loaded from word2vec binary"
 
     print("# Word-vector pooling benchmark\n")
     print(
         f"{n:,} documents ({data.n_tokens / n:.1f} tokens each, {data.n_oov / data.n_tokens:.1%} "
-        f"out of vocabulary, Zipf-distributed words), {args.vocab:,} x {args.dim} float32 vectors "
-        f"loaded from word2vec binary through load_vectors. embedxfer {embedxfer.__version__}, "
+        f"out of vocabulary, {data.what}), {source} through load_vectors. "
+        f"embedxfer {embedxfer.__version__}, "
         f"numpy {np.__version__}, Python {platform.python_version()}, {os.cpu_count()} CPUs, "
         f"median of {args.rounds} rounds, methods alternating.\n"
     )
@@ -810,7 +849,7 @@ def main(argv=None):
     )
 
     load_rows = []
-    if not args.no_load:
+    if not args.no_load and not args.texts:
         text_rows = args.text_rows or args.vocab
         load_rows, _ = load_times(data, kv, results, text_rows)
         print("## Load time per format (fresh process, warm page cache)\n")
