@@ -522,11 +522,13 @@ def ids_in_pieces(docs, piece_ids):
 
 
 def _piece_ids(docs, tables, lowercase):
+    if lowercase:
+        # Document by document: str.lower is fast on ASCII strings and slow on
+        # others, so one accented document would slow down the whole piece.
+        docs = list(map(str.lower, docs))
     text = _SEP.join(docs)
     if text.count(_SEP) != len(docs) - 1:  # a document holds the separator itself
         text = _SEP.join(doc.replace(_SEP, " ") for doc in docs)
-    if lowercase:
-        text = text.lower()
     cp = _code_points(text)
     table = tables.get(False)
     if table is None:
