@@ -668,7 +668,7 @@ def memory_table(args, names):
             "--results",
             str(args.results),
         ]
-        if args.texts:
+        if getattr(args, "texts", None):
             cmd += ["--texts", str(args.texts), "--vectors", str(args.vectors)]
         proc = subprocess.run(cmd, capture_output=True, text=True)
         lines = proc.stdout.strip().splitlines()
