@@ -19,6 +19,7 @@ from itertools import chain, repeat
 import numpy as np
 
 from ._param_validation import Hint, Options
+from ._threads import run_parallel, usable_threads
 
 # Words (with a PTB-style split of "n't" and of "'s"-like clitics, as the
 # GloVe / word2vec vocabularies have them) and single punctuation marks.
@@ -278,6 +279,8 @@ def _windows(values):
 # _MASKS[n]: the low n bytes of a 64-bit word.
 _MASKS = np.array([(1 << (8 * n)) - 1 for n in range(8)] + [(1 << 64) - 1], dtype=np.uint64)
 _LENGTH_MIX = np.uint64(0x9E3779B97F4A7C15)
+# Slots of the table of frequent words (2**16 x 32 bytes: a core's L2 cache).
+_HOT_BITS = 16
 _MIX = np.uint64(0xFF51AFD7ED558CCD)
 _SHIFT = np.uint64(33)
 
@@ -312,12 +315,27 @@ def _span_hashes(windows, starts, nbytes):
     return h
 
 
+def _utf8_widths(cp):
+    """Bytes of each code point in UTF-8 (lone surrogates: 3, as with "surrogatepass")."""
+    return (
+        1
+        + (cp >= 0x80).view(np.uint8)
+        + (cp >= 0x800).view(np.uint8)
+        + (cp >= 0x10000).view(np.uint8)
+    )
+
+
 class _WordTable:
     """The vocabulary in one encoding (UTF-8 for ASCII text, else UTF-32).
 
     Words are kept sorted by hash; a directory indexed by the top bits of
     the hash gives the few entries to compare with, so that a lookup reads
     two places in memory instead of the ~19 of a binary search.
+
+    Before that, the most frequent words (the lowest rows: vector files list
+    words by decreasing frequency) sit in a small direct-mapped table indexed
+    by the low bits of the hash, which stays in the processor's cache: most
+    tokens of a text are found there with one read.
     """
 
     @classmethod
@@ -331,7 +349,7 @@ class _WordTable:
             nbytes = 4 * chars
         else:
             data = text.encode("utf-8", "surrogatepass")
-            width = 1 + (cp >= 0x80) + (cp >= 0x800) + (cp >= 0x10000)
+            width = _utf8_widths(cp)
             prefix = np.zeros(len(cp) + 1, dtype=np.int64)
             np.cumsum(width, out=prefix[1:])
             nbytes = prefix[char_ends] - prefix[char_ends - chars]
@@ -353,42 +371,87 @@ class _WordTable:
         self.starts = starts[order]
         self.nbytes = nbytes[order]
         self.windows = _windows(buffer)
+        self._build_hot()
         return self
+
+    def _build_hot(self):
+        """The direct-mapped table of frequent words: slot ``hash & mask`` -> entry."""
+        bits = int(np.clip(int(len(self.hashes)).bit_length(), 8, _HOT_BITS))
+        self.hot_mask = np.uint64((1 << bits) - 1)
+        slots = (self.hashes & self.hot_mask).astype(np.intp)
+        # Most frequent first, so that the first entry of each slot is the one kept.
+        by_rank = np.argsort(self.rows, kind="stable")
+        _, first = np.unique(slots[by_rank], return_index=True)
+        entries = by_rank[first]
+        # An empty slot holds a hash that no token mapped to it can have
+        # (its low bits differ from the slot), so it never matches.
+        self.hot_hashes = np.arange(1 << bits, dtype=np.uint64) ^ np.uint64(1)
+        self.hot_hashes[slots[entries]] = self.hashes[entries]
+        # The words' rows, lengths and places, copied so that a hit reads
+        # nothing outside the small table.
+        self.hot_rows = np.full(1 << bits, OOV_ID, dtype=np.int64)
+        self.hot_nbytes = np.full(1 << bits, -1, dtype=np.int64)
+        self.hot_starts = np.zeros(1 << bits, dtype=np.int64)
+        for hot, main in [
+            (self.hot_rows, self.rows),
+            (self.hot_nbytes, self.nbytes),
+            (self.hot_starts, self.starts),
+        ]:
+            hot[slots[entries]] = main[entries]
 
     def lookup(self, cp, starts, ends):
         """Rows of the tokens ``cp[starts[i]:ends[i]]``; ``OOV_ID`` if not a word.
 
         ``cp`` comes from ``_code_points``, in this table's encoding.
         """
-        ids = np.full(len(starts), OOV_ID, dtype=np.int64)
-        if not len(starts) or not len(self.hashes):
-            return ids
         size = cp.itemsize
-        text = _windows(cp)
         byte_starts = starts * size if size > 1 else starts
-        nbytes = (ends - starts) * size
+        return self.lookup_bytes(cp, byte_starts, (ends - starts) * size)
+
+    def lookup_bytes(self, data, byte_starts, nbytes):
+        """Rows of the byte spans ``[byte_starts[i], byte_starts[i] + nbytes[i])`` of ``data``.
+
+        ``data`` is followed by 8 readable bytes (see ``_windows``).
+        """
+        ids = np.full(len(byte_starts), OOV_ID, dtype=np.int64)
+        if not len(byte_starts) or not len(self.hashes):
+            return ids
+        text = _windows(data)
         hashes = _span_hashes(text, byte_starts, nbytes)
-        bucket = (hashes >> self.shift).astype(np.intp)
+        slot = (hashes & self.hot_mask).astype(np.intp)
+        hot = self.hot_hashes[slot] == hashes
+        hit = np.flatnonzero(hot)
+        found = (hit, slot[hit], self.hot_rows, self.hot_nbytes, self.hot_starts)
+        self._confirm(ids, text, byte_starts, nbytes, *found)
+        # The others are looked up in the whole table (hashes are unique there,
+        # so a token with a frequent word's hash but other bytes is no word).
+        rest = np.flatnonzero(~hot)
+        rest_hashes = hashes[rest]
+        bucket = (rest_hashes >> self.shift).astype(np.intp)
         entry = self.directory[bucket]
         last = self.directory[bucket + 1]
-        found = np.full(len(starts), -1, dtype=np.int64)
+        found = np.full(len(rest), -1, dtype=np.int64)
         active = np.flatnonzero(entry < last)
         entry = entry[active]
         while len(active):
-            match = self.hashes[entry] == hashes[active]
+            match = self.hashes[entry] == rest_hashes[active]
             found[active[match]] = entry[match]
             more = ~match & (entry + 1 < last[active])
             active, entry = active[more], entry[more] + 1
-        hit = np.flatnonzero(found >= 0)
-        slot = found[hit]
-        same = self.nbytes[slot] == nbytes[hit]
-        hit, slot = hit[same], slot[same]
+        cold = np.flatnonzero(found >= 0)
+        found = (rest[cold], found[cold], self.rows, self.nbytes, self.starts)
+        self._confirm(ids, text, byte_starts, nbytes, *found)
+        return ids
+
+    def _confirm(self, ids, text, byte_starts, nbytes, hit, entry, rows, word_nbytes, word_starts):
+        """Set ``ids[hit]`` to ``rows[entry]`` where the token's bytes are the word's."""
+        token_nbytes = nbytes[hit]
+        good = word_nbytes[entry] == token_nbytes
         # Spans of up to 8 bytes match exactly (see _span_hashes); longer
         # ones are compared with the word 8 bytes at a time.
-        good = np.ones(len(hit), dtype=bool)
-        check = np.flatnonzero(nbytes[hit] > 8)
-        text_at, word_at = byte_starts[hit[check]], self.starts[slot[check]]
-        left = nbytes[hit[check]]
+        check = np.flatnonzero(good & (token_nbytes > 8))
+        text_at, word_at = byte_starts[hit[check]], word_starts[entry[check]]
+        left = token_nbytes[check]
         while len(check):
             differ = (text[text_at] ^ self.windows[word_at]) & _MASKS[np.minimum(left, 8)]
             good[check[differ != 0]] = False
@@ -400,8 +463,7 @@ class _WordTable:
                 word_at[more] + 8,
                 left[more],
             )
-        ids[hit[good]] = self.rows[slot[good]]
-        return ids
+        ids[hit[good]] = rows[entry[good]]
 
 
 class _HashTables:
@@ -427,6 +489,16 @@ def _default_ids(docs, tables, lowercase):
     Returns ``None`` when the vocabulary can't be hashed (then the regular
     expression is used).
     """
+    return ids_in_pieces(docs, lambda piece: _piece_ids(piece, tables, lowercase))
+
+
+def ids_in_pieces(docs, piece_ids):
+    """``piece_ids(piece) -> (ids, doc_ptr)`` over pieces of ``docs``, joined.
+
+    Pieces of about ``_PIECE_CHARS`` characters keep each one's arrays in the
+    processor's cache; they are independent and numpy releases the GIL, so
+    they run in several threads. ``None`` if any piece gives ``None``.
+    """
     lengths = np.fromiter(map(len, docs), dtype=np.int64, count=len(docs)) + 1
     bounds = np.cumsum(lengths)
     cuts = [0]
@@ -434,12 +506,13 @@ def _default_ids(docs, tables, lowercase):
         base = bounds[cuts[-1] - 1] if cuts[-1] else 0
         cut = int(np.searchsorted(bounds, base + _PIECE_CHARS, side="right"))
         cuts.append(min(max(cut, cuts[-1] + 1), len(docs)))
+    pieces = run_parallel(
+        piece_ids, [(docs[a:b],) for a, b in zip(cuts[:-1], cuts[1:])], usable_threads()
+    )
+    if any(piece is None for piece in pieces):
+        return None
     id_parts, ptr_parts, offset = [], [np.zeros(1, dtype=np.int64)], 0
-    for a, b in zip(cuts[:-1], cuts[1:]):
-        piece = _piece_ids(docs[a:b], tables, lowercase)
-        if piece is None:
-            return None
-        ids, doc_ptr = piece
+    for ids, doc_ptr in pieces:
         id_parts.append(ids)
         ptr_parts.append(doc_ptr[1:] + offset)
         offset += len(ids)
@@ -449,17 +522,28 @@ def _default_ids(docs, tables, lowercase):
 
 
 def _piece_ids(docs, tables, lowercase):
+    if lowercase:
+        # Document by document: str.lower is fast on ASCII strings and slow on
+        # others, so one accented document would slow down the whole piece.
+        docs = list(map(str.lower, docs))
     text = _SEP.join(docs)
     if text.count(_SEP) != len(docs) - 1:  # a document holds the separator itself
         text = _SEP.join(doc.replace(_SEP, " ") for doc in docs)
-    if lowercase:
-        text = text.lower()
     cp = _code_points(text)
-    table = tables.get(cp.dtype != np.uint8)
+    table = tables.get(False)
     if table is None:
         return None
     starts, ends, separators = _default_tokens(cp)
-    ids = table.lookup(cp, starts, ends)
+    if cp.dtype == np.uint8:
+        ids = table.lookup(cp, starts, ends)
+    else:
+        # Tokens are found in code points and looked up in UTF-8, where most
+        # words fit in one 64-bit word (in UTF-32 a word longer than two
+        # characters takes several rounds of hashing and comparing).
+        data = np.frombuffer(text.encode("utf-8", "surrogatepass") + bytes(8), np.uint8)[:-8]
+        offsets = np.zeros(len(cp) + 1, dtype=np.int64)
+        np.cumsum(_utf8_widths(cp), out=offsets[1:])
+        ids = table.lookup_bytes(data, offsets[starts], offsets[ends] - offsets[starts])
     doc_ptr = np.empty(len(docs) + 1, dtype=np.int64)
     doc_ptr[0] = 0
     doc_ptr[1:-1] = np.searchsorted(starts, separators)

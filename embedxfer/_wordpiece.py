@@ -22,7 +22,7 @@ from itertools import chain
 import numpy as np
 
 from ._optional import import_optional, install_hint
-from ._tokenize import OOV_ID, VocabularyIndex, _code_points, drop_oov
+from ._tokenize import OOV_ID, VocabularyIndex, _code_points, drop_oov, ids_in_pieces
 
 _SEP = "\x00"
 # Character classes for the BERT fast path, by code point (128: anything
@@ -86,7 +86,7 @@ class TokenIds:
         ``ids[doc_ptr[i]:doc_ptr[i + 1]]`` are document ``i``'s ids.
         """
         if self._bert is not None and self._word_table() is not None:
-            ids, doc_ptr = self._bert_ids(docs)
+            ids, doc_ptr = ids_in_pieces(docs, self._bert_ids)
         else:
             ids, doc_ptr = self.tokenizer_ids(docs)
         ids = np.where(self.dropped[ids], OOV_ID, ids) if len(ids) else ids
@@ -135,7 +135,9 @@ class TokenIds:
         punct = np.flatnonzero(simple & (classes == _PUNCT))
         starts = np.concatenate((word_starts, punct))
         ends = np.concatenate((word_ends, punct + 1))
-        lowered = _ascii_lowercase(cp) if self._bert["lowercase"] else cp
+        # The spans looked up are ASCII: look them up in bytes even when the
+        # text has other characters (UTF-32 would take several hashing rounds).
+        lowered = _ascii_bytes(cp, lower=self._bert["lowercase"])
         ids = self._word_table().lookup(lowered, starts, ends)
         separators = np.flatnonzero(cp == 0)
         # Documents of the table's hits, and the strings left to the tokenizer.
@@ -230,13 +232,15 @@ def _bert_settings(spec):
     }
 
 
-def _ascii_lowercase(cp):
-    """``cp`` with A-Z lowered, followed by 8 zero bytes as ``_code_points`` gives it."""
-    raw = np.zeros(cp.nbytes + 8, dtype=np.uint8)
-    out = raw[: cp.nbytes].view(cp.dtype)
-    out[:] = cp
-    upper = (cp >= 65) & (cp <= 90)
-    out[upper] += 32
+def _ascii_bytes(cp, lower):
+    """``cp`` as bytes (code points past ASCII become 0x80), A-Z lowered if ``lower``,
+    followed by 8 zero bytes as ``_code_points`` gives it."""
+    raw = np.zeros(len(cp) + 8, dtype=np.uint8)
+    out = raw[: len(cp)]
+    np.minimum(cp, 0x80, out=out, casting="unsafe")
+    if lower:
+        upper = (out >= 65) & (out <= 90)
+        out[upper] += 32
     return out
 
 

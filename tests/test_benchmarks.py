@@ -92,3 +92,21 @@ def test_load_and_memory_tables(bench, tmp_path):
     (row,) = bench.memory_table(args, ["embedxfer mean"])
     name, traced, rss, _ = row
     assert name == "embedxfer mean" and traced > 0 and rss > 0
+
+
+def test_real_texts_instead_of_synthetic_documents(bench, tmp_path, capsys):
+    texts = tmp_path / "texts.csv"
+    texts.write_text(
+        'text,label\n"A naïve, charming film.",1\n"Don\'t bother: it\'s dull",0\n"",0\n',
+        encoding="utf-8",
+    )
+    words = ["a", "naïve", ",", "charming", "film", ".", "do", "n't", "bother", "it", "'s"]
+    vectors = tmp_path / "small.bin"
+    bench.write_word2vec_binary(vectors, words, bench.random_vectors(len(words), 8, seed=0))
+    args = ["--docs", "30", "--rounds", "1", "--texts", str(texts), "--vectors", str(vectors)]
+    methods = ["--methods", "embedxfer mean,naive loop mean"]
+    bench.main(args + ["--no-memory", "--results", str(tmp_path)] + methods)
+    out = capsys.readouterr().out
+    assert "30 documents" in out and "3 real texts from texts.csv" in out
+    assert "11 x 8 vectors" in out
+    assert "| embedxfer mean |" in out and "## Load time" not in out

@@ -105,6 +105,7 @@ def test_threads_and_blocks_do_not_change_the_results(monkeypatch):
     doc_ptr = np.concatenate([[0], np.cumsum(lengths)])
     ids = rng.integers(0, 500, size=doc_ptr[-1])
     weights = rng.uniform(0.1, 2, size=len(ids)).astype(np.float32)
+    monkeypatch.setattr(pooling, "_TORCH_KERNELS", False)
     single = {
         "sum": weighted_sum(ids, doc_ptr, vectors, weights),
         "max": segment_extreme(ids, doc_ptr, vectors, "max"),
@@ -133,3 +134,69 @@ def test_thread_count_follows_omp_num_threads(monkeypatch):
     assert pooling.n_threads(10) == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert pooling.n_threads(1 << 30) == 1
+
+
+def test_torch_kernel_when_torch_is_imported_gives_the_scipy_sums(glove, mr_texts, monkeypatch):
+    # Once torch is imported, CPU weighted sums go through embedding_bag: the
+    # same sums to the bit, weighted ones within float32 rounding, on real
+    # vectors (a read-only memory map) and real text; no warning about it.
+    import warnings
+
+    import embedxfer._pooling as pooling
+    from embedxfer._tokenize import VocabularyIndex, compile_tokenizer, documents_to_ids, drop_oov
+
+    pytest.importorskip("torch")
+    docs = list(mr_texts[0][:2000]) + ["", "zzzqqq"]
+    index = VocabularyIndex(glove.key_to_index)
+    ids, doc_ptr = drop_oov(*documents_to_ids(docs, index, compile_tokenizer(), True)[:2])
+    vectors = glove.vectors
+    weights = np.random.default_rng(0).uniform(0.1, 2, len(ids)).astype(np.float32)
+    calls = []
+    monkeypatch.setattr(
+        pooling, "torch_pool", lambda *a, **k: calls.append(1) or torch_pool(*a, **k)
+    )
+    few = doc_ptr[doc_ptr <= 100]
+    weighted_sum(ids[: few[-1]], few, vectors)
+    assert not calls  # a small batch: torch's threads would cost more than they gain
+    monkeypatch.setattr(pooling, "_PARALLEL_WORK", 0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fast = [weighted_sum(ids, doc_ptr, vectors), weighted_sum(ids, doc_ptr, vectors, weights)]
+    assert len(calls) == 2
+    monkeypatch.setattr(pooling, "_TORCH_KERNELS", False)
+    slow = [weighted_sum(ids, doc_ptr, vectors), weighted_sum(ids, doc_ptr, vectors, weights)]
+    assert len(calls) == 2
+    np.testing.assert_array_equal(fast[0], slow[0])
+    np.testing.assert_allclose(fast[1], slow[1], rtol=1e-5, atol=1e-5)
+    assert not fast[0][-2:].any()  # documents without a known word: zeros
+    # Tables that are not C-ordered float32 stay on scipy's product (no copy per batch).
+    monkeypatch.setattr(pooling, "_TORCH_KERNELS", True)
+    small = np.asfortranarray(np.asarray(vectors[:5000]))
+    keep = ids < 5000
+    few_ptr = np.concatenate([[0], np.cumsum(keep)])[doc_ptr]
+    weighted_sum(ids[keep], few_ptr, small)
+    assert len(calls) == 2
+
+
+def _torch_kernel_in_forked_child(queue):
+    import embedxfer._pooling as pooling
+
+    queue.put(pooling._imported_torch() is None)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs fork")
+def test_forked_children_keep_scipys_product():
+    # GNU OpenMP, which torch's CPU threads use, may hang in a forked child.
+    import multiprocessing
+
+    import embedxfer._pooling as pooling
+
+    pytest.importorskip("torch")
+    assert pooling._imported_torch() is not None
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    child = context.Process(target=_torch_kernel_in_forked_child, args=(queue,))
+    child.start()
+    child.join(60)
+    assert queue.get(timeout=5) is True
+    assert pooling._imported_torch() is not None  # the parent is unchanged

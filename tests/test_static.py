@@ -76,6 +76,20 @@ def test_wordpiece_ids_match_the_tokenizer(texts):
     assert ptr[TRICKY.index("[UNK] [MASK]") + 1] == ptr[TRICKY.index("[UNK] [MASK]")]
 
 
+def test_fast_path_in_pieces_and_threads_gives_the_same_ids(texts, monkeypatch):
+    import embedxfer._tokenize as tokenize_module
+
+    with open(f"{packaged_minilm_path()}/tokenizer.json", encoding="utf-8") as fh:
+        token_ids = TokenIds(fh.read())
+    docs = TRICKY + texts[0][:300] + ["naïve café", "", "ASCII only"]
+    whole = token_ids.ids(docs)
+    monkeypatch.setattr(tokenize_module, "_PIECE_CHARS", 200)
+    monkeypatch.setattr(tokenize_module, "usable_threads", lambda: 3)
+    pieces = token_ids.ids(docs)
+    np.testing.assert_array_equal(pieces[0], whole[0])
+    np.testing.assert_array_equal(pieces[1], whole[1])
+
+
 def test_table_is_stored_as_verified_plain_data_and_loaded_once(small, texts):
     folder = static_home() / small.table_key_
     manifest = json.loads((folder / "manifest.json").read_text())

@@ -202,6 +202,7 @@ def test_documents_spanning_several_pieces(monkeypatch):
     import embedxfer._tokenize as tokenize_module
 
     monkeypatch.setattr(tokenize_module, "_PIECE_CHARS", 64)
+    monkeypatch.setattr(tokenize_module, "usable_threads", lambda: 3)  # pieces in threads
     vocab = {w: i for i, w in enumerate(TRICKY_VOCAB)}
     rng = np.random.default_rng(7)
     docs = ["".join(rng.choice(PIECES, size=rng.integers(0, 40)).tolist()) for _ in range(200)]
@@ -253,3 +254,26 @@ def test_nul_is_whitespace_with_any_token_pattern(pattern):
     own = compile_tokenizer(lambda text: ["\x00", "good"])
     ids, _, _ = documents_to_ids(["x"], index, own, False)
     assert ids.tolist() == [OOV_ID, 0]
+
+
+def test_frequent_words_are_in_the_small_table(glove):
+    # Vector files list words by decreasing frequency: the first rows win the
+    # slots of the direct-mapped table that most tokens are found in.
+    table = VocabularyIndex(glove.key_to_index).hash_tables().get(False)
+    top = np.arange(200)
+    assert np.isin(top, table.hot_rows).mean() > 0.95
+    slots_used = table.hot_rows >= 0
+    assert np.median(table.hot_rows[slots_used]) < len(glove.key_to_index) / 4
+
+
+@pytest.mark.parametrize("hot_bits", [8, 16])
+def test_small_table_and_whole_table_give_the_regex_ids(glove, mr_texts, monkeypatch, hot_bits):
+    import embedxfer._tokenize as tokenize_module
+
+    monkeypatch.setattr(tokenize_module, "_HOT_BITS", hot_bits)
+    docs = list(mr_texts[0][:500]) + ["Zürich's naïve café: don't!", "", "ééééé's"]
+    index = VocabularyIndex(glove.key_to_index)
+    ids, ptr, _ = documents_to_ids(docs, index, compile_tokenizer(), True)
+    ref_ids, ref_ptr = regex_reference(docs, glove.key_to_index, True)
+    np.testing.assert_array_equal(ids, ref_ids)
+    np.testing.assert_array_equal(ptr, ref_ptr)
