@@ -33,6 +33,7 @@ from ._device import (
     import_torch,
     resolve_device,
 )
+from ._embedder import CORPUS_FIT_WHOLE, Embedder
 from ._finetune import encoder_with_weights, modules_to_train, trainable_encoder
 from ._onnx import BACKENDS
 from ._param_validation import Interval, InvalidParameterError, Options, validate_params
@@ -178,7 +179,12 @@ def _weights_digest(named_tensors):
 
 @set_module("embedxfer")
 class ContrastiveEmbedder(
-    TrainedWeightsState, TextInputMixin, EmbedderOutputMixin, TransformerMixin, BaseEstimator
+    Embedder,
+    TrainedWeightsState,
+    TextInputMixin,
+    EmbedderOutputMixin,
+    TransformerMixin,
+    BaseEstimator,
 ):
     """Fine-tune a sentence encoder on pairs of labelled documents; embed with it.
 
@@ -680,6 +686,17 @@ class ContrastiveEmbedder(
         from ._sentence import _model_tag
 
         return f"{_model_tag(self.model)}_contrastive"
+
+    # -- the embedder protocol (embedxfer._embedder) --------------------------------------
+    embedder_kind = "contrastive"
+    _description = "contrastive"
+
+    def _load_model(self):
+        # Rebuilds the fine-tuned encoder from the pickled weights, on this process's device.
+        self._transform_backend()
+
+    def _corpus_fit(self):
+        return CORPUS_FIT_WHOLE  # labelled documents, all at once
 
     # ------------------------------------------------- weights and pickling
     def _trained_tensors(self):

@@ -1,5 +1,6 @@
 """HybridEmbedder: several views of a document side by side, each normalised and weighted."""
 
+import hashlib
 import numbers
 
 import numpy as np
@@ -10,12 +11,15 @@ from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import TextInputMixin
+from ._embedder import CLAIM_ALWAYS, CORPUS_FIT_WHOLE, Embedder
 from ._param_validation import Rule, validate_params
 from ._public import set_module
 from ._rows import row_norms, unit_rows
 from ._validation import check_documents
 
 _DROP = "drop"
+# Model names of the default HybridEmbedder: LSA beside chunked, max-pooled all-MiniLM-L6-v2.
+HYBRID_NAMES = ("hybrid", "lsa+all-MiniLM-L6-v2")
 
 
 def _blocks_problem(blocks):
@@ -74,7 +78,7 @@ def _weights_problem(weights):
 
 
 @set_module("embedxfer")
-class HybridEmbedder(TextInputMixin, TransformerMixin, _BaseComposition):
+class HybridEmbedder(Embedder, TextInputMixin, TransformerMixin, _BaseComposition):
     """Several views of each document side by side, each normalised and weighted.
 
     Every block (an embedder of this package, or any scikit-learn transformer
@@ -337,6 +341,91 @@ class HybridEmbedder(TextInputMixin, TransformerMixin, _BaseComposition):
         tags.input_tags.sparse = False
         return tags
 
+    # -- the embedder protocol (embedxfer._embedder) --------------------------------------
+    embedder_kind = "hybrid"
+    _description = "hybrid embedder"
+    _fit_encodes = True
+
+    def _corpus_fit(self):
+        return CORPUS_FIT_WHOLE
+
+    def _sub_embedders(self):
+        return tuple(getattr(self, "blocks_", {}).values())
+
+    def _model_reference(self):
+        return None
+
+    def _cache_fingerprint(self):
+        """A hash of every block's fingerprint (or fitted state) and the weights.
+
+        None when a block cannot be fingerprinted safely.
+        """
+        check_is_fitted(self)
+        h = hashlib.blake2b(digest_size=16)
+        layout = [(name, index.start, index.stop) for name, index in self.output_indices_.items()]
+        floors = sorted(self._norm_floors.items())
+        h.update(repr(("hybrid/1", layout, sorted(self.weights_.items()), floors)).encode())
+        for name, block in self.blocks_.items():
+            part = _block_fingerprint(block)
+            if part is None:
+                return None
+            h.update(f"{name}={part}\n".encode())
+        return f"hybrid:{h.hexdigest()}"
+
+    @classmethod
+    def _name_claim(cls, name):
+        return CLAIM_ALWAYS if name.lower() in (n.lower() for n in HYBRID_NAMES) else None
+
+    @classmethod
+    def _canonical_name(cls, name):
+        return HYBRID_NAMES[0]
+
+    @classmethod
+    def _known_names(cls):
+        return HYBRID_NAMES[:1]
+
+    @classmethod
+    def _from_name(
+        cls,
+        name,
+        *,
+        pooling=None,
+        weighting=None,
+        settings=None,
+        batch_size=None,
+        device=None,
+        cache=None,
+        normalize=False,
+        allow_pickle=False,
+    ):
+        # Rows are unit length already: normalize changes nothing.
+        params = {"minilm__device": device}
+        if batch_size is not None:
+            params["minilm__batch_size"] = int(batch_size)
+        if cache is not None:
+            params["minilm__cache"] = cache
+        return cls(blocks=cls.default_blocks()).set_params(**params)
+
+    @classmethod
+    def _requirements(cls, settings):
+        from ._sentence import SentenceEmbedder
+
+        return SentenceEmbedder._requirements({})
+
+    @classmethod
+    def _download_origin(cls, name):
+        from ._sentence import SentenceEmbedder
+        from ._transformers import DEFAULT_MODEL
+
+        return SentenceEmbedder._download_origin(DEFAULT_MODEL)
+
+    @classmethod
+    def _download_remedy(cls, name):
+        from ._sentence import SentenceEmbedder
+        from ._transformers import DEFAULT_MODEL
+
+        return SentenceEmbedder._download_remedy(DEFAULT_MODEL)
+
     # -- helpers -----------------------------------------------------------------
 
     def _fit_transform(self, X, y):
@@ -400,6 +489,15 @@ def _norm_floor(matrix):
     norms = row_norms(matrix)
     norms = norms[norms > 0]
     return float(np.median(norms)) * 1e-6 if norms.size else 0.0
+
+
+def _block_fingerprint(block):
+    """An embedder block's own fingerprint; a hash of any other block's fitted state."""
+    if isinstance(block, Embedder):
+        return block._cache_fingerprint()
+    import joblib
+
+    return joblib.hash(block, hash_name="sha1")
 
 
 def _is_drop(block):
