@@ -492,12 +492,42 @@ def _norm_floor(matrix):
 
 
 def _block_fingerprint(block):
-    """An embedder block's own fingerprint; a hash of any other block's fitted state."""
-    if isinstance(block, Embedder):
-        return block._cache_fingerprint()
+    """An embedder block's own fingerprint; a hash of any other block's parameters and state."""
     import joblib
 
-    return joblib.hash(block, hash_name="sha1")
+    state = _public_state(block)
+    return state if isinstance(block, Embedder) else joblib.hash(state, hash_name="sha1")
+
+
+def _public_state(obj):
+    """Parameters and public fitted attributes (``*_``), recursively, in a hashable form.
+
+    Private attributes are left out: some hold per-process values (scikit-learn's
+    TfidfVectorizer keeps the ``id()`` of its stop-word list), and arrays are
+    made contiguous, since their memory layout changes in a pickle round trip.
+    """
+    if isinstance(obj, Embedder):  # e.g. inside a Pipeline block: its own fingerprint
+        return obj._cache_fingerprint()
+    if hasattr(obj, "get_params") and not isinstance(obj, type):
+        params = {k: _public_state(v) for k, v in obj.get_params(deep=False).items()}
+        fitted = {}
+        for name in dir(obj):
+            if name.endswith("_") and not name.startswith("_"):
+                try:
+                    fitted[name] = _public_state(getattr(obj, name))
+                except Exception:  # a property of a state it does not have
+                    continue
+        return (type(obj).__module__, type(obj).__qualname__, params, fitted)
+    if isinstance(obj, (list, tuple)):
+        return [_public_state(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _public_state(v) for k, v in obj.items()}
+    if sp.issparse(obj):
+        obj = sp.csr_matrix(obj)
+        return [obj.shape, *(np.ascontiguousarray(a) for a in (obj.data, obj.indices, obj.indptr))]
+    if isinstance(obj, np.ndarray):
+        return np.ascontiguousarray(obj)
+    return obj
 
 
 def _is_drop(block):
