@@ -263,6 +263,15 @@ def embedder_classes():
     return {kind: embedder_class(kind) for kind in embedder_kinds()}
 
 
+def named_embedder_classes():
+    """``{kind: class}`` of the kinds built from a model name (they define ``_from_name``)."""
+    return {
+        kind: cls
+        for kind, cls in embedder_classes().items()
+        if cls._from_name.__func__ is not Embedder._from_name.__func__
+    }
+
+
 register_embedder("word", "embedxfer._word:WordVectorEmbedder")
 register_embedder("sentence", "embedxfer._sentence:SentenceEmbedder")
 register_embedder("static", "embedxfer._static:StaticEmbedder")

@@ -8,9 +8,8 @@ from .._embedder import (
     CLAIM_ALWAYS,
     CLAIM_NAME,
     CLAIM_PATTERN,
-    Embedder,
     embedder_class,
-    embedder_classes,
+    named_embedder_classes,
 )
 from .._transformers import DEFAULT_MODEL
 from .._vectors import DEFAULT_VECTORS
@@ -56,17 +55,8 @@ class ModelSpec:
 
 def known_model_names():
     """Names that resolve without a path: each kind's known names and the TF-IDF baseline."""
-    names = [n for cls in _named_kinds().values() for n in cls._known_names()]
+    names = [n for cls in named_embedder_classes().values() for n in cls._known_names()]
     return list(dict.fromkeys(names + list(TFIDF_NAMES[:1])))
-
-
-def _named_kinds():
-    """``{kind: class}`` of the registered embedders built from a model name."""
-    return {
-        kind: cls
-        for kind, cls in embedder_classes().items()
-        if cls._from_name.__func__ is not Embedder._from_name.__func__
-    }
 
 
 def parse_model(text, kind="auto", extra_options=()):
@@ -87,7 +77,7 @@ def parse_model(text, kind="auto", extra_options=()):
     options = options + [o for o in extra_options if o is not None]
     resolved = resolve_kind(name, kind)
     suffixes = set()
-    for suffix_kind, cls in _named_kinds().items():
+    for suffix_kind, cls in named_embedder_classes().items():
         if cls._name_suffix is None or cls._name_suffix[0] not in options:
             continue
         option, base = cls._name_suffix
@@ -141,7 +131,7 @@ def _option_role(text, option, resolved):
 
 def _option_kind(kind, option):
     """The role of ``option`` for models of ``kind`` (``"pooling"``, ...), or None."""
-    if kind not in _named_kinds():
+    if kind not in named_embedder_classes():
         return None
     found = embedder_class(kind)._name_option(option)
     return None if found is None else found[0]
@@ -152,7 +142,7 @@ def _option_word(word):
     return any(
         cls._name_option(word) is not None
         or (cls._name_suffix is not None and cls._name_suffix[0] == word)
-        for cls in _named_kinds().values()
+        for cls in named_embedder_classes().values()
     )
 
 
@@ -185,7 +175,7 @@ def resolve_kind(name, kind="auto"):
     UnknownModelError
         For a bare name that is not known; the message lists close names.
     """
-    kinds = _named_kinds()
+    kinds = named_embedder_classes()
     if kind != "auto" and kind not in kinds:
         expected = ", ".join(repr(k) for k in ("auto", *kinds))
         raise ValueError(f"kind={kind!r}; expected one of {expected}.")
