@@ -24,6 +24,7 @@ vocabulary (packaged names, poolings, backends); nothing here knows argparse.
 
 import importlib
 from abc import ABCMeta, abstractmethod
+from dataclasses import dataclass, field
 
 # Values of Embedder._corpus_fit().
 CORPUS_FIT_NONE = "none"  # fit learns nothing from the documents
@@ -34,6 +35,28 @@ CORPUS_FIT_WHOLE = "whole"  # fit needs every document (and labels) at once
 CLAIM_ALWAYS = "always"
 CLAIM_NAME = "name"
 CLAIM_PATTERN = "pattern"
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """What a model name's options and the common run settings ask of a new embedder.
+
+    ``None`` means "the embedder's default"; each kind takes the fields that
+    apply to it (:meth:`Embedder._from_name`).
+    """
+
+    pooling: str = None
+    weighting: str = None
+    settings: dict = field(default_factory=dict)  # parameters from runtime option words
+    batch_size: int = None
+    device: str = None
+    cache: str = None
+    normalize: bool = False
+    allow_pickle: bool = False
+
+    def given(self, *names):
+        """``{name: value}`` for those of ``names`` that are set (not None)."""
+        return {name: getattr(self, name) for name in names if getattr(self, name) is not None}
 
 
 class Embedder(metaclass=ABCMeta):
@@ -157,20 +180,8 @@ class Embedder(metaclass=ABCMeta):
         return None
 
     @classmethod
-    def _from_name(
-        cls,
-        name,
-        *,
-        pooling=None,
-        weighting=None,
-        settings=None,
-        batch_size=None,
-        device=None,
-        cache=None,
-        normalize=False,
-        allow_pickle=False,
-    ):
-        """A fresh, unfitted embedder for a model ``name`` and the common run options."""
+    def _from_name(cls, name, options):
+        """A fresh, unfitted embedder for a model ``name`` and :class:`BuildOptions`."""
         raise NotImplementedError(f"{cls.__name__} is not built from a model name.")
 
     @classmethod

@@ -385,26 +385,10 @@ class HybridEmbedder(Embedder, TextInputMixin, TransformerMixin, _BaseCompositio
         return HYBRID_NAMES[:1]
 
     @classmethod
-    def _from_name(
-        cls,
-        name,
-        *,
-        pooling=None,
-        weighting=None,
-        settings=None,
-        batch_size=None,
-        device=None,
-        cache=None,
-        normalize=False,
-        allow_pickle=False,
-    ):
+    def _from_name(cls, name, options):
         # Rows are unit length already: normalize changes nothing.
-        params = {"minilm__device": device}
-        if batch_size is not None:
-            params["minilm__batch_size"] = int(batch_size)
-        if cache is not None:
-            params["minilm__cache"] = cache
-        return cls(blocks=cls.default_blocks()).set_params(**params)
+        params = {f"minilm__{k}": v for k, v in options.given("batch_size", "cache").items()}
+        return cls(blocks=cls.default_blocks()).set_params(minilm__device=options.device, **params)
 
     @classmethod
     def _requirements(cls, settings):

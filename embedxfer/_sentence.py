@@ -514,28 +514,9 @@ class SentenceEmbedder(
         return f"poolings {', '.join(SENTENCE_POOLINGS)} and {', '.join(NAME_RUNTIME_OPTIONS)}"
 
     @classmethod
-    def _from_name(
-        cls,
-        name,
-        *,
-        pooling=None,
-        weighting=None,
-        settings=None,
-        batch_size=None,
-        device=None,
-        cache=None,
-        normalize=False,
-        allow_pickle=False,
-    ):
-        params = {"normalize": bool(normalize)}
-        if cache is not None:
-            params["cache"] = cache
-        if pooling is not None:
-            params["pooling"] = pooling
-        if batch_size is not None:
-            params["batch_size"] = int(batch_size)
-        params.update(settings or {})
-        return cls(model=name, device=device, **params)
+    def _from_name(cls, name, options):
+        params = {**options.given("cache", "pooling", "batch_size"), **options.settings}
+        return cls(model=name, device=options.device, normalize=bool(options.normalize), **params)
 
     @classmethod
     def _requirements(cls, settings):

@@ -408,27 +408,9 @@ class StaticEmbedder(Embedder, TextInputMixin, FitParamsMixin, TransformerMixin,
         return f"poolings {', '.join(_pooling.WORD_POOLINGS)}"
 
     @classmethod
-    def _from_name(
-        cls,
-        name,
-        *,
-        pooling=None,
-        weighting=None,
-        settings=None,
-        batch_size=None,
-        device=None,
-        cache=None,
-        normalize=False,
-        allow_pickle=False,
-    ):
-        params = {"normalize": bool(normalize)}
-        if cache is not None:
-            params["cache"] = cache
-        if pooling is not None:
-            params["pooling"] = pooling
-        if device is not None:
-            params["device"] = device
-        return cls(name, **params)
+    def _from_name(cls, name, options):
+        params = options.given("cache", "pooling", "device")
+        return cls(name, normalize=bool(options.normalize), **params)
 
     @classmethod
     def _download_origin(cls, name):

@@ -735,31 +735,11 @@ class WordVectorEmbedder(Embedder, TextInputMixin, FitParamsMixin, TransformerMi
         )
 
     @classmethod
-    def _from_name(
-        cls,
-        name,
-        *,
-        pooling=None,
-        weighting=None,
-        settings=None,
-        batch_size=None,
-        device=None,
-        cache=None,
-        normalize=False,
-        allow_pickle=False,
-    ):
-        params = {"normalize": bool(normalize)}
-        if cache is not None:
-            params["cache"] = cache
-        if pooling is not None:
-            params["pooling"] = pooling
-        if weighting is not None:
-            params["weighting"] = weighting
-        if device is not None:
-            params["device"] = device
-        if allow_pickle:
+    def _from_name(cls, name, options):
+        params = options.given("cache", "pooling", "weighting", "device")
+        if options.allow_pickle:
             params["allow_pickle"] = True
-        return cls(name, **params)
+        return cls(name, normalize=bool(options.normalize), **params)
 
     @classmethod
     def _download_origin(cls, name):

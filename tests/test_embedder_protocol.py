@@ -23,6 +23,7 @@ from embedxfer._embedder import (
     CORPUS_FIT_NONE,
     CORPUS_FIT_STATISTICS,
     CORPUS_FIT_WHOLE,
+    BuildOptions,
     Embedder,
     embedder_class,
     embedder_classes,
@@ -67,14 +68,15 @@ def test_every_kind_implements_the_protocol(kind):
         assert cls._name_suffix[1] in embedder_kinds()
     if kind in named_embedder_classes():
         name = (cls._known_names() or ("all-MiniLM-L6-v2",))[0]
-        built = cls._from_name(name, batch_size=8, device="cpu", normalize=True)
+        options = BuildOptions(batch_size=8, device="cpu", normalize=True)
+        built = cls._from_name(name, options)
         assert type(built) is cls
         assert repr(clone(built)) == repr(built)
         for module, extra in cls._requirements({}):
             assert isinstance(module, str) and isinstance(extra, str)
     else:
         with pytest.raises(NotImplementedError):
-            cls._from_name("x")
+            cls._from_name("x", BuildOptions())
 
 
 def test_word_vectors_through_the_protocol():
@@ -175,8 +177,8 @@ class ToyEmbedder(Embedder, TextInputMixin, TransformerMixin, BaseEstimator):
         return "case"
 
     @classmethod
-    def _from_name(cls, name, *, settings=None, normalize=False, device=None, **ignored):
-        return cls(name, normalize=bool(normalize), device=device, **(settings or {}))
+    def _from_name(cls, name, options):
+        return cls(name, normalize=options.normalize, device=options.device, **options.settings)
 
 
 @pytest.fixture

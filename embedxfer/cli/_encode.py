@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 
-from .._embedder import embedder_class
+from .._embedder import BuildOptions, embedder_class
 
 
 def build_embedder(
@@ -16,17 +16,17 @@ def build_embedder(
     """A fresh embedder for ``spec`` (``None`` for the TF-IDF baseline), built by its kind."""
     if spec.kind == "tfidf":
         return None
-    return embedder_class(spec.kind)._from_name(
-        spec.name,
+    options = BuildOptions(
         pooling=spec.pooling,
         weighting=spec.weighting,
-        settings=spec.settings,
-        batch_size=batch_size,
+        settings=dict(spec.settings),
+        batch_size=None if batch_size is None else int(batch_size),
         device=device,
         cache=cache,
-        normalize=normalize,
-        allow_pickle=allow_pickle,
+        normalize=bool(normalize),
+        allow_pickle=bool(allow_pickle),
     )
+    return embedder_class(spec.kind)._from_name(spec.name, options)
 
 
 class WarningTally:
