@@ -18,7 +18,7 @@ The protocol has two halves:
   :meth:`Embedder._name_option`, :meth:`Embedder._from_name`,
   :meth:`Embedder._requirements` and :meth:`Embedder._download_origin`.
 
-Model names, options words and download origins are the library's own
+Model names, option words and download origins are the library's own
 vocabulary (packaged names, poolings, backends); nothing here knows argparse.
 """
 
