@@ -256,6 +256,20 @@ def test_embed_hybrid_encodes_each_document_once(counted_default, tmp_path):
     np.testing.assert_allclose(np.load(out), expected, atol=1e-6)
 
 
+def test_embed_hybrid_reports_its_blocks_cache_hits(counted_default, tmp_path, capsys):
+    from embedxfer.cli._main import main
+
+    source = tmp_path / "docs.txt"
+    source.write_text("\n".join(CLI_DOCS) + "\n")
+    args = ["embed", str(source), "-m", "hybrid", "--cache", str(tmp_path / "cache")]
+    n, repeats = len(CLI_DOCS), len(CLI_DOCS) - len(set(CLI_DOCS))
+    assert main([*args, "-o", str(tmp_path / "a.npy")]) == 0
+    assert f"; {repeats} of {n} from the cache" in capsys.readouterr().err  # repeated texts
+    assert main([*args, "-o", str(tmp_path / "b.npy")]) == 0
+    assert f"; {n} of {n} from the cache" in capsys.readouterr().err
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
+
+
 def test_evaluate_encodes_hybrid_once(counted_default):
     from embedxfer.cli._encode import encode_corpus
     from embedxfer.cli._model_names import parse_model

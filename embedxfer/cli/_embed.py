@@ -136,6 +136,7 @@ def cmd_embed(args):
     )
     tally = WarningTally()
     started = time.perf_counter()
+    hits_before = cache.stats()["hits"] if cache is not None else 0
     vectors = None
     with tally.record():
         if embedder._fit_encodes:
@@ -157,20 +158,21 @@ def cmd_embed(args):
         cache,
         tally,
         progress,
+        hits_before,
         vectors=vectors,
         started=started if vectors is not None else None,
     )
 
 
 def _write_vectors(
-    args, embedder, texts, writer, cache, tally, progress, vectors=None, started=None
+    args, embedder, texts, writer, cache, tally, progress, hits_before, vectors=None, started=None
 ):
     """Encode ``texts`` chunk by chunk into ``writer``; report what was written.
 
-    ``vectors`` encoded by ``fit_transform`` since ``started`` are written as they are.
+    ``vectors`` encoded by ``fit_transform`` since ``started`` are written as they are;
+    ``hits_before`` counts the cache's hits before the fit.
     """
     n = len(texts)
-    hits_before = cache.stats()["hits"] if cache is not None else 0
     n_empty = 0
     started = time.perf_counter() if started is None else started
     try:
