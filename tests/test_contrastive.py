@@ -283,3 +283,18 @@ def test_fit_on_gpu_in_mixed_precision(small):
     emb = ContrastiveEmbedder(**{**FAST, "device": "cuda"}).fit(texts, labels)
     assert emb.device_.startswith("cuda")
     assert np.isfinite(emb.transform(texts)).all()
+
+
+def test_runs_on_dask_workers_through_the_embedder_protocol(fitted, small):
+    """A worker rebuilds the fine-tuned encoder from the pickled weights (``_load_model``)."""
+    dask = pytest.importorskip("dask")
+    dd = pytest.importorskip("dask.dataframe")
+    pd = pytest.importorskip("pandas")
+    import embedxfer.dask as edask
+
+    texts, _ = small
+    shipped = pickle.loads(pickle.dumps(fitted))  # as a worker receives it: weights, no encoder
+    series = dd.from_pandas(pd.Series(texts), npartitions=2)
+    with dask.config.set(scheduler="synchronous"):
+        vectors = edask.transform(shipped, series).compute().to_numpy()
+    np.testing.assert_allclose(vectors, fitted.transform(texts), atol=1e-5)

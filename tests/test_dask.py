@@ -4,6 +4,7 @@ Two worker processes, the packaged GloVe and MiniLM, SMS Spam.
 """
 
 import copy
+import json
 import os
 import pickle
 import signal
@@ -191,6 +192,68 @@ def test_gpu_device_resolved_on_the_worker(client, sms):
     np.testing.assert_allclose(vectors.compute().to_numpy(), expected, atol=1e-4)
     keys = [k for c in _worker_loads(client).values() for k in c if "Sentence" in k]
     assert keys and all("'cuda'" in k for k in keys)
+
+
+def _lsa_and(block, docs):
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from embedxfer import HybridEmbedder
+
+    lsa = make_pipeline(TfidfVectorizer(sublinear_tf=True), TruncatedSVD(20, random_state=0))
+    return HybridEmbedder(blocks=[("lsa", lsa), block]).fit(docs)
+
+
+@pytest.mark.slow
+def test_hybrid_on_workers_loads_its_blocks_and_resumes(client, sms, tmp_path):
+    docs = sms[0][:200]
+    hybrid = _lsa_and(("glove", WordVectorEmbedder("glove-6B-50d")), docs)
+    expected = hybrid.transform(docs)
+    series = dd.from_pandas(pd.Series(docs, name="text"), npartitions=4)
+    client.run(clear_registry)
+    # The GloVe block is found inside the hybrid and loaded on every worker.
+    loads = edask.check_workers(hybrid, client)
+    assert len(loads) == 2 and all(any("vectors" in k for k in c) for c in loads.values())
+    vectors = edask.transform(hybrid, series).compute()
+    np.testing.assert_allclose(vectors.to_numpy(), expected, atol=1e-5)
+    assert list(vectors.columns) == list(hybrid.get_feature_names_out())
+    # The job is keyed by the hybrid's fingerprint: a rerun finds every part done.
+    edask.embed_to_parquet(hybrid, series, tmp_path)
+    manifest = json.loads((tmp_path / edask.MANIFEST).read_text())
+    assert manifest["embedder"] == hybrid._cache_fingerprint()
+    again = edask.embed_to_parquet(pickle.loads(pickle.dumps(hybrid)), series, tmp_path)
+    assert (again["written"], again["skipped"]) == (0, 4)
+    table = _read_parts(tmp_path).drop(columns="row").to_numpy()
+    np.testing.assert_allclose(table, expected, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_hybrid_minilm_block_device_resolved_on_the_worker(client, sms):
+    pytest.importorskip("sentence_transformers")
+    from embedxfer import SentenceEmbedder
+
+    docs = sms[0][:40]
+    minilm = SentenceEmbedder(device=None, batch_size=16, long_documents="chunk")
+    hybrid = _lsa_and(("minilm", minilm), docs)
+    expected = hybrid.transform(docs)
+    shipped = copy.deepcopy(hybrid)
+    shipped.blocks_["minilm"].device_ = "cuda"  # as if fitted on a client with a GPU
+    client.run(clear_registry)
+    series = dd.from_pandas(pd.Series(docs, name="text"), npartitions=2)
+    vectors = edask.transform(shipped, series).compute()
+    np.testing.assert_allclose(vectors.to_numpy(), expected, atol=2e-5)
+    loads = _worker_loads(client)
+    keys = [k for c in loads.values() for k in c if "SentenceEmbedder" in k]
+    assert len(keys) == 2 and all("'cpu'" in k for k in keys)
+
+
+def test_cli_refuses_hybrid_on_a_cluster_before_connecting(sms, tmp_path, capsys):
+    from embedxfer.cli import main
+
+    (tmp_path / "a.csv").write_text("text\nhello\n", encoding="utf-8")
+    args = ["embed", str(tmp_path / "a.csv"), "-o", str(tmp_path / "o"), "-m", "hybrid"]
+    assert main([*args, "--scheduler", "tcp://192.0.2.1:8786"]) == 1
+    assert "every document at once" in capsys.readouterr().err
 
 
 def _read_parts(folder):

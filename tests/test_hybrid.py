@@ -211,3 +211,84 @@ def test_default_blocks_are_the_long_document_recipe():
     assert isinstance(minilm, SentenceEmbedder)
     assert (minilm.long_documents, minilm.chunk_pooling) == ("chunk", "max")
     assert HybridEmbedder.default_blocks()[1][1] is not minilm, "fresh blocks every call"
+
+
+# -- the command line: fit encodes every document, so `embed -m hybrid` encodes once ------
+
+SEEN = []  # every document CountingWords encoded
+
+
+class CountingWords(WordVectorEmbedder):
+    """GloVe that records the documents it encodes."""
+
+    def transform(self, X):
+        docs = list(X)
+        SEEN.extend(docs)
+        return super().transform(docs)
+
+
+@pytest.fixture
+def counted_default(monkeypatch):
+    """The default blocks made cheap: small LSA beside counted GloVe (named as the default)."""
+
+    def blocks():
+        lsa = make_pipeline(TfidfVectorizer(), TruncatedSVD(3, random_state=0))
+        return [("lsa", lsa), ("minilm", CountingWords())]
+
+    monkeypatch.setattr(HybridEmbedder, "default_blocks", staticmethod(blocks))
+    SEEN.clear()
+    return blocks
+
+
+CLI_DOCS = ["the match ended in a draw", "shares fell on the market", "the striker scored"] * 4
+CLI_DOCS += ["the bank raised rates", "a film about a bank robbery"]
+
+
+def test_embed_hybrid_encodes_each_document_once(counted_default, tmp_path):
+    from embedxfer.cli._main import main
+
+    source = tmp_path / "docs.txt"
+    source.write_text("\n".join(CLI_DOCS) + "\n")
+    out = tmp_path / "v.npy"
+    assert main(["embed", str(source), "-o", str(out), "-m", "hybrid", "-q"]) == 0
+    assert sorted(SEEN) == sorted(CLI_DOCS)
+    expected = HybridEmbedder(blocks=counted_default()).fit_transform(CLI_DOCS)
+    np.testing.assert_allclose(np.load(out), expected, atol=1e-6)
+
+
+def test_embed_hybrid_reports_its_blocks_cache_hits(counted_default, tmp_path, capsys):
+    from embedxfer.cli._main import main
+
+    source = tmp_path / "docs.txt"
+    source.write_text("\n".join(CLI_DOCS) + "\n")
+    args = ["embed", str(source), "-m", "hybrid", "--cache", str(tmp_path / "cache")]
+    n, repeats = len(CLI_DOCS), len(CLI_DOCS) - len(set(CLI_DOCS))
+    assert main([*args, "-o", str(tmp_path / "a.npy")]) == 0
+    assert f"; {repeats} of {n} from the cache" in capsys.readouterr().err  # repeated texts
+    assert main([*args, "-o", str(tmp_path / "b.npy")]) == 0
+    assert f"; {n} of {n} from the cache" in capsys.readouterr().err
+    np.testing.assert_array_equal(np.load(tmp_path / "a.npy"), np.load(tmp_path / "b.npy"))
+
+
+def test_evaluate_encodes_hybrid_once(counted_default):
+    from embedxfer.cli._encode import encode_corpus
+    from embedxfer.cli._model_names import parse_model
+
+    result = encode_corpus(parse_model("hybrid"), CLI_DOCS)
+    assert sorted(SEEN) == sorted(CLI_DOCS) and result["X"].shape[0] == len(CLI_DOCS)
+
+
+def test_fingerprint_follows_the_blocks_and_survives_pickling():
+    blocks = [("lsa", make_pipeline(TfidfVectorizer(), TruncatedSVD(2, random_state=0)))]
+    blocks.append(("glove", WordVectorEmbedder()))
+    hybrid = HybridEmbedder(blocks=blocks).fit(CLI_DOCS)
+    key = hybrid._cache_fingerprint()
+    assert (
+        key.startswith("hybrid:") and pickle.loads(pickle.dumps(hybrid))._cache_fingerprint() == key
+    )
+    assert clone(hybrid).fit(CLI_DOCS)._cache_fingerprint() == key
+    assert clone(hybrid).fit(CLI_DOCS[:-1])._cache_fingerprint() != key  # LSA fitted otherwise
+    reweighted = clone(hybrid).set_params(weights={"glove": 2.0}).fit(CLI_DOCS)
+    assert reweighted._cache_fingerprint() != key
+    pooled = clone(hybrid).set_params(glove__pooling="max").fit(CLI_DOCS)
+    assert pooled._cache_fingerprint() != key

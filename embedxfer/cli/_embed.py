@@ -11,7 +11,7 @@ from .._weighting import WEIGHTINGS
 from ..datasets import load_csv, load_text_lines
 from ..datasets._files import check_file, file_kind
 from . import _embed_cluster
-from ._encode import WarningTally, build_embedder, encode_chunks
+from ._encode import WarningTally, build_embedder, encode_chunks, fitted_chunks
 from ._errors import CLIError
 from ._images import cmd_embed_images, is_image_folder
 from ._model_names import embedding_spec
@@ -136,11 +136,19 @@ def cmd_embed(args):
     )
     tally = WarningTally()
     started = time.perf_counter()
+    hits_before = cache.stats()["hits"] if cache is not None else 0
+    vectors = None
     with tally.record():
-        embedder.fit(texts)
+        if embedder._fit_encodes:
+            # Fitting encodes every document already: keep those vectors.
+            vectors = np.asarray(embedder.fit_transform(texts), dtype=np.float32)
+        else:
+            embedder.fit(texts)
+    done = "fitted and encoded" if vectors is not None else "loaded"
     progress.note(
         f"embedding {len(texts)} documents with {spec.label} ({spec.kind}, "
-        f"{embedder.n_features_out_} dimensions), loaded in {time.perf_counter() - started:.1f}s"
+        f"{embedder.n_features_out_} dimensions), {done} in "
+        f"{time.perf_counter() - started:.1f}s"
     )
     return _write_vectors(
         args,
@@ -150,17 +158,28 @@ def cmd_embed(args):
         cache,
         tally,
         progress,
+        hits_before,
+        vectors=vectors,
+        started=started if vectors is not None else None,
     )
 
 
-def _write_vectors(args, embedder, texts, writer, cache, tally, progress):
-    """Encode ``texts`` chunk by chunk into ``writer``; report what was written."""
+def _write_vectors(
+    args, embedder, texts, writer, cache, tally, progress, hits_before, vectors=None, started=None
+):
+    """Encode ``texts`` chunk by chunk into ``writer``; report what was written.
+
+    ``vectors`` encoded by ``fit_transform`` since ``started`` are written as they are;
+    ``hits_before`` counts the cache's hits before the fit.
+    """
     n = len(texts)
-    hits_before = cache.stats()["hits"] if cache is not None else 0
     n_empty = 0
-    started = time.perf_counter()
+    started = time.perf_counter() if started is None else started
     try:
-        chunks = encode_chunks(embedder, texts, chunk_size=args.chunk_size, tally=tally)
+        if vectors is not None:
+            chunks = fitted_chunks(vectors, chunk_size=args.chunk_size)
+        else:
+            chunks = encode_chunks(embedder, texts, chunk_size=args.chunk_size, tally=tally)
         for start, stop, block in chunks:
             writer.write(start, stop, block)
             n_empty += int(np.count_nonzero(~block.any(axis=1)))

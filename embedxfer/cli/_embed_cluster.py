@@ -14,6 +14,7 @@ import os
 import time
 from pathlib import Path
 
+from .._embedder import CORPUS_FIT_STATISTICS, CORPUS_FIT_WHOLE
 from .._optional import install_hint
 from ..datasets import ColumnNotFoundError
 from ..datasets._files import file_kind
@@ -81,19 +82,24 @@ def cmd_embed_on_cluster(args):
         raise CLIError(f"with --scheduler, -o names a folder; {out} is a file.")
     refuse_inputs_in_output(paths, out)
     note = Progress(spec.label, quiet=args.quiet).note
+    embedder = build_embedder(
+        spec,
+        batch_size=args.batch_size,
+        device=args.device,
+        normalize=args.normalize,
+        allow_pickle=args.allow_pickle,
+    )
+    if embedder._corpus_fit() == CORPUS_FIT_WHOLE:
+        raise CLIError(
+            f"{spec.label} learns from every document at once, which --scheduler does not "
+            "gather on one machine; embed without --scheduler."
+        )
     with _connect(args.scheduler) as client:
         frame = read_inputs(paths, args.column or "text", args.id_column, args.blocksize)
         n_workers = len(client.scheduler_info(n_workers=-1)["workers"])
         note(
             f"{len(paths)} input file(s), {frame.npartitions} partitions, on {n_workers} "
             f"worker(s) at {client.scheduler.address}"
-        )
-        embedder = build_embedder(
-            spec,
-            batch_size=args.batch_size,
-            device=args.device,
-            normalize=args.normalize,
-            allow_pickle=args.allow_pickle,
         )
         summary = _embed_partitions(args, edask, spec, embedder, frame, paths, client, note)
     _report(summary, out, note)
@@ -117,7 +123,7 @@ def _embed_partitions(args, edask, spec, embedder, frame, paths, client, note):
     out = Path(args.output)
     started = time.perf_counter()
     try:
-        if spec.kind == "word" and spec.weighting is not None:
+        if embedder._corpus_fit() == CORPUS_FIT_STATISTICS:
             edask.fit(embedder, frame, column="text")  # corpus statistics on the workers
         else:
             embedder.fit(["fit needs no corpus for this embedder"])

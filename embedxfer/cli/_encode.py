@@ -7,54 +7,26 @@ import warnings
 
 import numpy as np
 
+from .._embedder import BuildOptions, embedder_class
+
 
 def build_embedder(
     spec, *, batch_size=None, device=None, cache=None, normalize=False, allow_pickle=False
 ):
-    """A fresh embedder for ``spec`` (``None`` for the TF-IDF baseline)."""
+    """A fresh embedder for ``spec`` (``None`` for the TF-IDF baseline), built by its kind."""
     if spec.kind == "tfidf":
         return None
-    if spec.kind == "hybrid":
-        return _hybrid_embedder(batch_size=batch_size, device=device, cache=cache)
-    params = {"normalize": bool(normalize)}
-    if cache is not None:
-        params["cache"] = cache
-    if spec.pooling is not None:
-        params["pooling"] = spec.pooling
-    if spec.kind == "word":
-        from .. import WordVectorEmbedder
-
-        if spec.weighting is not None:
-            params["weighting"] = spec.weighting
-        if device is not None:
-            params["device"] = device
-        if allow_pickle:
-            params["allow_pickle"] = True
-        return WordVectorEmbedder(spec.name, **params)
-    if spec.kind == "static":
-        from .. import StaticEmbedder
-
-        if device is not None:
-            params["device"] = device
-        return StaticEmbedder(spec.name, **params)
-    from .. import SentenceEmbedder
-
-    if batch_size is not None:
-        params["batch_size"] = int(batch_size)
-    params.update(spec.settings)
-    return SentenceEmbedder(model=spec.name, device=device, **params)
-
-
-def _hybrid_embedder(*, batch_size, device, cache):
-    """The default HybridEmbedder, its MiniLM block run as asked (rows are unit length)."""
-    from .. import HybridEmbedder
-
-    params = {"minilm__device": device}
-    if batch_size is not None:
-        params["minilm__batch_size"] = int(batch_size)
-    if cache is not None:
-        params["minilm__cache"] = cache
-    return HybridEmbedder(blocks=HybridEmbedder.default_blocks()).set_params(**params)
+    options = BuildOptions(
+        pooling=spec.pooling,
+        weighting=spec.weighting,
+        settings=dict(spec.settings),
+        batch_size=None if batch_size is None else int(batch_size),
+        device=device,
+        cache=cache,
+        normalize=bool(normalize),
+        allow_pickle=bool(allow_pickle),
+    )
+    return embedder_class(spec.kind)._from_name(spec.name, options)
 
 
 class WarningTally:
@@ -89,6 +61,13 @@ class WarningTally:
 # How long one chunk should take: progress then moves at least this often,
 # while fast embedders still get large chunks (few calls, little overhead).
 CHUNK_SECONDS = 0.5
+
+
+def fitted_chunks(vectors, *, chunk_size=1024):
+    """Yield ``(start, stop, vectors)`` chunks of vectors already encoded (by ``fit_transform``)."""
+    for start in range(0, len(vectors), chunk_size):
+        stop = min(start + chunk_size, len(vectors))
+        yield start, stop, vectors[start:stop]
 
 
 def encode_chunks(embedder, texts, *, chunk_size=1024, tally=None):
@@ -128,8 +107,8 @@ def encode_corpus(spec, texts, *, chunk_size=1024, progress=None, **embedder_par
     """
     embedder = build_embedder(spec, **embedder_params)
     tally = WarningTally()
-    if spec.kind == "hybrid":
-        # Its fit encodes every document (to scale the blocks); encode once.
+    if embedder._fit_encodes:
+        # Its fit encodes every document (e.g. to scale blocks): encode once.
         started = time.perf_counter()
         with tally.record():
             X = np.asarray(embedder.fit_transform(texts), dtype=np.float32)

@@ -87,16 +87,10 @@ def cmd_embed_images(args, out, out_kind):
 
 def _refuse_text_model(model, folder):
     """A text model named for a folder of images: say so, rather than what it lacks."""
-    from .._vectors import GENSIM_DATA_NAMES
-    from ._model_names import (
-        _PATH_SUFFIXES,
-        PACKAGED_GLOVE_NAMES,
-        PACKAGED_MINILM_NAMES,
-        TFIDF_NAMES,
-    )
+    from ._model_names import _PATH_SUFFIXES, TFIDF_NAMES, known_model_names
 
     name = model.split(":")[0]
-    text = name in PACKAGED_GLOVE_NAMES + PACKAGED_MINILM_NAMES + GENSIM_DATA_NAMES + TFIDF_NAMES
+    text = name in known_model_names() or name in TFIDF_NAMES
     text = text or name.lower().endswith(_PATH_SUFFIXES)
     if text:
         raise CLIError(

@@ -2,31 +2,22 @@
 
 import difflib
 import os
-import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from .._pooling import SENTENCE_POOLINGS, WORD_POOLINGS
-from .._transformers import DEFAULT_MODEL, PACKAGED_MINILM_NAMES
-from .._vectors import DEFAULT_VECTORS, GENSIM_DATA_NAMES, PACKAGED_GLOVE_NAMES
-from .._weighting import WEIGHTINGS
+from .._embedder import (
+    CLAIM_ALWAYS,
+    CLAIM_NAME,
+    CLAIM_PATTERN,
+    embedder_class,
+    named_embedder_classes,
+)
+from .._transformers import DEFAULT_MODEL
+from .._vectors import DEFAULT_VECTORS
 from ..exceptions import UnknownModelError
 from ._availability import check_available
 from ._errors import CLIError
-from ._options import EMBEDDER_KINDS
 
 TFIDF_NAMES = ("tfidf", "tf-idf")
-# HybridEmbedder's default blocks: LSA beside chunked, max-pooled all-MiniLM-L6-v2.
-HYBRID_NAMES = ("hybrid", "lsa+all-MiniLM-L6-v2")
-# Options of sentence models that choose how they run rather than what they pool.
-SENTENCE_RUNTIME_OPTIONS = {
-    "torch": {"backend": "torch"},
-    "onnx": {"backend": "onnx"},
-    "onnx-int8": {"backend": "onnx", "precision": "int8"},
-    "chunk": {"long_documents": "chunk"},
-}
-# The option that turns a sentence model into its distilled static table (StaticEmbedder).
-STATIC_OPTION = "static"
 # What "evaluate" compares unless told otherwise, and what "demo" compares.
 DEMO_MODELS = (DEFAULT_VECTORS, DEFAULT_MODEL, TFIDF_NAMES[0])
 _PATH_SUFFIXES = (".txt", ".bin", ".vec", ".gz", ".bz2", ".kv", ".model", ".npy", ".zip", ".w2v")
@@ -40,7 +31,9 @@ class ModelSpec:
     ----------
     name : str
         The model name or path (without options).
-    kind : {"word", "sentence", "static", "tfidf", "hybrid"}
+    kind : str
+        A registered embedder kind (``"word"``, ``"sentence"``, ``"static"``,
+        ``"hybrid"``, ...; see :mod:`embedxfer._embedder`) or ``"tfidf"``.
     pooling : str or None
         Pooling option given after ``:`` (``None``: the embedder's default).
     weighting : str or None
@@ -48,8 +41,8 @@ class ModelSpec:
     label : str
         How tables and plots name it (``name`` plus its options).
     settings : dict
-        Further SentenceEmbedder parameters from options such as ``onnx``,
-        ``onnx-int8`` or ``chunk``.
+        Further parameters from runtime options, such as a sentence model's
+        ``onnx``, ``onnx-int8`` or ``chunk``.
     """
 
     name: str
@@ -61,58 +54,53 @@ class ModelSpec:
 
 
 def known_model_names():
-    """Names that resolve without a path: packaged, gensim-data and the TF-IDF baseline."""
-    return list(
-        dict.fromkeys(
-            PACKAGED_GLOVE_NAMES
-            + PACKAGED_MINILM_NAMES
-            + GENSIM_DATA_NAMES
-            + TFIDF_NAMES[:1]
-            + HYBRID_NAMES[:1]
-        )
-    )
+    """Names that resolve without a path: each kind's known names and the TF-IDF baseline."""
+    names = [n for cls in named_embedder_classes().values() for n in cls._known_names()]
+    return list(dict.fromkeys(names + list(TFIDF_NAMES[:1])))
 
 
 def parse_model(text, kind="auto", extra_options=()):
     """Resolve ``NAME[:OPTIONS]`` to a :class:`ModelSpec`.
 
-    ``OPTIONS`` are comma-separated pooling and weighting words, e.g.
+    ``OPTIONS`` are comma-separated option words of the model's kind
+    (``Embedder._name_option``): poolings and weightings, e.g.
     ``glove-6B-50d:mean+max``, ``glove-6B-50d:sif``,
     ``all-MiniLM-L6-v2:cls``; ``all-MiniLM-L6-v2:static`` is the sentence
     model distilled into a static table (:class:`embedxfer.StaticEmbedder`,
     word poolings); sentence models also take ``onnx``,
     ``onnx-int8`` (ONNX Runtime backend, float32 or int8) and ``chunk``
     (long documents read whole), e.g. ``all-MiniLM-L6-v2:onnx-int8,chunk``.
-    ``kind`` is ``"auto"`` (from the name),
-    ``"word"`` or ``"sentence"``. ``extra_options`` are validated the same
-    way (the command line's ``--pooling`` and ``--weighting``).
+    ``kind`` is ``"auto"`` (from the name) or a registered kind. ``extra_options``
+    are validated the same way (the command line's ``--pooling`` and ``--weighting``).
     """
     name, options = _split_options(text)
     options = options + [o for o in extra_options if o is not None]
     resolved = resolve_kind(name, kind)
-    if STATIC_OPTION in options:
-        if resolved != "sentence":
+    suffixes = set()
+    for suffix_kind, cls in named_embedder_classes().items():
+        if cls._name_suffix is None or cls._name_suffix[0] not in options:
+            continue
+        option, base = cls._name_suffix
+        if resolved not in (base, suffix_kind):
             raise ValueError(
-                f"model {text!r}: option {STATIC_OPTION!r} distils a sentence model; "
-                f"{name!r} is not one."
+                f"model {text!r}: option {option!r} makes {cls._description} embeddings of a "
+                f"{embedder_class(base)._description} model; {name!r} is not one."
             )
-        resolved = "static"
+        resolved = suffix_kind
+        suffixes.add(option)
     pooling = weighting = None
     settings = {}
     for option in options:
-        if option == STATIC_OPTION:
+        if option in suffixes:
             continue
-        role = _option_role(text, option, resolved)
+        role, params = _option_role(text, option, resolved)
         if role == "weighting":
-            weighting = option
+            weighting = params["weighting"]
         elif role == "pooling":
-            pooling = option
+            pooling = params["pooling"]
         else:
-            settings.update(SENTENCE_RUNTIME_OPTIONS[option])
-    if resolved == "tfidf":
-        name = TFIDF_NAMES[0]
-    if resolved == "hybrid":
-        name = HYBRID_NAMES[0]
+            settings.update(params)
+    name = TFIDF_NAMES[0] if resolved == "tfidf" else embedder_class(resolved)._canonical_name(name)
     label = name if not options else f"{name}:{','.join(options)}"
     return ModelSpec(
         name=name,
@@ -125,30 +113,36 @@ def parse_model(text, kind="auto", extra_options=()):
 
 
 def _option_role(text, option, resolved):
-    """``"weighting"``, ``"pooling"`` or ``"runtime"`` for an option of a ``resolved`` model."""
+    """``(role, parameters)`` for an option of a ``resolved`` model (``Embedder._name_option``)."""
     if resolved == "tfidf":
         raise ValueError(f"model {text!r}: the TF-IDF baseline takes no options.")
-    if resolved == "hybrid":
-        raise ValueError(f"model {text!r}: the hybrid embedder takes no options.")
-    if option in WEIGHTINGS and resolved == "word":
-        return "weighting"
-    if (resolved in ("word", "static") and all(p in WORD_POOLINGS for p in option.split("+"))) or (
-        resolved == "sentence" and option in SENTENCE_POOLINGS
-    ):
-        return "pooling"
-    if resolved == "sentence" and option in SENTENCE_RUNTIME_OPTIONS:
-        return "runtime"
-    allowed = (
-        f"poolings {', '.join(WORD_POOLINGS)} (or several joined by '+') and "
-        f"weightings {', '.join(WEIGHTINGS)}"
-        if resolved == "word"
-        else f"poolings {', '.join(WORD_POOLINGS)}"
-        if resolved == "static"
-        else f"poolings {', '.join(SENTENCE_POOLINGS)} and {', '.join(SENTENCE_RUNTIME_OPTIONS)}"
-    )
+    cls = embedder_class(resolved)
+    allowed = cls._options_help()
+    if allowed is None:
+        raise ValueError(f"model {text!r}: the {cls._description} takes no options.")
+    found = cls._name_option(option)
+    if found is not None:
+        return found
     raise ValueError(
-        f"model {text!r}: option {option!r} is not understood for {resolved} "
+        f"model {text!r}: option {option!r} is not understood for {cls._description} "
         f"embeddings; use {allowed}."
+    )
+
+
+def _option_kind(kind, option):
+    """The role of ``option`` for models of ``kind`` (``"pooling"``, ...), or None."""
+    if kind not in named_embedder_classes():
+        return None
+    found = embedder_class(kind)._name_option(option)
+    return None if found is None else found[0]
+
+
+def _option_word(word):
+    """Whether some kind understands ``word`` as a model-name option (or suffix)."""
+    return any(
+        cls._name_option(word) is not None
+        or (cls._name_suffix is not None and cls._name_suffix[0] == word)
+        for cls in named_embedder_classes().values()
     )
 
 
@@ -158,9 +152,7 @@ def _split_options(text):
     if not sep or not head or len(head) == 1:  # no options, or a Windows drive letter
         return text, []
     options = [o.strip() for o in tail.split(",") if o.strip()]
-    words = set(WORD_POOLINGS + SENTENCE_POOLINGS + WEIGHTINGS)
-    words |= set(SENTENCE_RUNTIME_OPTIONS) | {STATIC_OPTION}
-    if options and all(set(o.split("+")) <= words for o in options):
+    if options and all(_option_word(p) for o in options for p in o.split("+")):
         return head, options
     if options and head in known_model_names():
         # A known model with an option we do not know: parse_model names the option.
@@ -169,7 +161,12 @@ def _split_options(text):
 
 
 def resolve_kind(name, kind="auto"):
-    """``"word"``, ``"sentence"`` or ``"tfidf"`` for a model name or path.
+    """The kind (``"word"``, ``"sentence"``, ``"hybrid"``, ... or ``"tfidf"``) of a model name.
+
+    Each registered kind ranks the name (``Embedder._name_claim``): a fixed
+    name of a kind wins over ``kind``; otherwise ``kind`` (unless ``"auto"``);
+    then a known name or existing path; then, unless the name looks like a
+    missing path, a name shaped like one of a kind (a Hub id).
 
     Raises
     ------
@@ -178,27 +175,26 @@ def resolve_kind(name, kind="auto"):
     UnknownModelError
         For a bare name that is not known; the message lists close names.
     """
-    if kind not in EMBEDDER_KINDS:
-        raise ValueError(f"kind={kind!r}; expected 'auto', 'word' or 'sentence'.")
+    kinds = named_embedder_classes()
+    if kind != "auto" and kind not in kinds:
+        expected = ", ".join(repr(k) for k in ("auto", *kinds))
+        raise ValueError(f"kind={kind!r}; expected one of {expected}.")
     if name.lower() in TFIDF_NAMES:
         return "tfidf"
-    if name.lower() in (n.lower() for n in HYBRID_NAMES):
-        return "hybrid"
+    claims = {k: cls._name_claim(name) for k, cls in kinds.items()}
+    for k, claim in claims.items():
+        if claim == CLAIM_ALWAYS:
+            return k
     if kind != "auto":
         return kind
-    if name in PACKAGED_GLOVE_NAMES or name in GENSIM_DATA_NAMES:
-        return "word"
-    if name in PACKAGED_MINILM_NAMES:
-        return "sentence"
-    path = Path(name).expanduser()
-    if path.is_dir():
-        return "sentence"
-    if path.is_file():
-        return "word"
+    for k, claim in claims.items():
+        if claim == CLAIM_NAME:
+            return k
     if _looks_like_path(name):
         raise FileNotFoundError(f"model {name!r}: no such file or folder.")
-    if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", name):
-        return "sentence"  # a Hugging Face Hub id, e.g. sentence-transformers/all-mpnet-base-v2
+    for k, claim in claims.items():
+        if claim == CLAIM_PATTERN:
+            return k
     close = close_model_names(name)
     hint = f" Close names: {', '.join(close)}." if close else ""
     raise UnknownModelError(
@@ -236,7 +232,7 @@ def embedding_spec(args, tfidf_end):
     spec = parse_model(args.model, args.kind)
     if spec.kind == "tfidf":
         raise CLIError("'tfidf' is a baseline for 'evaluate', not an embedding model" + tfidf_end)
-    if args.weighting is not None and spec.kind != "word":
+    if args.weighting is not None and _option_kind(spec.kind, args.weighting) != "weighting":
         raise CLIError(f"--weighting applies to word vectors, not to {spec.name!r}.")
     spec = parse_model(args.model, spec.kind, extra_options=(args.pooling, args.weighting))
     check_available(spec)

@@ -4,8 +4,12 @@ import argparse
 
 from .._pooling import SENTENCE_POOLINGS, WORD_POOLINGS
 
-# ``--kind``: which embedder a model name means ("auto" decides from the name).
-EMBEDDER_KINDS = ("auto", "word", "sentence")
+
+def kind_choices():
+    """``--kind`` values: ``"auto"`` (from the name) and each kind a name can be forced to."""
+    from .._embedder import embedder_classes
+
+    return ("auto", *(k for k, cls in embedder_classes().items() if cls._kind_option))
 
 
 def positive_int(text):
@@ -32,7 +36,7 @@ def add_batch_size_option(parser):
 
 def add_kind_option(parser, help):
     """``--kind {auto,word,sentence}`` (default auto), with the subcommand's ``help``."""
-    parser.add_argument("--kind", choices=EMBEDDER_KINDS, default="auto", help=help)
+    parser.add_argument("--kind", choices=kind_choices(), default="auto", help=help)
 
 
 def pooling_help():

@@ -14,6 +14,7 @@ from sklearn.utils.validation import check_is_fitted
 from .._base import EmbedderOutputMixin
 from .._cache import CACHE_CONSTRAINT
 from .._device import DEVICE_CONSTRAINT, import_torch, resolve_device
+from .._embedder import Embedder
 from .._param_validation import ConstraintTableMixin, Hint, Interval, Options, Rule, validate_params
 from .._progress import progress
 from .._public import set_module
@@ -133,7 +134,9 @@ def read_error(index, item, err, hint=_ZERO_HINT):
 
 
 @set_module("embedxfer")
-class ImageEmbedder(ImageInputMixin, EmbedderOutputMixin, TransformerMixin, BaseEstimator):
+class ImageEmbedder(
+    Embedder, ImageInputMixin, EmbedderOutputMixin, TransformerMixin, BaseEstimator
+):
     """Embed images with a pretrained convolutional network.
 
     Each image is decoded to RGB, resized and centre-cropped as the model's
@@ -325,6 +328,13 @@ class ImageEmbedder(ImageInputMixin, EmbedderOutputMixin, TransformerMixin, Base
     def _backbone(self):
         # Not kept on the instance: the network stays out of pickles and clones.
         return load_backbone(self.model, self.device_)
+
+    # -- the embedder protocol (embedxfer._embedder) --------------------------------------
+    embedder_kind = "image"
+    _description = "image"
+
+    def _load_model(self):
+        self._backbone()
 
     def _encode(self, items):
         """Vectors of checked images and ``[(index, item, error), ...]`` of failures."""
