@@ -19,7 +19,9 @@ for each backend:
     python benchmarks/sentence_encode.py --backends --n 2000 --repeats 3 --segments 10 --accuracy
 
 ``--fused`` adds ONNX rows on the transformer optimizer's fused graph
-(float32 and int8), a lever measured here but not the estimator's default.
+(float32 and int8), a lever measured here but not the estimator's default;
+``--spinning`` adds rows whose idle ONNX Runtime threads spin (ONNX Runtime's
+default, which the estimator turns off).
 Each row's share of the estimated peak compares its speed with the CPU's
 arithmetic limit for the model's weight products: 2 x (4 h^2 + 2 h i) FLOP per
 token and layer (about 21 MFLOP per token for all-MiniLM-L6-v2), at
@@ -103,18 +105,24 @@ def _cosines(a, b):
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
 
 
+def _minilm_identity():
+    """The packaged MiniLM's identity, as SentenceEmbedder keys its exports."""
+    from embedxfer._sentence import _folder_signature
+    from embedxfer._transformers import packaged_minilm_path
+
+    source = str(packaged_minilm_path())
+    return {"source": source, "files": _folder_signature(source)}
+
+
 def _fused_embedder(params):
     """A fitted SentenceEmbedder(backend="onnx") that runs the fused graph instead."""
     from embedxfer import SentenceEmbedder
     from embedxfer._onnx import load_onnx_encoder
-    from embedxfer._sentence import _folder_signature
-    from embedxfer._transformers import packaged_minilm_path
 
     embedder = SentenceEmbedder(**params).fit()
-    source = str(packaged_minilm_path())
     backend = load_onnx_encoder(
         embedder._backend()._torch,
-        {"source": source, "files": _folder_signature(source)},
+        _minilm_identity(),
         precision=embedder.precision,
         all_layers=False,
         n_threads=embedder.n_threads,
@@ -124,7 +132,23 @@ def _fused_embedder(params):
     return embedder
 
 
-def backend_candidates(batch_size, n_threads, fused=False):
+def _spinning_embedder(params):
+    """A fitted SentenceEmbedder(backend="onnx") whose session's idle threads spin."""
+    from embedxfer import SentenceEmbedder
+    from embedxfer._onnx import OnnxEncoderBackend, exported_graph, make_session
+
+    embedder = SentenceEmbedder(**params).fit()
+    torch_backend = embedder._backend()._torch
+    path = exported_graph(
+        torch_backend, _minilm_identity(), all_layers=False, precision=embedder.precision
+    )
+    session = make_session(path, embedder.n_threads, spinning=True)
+    backend = OnnxEncoderBackend(torch_backend, {False: session}, precision=embedder.precision)
+    embedder._backend = lambda: backend  # this benchmark's instance only
+    return embedder
+
+
+def backend_candidates(batch_size, n_threads, fused=False, spinning=False):
     """``{name: encode function}`` for the CPU backends, and the rows that could not run."""
     from sentence_transformers import SentenceTransformer
 
@@ -145,6 +169,12 @@ def backend_candidates(batch_size, n_threads, fused=False):
         ("embedxfer onnx int8", dict(backend="onnx", precision="int8")),
     ]:
         candidates[name] = SentenceEmbedder(**common, **params).fit().transform
+    if spinning:
+        for precision in ("float32", "int8"):
+            params = dict(common, backend="onnx", precision=precision)
+            candidates[f"embedxfer onnx {precision} spinning"] = _spinning_embedder(
+                params
+            ).transform
     if fused:
         for precision in ("float32", "int8"):
             params = dict(common, backend="onnx", precision=precision)
@@ -242,7 +272,7 @@ def main_backends(args, docs):
 
     n_threads = torch.get_num_threads()
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    candidates, skipped = backend_candidates(args.batch_size, n_threads, args.fused)
+    candidates, skipped = backend_candidates(args.batch_size, n_threads, args.fused, args.spinning)
     peaks, flops_per_doc = peak_documents_per_second(docs, n_threads, args.peak_gflops)
     warm = docs[: min(len(docs), 4 * args.batch_size)]
     for fn in candidates.values():
@@ -335,6 +365,11 @@ def main(argv=None):
         "--fused",
         action="store_true",
         help="with --backends: add ONNX rows on the transformer optimizer's fused graph",
+    )
+    parser.add_argument(
+        "--spinning",
+        action="store_true",
+        help="with --backends: add ONNX rows whose idle threads spin (ONNX Runtime's default)",
     )
     parser.add_argument(
         "--peak-gflops",

@@ -412,10 +412,11 @@ def _install(tmp, folder, expected):
             raise
 
 
-def make_session(path, n_threads):
+def make_session(path, n_threads, *, spinning=False):
     """An ONNX Runtime CPU session on ``path``.
 
-    ``n_threads`` None keeps ONNX Runtime's default.
+    ``n_threads`` None keeps ONNX Runtime's default; ``spinning`` lets idle
+    worker threads spin (ONNX Runtime's default, kept for comparisons).
     """
     ort = import_onnxruntime()
     options = ort.SessionOptions()
@@ -424,7 +425,7 @@ def make_session(path, n_threads):
     # their cores busy between operators and after each run, while the
     # tokenizer and pooling (torch) want them; on 2 shared cores this made
     # float32 1.8x and int8 2.0x faster end to end (paired runs).
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     if n_threads is not None:
         options.intra_op_num_threads = int(n_threads)
         options.inter_op_num_threads = 1
