@@ -432,6 +432,13 @@ def make_session(path, n_threads, *, spinning=False):
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+# Tokens (rows x padded length) per session run: a batch is run in parts of
+# about this size, whose activations stay in the CPU's caches. Measured with
+# all-MiniLM-L6-v2 on sentences of about 25 tokens: batches of 8-16 ran 1.1x
+# (int8) to 1.3x (float32) faster than batches of 32, and 128 0.5x as fast.
+TOKENS_PER_RUN = 512
+
+
 class OnnxEncoderBackend:
     """An encoder run by ONNX Runtime, with the torch backend's tokenizer and pooling.
 
@@ -463,7 +470,14 @@ class OnnxEncoderBackend:
         session = self._sessions[all_layers]
         wanted = {i.name for i in session.get_inputs()}
         feeds = {k: v.cpu().numpy() for k, v in features.items() if k in wanted}
-        (tokens,) = session.run(["tokens"], feeds)
+        n_rows, length = feeds["input_ids"].shape
+        n_runs = -(-n_rows // max(1, TOKENS_PER_RUN // max(1, length)))
+        parts = []
+        for rows in np.array_split(np.arange(n_rows), n_runs):
+            part = {k: v[rows[0] : rows[-1] + 1] for k, v in feeds.items()}
+            parts.append(session.run(["tokens"], part)[0])
+        # All layers' states are (layers, batch, sequence, hidden).
+        tokens = parts[0] if n_runs == 1 else np.concatenate(parts, axis=int(all_layers))
         return torch.from_numpy(np.ascontiguousarray(tokens))
 
     def embed(self, features, *, pooling, layers, layer_combine):
