@@ -439,6 +439,21 @@ def make_session(path, n_threads, *, spinning=False):
 TOKENS_PER_RUN = 512
 
 
+def run_in_parts(session, feeds, *, batch_axis=0):
+    """The session's ``tokens`` for ``feeds``, run in parts of about TOKENS_PER_RUN tokens.
+
+    ``batch_axis`` is the output's batch axis (1 for all layers' states,
+    ``(layers, batch, sequence, hidden)``).
+    """
+    n_rows, length = feeds["input_ids"].shape
+    n_runs = -(-n_rows // max(1, TOKENS_PER_RUN // max(1, length)))
+    parts = []
+    for rows in np.array_split(np.arange(n_rows), n_runs):
+        part = {name: value[rows[0] : rows[-1] + 1] for name, value in feeds.items()}
+        parts.append(session.run(["tokens"], part)[0])
+    return parts[0] if n_runs == 1 else np.concatenate(parts, axis=batch_axis)
+
+
 class OnnxEncoderBackend:
     """An encoder run by ONNX Runtime, with the torch backend's tokenizer and pooling.
 
@@ -470,14 +485,7 @@ class OnnxEncoderBackend:
         session = self._sessions[all_layers]
         wanted = {i.name for i in session.get_inputs()}
         feeds = {k: v.cpu().numpy() for k, v in features.items() if k in wanted}
-        n_rows, length = feeds["input_ids"].shape
-        n_runs = -(-n_rows // max(1, TOKENS_PER_RUN // max(1, length)))
-        parts = []
-        for rows in np.array_split(np.arange(n_rows), n_runs):
-            part = {k: v[rows[0] : rows[-1] + 1] for k, v in feeds.items()}
-            parts.append(session.run(["tokens"], part)[0])
-        # All layers' states are (layers, batch, sequence, hidden).
-        tokens = parts[0] if n_runs == 1 else np.concatenate(parts, axis=int(all_layers))
+        tokens = run_in_parts(session, feeds, batch_axis=int(all_layers))
         return torch.from_numpy(np.ascontiguousarray(tokens))
 
     def embed(self, features, *, pooling, layers, layer_combine):
@@ -552,5 +560,4 @@ def run_token_states(session, input_ids, attention_mask):
     feeds = {"input_ids": input_ids.cpu().numpy(), "attention_mask": attention_mask.cpu().numpy()}
     if "token_type_ids" in names:
         feeds["token_type_ids"] = np.zeros_like(feeds["input_ids"])
-    (tokens,) = session.run(["tokens"], feeds)
-    return torch.from_numpy(np.ascontiguousarray(tokens))
+    return torch.from_numpy(np.ascontiguousarray(run_in_parts(session, feeds)))

@@ -211,3 +211,32 @@ def test_sessions_block_instead_of_spinning(tiny, tmp_path):
     options = session.get_session_options()
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     assert options.intra_op_num_threads == 2
+
+
+class _CountingSession:
+    def __init__(self, session):
+        self.session, self.rows = session, []
+
+    def run(self, names, feeds):
+        self.rows.append(len(feeds["input_ids"]))
+        return self.session.run(names, feeds)
+
+
+@pytest.mark.parametrize("all_layers", [False, True])
+def test_a_batch_runs_in_parts_of_bounded_tokens(
+    tiny, tmp_path, padded_batch, monkeypatch, all_layers
+):
+    import embedxfer._onnx as onnx_module
+
+    path = exported_graph(tiny, IDENTITY, all_layers=all_layers, precision="float32", home=tmp_path)
+    ids, mask = padded_batch
+    feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+    session = _CountingSession(make_session(path, 1))
+    (whole,) = session.session.run(["tokens"], feeds)
+    monkeypatch.setattr(onnx_module, "TOKENS_PER_RUN", 2 * ids.shape[1])  # two rows a run
+    parts = onnx_module.run_in_parts(session, feeds, batch_axis=int(all_layers))
+    assert session.rows == [2, 2]
+    np.testing.assert_allclose(parts, whole, atol=1e-6, rtol=0)
+    monkeypatch.setattr(onnx_module, "TOKENS_PER_RUN", 1)  # never fewer than one row
+    onnx_module.run_in_parts(session, feeds, batch_axis=int(all_layers))
+    assert session.rows[2:] == [1, 1, 1, 1]
