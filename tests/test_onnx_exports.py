@@ -240,3 +240,24 @@ def test_a_batch_runs_in_parts_of_bounded_tokens(
     monkeypatch.setattr(onnx_module, "TOKENS_PER_RUN", 1)  # never fewer than one row
     onnx_module.run_in_parts(session, feeds, batch_axis=int(all_layers))
     assert session.rows[2:] == [1, 1, 1, 1]
+
+
+class _Session(_CountingSession):
+    def get_inputs(self):
+        return self.session.get_inputs()
+
+
+@pytest.mark.parametrize("precision, runs", [("float32", [2, 2]), ("int8", [4])])
+def test_only_float32_batches_run_in_parts(
+    tiny, tmp_path, padded_batch, monkeypatch, precision, runs
+):
+    import embedxfer._onnx as onnx_module
+
+    ids, mask = padded_batch
+    session = _Session(make_session(_export(tiny, tmp_path, precision), 1))
+    backend = onnx_module.OnnxEncoderBackend(tiny, {False: session}, precision=precision)
+    monkeypatch.setattr(onnx_module, "TOKENS_PER_RUN", 2 * ids.shape[1])
+    features = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
+    features["token_type_ids"] = torch.zeros_like(features["input_ids"])
+    tokens = backend._run(features, False)
+    assert session.rows == runs and tuple(tokens.shape[:2]) == ids.shape
