@@ -220,13 +220,12 @@ def fuse_encoder(torch_backend, folder, *, all_layers):
             eager_attention=True,
         )
         config = model.config
-        with _quantizer_advice_dropped():
-            optimized = optimize_model(
-                str(eager),
-                model_type="bert",
-                num_heads=int(config.num_attention_heads),
-                hidden_size=int(config.hidden_size),
-            )
+        optimized = optimize_model(
+            str(eager),
+            model_type="bert",
+            num_heads=int(config.num_attention_heads),
+            hidden_size=int(config.hidden_size),
+        )
         if not optimized.get_fused_operator_statistics().get("Attention"):
             return f"the transformer optimizer fused no attention in this {config.model_type} model"
         optimized.save_model_to_file(str(folder / "model.onnx"))
