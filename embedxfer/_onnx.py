@@ -424,7 +424,7 @@ def make_session(path, n_threads, *, spinning=False):
     # their cores busy between operators and after each run, while the
     # tokenizer and pooling (torch) want them; on 2 shared cores this made
     # float32 1.6x and int8 1.5-2x faster end to end at load averages of 5-12,
-    # 1.05x and 1.1x at 2 (paired runs).
+    # with no clear difference (0.97-1.1x) at 2 (paired runs).
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     if n_threads is not None:
         options.intra_op_num_threads = int(n_threads)
