@@ -1,4 +1,4 @@
-"""Tests for embedxfer/_cache.py: the embedding cache and its use by the embedders."""
+"""Tests for embedxfer/_cache/: the embedding cache and its use by the embedders."""
 
 import copy
 import hashlib
