@@ -438,3 +438,56 @@ class StaticEmbedder(Embedder, TextInputMixin, FitParamsMixin, TransformerMixin,
         state = super().__getstate__()
         state.pop("_adapted_table_cache", None)
         return state
+
+
+# The prefix of a vectors name that is a distilled table: ``"static:all-MiniLM-L6-v2"``.
+STATIC_VECTORS_PREFIX = "static:"
+
+
+def _static_model(name):
+    model = name[len(STATIC_VECTORS_PREFIX) :]
+    if not model.strip():
+        raise ValueError(
+            f"vectors={name!r} names no model; write 'static:' and a sentence encoder, "
+            "e.g. 'static:all-MiniLM-L6-v2'."
+        )
+    return model
+
+
+def static_vectors_identity(name):
+    """What identifies ``"static:MODEL"`` vectors: the key of the table (model files, settings)."""
+    from ._static_tables import table_key
+
+    return f"static:{table_key(StaticEmbedder(model=_static_model(name))._table_settings()[2])}"
+
+
+def static_word_vectors(name):
+    """The whole words of a distilled table as gensim ``KeyedVectors`` (``load_vectors``).
+
+    ``name`` is ``"static:MODEL"``: the table of ``StaticEmbedder(model=MODEL)``
+    with its default settings (distilled on first use, then read from disk).
+    Every vocabulary token that is a whole word (not a ``##`` continuation,
+    not a special or unused entry, and kept by the distillation) becomes a
+    word with its row, so the table can seed a word-level model such as
+    :class:`SequenceClassifier`.
+    """
+    from gensim.models import KeyedVectors
+
+    embedder = StaticEmbedder(model=_static_model(name)).fit()
+    table = embedder._fitted_table()
+    vocab = (json.loads(table.tokenizer_json).get("model") or {}).get("vocab") or {}
+    dropped = table.token_ids().dropped
+    words, rows = [], []
+    for token, index in vocab.items():
+        if (
+            0 <= index < len(table.vectors)
+            and not dropped[index]
+            and not token.startswith("##")
+            and not (token.startswith("[") and token.endswith("]"))
+        ):
+            words.append(token)
+            rows.append(index)
+    order = np.argsort(rows, kind="stable")  # the vocabulary's order: frequent tokens first
+    kv = KeyedVectors(vector_size=table.vectors.shape[1])
+    kv.add_vectors([words[i] for i in order], np.asarray(table.vectors)[np.asarray(rows)[order]])
+    return kv

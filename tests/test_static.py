@@ -314,3 +314,35 @@ def test_a_model_without_a_fast_tokenizer_is_refused(monkeypatch):
     monkeypatch.setattr(StaticEmbedder, "_teacher", lambda self, device: slow)
     with pytest.raises(ValueError, match="no fast .*tokenizer"):
         StaticEmbedder(n_components=7, vocabulary_limit=50).fit()
+
+
+@pytest.mark.slow
+def test_the_table_seeds_a_sequence_classifier_by_name():
+    from embedxfer import SequenceClassifier, load_vectors
+    from embedxfer.datasets import load_sms_spam
+
+    kv = load_vectors("static:all-MiniLM-L6-v2")
+    assert kv is load_vectors("static:all-MiniLM-L6-v2")  # loaded once per process
+    assert kv.vector_size == 256 and len(kv) > 20_000
+    specials = [w for w in kv.index_to_key if len(w) > 2 and w[0] == "[" and w[-1] == "]"]
+    assert not specials and not [w for w in kv.index_to_key if w.startswith("##")]
+    embedder = StaticEmbedder().fit()
+    token_id = embedder._fitted_table().token_ids().tokenizer.token_to_id("good")
+    np.testing.assert_array_equal(kv["good"], embedder.table_[token_id])
+    assert {w for w, _ in kv.most_similar("good", topn=5)} & {"great", "excellent", "nice"}
+
+    docs, labels = load_sms_spam(return_X_y=True)
+    docs, labels = [str(d) for d in docs], np.asarray(labels)
+    clf = SequenceClassifier(vectors="static:all-MiniLM-L6-v2", epochs=3, random_state=0)
+    clf.fit(docs[:1500], labels[:1500])
+    majority = max(np.mean(labels[4000:4600] == c) for c in np.unique(labels))
+    assert np.mean(clf.predict(docs[4000:4600]) == labels[4000:4600]) > majority + 0.05
+    # The vectors travel by name: a pickle names the table, never holds it.
+    assert b"static:all-MiniLM-L6-v2" in pickle.dumps(clf)
+
+
+def test_static_vectors_need_a_model_name():
+    from embedxfer import load_vectors
+
+    with pytest.raises(ValueError, match="names no model"):
+        load_vectors("static:")
