@@ -432,10 +432,12 @@ def test_killed_writer_leaves_whole_chunks_and_rerun_finishes(tmp_path):
 
 
 def test_killed_during_writes_never_leaves_a_partial_entry(tmp_path):
-    folder = tmp_path / "c"
     docs = corpus(20_000)
     rng = np.random.default_rng(0)
-    for _attempt in range(3):
+    for attempt in range(3):
+        # A new folder each time: on a fast machine a writer may finish all
+        # chunks before the kill, and the next one would find nothing to write.
+        folder = tmp_path / f"c{attempt}"
         # No pause and 2 MB per chunk: the process is most likely inside a
         # write when killed.
         proc = run_python(_WRITER, folder, 0, 20_000, 500, 0, 128, "-")
