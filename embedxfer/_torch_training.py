@@ -527,6 +527,8 @@ class EpochLoop(abc.ABC):
         n_iter_no_change=None,
     ):
         self.groups = groups
+        # Fixed for the loop's life; every optimizer step clips over them.
+        self.parameters = [p for named, _ in groups for _, p in named]
         self.epochs = int(epochs)
         self.steps_per_epoch = int(steps_per_epoch)
         self.device = device
@@ -536,10 +538,6 @@ class EpochLoop(abc.ABC):
         self.verbose = verbose
         self.desc = desc
         self.n_iter_no_change = n_iter_no_change
-
-    @property
-    def parameters(self):
-        return [p for named, _ in self.groups for _, p in named]
 
     # what a subclass supplies -----------------------------------------
     @abc.abstractmethod
