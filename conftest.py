@@ -17,7 +17,7 @@ def _from_defining_module(self, module, obj):
     """Collect a class's examples from the file that defines it.
 
     Public classes report their public path as ``__module__``
-    (``embedxfer.WordVectorEmbedder``, see ``embedxfer/_public.py``), which
+    (``embedxfer.WordVectorEmbedder``, see ``embedxfer/_core/public.py``), which
     doctest would take for the module they belong to; their methods still
     name the module that defines them.
     """

@@ -70,7 +70,7 @@ def bench_setting(docs, device, precision, batch_size, repeats, extra_poolings, 
     from sentence_transformers import SentenceTransformer
 
     from embedxfer import SentenceEmbedder
-    from embedxfer._transformers import packaged_minilm_path
+    from embedxfer.text._encoder_loading import packaged_minilm_path
 
     reference = SentenceTransformer(packaged_minilm_path(), device=device)
     reference.to(dtype=getattr(torch, precision))
@@ -107,8 +107,8 @@ def _cosines(a, b):
 
 def _minilm_identity():
     """The packaged MiniLM's identity, as SentenceEmbedder keys its exports."""
-    from embedxfer._sentence import _folder_signature
-    from embedxfer._transformers import packaged_minilm_path
+    from embedxfer.text._encoder_loading import packaged_minilm_path
+    from embedxfer.text._sentence import _folder_signature
 
     source = str(packaged_minilm_path())
     return {"source": source, "files": _folder_signature(source)}
@@ -117,7 +117,7 @@ def _minilm_identity():
 def _fused_embedder(params):
     """A fitted SentenceEmbedder(backend="onnx") that runs the fused graph instead."""
     from embedxfer import SentenceEmbedder
-    from embedxfer._onnx import load_onnx_encoder
+    from embedxfer.text._encoder_onnx import load_onnx_encoder
 
     embedder = SentenceEmbedder(**params).fit()
     backend = load_onnx_encoder(
@@ -135,7 +135,7 @@ def _fused_embedder(params):
 def _spinning_embedder(params):
     """A fitted SentenceEmbedder(backend="onnx") whose session's idle threads spin."""
     from embedxfer import SentenceEmbedder
-    from embedxfer._onnx import OnnxEncoderBackend, exported_graph, make_session
+    from embedxfer.text._encoder_onnx import OnnxEncoderBackend, exported_graph, make_session
 
     embedder = SentenceEmbedder(**params).fit()
     torch_backend = embedder._backend()._torch
@@ -153,7 +153,7 @@ def backend_candidates(batch_size, n_threads, fused=False, spinning=False):
     from sentence_transformers import SentenceTransformer
 
     from embedxfer import SentenceEmbedder
-    from embedxfer._transformers import packaged_minilm_path
+    from embedxfer.text._encoder_loading import packaged_minilm_path
 
     path = packaged_minilm_path()
     reference = SentenceTransformer(path, device="cpu")
@@ -246,7 +246,7 @@ def tokens_per_document(docs, max_length=256):
     """Mean tokens per document (special tokens included, truncated as the encoders do)."""
     from transformers import AutoTokenizer
 
-    from embedxfer._transformers import packaged_minilm_path
+    from embedxfer.text._encoder_loading import packaged_minilm_path
 
     tokenizer = AutoTokenizer.from_pretrained(packaged_minilm_path())
     ids = tokenizer(docs, truncation=True, max_length=max_length)["input_ids"]
@@ -257,7 +257,7 @@ def peak_documents_per_second(docs, n_threads, gflops_per_thread):
     """Estimated peak documents/s in float32 and in int8 (4x: VNNI dot products)."""
     from transformers import AutoConfig
 
-    from embedxfer._transformers import packaged_minilm_path
+    from embedxfer.text._encoder_loading import packaged_minilm_path
 
     per_doc = flops_per_token(AutoConfig.from_pretrained(packaged_minilm_path()))
     per_doc *= tokens_per_document(docs)

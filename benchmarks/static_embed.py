@@ -96,7 +96,7 @@ def mr_accuracy(embed, texts, labels):
 
 def run_model2vec(python, texts, rounds):
     """model2vec's distillation time, encoding times and SST-2 vectors, or None."""
-    from embedxfer._transformers import packaged_minilm_path
+    from embedxfer.text._encoder_loading import packaged_minilm_path
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -141,7 +141,7 @@ def main(argv=None):
     os.environ["EMBEDXFER_HOME"] = str(args.home or tempfile.mkdtemp(prefix="static-bench-"))
     warnings.simplefilter("ignore")
     from embedxfer import SentenceEmbedder, StaticEmbedder, WordVectorEmbedder
-    from embedxfer._static_tables import static_home
+    from embedxfer.text._static_tables import static_home
 
     train_all, labels_all = read(args.data, "sst2", "train")
     test, test_labels = read(args.data, "sst2", "test")

@@ -94,7 +94,7 @@ def prepare_texts(path, vectors, n_docs):
     import csv
 
     from embedxfer import load_vectors
-    from embedxfer._tokenize import VocabularyIndex, compile_tokenizer, documents_to_ids
+    from embedxfer.text._tokenize import VocabularyIndex, compile_tokenizer, documents_to_ids
 
     with open(path, encoding="utf-8", newline="") as fh:
         texts = [row["text"] for row in csv.DictReader(fh)]
@@ -280,7 +280,8 @@ def embedxfer_method(path, docs, torch_kernel=False, **params):
     embedxfer pools with torch's ``embedding_bag`` when torch is imported, so
     the rows without it turn that off around their own transform.
     """
-    from embedxfer import WordVectorEmbedder, _pooling
+    from embedxfer import WordVectorEmbedder
+    from embedxfer.text import _pooling
 
     if torch_kernel:
         import torch  # noqa: F401  (imported before timing, as in a process that uses it)
@@ -473,8 +474,14 @@ def embedxfer_split(data, kv, rounds):
     each batch's distinct rows once from memory, and the repeats (frequent
     words) at the rate the cache gives; both rates measured here with BLAS.
     """
-    from embedxfer import WordVectorEmbedder, _pooling
-    from embedxfer._tokenize import VocabularyIndex, compile_tokenizer, documents_to_ids, drop_oov
+    from embedxfer import WordVectorEmbedder
+    from embedxfer.text import _pooling
+    from embedxfer.text._tokenize import (
+        VocabularyIndex,
+        compile_tokenizer,
+        documents_to_ids,
+        drop_oov,
+    )
 
     batch_size = WordVectorEmbedder().batch_size
     index = VocabularyIndex(kv.key_to_index)

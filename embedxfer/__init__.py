@@ -7,22 +7,20 @@ stays fast and works without the ``transformers`` extra.
 
 import importlib
 
-from ._vectors import load_vectors
-from ._word import EmptyDocumentWarning, WordVectorEmbedder
-from ._word_training import train_word_vectors
+from .text import EmptyDocumentWarning, WordVectorEmbedder, load_vectors, train_word_vectors
 
 __version__ = "0.1.0"
 
 _LAZY = {
-    "SentenceEmbedder": "._sentence",
-    "TransformerClassifier": "._finetune",
-    "ContrastiveEmbedder": "._contrastive",
-    "SequenceClassifier": "._sequence",
-    "StaticEmbedder": "._static",
+    "SentenceEmbedder": ".text._sentence",
+    "TransformerClassifier": ".text._transformer_classifier",
+    "ContrastiveEmbedder": ".text._contrastive",
+    "SequenceClassifier": ".text._sequence",
+    "StaticEmbedder": ".text._static",
     "EmbeddingCache": "._cache",
-    "HybridEmbedder": "._hybrid",
-    "describe_clusters": "._describe",
-    "choose_n_clusters": "._choose_k",
+    "HybridEmbedder": ".text._hybrid",
+    "describe_clusters": "._clustering.describe",
+    "choose_n_clusters": "._clustering.choose_k",
     "ImageEmbedder": ".image",
     "ImageClassifier": ".image",
     "datasets": ".datasets",

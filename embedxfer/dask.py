@@ -1,7 +1,7 @@
 """Fitted embedders and pipelines over Dask collections, on a ``distributed`` cluster.
 
 A fitted estimator pickles to a few kilobytes and loads its model once per
-process (:mod:`embedxfer._registry`), so it travels well: every function here
+process (:mod:`embedxfer._core.registry`), so it travels well: every function here
 puts the estimator into the task graph once (one key that every partition
 task depends on), each worker process loads the model on its first
 partition and keeps it for the rest.
@@ -38,11 +38,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ._artefact import file_problem, file_record
-from ._atomic import atomic_path, write_text_atomic
-from ._embedder import embedders_within
-from ._optional import install_hint
-from ._param_validation import validate_params
+from ._core.artefact import file_problem, file_record
+from ._core.atomic import atomic_path, write_text_atomic
+from ._core.embedder import embedders_within
+from ._core.optional import install_hint
+from ._core.param_validation import validate_params
 from .exceptions import ModelUnavailableError, OutputFolderError
 
 try:
@@ -242,8 +242,8 @@ def fit(embedder, data, *, column=None):
     >>> embedder.transform(["a good film"]).shape
     (1, 50)
     """
-    from . import _corpus_stats
-    from ._word import WordVectorEmbedder
+    from .text import _corpus_stats
+    from .text._word import WordVectorEmbedder
 
     if not isinstance(embedder, WordVectorEmbedder):
         raise TypeError(
@@ -514,7 +514,7 @@ def _write_partition(frame, estimator, path, offset, id_column, metadata):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from ._word import EmptyDocumentWarning
+    from .text._word import EmptyDocumentWarning
 
     estimator = _ready_on_worker(estimator)
     texts = frame["text"]
@@ -585,7 +585,7 @@ def _load_models(estimator, worker=None):
 
 
 def _load_here(estimator, dask_worker=None):
-    from ._registry import load_counts
+    from ._core.registry import load_counts
 
     _ready_on_worker(estimator, dask_worker)
     return {repr(k): n for k, n in load_counts().items()}

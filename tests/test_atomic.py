@@ -1,4 +1,4 @@
-"""Atomic writes (embedxfer/_atomic.py)."""
+"""Atomic writes (embedxfer/_core/atomic.py)."""
 
 import os
 import subprocess
@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from embedxfer._atomic import (
+from embedxfer._core.atomic import (
     atomic_path,
     remove_orphaned_temporaries,
     replace_folder,

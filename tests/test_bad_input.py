@@ -11,15 +11,15 @@ import pandas as pd
 import pytest
 
 from embedxfer import EmbeddingCache, WordVectorEmbedder, load_vectors
-from embedxfer._registry import clear_registry
-from embedxfer._vectors import (
-    VectorFormatError,
+from embedxfer._core.registry import clear_registry
+from embedxfer.cli import main
+from embedxfer.datasets import load_csv, load_text_lines
+from embedxfer.text._vector_conversions import (
     converted_files,
     describe_conversion,
     prune_conversions,
 )
-from embedxfer.cli import main
-from embedxfer.datasets import load_csv, load_text_lines
+from embedxfer.text._vector_sources import VectorFormatError
 
 DIM = 4
 

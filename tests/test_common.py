@@ -24,7 +24,7 @@ from sklearn.utils import estimator_checks as ec
 from sklearn.utils._param_validation import generate_invalid_param_val, make_constraint
 
 import embedxfer
-from embedxfer._param_validation import InvalidParameterError, validate_params
+from embedxfer._core.param_validation import InvalidParameterError, validate_params
 
 PUBLIC_ESTIMATORS = [
     "WordVectorEmbedder",
@@ -348,7 +348,7 @@ def test_sklearn_api_checks_image_estimators(name, check):
     check(name, getattr(embedxfer, name)())
 
 
-# -- declarative parameter validation (embedxfer/_param_validation.py) -------------------
+# -- declarative parameter validation (embedxfer/_core/param_validation.py) -------------------
 
 ALL_ESTIMATORS = PUBLIC_ESTIMATORS + IMAGE_ESTIMATORS
 

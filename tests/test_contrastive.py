@@ -1,4 +1,4 @@
-"""Tests for ContrastiveEmbedder (embedxfer/_contrastive.py) on the real all-MiniLM-L6-v2."""
+"""Tests for ContrastiveEmbedder (embedxfer/text/_contrastive.py) on the real all-MiniLM-L6-v2."""
 
 import pickle
 import tracemalloc
@@ -16,8 +16,8 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from embedxfer import ContrastiveEmbedder, EmbeddingCache, SentenceEmbedder
-from embedxfer._contrastive import pair_batches, supervised_contrastive_loss
-from embedxfer._param_validation import InvalidParameterError
+from embedxfer._core.param_validation import InvalidParameterError
+from embedxfer.text._contrastive import pair_batches, supervised_contrastive_loss
 
 # Small everything: 8 documents, 4 pairs each, one trained layer.
 FAST = dict(pairs_per_example=4, batch_size=8, max_length=32, unfreeze=1, random_state=0)

@@ -1,6 +1,6 @@
 """WordVectorEmbedder.partial_fit: corpus statistics gathered batch by batch.
 
-The statistics live in embedxfer/_corpus_stats.py.
+The statistics live in embedxfer/text/_corpus_stats.py.
 """
 
 import pickle
@@ -11,7 +11,7 @@ import pytest
 from embedxfer import WordVectorEmbedder
 from embedxfer.datasets import load_sms_spam
 
-pytestmark = pytest.mark.filterwarnings("ignore::embedxfer._word.EmptyDocumentWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::embedxfer.text._word.EmptyDocumentWarning")
 
 
 @pytest.fixture(scope="module")

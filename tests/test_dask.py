@@ -28,10 +28,10 @@ from sklearn.pipeline import make_pipeline
 import embedxfer
 import embedxfer.dask as edask
 from embedxfer import WordVectorEmbedder
-from embedxfer._registry import clear_registry, load_counts
+from embedxfer._core.registry import clear_registry, load_counts
 from embedxfer.datasets import load_sms_spam
 
-pytestmark = pytest.mark.filterwarnings("ignore::embedxfer._word.EmptyDocumentWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::embedxfer.text._word.EmptyDocumentWarning")
 
 
 @pytest.fixture(scope="module")

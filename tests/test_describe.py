@@ -12,7 +12,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import Normalizer
 
 from embedxfer import describe_clusters
-from embedxfer._describe import class_tfidf
+from embedxfer._clustering.describe import class_tfidf
 
 DOCS = [
     "the striker scored a late goal",

@@ -1,4 +1,4 @@
-"""The embedder protocol and the registry of kinds (embedxfer/_embedder.py).
+"""The embedder protocol and the registry of kinds (embedxfer/_core/embedder.py).
 
 Every registered kind implements the protocol, and a toy embedder registered
 here reaches the command line and the Dask layer without any edit to them.
@@ -17,8 +17,8 @@ from sklearn.utils.validation import check_is_fitted
 
 import embedxfer
 import embedxfer.image
-from embedxfer._base import TextInputMixin
-from embedxfer._embedder import (
+from embedxfer._core.base import RawInputMixin
+from embedxfer._core.embedder import (
     CLAIM_NAME,
     CORPUS_FIT_NONE,
     CORPUS_FIT_STATISTICS,
@@ -33,7 +33,7 @@ from embedxfer._embedder import (
     register_embedder,
     unregister_embedder,
 )
-from embedxfer._validation import check_documents
+from embedxfer._core.validation import check_documents
 
 KINDS = ("word", "sentence", "static", "hybrid", "contrastive", "image")
 
@@ -115,7 +115,7 @@ def test_embedders_within_walks_pipelines_and_composites():
 LOADS = []  # what ToyEmbedder._load_model saw (in this process)
 
 
-class ToyEmbedder(Embedder, TextInputMixin, TransformerMixin, BaseEstimator):
+class ToyEmbedder(Embedder, RawInputMixin, TransformerMixin, BaseEstimator):
     """Letter counts a-z, as a stand-in for a new embedder kind."""
 
     embedder_kind = "toy"

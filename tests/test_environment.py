@@ -1,8 +1,8 @@
-"""The home folder and the offline switch (embedxfer/_environment.py)."""
+"""The home folder and the offline switch (embedxfer/_core/environment.py)."""
 
 import pytest
 
-from embedxfer._environment import OFFLINE_VARIABLES, home_folder, offline
+from embedxfer._core.environment import OFFLINE_VARIABLES, home_folder, offline
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Tests for TransformerClassifier (embedxfer/_finetune.py) on the real all-MiniLM-L6-v2."""
+"""TransformerClassifier (text/_transformer_classifier.py) on the real all-MiniLM-L6-v2."""
 
 import os
 import pickle
@@ -19,7 +19,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import GridSearchCV
 
-from embedxfer._finetune import TransformerClassifier, load_base_encoder
+from embedxfer.text._transformer_classifier import TransformerClassifier, load_base_encoder
 
 TREC_NAMES = np.array(["ABBR", "ENTY", "DESC", "HUM", "LOC", "NUM"])
 # Small everything: two CPU cores run the whole file in well under a minute.
@@ -147,7 +147,7 @@ def test_string_labels_and_many_classes(trec_small):
 
 def test_transform_gives_pooled_vectors(fitted, sst2_small):
     texts, _ = sst2_small
-    from embedxfer._transformers import masked_pool
+    from embedxfer.text._encoder_loading import masked_pool
 
     tokenizer, base = load_base_encoder("all-MiniLM-L6-v2")
     batch = tokenizer(texts[:4], padding=True, truncation=True, max_length=32, return_tensors="pt")

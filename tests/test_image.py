@@ -341,7 +341,7 @@ def test_estimator_contract(embedder, photos):
 
 
 def test_model_loaded_once_per_process_and_shared_by_clones(embedder):
-    from embedxfer._registry import load_counts
+    from embedxfer._core.registry import load_counts
 
     clone(embedder).fit()
     ImageEmbedder(layer="stage3", device="cpu").fit()

@@ -53,3 +53,52 @@ def test_the_command_line_is_a_package_of_small_modules():
     assert len(CLI_MODULES) > 10
     longest = max(len(p.read_text(encoding="utf-8").splitlines()) for p in CLI_MODULES)
     assert longest < 400
+
+
+# What each part of the package may import from the others: shared machinery at
+# the bottom, the text and image wings side by side over it, Dask and the command
+# line on top. ``embedxfer.__version__`` may be read from anywhere.
+MAY_IMPORT = {
+    "exceptions": set(),
+    "_core": {"exceptions"},
+    "_cache": {"_core", "exceptions"},
+    "_torch": {"_core", "exceptions"},
+    "_clustering": {"_core", "exceptions"},
+    "datasets": {"_core", "exceptions"},
+    "text": {"_core", "_cache", "_torch", "exceptions"},
+    "image": {"_core", "_cache", "_torch", "exceptions"},
+}
+
+
+def part_of(module):
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[0] == "embedxfer" else None
+
+
+def test_the_top_level_holds_only_packages_and_public_modules():
+    modules = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert modules == ["__init__.py", "__main__.py", "dask.py", "exceptions.py"]
+    packages = sorted(p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists())
+    assert set(MAY_IMPORT) - {"exceptions"} <= set(packages)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        p
+        for p in LIBRARY_MODULES
+        if p.relative_to(PACKAGE).parts[0].removesuffix(".py") in MAY_IMPORT
+    ],
+    ids=lambda p: str(p.relative_to(PACKAGE)),
+)
+def test_each_part_imports_only_the_parts_below_it(path):
+    part = path.relative_to(PACKAGE).parts[0].removesuffix(".py")
+    allowed = MAY_IMPORT[part] | {part}
+    bad = sorted(
+        f"{module}.{name}" if name else module
+        for module, name in imports(path)
+        if module.startswith("embedxfer")
+        and (part_of(module) or name) not in allowed
+        and (module, name) != ("embedxfer", "__version__")
+    )
+    assert not bad, f"{path.relative_to(PACKAGE)} imports from above its layer: {bad}"

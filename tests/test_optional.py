@@ -1,10 +1,10 @@
-"""Optional dependencies (embedxfer/_optional.py)."""
+"""Optional dependencies (embedxfer/_core/optional.py)."""
 
 import json
 
 import pytest
 
-from embedxfer._optional import import_optional, install_hint
+from embedxfer._core.optional import import_optional, install_hint
 
 
 def test_an_installed_module_is_returned():

@@ -1,4 +1,4 @@
-"""The declarative parameter checks shared by every estimator (embedxfer/_param_validation.py)."""
+"""The declarative parameter checks every estimator shares (_core/param_validation.py)."""
 
 import re
 from numbers import Integral, Real
@@ -9,7 +9,7 @@ import sklearn.utils._param_validation as skpv
 from sklearn.base import BaseEstimator
 from sklearn.utils.estimator_checks import check_param_validation
 
-from embedxfer._param_validation import (
+from embedxfer._core.param_validation import (
     ConstraintTableMixin,
     Hint,
     Interval,

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 
 from embedxfer import WordVectorEmbedder
-from embedxfer._pooling import segment_extreme, torch_pool, weighted_sum
-from embedxfer._word import EmptyDocumentWarning
+from embedxfer.text._pooling import segment_extreme, torch_pool, weighted_sum
+from embedxfer.text._word import EmptyDocumentWarning
 
 
 @pytest.fixture
@@ -97,7 +97,7 @@ def test_gpu_pooling_matches_cpu(pooling, weighting):
 
 
 def test_threads_and_blocks_do_not_change_the_results(monkeypatch):
-    import embedxfer._pooling as pooling
+    import embedxfer.text._pooling as pooling
 
     rng = np.random.default_rng(3)
     vectors = rng.normal(size=(500, 24)).astype(np.float32)
@@ -129,7 +129,7 @@ def test_threads_and_blocks_do_not_change_the_results(monkeypatch):
 
 
 def test_thread_count_follows_omp_num_threads(monkeypatch):
-    import embedxfer._pooling as pooling
+    import embedxfer.text._pooling as pooling
 
     assert pooling.n_threads(10) == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -142,8 +142,13 @@ def test_torch_kernel_when_torch_is_imported_gives_the_scipy_sums(glove, mr_text
     # vectors (a read-only memory map) and real text; no warning about it.
     import warnings
 
-    import embedxfer._pooling as pooling
-    from embedxfer._tokenize import VocabularyIndex, compile_tokenizer, documents_to_ids, drop_oov
+    import embedxfer.text._pooling as pooling
+    from embedxfer.text._tokenize import (
+        VocabularyIndex,
+        compile_tokenizer,
+        documents_to_ids,
+        drop_oov,
+    )
 
     pytest.importorskip("torch")
     docs = list(mr_texts[0][:2000]) + ["", "zzzqqq"]
@@ -179,7 +184,7 @@ def test_torch_kernel_when_torch_is_imported_gives_the_scipy_sums(glove, mr_text
 
 
 def _torch_kernel_in_forked_child(queue):
-    import embedxfer._pooling as pooling
+    import embedxfer.text._pooling as pooling
 
     queue.put(pooling._imported_torch() is None)
 
@@ -189,7 +194,7 @@ def test_forked_children_keep_scipys_product():
     # GNU OpenMP, which torch's CPU threads use, may hang in a forked child.
     import multiprocessing
 
-    import embedxfer._pooling as pooling
+    import embedxfer.text._pooling as pooling
 
     pytest.importorskip("torch")
     assert pooling._imported_torch() is not None

@@ -1,4 +1,4 @@
-"""Progress: the shared tqdm bar (embedxfer/_progress.py), the command line's
+"""Progress: the shared tqdm bar (embedxfer/_core/progress.py), the command line's
 progress line (embedxfer/cli/_progress.py) and the chunks it reports on
 (embedxfer/cli/_encode.py)."""
 

@@ -16,11 +16,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from embedxfer import WordVectorEmbedder, load_vectors
-from embedxfer._vectors import VectorFormatError
 from embedxfer.datasets._files import split_lines
+from embedxfer.exceptions import VectorFormatError
 
 # Documents without a known word are expected here; their zero rows are checked.
-pytestmark = pytest.mark.filterwarnings("ignore::embedxfer._word.EmptyDocumentWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::embedxfer.text._word.EmptyDocumentWarning")
 
 SETTINGS = settings(
     max_examples=40, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]

@@ -1,4 +1,4 @@
-"""The saved format of torch classifiers is checked whole (embedxfer/_torch_persistence.py).
+"""The saved format of torch classifiers is checked whole (embedxfer/_torch/persistence.py).
 
 A SequenceClassifier over 3,000 GloVe words, trained two epochs, is saved once;
 each test tampers with a copy of its folder.
@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from embedxfer import SequenceClassifier
-from embedxfer._torch_persistence import SavedModelError
+from embedxfer._torch.persistence import SavedModelError
 from embedxfer.datasets import load_sms_spam
 
 

@@ -17,8 +17,10 @@ import numpy as np
 import pytest
 
 from embedxfer import WordVectorEmbedder, load_vectors
-from embedxfer._registry import clear_registry
-from embedxfer._vectors import UnsafeVectorFileError, _converted_path, detect_format
+from embedxfer._core.registry import clear_registry
+from embedxfer.exceptions import UnsafeVectorFileError
+from embedxfer.text._vector_conversions import _converted_path
+from embedxfer.text._vector_formats import detect_format
 
 
 class _Payload:
@@ -151,7 +153,7 @@ def test_planted_conversion_is_never_trusted(tmp_path, small_glove):
     evil[0] = _Payload(marker)
     np.save(target / "vectors.npy", evil, allow_pickle=True)
     manifest = json.loads((target / "manifest.json").read_text())
-    from embedxfer._artefact import file_digest as _file_digest
+    from embedxfer._core.artefact import file_digest as _file_digest
 
     manifest["files"]["vectors.npy"] = {
         "size": (target / "vectors.npy").stat().st_size,

@@ -1,4 +1,4 @@
-"""Tests for embedxfer/_sentence.py (SentenceEmbedder) with the real all-MiniLM-L6-v2."""
+"""Tests for embedxfer/text/_sentence.py (SentenceEmbedder) with the real all-MiniLM-L6-v2."""
 
 import os
 import pickle
@@ -19,7 +19,7 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from embedxfer import SentenceEmbedder
-from embedxfer._registry import loaded_keys
+from embedxfer._core.registry import loaded_keys
 
 MODEL_PATH = str(gt_minilm.get_model_path())
 
@@ -178,7 +178,7 @@ def test_order_preserved_across_batch_sizes(mean_embedder):
 
 
 def test_small_tokenizer_chunks_keep_order(mean_embedder):
-    from embedxfer._transformers import encode_texts
+    from embedxfer.text._encoder_loading import encode_texts
 
     backend = mean_embedder._backend()
     whole, _ = encode_texts(backend, TEXTS, max_length=256, batch_size=3, n_features=384)
@@ -581,7 +581,7 @@ def test_gpu_pickle_and_clone_share_model():
     ],
 )
 def test_model_tag(model, tag):
-    from embedxfer._sentence import _model_tag
+    from embedxfer.text._sentence import _model_tag
 
     assert _model_tag(model) == tag
 

@@ -1,4 +1,4 @@
-"""Tests for SequenceClassifier (embedxfer/_sequence.py) with the real GloVe 6B 50d vectors."""
+"""Tests for SequenceClassifier (embedxfer/text/_sequence.py) with the real GloVe 6B 50d vectors."""
 
 import json
 import os
@@ -209,7 +209,7 @@ def test_save_load_round_trip_in_fresh_process(glove, trec_small, tmp_path):
     script = (
         "import sys, numpy as np\n"
         "from embedxfer import SequenceClassifier\n"
-        "from embedxfer._registry import loaded_keys\n"
+        "from embedxfer._core.registry import loaded_keys\n"
         "folder, texts_path, out = sys.argv[1:]\n"
         "texts = open(texts_path, encoding='utf-8').read().split('\\n')\n"
         "clf = SequenceClassifier.load(folder, device='cpu')\n"

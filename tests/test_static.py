@@ -17,16 +17,16 @@ pytest.importorskip("torch")
 pytest.importorskip("tokenizers")
 
 from embedxfer import EmptyDocumentWarning, SentenceEmbedder, StaticEmbedder
-from embedxfer._registry import load_counts
-from embedxfer._static_tables import (
+from embedxfer._core.registry import load_counts
+from embedxfer.text._encoder_loading import packaged_minilm_path
+from embedxfer.text._static_tables import (
     describe_table,
     distilled_tables,
     prune_tables,
     read_table,
     static_home,
 )
-from embedxfer._transformers import packaged_minilm_path
-from embedxfer._wordpiece import TokenIds
+from embedxfer.text._wordpiece import TokenIds
 
 SMALL = {"vocabulary_limit": 600, "n_components": 32}
 TRICKY = [
@@ -77,7 +77,7 @@ def test_wordpiece_ids_match_the_tokenizer(texts):
 
 
 def test_fast_path_in_pieces_and_threads_gives_the_same_ids(texts, monkeypatch):
-    import embedxfer._tokenize as tokenize_module
+    import embedxfer.text._tokenize as tokenize_module
 
     with open(f"{packaged_minilm_path()}/tokenizer.json", encoding="utf-8") as fh:
         token_ids = TokenIds(fh.read())
@@ -267,7 +267,7 @@ def test_models_lists_distilled_tables_and_prunes_stale_ones(small, tmp_path, mo
 
 @pytest.mark.gpu
 def test_distillation_on_a_gpu_matches_the_cpu(small, tmp_path, monkeypatch):
-    from embedxfer._registry import clear_registry
+    from embedxfer._core.registry import clear_registry
 
     cpu = np.asarray(small.table_)
     monkeypatch.setenv("EMBEDXFER_HOME", str(tmp_path))

@@ -3,7 +3,7 @@ import re
 import numpy as np
 import pytest
 
-from embedxfer._tokenize import (
+from embedxfer.text._tokenize import (
     DEFAULT_TOKEN_PATTERN,
     OOV_ID,
     VocabularyIndex,
@@ -199,7 +199,7 @@ def test_numpy_path_on_real_text_and_real_vocabulary(glove, mr_texts):
 
 
 def test_documents_spanning_several_pieces(monkeypatch):
-    import embedxfer._tokenize as tokenize_module
+    import embedxfer.text._tokenize as tokenize_module
 
     monkeypatch.setattr(tokenize_module, "_PIECE_CHARS", 64)
     monkeypatch.setattr(tokenize_module, "usable_threads", lambda: 3)  # pieces in threads
@@ -214,7 +214,7 @@ def test_documents_spanning_several_pieces(monkeypatch):
 
 
 def test_falls_back_to_the_dictionary_when_words_share_a_hash(monkeypatch):
-    import embedxfer._tokenize as tokenize_module
+    import embedxfer.text._tokenize as tokenize_module
 
     monkeypatch.setattr(tokenize_module._WordTable, "build", classmethod(lambda *a: None))
     index = VocabularyIndex(VOCAB)
@@ -239,7 +239,12 @@ def test_character_classes_are_those_of_re():
 
 @pytest.mark.parametrize("pattern", [r"\S+", r"\w+|[^\w\s]", r"."])
 def test_nul_is_whitespace_with_any_token_pattern(pattern):
-    from embedxfer._tokenize import OOV_ID, VocabularyIndex, compile_tokenizer, documents_to_ids
+    from embedxfer.text._tokenize import (
+        OOV_ID,
+        VocabularyIndex,
+        compile_tokenizer,
+        documents_to_ids,
+    )
 
     index = VocabularyIndex({"good": 0, "film": 1})
     compiled = compile_tokenizer(None, pattern)
@@ -268,7 +273,7 @@ def test_frequent_words_are_in_the_small_table(glove):
 
 @pytest.mark.parametrize("hot_bits", [8, 16])
 def test_small_table_and_whole_table_give_the_regex_ids(glove, mr_texts, monkeypatch, hot_bits):
-    import embedxfer._tokenize as tokenize_module
+    import embedxfer.text._tokenize as tokenize_module
 
     monkeypatch.setattr(tokenize_module, "_HOT_BITS", hot_bits)
     docs = list(mr_texts[0][:500]) + ["Zürich's naïve café: don't!", "", "ééééé's"]

@@ -1,4 +1,4 @@
-"""The training outline shared by the torch classifiers (embedxfer/_torch_training.py)."""
+"""The training outline shared by the torch classifiers (embedxfer/_torch/training.py)."""
 
 import dataclasses
 from types import SimpleNamespace
@@ -10,8 +10,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin, clone
 torch = pytest.importorskip("torch")
 
 from embedxfer import ImageClassifier, SequenceClassifier, TransformerClassifier
-from embedxfer import _torch_training as tt
-from embedxfer._param_validation import InvalidParameterError
+from embedxfer._core.param_validation import InvalidParameterError
+from embedxfer._torch import training as tt
 
 
 class LinearClassifier(tt.TorchClassifierMixin, ClassifierMixin, BaseEstimator):

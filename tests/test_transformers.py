@@ -1,4 +1,4 @@
-"""Tests for embedxfer/_transformers.py: pooling kernels, batching and model detection.
+"""Tests for embedxfer/text/_encoder_loading.py: pooling kernels, batching and model detection.
 
 These need torch but no model: the batching loop runs on a fake backend whose
 "vector" of a text is computable by hand.
@@ -11,7 +11,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from embedxfer._transformers import (
+from embedxfer.text._encoder_loading import (
     combine_layers,
     encode_texts,
     is_sentence_transformers_model,

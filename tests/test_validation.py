@@ -4,7 +4,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from embedxfer._validation import check_documents
+from embedxfer._core.validation import check_documents
 
 
 @pytest.mark.parametrize(

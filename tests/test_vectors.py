@@ -10,8 +10,10 @@ from gensim.models import FastText, KeyedVectors
 from gensim.models.fasttext import FastTextKeyedVectors
 
 from embedxfer import load_vectors, train_word_vectors
-from embedxfer._registry import clear_registry, loaded_keys
-from embedxfer._vectors import VectorFormatError, detect_format, source_identity
+from embedxfer._core.registry import clear_registry, loaded_keys
+from embedxfer.exceptions import VectorFormatError
+from embedxfer.text._vector_formats import detect_format
+from embedxfer.text._vector_sources import source_identity
 
 
 @pytest.fixture(scope="module")
@@ -110,7 +112,8 @@ def test_packaged_glove_names(glove):
 def test_packaged_glove_loads_row_major(tmp_path):
     from pathlib import Path
 
-    from embedxfer._vectors import _load_uncached, _rows_are_contiguous, packaged_glove_files
+    from embedxfer.text._vector_conversions import _rows_are_contiguous
+    from embedxfer.text._vector_sources import _load_uncached, packaged_glove_files
 
     npy = packaged_glove_files()[0].resolve()
     # The loader itself, past the registry: the process's count of GloVe loads
@@ -129,13 +132,13 @@ def test_row_major_packaged_glove_is_memory_mapped_where_it_is_installed(tmp_pat
     import json
     from pathlib import Path
 
-    import embedxfer._vectors as vectors_module
-    from embedxfer._vectors import (
-        _load_uncached,
+    import embedxfer.text._vector_sources as vectors_module
+    from embedxfer.text._vector_conversions import (
         _read_converted,
         _source_manifest,
         converted_files,
     )
+    from embedxfer.text._vector_sources import _load_uncached
 
     real_npy, words = vectors_module.packaged_glove_files()
     npy = tmp_path / "installed" / "glove_6B_50d_emb.npy"

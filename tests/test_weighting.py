@@ -1,6 +1,6 @@
 import numpy as np
 
-from embedxfer import _weighting as w
+from embedxfer.text import _weighting as w
 
 
 def test_document_frequency_counts_each_document_once():

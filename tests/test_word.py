@@ -14,8 +14,8 @@ from sklearn.model_selection import GridSearchCV, StratifiedKFold, cross_val_sco
 from sklearn.pipeline import make_pipeline
 
 from embedxfer import WordVectorEmbedder
-from embedxfer._tokenize import DEFAULT_TOKEN_PATTERN
-from embedxfer._word import EmptyDocumentWarning
+from embedxfer.text._tokenize import DEFAULT_TOKEN_PATTERN
+from embedxfer.text._word import EmptyDocumentWarning
 
 
 @pytest.fixture(scope="module")
@@ -282,7 +282,7 @@ def _glove_loads():
     """(process id, times the packaged GloVe was loaded in this process)."""
     import os
 
-    from embedxfer._registry import load_counts
+    from embedxfer._core.registry import load_counts
 
     counts = load_counts().items()
     return os.getpid(), sum(

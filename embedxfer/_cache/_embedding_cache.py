@@ -7,8 +7,8 @@ import weakref
 
 import numpy as np
 
-from .._public import set_module
-from .._registry import get_or_load
+from .._core.public import set_module
+from .._core.registry import get_or_load
 from ._memory import MemoryStore
 from ._sqlite import DB_NAME, SQLiteStore
 from ._store import hash_texts

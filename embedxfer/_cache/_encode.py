@@ -4,8 +4,8 @@ import os
 
 import numpy as np
 
-from .._param_validation import Hint
-from .._registry import get_or_load
+from .._core.param_validation import Hint
+from .._core.registry import get_or_load
 from ._embedding_cache import EmbeddingCache, _check_fingerprint, _check_folder, _check_vectors
 from ._store import hash_texts
 

@@ -3,9 +3,9 @@
 import os
 import socket
 
-from .._embedder import embedder_class
-from .._environment import OFFLINE_VARIABLES, offline
-from .._optional import install_hint
+from .._core.embedder import embedder_class
+from .._core.environment import OFFLINE_VARIABLES, offline
+from .._core.optional import install_hint
 from ..exceptions import ModelUnavailableError
 from ._installed import has_module
 

@@ -17,7 +17,9 @@ _SCORE_NOTE = (
 )
 
 
-def run_classify(args, specs, encoded, sample, splitter, estimators, progress, plot, curve_points):
+def run_classify(
+    config, specs, encoded, sample, splitter, estimators, progress, plot, curve_points
+):
     """Score every estimator on every model, print the tables; the JSON report."""
     texts_array = np.asarray(sample.texts, dtype=object)
     rows = [
@@ -31,16 +33,18 @@ def run_classify(args, specs, encoded, sample, splitter, estimators, progress, p
 
     estimator = estimators[0]
     y = sample.y
-    n_train = len(y) - int(np.ceil(len(y) / args.cv))
+    n_train = len(y) - int(np.ceil(len(y) / config.cv))
     sizes = learning_curve_sizes(n_train, len(np.unique(y)), points=curve_points)
     curves = {}
     for spec in specs:
         progress.note(f"learning curve of {spec.label} ...")
         X = texts_array if spec.kind == "tfidf" else encoded[spec.label]["X"]
         curves[spec.label] = learning_curve(estimator, spec.kind, X, y, splitter, sizes)
-    _print_curves(curves, sizes, estimator, args.cv)
+    _print_curves(curves, sizes, estimator, config.cv)
     if plot is not None:
-        title = f"{short_source(sample.source)}: {len(y)} documents, {args.cv}-fold CV, {estimator}"
+        title = (
+            f"{short_source(sample.source)}: {len(y)} documents, {config.cv}-fold CV, {estimator}"
+        )
         plot_learning_curves(curves, plot, title, reference=majority)
         print(f"\nLearning-curve plot (accuracy and macro-F1) written to {plot}")
     summary = _summary(rows, curves, sizes, estimator)
@@ -48,7 +52,7 @@ def run_classify(args, specs, encoded, sample, splitter, estimators, progress, p
         print("\n" + summary)
     return {
         "task": "classify",
-        "cv": args.cv,
+        "cv": config.cv,
         "results": [jsonable(row) for row in rows],
         "learning_curve": {label: jsonable(curve) for label, curve in curves.items()},
     }

@@ -22,15 +22,15 @@ _COLUMNS = [
 ]
 
 
-def run_cluster(args, specs, encoded, sample, estimators, progress, plot):
+def run_cluster(config, specs, encoded, sample, estimators, progress, plot):
     """Cluster every model's vectors with every estimator, print the table; the JSON report."""
     n_clusters = len(sample.names)
     rows, maps, found = [], {}, {}
     for spec in specs:
-        X, base = _vectors(spec, encoded, sample.texts, args.seed)
+        X, base = _vectors(spec, encoded, sample.texts, config.seed)
         for estimator in estimators:
             progress.note(f"clustering {spec.label} with {estimator} ...")
-            scores = score_clustering(estimator, X, sample.y, n_clusters, random_state=args.seed)
+            scores = score_clustering(estimator, X, sample.y, n_clusters, random_state=config.seed)
             found[spec.label, estimator] = (X, scores.pop("labels"))
             rows.append(
                 {"model": spec.label, "kind": spec.kind, "estimator": estimator, **base, **scores}
@@ -47,7 +47,7 @@ def run_cluster(args, specs, encoded, sample, estimators, progress, plot):
         "ARI: adjusted Rand index, NMI: normalised mutual information (1 = the true "
         "labels, 0 = chance); silhouette: cosine, on the clustered documents."
     )
-    readable = _describe_best(rows, found, sample, estimators[0], args.seed, args.choose_k)
+    readable = _describe_best(rows, found, sample, estimators[0], config.seed, config.choose_k)
     if plot is not None:
         plot_cluster_maps(
             maps,

@@ -2,7 +2,8 @@
 
 import sys
 
-from .._optional import install_hint
+from .._core.optional import install_hint
+from ._config import DemoConfig, EvaluateConfig
 from ._evaluate import run_evaluation
 from ._installed import has_module
 from ._model_names import DEMO_MODELS
@@ -39,16 +40,15 @@ def add_parser(sub, parents):
         action="store_true",
         help="300 documents, 3 folds: a check that everything works, in well under a minute",
     )
-    p.set_defaults(func=cmd_demo, max_docs_default=2000)
+    p.set_defaults(func=cmd_demo, config=DemoConfig, max_docs_default=2000)
 
 
-def cmd_demo(args):
+def cmd_demo(config):
     """``embedxfer demo``: GloVe 6B 50d, MiniLM and TF-IDF on the packaged SMS spam data."""
-    max_docs = args.max_docs or (300 if args.quick else args.max_docs_default)
-    if args.quick and args.cv == 5:
-        args.cv = 3
-    args.task, args.estimators, args.kind = "classify", None, "auto"
-    plot = args.plot
+    max_docs = config.max_docs or (300 if config.quick else config.max_docs_default)
+    plot, quick = config.plot, config.quick
+    cv = 3 if quick and config.cv == 5 else config.cv
+    config = EvaluateConfig.from_config(config, cv=cv, models=DEMO_MODELS)
     if plot == DEMO_PLOT and not has_module("matplotlib"):
         print(
             f"note: matplotlib is not installed, so no plot is written ({install_hint('plot')}).",
@@ -56,10 +56,10 @@ def cmd_demo(args):
         )
         plot = None
     return run_evaluation(
-        args,
+        config,
         list(DEMO_MODELS),
         max_docs=max_docs,
         plot=plot,
-        curve_points=5 if args.quick else 7,
+        curve_points=5 if quick else 7,
         skip_unavailable=True,
     )

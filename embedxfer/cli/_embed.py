@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from .._cache import resolve_cache
-from .._weighting import WEIGHTINGS
 from ..datasets import load_csv, load_text_lines
 from ..datasets._files import check_file, file_kind
+from ..text._weighting import WEIGHTINGS
 from . import _embed_cluster
+from ._config import EmbedConfig
 from ._encode import WarningTally, build_embedder, encode_chunks, fitted_chunks
 from ._errors import CLIError
 from ._images import cmd_embed_images, is_image_folder
@@ -34,7 +35,7 @@ def add_parser(sub, parents):
     _add_run_options(p)
     _embed_cluster.add_options(p)
     _add_safety_options(p)
-    p.set_defaults(func=cmd_embed)
+    p.set_defaults(func=cmd_embed, config=EmbedConfig)
 
 
 def _add_input_options(p):
@@ -110,29 +111,29 @@ def _add_safety_options(p):
     )
 
 
-def cmd_embed(args):
+def cmd_embed(config):
     """``embedxfer embed``: encode a file's documents into .npy or Parquet."""
-    if _embed_cluster.wanted(args):
-        return _embed_cluster.cmd_embed_on_cluster(args)
-    out = Path(args.output)
+    if _embed_cluster.wanted(config):
+        return _embed_cluster.cmd_embed_on_cluster(config)
+    out = Path(config.output)
     out_kind = output_kind(out)
-    check_output_path(out, args.input, force=args.force)
-    if is_image_folder(args.input):
-        return cmd_embed_images(args, out, out_kind)
+    check_output_path(out, config.input, force=config.force)
+    if is_image_folder(config.input):
+        return cmd_embed_images(config, out, out_kind)
     require_writer(out_kind)
-    texts = _read_documents(args.input, args.column)
+    texts = _read_documents(config.input, config.column)
     if not texts:
-        raise CLIError(f"{args.input} holds no documents.")
-    spec = embedding_spec(args, "; pick word vectors or a sentence model.")
-    cache = _open_cache(args.cache)
-    progress = Progress(spec.label, quiet=args.quiet)
+        raise CLIError(f"{config.input} holds no documents.")
+    spec = embedding_spec(config, "; pick word vectors or a sentence model.")
+    cache = _open_cache(config.cache)
+    progress = Progress(spec.label, quiet=config.quiet)
     embedder = build_embedder(
         spec,
-        batch_size=args.batch_size,
-        device=args.device,
-        cache=args.cache,
-        normalize=args.normalize,
-        allow_pickle=args.allow_pickle,
+        batch_size=config.batch_size,
+        device=config.device,
+        cache=config.cache,
+        normalize=config.normalize,
+        allow_pickle=config.allow_pickle,
     )
     tally = WarningTally()
     started = time.perf_counter()
@@ -151,7 +152,7 @@ def cmd_embed(args):
         f"{time.perf_counter() - started:.1f}s"
     )
     return _write_vectors(
-        args,
+        config,
         embedder,
         texts,
         open_writer(out, out_kind, embedder, len(texts), spec.label),
@@ -165,7 +166,7 @@ def cmd_embed(args):
 
 
 def _write_vectors(
-    args, embedder, texts, writer, cache, tally, progress, hits_before, vectors=None, started=None
+    config, embedder, texts, writer, cache, tally, progress, hits_before, vectors=None, started=None
 ):
     """Encode ``texts`` chunk by chunk into ``writer``; report what was written.
 
@@ -177,9 +178,9 @@ def _write_vectors(
     started = time.perf_counter() if started is None else started
     try:
         if vectors is not None:
-            chunks = fitted_chunks(vectors, chunk_size=args.chunk_size)
+            chunks = fitted_chunks(vectors, chunk_size=config.chunk_size)
         else:
-            chunks = encode_chunks(embedder, texts, chunk_size=args.chunk_size, tally=tally)
+            chunks = encode_chunks(embedder, texts, chunk_size=config.chunk_size, tally=tally)
         for start, stop, block in chunks:
             writer.write(start, stop, block)
             n_empty += int(np.count_nonzero(~block.any(axis=1)))
@@ -189,7 +190,7 @@ def _write_vectors(
         writer.abort()
         if cache is not None:
             progress.note(
-                f"finished chunks are kept in the cache {args.cache}; run the same "
+                f"finished chunks are kept in the cache {config.cache}; run the same "
                 "command again to resume."
             )
         raise
@@ -198,7 +199,7 @@ def _write_vectors(
     reused = ""
     if cache is not None:
         hits = cache.stats()["hits"] - hits_before
-        reused = f"; {hits} of {n} from the cache {args.cache}"
+        reused = f"; {hits} of {n} from the cache {config.cache}"
     progress.note(
         f"wrote {writer.path}: {n} x {embedder.n_features_out_} float32 in {elapsed:.1f}s "
         f"({format_rate(n / elapsed if elapsed else float('inf'))} docs/s){reused}"

@@ -14,8 +14,8 @@ import os
 import time
 from pathlib import Path
 
-from .._embedder import CORPUS_FIT_STATISTICS, CORPUS_FIT_WHOLE
-from .._optional import install_hint
+from .._core.embedder import CORPUS_FIT_STATISTICS, CORPUS_FIT_WHOLE
+from .._core.optional import install_hint
 from ..datasets import ColumnNotFoundError
 from ..datasets._files import file_kind
 from ._encode import build_embedder
@@ -57,51 +57,51 @@ def add_options(parser):
     )
 
 
-def wanted(args):
+def wanted(config):
     """Whether ``embed``'s arguments ask for the cluster path."""
-    return bool(args.scheduler is not None or args.more_inputs or args.id_column)
+    return bool(config.scheduler is not None or config.more_inputs or config.id_column)
 
 
-def cmd_embed_on_cluster(args):
+def cmd_embed_on_cluster(config):
     """Run ``embed`` with ``--scheduler``; returns the exit status."""
-    if args.scheduler is None:
+    if config.scheduler is None:
         raise CLIError(
             "several inputs and --id-column need --scheduler (local:N for this "
             "machine); without it embed reads one file into one output."
         )
     edask = _import_dask()
-    paths = expand_inputs([args.input, *args.more_inputs])
-    spec = embedding_spec(args, ".")
-    if args.cache is not None:
+    paths = expand_inputs([config.input, *config.more_inputs])
+    spec = embedding_spec(config, ".")
+    if config.cache is not None:
         raise CLIError(
             "--cache does not apply with --scheduler: the output folder itself "
             "resumes (finished partitions are kept)."
         )
-    out = Path(args.output)
+    out = Path(config.output)
     if out.exists() and not out.is_dir():
         raise CLIError(f"with --scheduler, -o names a folder; {out} is a file.")
     refuse_inputs_in_output(paths, out)
-    note = Progress(spec.label, quiet=args.quiet).note
+    note = Progress(spec.label, quiet=config.quiet).note
     embedder = build_embedder(
         spec,
-        batch_size=args.batch_size,
-        device=args.device,
-        normalize=args.normalize,
-        allow_pickle=args.allow_pickle,
+        batch_size=config.batch_size,
+        device=config.device,
+        normalize=config.normalize,
+        allow_pickle=config.allow_pickle,
     )
     if embedder._corpus_fit() == CORPUS_FIT_WHOLE:
         raise CLIError(
             f"{spec.label} learns from every document at once, which --scheduler does not "
             "gather on one machine; embed without --scheduler."
         )
-    with _connect(args.scheduler) as client:
-        frame = read_inputs(paths, args.column or "text", args.id_column, args.blocksize)
+    with _connect(config.scheduler) as client:
+        frame = read_inputs(paths, config.column or "text", config.id_column, config.blocksize)
         n_workers = len(client.scheduler_info(n_workers=-1)["workers"])
         note(
             f"{len(paths)} input file(s), {frame.npartitions} partitions, on {n_workers} "
             f"worker(s) at {client.scheduler.address}"
         )
-        summary = _embed_partitions(args, edask, spec, embedder, frame, paths, client, note)
+        summary = _embed_partitions(config, edask, spec, embedder, frame, paths, client, note)
     _report(summary, out, note)
     return 0
 
@@ -118,9 +118,9 @@ def _import_dask():
     return edask
 
 
-def _embed_partitions(args, edask, spec, embedder, frame, paths, client, note):
+def _embed_partitions(config, edask, spec, embedder, frame, paths, client, note):
     """Fit ``embedder`` and write the missing partitions; the summary of the run."""
-    out = Path(args.output)
+    out = Path(config.output)
     started = time.perf_counter()
     try:
         if embedder._corpus_fit() == CORPUS_FIT_STATISTICS:
@@ -133,8 +133,8 @@ def _embed_partitions(args, edask, spec, embedder, frame, paths, client, note):
         )
         job = {
             "inputs": [_file_identity(p) for p in paths],
-            "column": args.column or "text",
-            "blocksize": args.blocksize,
+            "column": config.column or "text",
+            "blocksize": config.blocksize,
             "model": spec.label,
         }
         return edask.embed_to_parquet(
@@ -142,10 +142,10 @@ def _embed_partitions(args, edask, spec, embedder, frame, paths, client, note):
             frame,
             out,
             column="text",
-            id_column=args.id_column,
+            id_column=config.id_column,
             job=job,
             client=client,
-            progress=_partition_progress(args.quiet, note),
+            progress=_partition_progress(config.quiet, note),
         )
     except edask.ModelUnavailableError as err:
         raise CLIError(str(err)) from None

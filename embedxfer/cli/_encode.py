@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 
-from .._embedder import BuildOptions, embedder_class
+from .._core.embedder import BuildOptions, embedder_class
 
 
 def build_embedder(

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .._optional import import_optional, install_hint
+from .._core.optional import import_optional, install_hint
 from ..datasets import load_csv, load_sms_spam
 from ._availability import check_available, missing_extra
 from ._classifiers import CLASSIFIERS, check_cv, describe_classifier, stratified_subsample
 from ._classify import run_classify
 from ._cluster import run_cluster
 from ._clusterers import CLUSTERERS
+from ._config import EvaluateConfig
 from ._encode import encode_corpus
 from ._errors import CLIError
 from ._few_shot import add_few_shot_options, run_few_shot
@@ -57,7 +58,7 @@ def add_parser(sub, parents):
     add_kind_option(p, "embedder type for names that are not known (default: auto)")
     _add_task_options(p)
     add_few_shot_options(p)
-    p.set_defaults(func=cmd_evaluate)
+    p.set_defaults(func=cmd_evaluate, config=EvaluateConfig)
 
 
 def _add_task_options(p):
@@ -84,15 +85,15 @@ def _add_task_options(p):
     )
 
 
-def cmd_evaluate(args):
+def cmd_evaluate(config):
     """``embedxfer evaluate``: compare embedders on a labelled dataset."""
-    if is_image_folder(args.data):
-        return cmd_evaluate_images(args)
-    if args.per_class:
-        if args.plot:
-            _check_plot(args.plot)
-        return run_few_shot(args, _load_sample(args, args.max_docs))
-    return run_evaluation(args, args.models, max_docs=args.max_docs, plot=args.plot)
+    if is_image_folder(config.data):
+        return cmd_evaluate_images(config)
+    if config.per_class:
+        if config.plot:
+            _check_plot(config.plot)
+        return run_few_shot(config, _load_sample(config, config.max_docs))
+    return run_evaluation(config, config.models, max_docs=config.max_docs, plot=config.plot)
 
 
 def load_labelled(data, text_column="text", label_column="label"):
@@ -122,40 +123,40 @@ class LabelledSample:
     n_total: int  # documents before sampling
 
 
-def run_evaluation(args, model_names, *, max_docs, plot, curve_points=7, skip_unavailable=False):
+def run_evaluation(config, model_names, *, max_docs, plot, curve_points=7, skip_unavailable=False):
     """Encode a labelled sample with each model, then classify or cluster; print the report.
 
     With ``skip_unavailable``, models whose optional libraries are not
     installed are left out with a note naming the extra, instead of failing.
     """
     started = time.perf_counter()
-    estimators = _estimators(args.task, args.estimators)
+    estimators = _estimators(config.task, config.estimators)
     if skip_unavailable:
-        model_names = _installed_models(model_names, args.kind)
-    specs = _model_specs(model_names, args.kind)
+        model_names = _installed_models(model_names, config.kind)
+    specs = _model_specs(model_names, config.kind)
     if plot is not None:
         _check_plot(plot)
-    sample = _load_sample(args, max_docs)
-    splitter = check_cv(sample.y, args.cv) if args.task == "classify" else None
-    _print_protocol(args, sample, estimators)
+    sample = _load_sample(config, max_docs)
+    splitter = check_cv(sample.y, config.cv) if config.task == "classify" else None
+    _print_protocol(config, sample, estimators)
     sys.stdout.flush()
-    progress = Progress("", quiet=args.quiet)
-    encoded = _encode_models(args, specs, sample.texts, progress)
-    if args.task == "classify":
+    progress = Progress("", quiet=config.quiet)
+    encoded = _encode_models(config, specs, sample.texts, progress)
+    if config.task == "classify":
         report = run_classify(
-            args, specs, encoded, sample, splitter, estimators, progress, plot, curve_points
+            config, specs, encoded, sample, splitter, estimators, progress, plot, curve_points
         )
     else:
-        report = run_cluster(args, specs, encoded, sample, estimators, progress, plot)
-    if args.json:
+        report = run_cluster(config, specs, encoded, sample, estimators, progress, plot)
+    if config.json:
         report.update(
             data=sample.source,
             n_documents=len(sample.texts),
             classes=dict(zip(sample.names, sample.counts.tolist())),
-            seed=args.seed,
+            seed=config.seed,
         )
-        write_json(args.json, report)
-        print(f"Results written to {args.json}")
+        write_json(config.json, report)
+        print(f"Results written to {config.json}")
     print(f"Total time: {format_duration(time.perf_counter() - started)}")
     return 0
 
@@ -206,11 +207,13 @@ def _check_plot(plot):
         raise CLIError(f"--plot {plot}: the plot is written as PNG; end the name in .png.")
 
 
-def _load_sample(args, max_docs):
+def _load_sample(config, max_docs):
     """``--data``, or a stratified sample of ``max_docs`` of its documents."""
-    texts, y, target_names, source = load_labelled(args.data, args.text_column, args.label_column)
+    texts, y, target_names, source = load_labelled(
+        config.data, config.text_column, config.label_column
+    )
     n_total = len(texts)
-    index = stratified_subsample(y, max_docs, random_state=args.seed)
+    index = stratified_subsample(y, max_docs, random_state=config.seed)
     texts = [texts[i] for i in index]
     y = np.asarray(y)[index]
     classes, counts = np.unique(y, return_counts=True)
@@ -218,11 +221,11 @@ def _load_sample(args, max_docs):
     return LabelledSample(texts, y, names, counts, source, n_total)
 
 
-def _print_protocol(args, sample, estimators):
+def _print_protocol(config, sample, estimators):
     """Print what the data is and how the models are compared."""
     n_total = sample.n_total
     description = (
-        f"{len(sample.texts)} of {n_total} documents (stratified sample, seed {args.seed})"
+        f"{len(sample.texts)} of {n_total} documents (stratified sample, seed {config.seed})"
         if len(sample.texts) < n_total
         else f"{n_total} documents"
     )
@@ -230,9 +233,9 @@ def _print_protocol(args, sample, estimators):
         f"Data: {sample.source}: {description}; {len(sample.names)} classes: "
         + ", ".join(f"{name} {count}" for name, count in zip(sample.names, sample.counts))
     )
-    if args.task == "classify":
+    if config.task == "classify":
         print(
-            f"Protocol: {args.cv}-fold stratified cross-validation; classifier: "
+            f"Protocol: {config.cv}-fold stratified cross-validation; classifier: "
             + "; ".join(describe_classifier(e) for e in estimators)
             + "."
         )
@@ -250,7 +253,7 @@ def _print_protocol(args, sample, estimators):
         )
 
 
-def _encode_models(args, specs, texts, progress):
+def _encode_models(config, specs, texts, progress):
     """Each embedder's vectors of ``texts`` (TF-IDF is fitted later, inside the folds)."""
     encoded = {}
     for spec in specs:
@@ -262,10 +265,10 @@ def _encode_models(args, specs, texts, progress):
             spec,
             texts,
             progress=progress,
-            batch_size=args.batch_size,
-            device=args.device,
-            cache=args.cache,
-            allow_pickle=getattr(args, "allow_pickle", False),
+            batch_size=config.batch_size,
+            device=config.device,
+            cache=config.cache,
+            allow_pickle=config.allow_pickle,
         )
         report_warnings(result, progress, spec.label, len(texts))
         encoded[spec.label] = result

@@ -117,36 +117,36 @@ def _model(method, encoder, seed, device):
     return make_pipeline(ContrastiveEmbedder(model=encoder, random_state=seed, device=device), head)
 
 
-def run_few_shot(args, sample):
+def run_few_shot(config, sample):
     """Fit every method on every draw, print the table (and the JSON); return 0."""
-    per_class = sorted(set(args.per_class))
-    test, train = split_few_shot(sample.y, per_class, args.draws, args.seed)
+    per_class = sorted(set(config.per_class))
+    test, train = split_few_shot(sample.y, per_class, config.draws, config.seed)
     texts = np.asarray(sample.texts, dtype=object)
     x_test, y_test = texts[test].tolist(), sample.y[test]
     print(
         f"Data: {sample.source}: {len(sample.texts)} documents, {len(sample.names)} classes; "
-        f"fixed test set of {len(test)} documents (stratified, seed {args.seed})."
+        f"fixed test set of {len(test)} documents (stratified, seed {config.seed})."
     )
     print(
-        f"Protocol: N labelled documents per class drawn {args.draws} times from the rest; "
-        f"encoder {args.encoder}; methods: "
-        + "; ".join(_DESCRIPTIONS[m] for m in args.few_shot_methods)
+        f"Protocol: N labelled documents per class drawn {config.draws} times from the rest; "
+        f"encoder {config.encoder}; methods: "
+        + "; ".join(_DESCRIPTIONS[m] for m in config.few_shot_methods)
         + "."
     )
     rows = []
     for n in per_class:
-        for method in args.few_shot_methods:
+        for method in config.few_shot_methods:
             scores, f1s, seconds = [], [], []
-            for draw in range(args.draws):
+            for draw in range(config.draws):
                 rows_n = train[n, draw]
-                model = _model(method, args.encoder, args.seed + draw, args.device)
+                model = _model(method, config.encoder, config.seed + draw, config.device)
                 start = time.perf_counter()
                 model.fit(texts[rows_n].tolist(), sample.y[rows_n])
                 seconds.append(time.perf_counter() - start)
                 predicted = model.predict(x_test)
                 scores.append(float(np.mean(predicted == y_test)))
                 f1s.append(float(f1_score(y_test, predicted, average="macro")))
-                if not args.quiet:
+                if not config.quiet:
                     print(f"  n={n} {method} draw {draw}: accuracy {scores[-1]:.3f}", flush=True)
             rows.append(
                 {
@@ -172,21 +172,21 @@ def run_few_shot(args, sample):
             ],
         )
     )
-    if args.json:
+    if config.json:
         write_json(
-            args.json,
-            {"data": sample.source, "n_test": len(test), "draws": args.draws, "results": rows},
+            config.json,
+            {"data": sample.source, "n_test": len(test), "draws": config.draws, "results": rows},
         )
-        print(f"Results written to {args.json}")
-    if args.plot:
+        print(f"Results written to {config.json}")
+    if config.plot:
         plot_learning_curves(
-            _curves(rows, args.few_shot_methods),
-            args.plot,
+            _curves(rows, config.few_shot_methods),
+            config.plot,
             f"{sample.source}: {len(test)} test documents",
             xlabel="labelled documents per class",
             over="draws",
         )
-        print(f"Learning-curve plot (accuracy and macro-F1) written to {args.plot}")
+        print(f"Learning-curve plot (accuracy and macro-F1) written to {config.plot}")
     return 0
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import write_text_atomic
+from .._core.atomic import write_text_atomic
 from ..image._models import DEFAULT_IMAGE_MODEL
 from ._errors import CLIError
 from ._model_names import DEMO_MODELS
@@ -29,45 +29,45 @@ def is_image_folder(path):
     return isinstance(path, (str, os.PathLike)) and os.path.isdir(path)
 
 
-def _embedder(model, args):
+def _embedder(model, config):
     from ..image import ImageEmbedder
 
     return ImageEmbedder(
-        model=model, batch_size=args.batch_size, device=args.device, cache=args.cache
+        model=model, batch_size=config.batch_size, device=config.device, cache=config.cache
     )
 
 
-def _fitted_embedder(model, args):
+def _fitted_embedder(model, config):
     try:
-        return _embedder(model, args).fit()
+        return _embedder(model, config).fit()
     except (ImportError, OSError, ValueError, TypeError) as err:
         raise CLIError(f"image model {model!r}: {err}") from None
 
 
-def cmd_embed_images(args, out, out_kind):
-    """Embed the images of ``args.input`` (a folder) into ``out``, in chunks."""
+def cmd_embed_images(config, out, out_kind):
+    """Embed the images of ``config.input`` (a folder) into ``out``, in chunks."""
     from ..image import list_images
 
-    _refuse_text_model(args.model, args.input)
+    _refuse_text_model(config.model, config.input)
     try:
-        paths = list_images(args.input)
+        paths = list_images(config.input)
     except ValueError as err:
         raise CLIError(str(err)) from None
-    _check_listable(paths, args.input)
+    _check_listable(paths, config.input)
     require_writer(out_kind)
-    progress = Progress(args.model, quiet=args.quiet)
+    progress = Progress(config.model, quiet=config.quiet)
     started = time.perf_counter()
-    embedder = _fitted_embedder(args.model, args)
+    embedder = _fitted_embedder(config.model, config)
     n, width = len(paths), embedder.n_features_out_
     progress.note(
-        f"embedding {n} images with {args.model} ({width} dimensions), loaded in "
+        f"embedding {n} images with {config.model} ({width} dimensions), loaded in "
         f"{time.perf_counter() - started:.1f}s"
     )
-    writer = open_writer(out, out_kind, embedder, n, args.model)
+    writer = open_writer(out, out_kind, embedder, n, config.model)
     started = time.perf_counter()
     try:
-        for start in range(0, n, args.chunk_size):
-            stop = min(n, start + args.chunk_size)
+        for start in range(0, n, config.chunk_size):
+            stop = min(n, start + config.chunk_size)
             writer.write(start, stop, embedder.transform(paths[start:stop]))
             progress(stop, n, time.perf_counter() - started)
         writer.commit()
@@ -124,63 +124,63 @@ def _raw_pixels(paths):
     )
 
 
-def cmd_evaluate_images(args):
+def cmd_evaluate_images(config):
     """Cross-validated accuracy of logistic regression on each image model's features."""
     from sklearn.model_selection import StratifiedKFold
 
     started = time.perf_counter()
-    paths, labels = _load_sample(args)
-    models = list(args.models)
+    paths, labels = _load_sample(config)
+    models = list(config.models)
     if models == list(DEMO_MODELS):  # the text default: use the image one
         models = list(DEFAULT_IMAGE_MODELS)
     classes, counts = np.unique(labels, return_counts=True)
-    folds = min(args.cv, int(counts.min()))
+    folds = min(config.cv, int(counts.min()))
     if folds < 2:
-        raise CLIError(f"{args.data}: every class needs at least 2 images for cross-validation.")
-    splitter = StratifiedKFold(folds, shuffle=True, random_state=args.seed)
-    progress = Progress("evaluate", quiet=args.quiet)
+        raise CLIError(f"{config.data}: every class needs at least 2 images for cross-validation.")
+    splitter = StratifiedKFold(folds, shuffle=True, random_state=config.seed)
+    progress = Progress("evaluate", quiet=config.quiet)
     progress.note(
-        f"{args.data}: {len(paths)} images, {len(classes)} classes "
+        f"{config.data}: {len(paths)} images, {len(classes)} classes "
         f"({', '.join(f'{c} {k}' for c, k in zip(classes, counts))}); "
         f"{folds}-fold cross-validation"
     )
     features = {}
     for model in models:
-        features[model] = _embed_folder(model, paths, args, progress)
+        features[model] = _embed_folder(model, paths, config, progress)
     rows = [
         _cross_validate(name, X, estimator, labels, splitter)
         for name, X, estimator in _candidates(models, features, paths)
     ]
-    print(f"\n{args.data}: {len(paths)} images, {folds}-fold cross-validation\n")
+    print(f"\n{config.data}: {len(paths)} images, {folds}-fold cross-validation\n")
     _print_table(rows)
-    if args.json:
+    if config.json:
         write_json(
-            args.json,
-            {"data": str(args.data), "n_images": len(paths), "folds": folds, "results": rows},
+            config.json,
+            {"data": str(config.data), "n_images": len(paths), "folds": folds, "results": rows},
         )
     progress.note(f"done in {time.perf_counter() - started:.0f}s")
     return 0
 
 
-def _load_sample(args):
+def _load_sample(config):
     """The image paths and labels of ``--data``, a random ``--max-docs`` of them if given."""
     from ..image import load_image_folder
 
     try:
-        paths, labels = load_image_folder(args.data)
+        paths, labels = load_image_folder(config.data)
     except ValueError as err:
         raise CLIError(str(err)) from None
-    if args.max_docs and args.max_docs < len(paths):
-        rng = np.random.RandomState(args.seed)
-        rows = np.sort(rng.choice(len(paths), args.max_docs, replace=False))
+    if config.max_docs and config.max_docs < len(paths):
+        rng = np.random.RandomState(config.seed)
+        rows = np.sort(rng.choice(len(paths), config.max_docs, replace=False))
         paths, labels = [paths[i] for i in rows], labels[rows]
     return paths, labels
 
 
-def _embed_folder(model, paths, args, progress):
+def _embed_folder(model, paths, config, progress):
     tick = time.perf_counter()
     try:
-        X = _embedder(model, args).fit().transform(paths)
+        X = _embedder(model, config).fit().transform(paths)
     except (ImportError, OSError, ValueError, TypeError) as err:
         raise CLIError(f"image model {model!r}: {err}") from None
     progress.note(f"{model}: {len(paths)} images embedded in {time.perf_counter() - tick:.1f}s")

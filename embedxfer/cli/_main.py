@@ -66,23 +66,24 @@ def main(argv=None):
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return 2
-    if not args.verbose:
+    config = args.config.from_namespace(args)
+    if not config.verbose:
         # Library progress bars (weight loading) would interleave with ours.
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     root = logging.getLogger()
     root_level = root.level
-    if not args.verbose:
+    if not config.verbose:
         # Libraries that log on the root logger (onnxruntime's quantiser) speak only
         # with --verbose; their errors still show.
         root.setLevel(logging.ERROR)
     try:
-        return args.func(args) or 0
+        return args.func(config) or 0
     except KeyboardInterrupt:
         print("embedxfer: interrupted", file=sys.stderr)
         return 130
     except Exception as err:
-        if args.traceback or not is_user_error(err):
+        if config.traceback or not is_user_error(err):
             raise
         message = " ".join(str(err).split()) or type(err).__name__
         print(f"embedxfer: error: {message}", file=sys.stderr)

@@ -4,16 +4,16 @@ import difflib
 import os
 from dataclasses import dataclass, field
 
-from .._embedder import (
+from .._core.embedder import (
     CLAIM_ALWAYS,
     CLAIM_NAME,
     CLAIM_PATTERN,
     embedder_class,
     named_embedder_classes,
 )
-from .._transformers import DEFAULT_MODEL
-from .._vectors import DEFAULT_VECTORS
 from ..exceptions import UnknownModelError
+from ..text._encoder_loading import DEFAULT_MODEL
+from ..text._vector_sources import DEFAULT_VECTORS
 from ._availability import check_available
 from ._errors import CLIError
 
@@ -33,7 +33,7 @@ class ModelSpec:
         The model name or path (without options).
     kind : str
         A registered embedder kind (``"word"``, ``"sentence"``, ``"static"``,
-        ``"hybrid"``, ...; see :mod:`embedxfer._embedder`) or ``"tfidf"``.
+        ``"hybrid"``, ...; see :mod:`embedxfer._core.embedder`) or ``"tfidf"``.
     pooling : str or None
         Pooling option given after ``:`` (``None``: the embedder's default).
     weighting : str or None
@@ -223,17 +223,17 @@ def _looks_like_path(name):
     )
 
 
-def embedding_spec(args, tfidf_end):
+def embedding_spec(config, tfidf_end):
     """The model ``embed`` is asked for, with its ``--pooling`` and ``--weighting``.
 
     Raises CLIError for the TF-IDF baseline (the message ends in ``tfidf_end``)
     and for a weighting of a sentence model; checks that the model is available.
     """
-    spec = parse_model(args.model, args.kind)
+    spec = parse_model(config.model, config.kind)
     if spec.kind == "tfidf":
         raise CLIError("'tfidf' is a baseline for 'evaluate', not an embedding model" + tfidf_end)
-    if args.weighting is not None and _option_kind(spec.kind, args.weighting) != "weighting":
+    if config.weighting is not None and _option_kind(spec.kind, config.weighting) != "weighting":
         raise CLIError(f"--weighting applies to word vectors, not to {spec.name!r}.")
-    spec = parse_model(args.model, spec.kind, extra_options=(args.pooling, args.weighting))
+    spec = parse_model(config.model, spec.kind, extra_options=(config.pooling, config.weighting))
     check_available(spec)
     return spec

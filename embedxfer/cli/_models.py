@@ -6,19 +6,22 @@ from pathlib import Path
 
 import numpy as np
 
-from .._environment import offline
-from .._optional import install_hint
-from .._vectors import (
-    GENSIM_DATA_NAMES,
-    GLOVE_INSTALL_HINT,
-    PACKAGED_GLOVE_NAMES,
+from .._core.environment import offline
+from .._core.optional import install_hint
+from ..text._vector_conversions import (
     converted_files,
     describe_conversion,
-    gensim_data_file,
-    packaged_glove_files,
     prune_conversions,
     vectors_home,
 )
+from ..text._vector_sources import (
+    GENSIM_DATA_NAMES,
+    GLOVE_INSTALL_HINT,
+    PACKAGED_GLOVE_NAMES,
+    gensim_data_file,
+    packaged_glove_files,
+)
+from ._config import ModelsConfig
 from ._installed import dist_version, has_module
 
 
@@ -36,10 +39,10 @@ def add_parser(sub, parents):
         "longer be used (source gone or changed, damaged, older version) and leftovers "
         "of killed runs",
     )
-    p.set_defaults(func=cmd_models)
+    p.set_defaults(func=cmd_models, config=ModelsConfig)
 
 
-def cmd_models(args):
+def cmd_models(config):
     """``embedxfer models``: what works offline here, and what needs the network."""
     print("Usable offline on this machine")
     print("------------------------------")
@@ -52,8 +55,8 @@ def cmd_models(args):
     for line in _backend_lines():
         print("  " + line)
     print()
-    _print_conversions(prune=getattr(args, "prune", False))
-    _print_distilled(prune=getattr(args, "prune", False))
+    _print_conversions(prune=config.prune)
+    _print_distilled(prune=config.prune)
     local = _print_gensim_data()
     _print_hf_cache()
     _print_online(local, packaged=PACKAGED_GLOVE_NAMES if glove is not None else ())
@@ -78,7 +81,7 @@ def _print_packaged():
             )
     else:
         print(f"  glove-6B-50d        not installed ({GLOVE_INSTALL_HINT})")
-    from .._transformers import PACKAGED_MINILM_NAMES, packaged_minilm_path
+    from ..text._encoder_loading import PACKAGED_MINILM_NAMES, packaged_minilm_path
 
     minilm = packaged_minilm_path()
     if minilm is not None:
@@ -118,7 +121,7 @@ def _print_conversions(prune):
 
 def _print_distilled(prune):
     """The distilled static tables (``NAME:static``), pruned first with ``prune``."""
-    from .._static_tables import describe_table, distilled_tables, prune_tables, static_home
+    from ..text._static_tables import describe_table, distilled_tables, prune_tables, static_home
 
     if prune:
         for folder in prune_tables():

@@ -2,12 +2,12 @@
 
 import argparse
 
-from .._pooling import SENTENCE_POOLINGS, WORD_POOLINGS
+from ..text._pooling import SENTENCE_POOLINGS, WORD_POOLINGS
 
 
 def kind_choices():
     """``--kind`` values: ``"auto"`` (from the name) and each kind a name can be forced to."""
-    from .._embedder import embedder_classes
+    from .._core.embedder import embedder_classes
 
     return ("auto", *(k for k, cls in embedder_classes().items() if cls._kind_option))
 
@@ -48,6 +48,20 @@ def pooling_help():
     )
 
 
+# The switches every command takes: (flags, help).
+_RUN_SWITCHES = (
+    (("--traceback",), "show the full traceback of an error"),
+    (("--verbose",), "keep the libraries' own progress bars and messages"),
+    (("-q", "--quiet"), "no progress on stderr"),
+)
+
+
+def add_run_switches(parser, *, default=False):
+    """Add ``--traceback``, ``--verbose`` and ``-q`` to ``parser``."""
+    for flags, text in _RUN_SWITCHES:
+        parser.add_argument(*flags, action="store_true", default=default, help=text)
+
+
 def common_options():
     """The options every subcommand accepts (a parent parser).
 
@@ -55,25 +69,7 @@ def common_options():
     from being reset by the subparser's default.
     """
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--traceback",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="show the full traceback of an error",
-    )
-    common.add_argument(
-        "--verbose",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="keep the libraries' own progress bars and messages",
-    )
-    common.add_argument(
-        "-q",
-        "--quiet",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="no progress on stderr",
-    )
+    add_run_switches(common, default=argparse.SUPPRESS)
     return common
 
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import remove_orphaned_temporaries, temporary_path
-from .._optional import PYARROW_INSTALL_HINT, import_optional
+from .._core.atomic import remove_orphaned_temporaries, temporary_path
+from .._core.optional import PYARROW_INSTALL_HINT, import_optional
 from ._errors import CLIError
 
 # The id column of Parquet output: each document's position in the input.

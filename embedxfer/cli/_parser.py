@@ -4,7 +4,7 @@ import argparse
 from importlib import metadata
 
 from . import _demo, _embed, _evaluate, _models
-from ._options import common_options, evaluation_options
+from ._options import add_run_switches, common_options, evaluation_options
 
 
 def build_parser():
@@ -26,13 +26,7 @@ def _top_level_parser():
         description="Transfer learning with pretrained text encoders inside scikit-learn.",
     )
     # Separate actions from the subcommands' common ones: set_defaults would change those.
-    parser.add_argument(
-        "--traceback", action="store_true", help="show the full traceback of an error"
-    )
-    parser.add_argument(
-        "--verbose", action="store_true", help="keep the libraries' own progress bars and messages"
-    )
-    parser.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    add_run_switches(parser)
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     return parser
 

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from .._progress import progress_bar
+from .._core.progress import progress_bar
 
 
 class Progress:

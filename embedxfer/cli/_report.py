@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .._atomic import atomic_path, write_text_atomic
-from .._optional import import_optional
+from .._core.atomic import atomic_path, write_text_atomic
+from .._core.optional import import_optional
 
 
 def format_table(rows, columns):

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils import Bunch
 
-from .._optional import PYARROW_INSTALL_HINT, import_optional
-from .._safe_files import read_regular_file
+from .._core.optional import PYARROW_INSTALL_HINT, import_optional
+from .._core.safe_files import read_regular_file
 from ..exceptions import ColumnNotFoundError
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson", ".json", ".parquet", ".pq")

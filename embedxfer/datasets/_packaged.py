@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.utils import Bunch
 
-from .._optional import import_optional
+from .._core.optional import import_optional
 
 DATA_DIR = Path(__file__).resolve().parent / "data"
 SMS_SPAM_FILE = DATA_DIR / "sms_spam.csv.gz"

@@ -3,27 +3,27 @@
 ``ImageClassifier`` puts a new softmax layer on the pooled features of a
 pretrained backbone and trains it with none, the top ``k`` or all of the
 backbone's blocks unfrozen. The outline of ``fit`` is ``TorchClassifierMixin``'s
-(in ``embedxfer._torch_training``), with the training loop, early stopping,
+(in ``embedxfer._torch.training``), with the training loop, early stopping,
 class weights and seeding shared with ``TransformerClassifier`` and
 ``SequenceClassifier``; the saved format is ``_torch_persistence``'s. What is
 particular to images is kept in small methods: building the trainable network,
 making the inputs of a batch, and running the frozen lower blocks once.
 """
 
+from dataclasses import dataclass
 from numbers import Integral, Real
-from types import SimpleNamespace
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .. import _torch_persistence as tp
-from .. import _torch_training as tt
-from .._device import import_torch
-from .._param_validation import Hint, Interval, Rule
-from .._public import set_module
+from .._core.base import RawInputMixin
+from .._core.device import import_torch
+from .._core.param_validation import Hint, Interval, Rule
+from .._core.public import set_module
+from .._torch import persistence as tp
+from .._torch import training as tt
 from ._embedder import (
-    ImageInputMixin,
     pool_map,
     preprocessed_batches,
     read_error,
@@ -44,6 +44,16 @@ from ._preprocess import (
 _PREDICT_BATCH_FACTOR = 2
 # Standard deviation of the new head's initial weights.
 _HEAD_STD = 0.01
+
+
+@dataclass
+class _PreparedBackbone:
+    """What ``_prepare_training`` hands the training stages and the fitted runtime."""
+
+    runtime: object
+    names: list
+    n_blocks: int
+    unfreeze: object
 
 
 class _ImageRuntime:
@@ -121,7 +131,7 @@ def _set_training_mode(modules, training):
 
 
 @set_module("embedxfer")
-class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin, BaseEstimator):
+class ImageClassifier(tt.TorchClassifierMixin, RawInputMixin, ClassifierMixin, BaseEstimator):
     """Fine-tune a pretrained image network with a new softmax head.
 
     The images go through the pretrained backbone, the final feature map is
@@ -341,7 +351,7 @@ class ImageClassifier(tt.TorchClassifierMixin, ImageInputMixin, ClassifierMixin,
                 "augment=True needs the model's preprocessing as an ImagePreprocess (to crop "
                 "at random); this model's is a callable. Use augment=False."
             )
-        return SimpleNamespace(runtime=runtime, names=names, n_blocks=n_blocks, unfreeze=unfreeze)
+        return _PreparedBackbone(runtime=runtime, names=names, n_blocks=n_blocks, unfreeze=unfreeze)
 
     def _training_stages(self, prepared, data, settings):
         runtime, unfreeze = prepared.runtime, prepared.unfreeze

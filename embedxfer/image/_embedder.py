@@ -11,14 +11,20 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .._base import EmbedderOutputMixin
 from .._cache import CACHE_CONSTRAINT
-from .._device import DEVICE_CONSTRAINT, import_torch, resolve_device
-from .._embedder import Embedder
-from .._param_validation import ConstraintTableMixin, Hint, Interval, Options, Rule, validate_params
-from .._progress import progress
-from .._public import set_module
-from .._registry import get_or_load
+from .._core.base import EmbedderOutputMixin, RawInputMixin
+from .._core.device import DEVICE_CONSTRAINT, import_torch, resolve_device
+from .._core.embedder import Embedder
+from .._core.param_validation import (
+    Hint,
+    Interval,
+    Options,
+    Rule,
+    validate_params,
+)
+from .._core.progress import progress
+from .._core.public import set_module
+from .._core.registry import get_or_load
 from ..exceptions import ImageReadWarning
 from ._models import (
     DEFAULT_IMAGE_MODEL,
@@ -40,20 +46,6 @@ from ._preprocess import (
 IMAGE_POOLINGS = ("avg", "max")
 _ON_ERROR = ("raise", "zero")
 _MAX_DEFAULT_THREADS = 8
-
-
-class ImageInputMixin(ConstraintTableMixin):
-    """Declare non-tabular input (paths, images) to scikit-learn.
-
-    Through ``ConstraintTableMixin``, the class's ``_parameter_constraints``
-    is put in scikit-learn's schema when the class is defined.
-    """
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        tags.input_tags.string = True
-        tags.input_tags.two_d_array = False
-        return tags
 
 
 def resolve_threads(n_jobs):
@@ -134,9 +126,7 @@ def read_error(index, item, err, hint=_ZERO_HINT):
 
 
 @set_module("embedxfer")
-class ImageEmbedder(
-    Embedder, ImageInputMixin, EmbedderOutputMixin, TransformerMixin, BaseEstimator
-):
+class ImageEmbedder(Embedder, RawInputMixin, EmbedderOutputMixin, TransformerMixin, BaseEstimator):
     """Embed images with a pretrained convolutional network.
 
     Each image is decoded to RGB, resized and centre-cropped as the model's
@@ -329,7 +319,7 @@ class ImageEmbedder(
         # Not kept on the instance: the network stays out of pickles and clones.
         return load_backbone(self.model, self.device_)
 
-    # -- the embedder protocol (embedxfer._embedder) --------------------------------------
+    # -- the embedder protocol (embedxfer._core.embedder) --------------------------------------
     embedder_kind = "image"
     _description = "image"
 

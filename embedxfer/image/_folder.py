@@ -4,7 +4,7 @@ import os
 
 import numpy as np
 
-from .._safe_files import is_regular_file
+from .._core.safe_files import is_regular_file
 
 # Larger files are not read as images (the largest photos are tens of megabytes).
 MAX_IMAGE_BYTES = 256 << 20

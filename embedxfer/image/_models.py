@@ -18,7 +18,7 @@ sources give one:
 * :class:`ImageModel`: a user's own ``torch.nn.Module`` and its
   preprocessing.
 
-Loaded backbones are kept once per process by ``embedxfer._registry``.
+Loaded backbones are kept once per process by ``embedxfer._core.registry``.
 """
 
 import copy
@@ -28,10 +28,10 @@ import os
 import threading
 import uuid
 
-from .._device import import_torch
-from .._optional import import_optional, install_hint
-from .._public import set_module
-from .._registry import get_or_load
+from .._core.device import import_torch
+from .._core.optional import import_optional, install_hint
+from .._core.public import set_module
+from .._core.registry import get_or_load
 from ._preprocess import ImagePreprocess
 
 DEFAULT_IMAGE_MODEL = "efficientnet-lite0"

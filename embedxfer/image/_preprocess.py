@@ -17,10 +17,10 @@ import struct
 
 import numpy as np
 
-from .._optional import import_optional, install_hint
-from .._public import set_module
-from .._safe_files import read_regular_file
-from .._validation import column_values
+from .._core.optional import import_optional, install_hint
+from .._core.public import set_module
+from .._core.safe_files import read_regular_file
+from .._core.validation import column_values
 from ..exceptions import ImageReadError as ImageReadError  # re-exported
 
 _BARE_MESSAGE = (

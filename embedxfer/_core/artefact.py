@@ -1,0 +1,157 @@
+"""Verified artefacts: files kept on disk with a record of their size and checksum.
+
+Converted vectors, ONNX exports and the parts of a Dask embedding job are
+written once and read back many times, possibly after someone (or a crash)
+changed them. Each is described by a manifest holding every file's size and
+BLAKE2b checksum; a reader trusts the files only when they match it.
+"""
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+from .atomic import process_alive
+
+__all__ = [
+    "MANIFEST",
+    "artefact_folders",
+    "file_digest",
+    "file_problem",
+    "file_record",
+    "read_manifest",
+    "remove_orphaned_folders",
+    "verify_folder",
+    "write_manifest",
+]
+
+MANIFEST = "manifest.json"
+
+
+def file_digest(path):
+    """Hex BLAKE2b-128 digest of a file's bytes."""
+    h = hashlib.blake2b(digest_size=16)
+    with open(path, "rb") as fh:
+        while True:
+            block = fh.read(1 << 24)
+            if not block:
+                break
+            h.update(block)
+    return h.hexdigest()
+
+
+def file_record(path):
+    """``{"size": bytes, "blake2b": digest}`` of a file, as manifests keep it."""
+    return {"size": Path(path).stat().st_size, "blake2b": file_digest(path)}
+
+
+def file_problem(path, record):
+    """None when the file at ``path`` matches ``record`` (:func:`file_record`), else why not."""
+    path = Path(path)
+    if not isinstance(record, dict):
+        return f"{path.name} has no record"
+    try:
+        if not path.is_file():
+            return f"{path.name} is missing or not a regular file"
+        if path.stat().st_size != record.get("size") or file_digest(path) != record.get("blake2b"):
+            return f"{path.name} does not match the size and checksum in the manifest"
+    except OSError as err:
+        return f"{path.name} is unreadable ({err.strerror or err})"
+    return None
+
+
+def write_manifest(folder, manifest, names, name=MANIFEST):
+    """Write ``manifest`` with the records of the files ``names`` into ``folder``."""
+    folder = Path(folder)
+    manifest = dict(manifest, files={n: file_record(folder / n) for n in names})
+    with open(folder / name, "w", encoding="utf-8") as fh:
+        json.dump(manifest, fh, indent=1, sort_keys=True, default=str)
+    return manifest
+
+
+def read_manifest(folder, name=MANIFEST):
+    """``(manifest, None)``, or ``({}, problem)`` when absent, unreadable or not an object."""
+    try:
+        manifest = json.loads((Path(folder) / name).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        return {}, f"no readable manifest ({err})"
+    if not isinstance(manifest, dict):
+        return {}, "the manifest is not a JSON object"
+    return manifest, None
+
+
+def verify_folder(folder, expected, needed, name=MANIFEST):
+    """Check a folder against its manifest; ``(manifest, problem)``, problem None when sound.
+
+    Parameters
+    ----------
+    folder : path-like
+    expected : dict
+        Entries the manifest must hold with exactly these values (what the
+        artefact was made from).
+    needed : set of str
+        The files the manifest must list; each must match its size and checksum.
+    name : str, default="manifest.json"
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return {}, f"{folder} is not a folder"
+    manifest, problem = read_manifest(folder, name)
+    if problem is not None:
+        return manifest, problem
+    expected = json.loads(json.dumps(expected, default=str))
+    for key, value in expected.items():
+        if manifest.get(key) != value:
+            return manifest, f"manifest {key}={manifest.get(key)!r}, expected {value!r}"
+    files = manifest.get("files")
+    if not isinstance(files, dict) or set(files) != set(needed):
+        return manifest, f"manifest lists files {sorted(files or [])}, expected {sorted(needed)}"
+    for file_name, record in files.items():
+        problem = file_problem(folder / file_name, record)
+        if problem is not None:
+            return manifest, problem
+    return manifest, None
+
+
+def artefact_folders(base):
+    """The finished artefact folders in ``base``, sorted (temporaries ``.NAME.*`` left out)."""
+    base = Path(base)
+    if not base.is_dir():
+        return []
+    return sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def temporary_folder_prefix(name):
+    """The prefix of a temporary folder beside ``name``: ``.NAME.<pid>.``."""
+    return f".{name}.{os.getpid()}."
+
+
+def remove_orphaned_folders(base, *, older_than=24 * 3600):
+    """Remove temporary folders (``.NAME.<pid>.*``) in ``base`` left by killed writers.
+
+    A folder is an orphan when its process is gone, or, for a process that
+    cannot be checked (another machine on a shared file system), when it is
+    older than ``older_than`` seconds. Returns the folders removed.
+    """
+    base = Path(base)
+    removed = []
+    try:
+        entries = list(base.iterdir())
+    except OSError:
+        return removed
+    now = time.time()
+    for path in entries:
+        if not path.name.startswith(".") or path.is_symlink() or not path.is_dir():
+            continue
+        fields = path.name.split(".")
+        pid = fields[2] if len(fields) > 3 else ""
+        try:
+            old = now - path.stat().st_mtime > older_than
+        except OSError:
+            continue
+        if (pid.isdigit() and int(pid) != os.getpid() and not process_alive(int(pid))) or old:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    return removed

@@ -1,0 +1,91 @@
+"""Behaviour shared by the estimators that take raw input (texts, image paths, images)."""
+
+import numpy as np
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
+
+from .param_validation import ConstraintTableMixin, validate_params
+
+
+class RawInputMixin(ConstraintTableMixin):
+    """Declare non-tabular input (texts, paths, images) to scikit-learn.
+
+    As ``HashingVectorizer`` does: ``X`` is a sequence of items, not a 2-D
+    array, so scikit-learn's common checks feed it strings.
+
+    Through ``ConstraintTableMixin``, the class's ``_parameter_constraints``
+    is put in scikit-learn's schema when the class is defined.
+    """
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.string = True
+        tags.input_tags.two_d_array = False
+        return tags
+
+
+class EmbedderOutputMixin:
+    """Feature names ``{prefix}{i}`` for an embedder with ``n_features_out_``.
+
+    Subclasses define ``_feature_prefix()``; ``TransformerMixin`` then gives
+    ``set_output(transform="pandas")``.
+    """
+
+    def get_feature_names_out(self, input_features=None):
+        """Names of the output columns, e.g. ``glove50_mean0`` ... ``glove50_mean49``.
+
+        Parameters
+        ----------
+        input_features : ignored
+            Present for API consistency.
+
+        Returns
+        -------
+        feature_names_out : ndarray of str
+        """
+        check_is_fitted(self)
+        prefix = self._feature_prefix()
+        return np.asarray([f"{prefix}{i}" for i in range(self.n_features_out_)], dtype=object)
+
+
+class FitParamsMixin:
+    """Refuse to mix fitted state with parameters changed after ``fit``.
+
+    ``fit`` stores ``self._fitted_params = self._params_fit_depends_on()``;
+    the transforming methods call ``_check_params_unchanged()``. Parameters
+    in ``_INFERENCE_PARAMS`` (what inference reads) may change freely.
+    """
+
+    _INFERENCE_PARAMS = ()
+    _FITTED_STATE = "its fitted state"
+
+    def _params_fit_depends_on(self):
+        params = self.get_params(deep=False)
+        for name in self._INFERENCE_PARAMS:
+            params.pop(name, None)
+        return params
+
+    def _check_params_unchanged(self):
+        validate_params(self, self._INFERENCE_PARAMS)
+        fitted = self.__dict__.get("_fitted_params")
+        if fitted is None:
+            raise NotFittedError(
+                f"This {type(self).__name__}'s last fit did not complete; call fit again."
+            )
+        current = self._params_fit_depends_on()
+        changed = sorted(k for k in current if not _same_param(current[k], fitted.get(k)))
+        if changed:
+            raise ValueError(
+                f"parameters {changed} changed since this {type(self).__name__} was fitted; "
+                f"{self._FITTED_STATE} belongs to the old values. Call fit again (or set them "
+                "back)."
+            )
+
+
+def _same_param(a, b):
+    if a is b:
+        return True
+    try:
+        return bool(a == b)
+    except (ValueError, TypeError):  # e.g. arrays: compare by identity only
+        return False

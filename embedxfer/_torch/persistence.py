@@ -1,0 +1,413 @@
+"""The saved format of a torch classifier: safetensors weights and a JSON config.
+
+A fitted classifier is a folder with ``model.safetensors`` (the weights
+``fit`` trained) and ``config.json`` (parameters, classes, fitted
+attributes); pickling carries the same weights as safetensors bytes. No
+pickle is ever read back.
+"""
+
+import json
+import math
+import os
+
+import numpy as np
+
+from .._core.atomic import atomic_path, write_text_atomic
+from ..exceptions import SavedModelError
+
+CONFIG_NAME = "config.json"
+WEIGHTS_NAME = "model.safetensors"
+FORMAT_VERSION = 1
+
+
+def tensors_to_bytes(tensors):
+    """Serialise ``{name: tensor}`` as safetensors bytes (CPU, contiguous)."""
+    from safetensors.torch import save
+
+    return save({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()})
+
+
+def bytes_to_tensors(blob):
+    from safetensors.torch import load
+
+    return load(bytes(blob))
+
+
+def params_to_json(params):
+    """``get_params()`` as JSON, and the names of parameters JSON cannot hold.
+
+    Such parameters (a ``RandomState`` instance, an in-memory
+    ``KeyedVectors``) are saved as ``None``: the trained weights do not need
+    them, only a later re-fit would.
+    """
+    out, unsaved = {}, []
+    for key, value in params.items():
+        if isinstance(value, os.PathLike):
+            value = os.fspath(value)
+        if key == "class_weight" and isinstance(value, dict):
+            value = {"__pairs__": [[_plain(k), float(v)] for k, v in value.items()]}
+        value = _plain(value)
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            unsaved.append(key)
+            value = None
+        out[key] = value
+    return out, unsaved
+
+
+def params_from_json(params):
+    params = dict(params)
+    cw = params.get("class_weight")
+    if isinstance(cw, dict) and "__pairs__" in cw:
+        params["class_weight"] = dict(cw["__pairs__"])
+    return params
+
+
+def _plain(value):
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def classes_to_json(classes):
+    return {"values": [_plain(c) for c in classes.tolist()], "dtype": classes.dtype.str}
+
+
+def classes_from_json(data):
+    dtype = np.dtype(data["dtype"])
+    if dtype.kind == "O":
+        arr = np.empty(len(data["values"]), dtype=object)
+        arr[:] = data["values"]
+        return arr
+    return np.asarray(data["values"], dtype=dtype)
+
+
+# -- the schema of config.json ----------------------------------------------------------
+
+
+def _is_int(v):
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _is_number(v):
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_str_list(v):
+    return isinstance(v, list) and all(isinstance(x, str) for x in v)
+
+
+def _is_number_list(v):
+    return isinstance(v, list) and all(_is_number(x) for x in v)
+
+
+# field -> (what it must be, check)
+INT = ("a non-negative integer", _is_int)
+NUMBER = ("a finite number", _is_number)
+OPTIONAL_NUMBER = ("a finite number or null", lambda v: v is None or _is_number(v))
+STR = ("a string", lambda v: isinstance(v, str))
+OPTIONAL_STR = ("a string or null", lambda v: v is None or isinstance(v, str))
+BOOL = ("true or false", lambda v: isinstance(v, bool))
+STRS = ("a list of strings", _is_str_list)
+NUMBERS = ("a list of finite numbers", _is_number_list)
+OPTIONAL_NUMBERS = ("a list of finite numbers or null", lambda v: v is None or _is_number_list(v))
+OBJECT = ("a JSON object", lambda v: isinstance(v, dict))
+
+_TOP_FIELDS = {
+    "class": STR,
+    "format_version": INT,
+    "embedxfer_version": STR,
+    "params": OBJECT,
+    "unsaved_params": STRS,
+    "classes": OBJECT,
+    "fitted": OBJECT,
+}
+FITTED_FIELDS = {
+    "loss_curve_": NUMBERS,
+    "validation_loss_curve_": OPTIONAL_NUMBERS,
+    "best_validation_loss_": OPTIONAL_NUMBER,
+    "n_epochs_": INT,
+    "n_iter_": INT,
+    "fit_time_": NUMBER,
+}
+
+
+def _fitted_fields(estimator_class):
+    """The ``fitted`` entries of ``estimator_class``'s saved format: name -> (kind, check)."""
+    return getattr(estimator_class, "_fitted_fields", FITTED_FIELDS)
+
+
+def _check_fields(config, fields, where, complain):
+    for name, (kind, ok) in fields.items():
+        if name not in config:
+            complain(where + name, "is missing")
+        if not ok(config[name]):
+            complain(where + name, f"is {config[name]!r:.60}, expected {kind}")
+
+
+def _check_classes(data, complain):
+    values, dtype = data.get("values"), data.get("dtype")
+    if not isinstance(values, list) or len(values) < 2:
+        complain("classes.values", "is not a list of two or more classes")
+    try:
+        dtype = np.dtype(dtype) if isinstance(dtype, str) else None
+    except TypeError:
+        dtype = None
+    kinds = {"b": bool, "i": int, "u": int, "f": (int, float)}
+    if dtype is not None and dtype.kind in "OU":
+        longest = max(len(v) if isinstance(v, str) else 0 for v in values)
+        fits = all(isinstance(v, str) for v in values) and (
+            dtype.kind == "O" or dtype.itemsize <= 4 * max(longest, 1)
+        )
+    elif dtype is not None and dtype.kind in kinds and dtype.itemsize <= 8:
+        fits = all(
+            isinstance(v, kinds[dtype.kind]) and (dtype.kind == "b") == isinstance(v, bool)
+            for v in values
+        )
+    else:
+        fits = False
+    if not fits:
+        complain(
+            "classes.dtype",
+            f"is {data.get('dtype')!r:.40}, expected bool, an integer, a float or a string "
+            "dtype that fits the values",
+        )
+    if len(set(map(repr, values))) != len(values):
+        complain("classes.values", "holds a class twice")
+
+
+def check_config(config, folder, estimator_class):
+    """Check ``config.json`` against the saved format of ``estimator_class``.
+
+    The common fields (:data:`FITTED_FIELDS` and the top level) and the
+    class's own ``_saved_fields``; raises :class:`SavedModelError` naming the
+    file and the first field that does not fit.
+    """
+    name = estimator_class.__name__
+    path = os.path.join(folder, CONFIG_NAME)
+
+    def complain(field, problem):
+        raise SavedModelError(
+            f"{path}: {field} {problem}; this is not a {name} saved by {name}.save()."
+        )
+
+    if not isinstance(config, dict):
+        complain("the content", f"is a JSON {type(config).__name__}, expected an object")
+    if config.get("class") != name:
+        raise SavedModelError(
+            f"{path}: class is {config.get('class')!r:.60}, not {name!r}; load it with the "
+            "class that saved it."
+        )
+    if _is_int(config.get("format_version")) and config["format_version"] > FORMAT_VERSION:
+        raise SavedModelError(
+            f"{path}: format_version {config['format_version']} was written by a newer "
+            "embedxfer; upgrade embedxfer to load it."
+        )
+    _check_fields(config, _TOP_FIELDS, "", complain)
+    _check_fields(config, getattr(estimator_class, "_saved_fields", {}), "", complain)
+    fitted_fields = _fitted_fields(estimator_class)
+    _check_fields(config["fitted"], fitted_fields, "fitted.", complain)
+    unknown = sorted(set(config["fitted"]) - set(fitted_fields))
+    if unknown:
+        complain(f"fitted.{unknown[0]}", f"is not a fitted attribute of {name}")
+    known = set(estimator_class._get_param_names())
+    unknown = sorted(set(config["params"]) - known)
+    if unknown:
+        complain(f"params.{unknown[0]}", f"is not a parameter of {name}")
+    _check_classes(config["classes"], complain)
+
+
+def check_tensors(tensors, expected, folder, prefixes=()):
+    """Check the tensors read from ``model.safetensors`` against ``expected``.
+
+    ``expected`` maps each tensor name to its shape (a tuple, ``None`` for
+    any shape); names starting with one of ``prefixes`` may come too (their
+    shapes are checked when the network loads them). A tensor missing, one
+    too many or of another shape raises :class:`SavedModelError` naming the
+    file and the tensor.
+    """
+    path = os.path.join(folder, WEIGHTS_NAME)
+    for name, shape in expected.items():
+        if name not in tensors:
+            raise SavedModelError(f"{path}: tensor {name!r} is missing; save the model again.")
+        got = tuple(tensors[name].shape)
+        if shape is not None and got != tuple(shape):
+            raise SavedModelError(
+                f"{path}: tensor {name!r} has shape {got}, expected {tuple(shape)} from "
+                f"{CONFIG_NAME}; the two files do not belong together."
+            )
+    extra = sorted(n for n in set(tensors) - set(expected) if not n.startswith(tuple(prefixes)))
+    if extra:
+        raise SavedModelError(f"{path}: tensor {extra[0]!r} is not part of the saved format.")
+
+
+def write_folder(folder, config, tensors):
+    """Write ``config.json`` and ``model.safetensors`` into ``folder``, each atomically."""
+    from safetensors.torch import save_file
+
+    os.makedirs(folder, exist_ok=True)
+    with atomic_path(os.path.join(folder, WEIGHTS_NAME)) as tmp:
+        save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(tmp))
+    text = json.dumps(config, indent=2, sort_keys=True) + "\n"
+    write_text_atomic(os.path.join(folder, CONFIG_NAME), text)
+
+
+def read_folder(folder, estimator_class):
+    """Read back what ``write_folder`` wrote, checked against ``estimator_class``'s format.
+
+    ``config.json`` is checked by :func:`check_config`; ``model.safetensors``
+    must be a safetensors file (read as raw tensors, never unpickled).
+    Every problem raises :class:`SavedModelError` naming the file and field.
+    """
+    from safetensors.torch import load_file
+
+    name = estimator_class.__name__
+    config_path = os.path.join(folder, CONFIG_NAME)
+    if not os.path.isfile(config_path):
+        raise FileNotFoundError(
+            f"{folder!r} has no {CONFIG_NAME}; pass a folder written by {name}.save()."
+        )
+    try:
+        with open(config_path, encoding="utf-8") as fh:
+            config = json.load(fh)
+    except (OSError, ValueError) as err:
+        raise SavedModelError(f"{config_path}: not readable JSON ({err}).") from None
+    check_config(config, folder, estimator_class)
+    weights_path = os.path.join(folder, WEIGHTS_NAME)
+    problem = _safetensors_problem(weights_path)
+    if problem is None:
+        try:
+            tensors = load_file(weights_path, device="cpu")
+        except Exception as err:  # safetensors raises its own types on a damaged file
+            problem = f"{type(err).__name__}: {err}"
+    if problem is not None:
+        raise SavedModelError(
+            f"{weights_path}: not a safetensors file ({problem}); save the model again."
+        )
+    return config, tensors
+
+
+def _safetensors_problem(path):
+    """None when ``path`` starts as a safetensors file does: a length, then a JSON header."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as fh:
+            head = fh.read(9)
+    except OSError as err:
+        return err.strerror or str(err)
+    if len(head) < 9:
+        return "too short"
+    length = int.from_bytes(head[:8], "little")
+    if head[8:9] != b"{" or length > size - 8:
+        return "no safetensors header"
+    return None
+
+
+class TrainedWeightsState:
+    """Pickling of an estimator whose live torch objects (``_runtime``) never travel.
+
+    A pickle carries the weights ``fit`` trained (``_trained_tensors()``) as
+    safetensors bytes; they are turned back into a runtime by ``_rebuild``
+    on first use (``_ensure_runtime``), on the device the ``device``
+    parameter names here.
+    """
+
+    _runtime = None
+    _pending_tensors = None
+
+    def _ensure_runtime(self):
+        from sklearn.utils.validation import check_is_fitted
+
+        from .._core.device import resolve_device
+
+        check_is_fitted(self)
+        if self._runtime is None:
+            tensors = self._pending_tensors
+            if tensors is None:
+                raise RuntimeError(
+                    f"this {type(self).__name__} has lost its weights; fit it again."
+                )
+            if isinstance(tensors, (bytes, bytearray)):
+                tensors = bytes_to_tensors(tensors)
+            self._rebuild(tensors, resolve_device(self.device))
+            self._pending_tensors = None
+        return self._runtime
+
+    def __getstate__(self):
+        # object.__getstate__ returns the instance's own __dict__: copy it first.
+        state = dict(super().__getstate__())
+        runtime = state.pop("_runtime", None)
+        if runtime is not None:
+            state["_pending_tensors"] = tensors_to_bytes(self._trained_tensors())
+        elif isinstance(state.get("_pending_tensors"), dict):
+            state["_pending_tensors"] = tensors_to_bytes(state["_pending_tensors"])
+        return state
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        self._runtime = None
+
+
+def saved_config(estimator, fitted):
+    """The ``config.json`` of a fitted estimator: its class, parameters, classes and ``fitted``.
+
+    Parameters that JSON cannot hold are written as ``None`` and listed
+    under ``unsaved_params``.
+    """
+    from .. import __version__
+
+    params, unsaved = params_to_json(estimator.get_params(deep=False))
+    return {
+        "class": type(estimator).__name__,
+        "format_version": FORMAT_VERSION,
+        "embedxfer_version": __version__,
+        "params": params,
+        "unsaved_params": unsaved,
+        "classes": classes_to_json(estimator.classes_),
+        "fitted": fitted,
+    }
+
+
+def estimator_from_folder(cls, folder, device, params):
+    """``(estimator, config, tensors)`` from a folder ``write_folder`` wrote, all checked.
+
+    ``config.json`` is checked against ``cls``'s saved format and the tensors
+    against the shapes ``cls._expected_tensors(config)`` names; the estimator
+    has the saved parameters updated with ``params`` (and ``device``), checked
+    by its parameter table, and ``classes_`` and the ``fitted`` attributes
+    set; the caller rebuilds its network from ``tensors``. A saved GPU device
+    that is not available here falls back to ``None`` (the best device here).
+    """
+    from .._core.device import resolve_device
+    from .._core.param_validation import validate_params
+
+    params_given = dict(params)
+    config, tensors = read_folder(folder, cls)
+    expected, prefixes = cls._expected_tensors(config)
+    check_tensors(tensors, expected, folder, prefixes)
+    saved = params_from_json(config["params"])
+    unknown = set(params) - set(saved)
+    if unknown:
+        raise TypeError(
+            f"{cls.__name__}.load() got unknown parameters {sorted(unknown)}; "
+            f"expected some of {sorted(saved)}."
+        )
+    params = {**saved, **params}
+    if device is not None:
+        params["device"] = device
+    elif params.get("device") not in (None, "auto", "cpu"):
+        try:
+            resolve_device(params["device"])
+        except ValueError:
+            params["device"] = None
+    est = cls(**params)
+    unsaved = set(config["unsaved_params"]) - set(params_given)
+    try:
+        validate_params(est, [p for p in est._parameter_constraints if p not in unsaved])
+    except ValueError as err:
+        raise SavedModelError(f"{os.path.join(folder, CONFIG_NAME)}: params: {err}") from None
+    est.classes_ = classes_from_json(config["classes"])
+    for key in _fitted_fields(cls):
+        setattr(est, key, config["fitted"][key])
+    return est, config, tensors
