@@ -11,13 +11,16 @@ torch = pytest.importorskip("torch")
 
 from embedxfer import ImageClassifier, SequenceClassifier, TransformerClassifier
 from embedxfer._core.param_validation import InvalidParameterError
-from embedxfer._torch import training as tt
+from embedxfer._torch.classifier import TorchClassifierMixin
+from embedxfer._torch.data import class_weight_vector, split_validation
+from embedxfer._torch.loop import EpochLoop, TrainingHistory, TrainingStage, draw_seed
+from embedxfer._torch.settings import TRAINING_PARAMETER_CONSTRAINTS, TrainingSettings
 
 
-class LinearClassifier(tt.TorchClassifierMixin, ClassifierMixin, BaseEstimator):
+class LinearClassifier(TorchClassifierMixin, ClassifierMixin, BaseEstimator):
     """A softmax regression on numeric rows: the outline with the smallest network."""
 
-    _parameter_constraints = {**tt.TRAINING_PARAMETER_CONSTRAINTS}
+    _parameter_constraints = {**TRAINING_PARAMETER_CONSTRAINTS}
 
     def __init__(
         self,
@@ -62,7 +65,7 @@ class LinearClassifier(tt.TorchClassifierMixin, ClassifierMixin, BaseEstimator):
         x_train, x_val = prepared.x[data.train_idx], None
         if data.val_idx is not None:
             x_val = prepared.x[data.val_idx]
-        yield tt.TrainingStage(
+        yield TrainingStage(
             groups=[(list(linear.named_parameters()), self.lr)],
             modules=[linear],
             epochs=self.epochs,
@@ -148,8 +151,8 @@ def test_early_stopping_keeps_the_best_epoch_weights():
     # Training went on past the best epoch, so its weights had to be put back.
     assert np.argmin(clf.validation_loss_curve_) < clf.n_epochs_ - 1
     # The kept weights are those of the best epoch: their validation loss is the lowest one.
-    _, val_idx = tt.split_validation(
-        np.unique(y, return_inverse=True)[1], 0.3, tt.draw_seed(clf.random_state)
+    _, val_idx = split_validation(
+        np.unique(y, return_inverse=True)[1], 0.3, draw_seed(clf.random_state)
     )
     logits = torch.from_numpy(clf._logits_numpy(list(X[val_idx].astype(np.float32))))
     targets = torch.as_tensor(np.unique(y, return_inverse=True)[1][val_idx])
@@ -158,7 +161,7 @@ def test_early_stopping_keeps_the_best_epoch_weights():
 
 
 def test_a_classifier_without_its_hooks_cannot_be_made():
-    class Incomplete(tt.TorchClassifierMixin, ClassifierMixin, BaseEstimator):
+    class Incomplete(TorchClassifierMixin, ClassifierMixin, BaseEstimator):
         def _check_fit_data(self, X, y):
             return X, y
 
@@ -167,7 +170,7 @@ def test_a_classifier_without_its_hooks_cannot_be_made():
 
 
 def test_training_settings_are_frozen():
-    settings = tt.TrainingSettings(
+    settings = TrainingSettings(
         lr=1e-3,
         batch_size=8,
         weight_decay=0.0,
@@ -215,18 +218,18 @@ def test_unfreeze_keeps_its_fix_it_wording(cls):
 
 def test_balanced_class_weights_are_inverse_class_frequencies():
     y_idx = np.array([0, 0, 0, 0, 0, 0, 1, 1, 2])  # 6, 2 and 1 of 9
-    weights = tt.class_weight_vector("balanced", np.array(["a", "b", "c"]), y_idx)
+    weights = class_weight_vector("balanced", np.array(["a", "b", "c"]), y_idx)
     assert weights.dtype == np.float32
     np.testing.assert_array_equal(weights, np.float32([9 / 18, 9 / 6, 9 / 3]))
-    dict_weights = tt.class_weight_vector({"c": 2.5}, np.array(["a", "b", "c"]), y_idx)
+    dict_weights = class_weight_vector({"c": 2.5}, np.array(["a", "b", "c"]), y_idx)
     np.testing.assert_array_equal(dict_weights, np.float32([1, 1, 2.5]))
     with pytest.raises(
         InvalidParameterError, match=r"class_weight\['a'\]. parameter must be a float"
     ):
-        tt.class_weight_vector({"a": -1.0}, np.array(["a", "b", "c"]), y_idx)
+        class_weight_vector({"a": -1.0}, np.array(["a", "b", "c"]), y_idx)
 
 
-class _RegressionLoop(tt.EpochLoop):
+class _RegressionLoop(EpochLoop):
     """Least squares on ten rows in two batches: the loop with the smallest model."""
 
     def __init__(self, weight, val_losses=None, **kwargs):
@@ -278,8 +281,8 @@ def test_epoch_loop_stops_early_and_restores_the_best_epoch():
 
 
 def test_histories_of_stages_join_in_order():
-    first = tt.TrainingHistory(loss=[3.0, 2.0], val_loss=[2.5], n_iter=4, time=1.0)
-    second = tt.TrainingHistory(loss=[1.0], val_loss=[1.5], n_iter=2, time=0.5)
-    joined = tt.TrainingHistory.joined([first, second])
+    first = TrainingHistory(loss=[3.0, 2.0], val_loss=[2.5], n_iter=4, time=1.0)
+    second = TrainingHistory(loss=[1.0], val_loss=[1.5], n_iter=2, time=0.5)
+    joined = TrainingHistory.joined([first, second])
     assert joined.loss == [3.0, 2.0, 1.0] and joined.val_loss == [2.5, 1.5]
     assert (joined.n_iter, joined.time) == (6, 1.5)

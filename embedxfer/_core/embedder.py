@@ -109,7 +109,7 @@ class Embedder(metaclass=ABCMeta):
             self.device_ = self._resolve_device()
 
     def _load_model(self):
-        """Load the heavy artefact now (once per process, through ``_registry``).
+        """Load the heavy artefact now (once per process, through ``_core.registry``).
 
         The default has nothing to load. Raises whatever loading raises; the
         Dask layer names the worker and :meth:`_model_reference`.

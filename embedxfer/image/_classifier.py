@@ -3,9 +3,9 @@
 ``ImageClassifier`` puts a new softmax layer on the pooled features of a
 pretrained backbone and trains it with none, the top ``k`` or all of the
 backbone's blocks unfrozen. The outline of ``fit`` is ``TorchClassifierMixin``'s
-(in ``embedxfer._torch.training``), with the training loop, early stopping,
+(in ``embedxfer._torch.classifier``), with the training loop, early stopping,
 class weights and seeding shared with ``TransformerClassifier`` and
-``SequenceClassifier``; the saved format is ``_torch_persistence``'s. What is
+``SequenceClassifier``; the saved format is ``_torch.persistence``'s. What is
 particular to images is kept in small methods: building the trainable network,
 making the inputs of a batch, and running the frozen lower blocks once.
 """
@@ -22,7 +22,19 @@ from .._core.device import import_torch
 from .._core.param_validation import Hint, Interval, Rule
 from .._core.public import set_module
 from .._torch import persistence as tp
-from .._torch import training as tt
+from .._torch.classifier import TorchClassifierMixin
+from .._torch.data import batch_ranges, check_xy
+from .._torch.loop import TrainingStage, new_head, saved_head
+from .._torch.settings import (
+    HEAD_ONLY_EPOCHS,
+    TRAINING_PARAMETER_CONSTRAINTS,
+    UNFREEZE_CONSTRAINT,
+    autocast,
+    default_body_lr,
+    prediction_precision,
+    resolved_epochs,
+    resolved_unfreeze,
+)
 from ._embedder import (
     pool_map,
     preprocessed_batches,
@@ -97,7 +109,7 @@ class _ImageRuntime:
         out = np.empty((len(items), width), dtype=np.float32)
         batches = preprocessed_batches(items, self.preprocess, batch_size, n_threads)
         try:
-            with torch.inference_mode(), tt.autocast(self.device, self.amp_dtype):
+            with torch.inference_mode(), autocast(self.device, self.amp_dtype):
                 for start, arrays, errors in batches:
                     for offset, err in enumerate(errors):
                         if err is not None:
@@ -131,7 +143,7 @@ def _set_training_mode(modules, training):
 
 
 @set_module("embedxfer")
-class ImageClassifier(tt.TorchClassifierMixin, RawInputMixin, ClassifierMixin, BaseEstimator):
+class ImageClassifier(TorchClassifierMixin, RawInputMixin, ClassifierMixin, BaseEstimator):
     """Fine-tune a pretrained image network with a new softmax head.
 
     The images go through the pretrained backbone, the final feature map is
@@ -290,9 +302,9 @@ class ImageClassifier(tt.TorchClassifierMixin, RawInputMixin, ClassifierMixin, B
         self.verbose = verbose
 
     _parameter_constraints = {
-        **tt.TRAINING_PARAMETER_CONSTRAINTS,
+        **TRAINING_PARAMETER_CONSTRAINTS,
         "model": [Rule(model_problem, "a model name or an embedxfer.image.ImageModel")],
-        "unfreeze": tt.UNFREEZE_CONSTRAINT,
+        "unfreeze": UNFREEZE_CONSTRAINT,
         "body_lr": [Interval(Real, 0, None, closed="neither"), None],
         "epochs": [Interval(Integral, 1, None), None],
         "head_epochs": [
@@ -313,7 +325,7 @@ class ImageClassifier(tt.TorchClassifierMixin, RawInputMixin, ClassifierMixin, B
     def _resolved_epochs(self, unfreeze, n_train):
         # With augmentation the head trains on new crops every epoch, as fine-tuning does.
         head_only = unfreeze == 0 and not self.augment
-        return tt.resolved_epochs(self.epochs, head_only, n_train, self.batch_size)
+        return resolved_epochs(self.epochs, head_only, n_train, self.batch_size)
 
     # --------------------------------------------------------------- fit
     def fit(self, X, y):
@@ -336,13 +348,13 @@ class ImageClassifier(tt.TorchClassifierMixin, RawInputMixin, ClassifierMixin, B
 
     def _check_fit_data(self, X, y):
         import_pil()
-        return tt.check_xy(X, y, check_images, "image")
+        return check_xy(X, y, check_images, "image")
 
     def _set_training_mode(self, modules, training):
         _set_training_mode(modules, training)
 
     def _prepare_training(self, data, settings):
-        unfreeze = tt.resolved_unfreeze(self.unfreeze)
+        unfreeze = resolved_unfreeze(self.unfreeze)
         runtime, names, n_blocks = self._build_network(
             unfreeze, data.classes, settings.seed, settings.device, settings.amp_dtype
         )
@@ -370,7 +382,7 @@ class ImageClassifier(tt.TorchClassifierMixin, RawInputMixin, ClassifierMixin, B
             )
             train_features = self._features(runtime, centre)
             val_features = None if val_inputs is None else self._features(runtime, val_inputs)
-            yield tt.TrainingStage(
+            yield TrainingStage(
                 groups=[(list(runtime.head.named_parameters()), settings.lr)],
                 modules=[runtime.head],
                 epochs=self._head_epochs(),
@@ -390,7 +402,7 @@ class ImageClassifier(tt.TorchClassifierMixin, RawInputMixin, ClassifierMixin, B
         else:
             # Stage 2: head and unfrozen blocks together, at the body's low rate.
             groups = [(head_params + body, self._body_lr())]
-        yield tt.TrainingStage(
+        yield TrainingStage(
             groups=groups,
             modules=list(runtime.trained) + [runtime.head],
             epochs=self._resolved_epochs(unfreeze, len(data.train_idx)),
@@ -409,7 +421,7 @@ class ImageClassifier(tt.TorchClassifierMixin, RawInputMixin, ClassifierMixin, B
 
         def logits():
             return torch.cat(
-                [logits_of(slice(a, b)) for a, b in tt.batch_ranges(n_rows, self._predict_batch())]
+                [logits_of(slice(a, b)) for a, b in batch_ranges(n_rows, self._predict_batch())]
             )
 
         return logits
@@ -421,20 +433,20 @@ class ImageClassifier(tt.TorchClassifierMixin, RawInputMixin, ClassifierMixin, B
         return prepared.runtime
 
     def _head_epochs(self):
-        return tt.HEAD_ONLY_EPOCHS if self.head_epochs is None else self.head_epochs
+        return HEAD_ONLY_EPOCHS if self.head_epochs is None else self.head_epochs
 
     def _body_lr(self):
-        return tt.default_body_lr(self.body_lr, self.lr)
+        return default_body_lr(self.body_lr, self.lr)
 
     def _features(self, runtime, lower):
         """Pooled features of the still-pretrained upper parts, in evaluation mode."""
         torch = import_torch()
         _set_training_mode(list(runtime.trained), False)
-        with torch.no_grad(), tt.autocast(runtime.device, runtime.amp_dtype):
+        with torch.no_grad(), autocast(runtime.device, runtime.amp_dtype):
             return torch.cat(
                 [
                     runtime.upper(lower[a:b]).float()
-                    for a, b in tt.batch_ranges(len(lower), self._predict_batch())
+                    for a, b in batch_ranges(len(lower), self._predict_batch())
                 ]
             )
 
@@ -459,7 +471,7 @@ class ImageClassifier(tt.TorchClassifierMixin, RawInputMixin, ClassifierMixin, B
             for n, _ in trained.named_parameters()
         ]
         width = self._probe_width(frozen, device)
-        head = tt.new_head(width, len(classes), self.dropout, seed, _HEAD_STD).to(device)
+        head = new_head(width, len(classes), self.dropout, seed, _HEAD_STD).to(device)
         return _ImageRuntime(frozen, trained, cut, head, device, amp_dtype), names, n_blocks
 
     def _probe_width(self, frozen, device):
@@ -617,7 +629,7 @@ class ImageClassifier(tt.TorchClassifierMixin, RawInputMixin, ClassifierMixin, B
                     f"load with the base model they were trained on ({err})."
                 ) from None
         trained = trained.to(device).eval().requires_grad_(False)
-        head = tt.saved_head(tensors, self.dropout, device)
-        amp_dtype = tt.prediction_precision(self.precision, device)
+        head = saved_head(tensors, self.dropout, device)
+        amp_dtype = prediction_precision(self.precision, device)
         self.device_ = device
         self._runtime = _ImageRuntime(frozen, trained, cut, head, device, amp_dtype)

@@ -6,9 +6,9 @@ the fine-tuned encoder is then a plain scikit-learn transformer, so that
 ``make_pipeline(ContrastiveEmbedder(), LogisticRegression())`` is SetFit.
 Pairs are drawn batch by batch from a seeded stream (``pair_batches``) and
 never stored. Loading, the trainable copy of the encoder and which layers
-train come from ``_finetune``; the optimiser, warm-up, precision and seeding
-from ``_torch_training``; encoding from ``_transformers.encode_texts`` (as
-``SentenceEmbedder``); the saved format from ``_torch_persistence``.
+train come from ``_transformer_classifier``; the optimiser, warm-up, precision and
+seeding from ``_torch``; encoding from ``_encoder_loading.encode_texts`` (as
+``SentenceEmbedder``); the saved format from ``_torch.persistence``.
 """
 
 import hashlib
@@ -36,12 +36,19 @@ from .._core.param_validation import Interval, Options, validate_params
 from .._core.public import set_module
 from .._core.validation import check_documents
 from .._torch import persistence as tp
-from .._torch import training as tt
+from .._torch.data import check_xy
+from .._torch.loop import EpochLoop, draw_seed, seeded_torch, set_training_mode
 from .._torch.persistence import (
     TrainedWeightsState,
     estimator_from_folder,
     saved_config,
     write_folder,
+)
+from .._torch.settings import (
+    TRAINING_PARAMETER_CONSTRAINTS,
+    autocast,
+    resolve_precision,
+    resolved_unfreeze,
 )
 from ._encoder_loading import (
     DEFAULT_MODEL,
@@ -172,7 +179,7 @@ def _sentence_max_length(source):
     return value if isinstance(value, int) else None
 
 
-class _PairLoop(tt.EpochLoop):
+class _PairLoop(EpochLoop):
     """The epoch loop of :meth:`ContrastiveEmbedder.fit`: a loss on streamed pair batches."""
 
     def __init__(self, estimator, backend, seqs, y_idx, n_pairs, seed, groups, **kwargs):
@@ -205,7 +212,7 @@ class _PairLoop(tt.EpochLoop):
         torch = import_torch()
         left, right, same = batch
         both = np.r_[left, right]
-        with tt.autocast(self.device, self.amp_dtype):
+        with autocast(self.device, self.amp_dtype):
             vectors = self.backend.embed(
                 self.backend.collate([self.seqs[i] for i in both]),
                 pooling=self.estimator.pooling,
@@ -398,7 +405,7 @@ class ContrastiveEmbedder(
         "normalize": ["boolean"],
         "long_documents": [Options(["truncate", "chunk"])],
         "chunk_overlap": [Interval(Integral, 0, None)],
-        "random_state": tt.TRAINING_PARAMETER_CONSTRAINTS["random_state"],
+        "random_state": TRAINING_PARAMETER_CONSTRAINTS["random_state"],
         "device": DEVICE_CONSTRAINT,
         "precision": {
             "constraints": [Options(dict.fromkeys((*AUTO_PRECISIONS, *ONNX_PRECISIONS)))],
@@ -511,12 +518,12 @@ class ContrastiveEmbedder(
         validate_params(self)
         self._check_param_combinations()
         import_torch()  # without torch: the one-line error, before any work
-        docs, y = tt.check_xy(X, y)
+        docs, y = check_xy(X, y)
         classes, y_idx = self._check_labels(y)
         device = resolve_device(self.device)
-        amp_dtype = tt.resolve_precision(self._training_precision(), device)
-        seed = tt.draw_seed(self.random_state)
-        unfreeze = tt.resolved_unfreeze(self.unfreeze)
+        amp_dtype = resolve_precision(self._training_precision(), device)
+        seed = draw_seed(self.random_state)
+        unfreeze = resolved_unfreeze(self.unfreeze)
         tokenizer, encoder, names, n_layers = trainable_encoder(self.model, unfreeze, device)
         backend = self._backend(tokenizer, encoder, device)
         max_length = self._resolved_max_length(backend)
@@ -538,12 +545,12 @@ class ContrastiveEmbedder(
         )
         start = time.perf_counter()
         encoder.eval()
-        tt.set_training_mode(modules, True)
+        set_training_mode(modules, True)
         try:
-            with tt.seeded_torch(seed, device):
+            with seeded_torch(seed, device):
                 history = loop.fit_loop()
         finally:
-            tt.set_training_mode(modules, False)
+            set_training_mode(modules, False)
             encoder.requires_grad_(False)
 
         trained = dict(encoder.named_parameters())

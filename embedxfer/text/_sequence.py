@@ -22,7 +22,10 @@ from .._core.public import set_module
 from .._core.registry import get_or_load
 from .._core.validation import check_documents
 from .._torch import persistence as tp
-from .._torch import training as tt
+from .._torch.classifier import TorchClassifierMixin
+from .._torch.data import batch_ranges, check_xy
+from .._torch.loop import TrainingStage
+from .._torch.settings import TRAINING_PARAMETER_CONSTRAINTS, autocast, prediction_precision
 from ._tokenize import (
     DEFAULT_TOKEN_PATTERN,
     TOKENIZATION_CONSTRAINTS,
@@ -71,7 +74,7 @@ class _FittedSequenceNet:
 
 
 @set_module("embedxfer")
-class SequenceClassifier(tt.TorchClassifierMixin, RawInputMixin, ClassifierMixin, BaseEstimator):
+class SequenceClassifier(TorchClassifierMixin, RawInputMixin, ClassifierMixin, BaseEstimator):
     """Word vectors seed the embedding layer of a small network over the word sequence.
 
     Each document is tokenised into words; their rows of an embedding table,
@@ -240,7 +243,7 @@ class SequenceClassifier(tt.TorchClassifierMixin, RawInputMixin, ClassifierMixin
         self.allow_pickle = allow_pickle
 
     _parameter_constraints = {
-        **tt.TRAINING_PARAMETER_CONSTRAINTS,
+        **TRAINING_PARAMETER_CONSTRAINTS,
         "vectors": VECTORS_CONSTRAINT,
         "architecture": [Options(_ARCHITECTURES)],
         "hidden_size": [Interval(Integral, 1, None)],
@@ -270,7 +273,7 @@ class SequenceClassifier(tt.TorchClassifierMixin, RawInputMixin, ClassifierMixin
         return super().fit(X, y)
 
     def _check_fit_data(self, X, y):
-        return tt.check_xy(X, y)
+        return check_xy(X, y)
 
     def _prepare_training(self, data, settings):
         compiled = compile_tokenizer(self.tokenizer, self.token_pattern)
@@ -327,7 +330,7 @@ class SequenceClassifier(tt.TorchClassifierMixin, RawInputMixin, ClassifierMixin
             return torch.from_numpy(logits).to(device)
 
         trainable = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
-        yield tt.TrainingStage(
+        yield TrainingStage(
             groups=[(trainable, settings.lr)],
             modules=[net],
             epochs=self.epochs,
@@ -388,8 +391,8 @@ class SequenceClassifier(tt.TorchClassifierMixin, RawInputMixin, ClassifierMixin
         rows = np.asarray(rows)
         order = np.argsort(-(doc_ptr[rows + 1] - doc_ptr[rows]), kind="stable")
         batch = self.batch_size * _PREDICT_BATCH_FACTOR
-        with torch.inference_mode(), tt.autocast(runtime.device, runtime.amp_dtype):
-            for start, stop in tt.batch_ranges(len(rows), batch):
+        with torch.inference_mode(), autocast(runtime.device, runtime.amp_dtype):
+            for start, stop in batch_ranges(len(rows), batch):
                 sel = order[start:stop]
                 ids_t, lengths_t = self._collate(ids, doc_ptr, rows[sel], runtime.device)
                 vec = net.features(ids_t, lengths_t)
@@ -478,7 +481,7 @@ class SequenceClassifier(tt.TorchClassifierMixin, RawInputMixin, ClassifierMixin
         net = net.to_empty(device=device)
         net.load_state_dict(tensors)
         net.eval().requires_grad_(False)
-        amp_dtype = tt.prediction_precision(self.precision, device)
+        amp_dtype = prediction_precision(self.precision, device)
         index = VocabularyIndex({w: i for i, w in enumerate(self.vocabulary_.tolist())})
         compiled = compile_tokenizer(self.tokenizer, self.token_pattern)
         self.device_ = device

@@ -3,7 +3,7 @@
 ``TransformerClassifier`` puts a new softmax layer on a mean-pooled encoder
 and trains it, with none, some or all of the encoder's layers unfrozen.
 The training loop, early stopping and the saved format are shared with
-``SequenceClassifier`` through ``_torch_training``.
+``SequenceClassifier`` through ``embedxfer._torch``.
 """
 
 import copy
@@ -24,7 +24,18 @@ from .._core.public import set_module
 from .._core.registry import get_or_load
 from .._core.validation import check_documents
 from .._torch import persistence as tp
-from .._torch import training as tt
+from .._torch.classifier import TorchClassifierMixin
+from .._torch.data import batch_ranges, check_xy
+from .._torch.loop import TrainingStage, new_head, saved_head
+from .._torch.settings import (
+    TRAINING_PARAMETER_CONSTRAINTS,
+    UNFREEZE_CONSTRAINT,
+    autocast,
+    default_body_lr,
+    prediction_precision,
+    resolved_epochs,
+    resolved_unfreeze,
+)
 from ..exceptions import InvalidParameterError
 from ._encoder_loading import (
     DEFAULT_MODEL,
@@ -237,7 +248,7 @@ class _FineTunedEncoder:
     """The live network of a fitted TransformerClassifier: encoder and head; never pickled.
 
     Tokenising, padding, pooling and the maximum length are the ones of
-    ``SentenceEmbedder`` (``_transformers.EncoderBackend``); this adds the
+    ``SentenceEmbedder`` (``_encoder_loading.EncoderBackend``); this adds the
     head and mean pooling over the last layer.
     """
 
@@ -317,8 +328,8 @@ class _FineTunedEncoder:
         if n == 0:
             return out
         order = longest_first(seqs)
-        with torch.inference_mode(), tt.autocast(self.device, self.amp_dtype):
-            for start, stop in tt.batch_ranges(n, batch_size):
+        with torch.inference_mode(), autocast(self.device, self.amp_dtype):
+            for start, stop in batch_ranges(n, batch_size):
                 rows = order[start:stop]
                 vec = self.pooled(self.collate([seqs[i] for i in rows]))
                 if what == "logits":
@@ -353,7 +364,7 @@ class _OnnxFineTunedEncoder(_FineTunedEncoder):
 
 @set_module("embedxfer")
 class TransformerClassifier(
-    Int8AfterTrainingMixin, tt.TorchClassifierMixin, RawInputMixin, ClassifierMixin, BaseEstimator
+    Int8AfterTrainingMixin, TorchClassifierMixin, RawInputMixin, ClassifierMixin, BaseEstimator
 ):
     """Fine-tune a pretrained transformer encoder with a new softmax head.
 
@@ -561,9 +572,9 @@ class TransformerClassifier(
         self.cache = cache
 
     _parameter_constraints = {
-        **tt.TRAINING_PARAMETER_CONSTRAINTS,
+        **TRAINING_PARAMETER_CONSTRAINTS,
         "model": MODEL_CONSTRAINT,
-        "unfreeze": tt.UNFREEZE_CONSTRAINT,
+        "unfreeze": UNFREEZE_CONSTRAINT,
         "body_lr": [Interval(Real, 0, None, closed="neither"), None],
         "epochs": [Interval(Integral, 1, None), None],
         "max_length": [
@@ -593,7 +604,7 @@ class TransformerClassifier(
 
     # ------------------------------------------------------------ checks
     def _resolved_epochs(self, unfreeze, n_train):
-        return tt.resolved_epochs(self.epochs, unfreeze == 0, n_train, self.batch_size)
+        return resolved_epochs(self.epochs, unfreeze == 0, n_train, self.batch_size)
 
     def _check_prediction_params(self):
         validate_params(self, self._INFERENCE_PARAMS)
@@ -636,13 +647,13 @@ class TransformerClassifier(
         return self
 
     def _check_fit_data(self, X, y):
-        return tt.check_xy(X, y)
+        return check_xy(X, y)
 
     def _prepare_training(self, data, settings):
         device = settings.device
-        unfreeze = tt.resolved_unfreeze(self.unfreeze)
+        unfreeze = resolved_unfreeze(self.unfreeze)
         tokenizer, encoder, names, n_layers = trainable_encoder(self.model, unfreeze, device)
-        head = tt.new_head(
+        head = new_head(
             encoder.config.hidden_size, len(data.classes), self.dropout, settings.seed, _HEAD_STD
         )
         network = self._network(tokenizer, encoder, head.to(device), device, settings.amp_dtype)
@@ -688,9 +699,9 @@ class TransformerClassifier(
         trainable = [(f"encoder.{n}", p) for n, p in encoder.named_parameters() if p.requires_grad]
         groups = [(list(head.named_parameters()), settings.lr)]
         if trainable:
-            groups.append((trainable, tt.default_body_lr(self.body_lr, settings.lr)))
+            groups.append((trainable, default_body_lr(self.body_lr, settings.lr)))
         encoder.eval()
-        yield tt.TrainingStage(
+        yield TrainingStage(
             groups=groups,
             modules=modules,
             epochs=self._resolved_epochs(unfreeze, len(train_idx)),
@@ -850,7 +861,7 @@ class TransformerClassifier(
     def _rebuild(self, tensors, device):
         trained = {k[len("encoder.") :]: v for k, v in tensors.items() if k.startswith("encoder.")}
         tokenizer, encoder = encoder_with_weights(self.model, trained, device)
-        head = tt.saved_head(tensors, self.dropout, device)
-        amp_dtype = tt.prediction_precision(self._training_precision(), device)
+        head = saved_head(tensors, self.dropout, device)
+        amp_dtype = prediction_precision(self._training_precision(), device)
         self.device_ = device
         self._runtime = self._network(tokenizer, encoder, head, device, amp_dtype)
