@@ -203,7 +203,7 @@ def test_refit_on_other_documents_equals_a_fresh_fit():
 
 def test_default_blocks_are_the_long_document_recipe():
     hybrid = HybridEmbedder()
-    assert hybrid.get_params(deep=True) == {"blocks": None, "weights": None}
+    assert hybrid.get_params(deep=True) == {"blocks": None, "weights": "auto"}
     (lsa_name, lsa), (minilm_name, minilm) = HybridEmbedder.default_blocks()
     assert (lsa_name, minilm_name) == ("lsa", "minilm")
     assert lsa[0].sublinear_tf and lsa[0].stop_words == "english"
