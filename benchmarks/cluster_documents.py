@@ -1,5 +1,8 @@
 """Clustering documents: HybridEmbedder against LSA, GloVe and MiniLM (KMeans, ARI).
 
+HybridEmbedder's rows use its default ``weights="auto"`` (the lexical view
+weighed by what it can see on each corpus), except the "equal weights" row.
+
 On BBC News (2,225 long articles, 5 topics) and a fixed sample of AG News
 (short news snippets, 4 topics): each recipe's L2-normalised vectors are
 clustered by KMeans (k = the number of topics, n_init=10) and scored by the
@@ -36,6 +39,7 @@ RECIPES = (
     "MiniLM, first 256 tokens",
     "MiniLM chunked, max windows",
     "HybridEmbedder default",
+    "HybridEmbedder default, equal weights",
     "HybridEmbedder LSA + GloVe",
 )
 
@@ -79,6 +83,10 @@ def make_recipe(name, cache):
         )
     if name == "HybridEmbedder default":
         return HybridEmbedder(blocks=HybridEmbedder.default_blocks()).set_params(
+            minilm__cache=cache
+        )
+    if name == "HybridEmbedder default, equal weights":
+        return HybridEmbedder(blocks=HybridEmbedder.default_blocks(), weights=None).set_params(
             minilm__cache=cache
         )
     if name == "HybridEmbedder LSA + GloVe":

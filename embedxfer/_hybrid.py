@@ -91,7 +91,8 @@ class HybridEmbedder(Embedder, TextInputMixin, TransformerMixin, _BaseCompositio
     width, every output row has unit norm (a document that a block cannot
     encode, such as one left empty by stop words, gets zeros there, never
     NaN), and the dot product of two output rows is the weighted mean of the
-    blocks' cosine similarities. Euclidean k-means, cosine nearest neighbours
+    blocks' cosine similarities (with ``weights="auto"``, weights that may
+    differ from document to document: see ``weights``). Euclidean k-means, cosine nearest neighbours
     and linear models on the output all see that weighted similarity.
     ``FeatureUnion`` concatenates without normalising, so a 384-wide block
     with large values drowns a 100-wide one.
@@ -101,7 +102,12 @@ class HybridEmbedder(Embedder, TextInputMixin, TransformerMixin, _BaseCompositio
     truncated SVD to 100 dimensions) beside all-MiniLM-L6-v2 run over whole
     documents in overlapping windows, pooled by element-wise max. The lexical
     view catches the words that name a topic, the semantic view their
-    paraphrases.
+    paraphrases. On short texts (a sentence, a news snippet) two documents
+    rarely share a word, so the lexical view has little to say: the default
+    ``weights="auto"`` reads that from the corpus and leans on the semantic
+    view there (AG News snippets: ARI 0.649 against 0.572 with equal weights
+    and 0.604 for MiniLM alone), while long documents keep both views about
+    equal (BBC News: 0.930).
 
     Parameters
     ----------
@@ -112,9 +118,32 @@ class HybridEmbedder(Embedder, TextInputMixin, TransformerMixin, _BaseCompositio
         :meth:`default_blocks`. Parameters of a block are reachable as
         ``name__param`` (``set_params(minilm__cache="embeddings/")``) once
         the blocks are given explicitly.
-    weights : dict of str to float or None, default=None
+    weights : "auto", dict of str to float or None, default="auto"
         Weight of each block by name (missing names weigh 1); ``None`` weighs
         every block 1. A weight of 0 leaves the block's columns at zero.
+        ``"auto"`` reads the weights from the documents given to :meth:`fit`,
+        with no label and no constant to tune:
+
+        - a *lexical* block (a pipeline whose first step, or a block whose
+          output, is a sparse document-term matrix, such as a
+          ``TfidfVectorizer``) weighs ``1 - exp(-m)``, where ``m`` is the
+          mean number of terms two documents of the corpus share
+          (``shared_terms_``): the chance, under a Poisson model, that two
+          documents share a term at all, since a lexical view cannot relate
+          documents that share none. About 1 on long documents (BBC News:
+          ``m`` = 8.3), 0.28 on news snippets (AG News: 0.32), 0.015 on
+          questions (TREC: 0.015). Every other block weighs 1;
+        - a pipeline whose last step is a projection (has ``components_``,
+          such as ``TruncatedSVD``) is scaled, document by document, by the
+          share of the document's vector the projection keeps, over the
+          root mean square of that share on the fitted corpus: a document
+          whose words the components barely describe gets a projection that
+          is mostly noise, which normalising would blow up, and leans on the
+          other blocks instead. Output rows are normalised to unit length
+          again, so a block's share of a row is ``w s**2 / sum(w s**2)``.
+
+        Where every block is lexical and no two documents share a term, the
+        weights are equal.
 
     Attributes
     ----------
@@ -126,7 +155,12 @@ class HybridEmbedder(Embedder, TextInputMixin, TransformerMixin, _BaseCompositio
         The columns of each block in the output.
     weights_ : dict of str to float
         Each block's share of the squared norm of an output row
-        (``w / W``); the blocks' scales are the square roots.
+        (``w / W``); the blocks' scales are the square roots. With
+        ``weights="auto"``, the share in a document whose projected blocks
+        keep their corpus's typical (root mean square) share.
+    shared_terms_ : dict of str to float
+        With ``weights="auto"``, the mean number of terms two fitted
+        documents share, for each lexical block; empty otherwise.
     n_features_out_ : int
         Width of the output.
 
