@@ -582,8 +582,12 @@ def _run_block(name, block, docs, auto, fit_y=None):
     for index, step in enumerate(steps):
         if index == len(steps) - 1:
             before = data
-        method = step.transform if fit_y is None else step.fit_transform
-        data = _block_call(name, method, data, *(fit_y or ()))
+        if fit_y is None:
+            data = _block_call(name, step.transform, data)
+        elif hasattr(step, "fit_transform"):
+            data = _block_call(name, step.fit_transform, data, *fit_y)
+        else:
+            data = _block_call(name, lambda d, t: t.fit(d, *fit_y).transform(d), data, step)
         if index == 0 and sp.issparse(data):
             terms = data
     out = _as_matrix(data, name, n)
