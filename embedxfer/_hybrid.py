@@ -92,8 +92,9 @@ class HybridEmbedder(Embedder, TextInputMixin, TransformerMixin, _BaseCompositio
     encode, such as one left empty by stop words, gets zeros there, never
     NaN), and the dot product of two output rows is the weighted mean of the
     blocks' cosine similarities (with ``weights="auto"``, weights that may
-    differ from document to document: see ``weights``). Euclidean k-means, cosine nearest neighbours
-    and linear models on the output all see that weighted similarity.
+    differ from document to document: see ``weights``). Euclidean k-means,
+    cosine nearest neighbours and linear models on the output all see that
+    weighted similarity.
     ``FeatureUnion`` concatenates without normalising, so a 384-wide block
     with large values drowns a 100-wide one.
 

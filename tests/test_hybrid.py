@@ -338,6 +338,8 @@ def test_auto_scales_each_document_by_the_share_its_components_keep():
     X = hybrid.fit_transform(docs)
     np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, rtol=1e-5)
     np.testing.assert_allclose(hybrid.transform(docs), X, atol=1e-6)
+    # The scale's reference is fitted state: a few documents alone encode as in the corpus.
+    np.testing.assert_allclose(hybrid.transform(docs[:3]), X[:3], atol=1e-6)
     tfidf, svd = hybrid.named_blocks_["lsa"].steps[0][1], hybrid.named_blocks_["lsa"].steps[-1][1]
     retained = np.linalg.norm(svd.transform(tfidf.transform(docs)), axis=1)  # tf-idf rows: unit
     scale2 = retained**2 / np.mean(retained**2)
