@@ -1,7 +1,11 @@
 """Clustering documents: HybridEmbedder against LSA, GloVe and MiniLM (KMeans, ARI).
 
-On BBC News (2,225 long articles, 5 topics) and a fixed sample of AG News
-(short news snippets, 4 topics): each recipe's L2-normalised vectors are
+HybridEmbedder's rows use its default ``weights="auto"`` (the lexical view
+weighed by what it can see on each corpus), except the "equal weights" row.
+
+On BBC News (2,225 long articles, 5 topics), a fixed sample of AG News
+(short news snippets, 4 topics) and the TREC-6 test questions (500, 6
+question types): each recipe's L2-normalised vectors are
 clustered by KMeans (k = the number of topics, n_init=10) and scored by the
 adjusted Rand index against the topics, median over seeds. Label-free
 recipes only. Encoding time is reported per recipe (wall clock, with the
@@ -36,6 +40,7 @@ RECIPES = (
     "MiniLM, first 256 tokens",
     "MiniLM chunked, max windows",
     "HybridEmbedder default",
+    "HybridEmbedder default, equal weights",
     "HybridEmbedder LSA + GloVe",
 )
 
@@ -79,6 +84,10 @@ def make_recipe(name, cache):
         )
     if name == "HybridEmbedder default":
         return HybridEmbedder(blocks=HybridEmbedder.default_blocks()).set_params(
+            minilm__cache=cache
+        )
+    if name == "HybridEmbedder default, equal weights":
+        return HybridEmbedder(blocks=HybridEmbedder.default_blocks(), weights=None).set_params(
             minilm__cache=cache
         )
     if name == "HybridEmbedder LSA + GloVe":
@@ -161,6 +170,16 @@ def main(argv=None):
     parser.add_argument("--bbc", type=Path, default=DATA / "bbc_news" / "all.csv")
     parser.add_argument("--ag", type=Path, default=DATA / "ag_news" / "test.csv")
     parser.add_argument("--ag-n", type=int, default=2000, help="AG News rows drawn (seed 0)")
+    parser.add_argument(
+        "--trec", type=Path, default=DATA / "trec" / "test.csv", help="TREC-6 questions"
+    )
+    parser.add_argument(
+        "--datasets",
+        nargs="+",
+        default=["bbc", "ag", "trec"],
+        choices=["bbc", "ag", "trec"],
+        help="which data sets to run",
+    )
     parser.add_argument("--seeds", type=int, default=3, help="KMeans seeds (median ARI)")
     parser.add_argument("--cache", type=Path, default=DEFAULT_CACHE, help="MiniLM vector cache")
     parser.add_argument("--recipes", nargs="+", default=list(RECIPES), choices=RECIPES)
@@ -181,11 +200,16 @@ def main(argv=None):
         f"KMeans(k = topics, n_init=10) on L2-normalised vectors; ARI median of {args.seeds} "
         "seeds (min-max); encode s: wall-clock time to fit and encode every document."
     )
-    datasets = [("BBC News", load(args.bbc)), (f"AG News ({args.ag_n})", load(args.ag, args.ag_n))]
+    sources = {
+        "bbc": ("BBC News", lambda: load(args.bbc)),
+        "ag": (f"AG News ({args.ag_n})", lambda: load(args.ag, args.ag_n)),
+        "trec": ("TREC-6 questions", lambda: load(args.trec)),
+    }
+    datasets = [(sources[key][0], sources[key][1]()) for key in args.datasets]
     results = []
     for dataset, data in datasets:
         if data is None:
-            print(f"\nskipped {dataset}: data not found (pass --bbc / --ag)")
+            print(f"\nskipped {dataset}: data not found (pass --bbc / --ag / --trec)")
             continue
         texts, y = data
         print(f"\n## {dataset}: {len(texts)} documents, {len(np.unique(y))} topics\n")

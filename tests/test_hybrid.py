@@ -203,7 +203,7 @@ def test_refit_on_other_documents_equals_a_fresh_fit():
 
 def test_default_blocks_are_the_long_document_recipe():
     hybrid = HybridEmbedder()
-    assert hybrid.get_params(deep=True) == {"blocks": None, "weights": None}
+    assert hybrid.get_params(deep=True) == {"blocks": None, "weights": "auto"}
     (lsa_name, lsa), (minilm_name, minilm) = HybridEmbedder.default_blocks()
     assert (lsa_name, minilm_name) == ("lsa", "minilm")
     assert lsa[0].sublinear_tf and lsa[0].stop_words == "english"
@@ -292,3 +292,70 @@ def test_fingerprint_follows_the_blocks_and_survives_pickling():
     assert reweighted._cache_fingerprint() != key
     pooled = clone(hybrid).set_params(glove__pooling="max").fit(CLI_DOCS)
     assert pooled._cache_fingerprint() != key
+
+
+# -- weights="auto": the lexical view weighed by what it can see on this corpus ----------
+
+
+def topic_corpus(words_per_doc, n_docs=60, seed=0):
+    """Documents of three topics, each drawing from its own words and common ones."""
+    rng = np.random.default_rng(seed)
+    topics = [[f"{topic}{i}" for i in range(40)] for topic in ("sport", "money", "film")]
+    common = [f"word{i}" for i in range(400)]
+    docs = []
+    for d in range(n_docs):
+        own = rng.choice(topics[d % 3], words_per_doc // 2)
+        other = rng.choice(common, words_per_doc - words_per_doc // 2)
+        docs.append(" ".join(rng.permutation(np.concatenate([own, other]))))
+    return docs
+
+
+def auto_hybrid(n_docs=60):
+    semantic = np.random.default_rng(1).normal(size=(n_docs, 8))
+    lsa = make_pipeline(TfidfVectorizer(), TruncatedSVD(n_components=5, random_state=0))
+    return HybridEmbedder(blocks=[("lsa", lsa), ("semantic", fixed(semantic))])
+
+
+def test_auto_weighs_the_lexical_block_less_on_short_texts():
+    short = auto_hybrid().fit(topic_corpus(4))
+    long = auto_hybrid().fit(topic_corpus(120))
+    assert short.weights_["lsa"] < 0.3 < 0.45 < long.weights_["lsa"] <= 0.5
+    assert short.shared_terms_["lsa"] < long.shared_terms_["lsa"]
+    np.testing.assert_allclose(sum(short.weights_.values()), 1.0)
+    # The weight is the chance that two documents share a term: 1 - exp(-mean shared terms).
+    docs = topic_corpus(4)
+    present = (TfidfVectorizer().fit_transform(docs) > 0).astype(float)
+    shared = (present @ present.T).toarray()
+    mean_shared = (shared.sum() - np.trace(shared)) / (len(docs) * (len(docs) - 1))
+    assert short.shared_terms_["lsa"] == pytest.approx(mean_shared)
+    lexical = 1 - np.exp(-mean_shared)
+    assert short.weights_["lsa"] == pytest.approx(lexical / (lexical + 1))
+
+
+def test_auto_scales_each_document_by_the_share_its_components_keep():
+    docs = topic_corpus(12)
+    hybrid = auto_hybrid()
+    X = hybrid.fit_transform(docs)
+    np.testing.assert_allclose(np.linalg.norm(X, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(hybrid.transform(docs), X, atol=1e-6)
+    # The scale's reference is fitted state: a few documents alone encode as in the corpus.
+    np.testing.assert_allclose(hybrid.transform(docs[:3]), X[:3], atol=1e-6)
+    tfidf, svd = hybrid.named_blocks_["lsa"].steps[0][1], hybrid.named_blocks_["lsa"].steps[-1][1]
+    retained = np.linalg.norm(svd.transform(tfidf.transform(docs)), axis=1)  # tf-idf rows: unit
+    scale2 = retained**2 / np.mean(retained**2)
+    w = hybrid.weights_["lsa"]
+    expected = w * scale2 / (w * scale2 + 1 - w)
+    lexical_norms = np.linalg.norm(X[:, hybrid.output_indices_["lsa"]], axis=1)
+    np.testing.assert_allclose(lexical_norms**2, expected, rtol=1e-4)
+    assert lexical_norms.std() > 0.01, "documents differ in the share their components keep"
+    # Fixed weights keep every block at its weight's share, whatever the document.
+    fixed_weights = clone(hybrid).set_params(weights={"lsa": 1.0}).fit_transform(docs)
+    np.testing.assert_allclose(
+        np.linalg.norm(fixed_weights[:, :5], axis=1), np.sqrt(0.5), rtol=1e-5
+    )
+
+
+def test_auto_with_no_shared_term_falls_back_to_equal_weights():
+    hybrid = HybridEmbedder(blocks=[("a", TfidfVectorizer())]).fit(DOCS)  # no shared word
+    assert hybrid.shared_terms_ == {"a": 0.0} and hybrid.weights_ == {"a": 1.0}
+    np.testing.assert_allclose(np.linalg.norm(hybrid.transform(DOCS).toarray(), axis=1), 1.0)

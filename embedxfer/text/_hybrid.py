@@ -6,6 +6,7 @@ import numbers
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import TransformerMixin, clone
+from sklearn.pipeline import Pipeline
 from sklearn.utils import Bunch
 from sklearn.utils.metaestimators import _BaseComposition
 from sklearn.utils.validation import check_is_fitted
@@ -59,12 +60,13 @@ def _blocks_problem(blocks):
 
 
 def _weights_problem(weights):
-    if weights is None:
+    if weights is None or _is_auto(weights):
         return None
     if not isinstance(weights, dict):
         return (
-            f"weights={weights!r:.80}; expected None (equal weights) or a dict from block "
-            "name to a weight >= 0, e.g. {'lsa': 1.0, 'minilm': 2.0}."
+            f"weights={weights!r:.80}; expected 'auto' (weights read from the corpus), None "
+            "(equal weights) or a dict from block name to a weight >= 0, e.g. "
+            "{'lsa': 1.0, 'minilm': 2.0}."
         )
     for name, weight in weights.items():
         if (
@@ -89,8 +91,10 @@ class HybridEmbedder(Embedder, RawInputMixin, TransformerMixin, _BaseComposition
     width, every output row has unit norm (a document that a block cannot
     encode, such as one left empty by stop words, gets zeros there, never
     NaN), and the dot product of two output rows is the weighted mean of the
-    blocks' cosine similarities. Euclidean k-means, cosine nearest neighbours
-    and linear models on the output all see that weighted similarity.
+    blocks' cosine similarities (with ``weights="auto"``, weights that may
+    differ from document to document: see ``weights``). Euclidean k-means,
+    cosine nearest neighbours and linear models on the output all see that
+    weighted similarity.
     ``FeatureUnion`` concatenates without normalising, so a 384-wide block
     with large values drowns a 100-wide one.
 
@@ -99,7 +103,12 @@ class HybridEmbedder(Embedder, RawInputMixin, TransformerMixin, _BaseComposition
     truncated SVD to 100 dimensions) beside all-MiniLM-L6-v2 run over whole
     documents in overlapping windows, pooled by element-wise max. The lexical
     view catches the words that name a topic, the semantic view their
-    paraphrases.
+    paraphrases. On short texts (a sentence, a news snippet) two documents
+    rarely share a word, so the lexical view has little to say: the default
+    ``weights="auto"`` reads that from the corpus and leans on the semantic
+    view there (AG News snippets: ARI 0.649 against 0.572 with equal weights
+    and 0.604 for MiniLM alone), while long documents keep both views about
+    equal (BBC News: 0.930).
 
     Parameters
     ----------
@@ -110,9 +119,32 @@ class HybridEmbedder(Embedder, RawInputMixin, TransformerMixin, _BaseComposition
         :meth:`default_blocks`. Parameters of a block are reachable as
         ``name__param`` (``set_params(minilm__cache="embeddings/")``) once
         the blocks are given explicitly.
-    weights : dict of str to float or None, default=None
+    weights : "auto", dict of str to float or None, default="auto"
         Weight of each block by name (missing names weigh 1); ``None`` weighs
         every block 1. A weight of 0 leaves the block's columns at zero.
+        ``"auto"`` reads the weights from the documents given to :meth:`fit`,
+        with no label and no constant to tune:
+
+        - a *lexical* block (a pipeline whose first step, or a block whose
+          output, is a sparse document-term matrix, such as a
+          ``TfidfVectorizer``) weighs ``1 - exp(-m)``, where ``m`` is the
+          mean number of terms two documents of the corpus share
+          (``shared_terms_``): the chance, under a Poisson model, that two
+          documents share a term at all, since a lexical view cannot relate
+          documents that share none. About 1 on long documents (BBC News:
+          ``m`` = 8.3), 0.28 on news snippets (AG News: 0.32), 0.015 on
+          questions (TREC: 0.015). Every other block weighs 1;
+        - a pipeline whose last step is a projection (has ``components_``,
+          such as ``TruncatedSVD``) is scaled, document by document, by the
+          share of the document's vector the projection keeps, over the
+          root mean square of that share on the fitted corpus: a document
+          whose words the components barely describe gets a projection that
+          is mostly noise, which normalising would blow up, and leans on the
+          other blocks instead. Output rows are normalised to unit length
+          again, so a block's share of a row is ``w s**2 / sum(w s**2)``.
+
+        Where every block is lexical and no two documents share a term, the
+        weights are equal.
 
     Attributes
     ----------
@@ -124,7 +156,12 @@ class HybridEmbedder(Embedder, RawInputMixin, TransformerMixin, _BaseComposition
         The columns of each block in the output.
     weights_ : dict of str to float
         Each block's share of the squared norm of an output row
-        (``w / W``); the blocks' scales are the square roots.
+        (``w / W``); the blocks' scales are the square roots. With
+        ``weights="auto"``, the share in a document whose projected blocks
+        keep their corpus's typical (root mean square) share.
+    shared_terms_ : dict of str to float
+        With ``weights="auto"``, the mean number of terms two fitted
+        documents share, for each lexical block; empty otherwise.
     n_features_out_ : int
         Width of the output.
 
@@ -162,7 +199,7 @@ class HybridEmbedder(Embedder, RawInputMixin, TransformerMixin, _BaseComposition
         "weights": [Rule(_weights_problem)],
     }
 
-    def __init__(self, *, blocks=None, weights=None):
+    def __init__(self, *, blocks=None, weights="auto"):
         self.blocks = blocks
         self.weights = weights
 
@@ -292,10 +329,12 @@ class HybridEmbedder(Embedder, RawInputMixin, TransformerMixin, _BaseComposition
         """
         check_is_fitted(self)
         docs = check_documents(X)
-        outputs = [
-            _as_matrix(_block_call(name, block.transform, docs), name, len(docs))
+        auto = bool(getattr(self, "_retained_rms", None))
+        runs = [
+            _run_block(name, block, docs, auto and name in self._retained_rms)
             for name, block in self.named_blocks_.items()
         ]
+        outputs = [run.out for run in runs]
         for (name, _), out in zip(self.named_blocks_.items(), outputs):
             width = self.output_indices_[name].stop - self.output_indices_[name].start
             if out.shape[1] != width:
@@ -303,7 +342,7 @@ class HybridEmbedder(Embedder, RawInputMixin, TransformerMixin, _BaseComposition
                     f"block {name!r} returned {out.shape[1]} columns, but {width} when "
                     "fitted; fit the HybridEmbedder again."
                 )
-        return self._combine(outputs)
+        return self._combine(outputs, self._row_scales(runs) if auto else None)
 
     def get_feature_names_out(self, input_features=None):
         """Get the output column names: ``{block name}__{the block's feature name}``.
@@ -364,7 +403,8 @@ class HybridEmbedder(Embedder, RawInputMixin, TransformerMixin, _BaseComposition
         h = hashlib.blake2b(digest_size=16)
         layout = [(name, index.start, index.stop) for name, index in self.output_indices_.items()]
         floors = sorted(self._norm_floors.items())
-        h.update(repr(("hybrid/1", layout, sorted(self.weights_.items()), floors)).encode())
+        scales = sorted(getattr(self, "_retained_rms", {}).items())
+        h.update(repr(("hybrid/1", layout, sorted(self.weights_.items()), floors, scales)).encode())
         for name, block in self.blocks_.items():
             part = _block_fingerprint(block)
             if part is None:
@@ -419,7 +459,8 @@ class HybridEmbedder(Embedder, RawInputMixin, TransformerMixin, _BaseComposition
             raise ValueError(f"X has {len(docs)} documents but y has {len(y)} labels.")
         blocks = self.default_blocks() if self.blocks is None else list(self.blocks)
         names = [name for name, _ in blocks]
-        weights = dict(self.weights or {})
+        auto = _is_auto(self.weights)
+        weights = {} if auto else dict(self.weights or {})
         unknown = sorted(set(weights) - set(names))
         if unknown:
             raise ValueError(
@@ -428,19 +469,30 @@ class HybridEmbedder(Embedder, RawInputMixin, TransformerMixin, _BaseComposition
         kept = [(name, clone(block)) for name, block in blocks if not _is_drop(block)]
         if not kept:
             raise ValueError(f"every block of {names} is 'drop'; keep at least one block.")
-        outputs = [
-            _as_matrix(_block_call(name, block.fit_transform, docs, y), name, len(docs))
-            for name, block in kept
-        ]
+        runs = [_run_block(name, block, docs, auto, fit_y=(y,)) for name, block in kept]
+        outputs = [run.out for run in runs]
         indices, start = {}, 0
         for (name, _), out in zip(kept, outputs):
             indices[name] = slice(start, start + out.shape[1])
             start += out.shape[1]
+        self.shared_terms_ = {}
+        self._retained_rms = {}
+        if auto:
+            for (name, _), run in zip(kept, runs):
+                if run.terms is not None:
+                    self.shared_terms_[name] = _mean_shared_terms(run.terms)
+                if run.retained is not None:
+                    self._retained_rms[name] = _root_mean_square(run.retained)
+            # A lexical view can only compare documents that share a term: it
+            # weighs the chance that two documents of the corpus do.
+            weights = {name: -np.expm1(-m) for name, m in self.shared_terms_.items()}
         # A block without columns can hold no share of a row's norm.
         raw = {
             name: float(weights.get(name, 1.0)) if out.shape[1] else 0.0
             for (name, _), out in zip(kept, outputs)
         }
+        if auto and sum(raw.values()) <= 0:  # no two documents share a term anywhere
+            raw = {name: 1.0 if out.shape[1] else 0.0 for (name, _), out in zip(kept, outputs)}
         total = sum(raw.values())
         if total <= 0:
             raise ValueError(
@@ -452,20 +504,120 @@ class HybridEmbedder(Embedder, RawInputMixin, TransformerMixin, _BaseComposition
         self.output_indices_ = indices
         self.weights_ = {name: value / total for name, value in raw.items()}
         self.n_features_out_ = start
-        return self._combine(outputs)
+        return self._combine(outputs, self._row_scales(runs))
 
-    def _combine(self, outputs):
-        """Each block's rows at norm ``sqrt(weights_[name])``, side by side."""
+    def _row_scales(self, runs):
+        """Each projected lexical block's per-document scale under ``weights="auto"``.
+
+        The share of a document's term vector that the block's components
+        capture, over its root mean square on the fitted corpus: a document
+        the components describe poorly leans on the other views.
+        """
+        rms = getattr(self, "_retained_rms", {})
+        return {
+            name: run.retained / rms[name] if rms[name] > 0 else np.ones_like(run.retained)
+            for name, run in zip(self.blocks_, runs)
+            if name in rms
+        }
+
+    def _combine(self, outputs, row_scales=None):
+        """Each block's rows at norm ``sqrt(weights_[name])``, side by side.
+
+        With per-document scales ``s`` (``weights="auto"``), a block's rows are
+        at norm ``sqrt(w s**2 / sum(w s**2))`` instead, the sum running over
+        the blocks of that row.
+        """
+        names = list(self.named_blocks_)
+        shares = {name: self.weights_[name] for name in names}
+        if row_scales:
+            squares = {name: shares[name] * row_scales.get(name, 1.0) ** 2 for name in names}
+            total = np.broadcast_to(sum(squares.values()), (outputs[0].shape[0],))
+            shares = {
+                name: np.divide(
+                    np.broadcast_to(squares[name], total.shape),
+                    total,
+                    out=np.zeros(total.shape),
+                    where=total > 0,
+                )
+                for name in names
+            }
         # Rows whose norm is rounding noise (e.g. a document whose words all
         # fall outside an SVD's components) stay zero instead of being blown
         # up into a random direction; all-zero rows never divide by zero.
         scaled = [
-            unit_rows(out, floor=self._norm_floors[name], scale=np.sqrt(self.weights_[name]))
-            for (name, _), out in zip(self.named_blocks_.items(), outputs)
+            unit_rows(out, floor=self._norm_floors[name], scale=np.sqrt(shares[name]))
+            for name, out in zip(names, outputs)
         ]
         if any(sp.issparse(out) for out in scaled):
             return sp.hstack(scaled, format="csr", dtype=np.float32)
         return np.hstack(scaled).astype(np.float32, copy=False)
+
+
+class _BlockRun:
+    """A block's output, and what ``weights="auto"`` reads on the way."""
+
+    def __init__(self, out, terms=None, retained=None):
+        self.out = out
+        self.terms = terms
+        self.retained = retained
+
+
+def _run_block(name, block, docs, auto, fit_y=None):
+    """Fit and transform (``fit_y=(y,)``) or transform ``docs`` with one block.
+
+    With ``auto``, a pipeline runs step by step to keep its first step's
+    output (the document-term matrix of a vectorizer, when sparse) and, when
+    its last step is a projection (has ``components_``), the share of each
+    document's vector the projection keeps.
+    """
+    n = len(docs)
+    steps = None
+    if auto and isinstance(block, Pipeline):
+        steps = [step for _, step in block.steps if not _is_passthrough(step)]
+    if not steps:
+        method = block.transform if fit_y is None else block.fit_transform
+        out = _as_matrix(_block_call(name, method, docs, *(fit_y or ())), name, n)
+        terms = out if auto and sp.issparse(out) else None
+        return _BlockRun(out, terms)
+    data, terms, before = docs, None, None
+    for index, step in enumerate(steps):
+        if index == len(steps) - 1:
+            before = data
+        if fit_y is None:
+            data = _block_call(name, step.transform, data)
+        elif hasattr(step, "fit_transform"):
+            data = _block_call(name, step.fit_transform, data, *fit_y)
+        else:
+            data = _block_call(name, lambda d, t: t.fit(d, *fit_y).transform(d), data, step)
+        if index == 0 and sp.issparse(data):
+            terms = data
+    out = _as_matrix(data, name, n)
+    retained = None
+    if len(steps) > 1 and hasattr(steps[-1], "components_"):
+        before = _as_matrix(before, name, n)
+        inputs = row_norms(before)
+        retained = np.divide(row_norms(out), inputs, out=np.zeros(n), where=inputs > 0)
+    return _BlockRun(out, terms, retained)
+
+
+def _mean_shared_terms(terms):
+    """The mean number of columns two distinct rows of ``terms`` both have non-zero.
+
+    From the document frequencies alone: a pair shares term ``t`` in
+    ``df_t * (df_t - 1)`` of the ``n * (n - 1)`` ordered pairs.
+    """
+    n = terms.shape[0]
+    if n < 2:
+        return float("inf")  # no pair to judge by: the view keeps its full weight
+    present = sp.csr_matrix(terms, copy=True)
+    present.eliminate_zeros()
+    df = np.bincount(present.indices, minlength=present.shape[1]).astype(np.float64)
+    return float((df @ (df - 1)) / (n * (n - 1.0)))
+
+
+def _root_mean_square(values):
+    values = values[values > 0]
+    return float(np.sqrt(np.mean(values**2))) if values.size else 0.0
 
 
 def _norm_floor(matrix):
@@ -512,6 +664,14 @@ def _public_state(obj):
     if isinstance(obj, np.ndarray):
         return np.ascontiguousarray(obj)
     return obj
+
+
+def _is_auto(weights):
+    return isinstance(weights, str) and weights == "auto"
+
+
+def _is_passthrough(step):
+    return step is None or (isinstance(step, str) and step == "passthrough")
 
 
 def _is_drop(block):
