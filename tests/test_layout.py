@@ -102,3 +102,18 @@ def test_each_part_imports_only_the_parts_below_it(path):
         and (module, name) != ("embedxfer", "__version__")
     )
     assert not bad, f"{path.relative_to(PACKAGE)} imports from above its layer: {bad}"
+
+
+def test_the_text_wing_exports_the_same_objects_as_the_package_without_importing_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, embedxfer.text as t, embedxfer as e\n"
+        "assert 'torch' not in sys.modules\n"
+        "assert t.WordVectorEmbedder is e.WordVectorEmbedder\n"
+        "assert sorted(t.__all__) == sorted(set(t.__all__))\n"
+        "print(all(getattr(t, n) is getattr(e, n) for n in t.__all__))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "True"
