@@ -5,8 +5,7 @@ torch-backed ones are imported on first access so that ``import embedxfer``
 stays fast and works without the ``transformers`` extra.
 """
 
-import importlib
-
+from ._core.lazy import lazy_names
 from .text import EmptyDocumentWarning, WordVectorEmbedder, load_vectors, train_word_vectors
 
 __version__ = "0.1.0"
@@ -35,14 +34,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        module = importlib.import_module(_LAZY[name], __name__)
-        value = module if name == "datasets" else getattr(module, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'embedxfer' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)

@@ -7,8 +7,7 @@ torch-backed ones (``SentenceEmbedder``, ``TransformerClassifier``,
 ``HybridEmbedder``) on first access, as in the top-level package.
 """
 
-import importlib
-
+from .._core.lazy import lazy_names
 from ._vector_sources import load_vectors
 from ._word import EmptyDocumentWarning, WordVectorEmbedder
 from ._word_training import train_word_vectors
@@ -31,13 +30,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name):
-    if name in _LAZY:
-        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'embedxfer.text' has no attribute {name!r}")
-
-
-def __dir__():
-    return sorted(set(globals()) | set(__all__))
+__getattr__, __dir__ = lazy_names(__name__, _LAZY)
