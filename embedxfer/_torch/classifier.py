@@ -9,7 +9,6 @@ training with early stopping, prediction, pickling and save / load.
 """
 
 import abc
-import os
 
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
@@ -22,19 +21,12 @@ from .._core.param_validation import validate_params
 from .._core.validation import check_documents
 from .data import TrainingData, class_weight_vector, encode_labels, split_validation
 from .loop import ClassifierLoop, TrainingHistory, draw_seed, seeded_torch, set_training_mode
-from .persistence import (
-    WEIGHTS_NAME,
-    SavedModelError,
-    TrainedWeightsState,
-    estimator_from_folder,
-    saved_config,
-    write_folder,
-)
+from .persistence import SavedWeightsMixin
 from .settings import TrainingSettings, resolve_precision
 
 
 # ------------------------------------------------------------------- mixin
-class TorchClassifierMixin(TrainedWeightsState, abc.ABC):
+class TorchClassifierMixin(SavedWeightsMixin, abc.ABC):
     """Training outline, prediction, pickling and save/load of a classifier with a torch network.
 
     :meth:`fit` runs the outline every torch classifier follows: check the
@@ -229,29 +221,9 @@ class TorchClassifierMixin(TrainedWeightsState, abc.ABC):
         check_is_fitted(self)
         return check_documents(X, allow_empty=True)
 
-    # save / load ------------------------------------------------------
-    def save(self, folder):
-        """Write the fitted classifier to ``folder`` (created if needed).
-
-        The folder holds ``model.safetensors`` (the weights ``fit`` trained)
-        and ``config.json`` (parameters, classes and a reference to the
-        pretrained source the untouched weights come from); no pickle.
-        Parameters that JSON cannot hold (a ``RandomState`` instance, an
-        in-memory ``KeyedVectors``) are written as ``None`` and listed under
-        ``unsaved_params``; prediction does not need them.
-
-        Parameters
-        ----------
-        folder : str or path-like
-            Destination folder.
-
-        Returns
-        -------
-        folder : str
-        """
-        self._ensure_runtime()
-        folder = os.fspath(folder)
-        fitted = {
+    # save / load (SavedWeightsMixin) ----------------------------------
+    def _saved_fitted_attributes(self):
+        return {
             "loss_curve_": self.loss_curve_,
             "validation_loss_curve_": self.validation_loss_curve_,
             "best_validation_loss_": self.best_validation_loss_,
@@ -259,43 +231,6 @@ class TorchClassifierMixin(TrainedWeightsState, abc.ABC):
             "n_iter_": self.n_iter_,
             "fit_time_": self.fit_time_,
         }
-        config = saved_config(self, fitted)
-        config.update(self._extra_config())
-        write_folder(folder, config, self._trained_tensors())
-        return folder
-
-    @classmethod
-    def load(cls, folder, *, device=None, **params):
-        """Load a classifier written by :meth:`save`.
-
-        Parameters
-        ----------
-        folder : str or path-like
-            Folder written by :meth:`save`.
-        device : str, default=None
-            Where to run it; ``None`` keeps the saved ``device`` parameter
-            (``None``/``"auto"`` picks a GPU when there is one, else the CPU),
-            so a model trained on a GPU loads on a CPU-only machine.
-        **params
-            Parameters to change from the saved ones, e.g. ``model=`` the
-            base model's folder on this machine, or ``batch_size``.
-
-        Returns
-        -------
-        estimator : fitted instance
-        """
-        folder = os.fspath(folder)
-        est, config, tensors = estimator_from_folder(cls, folder, device, params)
-        est._load_extra_config(config, folder)
-        try:
-            est._rebuild(tensors, resolve_device(est.device))
-        except (RuntimeError, KeyError) as err:  # load_state_dict on a mismatched network
-            message = " ".join(str(err).split())[:300]
-            raise SavedModelError(
-                f"{os.path.join(folder, WEIGHTS_NAME)}: the tensors do not fit the network "
-                f"({message})."
-            ) from None
-        return est
 
     @classmethod
     def _expected_tensors(cls, config):

@@ -411,3 +411,89 @@ def estimator_from_folder(cls, folder, device, params):
     for key in _fitted_fields(cls):
         setattr(est, key, config["fitted"][key])
     return est, config, tensors
+
+
+class SavedWeightsMixin(TrainedWeightsState):
+    """``save`` and ``load`` in the project's format: safetensors weights beside a JSON config.
+
+    An estimator supplies ``_saved_fitted_attributes`` (its fitted attributes
+    for ``config.json``) and, where it keeps more, ``_extra_config`` and
+    ``_load_extra_config``; ``_trained_tensors`` and ``_rebuild`` come from
+    ``TrainedWeightsState``'s contract.
+    """
+
+    def _saved_fitted_attributes(self):
+        """``{name: value}`` of the fitted attributes ``config.json`` holds under ``fitted``."""
+        raise NotImplementedError
+
+    def _extra_config(self):
+        """More top-level ``config.json`` entries (none by default)."""
+        return {}
+
+    def _load_extra_config(self, config, folder):
+        """Set the attributes ``_extra_config`` wrote (nothing by default)."""
+
+    def save(self, folder):
+        """Write the fitted estimator to ``folder`` (created if needed).
+
+        The folder holds ``model.safetensors`` (the weights ``fit`` trained)
+        and ``config.json`` (parameters, fitted attributes and a reference to
+        the pretrained source the untouched weights come from); no pickle.
+        Parameters that JSON cannot hold (a ``RandomState`` instance, an
+        in-memory ``KeyedVectors``) are written as ``None`` and listed under
+        ``unsaved_params``; using the loaded estimator does not need them.
+
+        Parameters
+        ----------
+        folder : str or path-like
+            Destination folder.
+
+        Returns
+        -------
+        folder : str
+            The folder written.
+        """
+        self._ensure_runtime()
+        folder = os.fspath(folder)
+        config = saved_config(self, self._saved_fitted_attributes())
+        config.update(self._extra_config())
+        write_folder(folder, config, self._trained_tensors())
+        return folder
+
+    @classmethod
+    def load(cls, folder, *, device=None, **params):
+        """Load an estimator written by :meth:`save`.
+
+        The folder's files are checked (sizes, checksums, tensor names and
+        shapes) before anything is built from them.
+
+        Parameters
+        ----------
+        folder : str or path-like
+            Folder written by :meth:`save`.
+        device : str, default=None
+            Where to run it; ``None`` keeps the saved ``device`` parameter
+            (``None``/``"auto"`` picks a GPU when there is one, else the CPU),
+            so a model trained on a GPU loads on a CPU-only machine.
+        **params
+            Parameters to change from the saved ones, e.g. ``model=`` the
+            base model's folder on this machine, or ``batch_size``.
+
+        Returns
+        -------
+        estimator : fitted instance
+        """
+        from .._core.device import resolve_device
+
+        folder = os.fspath(folder)
+        est, config, tensors = estimator_from_folder(cls, folder, device, params)
+        est._load_extra_config(config, folder)
+        try:
+            est._rebuild(tensors, resolve_device(est.device))
+        except (RuntimeError, KeyError) as err:  # load_state_dict on a mismatched network
+            message = " ".join(str(err).split())[:300]
+            raise SavedModelError(
+                f"{os.path.join(folder, WEIGHTS_NAME)}: the tensors do not fit the network "
+                f"({message})."
+            ) from None
+        return est

@@ -38,12 +38,7 @@ from .._core.validation import check_documents
 from .._torch import persistence as tp
 from .._torch.data import check_xy
 from .._torch.loop import EpochLoop, draw_seed, seeded_torch, set_training_mode
-from .._torch.persistence import (
-    TrainedWeightsState,
-    estimator_from_folder,
-    saved_config,
-    write_folder,
-)
+from .._torch.persistence import SavedWeightsMixin
 from .._torch.settings import (
     TRAINING_PARAMETER_CONSTRAINTS,
     autocast,
@@ -236,7 +231,7 @@ def _weights_digest(named_tensors):
 class ContrastiveEmbedder(
     Embedder,
     Int8AfterTrainingMixin,
-    TrainedWeightsState,
+    SavedWeightsMixin,
     RawInputMixin,
     EmbedderOutputMixin,
     TransformerMixin,
@@ -767,50 +762,8 @@ class ContrastiveEmbedder(
         names = config["fitted"]["trainable_parameters_"]
         return {f"encoder.{name}": None for name in names}, ()
 
-    def save(self, folder):
-        """Write the fitted embedder to ``folder`` (created if needed).
+    def _saved_fitted_attributes(self):
+        return {name: getattr(self, name) for name in self._fitted_fields}
 
-        The folder holds ``model.safetensors`` (the weights ``fit`` trained)
-        and ``config.json`` (parameters, classes, fitted attributes and the
-        pretrained source the untouched weights come from); no pickle.
-
-        Parameters
-        ----------
-        folder : str or path-like
-            Destination folder.
-
-        Returns
-        -------
-        folder : str
-            The folder written.
-        """
-        self._ensure_runtime()
-        folder = os.fspath(folder)
-        config = saved_config(self, {name: getattr(self, name) for name in self._fitted_fields})
-        config["base_model"] = os.fspath(self.model)
-        write_folder(folder, config, self._trained_tensors())
-        return folder
-
-    @classmethod
-    def load(cls, folder, *, device=None, **params):
-        """Load an embedder written by :meth:`save`.
-
-        Parameters
-        ----------
-        folder : str or path-like
-            Folder written by :meth:`save`.
-        device : str, default=None
-            Where to run it; ``None`` keeps the saved ``device`` parameter.
-        **params
-            Parameters to change from the saved ones, e.g. ``model=`` the
-            base model's folder on this machine, or ``backend``.
-
-        Returns
-        -------
-        embedder : ContrastiveEmbedder
-            The fitted embedder.
-        """
-        folder = os.fspath(folder)
-        est, config, tensors = estimator_from_folder(cls, folder, device, params)
-        est._rebuild(tensors, resolve_device(est.device))
-        return est
+    def _extra_config(self):
+        return {"base_model": os.fspath(self.model)}
