@@ -77,7 +77,7 @@ def adapt_rows(table, ids, doc_ptr, teacher, *, weights, epochs, learning_rate):
     vectors = torch.nn.Parameter(torch.from_numpy(start))
     scale = torch.from_numpy(row_weights)[:, None]
     target = torch.from_numpy(np.ascontiguousarray(target, np.float32))
-    optimizer = torch.optim.Adam([vectors], lr=float(learning_rate))
+    optimizer = torch.optim.Adam([vectors], lr=float(learning_rate), fused=True)
     for _ in range(int(epochs)):
         order = documents[torch.randperm(len(documents), generator=generator).numpy()]
         for begin in range(0, len(order), BATCH_SIZE):
