@@ -42,6 +42,8 @@ RECIPES = (
     "HybridEmbedder default",
     "HybridEmbedder default, equal weights",
     "HybridEmbedder LSA + GloVe",
+    "StaticEmbedder (MiniLM distilled)",
+    "StaticEmbedder adapted to the corpus",
 )
 
 
@@ -64,7 +66,7 @@ def make_recipe(name, cache):
     from sklearn.feature_extraction.text import TfidfVectorizer
     from sklearn.pipeline import make_pipeline
 
-    from embedxfer import HybridEmbedder, SentenceEmbedder, WordVectorEmbedder
+    from embedxfer import HybridEmbedder, SentenceEmbedder, StaticEmbedder, WordVectorEmbedder
 
     def lsa():
         return make_pipeline(
@@ -92,6 +94,15 @@ def make_recipe(name, cache):
         )
     if name == "HybridEmbedder LSA + GloVe":
         return HybridEmbedder(blocks=[("lsa", lsa()), ("glove", WordVectorEmbedder())])
+    if name == "StaticEmbedder (MiniLM distilled)":
+        return StaticEmbedder()
+    if name == "StaticEmbedder adapted to the corpus":
+        # Unsupervised: fit reads the documents being clustered, never the topics. The
+        # teacher's vectors come from the MiniLM cache.
+        teacher = SentenceEmbedder(pooling="mean", cache=cache).fit()
+        adapted = StaticEmbedder(adapt=True)
+        adapted._teacher_vectors = lambda docs, device: teacher.transform(docs)
+        return adapted
     raise ValueError(f"unknown recipe {name!r}; choose from {RECIPES}")
 
 

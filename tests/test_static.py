@@ -174,26 +174,31 @@ def test_bad_settings_are_named(texts):
 
 
 def test_adaptation_moves_pooled_vectors_towards_the_teacher(small, texts):
-    docs = texts[0][:60]
-    adapted = StaticEmbedder(adapt=True, **SMALL).fit(docs)
+    docs, held_out = texts[0][:90], texts[0][90:]
+    adapted = StaticEmbedder(adapt=True, adapt_epochs=20, **SMALL).fit(docs)
     assert len(adapted.adapted_ids_) and adapted.adapted_vectors_.shape[1] == 32
     assert np.isin(adapted.adapted_ids_, np.flatnonzero(np.asarray(small.table_).any(axis=1))).all()
-    teacher = SentenceEmbedder(pooling="mean").fit().transform(docs)
+    teacher = SentenceEmbedder(pooling="mean").fit().transform(held_out)
     table = read_table(static_home() / small.table_key_, None)
     target = (teacher - table.mean) @ np.asarray(table.components).T
 
-    def misfit(X):
-        scale = np.sum(target * X) / np.sum(target * target)
-        return np.linalg.norm(scale * target - X) / np.linalg.norm(X)
+    def cosine(X):
+        norms = np.linalg.norm(X, axis=1) * np.linalg.norm(target, axis=1)
+        return float(np.mean(np.sum(X * target, axis=1) / np.where(norms > 0, norms, 1.0)))
 
-    # Measured: 0.72 against 0.86 on the packaged SMS messages, less on SST-2 sentences;
-    # a no-op adaptation gives a ratio of 1.
-    assert misfit(adapted.transform(docs)) < 0.9 * misfit(small.transform(docs))
-    # Fitted state from fit alone: a refit on other documents equals a fresh fit.
-    refit = clone(adapted).fit(texts[0][60:])
-    fresh = StaticEmbedder(adapt=True, **SMALL).fit(texts[0][60:])
+    # On documents the adaptation never saw. Measured on SST-2 sentences: 0.73 against
+    # 0.66 before; a no-op adaptation changes nothing.
+    before, after = cosine(small.transform(held_out)), cosine(adapted.transform(held_out))
+    assert after > before + 0.03, (before, after)
+    # Rows the documents do not use keep their distilled vectors.
+    kept = np.setdiff1d(np.arange(len(small.table_)), adapted.adapted_ids_)
+    np.testing.assert_array_equal(adapted._vectors(small._fitted_table())[kept], small.table_[kept])
+    # Deterministic: a refit on other documents equals a fresh fit, transform repeats itself.
+    refit = clone(adapted).set_params(adapt_epochs=3).fit(held_out)
+    fresh = StaticEmbedder(adapt=True, adapt_epochs=3, **SMALL).fit(held_out)
     np.testing.assert_array_equal(refit.adapted_ids_, fresh.adapted_ids_)
     np.testing.assert_allclose(refit.transform(docs), fresh.transform(docs), rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(adapted.transform(held_out), adapted.transform(held_out))
     # The adaptation (not the table) is fitted state and travels with the pickle.
     restored = pickle.loads(pickle.dumps(adapted))
     np.testing.assert_array_equal(restored.transform(docs), adapted.transform(docs))

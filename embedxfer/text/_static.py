@@ -37,9 +37,10 @@ class StaticEmbedder(Embedder, RawInputMixin, FitParamsMixin, TransformerMixin, 
     tokens, cut by the model's own tokenizer (a fast tokenizer is required).
 
     Optionally (``adapt=True``) ``fit`` also encodes the training documents
-    with the encoder and moves the vectors of the tokens they use so that
-    the pooled static vectors approach the encoder's own document vectors: a
-    ridge least-squares problem pulled towards the distilled table.
+    with the encoder and trains the vectors of the tokens they use so that
+    the pooled static vectors point where the encoder's own document vectors
+    point (a cosine loss, a few epochs of Adam, starting from the distilled
+    table). No labels are used.
 
     Parameters
     ----------
@@ -64,10 +65,11 @@ class StaticEmbedder(Embedder, RawInputMixin, FitParamsMixin, TransformerMixin, 
     adapt : bool, default=False
         Adapt the table to the training documents in ``fit`` (one pass of the
         encoder over them).
-    adapt_alpha : float, default=1.0
-        Strength of the pull towards the distilled table when adapting,
-        relative to the average weight of a token in the training documents;
-        larger keeps the table closer to the distilled one.
+    adapt_epochs : int, default=8
+        Passes over the training documents when adapting (minibatches of 64
+        documents, a fixed seed: the same documents give the same table).
+    adapt_learning_rate : float, default=0.003
+        Adam's step size when adapting.
     batch_size : int, default=20000
         Documents tokenised and pooled at a time; bounds memory.
     device : {"cpu", "cuda", "auto"} or str, default="cpu"
@@ -120,7 +122,8 @@ class StaticEmbedder(Embedder, RawInputMixin, FitParamsMixin, TransformerMixin, 
         "pooling": [Rule(_pooling_problem)],
         "normalize": ["boolean"],
         "adapt": ["boolean"],
-        "adapt_alpha": [Interval(Real, 0, None, closed="neither")],
+        "adapt_epochs": [Interval(Integral, 1, None)],
+        "adapt_learning_rate": [Interval(Real, 0, None, closed="neither")],
         "batch_size": [Interval(Integral, 1, None)],
         "device": DEVICE_CONSTRAINT,
         "verbose": ["verbose"],
@@ -137,7 +140,8 @@ class StaticEmbedder(Embedder, RawInputMixin, FitParamsMixin, TransformerMixin, 
         pooling="mean",
         normalize=False,
         adapt=False,
-        adapt_alpha=1.0,
+        adapt_epochs=8,
+        adapt_learning_rate=0.003,
         batch_size=20000,
         device="cpu",
         verbose=0,
@@ -150,7 +154,8 @@ class StaticEmbedder(Embedder, RawInputMixin, FitParamsMixin, TransformerMixin, 
         self.pooling = pooling
         self.normalize = normalize
         self.adapt = adapt
-        self.adapt_alpha = adapt_alpha
+        self.adapt_epochs = adapt_epochs
+        self.adapt_learning_rate = adapt_learning_rate
         self.batch_size = batch_size
         self.device = device
         self.verbose = verbose
@@ -191,7 +196,13 @@ class StaticEmbedder(Embedder, RawInputMixin, FitParamsMixin, TransformerMixin, 
             ids, doc_ptr = self._token_ids(table, docs)
             targets = self._teacher_vectors(docs, device)
             adapted_ids, adapted_vectors = adapt_rows(
-                table, ids, doc_ptr, targets, alpha=float(self.adapt_alpha)
+                table,
+                ids,
+                doc_ptr,
+                targets,
+                weights=self._token_weights(table, device),
+                epochs=int(self.adapt_epochs),
+                learning_rate=float(self.adapt_learning_rate),
             )
         self.device_ = device
         self.table_key_ = table.key
@@ -371,6 +382,20 @@ class StaticEmbedder(Embedder, RawInputMixin, FitParamsMixin, TransformerMixin, 
 
         teacher = SentenceEmbedder(model=self.model, device=device, pooling="mean")
         return teacher.fit().transform(docs)
+
+    def _token_weights(self, table, device):
+        """The Zipf weight each row of the table was multiplied by when distilled."""
+        if self.sif_a is None:
+            return np.ones(len(table.vectors), dtype=np.float32)
+        from ._distill import frequency_ranks, text_tokens, zipf_weights
+
+        usable, _ = text_tokens(self._teacher(device).tokenizer)
+        if len(usable) != len(table.vectors):
+            raise ValueError(
+                f"the tokenizer of model={self.model!r} has {len(usable)} tokens but its "
+                f"distilled table {len(table.vectors)} rows; fit it again."
+            )
+        return zipf_weights(frequency_ranks(usable), float(self.sif_a))
 
     def _token_ids(self, table, docs):
         return table.token_ids().ids(docs)
