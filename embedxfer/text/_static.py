@@ -387,7 +387,7 @@ class StaticEmbedder(Embedder, RawInputMixin, FitParamsMixin, TransformerMixin, 
         """The Zipf weight each row of the table was multiplied by when distilled."""
         if self.sif_a is None:
             return np.ones(len(table.vectors), dtype=np.float32)
-        from ._distill import frequency_ranks, text_tokens, zipf_weights
+        from ._static_distill import frequency_ranks, text_tokens, zipf_weights
 
         usable, _ = text_tokens(self._teacher(device).tokenizer)
         if len(usable) != len(table.vectors):

@@ -23,7 +23,7 @@ as frequent ones and the cosine loss matches only directions.
 import numpy as np
 import scipy.sparse as sp
 
-from ._device import import_torch
+from .._core.device import import_torch
 
 BATCH_SIZE = 64
 SEED = 0
