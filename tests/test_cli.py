@@ -255,6 +255,7 @@ def test_embed_sentence_model_interrupted_then_resumed_through_the_cache(tmp_pat
 # -- evaluate -----------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_evaluate_classify_table_plot_and_json(tmp_path):
     plot, report = tmp_path / "curve.png", tmp_path / "r.json"
     proc = run_cli(
@@ -302,6 +303,7 @@ def test_evaluate_classify_table_plot_and_json(tmp_path):
     assert curve["sizes"][0] == 20 and curve["sizes"][-1] == 133
 
 
+@pytest.mark.slow
 def test_evaluate_csv_with_named_columns_and_several_classifiers(files, tmp_path):
     proc = run_cli(
         "evaluate",
@@ -328,6 +330,7 @@ def test_evaluate_csv_with_named_columns_and_several_classifiers(files, tmp_path
     assert table.count("knn") == 2 and table.count("logreg") >= 2
 
 
+@pytest.mark.slow
 def test_evaluate_cluster(tmp_path):
     plot = tmp_path / "map.png"
     proc = run_cli(

@@ -58,6 +58,7 @@ def test_models_lists_backends(tmp_path):
     assert "onnx, onnx-int8" in proc.stdout and "torch" in proc.stdout
 
 
+@pytest.mark.slow
 def test_embed_with_onnx_matches_torch(tmp_path):
     pytest.importorskip("onnxruntime")
     pytest.importorskip("sentence_transformers")

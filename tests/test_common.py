@@ -37,6 +37,16 @@ PUBLIC_ESTIMATORS = [
 ]
 
 
+# Estimators that fine-tune or encode with a transformer for each candidate: their
+# grid searches and refits take tens of seconds, so they run in the full tier only.
+TRAINED_PER_FIT = {"ContrastiveEmbedder", "SentenceEmbedder", "TransformerClassifier"}
+
+
+def slow_for(names, heavy=TRAINED_PER_FIT):
+    """``names`` as parameters, those in ``heavy`` marked ``slow``."""
+    return [pytest.param(n, marks=pytest.mark.slow) if n in heavy else n for n in names]
+
+
 def _cheap_hybrid_blocks():
     from sklearn.decomposition import TruncatedSVD
     from sklearn.feature_extraction.text import TfidfVectorizer
@@ -254,7 +264,7 @@ def test_transformer_output_contract(name, data, fitted):
     np.testing.assert_allclose(frame.to_numpy(), out, rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", PUBLIC_ESTIMATORS)
+@pytest.mark.parametrize("name", slow_for(PUBLIC_ESTIMATORS))
 def test_grid_search_in_a_pipeline(name, data):
     texts, labels = data
     estimator = make(name)
@@ -293,7 +303,11 @@ def _fitted_state(estimator):
 
 @pytest.mark.parametrize(
     "name, params",
-    [(name, params) for name in PUBLIC_ESTIMATORS for params in REFIT_PARAMS[name]],
+    [
+        pytest.param(name, params, marks=[pytest.mark.slow] if name in TRAINED_PER_FIT else [])
+        for name in PUBLIC_ESTIMATORS
+        for params in REFIT_PARAMS[name]
+    ],
     ids=lambda v: v if isinstance(v, str) else ",".join(f"{k}={x}" for k, x in v.items()),
 )
 def test_refit_equals_a_fresh_fit(name, params, data):

@@ -103,6 +103,7 @@ def _class_margin(vectors, labels):
     return sims[same & off].mean() - sims[~same].mean()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("loss", ["cosine", "supcon"])
 def test_fit_moves_same_class_documents_closer(small, loss):
     texts, labels = small
@@ -115,6 +116,7 @@ def test_fit_moves_same_class_documents_closer(small, loss):
     assert np.isfinite(emb.loss_curve_).all()
 
 
+@pytest.mark.slow
 def test_transform_output(fitted, small):
     texts, _ = small
     out = fitted.transform(texts)
@@ -134,6 +136,7 @@ def test_transform_output(fitted, small):
     assert not np.allclose(out, pretrained, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_refit_equals_fresh_fit_and_seed_matters(fitted, small):
     texts, labels = small
     again = ContrastiveEmbedder(**FAST).fit(texts, labels)
@@ -200,6 +203,7 @@ def test_load_rejects_damaged_weights(fitted, tmp_path):
         ContrastiveEmbedder.load(folder)
 
 
+@pytest.mark.slow
 def test_cache_key_follows_the_trained_weights(fitted, small):
     texts, labels = small
     cache = EmbeddingCache()

@@ -120,6 +120,7 @@ def test_predict_proba_rows_sum_to_one(fitted, sst2_small, arch):
     assert len(clf.loss_curve_) == clf.n_epochs_ == 2
 
 
+@pytest.mark.slow
 def test_string_labels_and_many_classes(glove, trec_small):
     texts, labels = trec_small
     clf = SequenceClassifier(
@@ -257,6 +258,7 @@ def test_clone_and_get_params():
         twin.predict(["text"])
 
 
+@pytest.mark.slow
 def test_grid_search_over_architectures(glove, sst2_small):
     texts, labels = sst2_small
     search = GridSearchCV(

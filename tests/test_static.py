@@ -173,6 +173,7 @@ def test_bad_settings_are_named(texts):
         StaticEmbedder(adapt=True, **SMALL).fit()
 
 
+@pytest.mark.slow
 def test_adaptation_moves_pooled_vectors_towards_the_teacher(small, texts):
     docs, held_out = texts[0][:90], texts[0][90:]
     adapted = StaticEmbedder(adapt=True, adapt_epochs=20, **SMALL).fit(docs)
