@@ -429,7 +429,7 @@ class SentenceEmbedder(
                 "precision='int8' needs backend='onnx' (dynamic int8 quantisation with "
                 "ONNX Runtime); the torch backend takes 'float32', 'float16' or 'bfloat16'."
             )
-        resolve_dtype(self.precision, device)
+        resolve_dtype(self.precision, device, cpu_bfloat16=True)
         return device
 
     def _load(self, device):
@@ -460,7 +460,7 @@ class SentenceEmbedder(
 
     def _load_torch(self, device, precision):
         source, is_local = resolve_model_source(self.model)
-        dtype = resolve_dtype(precision, device)
+        dtype = resolve_dtype(precision, device, cpu_bfloat16=True)
 
         def load():
             try:
