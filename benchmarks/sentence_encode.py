@@ -21,7 +21,16 @@ for each backend:
 ``--fused`` adds ONNX rows on the transformer optimizer's fused graph
 (float32 and int8), a lever measured here but not the estimator's default;
 ``--spinning`` adds rows whose idle ONNX Runtime threads spin (ONNX Runtime's
-default, which the estimator turns off).
+default, which the estimator turns off). A torch bfloat16 row is added where
+the CPU has native bfloat16 products (AMX or AVX512-BF16).
+``--openvino-python PATH`` (a Python with openvino, onnxruntime and numpy, e.g.
+a separate virtual environment) adds a table of forward passes through
+OpenVINO (float32, its bf16 inference precision hint, ONNX Runtime's int8
+graph) against ONNX Runtime, replaying the very inputs embedxfer's ONNX backend
+ran, in alternating turns in that Python's process:
+
+    python benchmarks/sentence_encode.py --backends --n 400 --repeats 3 --segments 10 \
+        --threads 2 --accuracy --accuracy-n 2000 --openvino-python /tmp/ov/bin/python
 Each row's share of the estimated peak compares its speed with the CPU's
 arithmetic limit for the model's weight products: 2 x (4 h^2 + 2 h i) FLOP per
 token and layer (about 21 MFLOP per token for all-MiniLM-L6-v2), at
