@@ -157,7 +157,18 @@ def _spinning_embedder(params):
     return embedder
 
 
-def backend_candidates(batch_size, n_threads, fused=False, spinning=False):
+def _autocast(encode):
+    """``encode`` under ``torch.autocast("cpu", dtype=torch.bfloat16)``."""
+    import torch
+
+    def run(texts):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            return encode(texts)
+
+    return run
+
+
+def backend_candidates(batch_size, n_threads, fused=False, spinning=False, autocast=False):
     """``{name: encode function}`` for the CPU backends, and the rows that could not run."""
     from sentence_transformers import SentenceTransformer
 
@@ -183,6 +194,9 @@ def backend_candidates(batch_size, n_threads, fused=False, spinning=False):
     if cpu_has_bfloat16():
         bf16 = SentenceEmbedder(**common, device="cpu", precision="bfloat16").fit()
         candidates["embedxfer torch bfloat16"] = bf16.transform
+        if autocast:
+            float32 = SentenceEmbedder(**common, device="cpu").fit()
+            candidates["embedxfer torch float32, bfloat16 autocast"] = _autocast(float32.transform)
     else:
         skipped["embedxfer torch bfloat16"] = "this CPU has neither AMX nor AVX512-BF16"
     if spinning:
@@ -551,7 +565,9 @@ def main_backends(args, docs):
 
     n_threads = torch.get_num_threads()
     load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    candidates, skipped = backend_candidates(args.batch_size, n_threads, args.fused, args.spinning)
+    candidates, skipped = backend_candidates(
+        args.batch_size, n_threads, args.fused, args.spinning, args.autocast
+    )
     peaks, flops_per_doc = peak_documents_per_second(docs, n_threads, args.peak_gflops)
     warm = docs[: min(len(docs), 4 * args.batch_size)]
     for fn in candidates.values():
@@ -659,6 +675,11 @@ def main(argv=None):
         "--spinning",
         action="store_true",
         help="with --backends: add ONNX rows whose idle threads spin (ONNX Runtime's default)",
+    )
+    parser.add_argument(
+        "--autocast",
+        action="store_true",
+        help="with --backends: add torch float32 under bfloat16 autocast (CPUs with bfloat16)",
     )
     parser.add_argument(
         "--openvino-python",
