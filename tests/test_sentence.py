@@ -19,6 +19,8 @@ from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 
 from embedxfer import SentenceEmbedder
+from embedxfer._core import device as device_module
+from embedxfer._core.device import cpu_has_bfloat16
 from embedxfer._core.registry import loaded_keys
 
 MODEL_PATH = str(gt_minilm.get_model_path())
@@ -532,6 +534,27 @@ def test_beats_tfidf_on_sst2_with_100_training_examples(mean_embedder):
 
 
 # -- GPU -------------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(
+    not cpu_has_bfloat16(), reason="this CPU has no native bfloat16 products (AMX, AVX512-BF16)"
+)
+@pytest.mark.parametrize("pooling", ["mean", "model"])
+def test_cpu_bfloat16_close_to_float32(pooling):
+    full = _cpu(pooling=pooling).fit().transform(TEXTS)
+    half = _cpu(pooling=pooling, precision="bfloat16").fit()
+    X = half.transform(TEXTS)
+    assert X.dtype == np.float32
+    assert half._backend().dtype == torch.bfloat16
+    cosine = (X * full).sum(1) / np.linalg.norm(X, axis=1) / np.linalg.norm(full, axis=1)
+    assert cosine.min() >= 0.99
+
+
+def test_cpu_bfloat16_without_native_support_is_refused(monkeypatch):
+    monkeypatch.setattr(device_module, "cpu_has_bfloat16", lambda: False)
+    with pytest.raises(ValueError, match="bfloat16.*AMX or AVX512-BF16"):
+        _cpu(precision="bfloat16").fit(["a"])
+
 
 gpu = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
