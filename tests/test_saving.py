@@ -66,6 +66,8 @@ def test_mlflow_through_skops(pipeline, tmp_path):
 # Fitted estimators pickled by embedxfer 0.1.0 before its modules moved into the
 # text/, image/, _core/ and _torch/ packages (on the first 60 packaged SMS
 # messages, as below): pickles name the public path, so they still load.
+# (StaticEmbedder's tables have since been keyed by the model's bytes instead of
+# its path, so its earlier pickles name a table that no longer exists.)
 PICKLED_BEFORE_THE_MOVE = Path(__file__).parent / "data" / "pickles"
 
 
@@ -84,10 +86,6 @@ def _unpickle(name):
     "name, fresh",
     [
         ("word", lambda: WordVectorEmbedder("glove-6B-50d", weighting="usif")),
-        (
-            "static",
-            lambda: __import__("embedxfer").StaticEmbedder(vocabulary_limit=600, n_components=32),
-        ),
         ("sentence", lambda: __import__("embedxfer").SentenceEmbedder()),
     ],
 )

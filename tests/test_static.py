@@ -25,6 +25,7 @@ from embedxfer.text._static_tables import (
     prune_tables,
     read_table,
     static_home,
+    table_key,
 )
 from embedxfer.text._wordpiece import TokenIds
 
@@ -352,3 +353,21 @@ def test_static_vectors_need_a_model_name():
 
     with pytest.raises(ValueError, match="names no model"):
         load_vectors("static:")
+
+
+def test_a_table_follows_the_model_bytes_not_their_path(small, texts, tmp_path):
+    """The same model installed elsewhere (new path, new times) names the same table, so a
+    fitted embedder pickled in one environment works in another; changed bytes do not."""
+    import shutil
+
+    copy = tmp_path / "minilm"
+    shutil.copytree(packaged_minilm_path(), copy)  # new path, new modification times
+    moved = StaticEmbedder(model=str(copy), **SMALL).fit(texts[0])
+    assert moved.table_key_ == small.table_key_
+    np.testing.assert_array_equal(moved.transform(texts[0][:5]), small.transform(texts[0][:5]))
+    restored = pickle.loads(pickle.dumps(small))
+    np.testing.assert_array_equal(restored.transform(texts[0][:5]), small.transform(texts[0][:5]))
+    with open(copy / "vocab.txt", "a", encoding="utf-8") as fh:
+        fh.write("\n")
+    changed = StaticEmbedder(model=str(copy), **SMALL)
+    assert table_key(changed._table_settings()[2]) != small.table_key_

@@ -310,12 +310,14 @@ class StaticEmbedder(Embedder, RawInputMixin, FitParamsMixin, TransformerMixin, 
         return resolve_device(self.device)
 
     def _table_settings(self):
-        from ._sentence import _folder_signature
-        from ._static_tables import table_settings
+        from ._static_tables import model_content_signature, table_settings
 
         source, is_local = resolve_model_source(self.model)
-        files = json.loads(json.dumps(_folder_signature(source))) if is_local else None
-        identity = {"source": source, "files": files}
+        # A local model is its files' bytes, wherever they lie; a hub model its name.
+        if is_local:
+            identity = {"source": None, "files": model_content_signature(source)}
+        else:
+            identity = {"source": source, "files": None}
         return (
             source,
             is_local,
@@ -354,7 +356,8 @@ class StaticEmbedder(Embedder, RawInputMixin, FitParamsMixin, TransformerMixin, 
                     vocabulary_limit=self.vocabulary_limit,
                     show_progress_bar=bool(self.verbose),
                 )
-                write_table(folder, arrays, backend.tokenizer.backend_tokenizer.to_str(), settings)
+                tokenizer_json = backend.tokenizer.backend_tokenizer.to_str()
+                write_table(folder, arrays, tokenizer_json, settings, source=source)
                 table = read_table(folder, settings)
                 if table is None:
                     raise OSError(f"the distilled table written to {folder} cannot be read back.")

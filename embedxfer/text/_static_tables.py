@@ -1,8 +1,9 @@
 """Distilled static tables on disk: written once, verified, memory-mapped.
 
 A table is kept in ``$EMBEDXFER_HOME/static/<key>``, where the key hashes
-the model's identity (its source and the size and modification time of its
-files) and the distillation settings. The folder holds plain data only:
+the model's identity (for a local model, the names, sizes and BLAKE2b digests of
+its files, so the same model installed anywhere gives the same key; for a hub
+name, the name) and the distillation settings. The folder holds plain data only:
 ``vectors.npy`` (one row per token id), ``mean.npy`` and
 ``components.npy`` (the projection from the encoder's space),
 ``tokenizer.json`` (the model's fast tokenizer, so that encoding needs
@@ -85,8 +86,40 @@ class StaticTable:
         return self._token_ids
 
 
-def write_table(folder, arrays, tokenizer_json, settings):
-    """Save a distilled table in ``folder`` atomically; a finished one already there wins."""
+def model_content_signature(folder):
+    """``[[name, size, blake2b], ...]`` of the files that define a local model.
+
+    Unlike its path and modification times, this is the same wherever the same
+    model is installed, so a table, and a fitted StaticEmbedder that names it,
+    follows the model's bytes. Hashed once per process per version of the files
+    (about 0.1 s for all-MiniLM-L6-v2's 92 MB).
+    """
+    from .._core.registry import get_or_load
+    from ._sentence import _folder_signature
+
+    folder = os.path.abspath(folder)
+    signature = _folder_signature(folder)
+
+    def digest():
+        out = []
+        for name, size, _ in signature:
+            h = hashlib.blake2b(digest_size=16)
+            with open(os.path.join(folder, name), "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 22), b""):
+                    h.update(chunk)
+            out.append([name, size, h.hexdigest()])
+        return out
+
+    key = ("embedxfer.static.model-content", folder, json.dumps(signature))
+    return json.loads(json.dumps(get_or_load(key, digest)))
+
+
+def write_table(folder, arrays, tokenizer_json, settings, source=None):
+    """Save a distilled table in ``folder`` atomically; a finished one already there wins.
+
+    ``source`` (the model's folder or name) is recorded for ``embedxfer models``;
+    it is not part of the settings, so it does not change the table's key.
+    """
     folder = Path(folder)
     try:
         folder.parent.mkdir(parents=True, exist_ok=True)
@@ -100,7 +133,8 @@ def write_table(folder, arrays, tokenizer_json, settings):
         for name in _ARRAYS:
             np.save(tmp / f"{name}.npy", np.ascontiguousarray(arrays[name], np.float32))
         (tmp / "tokenizer.json").write_text(tokenizer_json, encoding="utf-8")
-        write_manifest(tmp, {"settings": settings, "shape": list(arrays["vectors"].shape)}, _FILES)
+        entries = {"settings": settings, "source": source, "shape": list(arrays["vectors"].shape)}
+        write_manifest(tmp, entries, _FILES)
         if folder.exists():
             if read_table(folder, settings, warn=False) is not None:
                 return  # a concurrent run finished the same table first
@@ -158,23 +192,20 @@ def distilled_tables(home=None):
 def describe_table(folder):
     """``(model, usable)`` of a table folder: the model it was distilled from (its
     source), and whether the table is intact and the model's files unchanged."""
-    from ._sentence import _folder_signature
-
     folder = Path(folder)
     try:
         manifest = json.loads((folder / _MANIFEST).read_text(encoding="utf-8"))
         settings = manifest["settings"]
         model = settings["model"]
-        source = model["source"]
-    except (OSError, ValueError, KeyError, TypeError):
+        source = manifest.get("source") or model.get("source")
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None, False
     if settings.get("version") != DISTILLATION_VERSION:
         return source, False
     if model.get("files") is not None:
-        if not os.path.isdir(source):
+        if not isinstance(source, str) or not os.path.isdir(source):
             return source, False
-        current = json.loads(json.dumps(_folder_signature(source)))
-        if current != model["files"]:
+        if model_content_signature(source) != model["files"]:
             return source, False
     return source, read_table(folder, None, warn=False) is not None
 
