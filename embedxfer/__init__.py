@@ -11,13 +11,13 @@ from .text import EmptyDocumentWarning, WordVectorEmbedder, load_vectors, train_
 __version__ = "0.1.0"
 
 _LAZY = {
-    "SentenceEmbedder": ".text._sentence",
-    "TransformerClassifier": ".text._transformer_classifier",
-    "ContrastiveEmbedder": ".text._contrastive",
-    "SequenceClassifier": ".text._sequence",
-    "StaticEmbedder": ".text._static",
+    "SentenceEmbedder": ".text",
+    "TransformerClassifier": ".text",
+    "ContrastiveEmbedder": ".text",
+    "SequenceClassifier": ".text",
+    "StaticEmbedder": ".text",
     "EmbeddingCache": "._cache",
-    "HybridEmbedder": ".text._hybrid",
+    "HybridEmbedder": ".text",
     "describe_clusters": "._clustering.describe",
     "choose_n_clusters": "._clustering.choose_k",
     "ImageEmbedder": ".image",
