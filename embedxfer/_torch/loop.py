@@ -93,12 +93,20 @@ def make_optimizer(groups, weight_decay):
             param_groups.append({"params": decay, "lr": lr, "weight_decay": weight_decay})
         if no_decay:
             param_groups.append({"params": no_decay, "lr": lr, "weight_decay": 0.0})
+    return fused_optimizer(torch.optim.AdamW, param_groups)
+
+
+def fused_optimizer(optimizer_class, params, **options):
+    """``optimizer_class(params)`` with its fused kernel where torch has one, else its default.
+
+    One fused kernel per step is, on a CPU, about 5x faster than the
+    per-tensor loop torch picks by default there (a quarter of a contrastive
+    fit), with the same updates.
+    """
     try:
-        # One fused kernel per step: on a CPU about 5x faster than the per-tensor loop
-        # torch picks by default there (a quarter of a contrastive fit), same updates.
-        return torch.optim.AdamW(param_groups, fused=True)
+        return optimizer_class(params, fused=True, **options)
     except (RuntimeError, TypeError, ValueError):  # a device or torch without the kernel
-        return torch.optim.AdamW(param_groups)
+        return optimizer_class(params, **options)
 
 
 def _no_decay(name, param):

@@ -2,6 +2,7 @@
 
 import hashlib
 import numbers
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -553,13 +554,13 @@ class HybridEmbedder(Embedder, RawInputMixin, TransformerMixin, _BaseComposition
         return np.hstack(scaled).astype(np.float32, copy=False)
 
 
+@dataclass
 class _BlockRun:
     """A block's output, and what ``weights="auto"`` reads on the way."""
 
-    def __init__(self, out, terms=None, retained=None):
-        self.out = out
-        self.terms = terms
-        self.retained = retained
+    out: object
+    terms: object = None
+    retained: np.ndarray = None
 
 
 def _run_block(name, block, docs, auto, fit_y=None):

@@ -24,6 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._core.device import import_torch
+from .._torch.loop import fused_optimizer
 
 BATCH_SIZE = 64
 SEED = 0
@@ -77,7 +78,7 @@ def adapt_rows(table, ids, doc_ptr, teacher, *, weights, epochs, learning_rate):
     vectors = torch.nn.Parameter(torch.from_numpy(start))
     scale = torch.from_numpy(row_weights)[:, None]
     target = torch.from_numpy(np.ascontiguousarray(target, np.float32))
-    optimizer = torch.optim.Adam([vectors], lr=float(learning_rate), fused=True)
+    optimizer = fused_optimizer(torch.optim.Adam, [vectors], lr=float(learning_rate))
     for _ in range(int(epochs)):
         order = documents[torch.randperm(len(documents), generator=generator).numpy()]
         for begin in range(0, len(order), BATCH_SIZE):

@@ -23,7 +23,13 @@ from pathlib import Path
 
 import numpy as np
 
-from .._core.artefact import MANIFEST, artefact_folders, verify_folder, write_manifest
+from .._core.artefact import (
+    MANIFEST,
+    artefact_folders,
+    file_digest,
+    verify_folder,
+    write_manifest,
+)
 from .._core.atomic import replace_folder
 from .._core.environment import home_folder
 from ._vector_conversions import _STALE_TEMP_SECONDS, _clean_stale_temporaries
@@ -101,14 +107,9 @@ def model_content_signature(folder):
     signature = _folder_signature(folder)
 
     def digest():
-        out = []
-        for name, size, _ in signature:
-            h = hashlib.blake2b(digest_size=16)
-            with open(os.path.join(folder, name), "rb") as fh:
-                for chunk in iter(lambda: fh.read(1 << 22), b""):
-                    h.update(chunk)
-            out.append([name, size, h.hexdigest()])
-        return out
+        return [
+            [name, size, file_digest(os.path.join(folder, name))] for name, size, _ in signature
+        ]
 
     key = ("embedxfer.static.model-content", folder, json.dumps(signature))
     return json.loads(json.dumps(get_or_load(key, digest)))
