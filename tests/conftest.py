@@ -7,12 +7,27 @@ import pytest
 from _shared_data import read_dataset_or_sms
 
 
+_RUN_HOME = None
+
+
 def pytest_configure(config):
     # Converted vector files go to a per-run folder, never to the user's cache.
+    global _RUN_HOME
     if "EMBEDXFER_HOME" not in os.environ:
         import tempfile
 
-        os.environ["EMBEDXFER_HOME"] = tempfile.mkdtemp(prefix="embedxfer-test-home-")
+        _RUN_HOME = tempfile.mkdtemp(prefix="embedxfer-test-home-")
+        os.environ["EMBEDXFER_HOME"] = _RUN_HOME
+
+
+def pytest_unconfigure(config):
+    # A run's conversions, exports and distilled tables take hundreds of
+    # megabytes; repeated runs must not fill the disk.
+    if _RUN_HOME is not None:
+        import shutil
+
+        shutil.rmtree(_RUN_HOME, ignore_errors=True)
+        os.environ.pop("EMBEDXFER_HOME", None)
 
 
 def pytest_collection_modifyitems(config, items):
