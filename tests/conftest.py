@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 from _shared_data import read_dataset_or_sms
 
-
 _RUN_HOME = None
 
 

@@ -117,6 +117,33 @@ def test_fit_moves_same_class_documents_closer(small, loss):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("loss", ["cosine", "supcon"])
+def test_a_batch_encodes_each_document_once_under_the_cosine_loss(small, loss, monkeypatch):
+    # A document drawn into several pairs of one batch costs one forward pass
+    # under the pair loss; supcon keeps each occurrence as a view of its own.
+    from embedxfer.text._encoder_loading import EncoderBackend
+
+    batches = []
+    collate = EncoderBackend.collate
+
+    def recording(self, rows):
+        batches.append([tuple(r) for r in rows])
+        return collate(self, rows)
+
+    monkeypatch.setattr(EncoderBackend, "collate", recording)
+    texts, labels = small
+    emb = ContrastiveEmbedder(**{**FAST, "pairs_per_example": 8}, loss=loss).fit(texts, labels)
+    training = batches[: emb.n_iter_]
+    encoded = sum(len(b) for b in training)
+    if loss == "cosine":
+        assert all(len(set(b)) == len(b) for b in training)
+        assert encoded < 2 * emb.n_pairs_
+    else:
+        assert encoded == 2 * emb.n_pairs_
+    assert np.isfinite(emb.loss_curve_).all()
+
+
+@pytest.mark.slow
 def test_transform_output(fitted, small):
     texts, _ = small
     out = fitted.transform(texts)

@@ -207,13 +207,25 @@ class _PairLoop(EpochLoop):
         torch = import_torch()
         left, right, same = batch
         both = np.r_[left, right]
+        if self.estimator.loss == "cosine":
+            # A document drawn into several pairs of a batch is encoded once
+            # (at 8 per class and two classes, a batch of 16 pairs holds about
+            # 14 distinct documents, not 32). The loss is the same function of
+            # the vectors; dropout draws one mask per document, not per
+            # occurrence. supcon keeps every occurrence: there two copies of a
+            # document are two views of it.
+            encoded, where = np.unique(both, return_inverse=True)
+        else:
+            encoded, where = both, None
         with autocast(self.device, self.amp_dtype):
             vectors = self.backend.embed(
-                self.backend.collate([self.seqs[i] for i in both]),
+                self.backend.collate([self.seqs[i] for i in encoded]),
                 pooling=self.estimator.pooling,
                 layers=None,
                 layer_combine="mean",
             ).float()
+        if where is not None:
+            vectors = vectors[torch.from_numpy(where.astype(np.int64)).to(vectors.device)]
         labels = self.labels[torch.from_numpy(both)]
         return self.estimator._loss(vectors, len(left), same, labels), 1
 
