@@ -23,19 +23,18 @@ for each backend:
 ``--spinning`` adds rows whose idle ONNX Runtime threads spin (ONNX Runtime's
 default, which the estimator turns off). A torch bfloat16 row is added where
 the CPU has native bfloat16 products (AMX or AVX512-BF16).
-``--openvino-python PATH`` (a Python with openvino, onnxruntime and numpy, e.g.
-a separate virtual environment) adds a table of forward passes through
-OpenVINO (float32, its bf16 inference precision hint, ONNX Runtime's int8
-graph) against ONNX Runtime, replaying the very inputs embedxfer's ONNX backend
-ran, in alternating turns in that Python's process:
+Where openvino is installed (``embedxfer[openvino]``), the OpenVINO backend's
+rows are added: float32, and bfloat16 where the CPU has native bfloat16 products:
 
     python benchmarks/sentence_encode.py --backends --n 400 --repeats 3 --segments 10 \
-        --threads 2 --accuracy --accuracy-n 2000 --openvino-python /tmp/ov/bin/python
+        --threads 2 --accuracy --accuracy-n 2000
+
 Each row's share of the estimated peak compares its speed with the CPU's
 arithmetic limit for the model's weight products: 2 x (4 h^2 + 2 h i) FLOP per
 token and layer (about 21 MFLOP per token for all-MiniLM-L6-v2), at
 ``--peak-gflops`` per thread in float32 (default 192: 3 GHz x two AVX-512 FMA
-units) and 4x that in int8 (VNNI dot products).
+units), 4x that in int8 (VNNI dot products) and in bfloat16 2x (AVX512-BF16 dot
+products) or 32x (AMX tiles, where the CPU has them).
 """
 
 import argparse
@@ -199,6 +198,17 @@ def backend_candidates(batch_size, n_threads, fused=False, spinning=False, autoc
             candidates["embedxfer torch float32, bfloat16 autocast"] = _autocast(float32.transform)
     else:
         skipped["embedxfer torch bfloat16"] = "this CPU has neither AMX nor AVX512-BF16"
+    try:
+        import openvino  # noqa: F401
+
+        openvino_rows = [("embedxfer openvino float32", "float32")]
+        if cpu_has_bfloat16():
+            openvino_rows.append(("embedxfer openvino bfloat16", "bfloat16"))
+        for name, precision in openvino_rows:
+            params = dict(common, backend="openvino", precision=precision)
+            candidates[name] = SentenceEmbedder(**params).fit().transform
+    except ImportError:
+        skipped["embedxfer openvino"] = "openvino is not installed (embedxfer[openvino])"
     if spinning:
         for precision in ("float32", "int8"):
             params = dict(common, backend="onnx", precision=precision)
@@ -217,214 +227,6 @@ def backend_candidates(batch_size, n_threads, fused=False, spinning=False, autoc
     except Exception as err:  # optimum missing, or an export it cannot make offline
         skipped["sentence-transformers backend='onnx'"] = f"{type(err).__name__}: {err}"
     return candidates, skipped
-
-
-# Run by the --openvino-python interpreter (numpy, openvino, onnxruntime; no
-# embedxfer): replays the recorded session inputs through ONNX Runtime and
-# OpenVINO in alternating turns, and saves every output and timing.
-_OPENVINO_SCRIPT = r"""
-import json
-import sys
-import time
-
-import numpy as np
-import onnxruntime as ort
-import openvino as ov
-
-fp32_path, int8_path, feeds_path, n_threads, repeats, out_path = sys.argv[1:]
-n_threads, repeats = int(n_threads), int(repeats)
-stored = np.load(feeds_path)
-feeds = {}
-for key in sorted(stored.files):
-    group, index, name = key.split("|")
-    feeds.setdefault(group, {}).setdefault(int(index), {})[name] = stored[key]
-feeds = {g: [runs[i] for i in sorted(runs)] for g, runs in feeds.items()}
-
-
-def ort_session(path):
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    options.intra_op_num_threads = n_threads
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-    return lambda feed: session.run(["tokens"], feed)[0]
-
-
-core = ov.Core()
-
-
-def ov_model(path, precision):
-    config = {
-        "INFERENCE_NUM_THREADS": n_threads,
-        "NUM_STREAMS": 1,
-        "PERFORMANCE_HINT": "LATENCY",
-        "INFERENCE_PRECISION_HINT": precision,
-    }
-    compiled = core.compile_model(path, "CPU", config)
-    request = compiled.create_infer_request()
-    output = compiled.output("tokens")
-    return lambda feed: np.array(request.infer(feed)[output], copy=True)
-
-
-# (row name, graph the inputs were recorded for, how to build it)
-rows = [
-    ("onnxruntime float32", "float32", lambda: ort_session(fp32_path)),
-    ("openvino float32", "float32", lambda: ov_model(fp32_path, "f32")),
-    ("openvino bf16 hint", "float32", lambda: ov_model(fp32_path, "bf16")),
-    ("onnxruntime int8", "int8", lambda: ort_session(int8_path)),
-    ("openvino on the int8 graph", "int8", lambda: ov_model(int8_path, "f32")),
-]
-runners, skipped = {}, {}
-for name, graph, build in rows:
-    try:
-        runners[name] = (graph, build())
-    except Exception as err:
-        skipped[name] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
-seconds = {name: 0.0 for name in runners}
-outputs = {}
-for name, (graph, run) in list(runners.items()):
-    try:
-        for group in feeds:
-            if group.startswith(graph):
-                outputs[name, group] = [run(feed) for feed in feeds[group]]  # also warms up
-    except Exception as err:
-        skipped[name] = f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
-        del runners[name], seconds[name]
-names = list(runners)
-turn = 0
-for _ in range(repeats):
-    for graph in ("float32", "int8"):
-        for index, feed in enumerate(feeds.get(graph + "-speed", [])):
-            order = [n for n in names if runners[n][0] == graph]
-            for name in order if turn % 2 == 0 else order[::-1]:
-                start = time.perf_counter()
-                runners[name][1](feed)
-                seconds[name] += time.perf_counter() - start
-            turn += 1
-arrays = {}
-for (name, group), parts in outputs.items():
-    for index, tokens in enumerate(parts):
-        arrays[f"{name}|{group}|{index:05d}"] = tokens
-np.savez(out_path, **arrays)
-meta = {"seconds": {n: s / repeats for n, s in seconds.items()}, "skipped": skipped,
-        "openvino": ov.__version__, "onnxruntime": ort.__version__}
-with open(out_path + ".json", "w") as f:
-    json.dump(meta, f)
-"""
-
-
-class _RecordingSession:
-    """An ONNX Runtime session stand-in that records every input (and runs it)."""
-
-    def __init__(self, session, log):
-        self._session, self._log = session, log
-
-    def get_inputs(self):
-        return self._session.get_inputs()
-
-    def run(self, names, feed):
-        self._log.append({k: np.ascontiguousarray(v) for k, v in feed.items()})
-        return self._session.run(names, feed)
-
-
-class _ReplayingSession:
-    """A session stand-in that returns stored outputs, in the order they were recorded."""
-
-    def __init__(self, session, outputs):
-        self._session, self._outputs = session, iter(outputs)
-
-    def get_inputs(self):
-        return self._session.get_inputs()
-
-    def run(self, names, feed):
-        return [next(self._outputs)]
-
-
-def _with_session(embedder, session):
-    """A copy of a fitted ONNX SentenceEmbedder whose backend runs ``session``."""
-    from embedxfer.text._encoder_onnx import OnnxEncoderBackend
-
-    backend = embedder._backend()
-    copy = type(embedder)(**embedder.get_params()).fit()
-    swapped = OnnxEncoderBackend(backend._torch, {False: session}, precision=backend.precision)
-    copy._backend = lambda: swapped  # this benchmark's instance only
-    return copy
-
-
-def run_openvino(python, docs, accuracy_sets, batch_size, n_threads, repeats):
-    """OpenVINO against ONNX Runtime on embedxfer's own session inputs, in ``python``.
-
-    The ONNX backend's float32 and int8 embedders encode ``docs`` (and the
-    ``accuracy_sets``) once while their session inputs are recorded; a
-    subprocess replays them through ONNX Runtime and OpenVINO (forward passes
-    only, alternating), and the outputs are replayed through the embedders'
-    pooling. Returns ``(forward seconds, vectors, skipped, versions)`` or None.
-    """
-    import json
-    import subprocess
-    import tempfile
-
-    from embedxfer import SentenceEmbedder
-    from embedxfer.text._encoder_onnx import exported_graph
-
-    common = dict(pooling="model", batch_size=batch_size, n_threads=n_threads, backend="onnx")
-    embedders = {p: SentenceEmbedder(**common, precision=p).fit() for p in ("float32", "int8")}
-    texts = {"speed": docs, **accuracy_sets}
-    feeds = {}
-    for precision, embedder in embedders.items():
-        for group, group_texts in texts.items():
-            log = []
-            session = _RecordingSession(embedder._backend().session, log)
-            _with_session(embedder, session).transform(group_texts)
-            feeds[f"{precision}-{group}"] = log
-    paths = {
-        p: exported_graph(e._backend()._torch, _minilm_identity(), all_layers=False, precision=p)
-        for p, e in embedders.items()
-    }
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
-        arrays = {
-            f"{group}|{i:05d}|{name}": value
-            for group, log in feeds.items()
-            for i, feed in enumerate(log)
-            for name, value in feed.items()
-        }
-        np.savez(tmp / "feeds.npz", **arrays)
-        (tmp / "run.py").write_text(_OPENVINO_SCRIPT)
-        out = tmp / "out.npz"
-        done = subprocess.run(
-            [
-                python,
-                str(tmp / "run.py"),
-                str(paths["float32"]),
-                str(paths["int8"]),
-                str(tmp / "feeds.npz"),
-                str(n_threads),
-                str(repeats),
-                str(out),
-            ],
-            capture_output=True,
-            text=True,
-        )
-        if done.returncode != 0:
-            print(f"openvino worker failed: {done.stderr.strip().splitlines()[-3:]}")
-            return None
-        meta = json.loads(Path(str(out) + ".json").read_text())
-        stored = np.load(out)
-        by_row = {}
-        for key in sorted(stored.files):
-            name, group, _ = key.split("|")
-            by_row.setdefault(name, {}).setdefault(group, []).append(stored[key])
-    vectors = {}
-    for name, groups in by_row.items():
-        for group, outputs in groups.items():
-            precision, set_name = group.split("-", 1)
-            replay = _ReplayingSession(embedders[precision]._backend().session, outputs)
-            vectors[name, set_name] = _with_session(embedders[precision], replay).transform(
-                texts[set_name]
-            )
-    return meta["seconds"], vectors, meta["skipped"], meta
 
 
 def run_alternating(candidates, docs, repeats, segments):
@@ -490,8 +292,21 @@ def tokens_per_document(docs, max_length=256):
     return float(np.mean([len(row) for row in ids]))
 
 
-def peak_documents_per_second(docs, n_threads, gflops_per_thread):
-    """Estimated peak documents/s in float32 and in int8 (4x: VNNI dot products)."""
+def _cpu_has_amx():
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            return any(line.startswith("flags") and "amx_bf16" in line for line in f)
+    except OSError:
+        return False
+
+
+def peak_documents_per_second(docs, n_threads, gflops_per_thread, amx=None):
+    """Estimated peak documents/s in float32, int8 and bfloat16.
+
+    int8: 4x float32 (VNNI dot products). bfloat16: 2x float32 with
+    AVX512-BF16 dot products, 32x with AMX tiles (1,024 multiply-adds per
+    cycle and core against 32).
+    """
     from transformers import AutoConfig
 
     from embedxfer.text._encoder_loading import packaged_minilm_path
@@ -499,7 +314,8 @@ def peak_documents_per_second(docs, n_threads, gflops_per_thread):
     per_doc = flops_per_token(AutoConfig.from_pretrained(packaged_minilm_path()))
     per_doc *= tokens_per_document(docs)
     fp32 = n_threads * gflops_per_thread * 1e9 / per_doc
-    return {"float32": fp32, "int8": 4 * fp32}, per_doc
+    amx = _cpu_has_amx() if amx is None else amx
+    return {"float32": fp32, "int8": 4 * fp32, "bfloat16": (32 if amx else 2) * fp32}, per_doc
 
 
 def sst2_texts(args):
@@ -523,39 +339,6 @@ def sst2_accuracy(args, train_vectors, test_vectors):
     test = pd.read_csv(args.data / "sst2" / "test.csv")
     clf = LogisticRegression(max_iter=2000).fit(train_vectors, train.label)
     return clf.score(test_vectors, test.label)
-
-
-def print_openvino(result, exact, n_docs, times, args):
-    """The OpenVINO table: forward passes only, against ONNX Runtime on the same inputs."""
-    seconds, vectors, skipped, meta = result
-    print(
-        f"\nOpenVINO {meta['openvino']} against ONNX Runtime {meta['onnxruntime']} (in its "
-        "own process): forward passes only, on the inputs embedxfer's ONNX backend ran "
-        f"(same batches and padding), {args.repeats} alternating runs"
-    )
-    print()
-    print(
-        "| forward pass | docs/s (forward only) | vs onnxruntime, same graph "
-        "| mean cosine | min cosine |" + (" SST-2 |" if args.accuracy else "")
-    )
-    print("|---|---:|---:|---:|---:|" + ("---:|" if args.accuracy else ""))
-    for name, spent in seconds.items():
-        same = "onnxruntime int8" if "int8" in name else "onnxruntime float32"
-        cos = _cosines(exact, vectors[name, "speed"])
-        line = (
-            f"| {name} | {n_docs / spent:.0f} | {seconds[same] / spent:.2f}x "
-            f"| {cos.mean():.4f} | {cos.min():.4f} |"
-        )
-        if args.accuracy:
-            acc = sst2_accuracy(args, vectors[name, "sst2-train"], vectors[name, "sst2-test"])
-            line += f" {100 * acc:.2f} |"
-        print(line)
-    for name, why in skipped.items():
-        print(f"| {name} | skipped: {why[:160]} | | | |")
-    print(
-        "\nCosines are to embedxfer torch float32 (the table above), after embedxfer's "
-        "pooling of each forward pass's token states."
-    )
 
 
 def main_backends(args, docs):
@@ -585,8 +368,9 @@ def main_backends(args, docs):
     )
     print(
         f"Estimated peak: {flops_per_doc / 1e6:.0f} MFLOP per document, {args.peak_gflops:g} "
-        f"GFLOP/s per thread in float32 and 4x in int8: {peaks['float32']:.0f} docs/s "
-        f"float32, {peaks['int8']:.0f} docs/s int8"
+        f"GFLOP/s per thread in float32, 4x in int8, {peaks['bfloat16'] / peaks['float32']:.0f}x "
+        f"in bfloat16: {peaks['float32']:.0f} docs/s float32, {peaks['int8']:.0f} int8, "
+        f"{peaks['bfloat16']:.0f} bfloat16"
     )
     print()
     print(
@@ -598,7 +382,7 @@ def main_backends(args, docs):
         median = statistics.median(runs)
         ratios = [b / a for a, b in zip(slice_times[name], slice_times[reference])]
         cos = _cosines(exact, outputs[name])
-        peak = peaks["int8" if "int8" in name else "float32"]  # bfloat16: the float32 peak
+        peak = peaks[next((p for p in ("int8", "bfloat16") if p in name), "float32")]
         print(
             f"| {name} | {len(docs) / median:.0f} | {base / median:.2f}x "
             f"| {statistics.median(ratios):.2f}x | {100 * len(docs) / median / peak:.0f}% "
@@ -613,16 +397,6 @@ def main_backends(args, docs):
         "processes). Share of est. peak = docs/s over the estimated peak of the row's "
         "precision (above). Differences and cosines are to embedxfer torch float32."
     )
-    openvino = None
-    if args.openvino_python:
-        sets = {}
-        if args.accuracy:
-            sets = {f"sst2-{split}": texts for split, texts in sst2_texts(args).items()}
-        openvino = run_openvino(
-            args.openvino_python, docs, sets, args.batch_size, n_threads, args.repeats
-        )
-    if openvino is not None:
-        print_openvino(openvino, exact, len(docs), times, args)
     if args.accuracy:
         rows = {k: v for k, v in candidates.items() if k != reference}
         results, n_train, n_test, n_mr = backend_accuracy(rows, args.data, args.accuracy_n)
@@ -680,11 +454,6 @@ def main(argv=None):
         "--autocast",
         action="store_true",
         help="with --backends: add torch float32 under bfloat16 autocast (CPUs with bfloat16)",
-    )
-    parser.add_argument(
-        "--openvino-python",
-        default=None,
-        help="with --backends: a python with openvino and onnxruntime; adds OpenVINO rows",
     )
     parser.add_argument(
         "--peak-gflops",

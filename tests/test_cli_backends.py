@@ -29,6 +29,12 @@ def run_cli(*args, cwd):
     [
         ("all-MiniLM-L6-v2:onnx", {"backend": "onnx"}, None),
         ("all-MiniLM-L6-v2:onnx-int8", {"backend": "onnx", "precision": "int8"}, None),
+        ("all-MiniLM-L6-v2:openvino", {"backend": "openvino"}, None),
+        (
+            "all-MiniLM-L6-v2:openvino-bf16",
+            {"backend": "openvino", "precision": "bfloat16"},
+            None,
+        ),
         ("all-MiniLM-L6-v2:cls,chunk", {"long_documents": "chunk"}, "cls"),
         (
             "all-MiniLM-L6-v2:onnx-int8,chunk,max",
@@ -53,9 +59,14 @@ def test_runtime_options_are_refused_for_word_vectors():
 
 
 def test_models_lists_backends(tmp_path):
+    import importlib.util
+
+    has_openvino = importlib.util.find_spec("openvino") is not None
     proc = run_cli("models", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert "onnx, onnx-int8" in proc.stdout and "torch" in proc.stdout
+    expected = "openvino            works" if has_openvino else "openvino            missing"
+    assert expected in proc.stdout
 
 
 @pytest.mark.slow

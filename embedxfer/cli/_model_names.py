@@ -42,7 +42,7 @@ class ModelSpec:
         How tables and plots name it (``name`` plus its options).
     settings : dict
         Further parameters from runtime options, such as a sentence model's
-        ``onnx``, ``onnx-int8`` or ``chunk``.
+        ``onnx``, ``onnx-int8``, ``openvino`` or ``chunk``.
     """
 
     name: str
@@ -68,7 +68,8 @@ def parse_model(text, kind="auto", extra_options=()):
     ``all-MiniLM-L6-v2:cls``; ``all-MiniLM-L6-v2:static`` is the sentence
     model distilled into a static table (:class:`embedxfer.StaticEmbedder`,
     word poolings); sentence models also take ``onnx``,
-    ``onnx-int8`` (ONNX Runtime backend, float32 or int8) and ``chunk``
+    ``onnx-int8`` (ONNX Runtime backend, float32 or int8), ``openvino``,
+    ``openvino-bf16`` (OpenVINO backend, float32 or bfloat16) and ``chunk``
     (long documents read whole), e.g. ``all-MiniLM-L6-v2:onnx-int8,chunk``.
     ``kind`` is ``"auto"`` (from the name) or a registered kind. ``extra_options``
     are validated the same way (the command line's ``--pooling`` and ``--weighting``).

@@ -49,8 +49,8 @@ def cmd_models(config):
     glove = _print_packaged()
     print()
     print(
-        "Sentence model backends here (add to a sentence model: NAME:onnx, NAME:onnx-int8; "
-        "NAME:chunk reads long documents whole):"
+        "Sentence model backends here (add to a sentence model: NAME:onnx, NAME:onnx-int8, "
+        "NAME:openvino, NAME:openvino-bf16; NAME:chunk reads long documents whole):"
     )
     for line in _backend_lines():
         print("  " + line)
@@ -200,6 +200,14 @@ def _backend_lines():
         )
     else:
         lines.append("onnx, onnx-int8     missing: " + install_hint("onnx"))
+    if torch_ok and has_module("onnx") and has_module("openvino"):
+        from .._core.device import cpu_has_bfloat16
+
+        bf16 = "openvino-bf16 too" if cpu_has_bfloat16() else "not bf16: no AMX / AVX512-BF16"
+        version = dist_version("openvino")
+        lines.append(f"openvino            works (openvino {version}, CPU; {bf16})")
+    else:
+        lines.append("openvino            missing: " + install_hint("openvino"))
     return lines
 
 

@@ -51,6 +51,8 @@ _FUSION_VERSION = 1
 _FUSION_TOLERANCE = 1e-4
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 BACKENDS = ("torch", "onnx")
+# SentenceEmbedder also runs the exported graph with OpenVINO.
+SENTENCE_BACKENDS = (*BACKENDS, "openvino")
 
 
 def import_onnxruntime():
@@ -65,17 +67,29 @@ def onnx_home():
     return home_folder("onnx")
 
 
+def import_onnx_exporter(extra="onnx"):
+    """``onnx`` (torch's exporter writes with it), or an ImportError naming ``extra``."""
+    return import_optional("onnx", f"exporting to ONNX needs onnx; {install_hint(extra)}")
+
+
 def _versions():
+    from importlib.metadata import PackageNotFoundError, version
+
     import onnx
-    import onnxruntime
     import torch
     import transformers
 
+    try:
+        # Part of the key for the quantised and fused graphs it makes; the
+        # OpenVINO backend exports without it installed.
+        onnxruntime = version("onnxruntime")
+    except PackageNotFoundError:
+        onnxruntime = None
     return {
         "torch": torch.__version__,
         "transformers": transformers.__version__,
         "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
+        "onnxruntime": onnxruntime,
     }
 
 
@@ -518,7 +532,7 @@ def load_onnx_encoder(
 ):
     """An :class:`OnnxEncoderBackend` over ``torch_backend`` (float32, CPU)."""
     import_onnxruntime()
-    import_optional("onnx", f"exporting to ONNX needs onnx; {_INSTALL_HINT}")
+    import_onnx_exporter()
     path = exported_graph(
         torch_backend, model_identity, all_layers=all_layers, precision=precision, fused=fused
     )
