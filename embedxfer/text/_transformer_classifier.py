@@ -50,6 +50,7 @@ from ._encoder_loading import (
     resolve_model_source,
     sentence_max_seq_length,
     warn_truncated,
+    without_loading_bars,
 )
 from ._encoder_onnx import BACKENDS
 
@@ -72,8 +73,9 @@ def load_base_encoder(model):
         transformers = _import_transformers()
         kwargs = {"local_files_only": True} if is_local else {}
         try:
-            tokenizer = transformers.AutoTokenizer.from_pretrained(source, **kwargs)
-            encoder = transformers.AutoModel.from_pretrained(source, **kwargs)
+            with without_loading_bars():
+                tokenizer = transformers.AutoTokenizer.from_pretrained(source, **kwargs)
+                encoder = transformers.AutoModel.from_pretrained(source, **kwargs)
         except OSError as err:
             raise OSError(
                 f"could not load the transformer model {model!r} from {source!r}: {err}. "
