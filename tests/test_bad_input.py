@@ -355,3 +355,15 @@ def test_vector_file_rewritten_with_size_and_mtime_restored_is_converted_again(t
     with pytest.warns(UserWarning, match="ignoring the converted vectors.*ctime_ns"):
         second = np.array(load_vectors(str(path), cache_dir=tmp_path / "cache")["w3"])
     assert not np.allclose(first, second)
+
+
+def test_cli_main_puts_the_environment_back(monkeypatch, tmp_path):
+    # Called in a Python process, main() must not leave other libraries quiet.
+    import os
+
+    monkeypatch.delenv("HF_HUB_DISABLE_PROGRESS_BARS", raising=False)
+    monkeypatch.setenv("TRANSFORMERS_VERBOSITY", "info")
+    missing = tmp_path / "missing.txt"
+    assert main(["embed", str(missing), "-o", str(tmp_path / "o.npy"), "-m", "glove-6B-50d"]) == 1
+    assert "HF_HUB_DISABLE_PROGRESS_BARS" not in os.environ
+    assert os.environ["TRANSFORMERS_VERBOSITY"] == "info"

@@ -193,8 +193,20 @@ def test_loading_a_model_prints_no_progress_bar():
         "SentenceEmbedder(device='cpu', pooling='cls').fit()\n"
         "assert not hf.is_progress_bar_enabled()\n"
     )
+    import os
+
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("HF_HUB_DISABLE_PROGRESS_BARS", "TRANSFORMERS_VERBOSITY")
+    }
     done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        env=env,
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert "Loading weights" not in done.stderr + done.stdout

@@ -24,6 +24,11 @@ _USER_ERRORS = (
 _PACKAGE_FOLDER = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+# Environment settings that keep other libraries' bars and advice quiet
+# unless --verbose is given.
+_QUIET_LIBRARY_SETTINGS = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error"}
+
+
 def _raised_by_embedxfer(err):
     """Whether the innermost frame of ``err``'s traceback is embedxfer's own code."""
     tb = err.__traceback__
@@ -67,10 +72,13 @@ def main(argv=None):
         parser.print_help(sys.stderr)
         return 2
     config = args.config.from_namespace(args)
+    # main() may be called in a Python process (tests, notebooks): what it
+    # changes in the environment and the root logger is put back on return.
+    saved_environment = {name: os.environ.get(name) for name in _QUIET_LIBRARY_SETTINGS}
     if not config.verbose:
-        # Library progress bars (weight loading) would interleave with ours.
-        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        # Library progress bars (Hub downloads) would interleave with ours.
+        for name, value in _QUIET_LIBRARY_SETTINGS.items():
+            os.environ.setdefault(name, value)
     root = logging.getLogger()
     root_level = root.level
     if not config.verbose:
@@ -90,3 +98,8 @@ def main(argv=None):
         return 1
     finally:
         root.setLevel(root_level)
+        for name, value in saved_environment.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
