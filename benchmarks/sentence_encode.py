@@ -318,29 +318,6 @@ def peak_documents_per_second(docs, n_threads, gflops_per_thread, amx=None):
     return {"float32": fp32, "int8": 4 * fp32, "bfloat16": (32 if amx else 2) * fp32}, per_doc
 
 
-def sst2_texts(args):
-    """SST-2's training sentences (at most ``--accuracy-n``) and official test sentences."""
-    import pandas as pd
-
-    train = pd.read_csv(args.data / "sst2" / "train.csv")
-    if args.accuracy_n:
-        train = train.iloc[: args.accuracy_n]
-    test = pd.read_csv(args.data / "sst2" / "test.csv")
-    return {"train": train.text.astype(str).tolist(), "test": test.text.astype(str).tolist()}
-
-
-def sst2_accuracy(args, train_vectors, test_vectors):
-    import pandas as pd
-    from sklearn.linear_model import LogisticRegression
-
-    train = pd.read_csv(args.data / "sst2" / "train.csv")
-    if args.accuracy_n:
-        train = train.iloc[: args.accuracy_n]
-    test = pd.read_csv(args.data / "sst2" / "test.csv")
-    clf = LogisticRegression(max_iter=2000).fit(train_vectors, train.label)
-    return clf.score(test_vectors, test.label)
-
-
 def main_backends(args, docs):
     import os
 
