@@ -35,6 +35,11 @@ def run_cli(*args, cwd):
             {"backend": "openvino", "precision": "bfloat16"},
             None,
         ),
+        (
+            "all-MiniLM-L6-v2:openvino-int8",
+            {"backend": "openvino", "precision": "int8"},
+            None,
+        ),
         ("all-MiniLM-L6-v2:cls,chunk", {"long_documents": "chunk"}, "cls"),
         (
             "all-MiniLM-L6-v2:onnx-int8,chunk,max",

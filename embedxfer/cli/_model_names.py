@@ -69,7 +69,8 @@ def parse_model(text, kind="auto", extra_options=()):
     model distilled into a static table (:class:`embedxfer.StaticEmbedder`,
     word poolings); sentence models also take ``onnx``,
     ``onnx-int8`` (ONNX Runtime backend, float32 or int8), ``openvino``,
-    ``openvino-bf16`` (OpenVINO backend, float32 or bfloat16) and ``chunk``
+    ``openvino-bf16``, ``openvino-int8`` (OpenVINO backend: float32, bfloat16, or int8
+    calibrated on the documents) and ``chunk``
     (long documents read whole), e.g. ``all-MiniLM-L6-v2:onnx-int8,chunk``.
     ``kind`` is ``"auto"`` (from the name) or a registered kind. ``extra_options``
     are validated the same way (the command line's ``--pooling`` and ``--weighting``).

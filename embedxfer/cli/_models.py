@@ -50,7 +50,8 @@ def cmd_models(config):
     print()
     print(
         "Sentence model backends here (add to a sentence model: NAME:onnx, NAME:onnx-int8, "
-        "NAME:openvino, NAME:openvino-bf16; NAME:chunk reads long documents whole):"
+        "NAME:openvino, NAME:openvino-bf16, NAME:openvino-int8; NAME:chunk reads long "
+        "documents whole):"
     )
     for line in _backend_lines():
         print("  " + line)
@@ -205,7 +206,12 @@ def _backend_lines():
 
         bf16 = "openvino-bf16 too" if cpu_has_bfloat16() else "not bf16: no AMX / AVX512-BF16"
         version = dist_version("openvino")
-        lines.append(f"openvino            works (openvino {version}, CPU; {bf16})")
+        int8 = (
+            f"openvino-int8 too (nncf {dist_version('nncf')})"
+            if has_module("nncf")
+            else ("not int8: " + install_hint("openvino"))
+        )
+        lines.append(f"openvino            works (openvino {version}, CPU; {bf16}; {int8})")
     else:
         lines.append("openvino            missing: " + install_hint("openvino"))
     return lines

@@ -401,15 +401,18 @@ def exported_graph(torch_backend, model_identity, *, all_layers, precision, fuse
                 uses_token_type_ids=torch_backend.uses_token_type_ids,
             )
         write_manifest(tmp, expected, ["model.onnx"])
-        _install(tmp, folder, expected)
+        install_folder(tmp, folder, expected)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
-def _install(tmp, folder, expected):
-    """Move the finished export ``tmp`` onto ``folder``, replacing an unsound one there."""
-    if verify_folder(folder, expected, {"model.onnx"})[1] is None:
+def install_folder(tmp, folder, expected, files=("model.onnx",)):
+    """Move the finished export ``tmp`` onto ``folder``, replacing an unsound one there.
+
+    ``files`` are the names the manifest ``expected`` must vouch for.
+    """
+    if verify_folder(folder, expected, set(files))[1] is None:
         return  # another process finished the same export first; theirs is as good
     if folder.exists() or folder.is_symlink():
         trash = Path(tempfile.mkdtemp(prefix=temporary_folder_prefix(folder.name), dir=tmp.parent))
@@ -422,7 +425,7 @@ def _install(tmp, folder, expected):
     try:
         os.replace(tmp, folder)
     except OSError:
-        if verify_folder(folder, expected, {"model.onnx"})[1] is not None:
+        if verify_folder(folder, expected, set(files))[1] is not None:
             raise
 
 

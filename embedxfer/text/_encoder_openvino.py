@@ -15,13 +15,15 @@ sentence vectors (mean cosine 0.9999 or above).
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from .._core.device import cpu_has_bfloat16
 from .._core.optional import import_optional, install_hint
 
-OPENVINO_PRECISIONS = ("float32", "bfloat16")
+# "int8" is a graph calibrated in fit (``_openvino_int8``), compiled as float32.
+OPENVINO_PRECISIONS = ("float32", "bfloat16", "int8")
 # OpenVINO's names for them (the INFERENCE_PRECISION_HINT property).
 _HINTS = {"float32": "f32", "bfloat16": "bf16"}
 
@@ -37,7 +39,8 @@ def check_openvino_precision(precision):
     """Refuse a precision OpenVINO cannot honour here, in one line."""
     if precision not in OPENVINO_PRECISIONS:
         raise ValueError(
-            f"precision={precision!r} with backend='openvino'; expected 'float32' or 'bfloat16'."
+            f"precision={precision!r} with backend='openvino'; expected 'float32', 'bfloat16' "
+            "or 'int8'."
         )
     if precision == "bfloat16" and not cpu_has_bfloat16():
         # OpenVINO would quietly run float32 instead: say so rather than ignore the request.
@@ -68,6 +71,8 @@ class OpenVinoSession:
     ----------
     compiled : openvino.CompiledModel
         The compiled model (for inspection: ``compiled.get_property(...)``).
+    path : pathlib.Path
+        The graph it was compiled from.
     """
 
     def __init__(self, path, n_threads, precision):
@@ -81,6 +86,7 @@ class OpenVinoSession:
         }
         if n_threads is not None:
             config["INFERENCE_NUM_THREADS"] = int(n_threads)
+        self.path = Path(path)
         self.compiled = ov.Core().compile_model(str(path), "CPU", config)
         self._inputs = [_Input(port.get_any_name()) for port in self.compiled.inputs]
         self._outputs = {port.get_any_name(): port for port in self.compiled.outputs}

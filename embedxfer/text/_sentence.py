@@ -20,7 +20,13 @@ from .._core.device import (
     resolve_device,
     resolve_dtype,
 )
-from .._core.embedder import CLAIM_NAME, CLAIM_PATTERN, Embedder
+from .._core.embedder import (
+    CLAIM_NAME,
+    CLAIM_PATTERN,
+    CORPUS_FIT_NONE,
+    CORPUS_FIT_WHOLE,
+    Embedder,
+)
 from .._core.param_validation import Hint, Interval, Options, Rule, validate_params
 from .._core.public import set_module
 from .._core.registry import get_or_load
@@ -48,9 +54,12 @@ NAME_RUNTIME_OPTIONS = {
     "onnx-int8": {"backend": "onnx", "precision": "int8"},
     "openvino": {"backend": "openvino"},
     "openvino-bf16": {"backend": "openvino", "precision": "bfloat16"},
+    "openvino-int8": {"backend": "openvino", "precision": "int8"},
     "chunk": {"long_documents": "chunk"},
 }
 _LONG_DOCUMENTS = ("truncate", "chunk")
+# The fitted state of an int8 OpenVINO embedder: its calibration sample's token ids.
+_CALIBRATION_ATTRIBUTES = ("calibration_ids_", "calibration_offsets_")
 # Words in model names that say nothing about the family, skipped in the feature-name tag.
 _GENERIC_NAME_PARTS = {
     "all",
@@ -136,7 +145,7 @@ class SentenceEmbedder(
     device : str or None, default=None
         ``None`` or ``"auto"`` picks ``"cuda"``, then ``"mps"``, then
         ``"cpu"``; or name one (``"cpu"``, ``"cuda"``, ``"cuda:1"``).
-    precision : {"float32", "float16", "bfloat16"}, default="float32"
+    precision : {"float32", "float16", "bfloat16", "int8"}, default="float32"
         Precision of the weights. Half precisions need a GPU, except
         ``"bfloat16"`` on a CPU with native bfloat16 products (AMX or
         AVX512-BF16; refused with a one-line error on other CPUs): there it
@@ -158,10 +167,14 @@ class SentenceEmbedder(
         ``precision`` for this backend is ``"float32"`` or ``"int8"``.
         ``"openvino"`` compiles the same export with OpenVINO for the CPU
         (``pip install 'embedxfer[openvino]'``); ``precision`` for it is
-        ``"float32"`` or ``"bfloat16"``, the latter on a CPU with native
-        bfloat16 products (AMX or AVX512-BF16): there it measured about 3x
-        ``SentenceTransformer.encode``'s speed at float32's quality, level
-        with the torch backend's ``precision="bfloat16"``.
+        ``"float32"``, ``"bfloat16"`` or ``"int8"``. bfloat16 needs a CPU with
+        native bfloat16 products (AMX or AVX512-BF16): there it measured about
+        3x ``SentenceTransformer.encode``'s speed at float32's quality, level
+        with the torch backend's ``precision="bfloat16"``. ``"int8"`` is
+        static int8 calibrated in :meth:`fit` on up to 300 of the documents
+        given (NNCF, in the same extra); the calibrated graph is kept in
+        ``$EMBEDXFER_HOME/openvino`` and rebuilt from the fitted
+        ``calibration_ids_`` where it is missing.
     n_threads : int or None, default=None
         CPU threads used while encoding (torch's thread count is set for the
         duration of each call and restored; ONNX Runtime's session gets it).
@@ -192,6 +205,12 @@ class SentenceEmbedder(
         The loaded model (a ``SentenceTransformer`` or a transformers
         ``PreTrainedModel``), fetched from the process-wide registry; not
         pickled.
+    calibration_ids_ : ndarray of int32
+        With ``backend="openvino", precision="int8"`` only: the token ids of
+        the documents the int8 graph was calibrated on, end to end.
+    calibration_offsets_ : ndarray of int64 of shape (n_calibration + 1,)
+        Document ``i`` of the sample owns
+        ``calibration_ids_[calibration_offsets_[i]:calibration_offsets_[i + 1]]``.
 
     See Also
     --------
@@ -239,7 +258,7 @@ class SentenceEmbedder(
             Hint(
                 "The torch backend takes 'float32', 'float16' or 'bfloat16'; "
                 "backend='onnx' takes 'float32' or 'int8'; backend='openvino' takes "
-                "'float32' or 'bfloat16'."
+                "'float32', 'bfloat16' or 'int8'."
             ),
         ],
         "verbose": ["verbose"],
@@ -296,7 +315,9 @@ class SentenceEmbedder(
         Parameters
         ----------
         X : iterable of str, default=None
-            Documents; only validated, nothing is learned from them.
+            Documents; only validated, nothing is learned from them, except
+            with ``backend="openvino", precision="int8"``, which calibrates
+            on them (then they are required).
         y : ignored
             Present for API consistency.
 
@@ -307,11 +328,11 @@ class SentenceEmbedder(
         """
         validate_params(self)
         self._check_layers_with_pooling()
-        if X is not None:
-            check_documents(X)
+        docs = check_documents(X) if X is not None else None
         import_torch()
         device = self._resolve_device()
-        backend = self._load(device)
+        calibration = self._calibration_sample(docs) if self._calibrates() else None
+        backend = self._load(device, calibration)
         max_length = self._check_max_length(backend)
         self._check_chunk_overlap(backend, max_length)
         width = self._check_layers_and_width(backend)
@@ -323,6 +344,11 @@ class SentenceEmbedder(
         self.device_ = device
         self.max_length_ = max_length
         self.n_features_out_ = width
+        if calibration is None:
+            for name in _CALIBRATION_ATTRIBUTES:
+                self.__dict__.pop(name, None)
+        else:
+            self.calibration_ids_, self.calibration_offsets_ = calibration
         return self
 
     def transform(self, X):
@@ -408,6 +434,11 @@ class SentenceEmbedder(
         # options existed stay valid.
         if self.backend != "torch":
             settings["backend"] = self.backend
+        calibration = self._fitted_calibration()
+        if calibration is not None:
+            from ._openvino_int8 import calibration_digest
+
+            settings["calibration"] = calibration_digest(*calibration)
         if self.long_documents != "truncate":
             settings["long_documents"] = [
                 self.long_documents,
@@ -448,15 +479,16 @@ class SentenceEmbedder(
         resolve_dtype(self.precision, device, cpu_bfloat16=True)
         return device
 
-    def _load(self, device):
+    def _load(self, device, calibration=None):
         if self.backend == "torch":
             return self._load_torch(device, self.precision)
-        return self._load_exported()
+        return self._load_exported(calibration)
 
-    def _load_exported(self):
+    def _load_exported(self, calibration):
         # The ONNX export of the model, run by ONNX Runtime or OpenVINO.
         from ._encoder_onnx import load_onnx_encoder
         from ._encoder_openvino import load_openvino_encoder
+        from ._openvino_int8 import calibration_digest, load_openvino_int8_encoder
 
         source, is_local = resolve_model_source(self.model)
         all_layers = _layer_list(self.layers) is not None
@@ -467,8 +499,18 @@ class SentenceEmbedder(
             self.precision,
             all_layers,
             n_threads,
+            None if calibration is None else calibration_digest(*calibration),
         )
-        load_encoder = load_openvino_encoder if self.backend == "openvino" else load_onnx_encoder
+        if calibration is not None:
+
+            def load_encoder(torch_backend, identity, **settings):
+                del settings["precision"]
+                return load_openvino_int8_encoder(torch_backend, identity, *calibration, **settings)
+
+        elif self.backend == "openvino":
+            load_encoder = load_openvino_encoder
+        else:
+            load_encoder = load_onnx_encoder
 
         def load():
             torch_backend = self._load_torch("cpu", "float32")
@@ -482,6 +524,36 @@ class SentenceEmbedder(
             )
 
         return get_or_load(key, load)
+
+    def _calibrates(self):
+        return self.backend == "openvino" and self.precision == "int8"
+
+    def _calibration_sample(self, docs):
+        """The packed token ids of the documents the int8 graph is calibrated on."""
+        from ._encoder_openvino import import_openvino
+        from ._openvino_int8 import calibration_indices, import_nncf, pack_rows
+
+        import_openvino()
+        import_nncf()
+        if not docs:
+            raise ValueError(
+                "backend='openvino' with precision='int8' calibrates on the documents given "
+                "to fit; call fit(X) with some of yours (up to 300 are used)."
+            )
+        probe = self._load_torch("cpu", "float32")
+        picked = [docs[i] for i in calibration_indices(len(docs)).tolist()]
+        rows, _ = probe.tokenize(picked, self._check_max_length(probe))
+        return pack_rows(rows)
+
+    def _fitted_calibration(self):
+        if not self._calibrates():
+            return None
+        if not hasattr(self, "calibration_ids_"):
+            raise ValueError(
+                "this SentenceEmbedder was fitted without precision='int8' and "
+                "backend='openvino'; fit it again, with documents to calibrate on."
+            )
+        return self.calibration_ids_, self.calibration_offsets_
 
     def _load_torch(self, device, precision):
         source, is_local = resolve_model_source(self.model)
@@ -503,7 +575,7 @@ class SentenceEmbedder(
     def _backend(self):
         # Not cached on the instance: the loaded model must stay out of pickles
         # and clones; the registry lookup is a dict access.
-        return self._load(self.device_)
+        return self._load(self.device_, self._fitted_calibration())
 
     # -- the embedder protocol (embedxfer._core.embedder) --------------------------------------
     embedder_kind = "sentence"
@@ -512,6 +584,10 @@ class SentenceEmbedder(
 
     def _load_model(self):
         self._backend()
+
+    def _corpus_fit(self):
+        # An int8 OpenVINO embedder calibrates on a sample of the documents.
+        return CORPUS_FIT_WHOLE if self._calibrates() else CORPUS_FIT_NONE
 
     @classmethod
     def _name_claim(cls, name):
@@ -551,6 +627,8 @@ class SentenceEmbedder(
             needed += [("onnxruntime", "onnx"), ("onnx", "onnx")]
         elif backend == "openvino":
             needed += [("openvino", "openvino"), ("onnx", "openvino")]
+            if (settings or {}).get("precision") == "int8":
+                needed.append(("nncf", "openvino"))
         return needed
 
     @classmethod
