@@ -227,3 +227,25 @@ def test_crafted_fine_tuned_folders_run_nothing(tmp_path):
     clf = TransformerClassifier(model=str(base), epochs=1, max_length=8).fit(docs, labels)
     assert clf.predict_proba(docs).shape == (4, 2)
     assert not marker.exists()
+
+
+def test_an_unwritable_home_is_named_and_orphans_are_removed(tmp_path):
+    from embedxfer._core.artefact import prepare_folder
+
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder")
+    with pytest.raises(OSError, match=r"cannot keep ONNX exports in .*set EMBEDXFER_HOME"):
+        prepare_folder(blocker / "onnx", "ONNX exports")
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        text=True,
+        capture_output=True,
+        check=True,
+    )
+    home = tmp_path / "home"
+    orphan = home / f".key.{int(dead.stdout)}.abc"
+    mine = home / f".key.{os.getpid()}.abc"
+    for folder in (orphan, mine):
+        folder.mkdir(parents=True)
+    assert prepare_folder(home, "ONNX exports") == home
+    assert not orphan.exists() and mine.exists()

@@ -128,6 +128,23 @@ def temporary_folder_prefix(name):
     return f".{name}.{os.getpid()}."
 
 
+def prepare_folder(base, what):
+    """Create ``base`` for ``what`` and remove the temporaries killed writers left there.
+
+    An unwritable ``base`` raises one ``OSError`` line naming ``what`` and the remedy.
+    """
+    base = Path(base)
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise OSError(
+            f"cannot keep {what} in {base} ({err.strerror or err}); set EMBEDXFER_HOME to a "
+            "writable folder."
+        ) from None
+    remove_orphaned_folders(base)
+    return base
+
+
 def remove_orphaned_folders(base, *, older_than=24 * 3600):
     """Remove temporary folders (``.NAME.<pid>.*``) in ``base`` left by killed writers.
 

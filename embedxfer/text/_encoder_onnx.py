@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from .._core.artefact import (
-    remove_orphaned_folders,
+    prepare_folder,
     temporary_folder_prefix,
     verify_folder,
     write_manifest,
@@ -359,14 +359,7 @@ def exported_graph(torch_backend, model_identity, *, all_layers, precision, fuse
         warnings.warn(
             f"ignoring the ONNX export in {folder}: {problem}; exporting again.", stacklevel=3
         )
-    try:
-        home.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OSError(
-            f"cannot keep ONNX exports in {home} ({err.strerror or err}); set EMBEDXFER_HOME "
-            "to a writable folder."
-        ) from None
-    remove_orphaned_folders(home)  # temporaries of killed exports
+    prepare_folder(home, "ONNX exports")
     plain = dict(all_layers=all_layers, home=home)
     if precision == "int8":
         source = exported_graph(

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .._core.artefact import (
-    remove_orphaned_folders,
+    prepare_folder,
     temporary_folder_prefix,
     verify_folder,
     write_manifest,
@@ -120,14 +120,7 @@ def calibrated_graph(torch_backend, model_identity, ids, offsets, *, all_layers,
             f"ignoring the calibrated int8 graph in {folder}: {problem}; calibrating again.",
             stacklevel=3,
         )
-    try:
-        home.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise OSError(
-            f"cannot keep calibrated graphs in {home} ({err.strerror or err}); set "
-            "EMBEDXFER_HOME to a writable folder."
-        ) from None
-    remove_orphaned_folders(home)
+    prepare_folder(home, "calibrated int8 graphs")
     source = exported_graph(
         torch_backend, model_identity, all_layers=all_layers, precision="float32"
     )
