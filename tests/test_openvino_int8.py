@@ -112,3 +112,22 @@ def test_missing_nncf_names_the_extra(monkeypatch, messages):
     monkeypatch.setitem(sys.modules, "nncf", None)  # importing it now fails
     with pytest.raises(ImportError, match=r"needs nncf.*embedxfer\[openvino\]"):
         SentenceEmbedder(backend="openvino", precision="int8").fit(messages[1])
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda ids, offsets: (ids + 10_000_000, offsets),
+        lambda ids, offsets: (ids, offsets[::-1].copy()),
+        lambda ids, offsets: (ids[:-3], offsets),
+        lambda ids, offsets: (ids.astype(np.float32), offsets),
+    ],
+)
+def test_a_damaged_calibration_is_refused_by_name(int8, messages, damage):
+    clear_registry()
+    broken = pickle.loads(pickle.dumps(int8))
+    broken.calibration_ids_, broken.calibration_offsets_ = damage(
+        int8.calibration_ids_, int8.calibration_offsets_
+    )
+    with pytest.raises(ValueError, match="not a calibration sample of this model's tokens"):
+        broken.transform(messages[1][:2])

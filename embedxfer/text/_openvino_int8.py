@@ -82,6 +82,28 @@ def unpack_rows(ids, offsets):
     return [ids[a:b].tolist() for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
 
 
+def check_calibration(ids, offsets, vocabulary_size):
+    """Refuse a calibration sample that is not token ids of this model (a damaged estimator)."""
+    ids, offsets = np.asarray(ids), np.asarray(offsets)
+    sound = (
+        ids.ndim == 1
+        and offsets.ndim == 1
+        and ids.dtype.kind in "iu"
+        and offsets.dtype.kind in "iu"
+        and len(offsets) >= 2
+        and offsets[0] == 0
+        and offsets[-1] == len(ids)
+        and bool(np.all(np.diff(offsets) > 0))
+        and (not len(ids) or (int(ids.min()) >= 0 and int(ids.max()) < vocabulary_size))
+    )
+    if not sound:
+        raise ValueError(
+            "calibration_ids_ / calibration_offsets_ are not a calibration sample of this "
+            f"model's tokens (ids below {vocabulary_size}, offsets rising from 0 to "
+            "len(ids)); fit the embedder again."
+        )
+
+
 def calibration_digest(ids, offsets):
     """SHA-256 of a packed calibration sample (what keys its graph)."""
     digest = hashlib.sha256(np.ascontiguousarray(ids, dtype="<i4").tobytes())
@@ -182,6 +204,7 @@ def load_openvino_int8_encoder(
     import_openvino()
     import_nncf()
     import_onnx_exporter("openvino")
+    check_calibration(ids, offsets, len(torch_backend.tokenizer))
     path = calibrated_graph(torch_backend, model_identity, ids, offsets, all_layers=all_layers)
     # The products are int8 (fixed in the graph); the rest runs in float32.
     session = OpenVinoSession(path, n_threads, "float32")
