@@ -72,6 +72,9 @@ def test_models_lists_backends(tmp_path):
     assert "onnx, onnx-int8" in proc.stdout and "torch" in proc.stdout
     expected = "openvino            works" if has_openvino else "openvino            missing"
     assert expected in proc.stdout
+    if has_openvino:
+        has_nncf = importlib.util.find_spec("nncf") is not None
+        assert ("openvino-int8 too with nncf" in proc.stdout) == has_nncf
 
 
 @pytest.mark.slow

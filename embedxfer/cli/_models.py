@@ -207,7 +207,7 @@ def _backend_lines():
         bf16 = "openvino-bf16 too" if cpu_has_bfloat16() else "not bf16: no AMX / AVX512-BF16"
         version = dist_version("openvino")
         int8 = (
-            f"openvino-int8 too (nncf {dist_version('nncf')})"
+            f"openvino-int8 too with nncf {dist_version('nncf')}"
             if has_module("nncf")
             else ("not int8: " + install_hint("openvino"))
         )
