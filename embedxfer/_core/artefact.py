@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -121,6 +122,29 @@ def artefact_folders(base):
     if not base.is_dir():
         return []
     return sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def install_folder(tmp, folder, expected, files):
+    """Move the finished folder ``tmp`` onto ``folder``, replacing an unsound one there.
+
+    ``files`` are the names the manifest ``expected`` must vouch for; a sound
+    ``folder`` another process installed first is kept.
+    """
+    if verify_folder(folder, expected, set(files))[1] is None:
+        return  # another process finished the same one first; theirs is as good
+    if folder.exists() or folder.is_symlink():
+        trash = Path(tempfile.mkdtemp(prefix=temporary_folder_prefix(folder.name), dir=tmp.parent))
+        try:
+            os.replace(folder, trash / "old")
+        except FileNotFoundError:
+            pass  # removed by another process meanwhile
+        finally:
+            shutil.rmtree(trash, ignore_errors=True)
+    try:
+        os.replace(tmp, folder)
+    except OSError:
+        if verify_folder(folder, expected, set(files))[1] is not None:
+            raise
 
 
 def temporary_folder_prefix(name):

@@ -22,7 +22,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import os
 import shutil
 import tempfile
 import warnings
@@ -32,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from .._core.artefact import (
+    install_folder,
     prepare_folder,
     temporary_folder_prefix,
     verify_folder,
@@ -394,32 +394,10 @@ def exported_graph(torch_backend, model_identity, *, all_layers, precision, fuse
                 uses_token_type_ids=torch_backend.uses_token_type_ids,
             )
         write_manifest(tmp, expected, ["model.onnx"])
-        install_folder(tmp, folder, expected)
+        install_folder(tmp, folder, expected, ["model.onnx"])
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return target
-
-
-def install_folder(tmp, folder, expected, files=("model.onnx",)):
-    """Move the finished export ``tmp`` onto ``folder``, replacing an unsound one there.
-
-    ``files`` are the names the manifest ``expected`` must vouch for.
-    """
-    if verify_folder(folder, expected, set(files))[1] is None:
-        return  # another process finished the same export first; theirs is as good
-    if folder.exists() or folder.is_symlink():
-        trash = Path(tempfile.mkdtemp(prefix=temporary_folder_prefix(folder.name), dir=tmp.parent))
-        try:
-            os.replace(folder, trash / "old")
-        except FileNotFoundError:
-            pass  # removed by another process meanwhile
-        finally:
-            shutil.rmtree(trash, ignore_errors=True)
-    try:
-        os.replace(tmp, folder)
-    except OSError:
-        if verify_folder(folder, expected, set(files))[1] is not None:
-            raise
 
 
 def make_session(path, n_threads, *, spinning=False):

@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from .._core.artefact import (
+    install_folder,
     prepare_folder,
     temporary_folder_prefix,
     verify_folder,
@@ -127,7 +128,7 @@ def _graph_key(source_key, digest, all_layers):
 
 def calibrated_graph(torch_backend, model_identity, ids, offsets, *, all_layers, home=None):
     """Path of the calibrated IR (``model.xml``) for this sample, made the first time."""
-    from ._encoder_onnx import export_key, exported_graph, install_folder
+    from ._encoder_onnx import export_key, exported_graph
 
     home = Path(home) if home is not None else home_folder("openvino")
     source_key, _ = export_key(model_identity, all_layers=all_layers, precision="float32")

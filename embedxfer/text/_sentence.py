@@ -501,20 +501,19 @@ class SentenceEmbedder(
             n_threads,
             None if calibration is None else calibration_digest(*calibration),
         )
-        if calibration is not None:
-
-            def load_encoder(torch_backend, identity, **settings):
-                del settings["precision"]
-                return load_openvino_int8_encoder(torch_backend, identity, *calibration, **settings)
-
-        elif self.backend == "openvino":
-            load_encoder = load_openvino_encoder
-        else:
-            load_encoder = load_onnx_encoder
+        load_encoder = load_openvino_encoder if self.backend == "openvino" else load_onnx_encoder
 
         def load():
             torch_backend = self._load_torch("cpu", "float32")
             identity = {"source": source, "files": _folder_signature(source) if is_local else None}
+            if calibration is not None:
+                return load_openvino_int8_encoder(
+                    torch_backend,
+                    identity,
+                    *calibration,
+                    all_layers=all_layers,
+                    n_threads=n_threads,
+                )
             return load_encoder(
                 torch_backend,
                 identity,
