@@ -23,9 +23,12 @@ and skipped. Ratios to the naive loop are paired: the median (and range) of
 the ratios of the rounds, each round running every method once in rotating
 order; the load average is printed before and after the rounds.
 
-embedxfer pools with torch's ``embedding_bag`` when torch is already imported,
-so it is timed both ways: "embedxfer mean (torch imported)" imports torch
-before timing, the other embedxfer rows keep scipy's product.
+embedxfer tokenises and pools with its compiled kernels where the package
+was built with them (a C compiler at install); without them it runs numpy
+code, and pools with torch's ``embedding_bag`` when torch is already
+imported. So the mean is timed three ways: "embedxfer mean" as installed,
+"embedxfer mean (numpy code)" with the kernels turned off and scipy's
+product, and "embedxfer mean (numpy code, torch imported)".
 
 Every row is also given as a multiple of the floor of mean pooling: the time
 to read the vector rows pooling touches, each batch's distinct rows once from
@@ -274,30 +277,39 @@ def sklearn_count_product(kv, docs):
     return transform
 
 
-def embedxfer_method(path, docs, torch_kernel=False, **params):
-    """WordVectorEmbedder's transform; weighted sums by scipy's product, or torch's kernel.
+class _Kernels:
+    """The pooling path of one row: ``"installed"``, ``"numpy"`` or ``"numpy+torch"``."""
 
-    embedxfer pools with torch's ``embedding_bag`` when torch is imported, so
-    the rows without it turn that off around their own transform.
-    """
+    def __init__(self, path):
+        self.path = path
+
+    def __enter__(self):
+        from embedxfer.text import _native, _pooling
+
+        self.saved = _native.ENABLED, _pooling._TORCH_KERNELS
+        _native.ENABLED = self.path == "installed"
+        _pooling._TORCH_KERNELS = self.path != "numpy"
+
+    def __exit__(self, *exc):
+        from embedxfer.text import _native, _pooling
+
+        _native.ENABLED, _pooling._TORCH_KERNELS = self.saved
+
+
+def embedxfer_method(path, docs, kernels="installed", **params):
+    """WordVectorEmbedder's transform on one pooling path (see ``_Kernels``)."""
     from embedxfer import WordVectorEmbedder
-    from embedxfer.text import _pooling
 
-    if torch_kernel:
+    if kernels == "numpy+torch":
         import torch  # noqa: F401  (imported before timing, as in a process that uses it)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # empty documents are counted, not a problem here
         embedder = WordVectorEmbedder(str(path), **params).fit(docs)
 
     def transform(batch):
-        previous = _pooling._TORCH_KERNELS
-        _pooling._TORCH_KERNELS = torch_kernel
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                return embedder.transform(batch)
-        finally:
-            _pooling._TORCH_KERNELS = previous
+        with _Kernels(kernels), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return embedder.transform(batch)
 
     return transform
 
@@ -344,9 +356,14 @@ def fse_method(kv):
 METHODS = [
     ("embedxfer mean", "mean", lambda d, kv: embedxfer_method(d.vectors_path, d.docs)),
     (
-        "embedxfer mean (torch imported)",
+        "embedxfer mean (numpy code)",
         "mean",
-        lambda d, kv: embedxfer_method(d.vectors_path, d.docs, torch_kernel=True),
+        lambda d, kv: embedxfer_method(d.vectors_path, d.docs, kernels="numpy"),
+    ),
+    (
+        "embedxfer mean (numpy code, torch imported)",
+        "mean",
+        lambda d, kv: embedxfer_method(d.vectors_path, d.docs, kernels="numpy+torch"),
     ),
     (
         "embedxfer tfidf",
@@ -418,7 +435,8 @@ def agreement(outputs):
     rows = []
     pairs = [
         ("embedxfer mean", "naive loop mean"),
-        ("embedxfer mean (torch imported)", "naive loop mean"),
+        ("embedxfer mean (numpy code)", "naive loop mean"),
+        ("embedxfer mean (numpy code, torch imported)", "naive loop mean"),
         ("sklearn CountVectorizer + product", "naive loop mean"),
         ("embedxfer max", "naive loop max"),
         ("embetter 0.7.0 GensimEncoder", "naive loop mean"),
@@ -475,13 +493,8 @@ def embedxfer_split(data, kv, rounds):
     words) at the rate the cache gives; both rates measured here with BLAS.
     """
     from embedxfer import WordVectorEmbedder
-    from embedxfer.text import _pooling
-    from embedxfer.text._tokenize import (
-        VocabularyIndex,
-        compile_tokenizer,
-        documents_to_ids,
-        drop_oov,
-    )
+    from embedxfer.text import _native, _pooling
+    from embedxfer.text._tokenize import VocabularyIndex, compile_tokenizer, documents_to_ids
 
     batch_size = WordVectorEmbedder().batch_size
     index = VocabularyIndex(kv.key_to_index)
@@ -489,38 +502,51 @@ def embedxfer_split(data, kv, rounds):
     batches = [data.docs[i : i + batch_size] for i in range(0, len(data.docs), batch_size)]
     vectors = kv.vectors
 
-    def tokenise():
-        out = []
-        for batch in batches:
-            ids, doc_ptr, _ = documents_to_ids(batch, index, compiled, index.is_lowercase)
-            out.append(drop_oov(ids, doc_ptr))
-        return out
-
-    tokenise()  # builds the hash tables once, as the first transform does
-    found = tokenise()
-    n_in = sum(len(ids) for ids, _ in found)
-    n_distinct = sum(len(np.unique(ids)) for ids, _ in found)
-
-    def mean(torch_kernel):
+    def tokenise(kernels):
         def run():
-            previous = _pooling._TORCH_KERNELS
-            _pooling._TORCH_KERNELS = torch_kernel
-            try:
-                for ids, doc_ptr in found:
-                    out = _pooling.weighted_sum(ids, doc_ptr, vectors)
-                    out /= np.maximum(np.diff(doc_ptr), 1).astype(np.float32)[:, None]
-            finally:
-                _pooling._TORCH_KERNELS = previous
+            with _Kernels(kernels):
+                return [
+                    documents_to_ids(b, index, compiled, index.is_lowercase, known_only=True)[:2]
+                    for b in batches
+                ]
 
         return run
 
-    def maximum():
-        for ids, doc_ptr in found:
-            _pooling.segment_extreme(ids, doc_ptr, vectors, "max")
+    tokenise("installed")()  # builds the hash tables once, as the first transform does
+    found = tokenise("numpy")()
+    n_in = sum(len(ids) for ids, _ in found)
+    n_distinct = sum(len(np.unique(ids)) for ids, _ in found)
 
-    steps = [("tokenise", tokenise), ("pool mean", mean(False)), ("pool max", maximum)]
+    def mean(kernels):
+        def run():
+            with _Kernels(kernels):
+                for ids, doc_ptr in found:
+                    out = _pooling.weighted_sum(ids, doc_ptr, vectors)
+                    out /= np.maximum(np.diff(doc_ptr), 1).astype(np.float32)[:, None]
+
+        return run
+
+    def maximum(kernels):
+        def run():
+            with _Kernels(kernels):
+                for ids, doc_ptr in found:
+                    _pooling.segment_extreme(ids, doc_ptr, vectors, "max")
+
+        return run
+
+    steps = [
+        ("tokenise", tokenise("installed")),
+        ("pool mean", mean("installed")),
+        ("pool max", maximum("installed")),
+    ]
+    if _native.available():
+        steps += [
+            ("tokenise, numpy", tokenise("numpy")),
+            ("pool mean, scipy", mean("numpy")),
+            ("pool max, numpy", maximum("numpy")),
+        ]
     if "torch" in sys.modules:
-        steps.insert(2, ("pool mean, torch", mean(True)))
+        steps.append(("pool mean, torch", mean("numpy+torch")))
     timings = {key: [] for key, _ in steps}
     for r in range(rounds):
         for key, fn in steps[r % len(steps) :] + steps[: r % len(steps)]:
@@ -547,6 +573,7 @@ def embedxfer_split(data, kv, rounds):
         "floor_read_s": floor,
         "floor_sequential_s": touched / rates["memory"],
         "threads": threads,
+        "compiled_kernels": _native.available(),
         "load_average": os.getloadavg() if hasattr(os, "getloadavg") else None,
     }
 
@@ -831,16 +858,21 @@ def main(argv=None):
     s = split["seconds"]
     print("## Where embedxfer's time goes\n")
     split_rows = []
+    installed = "compiled kernels" if split["compiled_kernels"] else "numpy code: not built"
     for label, seconds in [
-        ("embedxfer mean, whole transform", medians.get("embedxfer mean")),
+        (f"embedxfer mean, whole transform ({installed})", medians.get("embedxfer mean")),
+        ("embedxfer mean, whole transform, numpy code", medians.get("embedxfer mean (numpy code)")),
         (
-            "embedxfer mean, whole transform, torch imported",
-            medians.get("embedxfer mean (torch imported)"),
+            "embedxfer mean, whole transform, numpy code, torch imported",
+            medians.get("embedxfer mean (numpy code, torch imported)"),
         ),
-        ("tokenise + map to ids (+ drop OOV)", s["tokenise"]),
-        ("pool mean (scipy sparse product), ids given", s["pool mean"]),
-        ("pool mean (torch embedding_bag), ids given", s.get("pool mean, torch")),
-        ("pool max (position sweep), ids given", s["pool max"]),
+        (f"tokenise + map to ids, unknown tokens left out ({installed})", s["tokenise"]),
+        ("tokenise + map to ids, numpy code", s.get("tokenise, numpy")),
+        (f"pool mean, ids given ({installed})", s["pool mean"]),
+        ("pool mean, ids given, scipy sparse product", s.get("pool mean, scipy")),
+        ("pool mean, ids given, torch embedding_bag", s.get("pool mean, torch")),
+        (f"pool max, ids given ({installed})", s["pool max"]),
+        ("pool max, ids given, numpy position sweep", s.get("pool max, numpy")),
         ("floor: distinct rows from memory, repeats from cache", floor),
         ("touched bytes at the sequential rate (a simpler floor)", split["floor_sequential_s"]),
     ]:
@@ -902,12 +934,6 @@ def main(argv=None):
     for label, a, b, target in [
         ("mean from raw strings vs naive loop", "embedxfer mean", "naive loop mean", 10.0),
         (
-            "mean from raw strings (torch imported) vs naive loop",
-            "embedxfer mean (torch imported)",
-            "naive loop mean",
-            10.0,
-        ),
-        (
             "mean from raw strings vs embetter",
             "embedxfer mean",
             "embetter 0.7.0 GensimEncoder",
@@ -928,13 +954,7 @@ def main(argv=None):
             check(label, value, f">= {target}x", statistics.median(rounds) >= target)
     for label, seconds, target in [
         ("pooling alone vs read floor", s["pool mean"], 1.3),
-        ("pooling alone (torch imported) vs read floor", s.get("pool mean, torch"), 1.3),
         ("mean from raw strings vs read floor", medians.get("embedxfer mean"), 2.0),
-        (
-            "mean from raw strings (torch imported) vs read floor",
-            medians.get("embedxfer mean (torch imported)"),
-            2.0,
-        ),
     ]:
         if seconds is None:
             checks.append((label, "n/a", f"<= {target}x", "SKIPPED (not run)"))

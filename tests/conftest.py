@@ -44,6 +44,17 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
+@pytest.fixture(params=["compiled", "numpy"])
+def kernel_path(request, monkeypatch):
+    """Run a test on the compiled kernels, then on the numpy code they replace."""
+    from embedxfer.text import _native
+
+    if request.param == "compiled" and not _native.available():
+        pytest.skip("this install was built without the compiled kernels (no C compiler)")
+    monkeypatch.setattr(_native, "ENABLED", request.param == "compiled")
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def glove():
     """The packaged GloVe 6B 50d vectors (real, 400k words)."""

@@ -447,6 +447,10 @@ def test_models_lists_offline_and_online(tmp_path):
     assert "word2vec-google-news-300" in online and "glove-wiki-gigaword-50" not in online
     assert "Hugging Face Hub id" in online
     assert "Offline mode is set" in out
+    from embedxfer.text import _native
+
+    kernels = "compiled kernels" if _native.available() else "numpy code (this install"
+    assert f"Word-vector tokenising and pooling: {kernels}" in offline
 
 
 def test_version_and_entry_point(tmp_path):

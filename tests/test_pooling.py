@@ -21,7 +21,7 @@ def docs_of(ids, doc_ptr):
     return [ids[doc_ptr[i] : doc_ptr[i + 1]] for i in range(len(doc_ptr) - 1)]
 
 
-def test_weighted_sum_matches_loop(case):
+def test_weighted_sum_matches_loop(case, kernel_path):
     vectors, ids, doc_ptr, weights = case
     got = weighted_sum(ids, doc_ptr, vectors, weights)
     expected = [
@@ -33,7 +33,7 @@ def test_weighted_sum_matches_loop(case):
 
 
 @pytest.mark.parametrize("op", ["max", "min"])
-def test_segment_extreme_matches_loop_and_gives_zeros_for_empty(case, op):
+def test_segment_extreme_matches_loop_and_gives_zeros_for_empty(case, op, kernel_path):
     vectors, ids, doc_ptr, _ = case
     got = segment_extreme(ids, doc_ptr, vectors, op)
     reduce = np.max if op == "max" else np.min
@@ -41,7 +41,7 @@ def test_segment_extreme_matches_loop_and_gives_zeros_for_empty(case, op):
     np.testing.assert_allclose(got, expected)
 
 
-def test_extra_rows_past_the_vocabulary(case):
+def test_extra_rows_past_the_vocabulary(case, kernel_path):
     vectors, ids, doc_ptr, weights = case
     extra = np.full((2, 8), 9.0, np.float32)
     ids = ids.copy()
@@ -96,7 +96,7 @@ def test_gpu_pooling_matches_cpu(pooling, weighting):
     np.testing.assert_allclose(on_gpu, on_cpu, rtol=1e-4, atol=1e-5)
 
 
-def test_threads_and_blocks_do_not_change_the_results(monkeypatch):
+def test_threads_and_blocks_do_not_change_the_results(monkeypatch, kernel_path):
     import embedxfer.text._pooling as pooling
 
     rng = np.random.default_rng(3)
@@ -143,6 +143,7 @@ def test_torch_kernel_when_torch_is_imported_gives_the_scipy_sums(glove, mr_text
     import warnings
 
     import embedxfer.text._pooling as pooling
+    from embedxfer.text import _native
     from embedxfer.text._tokenize import (
         VocabularyIndex,
         compile_tokenizer,
@@ -151,6 +152,7 @@ def test_torch_kernel_when_torch_is_imported_gives_the_scipy_sums(glove, mr_text
     )
 
     pytest.importorskip("torch")
+    monkeypatch.setattr(_native, "ENABLED", False)  # they come first where built
     docs = list(mr_texts[0][:2000]) + ["", "zzzqqq"]
     index = VocabularyIndex(glove.key_to_index)
     ids, doc_ptr = drop_oov(*documents_to_ids(docs, index, compile_tokenizer(), True)[:2])
@@ -205,3 +207,90 @@ def test_forked_children_keep_scipys_product():
     child.join(60)
     assert queue.get(timeout=5) is True
     assert pooling._imported_torch() is not None  # the parent is unchanged
+
+
+def test_compiled_kernels_give_numpy_sums_to_the_bit(glove, mr_texts, monkeypatch):
+    # On real vectors (a read-only memory map) and real text: plain and
+    # weighted sums, max and min, with per-batch extra rows, threads or not.
+    import embedxfer.text._pooling as pooling
+    from embedxfer.text import _native
+    from embedxfer.text._tokenize import VocabularyIndex, compile_tokenizer, documents_to_ids
+
+    if not _native.available():
+        pytest.skip("this install was built without the compiled kernels (no C compiler)")
+    docs = list(mr_texts[0][:1500]) + ["", "zzzqqq"]
+    index = VocabularyIndex(glove.key_to_index)
+    ids, doc_ptr, _ = documents_to_ids(docs, index, compile_tokenizer(), True, known_only=True)
+    vectors = glove.vectors
+    rng = np.random.default_rng(1)
+    weights = rng.uniform(0.1, 2, len(ids)).astype(np.float32)
+    extra = rng.normal(size=(3, vectors.shape[1])).astype(np.float32)
+    with_extra = ids.copy()
+    with_extra[::7] = len(vectors) + rng.integers(0, 3, len(ids[::7]))
+    monkeypatch.setattr(pooling, "_TORCH_KERNELS", False)
+
+    def results():
+        return [
+            weighted_sum(ids, doc_ptr, vectors),
+            weighted_sum(ids, doc_ptr, vectors, weights),
+            weighted_sum(with_extra, doc_ptr, vectors, weights, extra=extra),
+            segment_extreme(ids, doc_ptr, vectors, "max"),
+            segment_extreme(with_extra, doc_ptr, vectors, "min", extra=extra),
+        ]
+
+    compiled = results()
+    monkeypatch.setattr(pooling, "_PARALLEL_WORK", 0)  # several threads
+    threaded = results()
+    monkeypatch.setattr(_native, "ENABLED", False)
+    reference = results()
+    for k, (got, again, expected) in enumerate(zip(compiled, threaded, reference)):
+        np.testing.assert_array_equal(again, got)
+        if k == 2:
+            # scipy adds a document's extra rows after its vocabulary rows; the
+            # kernel adds every row in token order: the same sum, rounded apart.
+            np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+        else:
+            np.testing.assert_array_equal(got, expected)
+
+
+@pytest.mark.parametrize("op", ["max", "min"])
+def test_compiled_extremes_propagate_nan_as_numpy_does(op, kernel_path):
+    vectors = np.array([[1, np.nan, 3], [2, 5, np.nan], [0, 1, 2]], np.float32)
+    ids = np.array([0, 1, 2, 2, 0])
+    doc_ptr = np.array([0, 3, 5])
+    got = segment_extreme(ids, doc_ptr, vectors, op)
+    reduce = np.maximum if op == "max" else np.minimum
+    expected = [reduce.reduce(vectors[ids[a:b]], axis=0) for a, b in [(0, 3), (3, 5)]]
+    np.testing.assert_array_equal(got, np.asarray(expected))
+
+
+def test_compiled_pooling_writes_into_out_and_checks_its_arguments():
+    from embedxfer.text import _native
+
+    kernels = _native.kernels()
+    if kernels is None:
+        pytest.skip("this install was built without the compiled kernels (no C compiler)")
+    vectors = np.arange(12, dtype=np.float32).reshape(4, 3)
+    ids = np.array([0, 3, 1], dtype=np.int64)
+    doc_ptr = np.array([0, 2, 3], dtype=np.int64)
+    out = np.full((2, 3), -1, np.float32)
+    assert weighted_sum(ids, doc_ptr, vectors, out=out) is out
+    np.testing.assert_array_equal(out, [vectors[0] + vectors[3], vectors[1]])
+    bad = [
+        ((vectors, None, np.array([0, 4, 1]), doc_ptr, None, out), IndexError, "outside"),
+        ((vectors, None, np.array([0, -1, 1]), doc_ptr, None, out), IndexError, "outside"),
+        ((vectors, None, ids, np.array([0, 4, 3]), None, out), ValueError, "rising"),
+        ((vectors, None, ids, np.array([0, 2, 1]), None, out), ValueError, "rising"),
+        ((vectors, None, ids, doc_ptr, None, np.zeros((3, 3), np.float32)), ValueError, "agree"),
+        ((vectors, None, ids, doc_ptr, np.ones(2, np.float32), out), ValueError, "agree"),
+        ((vectors.astype(np.float64), None, ids, doc_ptr, None, out), TypeError, "vectors"),
+        ((vectors, None, ids.astype(np.int32), doc_ptr, None, out), TypeError, "ids"),
+        ((vectors, None, ids, doc_ptr, None, out[:, :2]), (BufferError, ValueError), ""),
+    ]
+    for args, error, message in bad:
+        with pytest.raises(error, match=message):
+            kernels.pool_sum(*args)
+    readonly = out.copy()
+    readonly.flags.writeable = False
+    with pytest.raises((BufferError, ValueError), match="read-only"):
+        kernels.pool_extreme(vectors, None, ids, doc_ptr, True, readonly)

@@ -9,6 +9,7 @@ from embedxfer.text._tokenize import (
     VocabularyIndex,
     compile_tokenizer,
     documents_to_ids,
+    drop_oov,
 )
 
 VOCAB = {w: i for i, w in enumerate(["the", "film", "do", "n't", "'s", "it", ",", ".", "good"])}
@@ -32,7 +33,7 @@ def reference_ids(docs, pattern=DEFAULT_TOKEN_PATTERN, lowercase=True):
         ["a\x00b the", "the\x00\x00film"],  # documents holding the batch separator
     ],
 )
-def test_regex_path_matches_per_document_reference(docs):
+def test_regex_path_matches_per_document_reference(docs, kernel_path):
     index = VocabularyIndex(VOCAB)
     ids, ptr, tokens = documents_to_ids(
         docs, index, compile_tokenizer(), lowercase=True, with_tokens=True
@@ -171,7 +172,7 @@ PIECES = [
 
 
 @pytest.mark.parametrize("seed", range(4))
-def test_numpy_path_gives_the_regex_tokens_on_random_text(seed):
+def test_default_pattern_gives_the_regex_tokens_on_random_text(seed, kernel_path):
     rng = np.random.default_rng(seed)
     vocab = {w: i for i, w in enumerate(TRICKY_VOCAB)}
     index = VocabularyIndex(vocab)
@@ -186,9 +187,12 @@ def test_numpy_path_gives_the_regex_tokens_on_random_text(seed):
         ref_ids, ref_ptr = regex_reference(docs, vocab, lowercase)
         np.testing.assert_array_equal(ids, ref_ids, err_msg=repr(docs))
         np.testing.assert_array_equal(ptr, ref_ptr, err_msg=repr(docs))
+        known = documents_to_ids(docs, index, compile_tokenizer(), lowercase, known_only=True)
+        for got, expected in zip(known[:2], drop_oov(ref_ids, ref_ptr)):
+            np.testing.assert_array_equal(got, expected, err_msg=repr(docs))
 
 
-def test_numpy_path_on_real_text_and_real_vocabulary(glove, mr_texts):
+def test_default_pattern_on_real_text_and_real_vocabulary(glove, mr_texts, kernel_path):
     docs = list(mr_texts[0][:3000]) + ["Don't panic: it's Müller's café (naïve) — ok?", ""]
     index = VocabularyIndex(glove.key_to_index)
     for lowercase in (True, False):
@@ -198,7 +202,7 @@ def test_numpy_path_on_real_text_and_real_vocabulary(glove, mr_texts):
         np.testing.assert_array_equal(ptr, ref_ptr)
 
 
-def test_documents_spanning_several_pieces(monkeypatch):
+def test_documents_spanning_several_pieces(monkeypatch, kernel_path):
     import embedxfer.text._tokenize as tokenize_module
 
     monkeypatch.setattr(tokenize_module, "_PIECE_CHARS", 64)
@@ -272,7 +276,9 @@ def test_frequent_words_are_in_the_small_table(glove):
 
 
 @pytest.mark.parametrize("hot_bits", [8, 16])
-def test_small_table_and_whole_table_give_the_regex_ids(glove, mr_texts, monkeypatch, hot_bits):
+def test_small_table_and_whole_table_give_the_regex_ids(
+    glove, mr_texts, monkeypatch, hot_bits, kernel_path
+):
     import embedxfer.text._tokenize as tokenize_module
 
     monkeypatch.setattr(tokenize_module, "_HOT_BITS", hot_bits)
@@ -282,3 +288,91 @@ def test_small_table_and_whole_table_give_the_regex_ids(glove, mr_texts, monkeyp
     ref_ids, ref_ptr = regex_reference(docs, glove.key_to_index, True)
     np.testing.assert_array_equal(ids, ref_ids)
     np.testing.assert_array_equal(ptr, ref_ptr)
+
+
+@pytest.mark.parametrize("tokenizer", [None, "split"])
+def test_known_only_is_drop_oov(tokenizer, kernel_path):
+    index = VocabularyIndex(VOCAB)
+    docs = ["The film, it's good.", "", "zzz qqq", "don't stop the film"]
+    compiled = compile_tokenizer(tokenizer)
+    ids, ptr, _ = documents_to_ids(docs, index, compiled, True)
+    known_ids, known_ptr, _ = documents_to_ids(docs, index, compiled, True, known_only=True)
+    expected_ids, expected_ptr = drop_oov(ids, ptr)
+    assert (expected_ids >= 0).all() and len(expected_ids) < len(ids)
+    np.testing.assert_array_equal(known_ids, expected_ids)
+    np.testing.assert_array_equal(known_ptr, expected_ptr)
+
+
+def test_compiled_tokenizer_checks_its_arguments():
+    from embedxfer.text import _native
+    from embedxfer.text._tokenize import _Classes
+
+    kernels = _native.kernels()
+    if kernels is None:
+        pytest.skip("this install was built without the compiled kernels (no C compiler)")
+    table = VocabularyIndex(VOCAB).hash_tables().get(False)
+    slots, starts = table.slots()
+    classes = _Classes.table()
+    text = b"the film\x00don't"
+
+    def call(text=text, classes=classes, slots=slots, starts=starts, ids_size=64, n_docs=2):
+        ids = np.empty(ids_size, np.int64)
+        doc_ptr = np.empty(n_docs + 1, np.int64)
+        count = kernels.token_ids(
+            text, classes, slots, starts, table.words, ids, doc_ptr, False, False
+        )
+        return None if count is None else (ids[:count].tolist(), doc_ptr.tolist())
+
+    assert call() == ([VOCAB["the"], VOCAB["film"], VOCAB["do"], VOCAB["n't"]], [0, 2, 4])
+    with pytest.raises(ValueError, match="too small"):
+        call(ids_size=3)
+    # Another number of documents than separators says so (one held a zero byte).
+    assert call(n_docs=3) is None
+    with pytest.raises(ValueError, match="at least one"):
+        call(n_docs=0)
+    with pytest.raises(ValueError, match="inconsistent"):
+        call(classes=classes[:256])
+    with pytest.raises(ValueError, match="inconsistent"):
+        call(slots=slots[:-1], starts=starts[:-1])  # not a power of two
+    with pytest.raises(TypeError, match="starts"):
+        call(starts=starts.astype(np.int32))
+    # A word's place outside the words' bytes is a miss, never a read out of bounds.
+    long_vocab = {"abcdefghijkl": 0}
+    long_table = VocabularyIndex(long_vocab).hash_tables().get(False)
+    long_slots, long_starts = long_table.slots()
+    ids = np.empty(8, np.int64)
+    doc_ptr = np.empty(2, np.int64)
+    args = (b"abcdefghijkl", classes, long_slots, long_starts + 10**6, long_table.words)
+    assert kernels.token_ids(*args, ids, doc_ptr, False, False) == 1 and ids[0] == OOV_ID
+    args = (b"abcdefghijkl", classes, long_slots, long_starts, long_table.words)
+    assert kernels.token_ids(*args, ids, doc_ptr, False, False) == 1 and ids[0] == 0
+    # ASCII documents lowercased in the kernel, as str.lower does.
+    assert kernels.token_ids(b"ABCDEFGHIJKL", *args[1:], ids, doc_ptr, False, True) == 1
+    assert ids[0] == 0
+
+
+def test_slot_table_finds_every_word(glove):
+    # Linear probing placed all at once: every word is found from its hash.
+    from embedxfer.text._tokenize import _span_hashes, _windows
+
+    table = VocabularyIndex(glove.key_to_index).hash_tables().get(False)
+    slots, starts = table.slots()
+    size = len(slots)
+    assert size & (size - 1) == 0 and len(table.hashes) <= 2 * size // 3
+    assert (slots["row"] >= 0).sum() == len(table.hashes)
+    at = (table.hashes & np.uint64(size - 1)).astype(np.int64)
+    found = np.full(len(at), -1)
+    pending = np.arange(len(at))
+    while len(pending):
+        here = slots[at[pending]]
+        hit = here["hash"] == table.hashes[pending]
+        found[pending[hit]] = here["row"][hit]
+        assert (here["row"][~hit] >= 0).all()  # no empty slot before the word
+        pending = pending[~hit]
+        at[pending] = (at[pending] + 1) % size
+    np.testing.assert_array_equal(found, table.rows)
+    # Each slot's place and length in the words' bytes give back its hash.
+    used = slots["row"] >= 0
+    nbytes = slots["nbytes"][used].astype(np.int64)
+    again = _span_hashes(_windows(table.words), starts[used], nbytes)
+    np.testing.assert_array_equal(again, slots["hash"][used])

@@ -49,7 +49,7 @@ def check_documents(X, *, allow_empty=False):
             ) from None
     if not docs and not allow_empty:
         raise ValueError("Found 0 documents; at least one is required.")
-    if not all(type(doc) is str for doc in docs):
+    if set(map(type, docs)) - {str}:
         docs = [_as_text(doc, i) for i, doc in enumerate(docs)]
     _check_encodable(docs)
     return docs
@@ -104,6 +104,8 @@ def _only_column(X, noun):
 
 def _check_encodable(docs):
     """Refuse lone surrogates (not Unicode text; tokenizers fail on them), naming the document."""
+    if all(map(str.isascii, docs)):  # a flag of each string: no need to encode them
+        return
     try:
         "".join(docs).encode("utf-8")
     except UnicodeEncodeError as err:

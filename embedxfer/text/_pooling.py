@@ -1,19 +1,25 @@
 """Pooling kernels: token rows + weights -> one vector per document.
 
-Weighted sums are one sparse (documents x vocabulary) by dense (vocabulary x
-dimensions) product; max and min sweep over token positions, so each numpy
-call handles every document that is still that long. Both release the GIL,
-so large batches are split by documents over a few threads (as many as the
-usable cores, at most ``OMP_NUM_THREADS``, which joblib's workers set to
-avoid oversubscription); each document is computed the same way whatever
-the split, so the results do not depend on it.
+Where the package was built with its compiled kernels (``_kernels.c``),
+sums, weighted sums, max and min run there: one pass over each document's
+rows, four rows at a time, with the next rows fetched ahead from memory and
+the processor's widest vector unit, at about the time it takes to read the
+rows once. The sums are scipy's to the bit (each element adds its rows in
+order; no fused multiply-add), the max and min numpy's, NaN included.
 
-When torch is already imported, weighted sums of large batches on the CPU
-run through its ``embedding_bag`` instead, a vectorised kernel that reads
-each row once (small ones stay on scipy: torch's threads cost more there):
-2.5-3x faster than scipy's product, which is compiled for the processors'
-common subset and cannot use their wide vector units. Sums are the same to
-the bit (both add a document's rows in order); weighted sums may differ in
+Without them (an install without a C compiler), weighted sums are one sparse
+(documents x vocabulary) by dense (vocabulary x dimensions) product, and max
+and min sweep over token positions, so each numpy call handles every
+document that is still that long. Both paths release the GIL, so large
+batches are split by documents over a few threads (as many as the usable
+cores, at most ``OMP_NUM_THREADS``, which joblib's workers set to avoid
+oversubscription); each document is computed the same way whatever the
+split, so the results do not depend on it.
+
+When torch is already imported and the compiled kernels are not there,
+weighted sums of large batches on the CPU run through its ``embedding_bag``
+(2.5-3x faster than scipy's product, which is compiled for the processors'
+common subset); sums are the same to the bit, weighted sums may differ in
 the last bit (a fused multiply-add). torch is never imported for this: its
 import costs more than the pooling of a large batch gains. Processes forked
 after torch was imported keep scipy's product (OpenMP threads and fork do
@@ -28,6 +34,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._core.threads import run_parallel, usable_threads
+from ._native import kernels
 
 # Poolings of word vectors (``WordVectorEmbedder(pooling=...)``; several may be
 # joined by "+").
@@ -64,7 +71,7 @@ def _split_documents(doc_ptr, parts):
     return np.unique(np.concatenate(([0], cuts, [n_docs])))
 
 
-def weighted_sum(ids, doc_ptr, vectors, weights=None, extra=None):
+def weighted_sum(ids, doc_ptr, vectors, weights=None, extra=None, out=None):
     """``sum_t w_t * vectors[ids_t]`` for each document.
 
     Parameters
@@ -78,10 +85,18 @@ def weighted_sum(ids, doc_ptr, vectors, weights=None, extra=None):
         Per-token weights; ones when None.
     extra : ndarray of float32, shape (n_extra, dim), default=None
         Vectors computed for this batch only (fastText subwords).
+    out : ndarray of float32, shape (n_docs, dim), default=None
+        Where the compiled kernel writes the result (C-ordered), instead of
+        a new array; the other paths ignore it.
     """
     n_docs = len(doc_ptr) - 1
     vocab_size = len(vectors)
     work = len(ids) * vectors.shape[1]
+    native = kernels()
+    if native is not None and _compiled_fits(vectors, extra):
+        return _compiled_pooling(
+            native.pool_sum, ids, doc_ptr, vectors, extra, weights, out, per_token=True
+        )
     torch = _imported_torch() if work >= _PARALLEL_WORK else None
     if torch is not None and (extra is None or not len(extra)) and n_docs:
         table = _cpu_tensor(torch, vectors)
@@ -114,6 +129,47 @@ def weighted_sum(ids, doc_ptr, vectors, weights=None, extra=None):
         out[start:stop] = matrix @ vectors
 
     bounds = _split_documents(doc_ptr, n).tolist()
+    run_parallel(rows, list(zip(bounds[:-1], bounds[1:])))
+    return out
+
+
+def _compiled_fits(vectors, extra):
+    """Whether the compiled kernels read these tables as they are (no copy of the table)."""
+    return all(
+        table is None
+        or (table.dtype == np.float32 and table.ndim == 2 and table.flags.c_contiguous)
+        for table in (vectors, extra)
+    )
+
+
+def _compiled_pooling(kernel, ids, doc_ptr, vectors, extra, last, out, per_token=False):
+    """A compiled pooling kernel over runs of documents, one per thread.
+
+    ``last`` is the kernel's argument before ``out``: the weights of a sum
+    (``per_token``, or None), or whether an extreme is the maximum.
+    """
+    n_docs = len(doc_ptr) - 1
+    shape = (n_docs, vectors.shape[1])
+    if out is None or out.shape != shape or out.dtype != np.float32 or not out.flags.c_contiguous:
+        out = np.empty(shape, dtype=np.float32)
+    if not n_docs:
+        return out
+    ids = np.ascontiguousarray(ids, dtype=np.int64)
+    doc_ptr = np.ascontiguousarray(doc_ptr, dtype=np.int64)
+    if extra is not None and not len(extra):
+        extra = None
+    per_token = per_token and last is not None
+    if per_token:
+        last = np.ascontiguousarray(last, dtype=np.float32)
+
+    def rows(start, stop):
+        first, end = doc_ptr[start], doc_ptr[stop]
+        own = last[first:end] if per_token else last
+        kernel(
+            vectors, extra, ids[first:end], doc_ptr[start : stop + 1] - first, own, out[start:stop]
+        )
+
+    bounds = _split_documents(doc_ptr, n_threads(len(ids) * vectors.shape[1])).tolist()
     run_parallel(rows, list(zip(bounds[:-1], bounds[1:])))
     return out
 
@@ -152,8 +208,16 @@ def _cpu_tensor(torch, vectors):
         return torch.from_numpy(array)
 
 
-def segment_extreme(ids, doc_ptr, vectors, op="max", extra=None):
-    """Element-wise max (or min) over each document's token vectors; zeros if empty."""
+def segment_extreme(ids, doc_ptr, vectors, op="max", extra=None, out=None):
+    """Element-wise max (or min) over each document's token vectors; zeros if empty.
+
+    ``out`` is as for ``weighted_sum``.
+    """
+    native = kernels()
+    if native is not None and _compiled_fits(vectors, extra):
+        return _compiled_pooling(
+            native.pool_extreme, ids, doc_ptr, vectors, extra, op == "max", out
+        )
     ufunc = np.maximum if op == "max" else np.minimum
     n_docs = len(doc_ptr) - 1
     dim = vectors.shape[1]

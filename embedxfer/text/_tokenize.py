@@ -3,13 +3,18 @@
 The batch is joined into one string with a separator, so that one pass
 tokenises every document and the separators mark where each one ends.
 
-With the default pattern no Python object is made per token: the text's
-code points go into a numpy array, the tokens are found with array
-operations that follow the pattern's rules exactly, and their ids come from
-a hash of their code points looked up in a sorted table of the vocabulary's
-hashes, each hit then checked character by character against the word. Any
-other pattern or tokenizer makes the token strings and looks them up with a
-single ``map(dict.get, ...)``: no Python loop per word either way.
+With the default pattern no Python object is made per token. Where the
+package was built with its compiled kernels, one call per piece of text
+follows the pattern's rules character by character and looks each token up
+in an open-addressing table of the vocabulary (``_kernels.c``). Otherwise
+the text's code points go into a numpy array, the tokens are found with
+array operations that follow the same rules, and their ids come from a hash
+of their code points looked up in a sorted table of the vocabulary's hashes,
+each hit then checked character by character against the word. Both give
+the regular expression's tokens exactly (tests compare them on random and
+real text). Any other pattern or tokenizer makes the token strings and looks
+them up with a single ``map(dict.get, ...)``: no Python loop per word either
+way.
 """
 
 import re
@@ -20,6 +25,7 @@ import numpy as np
 
 from .._core.param_validation import Hint, Options
 from .._core.threads import run_parallel, usable_threads
+from ._native import kernels
 
 # Words (with a PTB-style split of "n't" and of "'s"-like clitics, as the
 # GloVe / word2vec vocabularies have them) and single punctuation marks.
@@ -115,6 +121,11 @@ TOKENIZATION_CONSTRAINTS = {
 }
 
 
+def is_default_pattern(compiled):
+    """Whether a ``compile_tokenizer`` result is the default pattern (the compiled kernels')."""
+    return compiled[1] is _DEFAULT_REGEX
+
+
 def tokenize(docs, compiled, lowercase):
     """Tokens of all documents, flat, and their offsets ``doc_ptr`` (len n+1)."""
     kind, tok = compiled
@@ -149,8 +160,14 @@ def _check_tokens(tokens, index, tokenizer):
     )
 
 
-def documents_to_ids(docs, index, compiled, lowercase, *, with_tokens=False):
+def documents_to_ids(docs, index, compiled, lowercase, *, with_tokens=False, known_only=False):
     """Map documents to vocabulary rows.
+
+    Parameters
+    ----------
+    known_only : bool, default=False
+        Leave out-of-vocabulary tokens out (what ``drop_oov`` does after).
+        Not with ``with_tokens``.
 
     Returns
     -------
@@ -163,9 +180,21 @@ def documents_to_ids(docs, index, compiled, lowercase, *, with_tokens=False):
         subword lookups of out-of-vocabulary words).
     """
     if compiled[1] is _DEFAULT_REGEX and not with_tokens:
-        found = _default_ids(docs, index.hash_tables(), lowercase)
+        found = _default_ids(docs, index.hash_tables(), lowercase, known_only)
         if found is not None:
-            return found[0], found[1], None
+            ids, doc_ptr, dropped = found
+            if known_only and not dropped:
+                ids, doc_ptr = drop_oov(ids, doc_ptr)
+            return ids, doc_ptr, None
+    assert not (known_only and with_tokens), "tokens would not be aligned with the ids"
+    ids, doc_ptr, tokens = _lookup_tokens(docs, index, compiled, lowercase, with_tokens)
+    if known_only:
+        ids, doc_ptr = drop_oov(ids, doc_ptr)
+    return ids, doc_ptr, tokens
+
+
+def _lookup_tokens(docs, index, compiled, lowercase, with_tokens):
+    """``documents_to_ids`` from the token strings, looked up in the dictionary."""
     tokens, doc_ptr = tokenize(docs, compiled, lowercase)
     n = len(tokens)
     ids = np.fromiter(map(index.lookup.get, tokens, repeat(OOV_ID, n)), dtype=np.int64, count=n)
@@ -215,45 +244,48 @@ _APOSTROPHE, _LETTER_N, _LETTER_T = ord("'"), ord("n"), ord("t")
 # Character classes as ``re`` sees them (\w, \s, anything else), with the
 # apostrophe and the batch separator marked.
 _WORD, _SPACE, _OTHER, _APOS, _NUL = 1, 2, 4, 8, 16
+_N_CODE_POINTS = 0x110000
 
 
-def _char_class(cp):
-    if cp == 0:
-        return _NUL
-    if cp == _APOSTROPHE:
-        return _OTHER | _APOS
-    char = chr(cp)
+def _class_table():
+    """Class of every code point (0 to 0x10FFFF), as ``re`` sees it."""
+    chars = "".join(map(chr, range(_N_CODE_POINTS)))
     # re's \w is str.isalnum() or "_"; its \s is str.isspace() (the same
     # tables: checked for every code point in the tests).
-    if char.isalnum() or char == "_":
-        return _WORD
-    return _SPACE if char.isspace() else _OTHER
+    word = np.fromiter(map(str.isalnum, chars), dtype=bool, count=_N_CODE_POINTS)
+    space = np.fromiter(map(str.isspace, chars), dtype=bool, count=_N_CODE_POINTS)
+    table = np.full(_N_CODE_POINTS, _OTHER, dtype=np.uint8)
+    table[space] = _SPACE
+    table[word] = _WORD
+    table[ord("_")] = _WORD
+    table[0] = _NUL
+    table[_APOSTROPHE] = _OTHER | _APOS
+    return table
 
 
 class _Classes:
-    """Class of every code point: a table for the Basic Multilingual Plane."""
+    """Class of every code point, the table built on first use (about 0.2 s)."""
 
-    table = None
-    latin1 = None  # the first 256 entries, for bytes.translate
-    astral = {}
+    _table = None
+    _latin1 = None  # the first 256 entries, for bytes.translate
+    _lock = threading.Lock()
+
+    @classmethod
+    def table(cls):
+        if cls._table is None:
+            with cls._lock:
+                if cls._table is None:
+                    table = _class_table()
+                    cls._latin1 = table[:256].tobytes()
+                    cls._table = table
+        return cls._table
 
     @classmethod
     def of(cls, cp):
-        if cls.table is None:
-            table = np.fromiter(map(_char_class, range(1 << 16)), np.uint8, 1 << 16)
-            cls.latin1 = table[:256].tobytes()
-            cls.table = table
+        table = cls.table()
         if cp.dtype == np.uint8:
-            return np.frombuffer(cp.tobytes().translate(cls.latin1), dtype=np.uint8)
-        out = cls.table[cp & 0xFFFF]
-        high = np.flatnonzero(cp > 0xFFFF)
-        if len(high):
-            uniq, inverse = np.unique(cp[high], return_inverse=True)
-            for v in uniq.tolist():
-                if v not in cls.astral:
-                    cls.astral[v] = _char_class(v)
-            out[high] = np.array([cls.astral[v] for v in uniq.tolist()], np.uint8)[inverse]
-        return out
+            return np.frombuffer(cp.tobytes().translate(cls._latin1), dtype=np.uint8)
+        return table[cp]
 
 
 def _code_points(text):
@@ -371,8 +403,22 @@ class _WordTable:
         self.starts = starts[order]
         self.nbytes = nbytes[order]
         self.windows = _windows(buffer)
+        self.words = buffer
+        self._slots = None
         self._build_hot()
         return self
+
+    def slots(self):
+        """The table as the compiled kernel reads it, built on first use.
+
+        Open addressing with linear probing: a word sits at the first free
+        slot from ``hash & mask``, so a lookup reads one slot (16 bytes)
+        for most words, and one more place for the bytes of a word longer
+        than 8. Returns ``(slots, starts)``.
+        """
+        if self._slots is None:
+            self._slots = _slot_table(self.hashes, self.rows, self.starts, self.nbytes)
+        return self._slots
 
     def _build_hot(self):
         """The direct-mapped table of frequent words: slot ``hash & mask`` -> entry."""
@@ -466,6 +512,39 @@ class _WordTable:
         ids[hit[good]] = rows[entry[good]]
 
 
+# The compiled kernel's slot: a word's hash, its row (-1: empty) and length.
+SLOT = np.dtype([("hash", np.uint64), ("row", np.int32), ("nbytes", np.int32)])
+
+
+def _slot_table(hashes, rows, starts, nbytes):
+    """``_WordTable.slots``: the words placed by linear probing, all at once.
+
+    Each round places, for every free slot that words are waiting at, the
+    first of them; the others move one slot on. A word passes only slots
+    that are taken, so a lookup that stops at the first empty slot finds it.
+    """
+    size = 1 << max(int(3 * len(hashes) // 2).bit_length(), 4)  # at most 2/3 full
+    mask = np.uint64(size - 1)
+    slots = np.zeros(size, dtype=SLOT)
+    slots["row"] = -1
+    slot_starts = np.zeros(size, dtype=np.int64)
+    waiting = np.arange(len(hashes))
+    at = (hashes & mask).astype(np.int64)
+    while len(waiting):
+        free = np.flatnonzero(slots["row"][at] < 0)
+        taken, first = np.unique(at[free], return_index=True)
+        placed = waiting[free[first]]
+        slots["hash"][taken] = hashes[placed]
+        slots["row"][taken] = rows[placed]
+        slots["nbytes"][taken] = nbytes[placed]
+        slot_starts[taken] = starts[placed]
+        left = np.ones(len(waiting), dtype=bool)
+        left[free[first]] = False
+        waiting = waiting[left]
+        at = (at[left] + 1) & (size - 1)
+    return slots, slot_starts
+
+
 class _HashTables:
     """Both encodings of a vocabulary, each built on first use."""
 
@@ -483,13 +562,43 @@ class _HashTables:
         return self.tables[wide]
 
 
-def _default_ids(docs, tables, lowercase):
+def _default_ids(docs, tables, lowercase, known_only):
     """``documents_to_ids`` for the default pattern, in pieces of bounded size.
 
-    Returns ``None`` when the vocabulary can't be hashed (then the regular
+    Returns ``(ids, doc_ptr, known)`` (``known``: whether the compiled kernel
+    left the unknown tokens out already, as asked by ``known_only``), or
+    ``None`` when the vocabulary can't be hashed (then the regular
     expression is used).
     """
-    return ids_in_pieces(docs, lambda piece: _piece_ids(piece, tables, lowercase))
+    native = kernels()
+    found = ids_in_pieces(
+        docs, lambda piece: _piece_ids(piece, tables, lowercase, native, known_only)
+    )
+    return None if found is None else (*found, native is not None and known_only)
+
+
+def piece_bounds(docs):
+    """Offsets cutting ``docs`` into runs of about ``_PIECE_CHARS`` characters (at least one)."""
+    lengths = np.fromiter(map(len, docs), dtype=np.int64, count=len(docs)) + 1
+    bounds = np.cumsum(lengths)
+    cuts = [0]
+    while cuts[-1] < len(docs):
+        base = bounds[cuts[-1] - 1] if cuts[-1] else 0
+        cut = int(np.searchsorted(bounds, base + _PIECE_CHARS, side="right"))
+        cuts.append(min(max(cut, cuts[-1] + 1), len(docs)))
+    return cuts
+
+
+def piece_text(docs, lowercase):
+    """The documents joined by the separator (one a document holds becomes a space)."""
+    if lowercase:
+        # Document by document: str.lower is fast on ASCII strings and slow on
+        # others, so one accented document would slow down the whole piece.
+        docs = list(map(str.lower, docs))
+    text = _SEP.join(docs)
+    if text.count(_SEP) != len(docs) - 1:
+        text = _SEP.join(doc.replace(_SEP, " ") for doc in docs)
+    return text
 
 
 def ids_in_pieces(docs, piece_ids):
@@ -499,13 +608,7 @@ def ids_in_pieces(docs, piece_ids):
     processor's cache; they are independent and numpy releases the GIL, so
     they run in several threads. ``None`` if any piece gives ``None``.
     """
-    lengths = np.fromiter(map(len, docs), dtype=np.int64, count=len(docs)) + 1
-    bounds = np.cumsum(lengths)
-    cuts = [0]
-    while cuts[-1] < len(docs):
-        base = bounds[cuts[-1] - 1] if cuts[-1] else 0
-        cut = int(np.searchsorted(bounds, base + _PIECE_CHARS, side="right"))
-        cuts.append(min(max(cut, cuts[-1] + 1), len(docs)))
+    cuts = piece_bounds(docs)
     pieces = run_parallel(
         piece_ids, [(docs[a:b],) for a, b in zip(cuts[:-1], cuts[1:])], usable_threads()
     )
@@ -521,18 +624,14 @@ def ids_in_pieces(docs, piece_ids):
     return np.concatenate(id_parts), np.concatenate(ptr_parts)
 
 
-def _piece_ids(docs, tables, lowercase):
-    if lowercase:
-        # Document by document: str.lower is fast on ASCII strings and slow on
-        # others, so one accented document would slow down the whole piece.
-        docs = list(map(str.lower, docs))
-    text = _SEP.join(docs)
-    if text.count(_SEP) != len(docs) - 1:  # a document holds the separator itself
-        text = _SEP.join(doc.replace(_SEP, " ") for doc in docs)
-    cp = _code_points(text)
+def _piece_ids(docs, tables, lowercase, native=None, known_only=False):
     table = tables.get(False)
     if table is None:
         return None
+    if native is not None:
+        return _compiled_piece_ids(native, docs, lowercase, table, known_only)
+    text = piece_text(docs, lowercase)
+    cp = _code_points(text)
     starts, ends, separators = _default_tokens(cp)
     if cp.dtype == np.uint8:
         ids = table.lookup(cp, starts, ends)
@@ -549,6 +648,42 @@ def _piece_ids(docs, tables, lowercase):
     doc_ptr[1:-1] = np.searchsorted(starts, separators)
     doc_ptr[-1] = len(ids)
     return ids, doc_ptr
+
+
+def on_kernel_text(docs, lowercase, call):
+    """``call(text)`` on the documents' UTF-8 text as the compiled kernels read it.
+
+    They lowercase ASCII documents themselves (with ``lowercase`` on), so
+    only the others go through ``str.lower`` here. A kernel returns None when
+    the text holds more documents than it was given: one held the separator,
+    which is then a space, as everywhere else.
+    """
+    if lowercase and not all(map(str.isascii, docs)):
+        docs = [doc if doc.isascii() else doc.lower() for doc in docs]
+    found = call(_SEP.join(docs).encode("utf-8", "surrogatepass"))
+    if found is None:
+        spaced = _SEP.join(doc.replace(_SEP, " ") for doc in docs)
+        found = call(spaced.encode("utf-8", "surrogatepass"))
+    return found
+
+
+def compiled_tables(table):
+    """A vocabulary's tables as the compiled kernels take them (after the text)."""
+    slots, starts = table.slots()
+    return _Classes.table(), slots, starts, table.words
+
+
+def _compiled_piece_ids(native, docs, lowercase, table, known_only):
+    """``_piece_ids`` in one call of the compiled kernel: the same rules, the same table."""
+    doc_ptr = np.empty(len(docs) + 1, dtype=np.int64)
+    tables = compiled_tables(table)
+
+    def call(data):
+        ids = np.empty(len(data), dtype=np.int64)  # a token has at least one byte
+        count = native.token_ids(data, *tables, ids, doc_ptr, known_only, lowercase)
+        return None if count is None else ids[:count]
+
+    return on_kernel_text(docs, lowercase, call), doc_ptr
 
 
 def _default_tokens(cp):

@@ -18,7 +18,8 @@ from .._core.public import set_module
 from .._core.registry import get_or_load
 from .._core.validation import check_documents
 from ..exceptions import EmptyDocumentWarning
-from . import _pooling, _weighting
+from . import _native, _pooling, _weighting
+from ._fused import pool_documents
 from ._tokenize import (
     DEFAULT_TOKEN_PATTERN,
     OOV_ID,
@@ -27,6 +28,7 @@ from ._tokenize import (
     compile_tokenizer,
     documents_to_ids,
     drop_oov,
+    is_default_pattern,
 )
 from ._vector_sources import (
     DEFAULT_VECTORS,
@@ -437,17 +439,28 @@ class WordVectorEmbedder(Embedder, RawInputMixin, FitParamsMixin, TransformerMix
         index = self._vocabulary_index(kv)
         self._check_signature(kv)
         out = np.empty((len(docs), self.n_features_out_), dtype=self.dtype)
+        fused = self._fused_pooling(kv, index, out)
         n_empty = 0
         for start in range(0, len(docs), self.batch_size):
             batch = docs[start : start + self.batch_size]
-            ids, doc_ptr, tokens = self._ids(batch, index, with_tokens=self.oov == "subword")
+            target = out[start : start + len(batch)]
+            if fused is not None:
+                n_empty += int(np.count_nonzero(fused(batch, target) == 0))
+                continue
             extra = None
             if self.oov == "subword":
+                ids, doc_ptr, tokens = self._ids(batch, index, with_tokens=True)
                 ids, extra = _subword_rows(kv, ids, tokens, index.size)
-            in_ids, in_ptr = drop_oov(ids, doc_ptr)
+                in_ids, in_ptr = drop_oov(ids, doc_ptr)
+            else:
+                in_ids, in_ptr, _ = self._ids(batch, index, known_only=True)
             n_empty += int(np.count_nonzero(in_ptr[1:] == in_ptr[:-1]))
-            pooled = self._pool(kv, index, in_ids, in_ptr, self.poolings_, extra=extra)
-            out[start : start + len(batch)] = pooled
+            pooled = self._pool(kv, index, in_ids, in_ptr, self.poolings_, extra=extra, out=target)
+            if pooled is not target:
+                target[...] = pooled
+        if fused is not None:
+            # Once for all batches: BLAS's threads would compete with the kernels'.
+            self._finish_pooled(out, self.poolings_[0])
         if n_empty:
             warnings.warn(
                 f"{n_empty} of {len(docs)} documents have no in-vocabulary token; "
@@ -457,21 +470,72 @@ class WordVectorEmbedder(Embedder, RawInputMixin, FitParamsMixin, TransformerMix
             )
         return out
 
-    def _pool(self, kv, index, ids, doc_ptr, poolings, extra=None, remove=True):
+    def _fused_pooling(self, kv, index, out):
+        """``(batch, out) -> counts`` pooling in one compiled pass, or None where it can't.
+
+        It can with the compiled kernels, the default token pattern, no
+        subword lookups, one pooling, on the CPU, into float32 from float32
+        vectors. ``_finish_pooled`` does the rest of ``_pool``'s work.
+        """
+        native = _native.kernels()
         vectors = kv.vectors
+        if (
+            native is None
+            or self.oov == "subword"
+            or self.device_ != "cpu"
+            or len(self.poolings_) != 1
+            or not is_default_pattern(compile_tokenizer(self.tokenizer, self.token_pattern))
+            or out.dtype != np.float32
+            or not out.flags.c_contiguous
+            or vectors.dtype != np.float32
+            or not vectors.flags.c_contiguous
+        ):
+            return None
+        table = index.hash_tables().get(False)
+        if table is None:
+            return None
+        op = self.poolings_[0]
+        weights = None
+        if op in ("sum", "mean") and self.weighting is not None:
+            weights = self._weight_table(index.size)
+        mode = "weighted mean" if op == "mean" and self.weighting == "tfidf" else op
+
+        def pool(batch, target):
+            return pool_documents(
+                native, batch, table, self.lowercase_, vectors, mode, weights, target
+            )
+
+        return pool
+
+    def _finish_pooled(self, out, op):
+        """What ``_pool`` does after the kernels: SIF's component removal, normalising."""
+        if op == "mean" and self.weighting in ("sif", "usif"):
+            _weighting.remove_components(out, self.components_, self.component_weights_)
+        if self.normalize:
+            norms = np.linalg.norm(out, axis=1, keepdims=True)
+            out /= np.where(norms > 0, norms, 1.0)
+
+    def _pool(self, kv, index, ids, doc_ptr, poolings, extra=None, remove=True, out=None):
+        """Pooled vectors of the documents; written into ``out`` where the kernel can."""
+        vectors = kv.vectors
+        single = out if len(poolings) == 1 else None
         parts = []
         counts = np.diff(doc_ptr).astype(np.float32)
         for op in poolings:
             if op in ("max", "min"):
                 if self.device_ == "cpu":
-                    part = _pooling.segment_extreme(ids, doc_ptr, vectors, op, extra=extra)
+                    part = _pooling.segment_extreme(
+                        ids, doc_ptr, vectors, op, extra=extra, out=single
+                    )
                 else:
                     part = self._torch_pool(kv, ids, doc_ptr, op, None, extra)
                 parts.append(part)
                 continue
             weights = self._token_weights(ids, index.size)
             if self.device_ == "cpu":
-                part = _pooling.weighted_sum(ids, doc_ptr, vectors, weights, extra=extra)
+                part = _pooling.weighted_sum(
+                    ids, doc_ptr, vectors, weights, extra=extra, out=single
+                )
             else:
                 part = self._torch_pool(kv, ids, doc_ptr, "sum", weights, extra)
             if op == "mean":
@@ -644,12 +708,11 @@ class WordVectorEmbedder(Embedder, RawInputMixin, FitParamsMixin, TransformerMix
             lambda: VocabularyIndex(kv.key_to_index),
         )
 
-    def _ids(self, docs, index, with_tokens=False):
+    def _ids(self, docs, index, with_tokens=False, known_only=False):
         compiled = compile_tokenizer(self.tokenizer, self.token_pattern)
-        ids, doc_ptr, tokens = documents_to_ids(
-            docs, index, compiled, self.lowercase_, with_tokens=with_tokens
+        return documents_to_ids(
+            docs, index, compiled, self.lowercase_, with_tokens=with_tokens, known_only=known_only
         )
-        return ids, doc_ptr, tokens
 
     def _check_signature(self, kv):
         if _vectors_signature(kv) != self.vectors_signature_:

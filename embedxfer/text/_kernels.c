@@ -1,0 +1,927 @@
+/* Compiled kernels for word-vector pooling: the default token pattern with
+ * its vocabulary lookup, and pooled sums / extremes of vector rows.
+ *
+ * Each function does, in one pass over its input with the GIL released, what
+ * the numpy code of _tokenize.py and _pooling.py does in several: the results
+ * are the same (tests compare the two on every path). The module is optional:
+ * without a C compiler the package installs without it and runs the numpy
+ * code. Built against CPython's stable ABI (3.11+), so that one wheel serves
+ * every later Python. Buffers come from numpy; their dtypes and shapes are
+ * checked here, so that a wrong call raises instead of reading out of bounds.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(_MSC_VER)
+#define restrict __restrict
+#endif
+
+/* Character classes, as _tokenize.py numbers them. */
+#define CLASS_WORD 1
+#define CLASS_OTHER 4
+#define N_CODE_POINTS 0x110000
+
+static const uint64_t LENGTH_MIX = 0x9E3779B97F4A7C15ULL;
+static const uint64_t MIX = 0xFF51AFD7ED558CCDULL;
+
+static int
+get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, int ndim, int writable,
+           const char *name)
+{
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0) {
+        return -1;
+    }
+    if (view->itemsize != itemsize || view->ndim != ndim) {
+        PyErr_Format(PyExc_TypeError, "%s: expected a %d-d array of %zd-byte items", name, ndim,
+                     itemsize);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- tokens */
+
+/* One slot of the vocabulary's open-addressing table (``_WordTable.slots``). */
+typedef struct {
+    uint64_t hash;
+    int32_t row;    /* -1: an empty slot */
+    int32_t nbytes; /* the word's length in UTF-8 bytes */
+} Slot;
+
+typedef struct {
+    const uint8_t *classes; /* class of every code point (N_CODE_POINTS) */
+    const Slot *slots;
+    const int64_t *starts; /* where each slot's word lies in words */
+    uint64_t mask;         /* slots - 1 (a power of two) */
+    const uint8_t *words;  /* the words' UTF-8 bytes */
+    Py_ssize_t words_size;
+} Vocabulary;
+
+static inline uint64_t
+mix(uint64_t h)
+{
+    h ^= h >> 33;
+    h *= MIX;
+    h ^= h >> 33;
+    return h;
+}
+
+/* The little-endian value of the n <= 8 bytes at p; limit is the end of
+ * the readable memory. */
+static inline uint64_t
+load_le(const uint8_t *p, Py_ssize_t n, const uint8_t *limit)
+{
+    uint64_t v = 0;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    if (limit - p >= 8) {
+        memcpy(&v, p, 8);
+        return n >= 8 ? v : v & ((1ULL << (8 * n)) - 1);
+    }
+#endif
+    for (Py_ssize_t i = 0; i < n; i++) {
+        v |= (uint64_t)p[i] << (8 * i);
+    }
+    return v;
+}
+
+/* _span_hashes of _tokenize.py for one span. */
+static inline uint64_t
+span_hash(const uint8_t *p, Py_ssize_t n, const uint8_t *limit)
+{
+    uint64_t h = mix(load_le(p, n < 8 ? n : 8, limit) ^ ((uint64_t)n * LENGTH_MIX));
+    for (Py_ssize_t offset = 8; offset < n; offset += 8) {
+        Py_ssize_t left = n - offset;
+        h = mix(h ^ load_le(p + offset, left < 8 ? left : 8, limit));
+    }
+    return h;
+}
+
+static inline int64_t
+find(const Vocabulary *v, uint64_t h, const uint8_t *p, Py_ssize_t n)
+{
+    for (uint64_t probe = 0, at = h & v->mask; probe <= v->mask; probe++, at = (at + 1) & v->mask) {
+        const Slot *slot = &v->slots[at];
+        if (slot->row < 0) {
+            return -1;
+        }
+        if (slot->hash == h) {
+            /* Hashes are unique in the table: this slot or none. Spans of at
+             * most 8 bytes with equal hashes and lengths are equal. */
+            if (slot->nbytes != n) {
+                return -1;
+            }
+            if (n > 8) {
+                int64_t start = v->starts[at];
+                if (start < 0 || start + n > v->words_size ||
+                    memcmp(v->words + start, p, (size_t)n) != 0) {
+                    return -1;
+                }
+            }
+            return slot->row;
+        }
+    }
+    return -1;
+}
+
+/* Code point at p (valid UTF-8, as CPython makes it), and its length. */
+static inline uint32_t
+decode(const uint8_t *p, int *length)
+{
+    uint8_t b = p[0];
+    if (b < 0x80) {
+        *length = 1;
+        return b;
+    }
+    if (b < 0xE0) {
+        *length = 2;
+        return ((uint32_t)(b & 0x1F) << 6) | (p[1] & 0x3F);
+    }
+    if (b < 0xF0) {
+        *length = 3;
+        return ((uint32_t)(b & 0x0F) << 12) | ((uint32_t)(p[1] & 0x3F) << 6) | (p[2] & 0x3F);
+    }
+    *length = 4;
+    return ((uint32_t)(b & 0x07) << 18) | ((uint32_t)(p[1] & 0x3F) << 12) |
+           ((uint32_t)(p[2] & 0x3F) << 6) | (p[3] & 0x3F);
+}
+
+/* Tokens are looked up in batches of this many: their slots are fetched
+ * while the next ones are found, and the buffers do not grow with a document. */
+#define TOKEN_BATCH 4096
+
+/* The working space of one call, and where its rows go. */
+typedef struct {
+    Py_ssize_t longest;  /* bytes of the longest document */
+    uint8_t *lower;      /* an ASCII document in lowercase, and 8 zero bytes */
+    uint32_t *cp;        /* a document beyond ASCII: code points (allocated at the first), */
+    uint8_t *cls;        /* their classes */
+    Py_ssize_t *at;      /* and where each starts in the text, and the end */
+    const uint8_t *text; /* the document as tokenised, */
+    const uint8_t *limit;/* and the end of the memory readable after it */
+    uint64_t hash[TOKEN_BATCH]; /* the tokens waiting for their lookup: hash, */
+    Py_ssize_t start[TOKEN_BATCH], nbytes[TOKEN_BATCH]; /* first byte, length */
+    Py_ssize_t waiting;
+    int64_t *ids;        /* the rows found, */
+    Py_ssize_t capacity, count;
+    int known_only;      /* only the words' */
+    int full, no_memory;
+} Tokenizer;
+
+static Tokenizer *
+tokenizer_new(Py_ssize_t longest)
+{
+    Tokenizer *s = calloc(1, sizeof(Tokenizer));
+    if (s == NULL) {
+        return NULL;
+    }
+    s->longest = longest;
+    s->lower = calloc(longest + 8, 1);
+    if (s->lower == NULL) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
+static void
+tokenizer_free(Tokenizer *s)
+{
+    if (s != NULL) {
+        free(s->lower);
+        free(s->cp);
+        free(s->cls);
+        free(s->at);
+        free(s);
+    }
+}
+
+/* The rows of the waiting tokens, written out. */
+static void
+flush(const Vocabulary *v, Tokenizer *s)
+{
+    if (s->waiting > s->capacity - s->count) {
+        s->full = 1;
+    }
+    else {
+        for (Py_ssize_t k = 0; k < s->waiting; k++) {
+            int64_t id = find(v, s->hash[k], s->text + s->start[k], s->nbytes[k]);
+            s->ids[s->count] = id;
+            s->count += id >= 0 || !s->known_only;
+        }
+    }
+    s->waiting = 0;
+}
+
+#if defined(__GNUC__)
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+#else
+#define ALWAYS_INLINE static inline
+#endif
+
+/* A token's hash and place, as the k-th waiting one; its slot is fetched
+ * while the next tokens are found. */
+ALWAYS_INLINE void
+record(const Vocabulary *v, Tokenizer *s, const uint8_t *text, const uint8_t *limit,
+       Py_ssize_t first, Py_ssize_t end, Py_ssize_t *k)
+{
+    uint64_t h = span_hash(text + first, end - first, limit);
+#if defined(__GNUC__)
+    __builtin_prefetch(&v->slots[h & v->mask]);
+#endif
+    s->hash[*k] = h;
+    s->start[*k] = first;
+    s->nbytes[*k] = end - first;
+    if (++*k == TOKEN_BATCH) {
+        s->waiting = *k;
+        flush(v, s);
+        *k = 0;
+    }
+}
+
+/* The tokens of _default_tokens over n characters, recorded; ascii (a
+ * constant where this is inlined) says whether the characters are the
+ * text's bytes or the tokenizer's code points. */
+ALWAYS_INLINE void
+rules(const Vocabulary *v, Tokenizer *s, Py_ssize_t n, const int ascii)
+{
+    const uint8_t *text = s->text, *limit = s->limit, *classes = v->classes;
+    const uint32_t *cp = s->cp;
+    const uint8_t *cls = s->cls;
+    const Py_ssize_t *at = s->at;
+#define CP(k) (ascii ? (uint32_t)text[k] : cp[k])
+#define IS_WORD(k) ((ascii ? classes[text[k]] : cls[k]) & CLASS_WORD)
+#define EMIT(a, b) record(v, s, text, limit, ascii ? (a) : at[a], ascii ? (b) : at[b], &k)
+    Py_ssize_t i = 0, k = s->waiting;
+    while (i < n) {
+        if (IS_WORD(i)) {
+            Py_ssize_t j = i + 1;
+            while (j < n && IS_WORD(j)) {
+                j++;
+            }
+            /* \w+(?=n't\b)|n't\b: a run ending in "n" before "'t" and a non-word
+             * character gives its "n" to an "n't" token. */
+            if (CP(j - 1) == 'n' && j + 1 < n && CP(j) == '\'' && CP(j + 1) == 't' &&
+                (j + 2 == n || !IS_WORD(j + 2))) {
+                if (j - 1 > i) {
+                    EMIT(i, j - 1);
+                }
+                EMIT(j - 1, j + 2);
+                i = j + 2;
+                continue;
+            }
+            EMIT(i, j);
+            i = j;
+        }
+        else if (CP(i) == '\'' && i + 1 < n && IS_WORD(i + 1)) {
+            /* '\w+: an apostrophe joins the word after it. */
+            Py_ssize_t j = i + 2;
+            while (j < n && IS_WORD(j)) {
+                j++;
+            }
+            EMIT(i, j);
+            i = j;
+        }
+        else {
+            /* [^\w\s]: any other non-space character is a token of its own. */
+            uint8_t c = ascii ? classes[text[i]] : cls[i];
+            if (c & CLASS_OTHER) {
+                EMIT(i, i + 1);
+            }
+            i++;
+        }
+    }
+    s->waiting = k;
+#undef EMIT
+#undef IS_WORD
+#undef CP
+}
+
+/* Rows of the tokens of one document (n_bytes of UTF-8, readable up to
+ * limit), added to the tokenizer's ids (only the words' with known_only).
+ * With lowercase, an ASCII document is lowercased first (the caller has
+ * lowercased the others, whose Unicode rules need Python's str.lower).
+ * Returns -1 when the ids are full or memory is short. */
+static int
+document_ids(const Vocabulary *v, Tokenizer *s, const uint8_t *text, Py_ssize_t n_bytes,
+             const uint8_t *limit, int lowercase)
+{
+    uint8_t high = 0;
+    for (Py_ssize_t b = 0; b < n_bytes; b++) {
+        high |= text[b];
+    }
+    if (high < 0x80) {
+        s->text = text;
+        s->limit = limit;
+        if (lowercase) { /* str.lower of an ASCII string */
+            for (Py_ssize_t b = 0; b < n_bytes; b++) {
+                s->lower[b] = text[b] + 32 * ((uint8_t)(text[b] - 'A') < 26);
+            }
+            memset(s->lower + n_bytes, 0, 8);
+            s->text = s->lower;
+            s->limit = s->lower + n_bytes + 8;
+        }
+        rules(v, s, n_bytes, 1);
+    }
+    else {
+        if (s->cp == NULL) {
+            s->cp = malloc((s->longest + 1) * sizeof(*s->cp));
+            s->cls = malloc(s->longest + 1);
+            s->at = malloc((s->longest + 1) * sizeof(*s->at));
+            if (!s->cp || !s->cls || !s->at) {
+                s->no_memory = 1;
+                return -1;
+            }
+        }
+        Py_ssize_t n = 0;
+        for (Py_ssize_t b = 0; b < n_bytes;) {
+            int length;
+            uint32_t c = decode(text + b, &length);
+            if (b + length > n_bytes) { /* a cut sequence (not from CPython): one byte */
+                length = 1;
+                c = text[b];
+            }
+            s->cp[n] = c;
+            s->cls[n] = v->classes[c < N_CODE_POINTS ? c : 0];
+            s->at[n] = b;
+            n++;
+            b += length;
+        }
+        s->at[n] = n_bytes;
+        s->text = text;
+        s->limit = limit;
+        rules(v, s, n, 0);
+    }
+    flush(v, s);
+    return s->full ? -1 : 0;
+}
+
+/* The longest document of text (the documents separated by zero bytes), and
+ * how many there are. */
+static Py_ssize_t
+count_documents(const uint8_t *text, Py_ssize_t n_text, Py_ssize_t *longest)
+{
+    Py_ssize_t n_docs = 0;
+    *longest = 0;
+    for (const uint8_t *p = text, *q; p <= text + n_text; p = q + 1) {
+        q = memchr(p, 0, n_text - (p - text));
+        q = q ? q : text + n_text;
+        *longest = q - p > *longest ? q - p : *longest;
+        n_docs++;
+    }
+    return n_docs;
+}
+
+PyDoc_STRVAR(token_ids_doc,
+             "token_ids(text, classes, slots, starts, words, ids, doc_ptr, known_only,"
+             " lowercase)\n--\n\n"
+             "Rows of the default pattern's tokens (-1 when not a word, or left out with\n"
+             "known_only) of each document of text (UTF-8, the documents separated by zero\n"
+             "bytes; with lowercase, its ASCII documents lowercased), written to ids, and\n"
+             "each document's first token to doc_ptr. Returns the number of tokens, or None\n"
+             "when text holds another number of documents (one held a zero byte).");
+
+static PyObject *
+token_ids(PyObject *self, PyObject *args)
+{
+    enum { N = 7 };
+    PyObject *objects[N];
+    int known_only, lowercase;
+    if (!PyArg_ParseTuple(args, "OOOOOOOpp", &objects[0], &objects[1], &objects[2], &objects[3],
+                          &objects[4], &objects[5], &objects[6], &known_only, &lowercase)) {
+        return NULL;
+    }
+    static const Py_ssize_t itemsizes[N] = {1, 1, sizeof(Slot), 8, 1, 8, 8};
+    static const char *names[N] = {"text", "classes", "slots", "starts", "words", "ids", "doc_ptr"};
+    Py_buffer views[N];
+    int n_views = 0;
+    PyObject *result = NULL;
+    Tokenizer *tokenizer = NULL;
+    for (; n_views < N; n_views++) {
+        if (get_buffer(objects[n_views], &views[n_views], itemsizes[n_views], 1, n_views >= 5,
+                       names[n_views]) < 0) {
+            goto done;
+        }
+    }
+    const uint8_t *text = views[0].buf;
+    Py_ssize_t n_text = views[0].len, n_slots = views[2].len / (Py_ssize_t)sizeof(Slot);
+    Vocabulary v = {views[1].buf, views[2].buf, views[3].buf, (uint64_t)n_slots - 1,
+                    views[4].buf, views[4].len};
+    if (views[1].len != N_CODE_POINTS || n_slots < 1 || (n_slots & (n_slots - 1)) != 0 ||
+        views[3].len / 8 != n_slots) {
+        PyErr_SetString(PyExc_ValueError, "token_ids: inconsistent vocabulary tables");
+        goto done;
+    }
+    int64_t *doc_ptr = views[6].buf;
+    Py_ssize_t n_docs = views[6].len / 8 - 1, longest;
+    if (n_docs < 1) {
+        PyErr_SetString(PyExc_ValueError, "token_ids: doc_ptr must hold at least one item");
+        goto done;
+    }
+    if (count_documents(text, n_text, &longest) != n_docs) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    tokenizer = tokenizer_new(longest);
+    if (tokenizer == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    tokenizer->ids = views[5].buf;
+    tokenizer->capacity = views[5].len / 8;
+    tokenizer->known_only = known_only;
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS
+    const uint8_t *doc = text;
+    for (Py_ssize_t d = 0; d < n_docs && !failed; d++) {
+        const uint8_t *end = memchr(doc, 0, n_text - (doc - text));
+        Py_ssize_t size = end ? end - doc : n_text - (doc - text);
+        doc_ptr[d] = tokenizer->count;
+        failed = document_ids(&v, tokenizer, doc, size, text + n_text, lowercase) < 0;
+        doc += size + 1;
+    }
+    doc_ptr[n_docs] = tokenizer->count;
+    Py_END_ALLOW_THREADS
+    if (tokenizer->no_memory) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (tokenizer->full) {
+        PyErr_SetString(PyExc_ValueError, "token_ids: ids is too small for the tokens");
+        goto done;
+    }
+    result = PyLong_FromSsize_t(tokenizer->count);
+done:
+    tokenizer_free(tokenizer);
+    while (n_views > 0) {
+        PyBuffer_Release(&views[--n_views]);
+    }
+    return result;
+}
+
+/* --------------------------------------------------------------- pooling */
+
+/* Wide vector units where the processor has them: the sums are the same (each
+ * element adds its rows in order), only faster. */
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && defined(__GLIBC__)
+#define WIDE __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define WIDE
+#endif
+
+/* The rows pooled: the vectors, then a batch's extra rows past their end. */
+typedef struct {
+    const float *vectors, *extra;
+    Py_ssize_t n_vectors, dim;
+} Rows;
+
+static inline const float *
+row_of(const Rows *r, int64_t id)
+{
+    if (id < r->n_vectors) {
+        return r->vectors + id * r->dim;
+    }
+    return r->extra + (id - r->n_vectors) * r->dim;
+}
+
+/* Rows are read from random places: each token's row is fetched this many
+ * tokens ahead, so that several are on their way from memory at once. */
+#define AHEAD 8
+
+static inline void
+fetch(const Rows *r, const int64_t *id, const int64_t *ids_end)
+{
+#if defined(__GNUC__)
+    if (id < ids_end) {
+        const char *x = (const char *)row_of(r, *id);
+        for (Py_ssize_t b = 0; b < r->dim * (Py_ssize_t)sizeof(float); b += 64) {
+            __builtin_prefetch(x + b);
+        }
+    }
+#endif
+}
+
+/* acc = the sum of w[t] * row(ids[t]) (w NULL: of the rows) for t < n, added
+ * in order, four rows at a time (the same sums, a quarter of the reads and
+ * writes of acc). The ids up to ids_end are fetched ahead. */
+static void WIDE
+sum_rows(const Rows *r, const int64_t *ids, const float *w, Py_ssize_t n,
+         const int64_t *ids_end, float *restrict acc)
+{
+    const Py_ssize_t dim = r->dim;
+    memset(acc, 0, dim * sizeof(float));
+    Py_ssize_t t = 0;
+    for (; t + 4 <= n; t += 4) {
+        for (int j = 0; j < 4; j++) {
+            fetch(r, ids + t + j + AHEAD, ids_end);
+        }
+        const float *restrict x0 = row_of(r, ids[t]), *restrict x1 = row_of(r, ids[t + 1]),
+                              *restrict x2 = row_of(r, ids[t + 2]),
+                              *restrict x3 = row_of(r, ids[t + 3]);
+        if (w) {
+            const float w0 = w[t], w1 = w[t + 1], w2 = w[t + 2], w3 = w[t + 3];
+            for (Py_ssize_t k = 0; k < dim; k++) {
+                acc[k] = (((acc[k] + w0 * x0[k]) + w1 * x1[k]) + w2 * x2[k]) + w3 * x3[k];
+            }
+        }
+        else {
+            for (Py_ssize_t k = 0; k < dim; k++) {
+                acc[k] = (((acc[k] + x0[k]) + x1[k]) + x2[k]) + x3[k];
+            }
+        }
+    }
+    for (; t < n; t++) {
+        fetch(r, ids + t + AHEAD, ids_end);
+        const float *restrict x = row_of(r, ids[t]);
+        const float weight = w ? w[t] : 1.0f;
+        if (w) {
+            for (Py_ssize_t k = 0; k < dim; k++) {
+                acc[k] += weight * x[k];
+            }
+        }
+        else {
+            for (Py_ssize_t k = 0; k < dim; k++) {
+                acc[k] += x[k];
+            }
+        }
+    }
+}
+
+/* As np.maximum / np.minimum: a NaN on either side gives NaN. */
+#define MAX_OF(a, b) (((b) > (a) || (b) != (b)) ? (b) : (a))
+#define MIN_OF(a, b) (((b) < (a) || (b) != (b)) ? (b) : (a))
+
+/* acc = the element-wise max (or min) of the rows of ids[t], t < n; zeros
+ * when n is 0. */
+static void WIDE
+extreme_rows(const Rows *r, const int64_t *ids, Py_ssize_t n, const int64_t *ids_end,
+             int is_max, float *restrict acc)
+{
+    const Py_ssize_t dim = r->dim;
+    if (n == 0) {
+        memset(acc, 0, dim * sizeof(float));
+        return;
+    }
+    memcpy(acc, row_of(r, ids[0]), dim * sizeof(float));
+    Py_ssize_t t = 1;
+    for (; t + 4 <= n; t += 4) {
+        for (int j = 0; j < 4; j++) {
+            fetch(r, ids + t + j + AHEAD, ids_end);
+        }
+        const float *restrict x0 = row_of(r, ids[t]), *restrict x1 = row_of(r, ids[t + 1]),
+                              *restrict x2 = row_of(r, ids[t + 2]),
+                              *restrict x3 = row_of(r, ids[t + 3]);
+        if (is_max) {
+            for (Py_ssize_t k = 0; k < dim; k++) {
+                float m = MAX_OF(acc[k], x0[k]);
+                m = MAX_OF(m, x1[k]);
+                m = MAX_OF(m, x2[k]);
+                acc[k] = MAX_OF(m, x3[k]);
+            }
+        }
+        else {
+            for (Py_ssize_t k = 0; k < dim; k++) {
+                float m = MIN_OF(acc[k], x0[k]);
+                m = MIN_OF(m, x1[k]);
+                m = MIN_OF(m, x2[k]);
+                acc[k] = MIN_OF(m, x3[k]);
+            }
+        }
+    }
+    for (; t < n; t++) {
+        fetch(r, ids + t + AHEAD, ids_end);
+        const float *restrict x = row_of(r, ids[t]);
+        if (is_max) {
+            for (Py_ssize_t k = 0; k < dim; k++) {
+                acc[k] = MAX_OF(acc[k], x[k]);
+            }
+        }
+        else {
+            for (Py_ssize_t k = 0; k < dim; k++) {
+                acc[k] = MIN_OF(acc[k], x[k]);
+            }
+        }
+    }
+}
+
+/* The buffers of a pooling call, checked: every id inside the rows, offsets
+ * rising within the ids, shapes that agree. */
+typedef struct {
+    Py_buffer vectors, extra, ids, doc_ptr, weights, out;
+    Rows rows;
+    Py_ssize_t n_ids, n_docs;
+} Pooling;
+
+static void
+pooling_release(Pooling *p)
+{
+    Py_buffer *all[6] = {&p->vectors, &p->extra, &p->ids, &p->doc_ptr, &p->weights, &p->out};
+    for (int k = 0; k < 6; k++) {
+        if (all[k]->obj != NULL) {
+            PyBuffer_Release(all[k]);
+        }
+    }
+}
+
+static int
+pooling_open(Pooling *p, PyObject *vectors, PyObject *extra, PyObject *ids, PyObject *doc_ptr,
+             PyObject *weights, PyObject *out)
+{
+    memset(p, 0, sizeof(*p));
+    if (get_buffer(vectors, &p->vectors, 4, 2, 0, "vectors") < 0 ||
+        (extra != Py_None && get_buffer(extra, &p->extra, 4, 2, 0, "extra") < 0) ||
+        get_buffer(ids, &p->ids, 8, 1, 0, "ids") < 0 ||
+        get_buffer(doc_ptr, &p->doc_ptr, 8, 1, 0, "doc_ptr") < 0 ||
+        (weights != Py_None && get_buffer(weights, &p->weights, 4, 1, 0, "weights") < 0) ||
+        get_buffer(out, &p->out, 4, 2, 1, "out") < 0) {
+        goto fail;
+    }
+    Py_ssize_t dim = p->vectors.shape[1];
+    Py_ssize_t n_extra = p->extra.obj ? p->extra.shape[0] : 0;
+    p->rows = (Rows){p->vectors.buf, p->extra.obj ? p->extra.buf : NULL, p->vectors.shape[0], dim};
+    p->n_ids = p->ids.shape[0];
+    p->n_docs = p->doc_ptr.shape[0] - 1;
+    if ((p->extra.obj && p->extra.shape[1] != dim) || p->n_docs < 0 ||
+        p->out.shape[0] != p->n_docs || p->out.shape[1] != dim ||
+        (p->weights.obj && p->weights.shape[0] != p->n_ids)) {
+        PyErr_SetString(PyExc_ValueError, "pooling: shapes do not agree");
+        goto fail;
+    }
+    const int64_t *ptr = p->doc_ptr.buf, *row = p->ids.buf;
+    int64_t n_rows = (int64_t)(p->rows.n_vectors + n_extra);
+    if (ptr[0] < 0) {
+        PyErr_SetString(PyExc_ValueError, "pooling: doc_ptr is not rising within the ids");
+        goto fail;
+    }
+    for (Py_ssize_t d = 0; d < p->n_docs; d++) {
+        if (ptr[d] > ptr[d + 1] || ptr[d + 1] > p->n_ids) {
+            PyErr_SetString(PyExc_ValueError, "pooling: doc_ptr is not rising within the ids");
+            goto fail;
+        }
+    }
+    for (Py_ssize_t t = 0; t < p->n_ids; t++) {
+        if (row[t] < 0 || row[t] >= n_rows) {
+            PyErr_SetString(PyExc_IndexError, "pooling: an id lies outside the vectors");
+            goto fail;
+        }
+    }
+    return 0;
+fail:
+    pooling_release(p);
+    return -1;
+}
+
+PyDoc_STRVAR(pool_sum_doc, "pool_sum(vectors, extra, ids, doc_ptr, weights, out)\n--\n\n"
+                           "out[i] = sum of weights[t] * row(ids[t]) over document i's tokens,\n"
+                           "added in order (rows past the vectors' end come from extra).");
+
+static PyObject *
+pool_sum(PyObject *self, PyObject *args)
+{
+    PyObject *vectors, *extra, *ids, *doc_ptr, *weights, *out;
+    if (!PyArg_ParseTuple(args, "OOOOOO", &vectors, &extra, &ids, &doc_ptr, &weights, &out)) {
+        return NULL;
+    }
+    Pooling p;
+    if (pooling_open(&p, vectors, extra, ids, doc_ptr, weights, out) < 0) {
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    const int64_t *ptr = p.doc_ptr.buf, *row = p.ids.buf;
+    const float *w = p.weights.obj ? p.weights.buf : NULL;
+    for (Py_ssize_t d = 0; d < p.n_docs; d++) {
+        sum_rows(&p.rows, row + ptr[d], w ? w + ptr[d] : NULL, ptr[d + 1] - ptr[d],
+                 row + p.n_ids, (float *)p.out.buf + d * p.rows.dim);
+    }
+    Py_END_ALLOW_THREADS
+    pooling_release(&p);
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(pool_extreme_doc,
+             "pool_extreme(vectors, extra, ids, doc_ptr, is_max, out)\n--\n\n"
+             "out[i] = element-wise max (or min) of document i's rows, as np.maximum\n"
+             "(np.minimum) gives it, NaN included; zeros for a document without tokens.");
+
+static PyObject *
+pool_extreme(PyObject *self, PyObject *args)
+{
+    PyObject *vectors, *extra, *ids, *doc_ptr, *out;
+    int is_max;
+    if (!PyArg_ParseTuple(args, "OOOOpO", &vectors, &extra, &ids, &doc_ptr, &is_max, &out)) {
+        return NULL;
+    }
+    Pooling p;
+    if (pooling_open(&p, vectors, extra, ids, doc_ptr, Py_None, out) < 0) {
+        return NULL;
+    }
+    Py_BEGIN_ALLOW_THREADS
+    const int64_t *ptr = p.doc_ptr.buf, *row = p.ids.buf;
+    for (Py_ssize_t d = 0; d < p.n_docs; d++) {
+        extreme_rows(&p.rows, row + ptr[d], ptr[d + 1] - ptr[d], row + p.n_ids, is_max,
+                     (float *)p.out.buf + d * p.rows.dim);
+    }
+    Py_END_ALLOW_THREADS
+    pooling_release(&p);
+    Py_RETURN_NONE;
+}
+
+/* ------------------------------------------------------ text to vectors */
+
+/* What pool_text computes per document (_fused.py names them). */
+enum { POOL_SUM, POOL_MEAN, POOL_WEIGHTED_MEAN, POOL_MAX, POOL_MIN };
+
+/* One document's pooling in pool_text (ids: its known rows). */
+static void
+pool_document(const Rows *rows, const int64_t *ids, Py_ssize_t n, int mode,
+              const float *row_weights, float *doc_weights, float *acc)
+{
+    if (mode == POOL_MAX || mode == POOL_MIN) {
+        extreme_rows(rows, ids, n, ids + n, mode == POOL_MAX, acc);
+        return;
+    }
+    const float *w = NULL;
+    if (row_weights) {
+        for (Py_ssize_t t = 0; t < n; t++) {
+            doc_weights[t] = row_weights[ids[t]];
+        }
+        w = doc_weights;
+    }
+    sum_rows(rows, ids, w, n, ids + n, acc);
+    float denom = 1.0f;
+    if (mode == POOL_MEAN) {
+        denom = n > 1 ? (float)n : 1.0f;
+    }
+    else if (mode == POOL_WEIGHTED_MEAN) {
+        double total = 0.0; /* as np.bincount adds them */
+        for (Py_ssize_t t = 0; t < n; t++) {
+            total += w ? (double)w[t] : 1.0;
+        }
+        denom = total > 0 ? (float)total : 1.0f;
+    }
+    if (denom != 1.0f) {
+        for (Py_ssize_t k = 0; k < rows->dim; k++) {
+            acc[k] /= denom;
+        }
+    }
+}
+
+PyDoc_STRVAR(
+    pool_text_doc,
+    "pool_text(text, classes, slots, starts, words, vectors, row_weights, mode, out, counts,"
+    " lowercase)\n--\n\n"
+    "token_ids and the pooling in one pass: out[i] is document i's pooled known\n"
+    "rows (mode: 0 sum, 1 mean, 2 mean by the weights' sum, 3 max, 4 min; rows\n"
+    "weighted by row_weights[id] in modes 0-2 unless it is None), counts[i] its\n"
+    "number of known tokens. Returns the number of documents, or None (and writes\n"
+    "nothing) when text holds another number of documents.");
+
+static PyObject *
+pool_text(PyObject *self, PyObject *args)
+{
+    enum { N = 5 };
+    PyObject *objects[N], *vectors_arg, *weights_arg, *out_arg, *counts_arg;
+    int mode, lowercase;
+    if (!PyArg_ParseTuple(args, "OOOOOOOiOOp", &objects[0], &objects[1], &objects[2],
+                          &objects[3], &objects[4], &vectors_arg, &weights_arg, &mode, &out_arg,
+                          &counts_arg, &lowercase)) {
+        return NULL;
+    }
+    static const Py_ssize_t itemsizes[N] = {1, 1, sizeof(Slot), 8, 1};
+    static const char *names[N] = {"text", "classes", "slots", "starts", "words"};
+    Py_buffer views[N], vectors = {0}, weights = {0}, out = {0}, counts = {0};
+    int n_views = 0;
+    PyObject *result = NULL;
+    Tokenizer *tokenizer = NULL;
+    int64_t *doc_ids = NULL;
+    float *doc_weights = NULL;
+    for (; n_views < N; n_views++) {
+        if (get_buffer(objects[n_views], &views[n_views], itemsizes[n_views], 1, 0,
+                       names[n_views]) < 0) {
+            goto done;
+        }
+    }
+    if (get_buffer(vectors_arg, &vectors, 4, 2, 0, "vectors") < 0 ||
+        (weights_arg != Py_None && get_buffer(weights_arg, &weights, 4, 1, 0, "row_weights") < 0) ||
+        get_buffer(out_arg, &out, 4, 2, 1, "out") < 0 ||
+        get_buffer(counts_arg, &counts, 8, 1, 1, "counts") < 0) {
+        goto done;
+    }
+    const uint8_t *text = views[0].buf;
+    Py_ssize_t n_text = views[0].len, n_slots = views[2].len / (Py_ssize_t)sizeof(Slot);
+    Vocabulary v = {views[1].buf, views[2].buf, views[3].buf, (uint64_t)n_slots - 1,
+                    views[4].buf, views[4].len};
+    Rows rows = {vectors.buf, NULL, vectors.shape[0], vectors.shape[1]};
+    Py_ssize_t n_docs = counts.shape[0];
+    if (views[1].len != N_CODE_POINTS || n_slots < 1 || (n_slots & (n_slots - 1)) != 0 ||
+        views[3].len / 8 != n_slots) {
+        PyErr_SetString(PyExc_ValueError, "pool_text: inconsistent vocabulary tables");
+        goto done;
+    }
+    if (out.shape[0] != n_docs || out.shape[1] != rows.dim ||
+        (weights.obj && weights.shape[0] != rows.n_vectors) || mode < POOL_SUM ||
+        mode > POOL_MIN) {
+        PyErr_SetString(PyExc_ValueError, "pool_text: shapes or mode do not agree");
+        goto done;
+    }
+    Py_ssize_t longest;
+    if (count_documents(text, n_text, &longest) != n_docs) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    /* Two documents' ids: the next one is tokenised, and the first of its rows
+     * fetched, before this one is pooled. */
+    doc_ids = malloc(2 * (longest + 1) * sizeof(*doc_ids));
+    doc_weights = malloc((longest + 1) * sizeof(*doc_weights));
+    tokenizer = tokenizer_new(longest);
+    if (tokenizer == NULL || !doc_ids || !doc_weights) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    tokenizer->known_only = 1;
+    tokenizer->capacity = longest + 1;
+    int outside = 0;
+    Py_BEGIN_ALLOW_THREADS
+    const uint8_t *doc = text;
+    const float *row_weights = weights.obj ? weights.buf : NULL;
+    int64_t *ids = doc_ids, *next_ids = doc_ids + longest + 1;
+    Py_ssize_t n = 0, next_n = 0;
+    for (Py_ssize_t d = 0; d <= n_docs; d++) {
+        if (d < n_docs) {
+            const uint8_t *end = memchr(doc, 0, n_text - (doc - text));
+            Py_ssize_t size = end ? end - doc : n_text - (doc - text);
+            tokenizer->ids = next_ids;
+            tokenizer->count = 0;
+            if (document_ids(&v, tokenizer, doc, size, text + n_text, lowercase) < 0) {
+                break; /* short of memory (the ids have room for every token) */
+            }
+            next_n = tokenizer->count;
+            doc += size + 1;
+            for (Py_ssize_t t = 0; t < next_n; t++) {
+                outside |= next_ids[t] >= rows.n_vectors; /* a table not of these vectors */
+            }
+            if (outside) {
+                break;
+            }
+            for (Py_ssize_t t = 0; t < next_n && t < AHEAD; t++) {
+                fetch(&rows, next_ids + t, next_ids + next_n);
+            }
+        }
+        if (d > 0) {
+            pool_document(&rows, ids, n, mode, row_weights, doc_weights,
+                          (float *)out.buf + (d - 1) * rows.dim);
+            ((int64_t *)counts.buf)[d - 1] = n;
+        }
+        int64_t *swap = ids;
+        ids = next_ids;
+        next_ids = swap;
+        n = next_n;
+    }
+    Py_END_ALLOW_THREADS
+    if (tokenizer->no_memory || tokenizer->full) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    if (outside) {
+        PyErr_SetString(PyExc_IndexError, "pool_text: a word's row lies outside the vectors");
+        goto done;
+    }
+    result = PyLong_FromSsize_t(n_docs);
+done:
+    tokenizer_free(tokenizer);
+    free(doc_ids);
+    free(doc_weights);
+    Py_buffer *own[4] = {&vectors, &weights, &out, &counts};
+    for (int k = 0; k < 4; k++) {
+        if (own[k]->obj != NULL) {
+            PyBuffer_Release(own[k]);
+        }
+    }
+    while (n_views > 0) {
+        PyBuffer_Release(&views[--n_views]);
+    }
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"token_ids", token_ids, METH_VARARGS, token_ids_doc},
+    {"pool_sum", pool_sum, METH_VARARGS, pool_sum_doc},
+    {"pool_extreme", pool_extreme, METH_VARARGS, pool_extreme_doc},
+    {"pool_text", pool_text, METH_VARARGS, pool_text_doc},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {
+    PyModuleDef_HEAD_INIT, "_kernels", "Compiled kernels for word-vector pooling.", -1, methods,
+    NULL, NULL, NULL, NULL,
+};
+
+PyMODINIT_FUNC
+PyInit__kernels(void)
+{
+    return PyModule_Create(&module);
+}

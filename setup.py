@@ -1,0 +1,27 @@
+"""Build of the optional compiled kernels; the metadata lives in setup.cfg.
+
+Without a C compiler the extension is skipped (``optional=True``) and the
+package runs its numpy code instead. It uses CPython's stable ABI from 3.11, so
+one wheel per platform serves every later Python.
+"""
+
+import sys
+
+from setuptools import Extension, setup
+
+# The pooled sums must be the numpy code's to the bit: no fused multiply-adds.
+_FLAGS = [] if sys.platform == "win32" else ["-O3", "-ffp-contract=off"]
+
+setup(
+    ext_modules=[
+        Extension(
+            "embedxfer.text._kernels",
+            ["embedxfer/text/_kernels.c"],
+            define_macros=[("Py_LIMITED_API", "0x030B0000")],
+            py_limited_api=True,
+            extra_compile_args=_FLAGS,
+            optional=True,
+        )
+    ],
+    options={"bdist_wheel": {"py_limited_api": "cp311"}},
+)
