@@ -80,10 +80,11 @@ class WordVectorEmbedder(Embedder, RawInputMixin, FitParamsMixin, TransformerMix
     Word2vec, GloVe and fastText vectors (any source :func:`load_vectors`
     accepts) are pooled into one vector per document: mean, sum, max, min or
     a concatenation such as ``"mean+max"``, optionally TF-IDF, SIF or uSIF
-    weighted. Tokenising, id lookup and pooling are vectorised over whole
-    batches (a sparse product for weighted sums, or torch's ``embedding_bag``
-    when torch is already imported, with the same sums; a sweep over token
-    positions for max / min).
+    weighted. Tokenising, id lookup and pooling run over whole batches in
+    compiled kernels where the package was built with them, else as numpy
+    code with the same results (a sparse product for weighted sums, or
+    torch's ``embedding_bag`` when torch is already imported; a sweep over
+    token positions for max / min).
 
     The vectors are referred to by name or path and loaded once per process,
     shared by clones; they are never pickled with the estimator.
