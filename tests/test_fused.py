@@ -25,6 +25,7 @@ TRICKY = [
     "İstanbul ǅemal ÀÉÎ and THE FILM",
     "zzzqqq xxyyzz",  # no known word
     "THE Film's PLOT isn't GOOD",
+    "The film isn't bad, " * 1500,  # more tokens than a lookup batch (4,096)
 ]
 
 

@@ -376,3 +376,60 @@ def test_slot_table_finds_every_word(glove):
     nbytes = slots["nbytes"][used].astype(np.int64)
     again = _span_hashes(_windows(table.words), starts[used], nbytes)
     np.testing.assert_array_equal(again, slots["hash"][used])
+
+
+def test_documents_longer_than_a_lookup_batch(kernel_path):
+    # The compiled kernel looks tokens up 4,096 at a time: a document of many
+    # more, with "n't" and "'s" tokens on every side of a batch's end.
+    vocab = {w: i for i, w in enumerate(TRICKY_VOCAB)}
+    index = VocabularyIndex(vocab)
+    unit = ["do", "n't", " ", "a", "'s", ",", "ééééé", " ", "aaaaaaaaa", "."]
+    rng = np.random.default_rng(11)
+    docs = ["".join(rng.choice(PIECES, size=30000).tolist()), "".join(unit * 1500), "a b"]
+    for lowercase in (True, False):
+        ids, ptr, _ = documents_to_ids(docs, index, compile_tokenizer(), lowercase)
+        ref_ids, ref_ptr = regex_reference(docs, vocab, lowercase)
+        assert ptr[2] - ptr[1] > 4096 * 2
+        np.testing.assert_array_equal(ids, ref_ids)
+        np.testing.assert_array_equal(ptr, ref_ptr)
+
+
+def test_slot_table_refuses_rows_beyond_32_bits(kernel_path):
+    # Rows that do not fit a slot leave the lookup to the numpy code.
+    vocab = {"the": 0, "film": 2**31 + 5, "good": 7}
+    index = VocabularyIndex(vocab)
+    assert index.hash_tables().get(False).slots() is None
+    ids, ptr, _ = documents_to_ids(["the good film", "film"], index, compile_tokenizer(), True)
+    assert ids.tolist() == [0, 7, 2**31 + 5, 2**31 + 5] and ptr.tolist() == [0, 3, 4]
+
+
+def test_compiled_tokenizer_survives_hostile_arguments():
+    from embedxfer.text import _native
+    from embedxfer.text._tokenize import _Classes
+
+    kernels = _native.kernels()
+    if kernels is None:
+        pytest.skip("this install was built without the compiled kernels (no C compiler)")
+    classes = _Classes.table()
+    table = VocabularyIndex({"abcdefghijkl": 0, "x": 1}).hash_tables().get(False)
+    slots, starts = table.slots()
+    ids = np.empty(64, np.int64)
+    doc_ptr = np.empty(2, np.int64)
+    # A UTF-8 sequence cut by the end of the memory: read as one byte, no further.
+    cut = np.zeros(64, np.uint8)
+    cut[-1] = 0xF0
+    count = kernels.token_ids(cut[-1:], classes, slots, starts, table.words, ids, doc_ptr, 0, 0)
+    assert count == 1 and ids[0] == OOV_ID
+    # Places far past the words' bytes (the sum would overflow): a miss.
+    far = np.full_like(starts, 2**63 - 5)
+    args = (classes, slots, far, table.words, ids, doc_ptr, False, False)
+    assert kernels.token_ids(b"abcdefghijkl", *args) == 1 and ids[0] == OOV_ID
+    # Items of the right size but another type, or misaligned, are refused.
+    with pytest.raises(TypeError, match="starts"):
+        kernels.token_ids(
+            b"x", classes, slots, starts.view(np.float64), table.words, ids, doc_ptr, False, False
+        )
+    raw = np.zeros(8 * 3 + 1, np.uint8)
+    misaligned = np.frombuffer(raw.data, dtype=np.int64, count=3, offset=1)
+    with pytest.raises((TypeError, ValueError)):
+        kernels.token_ids(b"x", classes, slots, starts, table.words, ids, misaligned, False, False)

@@ -1,5 +1,6 @@
 /* Compiled kernels for word-vector pooling: the default token pattern with
- * its vocabulary lookup, and pooled sums / extremes of vector rows.
+ * its vocabulary lookup, pooled sums / extremes of vector rows, and BERT's
+ * whole words for StaticEmbedder's ids.
  *
  * Each function does, in one pass over its input with the GIL released, what
  * the numpy code of _tokenize.py and _pooling.py does in several: the results
@@ -27,6 +28,42 @@
 static const uint64_t LENGTH_MIX = 0x9E3779B97F4A7C15ULL;
 static const uint64_t MIX = 0xFF51AFD7ED558CCDULL;
 
+/* Whether a buffer's format is the one its item size stands for here: bytes
+ * (1), float32 (4), int64 (8); a 16-byte item is a slot (a struct). */
+static int
+format_fits(const char *format, Py_ssize_t itemsize)
+{
+    if (itemsize == 16) {
+        return 1;
+    }
+    if (format == NULL) {
+        return itemsize == 1;
+    }
+    if (*format == '@' || *format == '=') {
+        format++;
+    }
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    else if (*format == '<') {
+        format++;
+    }
+#endif
+    if (format[0] == '\0' || format[1] != '\0') {
+        return 0;
+    }
+    switch (itemsize) {
+    case 1:
+        return format[0] == 'B' || format[0] == 'b' || format[0] == 'c';
+    case 4:
+        return format[0] == 'f';
+    case 8:
+        return format[0] == 'q' || format[0] == 'l';
+    default:
+        return 0;
+    }
+}
+
+/* A C-contiguous buffer of ndim dimensions whose items are of the kind its
+ * item size stands for (format_fits), aligned for them; else an error. */
 static int
 get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, int ndim, int writable,
            const char *name)
@@ -35,9 +72,15 @@ get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, int ndim, int wr
     if (PyObject_GetBuffer(obj, view, flags) < 0) {
         return -1;
     }
-    if (view->itemsize != itemsize || view->ndim != ndim) {
-        PyErr_Format(PyExc_TypeError, "%s: expected a %d-d array of %zd-byte items", name, ndim,
-                     itemsize);
+    Py_ssize_t alignment = itemsize < 8 ? itemsize : 8;
+    if (view->itemsize != itemsize || view->ndim != ndim ||
+        !format_fits(view->format, itemsize) || (uintptr_t)view->buf % alignment != 0) {
+        PyErr_Format(PyExc_TypeError,
+                     "%s: expected an aligned %d-d array of %s", name, ndim,
+                     itemsize == 1   ? "bytes"
+                     : itemsize == 4 ? "float32"
+                     : itemsize == 8 ? "int64"
+                                     : "slots");
         PyBuffer_Release(view);
         return -1;
     }
@@ -117,7 +160,7 @@ find(const Vocabulary *v, uint64_t h, const uint8_t *p, Py_ssize_t n)
             }
             if (n > 8) {
                 int64_t start = v->starts[at];
-                if (start < 0 || start + n > v->words_size ||
+                if (start < 0 || start > v->words_size - n ||
                     memcmp(v->words + start, p, (size_t)n) != 0) {
                     return -1;
                 }
@@ -128,26 +171,28 @@ find(const Vocabulary *v, uint64_t h, const uint8_t *p, Py_ssize_t n)
     return -1;
 }
 
-/* Code point at p (valid UTF-8, as CPython makes it), and its length. */
+/* The code point of the UTF-8 sequence at p and its length; a sequence cut by
+ * the end (left bytes, not from CPython) is one byte. */
 static inline uint32_t
-decode(const uint8_t *p, int *length)
+decode(const uint8_t *p, Py_ssize_t left, int *length)
 {
     uint8_t b = p[0];
-    if (b < 0x80) {
-        *length = 1;
+    int n = b < 0x80 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
+    if (n > left) {
+        n = 1;
+    }
+    *length = n;
+    switch (n) {
+    case 1:
         return b;
-    }
-    if (b < 0xE0) {
-        *length = 2;
+    case 2:
         return ((uint32_t)(b & 0x1F) << 6) | (p[1] & 0x3F);
-    }
-    if (b < 0xF0) {
-        *length = 3;
+    case 3:
         return ((uint32_t)(b & 0x0F) << 12) | ((uint32_t)(p[1] & 0x3F) << 6) | (p[2] & 0x3F);
+    default:
+        return ((uint32_t)(b & 0x07) << 18) | ((uint32_t)(p[1] & 0x3F) << 12) |
+               ((uint32_t)(p[2] & 0x3F) << 6) | (p[3] & 0x3F);
     }
-    *length = 4;
-    return ((uint32_t)(b & 0x07) << 18) | ((uint32_t)(p[1] & 0x3F) << 12) |
-           ((uint32_t)(p[2] & 0x3F) << 6) | (p[3] & 0x3F);
 }
 
 /* Tokens are looked up in batches of this many: their slots are fetched
@@ -340,11 +385,7 @@ document_ids(const Vocabulary *v, Tokenizer *s, const uint8_t *text, Py_ssize_t 
         Py_ssize_t n = 0;
         for (Py_ssize_t b = 0; b < n_bytes;) {
             int length;
-            uint32_t c = decode(text + b, &length);
-            if (b + length > n_bytes) { /* a cut sequence (not from CPython): one byte */
-                length = 1;
-                c = text[b];
-            }
+            uint32_t c = decode(text + b, n_bytes - b, &length);
             s->cp[n] = c;
             s->cls[n] = v->classes[c < N_CODE_POINTS ? c : 0];
             s->at[n] = b;
@@ -360,20 +401,39 @@ document_ids(const Vocabulary *v, Tokenizer *s, const uint8_t *text, Py_ssize_t 
     return s->full ? -1 : 0;
 }
 
+/* The size of the document at offset at of text (up to the next zero byte or
+ * the end), at most longest. The documents are found again after the GIL is
+ * released: a text that another thread changes meanwhile can not make one
+ * longer than the buffers sized for it (only cut the documents elsewhere). */
+static inline Py_ssize_t
+document_size(const uint8_t *text, Py_ssize_t n_text, Py_ssize_t at, Py_ssize_t longest)
+{
+    Py_ssize_t left = n_text - at;
+    if (left <= 0) {
+        return 0;
+    }
+    const uint8_t *end = memchr(text + at, 0, left);
+    Py_ssize_t size = end ? end - (text + at) : left;
+    return size < longest ? size : longest;
+}
+
 /* The longest document of text (the documents separated by zero bytes), and
  * how many there are. */
 static Py_ssize_t
 count_documents(const uint8_t *text, Py_ssize_t n_text, Py_ssize_t *longest)
 {
-    Py_ssize_t n_docs = 0;
+    Py_ssize_t n_docs = 0, at = 0;
     *longest = 0;
-    for (const uint8_t *p = text, *q; p <= text + n_text; p = q + 1) {
-        q = memchr(p, 0, n_text - (p - text));
-        q = q ? q : text + n_text;
-        *longest = q - p > *longest ? q - p : *longest;
+    while (1) {
+        const uint8_t *end = at < n_text ? memchr(text + at, 0, n_text - at) : NULL;
+        Py_ssize_t size = end ? end - (text + at) : n_text - at;
+        *longest = size > *longest ? size : *longest;
         n_docs++;
+        if (end == NULL) {
+            return n_docs;
+        }
+        at += size + 1;
     }
-    return n_docs;
 }
 
 PyDoc_STRVAR(token_ids_doc,
@@ -382,8 +442,10 @@ PyDoc_STRVAR(token_ids_doc,
              "Rows of the default pattern's tokens (-1 when not a word, or left out with\n"
              "known_only) of each document of text (UTF-8, the documents separated by zero\n"
              "bytes; with lowercase, its ASCII documents lowercased), written to ids, and\n"
-             "each document's first token to doc_ptr. Returns the number of tokens, or None\n"
-             "when text holds another number of documents (one held a zero byte).");
+             "each document's first token to doc_ptr. ids needs room for every token, the\n"
+             "unknown ones included (len(text) items are enough). Returns the number of\n"
+             "tokens, or None when text holds another number of documents (one held a zero\n"
+             "byte).");
 
 static PyObject *
 token_ids(PyObject *self, PyObject *args)
@@ -436,13 +498,12 @@ token_ids(PyObject *self, PyObject *args)
     tokenizer->known_only = known_only;
     int failed = 0;
     Py_BEGIN_ALLOW_THREADS
-    const uint8_t *doc = text;
+    Py_ssize_t at = 0;
     for (Py_ssize_t d = 0; d < n_docs && !failed; d++) {
-        const uint8_t *end = memchr(doc, 0, n_text - (doc - text));
-        Py_ssize_t size = end ? end - doc : n_text - (doc - text);
+        Py_ssize_t size = document_size(text, n_text, at, longest);
         doc_ptr[d] = tokenizer->count;
-        failed = document_ids(&v, tokenizer, doc, size, text + n_text, lowercase) < 0;
-        doc += size + 1;
+        failed = document_ids(&v, tokenizer, text + at, size, text + n_text, lowercase) < 0;
+        at += size + 1;
     }
     doc_ptr[n_docs] = tokenizer->count;
     Py_END_ALLOW_THREADS
@@ -551,9 +612,10 @@ sum_rows(const Rows *r, const int64_t *ids, const float *w, Py_ssize_t n,
     }
 }
 
-/* As np.maximum / np.minimum: a NaN on either side gives NaN. */
-#define MAX_OF(a, b) (((b) > (a) || (b) != (b)) ? (b) : (a))
-#define MIN_OF(a, b) (((b) < (a) || (b) != (b)) ? (b) : (a))
+/* As np.maximum(a, b) / np.minimum(a, b): a NaN on either side gives NaN,
+ * and a tie gives b (the sign of a zero included). */
+#define MAX_OF(a, b) (((a) > (b) || (a) != (a)) ? (a) : (b))
+#define MIN_OF(a, b) (((a) < (b) || (a) != (a)) ? (a) : (b))
 
 /* acc = the element-wise max (or min) of the rows of ids[t], t < n; zeros
  * when n is 0. */
@@ -846,21 +908,20 @@ pool_text(PyObject *self, PyObject *args)
     tokenizer->capacity = longest + 1;
     int outside = 0;
     Py_BEGIN_ALLOW_THREADS
-    const uint8_t *doc = text;
+    Py_ssize_t at = 0;
     const float *row_weights = weights.obj ? weights.buf : NULL;
     int64_t *ids = doc_ids, *next_ids = doc_ids + longest + 1;
     Py_ssize_t n = 0, next_n = 0;
     for (Py_ssize_t d = 0; d <= n_docs; d++) {
         if (d < n_docs) {
-            const uint8_t *end = memchr(doc, 0, n_text - (doc - text));
-            Py_ssize_t size = end ? end - doc : n_text - (doc - text);
+            Py_ssize_t size = document_size(text, n_text, at, longest);
             tokenizer->ids = next_ids;
             tokenizer->count = 0;
-            if (document_ids(&v, tokenizer, doc, size, text + n_text, lowercase) < 0) {
+            if (document_ids(&v, tokenizer, text + at, size, text + n_text, lowercase) < 0) {
                 break; /* short of memory (the ids have room for every token) */
             }
             next_n = tokenizer->count;
-            doc += size + 1;
+            at += size + 1;
             for (Py_ssize_t t = 0; t < next_n; t++) {
                 outside |= next_ids[t] >= rows.n_vectors; /* a table not of these vectors */
             }
@@ -907,11 +968,171 @@ done:
     return result;
 }
 
+/* ------------------------------------------------ BERT's whole words */
+
+/* How BERT's pre-tokenizer sees a byte (as _wordpiece.py's classes): where
+ * it cuts text, what it keeps whole, and what only the tokenizer handles
+ * (ASCII controls, which its text cleaning changes, and every byte of a
+ * character beyond ASCII). */
+enum { BERT_BOUNDARY, BERT_ALNUM, BERT_PUNCT, BERT_COMPLEX };
+
+static inline int
+bert_class(uint8_t b)
+{
+    if (b == 0 || b == 9 || b == 10 || b == 13 || b == 32) {
+        return BERT_BOUNDARY;
+    }
+    if ((b >= '0' && b <= '9') || (b >= 'A' && b <= 'Z') || (b >= 'a' && b <= 'z')) {
+        return BERT_ALNUM;
+    }
+    return b >= 33 && b <= 126 ? BERT_PUNCT : BERT_COMPLEX;
+}
+
+PyDoc_STRVAR(
+    whole_word_ids_doc,
+    "whole_word_ids(text, n_docs, slots, starts, words, lowercase, ids, id_docs, spans,"
+    " span_docs)\n--\n\n"
+    "BERT's fast path over text (UTF-8, n_docs documents separated by zero bytes):\n"
+    "the ids of the ASCII words and punctuation marks that are whole entries of\n"
+    "the table (looked up lowercased with lowercase), with their documents, and\n"
+    "the byte spans [start, end) left to the tokenizer (the other words, and whole\n"
+    "runs holding a control or a character beyond ASCII), with theirs. Returns\n"
+    "(number of ids, number of spans), or None when text holds another number of\n"
+    "documents.");
+
+static PyObject *
+whole_word_ids(PyObject *self, PyObject *args)
+{
+    enum { N = 8 };
+    PyObject *objects[N];
+    Py_ssize_t n_docs;
+    int lowercase;
+    if (!PyArg_ParseTuple(args, "OnOOOpOOOO", &objects[0], &n_docs, &objects[1], &objects[2],
+                          &objects[3], &lowercase, &objects[4], &objects[5], &objects[6],
+                          &objects[7])) {
+        return NULL;
+    }
+    static const Py_ssize_t itemsizes[N] = {1, sizeof(Slot), 8, 1, 8, 8, 8, 8};
+    static const char *names[N] = {"text", "slots",   "starts", "words",
+                                   "ids",  "id_docs", "spans",  "span_docs"};
+    Py_buffer views[N];
+    int n_views = 0;
+    PyObject *result = NULL;
+    uint8_t *lower = NULL;
+    for (; n_views < N; n_views++) {
+        if (get_buffer(objects[n_views], &views[n_views], itemsizes[n_views], 1, n_views >= 4,
+                       names[n_views]) < 0) {
+            goto done;
+        }
+    }
+    const uint8_t *text = views[0].buf;
+    Py_ssize_t n_text = views[0].len, n_slots = views[1].len / (Py_ssize_t)sizeof(Slot);
+    Vocabulary v = {NULL, views[1].buf, views[2].buf, (uint64_t)n_slots - 1,
+                    views[3].buf, views[3].len};
+    Py_ssize_t id_capacity = views[4].len / 8, span_capacity = views[7].len / 8;
+    if (n_slots < 1 || (n_slots & (n_slots - 1)) != 0 || views[2].len / 8 != n_slots ||
+        views[5].len != views[4].len || views[6].len != 2 * views[7].len) {
+        PyErr_SetString(PyExc_ValueError, "whole_word_ids: inconsistent tables or outputs");
+        goto done;
+    }
+    Py_ssize_t longest;
+    if (n_docs < 1 || count_documents(text, n_text, &longest) != n_docs) {
+        result = Py_NewRef(Py_None);
+        goto done;
+    }
+    lower = malloc(longest + 8);
+    if (lower == NULL) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int64_t *ids = views[4].buf, *id_docs = views[5].buf, *spans = views[6].buf,
+            *span_docs = views[7].buf;
+    Py_ssize_t n_ids = 0, n_spans = 0;
+    int full = 0;
+    Py_BEGIN_ALLOW_THREADS
+    Py_ssize_t offset = 0;
+    for (Py_ssize_t d = 0; d < n_docs && !full; d++) {
+        Py_ssize_t size = document_size(text, n_text, offset, longest);
+        const uint8_t *doc = text + offset;
+        /* The document as looked up: lowercased (BERT lowercases ASCII as
+         * str.lower does), with 8 zero bytes after it. */
+        for (Py_ssize_t b = 0; b < size; b++) {
+            lower[b] = doc[b] + (lowercase ? 32 * ((uint8_t)(doc[b] - 'A') < 26) : 0);
+        }
+        memset(lower + size, 0, 8);
+#define SPAN(a, b)                                                                           \
+    do {                                                                                     \
+        if (n_spans >= span_capacity) {                                                      \
+            full = 1;                                                                        \
+            break;                                                                           \
+        }                                                                                    \
+        spans[2 * n_spans] = offset + (a);                                                   \
+        spans[2 * n_spans + 1] = offset + (b);                                               \
+        span_docs[n_spans++] = d;                                                            \
+    } while (0)
+        Py_ssize_t i = 0;
+        while (i < size && !full) {
+            if (bert_class(doc[i]) == BERT_BOUNDARY) {
+                i++;
+                continue;
+            }
+            Py_ssize_t j = i;
+            int complex = 0;
+            while (j < size && bert_class(doc[j]) != BERT_BOUNDARY) {
+                complex |= bert_class(doc[j]) == BERT_COMPLEX;
+                j++;
+            }
+            if (complex) { /* the whole run to the tokenizer */
+                SPAN(i, j);
+                i = j;
+                continue;
+            }
+            for (Py_ssize_t k = i; k < j && !full;) {
+                Py_ssize_t w = k + 1;
+                if (bert_class(doc[k]) == BERT_ALNUM) {
+                    while (w < j && bert_class(doc[w]) == BERT_ALNUM) {
+                        w++;
+                    }
+                }
+                uint64_t h = span_hash(lower + k, w - k, lower + size + 8);
+                int64_t id = find(&v, h, lower + k, w - k);
+                if (id < 0) {
+                    SPAN(k, w);
+                }
+                else if (n_ids >= id_capacity) {
+                    full = 1;
+                }
+                else {
+                    ids[n_ids] = id;
+                    id_docs[n_ids++] = d;
+                }
+                k = w;
+            }
+            i = j;
+        }
+#undef SPAN
+        offset += size + 1;
+    }
+    Py_END_ALLOW_THREADS
+    if (full) {
+        PyErr_SetString(PyExc_ValueError, "whole_word_ids: the outputs are too small");
+        goto done;
+    }
+    result = Py_BuildValue("(nn)", n_ids, n_spans);
+done:
+    free(lower);
+    while (n_views > 0) {
+        PyBuffer_Release(&views[--n_views]);
+    }
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"token_ids", token_ids, METH_VARARGS, token_ids_doc},
     {"pool_sum", pool_sum, METH_VARARGS, pool_sum_doc},
     {"pool_extreme", pool_extreme, METH_VARARGS, pool_extreme_doc},
     {"pool_text", pool_text, METH_VARARGS, pool_text_doc},
+    {"whole_word_ids", whole_word_ids, METH_VARARGS, whole_word_ids_doc},
     {NULL, NULL, 0, NULL},
 };
 

@@ -414,11 +414,15 @@ class _WordTable:
         Open addressing with linear probing: a word sits at the first free
         slot from ``hash & mask``, so a lookup reads one slot (16 bytes)
         for most words, and one more place for the bytes of a word longer
-        than 8. Returns ``(slots, starts)``.
+        than 8. Returns ``(slots, starts)``, or None when a row does not fit
+        a slot's 32 bits (then the numpy code runs).
         """
         if self._slots is None:
-            self._slots = _slot_table(self.hashes, self.rows, self.starts, self.nbytes)
-        return self._slots
+            fits = not len(self.rows) or (self.rows.min() >= 0 and self.rows.max() < 2**31)
+            self._slots = (
+                _slot_table(self.hashes, self.rows, self.starts, self.nbytes) if fits else ()
+            )
+        return self._slots or None
 
     def _build_hot(self):
         """The direct-mapped table of frequent words: slot ``hash & mask`` -> entry."""
@@ -628,7 +632,7 @@ def _piece_ids(docs, tables, lowercase, native=None, known_only=False):
     table = tables.get(False)
     if table is None:
         return None
-    if native is not None:
+    if native is not None and table.slots() is not None:
         return _compiled_piece_ids(native, docs, lowercase, table, known_only)
     text = piece_text(docs, lowercase)
     cp = _code_points(text)

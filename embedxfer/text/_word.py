@@ -493,7 +493,7 @@ class WordVectorEmbedder(Embedder, RawInputMixin, FitParamsMixin, TransformerMix
         ):
             return None
         table = index.hash_tables().get(False)
-        if table is None:
+        if table is None or table.slots() is None:
             return None
         op = self.poolings_[0]
         weights = None

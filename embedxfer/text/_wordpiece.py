@@ -22,6 +22,7 @@ from itertools import chain
 import numpy as np
 
 from .._core.optional import import_optional, install_hint
+from ._native import kernels
 from ._tokenize import OOV_ID, VocabularyIndex, _code_points, drop_oov, ids_in_pieces
 
 _SEP = "\x00"
@@ -111,6 +112,14 @@ class TokenIds:
         if text.count(_SEP) != len(docs) - 1:
             # BERT's text cleaning deletes NUL characters anyway.
             text = _SEP.join(doc.replace(_SEP, "") for doc in docs)
+        native = kernels()
+        table = self._words.table.tables.get(False) if native is not None else None
+        if (
+            table is not None
+            and table.slots() is not None
+            and not any(added in text for added in self._added_texts)
+        ):
+            return self._compiled_bert_ids(native, table, text, len(docs))
         cp = _code_points(text)
         classes = _ASCII_CLASSES[np.minimum(cp, 128)]
         inside = classes != _BOUNDARY
@@ -151,6 +160,34 @@ class TokenIds:
         all_ids = np.concatenate((ids[hit], piece_ids))
         order = np.argsort(docs_of, kind="stable")
         doc_ptr = np.searchsorted(docs_of[order], np.arange(len(docs) + 1))
+        return all_ids[order], doc_ptr.astype(np.int64)
+
+    def _compiled_bert_ids(self, native, table, text, n_docs):
+        """``_bert_ids`` with the compiled kernel finding the whole words (no added
+        token's text in ``text``: that would make its run go to the tokenizer)."""
+        data = text.encode("utf-8", "surrogatepass")
+        n = len(data)  # at most one id or span per byte
+        ids, id_docs, span_docs = (np.empty(n, dtype=np.int64) for _ in range(3))
+        spans = np.empty((n, 2), dtype=np.int64)
+        slots, starts = table.slots()
+        n_ids, n_spans = native.whole_word_ids(
+            data,
+            n_docs,
+            slots,
+            starts,
+            table.words,
+            self._bert["lowercase"],
+            ids,
+            id_docs,
+            spans.reshape(-1),
+            span_docs,
+        )
+        left = [data[a:b].decode("utf-8", "surrogatepass") for a, b in spans[:n_spans].tolist()]
+        piece_ids, piece_docs = self._pieces_of(left, span_docs[:n_spans])
+        docs_of = np.concatenate((id_docs[:n_ids], piece_docs))
+        all_ids = np.concatenate((ids[:n_ids], piece_ids))
+        order = np.argsort(docs_of, kind="stable")
+        doc_ptr = np.searchsorted(docs_of[order], np.arange(n_docs + 1))
         return all_ids[order], doc_ptr.astype(np.int64)
 
     def _pieces_of(self, strings, docs):
