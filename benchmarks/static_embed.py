@@ -6,7 +6,9 @@ unless ``--home`` names one that already holds the table), then
 - speed: documents per second from raw strings on SST-2 sentences, for
   StaticEmbedder, SentenceEmbedder (torch, the teacher), WordVectorEmbedder
   (GloVe 6B 50d) and model2vec (when installed), alternating round by round
-  in one process; medians and their ratios, with the load average;
+  in one process; medians and their ratios, with the load average; the
+  StaticEmbedder and WordVectorEmbedder rows also as numpy code (the compiled
+  kernels turned off, as in an install without a C compiler);
 - quality, SST-2 protocol: the first 2,000 training sentences, the official
   test split, ``LogisticRegression(max_iter=2000)``; with ``--adapt`` also
   StaticEmbedder adapted (no labels) to the SST-2 training sentences (all of
@@ -73,6 +75,21 @@ def timed(fn, *args):
     started = time.perf_counter()
     fn(*args)
     return time.perf_counter() - started
+
+
+def numpy_code(transform):
+    """``transform`` with the compiled kernels turned off: what an install without
+    a C compiler runs (the same vectors)."""
+    from embedxfer.text import _native
+
+    def run(docs):
+        saved, _native.ENABLED = _native.ENABLED, False
+        try:
+            return transform(docs)
+        finally:
+            _native.ENABLED = saved
+
+    return run
 
 
 def load_average():
@@ -235,7 +252,9 @@ def main(argv=None):
     teacher_docs = speed_docs[: args.teacher_docs]
     candidates = {
         "StaticEmbedder": (static.transform, speed_docs),
+        "StaticEmbedder (numpy code)": (numpy_code(static.transform), speed_docs),
         "WordVectorEmbedder (GloVe 50d)": (word.transform, speed_docs),
+        "WordVectorEmbedder (numpy code)": (numpy_code(word.transform), speed_docs),
         "SentenceEmbedder (torch)": (teacher_plain.transform, teacher_docs),
     }
     for fn, docs in candidates.values():
