@@ -87,6 +87,28 @@ get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, int ndim, int wr
     return 0;
 }
 
+/* get_buffer for objects[0..n), one dimension each (writable from
+ * first_writable on); returns how many were acquired: n when all were. */
+static int
+get_buffers(PyObject **objects, Py_buffer *views, const Py_ssize_t *itemsizes,
+            const char **names, int n, int first_writable)
+{
+    int k = 0;
+    while (k < n &&
+           get_buffer(objects[k], &views[k], itemsizes[k], 1, k >= first_writable, names[k]) == 0) {
+        k++;
+    }
+    return k;
+}
+
+static void
+release_buffers(Py_buffer *views, int n)
+{
+    while (n > 0) {
+        PyBuffer_Release(&views[--n]);
+    }
+}
+
 /* ---------------------------------------------------------------- tokens */
 
 /* One slot of the vocabulary's open-addressing table (``_WordTable.slots``). */
@@ -104,6 +126,23 @@ typedef struct {
     const uint8_t *words;  /* the words' UTF-8 bytes */
     Py_ssize_t words_size;
 } Vocabulary;
+
+/* The vocabulary of a call's slots, starts and words (classes: NULL or the
+ * class table), checked for sizes that agree; else an error naming the call. */
+static int
+open_vocabulary(Vocabulary *v, const Py_buffer *classes, const Py_buffer *slots,
+                const Py_buffer *starts, const Py_buffer *words, const char *call)
+{
+    Py_ssize_t n_slots = slots->len / (Py_ssize_t)sizeof(Slot);
+    if ((classes != NULL && classes->len != N_CODE_POINTS) || n_slots < 1 ||
+        (n_slots & (n_slots - 1)) != 0 || starts->len / 8 != n_slots) {
+        PyErr_Format(PyExc_ValueError, "%s: inconsistent vocabulary tables", call);
+        return -1;
+    }
+    *v = (Vocabulary){classes ? classes->buf : NULL, slots->buf, starts->buf,
+                      (uint64_t)n_slots - 1, words->buf, words->len};
+    return 0;
+}
 
 static inline uint64_t
 mix(uint64_t h)
@@ -463,21 +502,14 @@ token_ids(PyObject *self, PyObject *args)
     int n_views = 0;
     PyObject *result = NULL;
     Tokenizer *tokenizer = NULL;
-    for (; n_views < N; n_views++) {
-        if (get_buffer(objects[n_views], &views[n_views], itemsizes[n_views], 1, n_views >= 5,
-                       names[n_views]) < 0) {
-            goto done;
-        }
-    }
-    const uint8_t *text = views[0].buf;
-    Py_ssize_t n_text = views[0].len, n_slots = views[2].len / (Py_ssize_t)sizeof(Slot);
-    Vocabulary v = {views[1].buf, views[2].buf, views[3].buf, (uint64_t)n_slots - 1,
-                    views[4].buf, views[4].len};
-    if (views[1].len != N_CODE_POINTS || n_slots < 1 || (n_slots & (n_slots - 1)) != 0 ||
-        views[3].len / 8 != n_slots) {
-        PyErr_SetString(PyExc_ValueError, "token_ids: inconsistent vocabulary tables");
+    Vocabulary v;
+    n_views = get_buffers(objects, views, itemsizes, names, N, 5);
+    if (n_views < N ||
+        open_vocabulary(&v, &views[1], &views[2], &views[3], &views[4], "token_ids") < 0) {
         goto done;
     }
+    const uint8_t *text = views[0].buf;
+    Py_ssize_t n_text = views[0].len;
     int64_t *doc_ptr = views[6].buf;
     Py_ssize_t n_docs = views[6].len / 8 - 1, longest;
     if (n_docs < 1) {
@@ -518,9 +550,7 @@ token_ids(PyObject *self, PyObject *args)
     result = PyLong_FromSsize_t(tokenizer->count);
 done:
     tokenizer_free(tokenizer);
-    while (n_views > 0) {
-        PyBuffer_Release(&views[--n_views]);
-    }
+    release_buffers(views, n_views);
     return result;
 }
 
@@ -861,11 +891,11 @@ pool_text(PyObject *self, PyObject *args)
     Tokenizer *tokenizer = NULL;
     int64_t *doc_ids = NULL;
     float *doc_weights = NULL;
-    for (; n_views < N; n_views++) {
-        if (get_buffer(objects[n_views], &views[n_views], itemsizes[n_views], 1, 0,
-                       names[n_views]) < 0) {
-            goto done;
-        }
+    Vocabulary v;
+    n_views = get_buffers(objects, views, itemsizes, names, N, N);
+    if (n_views < N ||
+        open_vocabulary(&v, &views[1], &views[2], &views[3], &views[4], "pool_text") < 0) {
+        goto done;
     }
     if (get_buffer(vectors_arg, &vectors, 4, 2, 0, "vectors") < 0 ||
         (weights_arg != Py_None && get_buffer(weights_arg, &weights, 4, 1, 0, "row_weights") < 0) ||
@@ -874,16 +904,9 @@ pool_text(PyObject *self, PyObject *args)
         goto done;
     }
     const uint8_t *text = views[0].buf;
-    Py_ssize_t n_text = views[0].len, n_slots = views[2].len / (Py_ssize_t)sizeof(Slot);
-    Vocabulary v = {views[1].buf, views[2].buf, views[3].buf, (uint64_t)n_slots - 1,
-                    views[4].buf, views[4].len};
+    Py_ssize_t n_text = views[0].len;
     Rows rows = {vectors.buf, NULL, vectors.shape[0], vectors.shape[1]};
     Py_ssize_t n_docs = counts.shape[0];
-    if (views[1].len != N_CODE_POINTS || n_slots < 1 || (n_slots & (n_slots - 1)) != 0 ||
-        views[3].len / 8 != n_slots) {
-        PyErr_SetString(PyExc_ValueError, "pool_text: inconsistent vocabulary tables");
-        goto done;
-    }
     if (out.shape[0] != n_docs || out.shape[1] != rows.dim ||
         (weights.obj && weights.shape[0] != rows.n_vectors) || mode < POOL_SUM ||
         mode > POOL_MIN) {
@@ -962,9 +985,7 @@ done:
             PyBuffer_Release(own[k]);
         }
     }
-    while (n_views > 0) {
-        PyBuffer_Release(&views[--n_views]);
-    }
+    release_buffers(views, n_views);
     return result;
 }
 
@@ -1019,20 +1040,17 @@ whole_word_ids(PyObject *self, PyObject *args)
     int n_views = 0;
     PyObject *result = NULL;
     uint8_t *lower = NULL;
-    for (; n_views < N; n_views++) {
-        if (get_buffer(objects[n_views], &views[n_views], itemsizes[n_views], 1, n_views >= 4,
-                       names[n_views]) < 0) {
-            goto done;
-        }
+    Vocabulary v;
+    n_views = get_buffers(objects, views, itemsizes, names, N, 4);
+    if (n_views < N ||
+        open_vocabulary(&v, NULL, &views[1], &views[2], &views[3], "whole_word_ids") < 0) {
+        goto done;
     }
     const uint8_t *text = views[0].buf;
-    Py_ssize_t n_text = views[0].len, n_slots = views[1].len / (Py_ssize_t)sizeof(Slot);
-    Vocabulary v = {NULL, views[1].buf, views[2].buf, (uint64_t)n_slots - 1,
-                    views[3].buf, views[3].len};
+    Py_ssize_t n_text = views[0].len;
     Py_ssize_t id_capacity = views[4].len / 8, span_capacity = views[7].len / 8;
-    if (n_slots < 1 || (n_slots & (n_slots - 1)) != 0 || views[2].len / 8 != n_slots ||
-        views[5].len != views[4].len || views[6].len != 2 * views[7].len) {
-        PyErr_SetString(PyExc_ValueError, "whole_word_ids: inconsistent tables or outputs");
+    if (views[5].len != views[4].len || views[6].len != 2 * views[7].len) {
+        PyErr_SetString(PyExc_ValueError, "whole_word_ids: outputs of sizes that do not agree");
         goto done;
     }
     Py_ssize_t longest;
@@ -1121,9 +1139,7 @@ whole_word_ids(PyObject *self, PyObject *args)
     result = Py_BuildValue("(nn)", n_ids, n_spans);
 done:
     free(lower);
-    while (n_views > 0) {
-        PyBuffer_Release(&views[--n_views]);
-    }
+    release_buffers(views, n_views);
     return result;
 }
 
