@@ -108,7 +108,7 @@ def test_empty_documents_are_counted_on_the_one_pass_path(small_glove):
 def test_pool_text_checks_its_arguments(small_glove):
     from embedxfer.text._tokenize import VocabularyIndex, compiled_tables
 
-    kernels = _native.kernels()
+    kernels = _native._KERNELS
     table = VocabularyIndex(small_glove.key_to_index).hash_tables().get(False)
     tables = compiled_tables(table)
     vectors = small_glove.vectors

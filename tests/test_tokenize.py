@@ -307,9 +307,9 @@ def test_compiled_tokenizer_checks_its_arguments():
     from embedxfer.text import _native
     from embedxfer.text._tokenize import _Classes
 
-    kernels = _native.kernels()
-    if kernels is None:
+    if not _native.available():
         pytest.skip("this install was built without the compiled kernels (no C compiler)")
+    kernels = _native._KERNELS
     table = VocabularyIndex(VOCAB).hash_tables().get(False)
     slots, starts = table.slots()
     classes = _Classes.table()
@@ -399,17 +399,20 @@ def test_slot_table_refuses_rows_beyond_32_bits(kernel_path):
     vocab = {"the": 0, "film": 2**31 + 5, "good": 7}
     index = VocabularyIndex(vocab)
     assert index.hash_tables().get(False).slots() is None
-    ids, ptr, _ = documents_to_ids(["the good film", "film"], index, compile_tokenizer(), True)
-    assert ids.tolist() == [0, 7, 2**31 + 5, 2**31 + 5] and ptr.tolist() == [0, 3, 4]
+    docs = ["the good zzz film", "film"]
+    ids, ptr, _ = documents_to_ids(docs, index, compile_tokenizer(), True)
+    assert ids.tolist() == [0, 7, OOV_ID, 2**31 + 5, 2**31 + 5] and ptr.tolist() == [0, 4, 5]
+    known, known_ptr, _ = documents_to_ids(docs, index, compile_tokenizer(), True, known_only=True)
+    assert known.tolist() == [0, 7, 2**31 + 5, 2**31 + 5] and known_ptr.tolist() == [0, 3, 4]
 
 
 def test_compiled_tokenizer_survives_hostile_arguments():
     from embedxfer.text import _native
     from embedxfer.text._tokenize import _Classes
 
-    kernels = _native.kernels()
-    if kernels is None:
+    if not _native.available():
         pytest.skip("this install was built without the compiled kernels (no C compiler)")
+    kernels = _native._KERNELS
     classes = _Classes.table()
     table = VocabularyIndex({"abcdefghijkl": 0, "x": 1}).hash_tables().get(False)
     slots, starts = table.slots()

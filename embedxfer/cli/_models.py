@@ -192,7 +192,7 @@ def _kernels_line():
         return "compiled kernels"
     return (
         "numpy code (this install has no compiled kernels: it was built without a C "
-        "compiler); the same vectors, about half the speed"
+        "compiler); the same tokens, a quarter to half the speed"
     )
 
 

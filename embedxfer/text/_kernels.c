@@ -1051,31 +1051,31 @@ bert_class(uint8_t b)
 
 PyDoc_STRVAR(
     whole_word_ids_doc,
-    "whole_word_ids(text, n_docs, slots, starts, words, lowercase, ids, id_docs, spans,"
-    " span_docs)\n--\n\n"
+    "whole_word_ids(text, n_docs, slots, starts, words, lowercase, ids, id_docs, id_starts,"
+    " spans, span_docs)\n--\n\n"
     "BERT's fast path over text (UTF-8, n_docs documents separated by zero bytes):\n"
     "the ids of the ASCII words and punctuation marks that are whole entries of\n"
-    "the table (looked up lowercased with lowercase), with their documents, and\n"
-    "the byte spans [start, end) left to the tokenizer (the other words, and whole\n"
-    "runs holding a control or a character beyond ASCII), with theirs. Returns\n"
-    "(number of ids, number of spans), or None when text holds another number of\n"
-    "documents.");
+    "the table (looked up lowercased with lowercase), with their documents and\n"
+    "first bytes, and the byte spans [start, end) left to the tokenizer (the other\n"
+    "words, and whole runs holding a control or a character beyond ASCII), with\n"
+    "their documents. Returns (number of ids, number of spans), or None when text\n"
+    "holds another number of documents.");
 
 static PyObject *
 whole_word_ids(PyObject *self, PyObject *args)
 {
-    enum { N = 8 };
+    enum { N = 9 };
     PyObject *objects[N];
     Py_ssize_t n_docs;
     int lowercase;
-    if (!PyArg_ParseTuple(args, "OnOOOpOOOO", &objects[0], &n_docs, &objects[1], &objects[2],
+    if (!PyArg_ParseTuple(args, "OnOOOpOOOOO", &objects[0], &n_docs, &objects[1], &objects[2],
                           &objects[3], &lowercase, &objects[4], &objects[5], &objects[6],
-                          &objects[7])) {
+                          &objects[7], &objects[8])) {
         return NULL;
     }
-    static const Py_ssize_t itemsizes[N] = {1, sizeof(Slot), 8, 1, 8, 8, 8, 8};
-    static const char *names[N] = {"text", "slots",   "starts", "words",
-                                   "ids",  "id_docs", "spans",  "span_docs"};
+    static const Py_ssize_t itemsizes[N] = {1, sizeof(Slot), 8, 1, 8, 8, 8, 8, 8};
+    static const char *names[N] = {"text",    "slots",     "starts", "words",    "ids",
+                                   "id_docs", "id_starts", "spans",  "span_docs"};
     Py_buffer views[N];
     int n_views = 0;
     PyObject *result = NULL;
@@ -1088,8 +1088,9 @@ whole_word_ids(PyObject *self, PyObject *args)
     }
     const uint8_t *text = views[0].buf;
     Py_ssize_t n_text = views[0].len;
-    Py_ssize_t id_capacity = views[4].len / 8, span_capacity = views[7].len / 8;
-    if (views[5].len != views[4].len || views[6].len != 2 * views[7].len) {
+    Py_ssize_t id_capacity = views[4].len / 8, span_capacity = views[8].len / 8;
+    if (views[5].len != views[4].len || views[6].len != views[4].len ||
+        views[7].len != 2 * views[8].len) {
         PyErr_SetString(PyExc_ValueError, "whole_word_ids: outputs of sizes that do not agree");
         goto done;
     }
@@ -1103,8 +1104,8 @@ whole_word_ids(PyObject *self, PyObject *args)
         PyErr_NoMemory();
         goto done;
     }
-    int64_t *ids = views[4].buf, *id_docs = views[5].buf, *spans = views[6].buf,
-            *span_docs = views[7].buf;
+    int64_t *ids = views[4].buf, *id_docs = views[5].buf, *id_starts = views[6].buf,
+            *spans = views[7].buf, *span_docs = views[8].buf;
     Py_ssize_t n_ids = 0, n_spans = 0;
     int full = 0;
     Py_BEGIN_ALLOW_THREADS
@@ -1162,6 +1163,7 @@ whole_word_ids(PyObject *self, PyObject *args)
                 }
                 else {
                     ids[n_ids] = id;
+                    id_starts[n_ids] = offset + k;
                     id_docs[n_ids++] = d;
                 }
                 k = w;

@@ -2,9 +2,9 @@
 
 Where the package was built with its compiled kernels (``_kernels.c``),
 sums, weighted sums, max and min run there: one pass over each document's
-rows, four rows at a time, with the next rows fetched ahead from memory and
-the processor's widest vector unit, at about the time it takes to read the
-rows once. The sums are scipy's to the bit (each element adds its rows in
+rows, four rows at a time, with the next rows fetched ahead from memory (and,
+on x86-64 Linux, the processor's widest vector unit), at about the time it
+takes to read the rows once. The sums are scipy's to the bit (each element adds its rows in
 order; no fused multiply-add), the max and min numpy's, NaN included.
 
 Without them (an install without a C compiler), weighted sums are one sparse

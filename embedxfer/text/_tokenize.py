@@ -186,7 +186,8 @@ def documents_to_ids(docs, index, compiled, lowercase, *, with_tokens=False, kno
             if known_only and not dropped:
                 ids, doc_ptr = drop_oov(ids, doc_ptr)
             return ids, doc_ptr, None
-    assert not (known_only and with_tokens), "tokens would not be aligned with the ids"
+    if known_only and with_tokens:
+        raise ValueError("known_only and with_tokens: the tokens would not match the ids")
     ids, doc_ptr, tokens = _lookup_tokens(docs, index, compiled, lowercase, with_tokens)
     if known_only:
         ids, doc_ptr = drop_oov(ids, doc_ptr)
@@ -569,14 +570,17 @@ class _HashTables:
 def _default_ids(docs, tables, lowercase, known_only):
     """``documents_to_ids`` for the default pattern, in pieces of bounded size.
 
-    Returns ``(ids, doc_ptr, known)`` (``known``: whether the compiled kernel
-    left the unknown tokens out already, as asked by ``known_only``), or
-    ``None`` when the vocabulary can't be hashed (then the regular
+    Returns ``(ids, doc_ptr, dropped)`` (``dropped``: whether the compiled
+    kernel left the unknown tokens out already, as asked by ``known_only``),
+    or ``None`` when the vocabulary can't be hashed (then the regular
     expression is used).
     """
-    native = kernels()
+    table = tables.get(False)
+    if table is None:
+        return None
+    native = kernels() if table.slots() is not None else None
     found = ids_in_pieces(
-        docs, lambda piece: _piece_ids(piece, tables, lowercase, native, known_only)
+        docs, lambda piece: _piece_ids(piece, table, lowercase, native, known_only)
     )
     return None if found is None else (*found, native is not None and known_only)
 
@@ -628,11 +632,9 @@ def ids_in_pieces(docs, piece_ids):
     return np.concatenate(id_parts), np.concatenate(ptr_parts)
 
 
-def _piece_ids(docs, tables, lowercase, native=None, known_only=False):
-    table = tables.get(False)
-    if table is None:
-        return None
-    if native is not None and table.slots() is not None:
+def _piece_ids(docs, table, lowercase, native=None, known_only=False):
+    """``(ids, doc_ptr)`` of one piece: by the compiled kernel (``native``), else numpy."""
+    if native is not None:
         return _compiled_piece_ids(native, docs, lowercase, table, known_only)
     text = piece_text(docs, lowercase)
     cp = _code_points(text)

@@ -155,19 +155,22 @@ class TokenIds:
         left_starts = np.concatenate((starts[miss], starts_of_runs[complex_run]))
         left_ends = np.concatenate((ends[miss], ends_of_runs[complex_run]))
         left = [text[a:b] for a, b in zip(left_starts.tolist(), left_ends.tolist())]
-        piece_ids, piece_docs = self._pieces_of(left, np.searchsorted(separators, left_starts))
-        docs_of = np.concatenate((np.searchsorted(separators, starts[hit]), piece_docs))
-        all_ids = np.concatenate((ids[hit], piece_ids))
-        order = np.argsort(docs_of, kind="stable")
-        doc_ptr = np.searchsorted(docs_of[order], np.arange(len(docs) + 1))
-        return all_ids[order], doc_ptr.astype(np.int64)
+        return self._in_text_order(
+            ids[hit],
+            np.searchsorted(separators, starts[hit]),
+            starts[hit],
+            left,
+            np.searchsorted(separators, left_starts),
+            left_starts,
+            len(docs),
+        )
 
     def _compiled_bert_ids(self, native, table, text, n_docs):
         """``_bert_ids`` with the compiled kernel finding the whole words (no added
         token's text in ``text``: that would make its run go to the tokenizer)."""
         data = text.encode("utf-8", "surrogatepass")
         n = len(data)  # at most one id or span per byte
-        ids, id_docs, span_docs = (np.empty(n, dtype=np.int64) for _ in range(3))
+        ids, id_docs, id_starts, span_docs = (np.empty(n, dtype=np.int64) for _ in range(4))
         spans = np.empty((n, 2), dtype=np.int64)
         slots, starts = table.slots()
         n_ids, n_spans = native.whole_word_ids(
@@ -179,22 +182,40 @@ class TokenIds:
             self._bert["lowercase"],
             ids,
             id_docs,
+            id_starts,
             spans.reshape(-1),
             span_docs,
         )
-        left = [data[a:b].decode("utf-8", "surrogatepass") for a, b in spans[:n_spans].tolist()]
-        piece_ids, piece_docs = self._pieces_of(left, span_docs[:n_spans])
-        docs_of = np.concatenate((id_docs[:n_ids], piece_docs))
-        all_ids = np.concatenate((ids[:n_ids], piece_ids))
-        order = np.argsort(docs_of, kind="stable")
-        doc_ptr = np.searchsorted(docs_of[order], np.arange(n_docs + 1))
-        return all_ids[order], doc_ptr.astype(np.int64)
+        spans = spans[:n_spans]
+        left = [data[a:b].decode("utf-8", "surrogatepass") for a, b in spans.tolist()]
+        return self._in_text_order(
+            ids[:n_ids],
+            id_docs[:n_ids],
+            id_starts[:n_ids],
+            left,
+            span_docs[:n_spans],
+            spans[:, 0],
+            n_docs,
+        )
 
-    def _pieces_of(self, strings, docs):
-        """Ids of each string by the tokenizer (asked once per distinct string) and their
-        documents, one entry per id."""
+    def _in_text_order(self, hits, hit_docs, hit_starts, left, left_docs, left_starts, n_docs):
+        """``(ids, doc_ptr)``: the table's hits and the tokenizer's ids of the strings
+        ``left``, merged in text order, so that a document's ids do not depend on
+        the other documents of its piece or on the path that found them (sums of
+        rows added in another order differ in the last bits)."""
+        piece_ids, ptr = self._piece_lists(left)
+        lengths = np.diff(ptr)
+        docs_of = np.concatenate((hit_docs, np.repeat(left_docs, lengths)))
+        at = np.concatenate((hit_starts, np.repeat(left_starts, lengths)))
+        order = np.lexsort((at, docs_of))  # stable: a string's pieces keep their order
+        doc_ptr = np.searchsorted(docs_of[order], np.arange(n_docs + 1))
+        return np.concatenate((hits, piece_ids))[order], doc_ptr.astype(np.int64)
+
+    def _piece_lists(self, strings):
+        """``(ids, ptr)``: the tokenizer's ids of each string (asked once per distinct
+        string), string ``i``'s at ``ids[ptr[i]:ptr[i + 1]]``."""
         if not strings:
-            return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+            return np.zeros(0, dtype=np.int64), np.zeros(1, dtype=np.int64)
         remembered = self._pieces  # replaced, never cleared: safe to read meanwhile
         fresh = {}
         unknown = [s for s in dict.fromkeys(strings) if s not in remembered]
@@ -206,9 +227,7 @@ class TokenIds:
                     self._pieces = dict(fresh)
                 else:
                     self._pieces.update(fresh)
-        lists = [fresh[s] if s in fresh else remembered[s] for s in strings]
-        ids, ptr = _flatten(lists)
-        return ids, np.repeat(docs, np.diff(ptr))
+        return _flatten([fresh[s] if s in fresh else remembered[s] for s in strings])
 
 
 class _WholeWords:
