@@ -179,7 +179,7 @@ def documents_to_ids(docs, index, compiled, lowercase, *, with_tokens=False, kno
         With ``with_tokens=True``, the tokens aligned with ``ids`` (for
         subword lookups of out-of-vocabulary words).
     """
-    if compiled[1] is _DEFAULT_REGEX and not with_tokens:
+    if is_default_pattern(compiled) and not with_tokens:
         found = _default_ids(docs, index.hash_tables(), lowercase, known_only)
         if found is not None:
             ids, doc_ptr, dropped = found

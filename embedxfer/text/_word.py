@@ -510,8 +510,17 @@ class WordVectorEmbedder(Embedder, RawInputMixin, FitParamsMixin, TransformerMix
 
     def _finish_pooled(self, out, op):
         """What ``_pool`` does after the kernels: SIF's component removal, normalising."""
-        if op == "mean" and self.weighting in ("sif", "usif"):
-            _weighting.remove_components(out, self.components_, self.component_weights_)
+        if op == "mean":
+            self._remove_components(out)
+        self._normalize(out)
+
+    def _remove_components(self, pooled):
+        """SIF / uSIF: remove the components learned in ``fit`` from mean-pooled rows."""
+        if self.weighting in ("sif", "usif"):
+            _weighting.remove_components(pooled, self.components_, self.component_weights_)
+
+    def _normalize(self, out):
+        """With ``normalize``, scale each nonzero row of ``out`` to unit length, in place."""
         if self.normalize:
             norms = np.linalg.norm(out, axis=1, keepdims=True)
             out /= np.where(norms > 0, norms, 1.0)
@@ -547,13 +556,11 @@ class WordVectorEmbedder(Embedder, RawInputMixin, FitParamsMixin, TransformerMix
                 else:
                     denom = np.maximum(counts, 1.0)
                 part /= denom[:, None]
-                if remove and self.weighting in ("sif", "usif"):
-                    _weighting.remove_components(part, self.components_, self.component_weights_)
+                if remove:
+                    self._remove_components(part)
             parts.append(part)
         out = parts[0] if len(parts) == 1 else np.hstack(parts)
-        if self.normalize:
-            norms = np.linalg.norm(out, axis=1, keepdims=True)
-            out /= np.where(norms > 0, norms, 1.0)
+        self._normalize(out)
         return out
 
     def _token_weights(self, ids, vocab_size):
