@@ -28,7 +28,10 @@ was built with them (a C compiler at install); without them it runs numpy
 code, and pools with torch's ``embedding_bag`` when torch is already
 imported. So the mean is timed three ways: "embedxfer mean" as installed,
 "embedxfer mean (numpy code)" with the kernels turned off and scipy's
-product, and "embedxfer mean (numpy code, torch imported)".
+product, and "embedxfer mean (numpy code, torch imported)". The "float16
+table" rows pool the same documents from the table rounded to float16
+(``precision="float16"``); the agreement table gives their largest difference
+and least cosine to float32's vectors, the memory table their peak.
 
 Every row is also given as a multiple of the floor of mean pooling: the time
 to read the vector rows pooling touches, each batch's distinct rows once from
@@ -366,6 +369,11 @@ METHODS = [
         lambda d, kv: embedxfer_method(d.vectors_path, d.docs, kernels="numpy+torch"),
     ),
     (
+        "embedxfer mean (float16 table)",
+        "mean",
+        lambda d, kv: embedxfer_method(d.vectors_path, d.docs, precision="float16"),
+    ),
+    (
         "embedxfer tfidf",
         "tfidf",
         lambda d, kv: embedxfer_method(d.vectors_path, d.docs, weighting="tfidf"),
@@ -379,6 +387,11 @@ METHODS = [
         "embedxfer max",
         "max",
         lambda d, kv: embedxfer_method(d.vectors_path, d.docs, pooling="max"),
+    ),
+    (
+        "embedxfer max (float16 table)",
+        "max",
+        lambda d, kv: embedxfer_method(d.vectors_path, d.docs, pooling="max", precision="float16"),
     ),
     ("naive loop mean", "mean", lambda d, kv: naive_loop(kv, "mean")),
     ("naive loop max", "max", lambda d, kv: naive_loop(kv, "max")),
@@ -431,9 +444,12 @@ def time_methods(methods, docs, rounds):
 
 
 def agreement(outputs):
-    """Largest absolute difference of each method from its reference."""
+    """Largest absolute difference of each method from its reference, and the
+    smallest cosine between their rows (rows of zeros left out)."""
     rows = []
     pairs = [
+        ("embedxfer mean (float16 table)", "embedxfer mean"),
+        ("embedxfer max (float16 table)", "embedxfer max"),
         ("embedxfer mean", "naive loop mean"),
         ("embedxfer mean (numpy code)", "naive loop mean"),
         ("embedxfer mean (numpy code, torch imported)", "naive loop mean"),
@@ -447,8 +463,18 @@ def agreement(outputs):
             x, y = np.asarray(outputs[a], dtype=np.float64), np.asarray(outputs[b], np.float64)
             diff = float(np.nanmax(np.abs(x - y))) if x.shape == y.shape else float("nan")
             n_nan = int(np.isnan(x).any(axis=1).sum())
-            rows.append((a, b, diff, n_nan))
+            rows.append((a, b, diff, _least_cosine(x, y), n_nan))
     return rows
+
+
+def _least_cosine(x, y):
+    if x.shape != y.shape:
+        return float("nan")
+    nx, ny = np.linalg.norm(x, axis=1), np.linalg.norm(y, axis=1)
+    both = (nx > 0) & (ny > 0) & np.isfinite(nx) & np.isfinite(ny)
+    if not both.any():
+        return float("nan")
+    return float(((x[both] * y[both]).sum(axis=1) / (nx[both] * ny[both])).min())
 
 
 # --------------------------------------------------------- inside embedxfer
@@ -501,6 +527,7 @@ def embedxfer_split(data, kv, rounds):
     compiled = compile_tokenizer()
     batches = [data.docs[i : i + batch_size] for i in range(0, len(data.docs), batch_size)]
     vectors = kv.vectors
+    halves = WordVectorEmbedder(data.vectors_path, precision="float16")._table(kv)
 
     def tokenise(kernels):
         def run():
@@ -517,11 +544,11 @@ def embedxfer_split(data, kv, rounds):
     n_in = sum(len(ids) for ids, _ in found)
     n_distinct = sum(len(np.unique(ids)) for ids, _ in found)
 
-    def mean(kernels):
+    def mean(kernels, table=vectors):
         def run():
             with _Kernels(kernels):
                 for ids, doc_ptr in found:
-                    out = _pooling.weighted_sum(ids, doc_ptr, vectors)
+                    out = _pooling.weighted_sum(ids, doc_ptr, table)
                     out /= np.maximum(np.diff(doc_ptr), 1).astype(np.float32)[:, None]
 
         return run
@@ -538,6 +565,7 @@ def embedxfer_split(data, kv, rounds):
         ("tokenise", tokenise("installed")),
         ("pool mean", mean("installed")),
         ("pool max", maximum("installed")),
+        ("pool mean, float16", mean("installed", halves)),
     ]
     if _native.available():
         steps += [
@@ -571,6 +599,7 @@ def embedxfer_split(data, kv, rounds):
         "touched_gb": touched / 1e9,
         "distinct_gb": distinct / 1e9,
         "floor_read_s": floor,
+        "floor_read_float16_s": floor / 2,
         "floor_sequential_s": touched / rates["memory"],
         "threads": threads,
         "compiled_kernels": _native.available(),
@@ -840,8 +869,8 @@ def main(argv=None):
         print("## Agreement with the naive loop (largest absolute difference)\n")
         print(
             table(
-                ["method", "reference", "max abs diff", "rows with NaN"],
-                [(a, b, f"{d:.2e}", k) for a, b, d, k in agree],
+                ["method", "reference", "max abs diff", "least cosine", "rows with NaN"],
+                [(a, b, f"{d:.2e}", f"{c:.6f}", k) for a, b, d, c, k in agree],
             )
         )
         print(
@@ -871,9 +900,11 @@ def main(argv=None):
         (f"pool mean, ids given ({installed})", s["pool mean"]),
         ("pool mean, ids given, scipy sparse product", s.get("pool mean, scipy")),
         ("pool mean, ids given, torch embedding_bag", s.get("pool mean, torch")),
+        (f"pool mean, ids given, float16 table ({installed})", s["pool mean, float16"]),
         (f"pool max, ids given ({installed})", s["pool max"]),
         ("pool max, ids given, numpy position sweep", s.get("pool max, numpy")),
         ("floor: distinct rows from memory, repeats from cache", floor),
+        ("the same floor for a float16 table", split["floor_read_float16_s"]),
         ("touched bytes at the sequential rate (a simpler floor)", split["floor_sequential_s"]),
     ]:
         if seconds is not None:

@@ -449,7 +449,7 @@ def test_models_lists_offline_and_online(tmp_path):
     assert "Offline mode is set" in out
     from embedxfer.text import _native
 
-    kernels = "compiled kernels" if _native.available() else "numpy code (this install"
+    kernels = "compiled kernels (float16" if _native.available() else "numpy code (this install"
     assert f"Word-vector tokenising and pooling: {kernels}" in offline
 
 

@@ -186,10 +186,15 @@ def _print_online(local, packaged):
 
 def _kernels_line():
     """Whether this install has the compiled kernels of word-vector pooling."""
-    from ..text._native import available
+    from ..text._native import available, half_widening
 
     if available():
-        return "compiled kernels"
+        widening = (
+            "F16C conversions"
+            if half_widening() == "f16c"
+            else "portable code (the processor has no F16C)"
+        )
+        return f"compiled kernels (float16 tables widened by {widening})"
     return (
         "numpy code (this install has no compiled kernels: it was built without a C "
         "compiler); the same tokens, a quarter to half the speed"

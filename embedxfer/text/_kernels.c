@@ -29,7 +29,7 @@ static const uint64_t LENGTH_MIX = 0x9E3779B97F4A7C15ULL;
 static const uint64_t MIX = 0xFF51AFD7ED558CCDULL;
 
 /* Whether a buffer's format is the one its item size stands for here: bytes
- * (1), float32 (4), int64 (8); a 16-byte item is a slot (a struct). */
+ * (1), float16 (2), float32 (4), int64 (8); a 16-byte item is a slot (a struct). */
 static int
 format_fits(const char *format, Py_ssize_t itemsize)
 {
@@ -53,6 +53,8 @@ format_fits(const char *format, Py_ssize_t itemsize)
     switch (itemsize) {
     case 1:
         return format[0] == 'B' || format[0] == 'b' || format[0] == 'c';
+    case 2:
+        return format[0] == 'e';
     case 4:
         return format[0] == 'f';
     case 8:
@@ -78,6 +80,7 @@ get_buffer(PyObject *obj, Py_buffer *view, Py_ssize_t itemsize, int ndim, int wr
         PyErr_Format(PyExc_TypeError,
                      "%s: expected an aligned %d-d array of %s", name, ndim,
                      itemsize == 1   ? "bytes"
+                     : itemsize == 2 ? "float16"
                      : itemsize == 4 ? "float32"
                      : itemsize == 8 ? "int64"
                                      : "slots");
@@ -604,19 +607,74 @@ done:
 #define WIDE
 #endif
 
-/* The rows pooled: the vectors, then a batch's extra rows past their end. */
+/* float16 rows are widened to float32 (exactly) as they are read: eight at a
+ * time by F16C's conversions where the processor has them (F16C kernels
+ * below), else one by one into scratch rows. */
+static void
+halves_portable(const uint16_t *h, float *f, Py_ssize_t n)
+{
+    for (Py_ssize_t k = 0; k < n; k++) {
+        uint32_t sign = (uint32_t)(h[k] & 0x8000) << 16, exponent = (h[k] >> 10) & 0x1f,
+                 mantissa = h[k] & 0x3ff, bits;
+        if (exponent == 0x1f) {
+            bits = sign | 0x7f800000u | (mantissa << 13); /* infinity, NaN */
+        }
+        else if (exponent != 0) {
+            bits = sign | ((exponent + 112) << 23) | (mantissa << 13);
+        }
+        else {
+            float value = (float)mantissa * 5.9604644775390625e-8f; /* subnormal: m * 2^-24 */
+            memcpy(&bits, &value, sizeof(bits));
+            bits |= sign;
+        }
+        memcpy(f + k, &bits, sizeof(bits));
+    }
+}
+
+#if defined(__GNUC__) && defined(__x86_64__) && defined(__linux__) && defined(__GLIBC__)
+#define HAVE_F16C_KERNELS 1
+#include <cpuid.h>
+#include <immintrin.h>
+#endif
+
+/* The rows pooled: the vectors, then a batch's extra rows past their end, of
+ * one type (float32, or float16 widened into scratch as they are read). */
 typedef struct {
-    const float *vectors, *extra;
-    Py_ssize_t n_vectors, dim;
+    const char *vectors, *extra;
+    Py_ssize_t n_vectors, dim, row_bytes;
+    int half;
+    float *scratch; /* half: room for four rows of float32 */
 } Rows;
 
-static inline const float *
+/* sum_rows and extreme_rows over float16 rows with F16C's conversions, when
+ * the processor has them and they are not turned off (half_kernels); NULL:
+ * the portable code. */
+static void (*sum_halves)(const Rows *, const int64_t *, const float *, Py_ssize_t,
+                          const int64_t *, float *restrict) = NULL;
+static void (*extreme_halves)(const Rows *, const int64_t *, Py_ssize_t, const int64_t *, int,
+                              float *restrict) = NULL;
+
+static inline const char *
 row_of(const Rows *r, int64_t id)
 {
     if (id < r->n_vectors) {
-        return r->vectors + id * r->dim;
+        return r->vectors + id * r->row_bytes;
     }
-    return r->extra + (id - r->n_vectors) * r->dim;
+    return r->extra + (id - r->n_vectors) * r->row_bytes;
+}
+
+/* Row id's values as float32: the row itself, or its widened copy in the
+ * scratch row j (0-3). */
+static inline const float *
+row_values(const Rows *r, int64_t id, int j)
+{
+    const char *x = row_of(r, id);
+    if (!r->half) {
+        return (const float *)x;
+    }
+    float *to = r->scratch + j * r->dim;
+    halves_portable((const uint16_t *)x, to, r->dim);
+    return to;
 }
 
 /* Rows are read from random places: each token's row is fetched this many
@@ -628,12 +686,54 @@ fetch(const Rows *r, const int64_t *id, const int64_t *ids_end)
 {
 #if defined(__GNUC__)
     if (id < ids_end) {
-        const char *x = (const char *)row_of(r, *id);
-        for (Py_ssize_t b = 0; b < r->dim * (Py_ssize_t)sizeof(float); b += 64) {
+        const char *x = row_of(r, *id);
+        for (Py_ssize_t b = 0; b < r->row_bytes; b += 64) {
             __builtin_prefetch(x + b);
         }
     }
 #endif
+}
+
+/* The rows of a table of n_vectors rows (extra: NULL or rows past its end)
+ * of float32 or float16 (half); scratch for half rows allocated (NULL and an
+ * error when short of memory). */
+static int
+rows_open(Rows *r, const Py_buffer *vectors, const Py_buffer *extra)
+{
+    Py_ssize_t dim = vectors->shape[1];
+    *r = (Rows){vectors->buf,
+                extra ? extra->buf : NULL,
+                vectors->shape[0],
+                dim,
+                dim * vectors->itemsize,
+                vectors->itemsize == 2,
+                NULL};
+    if (r->half) {
+        r->scratch = malloc((4 * dim + 1) * sizeof(float));
+        if (r->scratch == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* A 2-d table of float32 or float16 rows, C-contiguous and aligned. */
+static int
+get_table(PyObject *obj, Py_buffer *view, const char *name)
+{
+    if (PyObject_GetBuffer(obj, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        return -1;
+    }
+    Py_ssize_t itemsize = view->itemsize;
+    if ((itemsize != 4 && itemsize != 2) || view->ndim != 2 ||
+        !format_fits(view->format, itemsize) || (uintptr_t)view->buf % itemsize != 0) {
+        PyErr_Format(PyExc_TypeError, "%s: expected an aligned 2-d array of float32 or float16",
+                     name);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
 }
 
 /* acc = the sum of w[t] * row(ids[t]) (w NULL: of the rows) for t < n, added
@@ -643,6 +743,10 @@ static void WIDE
 sum_rows(const Rows *r, const int64_t *ids, const float *w, Py_ssize_t n,
          const int64_t *ids_end, float *restrict acc)
 {
+    if (r->half && sum_halves != NULL) {
+        sum_halves(r, ids, w, n, ids_end, acc);
+        return;
+    }
     const Py_ssize_t dim = r->dim;
     memset(acc, 0, dim * sizeof(float));
     Py_ssize_t t = 0;
@@ -650,9 +754,10 @@ sum_rows(const Rows *r, const int64_t *ids, const float *w, Py_ssize_t n,
         for (int j = 0; j < 4; j++) {
             fetch(r, ids + t + j + AHEAD, ids_end);
         }
-        const float *restrict x0 = row_of(r, ids[t]), *restrict x1 = row_of(r, ids[t + 1]),
-                              *restrict x2 = row_of(r, ids[t + 2]),
-                              *restrict x3 = row_of(r, ids[t + 3]);
+        const float *restrict x0 = row_values(r, ids[t], 0),
+                              *restrict x1 = row_values(r, ids[t + 1], 1),
+                              *restrict x2 = row_values(r, ids[t + 2], 2),
+                              *restrict x3 = row_values(r, ids[t + 3], 3);
         if (w) {
             const float w0 = w[t], w1 = w[t + 1], w2 = w[t + 2], w3 = w[t + 3];
             for (Py_ssize_t k = 0; k < dim; k++) {
@@ -667,7 +772,7 @@ sum_rows(const Rows *r, const int64_t *ids, const float *w, Py_ssize_t n,
     }
     for (; t < n; t++) {
         fetch(r, ids + t + AHEAD, ids_end);
-        const float *restrict x = row_of(r, ids[t]);
+        const float *restrict x = row_values(r, ids[t], 0);
         const float weight = w ? w[t] : 1.0f;
         if (w) {
             for (Py_ssize_t k = 0; k < dim; k++) {
@@ -693,20 +798,25 @@ static void WIDE
 extreme_rows(const Rows *r, const int64_t *ids, Py_ssize_t n, const int64_t *ids_end,
              int is_max, float *restrict acc)
 {
+    if (r->half && extreme_halves != NULL) {
+        extreme_halves(r, ids, n, ids_end, is_max, acc);
+        return;
+    }
     const Py_ssize_t dim = r->dim;
     if (n == 0) {
         memset(acc, 0, dim * sizeof(float));
         return;
     }
-    memcpy(acc, row_of(r, ids[0]), dim * sizeof(float));
+    memcpy(acc, row_values(r, ids[0], 0), dim * sizeof(float));
     Py_ssize_t t = 1;
     for (; t + 4 <= n; t += 4) {
         for (int j = 0; j < 4; j++) {
             fetch(r, ids + t + j + AHEAD, ids_end);
         }
-        const float *restrict x0 = row_of(r, ids[t]), *restrict x1 = row_of(r, ids[t + 1]),
-                              *restrict x2 = row_of(r, ids[t + 2]),
-                              *restrict x3 = row_of(r, ids[t + 3]);
+        const float *restrict x0 = row_values(r, ids[t], 0),
+                              *restrict x1 = row_values(r, ids[t + 1], 1),
+                              *restrict x2 = row_values(r, ids[t + 2], 2),
+                              *restrict x3 = row_values(r, ids[t + 3], 3);
         if (is_max) {
             for (Py_ssize_t k = 0; k < dim; k++) {
                 float m = MAX_OF(acc[k], x0[k]);
@@ -726,7 +836,7 @@ extreme_rows(const Rows *r, const int64_t *ids, Py_ssize_t n, const int64_t *ids
     }
     for (; t < n; t++) {
         fetch(r, ids + t + AHEAD, ids_end);
-        const float *restrict x = row_of(r, ids[t]);
+        const float *restrict x = row_values(r, ids[t], 0);
         if (is_max) {
             for (Py_ssize_t k = 0; k < dim; k++) {
                 acc[k] = MAX_OF(acc[k], x[k]);
@@ -740,6 +850,191 @@ extreme_rows(const Rows *r, const int64_t *ids, Py_ssize_t n, const int64_t *ids
     }
 }
 
+#ifdef HAVE_F16C_KERNELS
+/* The F16C kernels: sum_rows and extreme_rows over float16 rows, each row
+ * widened eight elements at a time as it is loaded, into float32 sums (and
+ * extremes) in the same order as theirs, so the results are the same.
+ * (AVX-512's sixteen-wide conversions were slower than these on a processor
+ * with both.) */
+#define F16C __attribute__((target("avx,f16c")))
+#define WIDEN(x) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(x)))
+#define HALF(x) _cvtsh_ss(x)
+
+static inline const uint16_t *
+half_row(const Rows *r, int64_t id)
+{
+    return (const uint16_t *)row_of(r, id);
+}
+
+static void F16C
+sum_halves_f16c(const Rows *r, const int64_t *ids, const float *w, Py_ssize_t n,
+                const int64_t *ids_end, float *restrict acc)
+{
+    const Py_ssize_t dim = r->dim, wide = dim - dim % 8;
+    memset(acc, 0, dim * sizeof(float));
+    Py_ssize_t t = 0;
+    for (; t + 4 <= n; t += 4) {
+        for (int j = 0; j < 4; j++) {
+            fetch(r, ids + t + j + AHEAD, ids_end);
+        }
+        const uint16_t *x0 = half_row(r, ids[t]), *x1 = half_row(r, ids[t + 1]),
+                       *x2 = half_row(r, ids[t + 2]), *x3 = half_row(r, ids[t + 3]);
+        Py_ssize_t k = 0;
+        if (w) {
+            const float w0 = w[t], w1 = w[t + 1], w2 = w[t + 2], w3 = w[t + 3];
+            const __m256 v0 = _mm256_set1_ps(w0), v1 = _mm256_set1_ps(w1),
+                         v2 = _mm256_set1_ps(w2), v3 = _mm256_set1_ps(w3);
+            for (; k < wide; k += 8) {
+                __m256 a = _mm256_loadu_ps(acc + k);
+                a = _mm256_add_ps(a, _mm256_mul_ps(v0, WIDEN(x0 + k)));
+                a = _mm256_add_ps(a, _mm256_mul_ps(v1, WIDEN(x1 + k)));
+                a = _mm256_add_ps(a, _mm256_mul_ps(v2, WIDEN(x2 + k)));
+                _mm256_storeu_ps(acc + k, _mm256_add_ps(a, _mm256_mul_ps(v3, WIDEN(x3 + k))));
+            }
+            for (; k < dim; k++) {
+                acc[k] = (((acc[k] + w0 * HALF(x0[k])) + w1 * HALF(x1[k])) + w2 * HALF(x2[k])) +
+                         w3 * HALF(x3[k]);
+            }
+        }
+        else {
+            for (; k < wide; k += 8) {
+                __m256 a = _mm256_add_ps(_mm256_loadu_ps(acc + k), WIDEN(x0 + k));
+                a = _mm256_add_ps(_mm256_add_ps(a, WIDEN(x1 + k)), WIDEN(x2 + k));
+                _mm256_storeu_ps(acc + k, _mm256_add_ps(a, WIDEN(x3 + k)));
+            }
+            for (; k < dim; k++) {
+                acc[k] = (((acc[k] + HALF(x0[k])) + HALF(x1[k])) + HALF(x2[k])) + HALF(x3[k]);
+            }
+        }
+    }
+    for (; t < n; t++) {
+        fetch(r, ids + t + AHEAD, ids_end);
+        const uint16_t *x = half_row(r, ids[t]);
+        const float weight = w ? w[t] : 1.0f;
+        const __m256 v = _mm256_set1_ps(weight);
+        Py_ssize_t k = 0;
+        for (; k < wide; k += 8) {
+            __m256 y = w ? _mm256_mul_ps(v, WIDEN(x + k)) : WIDEN(x + k);
+            _mm256_storeu_ps(acc + k, _mm256_add_ps(_mm256_loadu_ps(acc + k), y));
+        }
+        for (; k < dim; k++) {
+            acc[k] += w ? weight * HALF(x[k]) : HALF(x[k]);
+        }
+    }
+}
+
+/* MAX_OF / MIN_OF on eight elements: a NaN in a gives a (the processor's
+ * max / min would give b); a tie gives b, as theirs does. */
+static inline __m256 F16C
+nan_of_a(__m256 m, __m256 a)
+{
+    /* A bitwise select: as a blend, it was compiled into code per element. */
+    __m256 nan = _mm256_cmp_ps(a, a, _CMP_UNORD_Q);
+    return _mm256_or_ps(_mm256_andnot_ps(nan, m), _mm256_and_ps(nan, a));
+}
+
+static inline __m256 F16C
+max8(__m256 a, __m256 b)
+{
+    return nan_of_a(_mm256_max_ps(a, b), a);
+}
+
+static inline __m256 F16C
+min8(__m256 a, __m256 b)
+{
+    return nan_of_a(_mm256_min_ps(a, b), a);
+}
+
+/* MAX_OF / MIN_OF as functions: nested, the macros would repeat their arguments. */
+static inline float
+max1(float a, float b)
+{
+    return MAX_OF(a, b);
+}
+
+static inline float
+min1(float a, float b)
+{
+    return MIN_OF(a, b);
+}
+
+/* extreme_rows' passes, OP8 / OP1 on eight / one elements: four rows at a
+ * time, then one. */
+#define EXTREME_HALVES(OP8, OP1)                                                                  \
+    for (; t + 4 <= n; t += 4) {                                                                  \
+        for (int j = 0; j < 4; j++) {                                                             \
+            fetch(r, ids + t + j + AHEAD, ids_end);                                               \
+        }                                                                                         \
+        const uint16_t *x0 = half_row(r, ids[t]), *x1 = half_row(r, ids[t + 1]),                 \
+                       *x2 = half_row(r, ids[t + 2]), *x3 = half_row(r, ids[t + 3]);             \
+        Py_ssize_t k = 0;                                                                         \
+        for (; k < wide; k += 8) {                                                                \
+            __m256 m = OP8(OP8(_mm256_loadu_ps(acc + k), WIDEN(x0 + k)), WIDEN(x1 + k));          \
+            _mm256_storeu_ps(acc + k, OP8(OP8(m, WIDEN(x2 + k)), WIDEN(x3 + k)));                 \
+        }                                                                                         \
+        for (; k < dim; k++) {                                                                    \
+            float m = OP1(OP1(acc[k], HALF(x0[k])), HALF(x1[k]));                                 \
+            acc[k] = OP1(OP1(m, HALF(x2[k])), HALF(x3[k]));                                       \
+        }                                                                                         \
+    }                                                                                             \
+    for (; t < n; t++) {                                                                          \
+        fetch(r, ids + t + AHEAD, ids_end);                                                       \
+        const uint16_t *x = half_row(r, ids[t]);                                                  \
+        Py_ssize_t k = 0;                                                                         \
+        for (; k < wide; k += 8) {                                                                \
+            _mm256_storeu_ps(acc + k, OP8(_mm256_loadu_ps(acc + k), WIDEN(x + k)));               \
+        }                                                                                         \
+        for (; k < dim; k++) {                                                                    \
+            acc[k] = OP1(acc[k], HALF(x[k]));                                                     \
+        }                                                                                         \
+    }
+
+static void F16C
+extreme_halves_f16c(const Rows *r, const int64_t *ids, Py_ssize_t n, const int64_t *ids_end,
+                    int is_max, float *restrict acc)
+{
+    const Py_ssize_t dim = r->dim, wide = dim - dim % 8;
+    if (n == 0) {
+        memset(acc, 0, dim * sizeof(float));
+        return;
+    }
+    const uint16_t *first = half_row(r, ids[0]);
+    Py_ssize_t t = 0;
+    for (; t < wide; t += 8) {
+        _mm256_storeu_ps(acc + t, WIDEN(first + t));
+    }
+    for (; t < dim; t++) {
+        acc[t] = HALF(first[t]);
+    }
+    t = 1;
+    if (is_max) {
+        EXTREME_HALVES(max8, max1)
+    }
+    else {
+        EXTREME_HALVES(min8, min1)
+    }
+}
+#endif
+
+/* Turns the F16C kernels on (where the processor has F16C) or off. */
+static int
+use_f16c_kernels(int on)
+{
+#ifdef HAVE_F16C_KERNELS
+    unsigned int a, b, c, d;
+    __builtin_cpu_init();
+    if (on && __builtin_cpu_supports("avx") && __get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C)) {
+        sum_halves = sum_halves_f16c;
+        extreme_halves = extreme_halves_f16c;
+        return 1;
+    }
+#endif
+    (void)on;
+    sum_halves = NULL;
+    extreme_halves = NULL;
+    return 0;
+}
+
 /* The buffers of a pooling call, checked: every id inside the rows, offsets
  * rising within the ids, shapes that agree. */
 typedef struct {
@@ -751,6 +1046,8 @@ typedef struct {
 static void
 pooling_release(Pooling *p)
 {
+    free(p->rows.scratch);
+    p->rows.scratch = NULL;
     Py_buffer *all[6] = {&p->vectors, &p->extra, &p->ids, &p->doc_ptr, &p->weights, &p->out};
     for (int k = 0; k < 6; k++) {
         if (all[k]->obj != NULL) {
@@ -764,8 +1061,8 @@ pooling_open(Pooling *p, PyObject *vectors, PyObject *extra, PyObject *ids, PyOb
              PyObject *weights, PyObject *out)
 {
     memset(p, 0, sizeof(*p));
-    if (get_buffer(vectors, &p->vectors, 4, 2, 0, "vectors") < 0 ||
-        (extra != Py_None && get_buffer(extra, &p->extra, 4, 2, 0, "extra") < 0) ||
+    if (get_table(vectors, &p->vectors, "vectors") < 0 ||
+        (extra != Py_None && get_table(extra, &p->extra, "extra") < 0) ||
         get_buffer(ids, &p->ids, 8, 1, 0, "ids") < 0 ||
         get_buffer(doc_ptr, &p->doc_ptr, 8, 1, 0, "doc_ptr") < 0 ||
         (weights != Py_None && get_buffer(weights, &p->weights, 4, 1, 0, "weights") < 0) ||
@@ -774,9 +1071,15 @@ pooling_open(Pooling *p, PyObject *vectors, PyObject *extra, PyObject *ids, PyOb
     }
     Py_ssize_t dim = p->vectors.shape[1];
     Py_ssize_t n_extra = p->extra.obj ? p->extra.shape[0] : 0;
-    p->rows = (Rows){p->vectors.buf, p->extra.obj ? p->extra.buf : NULL, p->vectors.shape[0], dim};
     p->n_ids = p->ids.shape[0];
     p->n_docs = p->doc_ptr.shape[0] - 1;
+    if (p->extra.obj && p->extra.itemsize != p->vectors.itemsize) {
+        PyErr_SetString(PyExc_TypeError, "pooling: extra rows of another type than the vectors");
+        goto fail;
+    }
+    if (rows_open(&p->rows, &p->vectors, p->extra.obj ? &p->extra : NULL) < 0) {
+        goto fail;
+    }
     if ((p->extra.obj && p->extra.shape[1] != dim) || p->n_docs < 0 ||
         p->out.shape[0] != p->n_docs || p->out.shape[1] != dim ||
         (p->weights.obj && p->weights.shape[0] != p->n_ids)) {
@@ -932,12 +1235,13 @@ pool_text(PyObject *self, PyObject *args)
     int64_t *doc_ids = NULL;
     float *doc_weights = NULL;
     Vocabulary v;
+    Rows rows = {0};
     n_views = get_buffers(objects, views, itemsizes, names, N, N);
     if (n_views < N ||
         open_vocabulary(&v, &views[1], &views[2], &views[3], &views[4], "pool_text") < 0) {
         goto done;
     }
-    if (get_buffer(vectors_arg, &vectors, 4, 2, 0, "vectors") < 0 ||
+    if (get_table(vectors_arg, &vectors, "vectors") < 0 ||
         (weights_arg != Py_None && get_buffer(weights_arg, &weights, 4, 1, 0, "row_weights") < 0) ||
         get_buffer(out_arg, &out, 4, 2, 1, "out") < 0 ||
         get_buffer(counts_arg, &counts, 8, 1, 1, "counts") < 0) {
@@ -945,7 +1249,9 @@ pool_text(PyObject *self, PyObject *args)
     }
     const uint8_t *text = views[0].buf;
     Py_ssize_t n_text = views[0].len;
-    Rows rows = {vectors.buf, NULL, vectors.shape[0], vectors.shape[1]};
+    if (rows_open(&rows, &vectors, NULL) < 0) {
+        goto done;
+    }
     Py_ssize_t n_docs = counts.shape[0];
     if (out.shape[0] != n_docs || out.shape[1] != rows.dim ||
         (weights.obj && weights.shape[0] != rows.n_vectors) || mode < POOL_SUM ||
@@ -1019,6 +1325,7 @@ done:
     tokenizer_free(tokenizer);
     free(doc_ids);
     free(doc_weights);
+    free(rows.scratch);
     Py_buffer *own[4] = {&vectors, &weights, &out, &counts};
     for (int k = 0; k < 4; k++) {
         if (own[k]->obj != NULL) {
@@ -1185,12 +1492,36 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(half_kernels_doc,
+             "half_kernels(f16c=None)\n--\n\n"
+             "'f16c' when float16 rows are widened by the processor's F16C conversions,\n"
+             "'portable' otherwise. With f16c True or False, first turns them on (where\n"
+             "the processor has F16C) or off; the results are the same either way.");
+
+static PyObject *
+half_kernels(PyObject *self, PyObject *args)
+{
+    PyObject *f16c = Py_None;
+    if (!PyArg_ParseTuple(args, "|O", &f16c)) {
+        return NULL;
+    }
+    if (f16c != Py_None) {
+        int on = PyObject_IsTrue(f16c);
+        if (on < 0) {
+            return NULL;
+        }
+        use_f16c_kernels(on);
+    }
+    return PyUnicode_FromString(sum_halves != NULL ? "f16c" : "portable");
+}
+
 static PyMethodDef methods[] = {
     {"token_ids", token_ids, METH_VARARGS, token_ids_doc},
     {"pool_sum", pool_sum, METH_VARARGS, pool_sum_doc},
     {"pool_extreme", pool_extreme, METH_VARARGS, pool_extreme_doc},
     {"pool_text", pool_text, METH_VARARGS, pool_text_doc},
     {"whole_word_ids", whole_word_ids, METH_VARARGS, whole_word_ids_doc},
+    {"half_kernels", half_kernels, METH_VARARGS, half_kernels_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -1202,5 +1533,6 @@ static struct PyModuleDef module = {
 PyMODINIT_FUNC
 PyInit__kernels(void)
 {
+    use_f16c_kernels(1);
     return PyModule_Create(&module);
 }

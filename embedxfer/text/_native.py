@@ -21,3 +21,8 @@ def kernels():
 def available():
     """Whether this install has the compiled kernels."""
     return _KERNELS is not None
+
+
+def half_widening():
+    """How the kernels widen float16 rows: ``"f16c"``, ``"portable"``, or None without them."""
+    return None if _KERNELS is None else _KERNELS.half_kernels()

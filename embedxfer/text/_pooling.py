@@ -80,10 +80,12 @@ def weighted_sum(ids, doc_ptr, vectors, weights=None, extra=None, out=None):
         Rows of ``vectors``; rows ``>= len(vectors)`` index ``extra``.
     doc_ptr : ndarray of int, shape (n_docs + 1,)
         Offsets of each document's tokens in ``ids``.
-    vectors : ndarray of float32, shape (vocab_size, dim)
+    vectors : ndarray of float32 or float16, shape (vocab_size, dim)
+        float16 rows are widened to float32 (exactly) as they are read; the
+        sums are float32.
     weights : ndarray of float32, shape (n_tokens,), default=None
         Per-token weights; ones when None.
-    extra : ndarray of float32, shape (n_extra, dim), default=None
+    extra : ndarray of float32 or float16, shape (n_extra, dim), default=None
         Vectors computed for this batch only (fastText subwords).
     out : ndarray of float32, shape (n_docs, dim), default=None
         Where the compiled kernel writes the result (C-ordered), instead of
@@ -97,6 +99,8 @@ def weighted_sum(ids, doc_ptr, vectors, weights=None, extra=None, out=None):
         return _compiled_pooling(
             native.pool_sum, ids, doc_ptr, vectors, extra, weights, out, per_token=True
         )
+    if not _numpy_fits(vectors, extra):
+        return _on_gathered_rows(weighted_sum, ids, doc_ptr, vectors, extra, weights)
     torch = _imported_torch() if work >= _PARALLEL_WORK else None
     if torch is not None and (extra is None or not len(extra)) and n_docs:
         table = _cpu_tensor(torch, vectors)
@@ -135,11 +139,46 @@ def weighted_sum(ids, doc_ptr, vectors, weights=None, extra=None, out=None):
 
 def _compiled_fits(vectors, extra):
     """Whether the compiled kernels read these tables as they are (no copy of the table)."""
-    return all(
+    return vectors.dtype in (np.float32, np.float16) and all(
         table is None
-        or (table.dtype == np.float32 and table.ndim == 2 and table.flags.c_contiguous)
+        or (table.dtype == vectors.dtype and table.ndim == 2 and table.flags.c_contiguous)
         for table in (vectors, extra)
     )
+
+
+def _numpy_fits(vectors, extra):
+    """Whether the numpy code reads these tables as they are: float32 ones."""
+    return all(table is None or table.dtype == np.float32 for table in (vectors, extra))
+
+
+# float32 values gathered at a time from a table the numpy code does not read
+# as it is (float16): 16 MB.
+_GATHERED_VALUES = 1 << 22
+
+
+def _on_gathered_rows(pool, ids, doc_ptr, vectors, extra, last_arg):
+    """``pool(ids, doc_ptr, rows, last)`` over runs of documents, each run's rows
+    first gathered as float32 (``last_arg``: per-token weights, sliced with the
+    run, or an extreme's operation).
+
+    float16 rows widen exactly, and each document adds its rows in the same
+    order, so the results are those of the compiled kernels over the float16
+    table; memory holds one run's rows (at least one document's) at a time.
+    """
+    n_docs = len(doc_ptr) - 1
+    dim = vectors.shape[1]
+    out = np.empty((n_docs, dim), dtype=np.float32)
+    rows = _RowSource(vectors, extra)
+    per_run = max(1, _GATHERED_VALUES // max(dim, 1))
+    cuts = np.searchsorted(doc_ptr, np.arange(per_run, doc_ptr[-1], per_run), side="right") - 1
+    bounds = np.unique(np.concatenate(([0], cuts.clip(1, n_docs), [n_docs]))).tolist()
+    for start, stop in zip(bounds[:-1], bounds[1:]):
+        first, last = int(doc_ptr[start]), int(doc_ptr[stop])
+        gathered = rows.gather(ids[first:last])
+        local = np.arange(last - first, dtype=np.int64)
+        own = last_arg[first:last] if isinstance(last_arg, np.ndarray) else last_arg
+        out[start:stop] = pool(local, doc_ptr[start : stop + 1] - first, gathered, own)
+    return out
 
 
 def _compiled_pooling(kernel, ids, doc_ptr, vectors, extra, last, out, per_token=False):
@@ -218,6 +257,8 @@ def segment_extreme(ids, doc_ptr, vectors, op="max", extra=None, out=None):
         return _compiled_pooling(
             native.pool_extreme, ids, doc_ptr, vectors, extra, op == "max", out
         )
+    if not _numpy_fits(vectors, extra):
+        return _on_gathered_rows(segment_extreme, ids, doc_ptr, vectors, extra, op)
     ufunc = np.maximum if op == "max" else np.minimum
     n_docs = len(doc_ptr) - 1
     dim = vectors.shape[1]
@@ -274,6 +315,15 @@ class _RowSource:
         main = rows < self.size
         out[main] = self.vectors[rows[main]]
         out[~main] = self.extra[rows[~main] - self.size]
+
+    def gather(self, rows):
+        """The rows as a new float32 array."""
+        out = np.empty((len(rows), self.vectors.shape[1]), dtype=np.float32)
+        if self.extra is None or len(self.extra) == 0:
+            out[...] = self.vectors[rows]
+        else:
+            self.take(rows, out)
+        return out
 
 
 def torch_pool(ids, doc_ptr, table, mode, weights=None):

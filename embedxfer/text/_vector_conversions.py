@@ -20,6 +20,7 @@ from .._core.artefact import (
     MANIFEST,
     artefact_folders,
     file_digest,
+    install_folder,
     read_manifest,
     remove_orphaned_folders,
     temporary_folder_prefix,
@@ -227,6 +228,95 @@ def _converted_keyed_vectors(target, manifest):
     return kv
 
 
+# float16's largest finite value.
+FLOAT16_MAX = float(np.finfo(np.float16).max)
+
+# Rows rounded to float16 at a time (bounds the float32 copies made on the way).
+_ROUND_ROWS = 1 << 15
+
+
+def float16_table(vectors, what, out=None):
+    """``vectors`` rounded to float16 (into ``out`` when given), a block of rows at a time.
+
+    Raises ``ValueError`` naming ``what`` when a value lies beyond float16's
+    range, where it would become infinite.
+    """
+    if out is None:
+        out = np.empty(vectors.shape, dtype=np.float16)
+    for start in range(0, len(vectors), _ROUND_ROWS):
+        block = np.asarray(vectors[start : start + _ROUND_ROWS], dtype=np.float32)
+        magnitude = np.abs(block)
+        largest = float(magnitude.max(initial=0.0))
+        if not largest <= FLOAT16_MAX:  # NaN and infinity stay, for the finite check to name
+            largest = float(magnitude[np.isfinite(magnitude)].max(initial=0.0))
+        if largest > FLOAT16_MAX:
+            raise ValueError(
+                f"precision='float16': {what} hold values up to {largest:.6g}, beyond "
+                f"float16's range (+-{FLOAT16_MAX:g}); use precision='float32'."
+            )
+        out[start : start + len(block)] = block
+    return out
+
+
+def float16_folder(target):
+    """Where the float16 table of the conversion in ``target`` is kept."""
+    return target.with_name(f"{target.name}-float16")
+
+
+def read_float16_table(folder, expected, shape):
+    """The float16 table in ``folder`` (memory-mapped), or None when absent or not sound.
+
+    It is used only when its manifest names the same source as ``expected``
+    and its file matches the recorded size and checksum.
+    """
+    if not folder.is_dir():
+        return None
+    _, problem = verify_folder(folder, expected, {"vectors.npy"})
+    if problem is None:
+        try:
+            table = np.load(folder / "vectors.npy", mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError) as err:
+            problem = f"unreadable ({err})"
+        else:
+            if table.dtype == np.float16 and table.shape == tuple(shape):
+                return table
+            problem = f"vectors.npy holds {table.dtype} {table.shape}, expected float16 {shape}"
+    warnings.warn(
+        f"ignoring the float16 table in {folder}: {problem}; writing it again.",
+        VectorFileWarning,
+        stacklevel=4,
+    )
+    return None
+
+
+def write_float16_table(vectors, folder, expected, what):
+    """Round ``vectors`` to float16 into ``folder`` as a ``.npy`` with its manifest, atomically."""
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=temporary_folder_prefix(folder.name), dir=folder.parent))
+    except OSError as err:
+        raise OSError(
+            f"cannot write a float16 table in {folder.parent} ({err.strerror or err}); "
+            "set EMBEDXFER_HOME to a writable folder."
+        ) from err
+    try:
+        table = np.lib.format.open_memmap(
+            tmp / "vectors.npy", mode="w+", dtype=np.float16, shape=vectors.shape
+        )
+        float16_table(vectors, what, out=table)
+        table.flush()
+        del table
+        write_manifest(tmp, expected, ["vectors.npy"])
+        install_folder(tmp, folder, expected, ["vectors.npy"])
+    except OSError as err:
+        raise OSError(
+            f"cannot write the float16 table to {folder} ({err.strerror or err}); free disk "
+            "space or set EMBEDXFER_HOME to another folder."
+        ) from err
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def _clean_stale_temporaries(base, older_than=_STALE_TEMP_SECONDS):
     """Remove temporary folders that killed conversions left behind."""
     return remove_orphaned_folders(base, older_than=older_than)
@@ -247,6 +337,9 @@ def describe_conversion(folder):
         expected = _source_manifest(source, manifest["format"])
     except (OSError, ValueError, KeyError, TypeError):
         return None, False
+    if manifest.get("kind") == "float16":
+        expected["kind"] = "float16"
+        return source, verify_folder(folder, expected, {"vectors.npy"})[1] is None
     return source, _read_converted(folder, expected, warn=False) is not None
 
 

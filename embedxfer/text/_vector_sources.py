@@ -30,6 +30,10 @@ from ._vector_conversions import (
     _read_converted,
     _source_manifest,
     _write_converted,
+    float16_folder,
+    float16_table,
+    read_float16_table,
+    write_float16_table,
 )
 from ._vector_formats import (
     FORMATS,
@@ -291,12 +295,10 @@ def gensim_data_file(name):
     return candidates[0].resolve() if candidates else None
 
 
-def _load_uncached(source, format, cache_dir, convert, allow_pickle=False):
+def _source_file(source, format):
+    """``(path, format)``: the file behind a path or name (downloaded when it must
+    be) and its format, detected when ``format`` is ``"auto"``."""
     name = os.fspath(source)
-    if isinstance(source, str) and source.startswith("static:"):
-        from ._static import static_word_vectors
-
-        return static_word_vectors(source)
     path = _resolve_local(source)
     if path is None:
         path = Path(_download_gensim_data(name))
@@ -305,6 +307,15 @@ def _load_uncached(source, format, cache_dir, convert, allow_pickle=False):
         format = "packaged-glove"
     elif format == "auto":
         format = detect_format(path)
+    return path, format
+
+
+def _load_uncached(source, format, cache_dir, convert, allow_pickle=False):
+    if isinstance(source, str) and source.startswith("static:"):
+        from ._static import static_word_vectors
+
+        return static_word_vectors(source)
+    path, format = _source_file(source, format)
     if format == "gensim" or _is_pickle(path):
         # Checked on the bytes, whatever the name or the format asked for.
         if not allow_pickle:
@@ -322,6 +333,42 @@ def _load_uncached(source, format, cache_dir, convert, allow_pickle=False):
         if kv is None:
             raise VectorFormatError(f"the conversion of {path} in {target} could not be read back.")
     return kv
+
+
+def float16_vectors(source, kv):
+    """The rows of ``kv``, loaded from ``source``, rounded to float16; once per process.
+
+    A file's table is written once beside its conversion (a ``.npy`` and a
+    manifest of its size and checksum, verified when read back, then
+    memory-mapped, so worker processes share its pages). Vectors given as an
+    object, read from a pickle or from ``"static:"`` tables are rounded in
+    memory.
+    """
+    return get_or_load(
+        ("float16-vectors", source_identity(source)), lambda: _float16_uncached(source, kv)
+    )
+
+
+def _float16_uncached(source, kv):
+    from gensim.models import KeyedVectors
+
+    what = "these vectors" if isinstance(source, KeyedVectors) else f"the vectors {source!r}"
+    if isinstance(source, KeyedVectors) or str(source).startswith("static:"):
+        return float16_table(kv.vectors, what)
+    path, format = _source_file(source, "auto")
+    if format == "gensim" or _is_pickle(path):
+        return float16_table(kv.vectors, what)
+    folder = float16_folder(_converted_path(path, format, None))
+    expected = dict(_source_manifest(path, format), kind="float16")
+    table = read_float16_table(folder, expected, kv.vectors.shape)
+    if table is None:
+        write_float16_table(kv.vectors, folder, expected, what)
+        table = read_float16_table(folder, expected, kv.vectors.shape)
+        if table is None:
+            raise VectorFormatError(
+                f"the float16 table of {path} in {folder} could not be read back."
+            )
+    return table
 
 
 def _read_source(path, format):
@@ -352,15 +399,18 @@ def _download_gensim_data(name):
     return gensim.downloader.load(name, return_path=True)
 
 
-def check_finite_vectors(source, kv):
+def check_finite_vectors(source, kv, table=None):
     """Raise ``ValueError`` when ``kv`` holds NaN or infinity (checked once per source).
 
     Files are repaired when loaded (see :func:`drop_non_finite`); this catches
-    in-memory ``KeyedVectors`` and the user's own native files.
+    in-memory ``KeyedVectors`` and the user's own native files. ``table``, the
+    rows actually pooled (default ``kv.vectors``; a float16 table, which keeps
+    NaN and infinity as they are), is what is read.
     """
+    table = kv.vectors if table is None else table
 
     def check():
-        finite = np.isfinite(np.asarray(kv.vectors)).all(axis=1)
+        finite = np.isfinite(np.asarray(table)).all(axis=1)
         if not finite.all():
             bad = np.flatnonzero(~finite)
             examples = ", ".join(repr(kv.index_to_key[i]) for i in bad[:5])
@@ -371,7 +421,7 @@ def check_finite_vectors(source, kv):
             )
         return True
 
-    get_or_load(("finite-vectors", source_identity(source)), check)
+    get_or_load(("finite-vectors", source_identity(source), np.dtype(table.dtype).str), check)
 
 
 def _read_packaged_glove():
