@@ -270,3 +270,13 @@ def test_the_embedding_cache_keeps_the_precisions_apart(small_glove):
     full = WordVectorEmbedder(small_glove).fit(docs)
     half = WordVectorEmbedder(small_glove, precision="float16").fit(docs)
     assert full._cache_fingerprint() != half._cache_fingerprint()
+
+
+def test_an_unwritable_place_for_the_table_is_one_clear_error(vector_file, monkeypatch):
+    from embedxfer.text import _vector_sources
+
+    blocker = vector_file.parent / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setattr(_vector_sources, "float16_folder", lambda target: blocker / "t-float16")
+    with pytest.raises(OSError, match="cannot write a float16 table in .*EMBEDXFER_HOME"):
+        WordVectorEmbedder(str(vector_file), precision="float16").fit(["the film"])

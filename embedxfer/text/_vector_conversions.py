@@ -104,14 +104,7 @@ def _write_converted(kv, target, source_manifest):
     """
     from gensim.models.fasttext import FastTextKeyedVectors
 
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=temporary_folder_prefix(target.name), dir=target.parent))
-    except OSError as err:
-        raise OSError(
-            f"cannot write converted vectors in {target.parent} ({err.strerror or err}); "
-            "set EMBEDXFER_HOME to a writable folder, or pass convert=False."
-        ) from err
+    tmp = _temporary_folder(target, "converted vectors", ", or pass convert=False")
     try:
         arrays = {"vectors": kv.vectors}
         manifest = dict(source_manifest, vector_size=int(kv.vector_size))
@@ -150,6 +143,21 @@ def _write_converted(kv, target, source_manifest):
         ) from err
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _temporary_folder(target, what, remedy=""):
+    """A new temporary folder beside ``target``, where ``what`` is written before it is
+    renamed; an unwritable place raises one ``OSError`` line with the remedy."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return Path(
+            tempfile.mkdtemp(prefix=temporary_folder_prefix(target.name), dir=target.parent)
+        )
+    except OSError as err:
+        raise OSError(
+            f"cannot write {what} in {target.parent} ({err.strerror or err}); "
+            f"set EMBEDXFER_HOME to a writable folder{remedy}."
+        ) from err
 
 
 def _read_converted(target, expected, warn=True):
@@ -291,14 +299,7 @@ def read_float16_table(folder, expected, shape):
 
 def write_float16_table(vectors, folder, expected, what):
     """Round ``vectors`` to float16 into ``folder`` as a ``.npy`` with its manifest, atomically."""
-    try:
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=temporary_folder_prefix(folder.name), dir=folder.parent))
-    except OSError as err:
-        raise OSError(
-            f"cannot write a float16 table in {folder.parent} ({err.strerror or err}); "
-            "set EMBEDXFER_HOME to a writable folder."
-        ) from err
+    tmp = _temporary_folder(folder, "a float16 table")
     try:
         table = np.lib.format.open_memmap(
             tmp / "vectors.npy", mode="w+", dtype=np.float16, shape=vectors.shape
