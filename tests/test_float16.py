@@ -280,3 +280,13 @@ def test_an_unwritable_place_for_the_table_is_one_clear_error(vector_file, monke
     monkeypatch.setattr(_vector_sources, "float16_folder", lambda target: blocker / "t-float16")
     with pytest.raises(OSError, match="cannot write a float16 table in .*EMBEDXFER_HOME"):
         WordVectorEmbedder(str(vector_file), precision="float16").fit(["the film"])
+
+
+def test_writing_a_table_removes_what_killed_writers_left(vector_file):
+    WordVectorEmbedder(str(vector_file)).fit(["the film"])  # the conversion exists first
+    orphan = vector_file.parent / "home" / "vectors" / ".w2v-float16.999999999.x"
+    orphan.mkdir()  # a pid that cannot be running
+    (orphan / "vectors.npy").write_bytes(b"\0" * 64)
+    clear_registry()
+    WordVectorEmbedder(str(vector_file), precision="float16").fit(["the film"])
+    assert not orphan.exists()

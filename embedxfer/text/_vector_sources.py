@@ -362,6 +362,7 @@ def _float16_uncached(source, kv):
     expected = dict(_source_manifest(path, format), kind="float16")
     table = read_float16_table(folder, expected, kv.vectors.shape)
     if table is None:
+        _clean_stale_temporaries(folder.parent)  # as before a conversion is written
         write_float16_table(kv.vectors, folder, expected, what)
         table = read_float16_table(folder, expected, kv.vectors.shape)
         if table is None:
