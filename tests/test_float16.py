@@ -290,3 +290,10 @@ def test_writing_a_table_removes_what_killed_writers_left(vector_file):
     clear_registry()
     WordVectorEmbedder(str(vector_file), precision="float16").fit(["the film"])
     assert not orphan.exists()
+
+
+def test_a_float64_table_is_still_summed_in_float64(kernel_path):
+    # Only float16 tables are gathered as float32 first; 1e8 + 1 is not a float32.
+    vectors = np.array([[1e8 + 1.0], [-1e8]])
+    got = weighted_sum(np.array([0, 1]), np.array([0, 2]), vectors)
+    np.testing.assert_array_equal(got, [[1.0]])

@@ -147,12 +147,12 @@ def _compiled_fits(vectors, extra):
 
 
 def _numpy_fits(vectors, extra):
-    """Whether the numpy code reads these tables as they are: float32 ones."""
-    return all(table is None or table.dtype == np.float32 for table in (vectors, extra))
+    """Whether the numpy code reads these tables as they are: all but float16 ones,
+    which scipy's product would widen whole."""
+    return all(table is None or table.dtype != np.float16 for table in (vectors, extra))
 
 
-# float32 values gathered at a time from a table the numpy code does not read
-# as it is (float16): 16 MB.
+# float32 values gathered at a time from a float16 table by the numpy code: 16 MB.
 _GATHERED_VALUES = 1 << 22
 
 

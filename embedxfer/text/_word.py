@@ -466,8 +466,8 @@ class WordVectorEmbedder(Embedder, RawInputMixin, FitParamsMixin, TransformerMix
             if self.oov == "subword":
                 ids, doc_ptr, tokens = self._ids(batch, index, with_tokens=True)
                 ids, extra = _subword_rows(kv, ids, tokens, index.size)
-                if extra is not None:
-                    extra = extra.astype(self._table(kv).dtype, copy=False)
+                if extra is not None and self.precision == "float16":
+                    extra = extra.astype(np.float16)
                 in_ids, in_ptr = drop_oov(ids, doc_ptr)
             else:
                 in_ids, in_ptr, _ = self._ids(batch, index, known_only=True)
