@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._core.artefact import file_problem, file_record
+from ._core.artefact import RECORD_FIELDS, file_problem, file_record
 from ._core.atomic import atomic_path, write_text_atomic
 from ._core.embedder import embedders_within
 from ._core.optional import install_hint
@@ -746,7 +746,7 @@ class _PartRecorder:
         self.written_at = 0.0
 
     def add(self, i, result):
-        self.manifest["parts"][str(i)] = {k: result[k] for k in ("size", "blake2b", "rows")}
+        self.manifest["parts"][str(i)] = {k: result[k] for k in (*RECORD_FIELDS, "rows")}
         self.dirty = True
         if time.monotonic() - self.written_at > 1.0:
             self.flush()

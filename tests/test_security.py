@@ -153,12 +153,9 @@ def test_planted_conversion_is_never_trusted(tmp_path, small_glove):
     evil[0] = _Payload(marker)
     np.save(target / "vectors.npy", evil, allow_pickle=True)
     manifest = json.loads((target / "manifest.json").read_text())
-    from embedxfer._core.artefact import file_digest as _file_digest
+    from embedxfer._core.artefact import file_record
 
-    manifest["files"]["vectors.npy"] = {
-        "size": (target / "vectors.npy").stat().st_size,
-        "blake2b": _file_digest(target / "vectors.npy"),
-    }
+    manifest["files"]["vectors.npy"] = file_record(target / "vectors.npy")
     (target / "manifest.json").write_text(json.dumps(manifest))
     clear_registry()
     with pytest.warns(UserWarning, match="ignoring the converted vectors"):
