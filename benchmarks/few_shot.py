@@ -7,8 +7,10 @@ over the draws. all-MiniLM-L6-v2 for every method. Methods:
 
 - ``frozen``: logistic regression on SentenceEmbedder's vectors;
 - ``transformer``: TransformerClassifier(unfreeze="all");
-- ``contrastive``: ContrastiveEmbedder + logistic regression (SetFit's
-  recipe, embedxfer's defaults);
+- ``contrastive``: ContrastiveEmbedder + logistic regression (embedxfer's
+  defaults: SetFit's pair stage, then the head stage);
+- ``contrastive-pairs``: the same with ``head_epochs=0``, the pair stage
+  alone (SetFit's recipe);
 - ``setfit``: setfit 1.2.0 with the paper's settings (CosineSimilarityLoss,
   num_iterations=20, 1 epoch, batch 16, body lr 2e-5, logistic regression
   head), run by ``--setfit-python`` (a Python where setfit is installed) as a
@@ -44,7 +46,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"
 DATASETS = ("sst2", "agnews", "trec")
-METHODS = ("frozen", "transformer", "contrastive", "setfit")
+METHODS = ("frozen", "transformer", "contrastive-pairs", "contrastive", "setfit")
 AG_TEST_ROWS = 2000
 
 
@@ -126,6 +128,9 @@ class Runner:
         head = LogisticRegression(max_iter=2000).fit(embedder.fit_transform(texts, labels), labels)
         seconds = time.perf_counter() - start
         return self.accuracy(head.predict(embedder.transform(self.test_texts))), seconds
+
+    def contrastive_pairs(self, texts, labels, seed):
+        return self.contrastive(texts, labels, seed, head_epochs=0)
 
     def setfit(self, texts, labels, seed):
         if not self.setfit_python:
@@ -286,7 +291,9 @@ def main(argv=None):
                 texts, labels = train_texts[idx].tolist(), train_labels[idx]
                 for method in args.methods:
                     try:
-                        acc, seconds = getattr(runners[name], method)(texts, labels, seed)
+                        acc, seconds = getattr(runners[name], method.replace("-", "_"))(
+                            texts, labels, seed
+                        )
                     except Exception as err:  # a missing peer must not stop the run
                         print(f"skipped {method} on {name} n={n} seed={seed}: {err}", flush=True)
                         continue

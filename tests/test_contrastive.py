@@ -19,8 +19,10 @@ from embedxfer import ContrastiveEmbedder, EmbeddingCache, SentenceEmbedder
 from embedxfer._core.param_validation import InvalidParameterError
 from embedxfer.text._contrastive import pair_batches, supervised_contrastive_loss
 
-# Small everything: 8 documents, 4 pairs each, one trained layer.
-FAST = dict(pairs_per_example=4, batch_size=8, max_length=32, unfreeze=1, random_state=0)
+# Small everything: 8 documents, 4 pairs each, one trained layer, one epoch of the head stage.
+FAST = dict(
+    pairs_per_example=4, batch_size=8, max_length=32, unfreeze=1, head_epochs=1, random_state=0
+)
 
 
 @pytest.fixture(scope="module")
@@ -108,12 +110,67 @@ def _class_margin(vectors, labels):
 def test_fit_moves_same_class_documents_closer(small, loss):
     texts, labels = small
     before = _class_margin(SentenceEmbedder(max_length=32).fit().transform(texts), labels)
-    params = {**FAST, "unfreeze": "all", "pairs_per_example": 8, "body_lr": 1e-4}
+    params = {**FAST, "unfreeze": "all", "pairs_per_example": 8, "body_lr": 1e-4, "head_epochs": 0}
     emb = ContrastiveEmbedder(**params, loss=loss).fit(texts, labels)
     after = _class_margin(emb.transform(texts), labels)
     assert after > before + 0.05, (before, after)
     assert emb.n_pairs_ == 64 and emb.n_iter_ == 8 and len(emb.loss_curve_) == 1
     assert np.isfinite(emb.loss_curve_).all()
+
+
+# ------------------------------------------------------------- head stage
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_probe_weights_give_the_logistic_regression_probabilities(n_classes):
+    from sklearn.linear_model import LogisticRegression
+
+    from embedxfer.text._contrastive import _probe_weights
+
+    rng = np.random.default_rng(0)
+    y = np.arange(30) % n_classes
+    x = rng.normal(size=(30, 5)) + y[:, None]
+    weight, bias = _probe_weights(x, y, n_classes)
+    assert weight.shape == (n_classes, 5) and bias.shape == (n_classes,)
+    logits = torch.as_tensor(x, dtype=torch.float32) @ torch.as_tensor(weight).T
+    proba = torch.softmax(logits + torch.as_tensor(bias), dim=1).numpy()
+    expected = LogisticRegression(max_iter=1000).fit(x, y).predict_proba(x)
+    np.testing.assert_allclose(proba, expected, atol=1e-5)
+
+
+@pytest.mark.slow
+def test_head_stage_trains_the_encoder_by_cross_entropy(small):
+    texts, labels = small
+    params = {**FAST, "unfreeze": "all", "pairs_per_example": 8}
+    pairs_only = ContrastiveEmbedder(**{**params, "head_epochs": 0}).fit(texts, labels)
+    both = ContrastiveEmbedder(**{**params, "head_epochs": 6}, head_body_lr=1e-4)
+    both.fit(texts, labels)
+    assert len(both.loss_curve_) == 1 + 6 and both.n_iter_ == pairs_only.n_iter_ + 6
+    assert both.loss_curve_[0] == pairs_only.loss_curve_[0]  # the same pair stage first
+    head_losses = both.loss_curve_[1:]
+    assert np.isfinite(head_losses).all() and head_losses[-1] < head_losses[0]
+    assert both.weights_digest_ != pairs_only.weights_digest_
+    # What the stage optimised: the classes separate further in the encoder's space.
+    margin = _class_margin(both.transform(texts), labels)
+    assert margin > _class_margin(pairs_only.transform(texts), labels)
+
+
+def test_pickles_and_folders_from_before_the_head_stage_say_it_did_not_run(fitted, tmp_path):
+    import json
+
+    state = fitted.__getstate__()
+    del state["head_epochs"]
+    old = ContrastiveEmbedder.__new__(ContrastiveEmbedder)
+    old.__setstate__(state)
+    assert old.get_params()["head_epochs"] == 0 and clone(old).head_epochs == 0
+    folder = tmp_path / "emb"
+    fitted.save(folder)
+    config = json.loads((folder / "config.json").read_text())
+    del config["params"]["head_epochs"]
+    (folder / "config.json").write_text(json.dumps(config))
+    loaded = ContrastiveEmbedder.load(folder)
+    assert loaded.head_epochs == 0 and loaded.head_lr == fitted.head_lr
+    np.testing.assert_allclose(
+        loaded.transform(["a film"]), fitted.transform(["a film"]), atol=1e-6
+    )
 
 
 @pytest.mark.slow
@@ -132,7 +189,8 @@ def test_a_batch_encodes_each_document_once_under_the_cosine_loss(small, loss, m
 
     monkeypatch.setattr(EncoderBackend, "collate", recording)
     texts, labels = small
-    emb = ContrastiveEmbedder(**{**FAST, "pairs_per_example": 8}, loss=loss).fit(texts, labels)
+    params = {**FAST, "pairs_per_example": 8, "head_epochs": 0}  # the pair stage's batches
+    emb = ContrastiveEmbedder(**params, loss=loss).fit(texts, labels)
     training = batches[: emb.n_iter_]
     encoded = sum(len(b) for b in training)
     if loss == "cosine":
@@ -270,6 +328,9 @@ def test_bad_labels(labels, match):
         ({"loss": "triplet"}, "loss"),
         ({"unfreeze": 0}, "unfreeze"),
         ({"pairs_per_example": 0}, "pairs_per_example"),
+        ({"head_epochs": -1}, "head_epochs"),
+        ({"head_lr": 0.0}, "head_lr"),
+        ({"head_body_lr": -1e-5}, "head_body_lr"),
         ({"precision": "int8"}, "int8"),
     ],
 )

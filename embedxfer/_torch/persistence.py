@@ -315,6 +315,9 @@ class TrainedWeightsState:
 
     _runtime = None
     _pending_tensors = None
+    # Parameters added after estimators of this class were first pickled or
+    # saved, with the value that describes how those were fitted.
+    _params_added_later = {}
 
     def _ensure_runtime(self):
         from sklearn.utils.validation import check_is_fitted
@@ -345,7 +348,7 @@ class TrainedWeightsState:
         return state
 
     def __setstate__(self, state):
-        super().__setstate__(state)
+        super().__setstate__({**self._params_added_later, **state})
         self._runtime = None
 
 
@@ -386,7 +389,7 @@ def estimator_from_folder(cls, folder, device, params):
     config, tensors = read_folder(folder, cls)
     expected, prefixes = cls._expected_tensors(config)
     check_tensors(tensors, expected, folder, prefixes)
-    saved = params_from_json(config["params"])
+    saved = {**getattr(cls, "_params_added_later", {}), **params_from_json(config["params"])}
     unknown = set(params) - set(saved)
     if unknown:
         raise TypeError(

@@ -1,14 +1,17 @@
 """ContrastiveEmbedder: a sentence encoder fine-tuned on pairs of labelled documents.
 
 Few labels: documents of the same class are pulled together and documents of
-different classes pushed apart (SetFit's recipe, Tunstall et al. 2022), and
-the fine-tuned encoder is then a plain scikit-learn transformer, so that
+different classes pushed apart (SetFit's recipe, Tunstall et al. 2022), then
+a temporary softmax head, started from a logistic regression, trains the
+encoder a little further on the labels; the fine-tuned encoder is then a plain
+scikit-learn transformer, so that
 ``make_pipeline(ContrastiveEmbedder(), LogisticRegression())`` is SetFit.
 Pairs are drawn batch by batch from a seeded stream (``pair_batches``) and
 never stored. Loading, the trainable copy of the encoder and which layers
-train come from ``_transformer_classifier``; the optimiser, warm-up, precision and
-seeding from ``_torch``; encoding from ``_encoder_loading.encode_texts`` (as
-``SentenceEmbedder``); the saved format from ``_torch.persistence``.
+train come from ``_transformer_classifier``; the optimiser, warm-up,
+precision, seeding and the head stage's cross-entropy loop from ``_torch``;
+encoding from ``_encoder_loading.encode_texts`` (as ``SentenceEmbedder``); the
+saved format from ``_torch.persistence``.
 """
 
 import hashlib
@@ -36,11 +39,20 @@ from .._core.param_validation import Interval, Options, validate_params
 from .._core.public import set_module
 from .._core.validation import check_documents
 from .._torch import persistence as tp
-from .._torch.data import check_xy
-from .._torch.loop import EpochLoop, draw_seed, seeded_torch, set_training_mode
+from .._torch.data import TrainingData, check_xy
+from .._torch.loop import (
+    ClassifierLoop,
+    EpochLoop,
+    TrainingHistory,
+    TrainingStage,
+    draw_seed,
+    seeded_torch,
+    set_training_mode,
+)
 from .._torch.persistence import SavedWeightsMixin
 from .._torch.settings import (
     TRAINING_PARAMETER_CONSTRAINTS,
+    TrainingSettings,
     autocast,
     resolve_precision,
     resolved_unfreeze,
@@ -230,6 +242,17 @@ class _PairLoop(EpochLoop):
         return self.estimator._loss(vectors, len(left), same, labels), 1
 
 
+def _probe_weights(vectors, y_idx, n_classes):
+    """``(weight, bias)`` of a softmax head equal to a logistic regression on ``vectors``."""
+    from sklearn.linear_model import LogisticRegression
+
+    probe = LogisticRegression(max_iter=1000).fit(vectors, y_idx)
+    weight, bias = probe.coef_, probe.intercept_
+    if n_classes == 2:  # one logit for class 1 becomes two logits whose difference it is
+        weight, bias = np.vstack([-weight / 2, weight / 2]), np.r_[-bias / 2, bias / 2]
+    return weight.astype(np.float32), bias.astype(np.float32)
+
+
 def _weights_digest(named_tensors):
     """SHA-256 of the tensors' names and float32 bytes, in name order."""
     digest = hashlib.sha256()
@@ -254,11 +277,13 @@ class ContrastiveEmbedder(
     A supervised transformer, as ``NeighborhoodComponentsAnalysis`` is one:
     :meth:`fit` draws pairs from the labelled documents (same class: similar,
     different classes: dissimilar) and fine-tunes the encoder so that their
-    cosine similarities follow; :meth:`transform` returns the fine-tuned
-    vectors. With a few labelled examples per class,
+    cosine similarities follow, then (``head_epochs``) trains it a little
+    further with a temporary softmax head on the labels; :meth:`transform`
+    returns the fine-tuned vectors. With a few labelled examples per class,
     ``make_pipeline(ContrastiveEmbedder(), LogisticRegression())`` is SetFit
-    (Tunstall et al. 2022) and its defaults are SetFit's; any classifier or
-    clusterer can sit on top.
+    (Tunstall et al. 2022) with its end-to-end head stage; the pair stage's
+    defaults are SetFit's, and ``head_epochs=0`` is SetFit's default recipe.
+    Any classifier or clusterer can sit on top.
 
     Pairs are drawn batch by batch from a seeded stream and never stored:
     memory does not grow with ``pairs_per_example``. Each batch is half
@@ -286,7 +311,19 @@ class ContrastiveEmbedder(
         AdamW weight decay (not applied to biases and norm layers).
     warmup_fraction : float, default=0.1
         Fraction of the steps over which the learning rate rises linearly;
-        it then decays linearly to 0.
+        it then decays linearly to 0 (in each stage).
+    head_epochs : int, default=16
+        Epochs of a second stage after the pairs: a linear softmax head,
+        started from a logistic regression fitted on the pair-trained
+        vectors, is trained together with the encoder by cross-entropy on the
+        labelled documents (SetFit's end-to-end head; linear probing then
+        fine-tuning, Kumar et al. 2022), in batches of ``batch_size``
+        documents. The head is then dropped: :meth:`transform` returns the
+        encoder's vectors. ``0`` skips the stage (SetFit's default recipe).
+    head_lr : float, default=1e-2
+        Peak learning rate of the head in the second stage.
+    head_body_lr : float, default=1e-5
+        Peak learning rate of the encoder in the second stage.
     unfreeze : int or "all", default="all"
         Which encoder layers train: the top ``k`` transformer layers (and any
         module above them), or ``"all"`` (embeddings included), as for
@@ -348,9 +385,10 @@ class ContrastiveEmbedder(
     n_pairs_ : int
         Pairs trained on (over all epochs).
     n_iter_ : int
-        Optimizer steps taken.
+        Optimizer steps taken, in both stages.
     loss_curve_ : list of float
-        Mean training loss of each epoch.
+        Mean training loss of each epoch: the pair stage's epochs, then the
+        head stage's (cross-entropy).
     trainable_parameters_ : list of str
         Names of the encoder parameters that ``fit`` trained.
     weights_digest_ : str
@@ -390,6 +428,7 @@ class ContrastiveEmbedder(
     """
 
     _INT8_USE = "embedding"
+    _params_added_later = {"head_epochs": 0}  # fitted with the pair stage alone
 
     _parameter_constraints = {
         "model": MODEL_CONSTRAINT,
@@ -399,6 +438,9 @@ class ContrastiveEmbedder(
         "body_lr": [Interval(Real, 0, None, closed="neither")],
         "weight_decay": [Interval(Real, 0, None)],
         "warmup_fraction": [Interval(Real, 0, 1, closed="left")],
+        "head_epochs": [Interval(Integral, 0, None)],
+        "head_lr": [Interval(Real, 0, None, closed="neither")],
+        "head_body_lr": [Interval(Real, 0, None, closed="neither")],
         "unfreeze": {
             "constraints": [Interval(Integral, 1, None), Options(["all"])],
             "hint": "Pass an integer >= 1 (the top layers that train) or 'all'.",
@@ -446,6 +488,9 @@ class ContrastiveEmbedder(
         body_lr=2e-5,
         weight_decay=0.01,
         warmup_fraction=0.1,
+        head_epochs=16,
+        head_lr=1e-2,
+        head_body_lr=1e-5,
         unfreeze="all",
         loss="cosine",
         pooling="mean",
@@ -469,6 +514,9 @@ class ContrastiveEmbedder(
         self.body_lr = body_lr
         self.weight_decay = weight_decay
         self.warmup_fraction = warmup_fraction
+        self.head_epochs = head_epochs
+        self.head_lr = head_lr
+        self.head_body_lr = head_body_lr
         self.unfreeze = unfreeze
         self.loss = loss
         self.pooling = pooling
@@ -555,10 +603,18 @@ class ContrastiveEmbedder(
         set_training_mode(modules, True)
         try:
             with seeded_torch(seed, device):
-                history = loop.fit_loop()
+                histories = [loop.fit_loop()]
+                if self.head_epochs:
+                    stage = self._head_stage(
+                        backend, docs, seqs, max_length, y_idx, len(classes), params, modules
+                    )
+                    histories.append(
+                        self._head_loop(stage, classes, y_idx, device, amp_dtype, seed)
+                    )
         finally:
             set_training_mode(modules, False)
             encoder.requires_grad_(False)
+        history = TrainingHistory.joined(histories)
 
         trained = dict(encoder.named_parameters())
         self.classes_ = classes
@@ -576,6 +632,70 @@ class ContrastiveEmbedder(
         if self.backend == "onnx":
             self._transform_backend()  # export now, so that problems show in fit
         return self
+
+    def _head_stage(self, backend, docs, seqs, max_length, y_idx, n_classes, params, modules):
+        """The second stage: a linear head on the vectors, trained with the encoder.
+
+        The head starts from a logistic regression fitted on the pair-trained
+        vectors (linear probing, then fine-tuning: Kumar et al. 2022), so that
+        its first gradients carry what the pairs taught instead of the noise
+        of a random head. It is dropped after the stage.
+        """
+        torch = import_torch()
+        set_training_mode(modules, False)
+        vectors, _ = encode_texts(
+            backend,
+            docs,
+            pooling=self.pooling,
+            max_length=max_length,
+            normalize=bool(self.normalize),
+            batch_size=int(self.batch_size_transform),
+            n_features=backend.hidden_size,
+        )
+        head = torch.nn.Linear(backend.hidden_size, n_classes).to(backend.device)
+        weight, bias = _probe_weights(vectors, y_idx, n_classes)
+        with torch.no_grad():
+            head.weight.copy_(torch.as_tensor(weight))
+            head.bias.copy_(torch.as_tensor(bias))
+
+        def batch_logits(idx):
+            vectors = backend.embed(
+                backend.collate([seqs[i] for i in idx]),
+                pooling=self.pooling,
+                layers=None,
+                layer_combine="mean",
+            ).float()
+            if self.normalize:
+                vectors = torch.nn.functional.normalize(vectors, dim=1)
+            return head(vectors)
+
+        return TrainingStage(
+            groups=[
+                (params, self.head_body_lr),
+                (list(head.named_parameters("head")), self.head_lr),
+            ],
+            modules=[*modules, head],
+            epochs=int(self.head_epochs),
+            batch_logits=batch_logits,
+            desc="ContrastiveEmbedder(head stage)",
+        )
+
+    def _head_loop(self, stage, classes, y_idx, device, amp_dtype, seed):
+        torch = import_torch()
+        settings = TrainingSettings(
+            lr=self.head_lr,
+            batch_size=int(self.batch_size),
+            weight_decay=self.weight_decay,
+            warmup_fraction=self.warmup_fraction,
+            validation_fraction=None,
+            n_iter_no_change=1,
+            verbose=self.verbose,
+            device=device,
+            amp_dtype=amp_dtype,
+            seed=seed,
+        )
+        data = TrainingData(None, classes, y_idx, np.arange(len(y_idx)), None)
+        return ClassifierLoop(stage, settings, torch.nn.CrossEntropyLoss(), data).fit_loop()
 
     def _loss(self, vectors, n_left, same, labels):
         torch = import_torch()
