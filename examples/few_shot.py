@@ -3,9 +3,10 @@
 
 With a handful of labelled documents per class, ``ContrastiveEmbedder``
 fine-tunes all-MiniLM-L6-v2 on pairs drawn from them (same class: similar,
-different classes: dissimilar) and a logistic regression is fitted on its
-vectors; the baseline is the same logistic regression on the frozen
-encoder's vectors (``SentenceEmbedder``). Both are scored on a fixed test
+different classes: dissimilar), then a little further with a temporary
+softmax head, and a logistic regression is fitted on its vectors; the
+baseline is the same logistic regression on the frozen encoder's vectors
+(``SentenceEmbedder``). Both are scored on a fixed test
 sample, for a few random draws of the training examples.
 
 Data: a CSV file with ``text`` and ``label`` columns (``--csv``), or by
