@@ -389,7 +389,7 @@ def estimator_from_folder(cls, folder, device, params):
     config, tensors = read_folder(folder, cls)
     expected, prefixes = cls._expected_tensors(config)
     check_tensors(tensors, expected, folder, prefixes)
-    saved = {**getattr(cls, "_params_added_later", {}), **params_from_json(config["params"])}
+    saved = {**cls._params_added_later, **params_from_json(config["params"])}
     unknown = set(params) - set(saved)
     if unknown:
         raise TypeError(
