@@ -1,5 +1,6 @@
 """Tests for ContrastiveEmbedder (embedxfer/text/_contrastive.py) on the real all-MiniLM-L6-v2."""
 
+import json
 import pickle
 import tracemalloc
 
@@ -154,8 +155,6 @@ def test_head_stage_trains_the_encoder_by_cross_entropy(small):
 
 
 def test_pickles_and_folders_from_before_the_head_stage_say_it_did_not_run(fitted, tmp_path):
-    import json
-
     state = fitted.__getstate__()
     del state["head_epochs"]
     old = ContrastiveEmbedder.__new__(ContrastiveEmbedder)
@@ -163,9 +162,13 @@ def test_pickles_and_folders_from_before_the_head_stage_say_it_did_not_run(fitte
     assert old.get_params()["head_epochs"] == 0 and clone(old).head_epochs == 0
     folder = tmp_path / "emb"
     fitted.save(folder)
+    # As save() wrote it then: no head_epochs, and no records of the files in each other.
+    from safetensors.torch import load_file, save_file
+
     config = json.loads((folder / "config.json").read_text())
-    del config["params"]["head_epochs"]
+    del config["params"]["head_epochs"], config["files"]
     (folder / "config.json").write_text(json.dumps(config))
+    save_file(load_file(folder / "model.safetensors"), folder / "model.safetensors")
     loaded = ContrastiveEmbedder.load(folder)
     assert loaded.head_epochs == 0 and loaded.head_lr == fitted.head_lr
     np.testing.assert_allclose(
@@ -284,7 +287,13 @@ def test_load_rejects_damaged_weights(fitted, tmp_path):
     name = next(iter(weights))
     weights[name] = weights[name] + 1.0
     save_file(weights, f"{folder}/model.safetensors")
-    with pytest.raises(ValueError, match="digest"):
+    with pytest.raises(ValueError, match="does not match the size and checksum"):
+        ContrastiveEmbedder.load(folder)
+    # Without the config's record of the file, the weights' own digest still catches it.
+    config = json.loads((tmp_path / "emb" / "config.json").read_text())
+    del config["files"]
+    (tmp_path / "emb" / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="weights_digest_"):
         ContrastiveEmbedder.load(folder)
 
 

@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from embedxfer import SequenceClassifier
@@ -94,10 +94,20 @@ def test_tampered_config_is_one_error_naming_file_and_field(saved, tmp_path, edi
     assert len(message.splitlines()) == 1 and str(folder) in message
 
 
+def _drop_records(folder):
+    """Make ``folder`` as save() wrote it before the two files recorded each other."""
+    from safetensors.torch import load_file, save_file
+
+    _edit_config(folder, lambda config: config.pop("files") and None)
+    save_file(load_file(folder / "model.safetensors"), folder / "model.safetensors")
+
+
 def test_wrong_shapes_and_missing_tensors_are_named(saved, tmp_path):
+    # The shapes are what protect a folder saved without the files' records.
     from safetensors.torch import load_file, save_file
 
     folder = _copy(saved, tmp_path)
+    _drop_records(folder)
     path = folder / "model.safetensors"
     tensors = load_file(path)
     save_file({**tensors, "out.bias": tensors["out.bias"][:1]}, path)
@@ -109,6 +119,73 @@ def test_wrong_shapes_and_missing_tensors_are_named(saved, tmp_path):
     save_file({k: v for k, v in tensors.items() if not k.startswith("convs.0")}, path)
     with pytest.raises(SavedModelError, match="do not fit the network"):
         SequenceClassifier.load(folder)
+
+
+def test_a_folder_saved_without_records_loads_and_predicts_the_same(saved, tmp_path):
+    folder = _copy(saved, tmp_path)
+    _drop_records(folder)
+    loaded = SequenceClassifier.load(folder)
+    np.testing.assert_array_equal(loaded.predict_proba(saved[1]), saved[2])
+
+
+def test_reindented_config_still_loads(saved, tmp_path):
+    folder = _copy(saved, tmp_path)
+    path = folder / "config.json"
+    path.write_text(json.dumps(json.loads(path.read_text()), indent=7), encoding="utf-8")
+    loaded = SequenceClassifier.load(folder)
+    np.testing.assert_array_equal(loaded.predict_proba(saved[1]), saved[2])
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    # Each is well formed and fits the tensors, and each changes the predictions.
+    [("lowercase_", False), ("vocabulary_", "reversed"), ("classes.values", "reversed")],
+)
+def test_an_edited_field_that_fits_the_tensors_is_refused(saved, tmp_path, field, value):
+    folder = _copy(saved, tmp_path)
+
+    def edit(config):
+        *parents, last = field.split(".")
+        node = config
+        for key in parents:
+            node = node[key]
+        node[last] = node[last][::-1] if value == "reversed" else value
+
+    _edit_config(folder, edit)
+    with pytest.raises(SavedModelError, match="not what save\\(\\) wrote") as info:
+        SequenceClassifier.load(folder)
+    assert str(folder / "config.json") in str(info.value)
+
+
+def test_changed_weights_are_refused_by_checksum(saved, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    folder = _copy(saved, tmp_path)
+    path = folder / "model.safetensors"
+    tensors = load_file(path)
+    save_file({**tensors, "out.bias": tensors["out.bias"] + 1}, path, metadata={})
+    with pytest.raises(SavedModelError, match="does not match the size and checksum") as info:
+        SequenceClassifier.load(folder)
+    message = str(info.value)
+    assert len(message.splitlines()) == 1 and str(path) in message
+
+
+def test_config_and_weights_of_two_saves_are_refused(saved, small_glove, tmp_path):
+    folder, texts, _ = saved
+    # Same settings and data as the fixture's, another seed: tensors of the same shapes.
+    other = SequenceClassifier(
+        vectors=small_glove, architecture="cnn", hidden_size=8, epochs=2, random_state=1
+    ).fit(texts, SequenceClassifier.load(folder).predict(texts))
+    other_folder = other.save(tmp_path / "other")
+    mixed = _copy(saved, tmp_path)
+    shutil.copy(tmp_path / "other" / "model.safetensors", mixed / "model.safetensors")
+    with pytest.raises(SavedModelError, match="checksum"):
+        SequenceClassifier.load(mixed)
+    # With the config's record of the weights removed, the weights' record of the config refuses.
+    _edit_config(mixed, lambda config: config.pop("files") and None)
+    with pytest.raises(SavedModelError, match="different saves"):
+        SequenceClassifier.load(mixed)
+    assert SequenceClassifier.load(other_folder).predict(texts[:2]).shape == (2,)
 
 
 class _Payload:
@@ -159,6 +236,8 @@ _FIELDS = [
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(field=st.sampled_from(_FIELDS), value=_JSON)
+# Well formed, fits the tensors, changes the predictions: only the config's digest catches it.
+@example(field="lowercase_", value=False)
 def test_any_value_in_any_field_loads_faithfully_or_fails_cleanly(saved, tmp_path, field, value):
     folder = tmp_path / "prop"
     shutil.rmtree(folder, ignore_errors=True)

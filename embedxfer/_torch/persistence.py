@@ -4,20 +4,34 @@ A fitted classifier is a folder with ``model.safetensors`` (the weights
 ``fit`` trained) and ``config.json`` (parameters, classes, fitted
 attributes); pickling carries the same weights as safetensors bytes. No
 pickle is ever read back.
+
+The two files vouch for each other. ``config.json`` records the size and
+checksum of ``model.safetensors`` (``files``), and the weights' header
+holds the SHA-256 of the config's content (``config_sha256``), so a
+changed weight, an edited field or two files from different saves are
+refused instead of predicting something else. Folders saved before these
+records existed carry neither and are checked by their fields and tensor
+shapes alone.
 """
 
+import hashlib
 import json
 import math
 import os
 
 import numpy as np
 
+from .._core.artefact import file_problem, file_record
 from .._core.atomic import atomic_path, write_text_atomic
 from ..exceptions import SavedModelError
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT_VERSION = 1
+# The weights header's entry holding the config's digest, and the config's
+# entry holding the weights' record; the digest covers every other entry.
+CONFIG_DIGEST_KEY = "config_sha256"
+FILES_KEY = "files"
 
 
 def tensors_to_bytes(tensors):
@@ -216,6 +230,9 @@ def check_config(config, folder, estimator_class):
     if unknown:
         complain(f"params.{unknown[0]}", f"is not a parameter of {name}")
     _check_classes(config["classes"], complain)
+    files = config.get(FILES_KEY, {WEIGHTS_NAME: {}})
+    if not (isinstance(files, dict) and set(files) == {WEIGHTS_NAME}):
+        complain(FILES_KEY, f"is {files!r:.60}, expected the record of {WEIGHTS_NAME} alone")
 
 
 def check_tensors(tensors, expected, folder, prefixes=()):
@@ -242,13 +259,36 @@ def check_tensors(tensors, expected, folder, prefixes=()):
         raise SavedModelError(f"{path}: tensor {extra[0]!r} is not part of the saved format.")
 
 
+def config_digest(config):
+    """Hex SHA-256 of ``config``'s content, less its ``files`` record.
+
+    Taken over canonical JSON (sorted keys, no spaces) of the config as JSON
+    reads it back, so re-indenting the file keeps it and any changed value
+    does not.
+    """
+    content = {k: v for k, v in json.loads(json.dumps(config)).items() if k != FILES_KEY}
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 def write_folder(folder, config, tensors):
-    """Write ``config.json`` and ``model.safetensors`` into ``folder``, each atomically."""
+    """Write ``config.json`` and ``model.safetensors`` into ``folder``, each atomically.
+
+    The weights go first, with the config's digest in their header; the
+    config goes last, with the weights' record, so a crash between the two
+    leaves a folder that is refused, not a mismatched pair that loads.
+    """
     from safetensors.torch import save_file
 
     os.makedirs(folder, exist_ok=True)
-    with atomic_path(os.path.join(folder, WEIGHTS_NAME)) as tmp:
-        save_file({k: v.detach().to("cpu").contiguous() for k, v in tensors.items()}, str(tmp))
+    weights_path = os.path.join(folder, WEIGHTS_NAME)
+    with atomic_path(weights_path) as tmp:
+        save_file(
+            {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()},
+            str(tmp),
+            metadata={CONFIG_DIGEST_KEY: config_digest(config)},
+        )
+    config = {**config, FILES_KEY: {WEIGHTS_NAME: file_record(weights_path)}}
     text = json.dumps(config, indent=2, sort_keys=True) + "\n"
     write_text_atomic(os.path.join(folder, CONFIG_NAME), text)
 
@@ -257,10 +297,14 @@ def read_folder(folder, estimator_class):
     """Read back what ``write_folder`` wrote, checked against ``estimator_class``'s format.
 
     ``config.json`` is checked by :func:`check_config`; ``model.safetensors``
-    must be a safetensors file (read as raw tensors, never unpickled).
+    must be a safetensors file (read as raw tensors, never unpickled) that
+    matches the size and checksum the config records, when it records them.
     Every problem raises :class:`SavedModelError` naming the file and field.
+    Returns ``(config, tensors, metadata)``: ``metadata`` is the weights
+    header's string entries, checked against the config by
+    :func:`check_pairing` once the tensors' shapes are.
     """
-    from safetensors.torch import load_file
+    from safetensors import safe_open
 
     name = estimator_class.__name__
     config_path = os.path.join(folder, CONFIG_NAME)
@@ -276,16 +320,43 @@ def read_folder(folder, estimator_class):
     check_config(config, folder, estimator_class)
     weights_path = os.path.join(folder, WEIGHTS_NAME)
     problem = _safetensors_problem(weights_path)
+    if problem is None and FILES_KEY in config:
+        record = config[FILES_KEY].get(WEIGHTS_NAME)
+        mismatch = file_problem(weights_path, record)
+        if mismatch is not None:
+            raise SavedModelError(
+                f"{weights_path}: {mismatch.replace('the manifest', CONFIG_NAME)}; it was "
+                "changed or damaged after save(); save the model again."
+            )
     if problem is None:
         try:
-            tensors = load_file(weights_path, device="cpu")
+            with safe_open(weights_path, framework="pt", device="cpu") as fh:
+                metadata = fh.metadata() or {}
+                names = fh.keys()  # a safetensors handle is not iterable
+                tensors = {key: fh.get_tensor(key) for key in names}
         except Exception as err:  # safetensors raises its own types on a damaged file
             problem = f"{type(err).__name__}: {err}"
     if problem is not None:
         raise SavedModelError(
             f"{weights_path}: not a safetensors file ({problem}); save the model again."
         )
-    return config, tensors
+    return config, tensors, metadata
+
+
+def check_pairing(config, metadata, folder):
+    """Refuse a ``config.json`` whose content differs from what was saved with the weights.
+
+    The weights' header holds the digest of the config ``save`` wrote
+    (:func:`config_digest`); weights without it were saved before the digest
+    existed and pass.
+    """
+    saved = metadata.get(CONFIG_DIGEST_KEY)
+    if saved is not None and saved != config_digest(config):
+        raise SavedModelError(
+            f"{os.path.join(folder, CONFIG_NAME)}: its content is not what save() wrote beside "
+            f"{WEIGHTS_NAME} (a field was edited, or the two files come from different saves); "
+            "save the model again, or pass changed parameters to load()."
+        )
 
 
 def _safetensors_problem(path):
@@ -386,7 +457,7 @@ def estimator_from_folder(cls, folder, device, params):
     from .._core.param_validation import validate_params
 
     params_given = dict(params)
-    config, tensors = read_folder(folder, cls)
+    config, tensors, metadata = read_folder(folder, cls)
     expected, prefixes = cls._expected_tensors(config)
     check_tensors(tensors, expected, folder, prefixes)
     saved = {**cls._params_added_later, **params_from_json(config["params"])}
@@ -410,6 +481,8 @@ def estimator_from_folder(cls, folder, device, params):
         validate_params(est, [p for p in est._parameter_constraints if p not in unsaved])
     except ValueError as err:
         raise SavedModelError(f"{os.path.join(folder, CONFIG_NAME)}: params: {err}") from None
+    # Last, so that a malformed field is named by the checks above.
+    check_pairing(config, metadata, folder)
     est.classes_ = classes_from_json(config["classes"])
     for key in _fitted_fields(cls):
         setattr(est, key, config["fitted"][key])
