@@ -29,6 +29,19 @@ def test_tree_digest_is_sha256_of_the_blocks_sha256(tmp_path, size):
     assert tree_digest(path, size, 4096) == _reference_tree(data, 4096)
 
 
+@pytest.mark.parametrize("size", [1, 4096, 3 * 4096 + 17])
+def test_tree_digest_without_mmap_reads_the_blocks_alike(tmp_path, monkeypatch, size):
+    data = bytes((i * 7919) % 251 for i in range(size))
+    path = tmp_path / "f.bin"
+    path.write_bytes(data)
+
+    def no_mmap(*args, **kwargs):
+        raise OSError("mmap not supported")
+
+    monkeypatch.setattr(artefact.mmap, "mmap", no_mmap)
+    assert tree_digest(path, size, 4096) == _reference_tree(data, 4096)
+
+
 def test_tree_digest_does_not_depend_on_the_thread_count(tmp_path, monkeypatch):
     path = tmp_path / "f.bin"
     path.write_bytes(bytes(range(256)) * 1000)

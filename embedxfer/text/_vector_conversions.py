@@ -203,7 +203,7 @@ def _converted_keyed_vectors(target, manifest):
 
     with open(target / "vocabulary.json", encoding="ascii") as fh:
         words = json.load(fh)
-    if not (isinstance(words, list) and all(isinstance(w, str) for w in words)):
+    if not (isinstance(words, list) and set(map(type, words)) <= {str}):
         raise ValueError("vocabulary.json is not a list of words")
     if manifest["kind"] == "packaged":
         vectors = np.load(manifest["source"], mmap_mode="r", allow_pickle=False)
