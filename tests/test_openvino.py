@@ -87,16 +87,11 @@ def test_reads_the_onnx_backends_verified_export(openvino_fp32, texts):
 
 
 def test_fingerprint_pickle_and_clone(openvino_fp32, texts):
-    fingerprints = {
-        SentenceEmbedder(**params).fit()._cache_fingerprint()
-        for params in (
-            {},
-            {"backend": "onnx"},
-            {"backend": "openvino"},
-            {"backend": "openvino", "precision": "bfloat16"},
-        )
-    }
-    assert len(fingerprints) == 4
+    settings = [{}, {"backend": "onnx"}, {"backend": "openvino"}]
+    if cpu_has_bfloat16():  # elsewhere fit refuses bfloat16 (tested above)
+        settings.append({"backend": "openvino", "precision": "bfloat16"})
+    fingerprints = {SentenceEmbedder(**params).fit()._cache_fingerprint() for params in settings}
+    assert len(fingerprints) == len(settings)
     blob = pickle.dumps(openvino_fp32)
     assert len(blob) < 100_000
     again = pickle.loads(blob)

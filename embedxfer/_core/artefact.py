@@ -9,9 +9,9 @@ The checksum is read on every load, so its speed is the load's floor. A file
 is cut into 16 MiB blocks, each block's SHA-256 is taken where the block lies
 in the page cache (memory-mapped, in a few threads: hashlib releases the
 GIL), and the record holds the SHA-256 of those digests, ``sha256_tree``.
-SHA-256 runs on the processor's SHA instructions where it has them. Records written before (one BLAKE2b-128 digest of the
-whole file, ``blake2b``) are still verified as they were, so existing
-artefacts stay valid.
+SHA-256 runs on the processor's SHA instructions where it has them. Records
+written before (one BLAKE2b-128 digest of the whole file, ``blake2b``) are
+still verified as they were, so existing artefacts stay valid.
 """
 
 import hashlib
