@@ -77,6 +77,36 @@ def test_models_lists_backends(tmp_path):
         assert ("openvino-int8 too with nncf" in proc.stdout) == has_nncf
 
 
+@pytest.mark.parametrize(
+    "flags, fast_int8",
+    [
+        ({"avx2", "fma"}, False),
+        ({"avx2", "avx512f", "avx512_vnni"}, True),
+        ({"avx2", "avx_vnni"}, True),
+        ({"avx2", "amx_int8", "amx_bf16"}, True),
+    ],
+)
+def test_cpu_flags_say_where_int8_dot_products_are(monkeypatch, flags, fast_int8):
+    from embedxfer._core import device
+
+    monkeypatch.setattr(device, "_cpu_flags", lambda: flags)
+    assert device.cpu_has_int8_dot_products() == fast_int8
+    assert device.cpu_has_bfloat16() == ("amx_bf16" in flags)
+
+
+@pytest.mark.parametrize("fast_int8", [True, False])
+def test_models_says_when_openvino_int8_is_slower_than_float32(monkeypatch, fast_int8):
+    pytest.importorskip("openvino")
+    pytest.importorskip("nncf")
+    from embedxfer._core import device
+    from embedxfer.cli._models import _backend_lines
+
+    monkeypatch.setattr(device, "cpu_has_int8_dot_products", lambda: fast_int8)
+    (line,) = [line for line in _backend_lines() if line.startswith("openvino ")]
+    assert "openvino-int8 too" in line
+    assert ("slower than float32 here: no VNNI" in line) != fast_int8
+
+
 @pytest.mark.slow
 def test_embed_with_onnx_matches_torch(tmp_path):
     pytest.importorskip("onnxruntime")

@@ -221,7 +221,7 @@ def _backend_lines():
     else:
         lines.append("onnx, onnx-int8     missing: " + install_hint("onnx"))
     if torch_ok and has_module("onnx") and has_module("openvino"):
-        from .._core.device import cpu_has_bfloat16
+        from .._core.device import cpu_has_bfloat16, cpu_has_int8_dot_products
 
         bf16 = "openvino-bf16 too" if cpu_has_bfloat16() else "not bf16: no AMX / AVX512-BF16"
         version = dist_version("openvino")
@@ -230,6 +230,8 @@ def _backend_lines():
             if has_module("nncf")
             else ("not int8: " + install_hint("openvino"))
         )
+        if has_module("nncf") and not cpu_has_int8_dot_products():
+            int8 += " (slower than float32 here: no VNNI; onnx-int8 is faster)"
         lines.append(f"openvino            works (openvino {version}, CPU; {bf16}; {int8})")
     else:
         lines.append("openvino            missing: " + install_hint("openvino"))
