@@ -100,8 +100,11 @@ def _matches(path, record):
     return file_digest(path) == record.get("blake2b")
 
 
-def file_problem(path, record):
-    """None when the file at ``path`` matches ``record`` (:func:`file_record`), else why not."""
+def file_problem(path, record, kept_in="the manifest"):
+    """None when the file at ``path`` matches ``record`` (:func:`file_record`), else why not.
+
+    ``kept_in`` names where the record is kept, for the message.
+    """
     path = Path(path)
     if not isinstance(record, dict):
         return f"{path.name} has no record"
@@ -109,7 +112,7 @@ def file_problem(path, record):
         if not path.is_file():
             return f"{path.name} is missing or not a regular file"
         if not _matches(path, record):
-            return f"{path.name} does not match the size and checksum in the manifest"
+            return f"{path.name} does not match the size and checksum in {kept_in}"
     except OSError as err:
         return f"{path.name} is unreadable ({err.strerror or err})"
     return None

@@ -322,11 +322,11 @@ def read_folder(folder, estimator_class):
     problem = _safetensors_problem(weights_path)
     if problem is None and FILES_KEY in config:
         record = config[FILES_KEY].get(WEIGHTS_NAME)
-        mismatch = file_problem(weights_path, record)
+        mismatch = file_problem(weights_path, record, kept_in=CONFIG_NAME)
         if mismatch is not None:
             raise SavedModelError(
-                f"{weights_path}: {mismatch.replace('the manifest', CONFIG_NAME)}; it was "
-                "changed or damaged after save(); save the model again."
+                f"{weights_path}: {mismatch}; it was changed or damaged after save(); "
+                "save the model again."
             )
     if problem is None:
         try:
