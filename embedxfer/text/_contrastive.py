@@ -230,16 +230,18 @@ class _PairLoop(EpochLoop):
         else:
             encoded, where = both, None
         with autocast(self.device, self.amp_dtype):
-            vectors = self.backend.embed(
-                self.backend.collate([self.seqs[i] for i in encoded]),
-                pooling=self.estimator.pooling,
-                layers=None,
-                layer_combine="mean",
-            ).float()
+            vectors = _embed_rows(self.backend, self.seqs, encoded, self.estimator.pooling)
         if where is not None:
             vectors = vectors[torch.from_numpy(where.astype(np.int64)).to(vectors.device)]
         labels = self.labels[torch.from_numpy(both)]
         return self.estimator._loss(vectors, len(left), same, labels), 1
+
+
+def _embed_rows(backend, seqs, rows, pooling):
+    """The trainable encoder's float32 vectors of the token id lists ``seqs[rows]``."""
+    return backend.embed(
+        backend.collate([seqs[i] for i in rows]), pooling=pooling, layers=None, layer_combine="mean"
+    ).float()
 
 
 def _probe_weights(vectors, y_idx, n_classes):
@@ -659,12 +661,7 @@ class ContrastiveEmbedder(
             head.bias.copy_(torch.as_tensor(bias))
 
         def batch_logits(idx):
-            vectors = backend.embed(
-                backend.collate([seqs[i] for i in idx]),
-                pooling=self.pooling,
-                layers=None,
-                layer_combine="mean",
-            ).float()
+            vectors = _embed_rows(backend, seqs, idx, self.pooling)
             if self.normalize:
                 vectors = torch.nn.functional.normalize(vectors, dim=1)
             return head(vectors)
