@@ -30,9 +30,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from _data import DATA_DIR
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "embedxfer-bench-cache"
 RECIPES = (
     "LSA",
@@ -178,11 +177,11 @@ def _load_average():
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bbc", type=Path, default=DATA / "bbc_news" / "all.csv")
-    parser.add_argument("--ag", type=Path, default=DATA / "ag_news" / "test.csv")
+    parser.add_argument("--bbc", type=Path, default=DATA_DIR / "bbc_news" / "all.csv")
+    parser.add_argument("--ag", type=Path, default=DATA_DIR / "ag_news" / "test.csv")
     parser.add_argument("--ag-n", type=int, default=2000, help="AG News rows drawn (seed 0)")
     parser.add_argument(
-        "--trec", type=Path, default=DATA / "trec" / "test.csv", help="TREC-6 questions"
+        "--trec", type=Path, default=DATA_DIR / "trec" / "test.csv", help="TREC-6 questions"
     )
     parser.add_argument(
         "--datasets",

@@ -26,7 +26,7 @@ fresh process.
 
 Example::
 
-    python benchmarks/few_shot.py --data ../shared/data --n 8 --seeds 0 1 2 \\
+    python benchmarks/few_shot.py --data data --n 8 --seeds 0 1 2 \\
         --setfit-python /path/to/setfit-venv/bin/python --out results.jsonl
 """
 
@@ -42,9 +42,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from _data import DATA_DIR
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data"
+DEFAULT_DATA = DATA_DIR
 DATASETS = ("sst2", "agnews", "trec")
 METHODS = ("frozen", "transformer", "contrastive-pairs", "contrastive", "setfit")
 AG_TEST_ROWS = 2000

@@ -1,7 +1,7 @@
 """What the embedding cache saves in a grid search over a downstream classifier.
 
 ``GridSearchCV(Pipeline([SentenceEmbedder, LogisticRegression]), 8 values
-of C, cv=5)`` on real labelled sentences (SST-2 train from ../shared/data),
+of C, cv=5)`` on real labelled sentences (SST-2 train, from the ``--data`` file),
 run four ways: without a cache, with a memory cache, with a fresh disk cache,
 and once more on the same disk cache (as a second run of a script would).
 Each row gives the documents the encoder was asked for, its calls, the wall
@@ -28,10 +28,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _data import DATA_DIR
 from _machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "sst2" / "train.csv"
+DEFAULT_DATA = DATA_DIR / "sst2" / "train.csv"
 MODES = ("none", "memory", "disk", "disk-again")
 
 

@@ -15,7 +15,7 @@ same batch size:
 
 Rounds alternate between the rows and the medians are compared, so that
 load from other processes hits every row alike. The images are the
-hymenoptera photos in ``../shared/data`` when present, else JPEG files
+hymenoptera photos in the ``--data`` folder when present, else JPEG files
 made from scikit-image's sample photos (``--synthetic``).
 
     python benchmarks/image_embed.py                  # 200 images, 3 rounds
@@ -33,14 +33,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _data import DATA_DIR
 from _machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "hymenoptera"
+DEFAULT_DATA = DATA_DIR / "hymenoptera"
 OVERHEAD_GOAL = 0.05
 
 
-def shared_images(folder, n):
+def photo_files(folder, n):
     paths = sorted(str(p) for p in folder.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg"))
     return paths[:n]
 
@@ -169,7 +170,7 @@ def main(argv=None):
     import torch
 
     with tempfile.TemporaryDirectory(prefix="embedxfer-image-bench-") as tmp:
-        paths = [] if args.synthetic else shared_images(args.data, args.n)
+        paths = [] if args.synthetic else photo_files(args.data, args.n)
         source = f"{args.data}"
         if not paths:
             paths = synthetic_images(args.n, tmp)

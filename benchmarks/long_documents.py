@@ -1,6 +1,6 @@
 """Whole long documents: SentenceEmbedder long_documents="chunk" against "truncate".
 
-On the BBC News articles in ../shared/data/bbc_news (five topics, median
+On the BBC News articles (``--data``, five topics, median
 several hundred tokens, longer than all-MiniLM-L6-v2's 256-token window) it
 reports, for each setting, the encoding time, the 5-fold cross-validated
 accuracy of a logistic regression and the adjusted Rand index of KMeans
@@ -17,10 +17,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _data import DATA_DIR
 from _machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "bbc_news" / "all.csv"
+DEFAULT_DATA = DATA_DIR / "bbc_news" / "all.csv"
 
 
 def load(path, n, seed=0):

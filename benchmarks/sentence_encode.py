@@ -1,6 +1,6 @@
 """Documents per second: SentenceEmbedder vs SentenceTransformer.encode.
 
-Both encode the same real sentences (SST-2 and MR from ../shared/data) with
+Both encode the same real sentences (SST-2 and MR, from the ``--data`` folder) with
 the same model, batch size, device and precision. Runs alternate between the
 two implementations and the medians are compared, so that load from other
 processes hits both alike. On a CUDA machine float32 and float16 are both
@@ -47,10 +47,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _data import DATA_DIR
 from _machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data"
+DEFAULT_DATA = DATA_DIR
 
 
 def load_sentences(data, n, seed=0):

@@ -42,9 +42,10 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from _data import DATA_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data"
+DEFAULT_DATA = DATA_DIR
 
 _MODEL2VEC_SCRIPT = r"""
 import json, sys, time

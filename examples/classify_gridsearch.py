@@ -7,15 +7,14 @@ parameters. Vectors are loaded once per process and shared by the clones
 GridSearchCV makes; the sentence model's embeddings are cached in memory, so
 every document is encoded once however many candidates and folds use it.
 
-Data: movie-review sentences (MR, Pang & Lee 2005) when a
-copy is at hand, else the SMS Spam Collection shipped with embedxfer.
+Data: the SMS Spam Collection shipped with embedxfer, or your own labelled
+documents (``--csv reviews.csv``, a file with ``text`` and ``label`` columns).
 
     python examples/classify_gridsearch.py            # ~1 minute on 2 cores
     python examples/classify_gridsearch.py --quick    # a few seconds' check
 """
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -27,18 +26,13 @@ from sklearn.preprocessing import StandardScaler
 
 from embedxfer import WordVectorEmbedder
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-if os.environ.get("EMBEDXFER_NO_SHARED", "0") not in ("", "0"):  # as on a fresh clone
-    SHARED = SHARED.parent / "hidden"
 
-
-def load_data(n_docs, seed=0):
-    """``(texts, labels, name)``: MR (research copy) if at hand, else the packaged SMS spam data."""
-    path = SHARED / "mr" / "all.csv"
-    if path.exists():
+def load_data(csv, n_docs, seed=0):
+    """``(texts, labels, name)``: the documents of ``csv``, else the packaged SMS spam data."""
+    if csv is not None:
         from embedxfer.datasets import load_csv
 
-        data, name = load_csv(path), "MR movie reviews"
+        data, name = load_csv(csv), str(csv)
     else:
         from embedxfer.datasets import load_sms_spam
 
@@ -65,10 +59,17 @@ def main():
     parser.add_argument("--n-docs", type=int, default=1000, help="documents to use")
     parser.add_argument("--quick", action="store_true", help="small run, word vectors only")
     parser.add_argument("--no-sentence", action="store_true", help="skip the MiniLM model")
+    parser.add_argument(
+        "--csv",
+        type=Path,
+        default=None,
+        help="your labelled documents: a CSV file with text and label columns "
+        "(default: the SMS Spam Collection shipped with embedxfer)",
+    )
     args = parser.parse_args()
     n_docs = 300 if args.quick else args.n_docs
 
-    texts, labels, name = load_data(n_docs)
+    texts, labels, name = load_data(args.csv, n_docs)
     X_train, X_test, y_train, y_test = train_test_split(
         texts, labels, test_size=0.25, stratify=labels, random_state=0
     )

@@ -21,16 +21,16 @@ The recipe:
 6. look at the documents on a 2-D map (t-SNE, or PCA for speed), coloured by
    true topic and by cluster, each cluster labelled with its top terms.
 
-Data: BBC News articles (Greene & Cunningham 2006, 5 topics) when a
-copy is at hand, else the SMS Spam Collection shipped with
-embedxfer (2 groups: ham and spam).
+Data: the SMS Spam Collection shipped with embedxfer (2 groups: ham and
+spam), or your own documents with known topics (``--csv articles.csv``, a file
+with ``text`` and ``label`` columns), such as the BBC News articles (Greene &
+Cunningham 2006, 5 topics).
 
-    python examples/cluster_documents.py --out maps/      # 400 articles, ~1 minute on 2 cores
-    python examples/cluster_documents.py --quick          # 150 articles, no transformer
+    python examples/cluster_documents.py --out maps/      # 400 documents, ~1 minute on 2 cores
+    python examples/cluster_documents.py --quick          # 150 documents, no transformer
 """
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -46,19 +46,15 @@ from sklearn.preprocessing import Normalizer, normalize
 
 from embedxfer import HybridEmbedder, WordVectorEmbedder, choose_n_clusters, describe_clusters
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-if os.environ.get("EMBEDXFER_NO_SHARED", "0") not in ("", "0"):  # as on a fresh clone
-    SHARED = SHARED.parent / "hidden"
 PROJECTIONS = {"tsne": "t-SNE", "pca": "PCA"}
 
 
-def load_data(n_docs, seed=0):
-    """``(texts, topics, name)``: BBC News (research copy) if at hand, else packaged SMS data."""
-    path = SHARED / "bbc_news" / "all.csv"
-    if path.exists():
+def load_data(csv, n_docs, seed=0):
+    """``(texts, topics, name)``: the documents of ``csv``, else the packaged SMS data."""
+    if csv is not None:
         from embedxfer.datasets import load_csv
 
-        data, name = load_csv(path), "BBC News"
+        data, name = load_csv(csv), str(csv)
         topics = np.asarray(data.target)
     else:
         from embedxfer.datasets import load_sms_spam
@@ -186,11 +182,18 @@ def main():
         default=Path.cwd(),
         help="folder for cluster_map.png (default: the current folder)",
     )
+    parser.add_argument(
+        "--csv",
+        type=Path,
+        default=None,
+        help="your documents: a CSV file with text and label (topic) columns "
+        "(default: the SMS Spam Collection shipped with embedxfer)",
+    )
     args = parser.parse_args()
     n_docs = 150 if args.quick else args.n_docs
     method = args.map or ("pca" if args.quick else "tsne")
 
-    texts, topics, name = load_data(n_docs)
+    texts, topics, name = load_data(args.csv, n_docs)
     n_clusters = len(np.unique(topics))
     counts = zip(*np.unique(topics, return_counts=True))
     print(

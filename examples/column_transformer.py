@@ -7,20 +7,16 @@ embeds the text column with pretrained GloVe vectors and scales the numeric
 columns, and one LogisticRegression learns from both. Cross-validation
 compares numeric features alone, text alone, and the two together.
 
-Data: the SMS Spam Collection (the full research copy when
-at hand, else the copy shipped with embedxfer; the same 5,574 messages).
+Data: the SMS Spam Collection (5,574 messages), shipped with embedxfer.
 
     python examples/column_transformer.py           # all 5,574 messages, ~30 s on 2 cores
     python examples/column_transformer.py --quick   # 1,000 messages
 """
 
 import argparse
-import os
 import time
-from pathlib import Path
 
 import numpy as np
-import pandas as pd
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_validate
@@ -29,19 +25,11 @@ from sklearn.preprocessing import StandardScaler
 
 from embedxfer import WordVectorEmbedder
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-if os.environ.get("EMBEDXFER_NO_SHARED", "0") not in ("", "0"):  # as on a fresh clone
-    SHARED = SHARED.parent / "hidden"
 NUMERIC = ["n_chars", "digit_share", "upper_share", "n_exclaim", "has_link", "has_currency"]
 
 
 def load_frame():
     """The SMS messages as a DataFrame with ``text`` and ``label`` (0 ham, 1 spam)."""
-    path = SHARED / "sms_spam" / "all.csv"
-    if path.exists():
-        frame = pd.read_csv(path, keep_default_na=False)
-        frame["label"] = (frame["label"] == "spam").astype(int)
-        return frame
     from embedxfer.datasets import load_sms_spam
 
     return load_sms_spam(as_frame=True).frame.rename(columns={"target": "label"})

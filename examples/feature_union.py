@@ -6,15 +6,14 @@ nothing about words it did not see in training; pretrained GloVe vectors
 know that "superb" is close to "excellent" but blur the details. A
 FeatureUnion concatenates both views and one classifier weighs them.
 
-Data: movie-review sentences (MR, Pang & Lee 2005) when a
-copy is at hand, else the SMS Spam Collection shipped with embedxfer.
+Data: the SMS Spam Collection shipped with embedxfer, or your own labelled
+documents (``--csv reviews.csv``, a file with ``text`` and ``label`` columns).
 
     python examples/feature_union.py           # 4,000 documents, ~30 s on 2 cores
     python examples/feature_union.py --quick   # 500 documents
 """
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -27,18 +26,13 @@ from sklearn.preprocessing import Normalizer
 
 from embedxfer import WordVectorEmbedder
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-if os.environ.get("EMBEDXFER_NO_SHARED", "0") not in ("", "0"):  # as on a fresh clone
-    SHARED = SHARED.parent / "hidden"
 
-
-def load_data(n_docs, seed=0):
-    """``(texts, labels, name)``: MR (research copy) if at hand, else the packaged SMS spam data."""
-    path = SHARED / "mr" / "all.csv"
-    if path.exists():
+def load_data(csv, n_docs, seed=0):
+    """``(texts, labels, name)``: the documents of ``csv``, else the packaged SMS spam data."""
+    if csv is not None:
         from embedxfer.datasets import load_csv
 
-        data, name = load_csv(path), "MR movie reviews"
+        data, name = load_csv(csv), str(csv)
     else:
         from embedxfer.datasets import load_sms_spam
 
@@ -65,9 +59,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--n-docs", type=int, default=4000, help="documents to use")
     parser.add_argument("--quick", action="store_true", help="500 documents")
+    parser.add_argument(
+        "--csv",
+        type=Path,
+        default=None,
+        help="your labelled documents: a CSV file with text and label columns "
+        "(default: the SMS Spam Collection shipped with embedxfer)",
+    )
     args = parser.parse_args()
 
-    texts, labels, name = load_data(500 if args.quick else args.n_docs)
+    texts, labels, name = load_data(args.csv, 500 if args.quick else args.n_docs)
     print(f"{name}: {len(texts)} documents, 5-fold cross-validation\n")
     models = {
         "TF-IDF (1-2 grams)": tfidf(),

@@ -1,8 +1,9 @@
 """Learning curves: how much does transfer learning help with little labelled data?
 ================================================================================
 
-Compares, at several training-set sizes on a real dataset (SST-2 when a copy is at
-hand, else the SMS Spam Collection shipped with embedxfer):
+Compares, at several training-set sizes on a real dataset (the SMS Spam
+Collection shipped with embedxfer, or one of yours under ``--data-dir``, such
+as SST-2):
 
 - ``tfidf+lr``    TF-IDF (words and bigrams) + logistic regression: no transfer;
 - ``glove-cnn``   ``SequenceClassifier``: a CNN whose embeddings start from GloVe 6B 50d;
@@ -21,7 +22,6 @@ writes a PNG with accuracy against training size and against training time.
 """
 
 import argparse
-import os
 import sys
 import time
 import warnings
@@ -29,9 +29,6 @@ from pathlib import Path
 
 import numpy as np
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
-if os.environ.get("EMBEDXFER_NO_SHARED", "0") not in ("", "0"):  # as on a fresh clone
-    DATA_DIR = DATA_DIR.parent / "hidden"
 METHODS = ("tfidf+lr", "glove-cnn", "frozen+lr", "ft0", "ft2", "ftall")
 
 
@@ -44,7 +41,13 @@ def parse_args(argv=None):
         "SMS Spam Collection (default: sst2 when --data-dir has it, "
         "else sms_spam)",
     )
-    parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="a folder of data sets: one subfolder each, holding train.csv and "
+        "test.csv (or all.csv) with text and label columns",
+    )
     parser.add_argument(
         "--sizes",
         default="50,200,1000",
@@ -81,7 +84,8 @@ def parse_args(argv=None):
     parser.add_argument("--csv", type=Path, default=None, help="also write the table as CSV")
     args = parser.parse_args(argv)
     if args.data is None:
-        args.data = "sst2" if (args.data_dir / "sst2").is_dir() else "sms_spam"
+        has_sst2 = args.data_dir is not None and (args.data_dir / "sst2").is_dir()
+        args.data = "sst2" if has_sst2 else "sms_spam"
     if args.quick:
         args.sizes, args.test_size, args.max_length = "50,200", 200, 40
     args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
@@ -100,11 +104,12 @@ def read_split(folder, split):
 
 def load_data(args):
     """Training pool and test sample; datasets without a test split are split 80/20."""
-    folder = args.data_dir / args.data
-    packaged = args.data == "sms_spam" and not folder.is_dir()
-    if not folder.is_dir() and not packaged:
+    folder = args.data_dir / args.data if args.data_dir is not None else None
+    has_folder = folder is not None and folder.is_dir()
+    packaged = args.data == "sms_spam" and not has_folder
+    if not has_folder and not packaged:
         sys.exit(
-            f"no dataset {folder}; pass --data-dir pointing at the data sets, "
+            f"no dataset {folder or args.data}; pass --data-dir pointing at the data sets, "
             "or --data sms_spam for the packaged SMS Spam Collection"
         )
     rng = np.random.RandomState(args.seed)

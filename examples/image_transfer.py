@@ -1,9 +1,10 @@
 """Image transfer learning: frozen CNN features vs fine-tuning vs raw pixels.
 ==========================================================================
 
-Compares, at several training-set sizes, on the ants-vs-bees photos
-(hymenoptera, when a copy is at hand; without them, on patches of
-scikit-image's bundled textures):
+Compares, at several training-set sizes, on patches of scikit-image's bundled
+textures, or on the ants-vs-bees photos of the PyTorch transfer-learning
+tutorial (``--data-dir`` holding ``hymenoptera/train`` and ``hymenoptera/val``,
+one subfolder per class):
 
 - ``pixels+lr``  raw pixels (32 x 32 RGB) + logistic regression: no transfer;
 - ``frozen+lr``  EfficientNet-Lite0 ImageNet features (``ImageEmbedder``) +
@@ -22,16 +23,12 @@ accuracy against the number of training images.
 """
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
-DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data"
-if os.environ.get("EMBEDXFER_NO_SHARED", "0") not in ("", "0"):  # as on a fresh clone
-    DATA_DIR = DATA_DIR.parent / "hidden"
 METHODS = ("pixels+lr", "frozen+lr", "ft0", "ftk", "ftall")
 
 
@@ -43,7 +40,12 @@ def parse_args(argv=None):
         choices=("auto", "hymenoptera", "textures"),
         help="auto: hymenoptera when --data-dir has it, else textures",
     )
-    parser.add_argument("--data-dir", type=Path, default=DATA_DIR)
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="a folder holding hymenoptera/train and hymenoptera/val",
+    )
     parser.add_argument(
         "--sizes",
         default="20,60,all",
@@ -104,10 +106,14 @@ def texture_patches(size=170, per_image=9, seed=0):
 
 
 def load_data(args):
-    folder = args.data_dir / "hymenoptera"
-    if args.data == "hymenoptera" or (args.data == "auto" and folder.is_dir()):
-        if not folder.is_dir():
-            sys.exit(f"no image folder {folder}; pass --data-dir pointing at the data sets")
+    folder = args.data_dir / "hymenoptera" if args.data_dir is not None else None
+    has_folder = folder is not None and folder.is_dir()
+    if args.data == "hymenoptera" or (args.data == "auto" and has_folder):
+        if not has_folder:
+            sys.exit(
+                f"no image folder {folder or 'hymenoptera'}; "
+                "pass --data-dir pointing at the data sets"
+            )
         from embedxfer.image import load_image_folder
 
         train_x, train_y = load_image_folder(folder / "train")

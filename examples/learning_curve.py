@@ -8,15 +8,14 @@ growing training sets; the embedder is inside the pipeline, and
 ``cache="memory"`` makes the sentence model encode each document once across
 all sizes and folds.
 
-Data: movie-review sentences (MR, Pang & Lee 2005) when a
-copy is at hand, else the SMS Spam Collection shipped with embedxfer.
+Data: the SMS Spam Collection shipped with embedxfer, or your own labelled
+documents (``--csv reviews.csv``, a file with ``text`` and ``label`` columns).
 
     python examples/learning_curve.py --out plots/    # 1,000 documents, ~1 minute on 2 cores
     python examples/learning_curve.py --quick         # 300 documents, GloVe and TF-IDF
 """
 
 import argparse
-import os
 import time
 from pathlib import Path
 
@@ -29,18 +28,13 @@ from sklearn.preprocessing import StandardScaler
 
 from embedxfer import WordVectorEmbedder
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-if os.environ.get("EMBEDXFER_NO_SHARED", "0") not in ("", "0"):  # as on a fresh clone
-    SHARED = SHARED.parent / "hidden"
 
-
-def load_data(n_docs, seed=0):
-    """``(texts, labels, name)``: MR (research copy) if at hand, else the packaged SMS spam data."""
-    path = SHARED / "mr" / "all.csv"
-    if path.exists():
+def load_data(csv, n_docs, seed=0):
+    """``(texts, labels, name)``: the documents of ``csv``, else the packaged SMS spam data."""
+    if csv is not None:
         from embedxfer.datasets import load_csv
 
-        data, name = load_csv(path), "MR movie reviews"
+        data, name = load_csv(csv), str(csv)
     else:
         from embedxfer.datasets import load_sms_spam
 
@@ -89,9 +83,16 @@ def main():
         default=Path.cwd(),
         help="folder for learning_curve.png (default: the current folder)",
     )
+    parser.add_argument(
+        "--csv",
+        type=Path,
+        default=None,
+        help="your labelled documents: a CSV file with text and label columns "
+        "(default: the SMS Spam Collection shipped with embedxfer)",
+    )
     args = parser.parse_args()
 
-    texts, labels, name = load_data(300 if args.quick else args.n_docs)
+    texts, labels, name = load_data(args.csv, 300 if args.quick else args.n_docs)
     cv = StratifiedKFold(n_splits=3 if args.quick else 5, shuffle=True, random_state=0)
     n_train = len(texts) - len(texts) // cv.get_n_splits()
     sizes = np.unique(np.geomspace(20, n_train, num=5 if args.quick else 6).astype(int))

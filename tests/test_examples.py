@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from _shared_data import DATA_DIR, dataset_path
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -27,6 +28,12 @@ def run_example(name, *args, cwd):
     return proc.stdout
 
 
+def own_csv(name):
+    """``--csv`` and a research data set's file when at hand; else nothing (the packaged data)."""
+    path = dataset_path(name)
+    return ["--csv", path] if path is not None else []
+
+
 def test_the_examples_are_there():
     tested = {
         "classify_gridsearch.py",
@@ -42,7 +49,9 @@ def test_the_examples_are_there():
 
 
 def test_classify_gridsearch(tmp_path):
-    out = run_example("classify_gridsearch.py", "--quick", cwd=tmp_path)
+    data = own_csv("mr")
+    out = run_example("classify_gridsearch.py", "--quick", *data, cwd=tmp_path)
+    assert f"{data[1] if data else 'SMS Spam Collection'}: " in out
     assert "grid search: 8 candidates x 3 folds" in out
     assert "WordVectorEmbedder(pooling=mean" in out and "best: " in out
     accuracy = float(out.split("held-out test accuracy of the refitted best pipeline:")[1])
@@ -59,7 +68,7 @@ def test_column_transformer(tmp_path):
 
 
 def test_feature_union(tmp_path):
-    out = run_example("feature_union.py", "--quick", cwd=tmp_path)
+    out = run_example("feature_union.py", "--quick", *own_csv("mr"), cwd=tmp_path)
     assert "500 documents" in out
     scores = {}
     for row in ("TF-IDF (1-2 grams)", "GloVe 6B 50d, SIF", "TF-IDF + GloVe"):
@@ -70,7 +79,10 @@ def test_feature_union(tmp_path):
 
 
 def test_cluster_documents(tmp_path):
-    out = run_example("cluster_documents.py", "--quick", "--out", tmp_path / "maps", cwd=tmp_path)
+    data = own_csv("bbc_news")
+    out = run_example(
+        "cluster_documents.py", "--quick", "--out", tmp_path / "maps", *data, cwd=tmp_path
+    )
     assert "150 documents" in out
     for method in ("KMeans", "Agglomerative (Ward)", "HDBSCAN (5 PCs)"):
         assert method in out
@@ -81,7 +93,7 @@ def test_cluster_documents(tmp_path):
         if line.startswith("GloVe") and method in line
     }
     assert len(ari) == 2
-    if "BBC News" in out:
+    if data:
         assert ari["KMeans"] > 0.3  # well above chance (0) on five real topics
     else:
         # The packaged SMS data (a fresh clone): ham / spam is a 130 / 20 split, not two
@@ -103,7 +115,9 @@ def test_cluster_documents(tmp_path):
 
 
 def test_learning_curve(tmp_path):
-    out = run_example("learning_curve.py", "--quick", "--out", tmp_path, cwd=tmp_path)
+    out = run_example(
+        "learning_curve.py", "--quick", "--out", tmp_path, *own_csv("mr"), cwd=tmp_path
+    )
     assert "300 documents; 3-fold CV" in out
     assert "TF-IDF" in out and "GloVe 6B 50d" in out
     assert (tmp_path / "learning_curve.png").read_bytes()[:8] == PNG_MAGIC
@@ -122,6 +136,7 @@ def test_finetune_learning_curve(tmp_path):
         "24",
         "--out",
         tmp_path / "curve.png",
+        *(["--data-dir", DATA_DIR] if dataset_path("sst2", "train") else []),
         cwd=tmp_path,
     )
     assert "| n train | tfidf+lr" in out
