@@ -1,10 +1,12 @@
 """Fixtures shared across the test modules: real data, real vectors, vector files."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
 from _shared_data import read_dataset_or_sms
+from _shared_data_users import fixtures_reading_shared_data, modules_reading_shared_data
 
 _RUN_HOME = None
 
@@ -30,6 +32,22 @@ def pytest_unconfigure(config):
 
 
 def pytest_collection_modifyitems(config, items):
+    _mark_tests_reading_shared_data(items)
+    _skip_gpu_tests_without_cuda(items)
+
+
+def _mark_tests_reading_shared_data(items):
+    here = Path(__file__).parent
+    modules = modules_reading_shared_data(here)
+    fixtures = fixtures_reading_shared_data(here / "conftest.py")
+    for item in items:
+        if (item.path.parent == here and item.path.stem in modules) or fixtures & set(
+            getattr(item, "fixturenames", ())
+        ):
+            item.add_marker(pytest.mark.shared_data)
+
+
+def _skip_gpu_tests_without_cuda(items):
     try:
         import torch
 
