@@ -2,8 +2,8 @@
 
 ``../shared`` only adds coverage: a user's clone has none, and the suite must
 pass there too. Set ``EMBEDXFER_NO_SHARED=1`` to hide it, so that the suite
-(and the examples the tests run) behave exactly as on a fresh clone;
-``.ci/run`` runs the suite both ways.
+behaves exactly as on a fresh clone; ``.ci/run`` reruns that way the tests that
+can read it (see ``_shared_data_users``).
 """
 
 import os
