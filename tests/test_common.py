@@ -68,6 +68,9 @@ FAST_PARAMS = {
         "pairs_per_example": 2,
         "max_length": 24,
         "unfreeze": 1,
+        # Two head epochs, not the default 16: both stages run, and the refit
+        # checks still see the head stage's per-epoch state.
+        "head_epochs": 2,
         "random_state": 0,
     },
 }
