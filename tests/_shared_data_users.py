@@ -74,12 +74,13 @@ def fixtures_reading_shared_data(conftest):
     set of str
     """
     tree = ast.parse(Path(conftest).read_text(encoding="utf-8"))
-    tainted = set(READERS) | {
-        (alias.asname or alias.name)
-        for node in tree.body
-        if isinstance(node, ast.ImportFrom) and node.module in READERS
-        for alias in node.names
-    }
+    tainted = set(READERS)
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and node.module in READERS:
+            tainted.update(alias.asname or alias.name for alias in node.names)
+        elif isinstance(node, ast.Import):
+            tainted.update(alias.asname for alias in node.names if alias.name in READERS)
+    tainted.discard(None)
     functions = {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
     uses = {
         name: {n.id for n in ast.walk(node) if isinstance(n, ast.Name)}

@@ -44,18 +44,21 @@ def test_a_fixture_counts_by_its_code_or_by_the_fixtures_it_asks_for(tmp_path):
     conftest.write_text(
         "import pytest\n"
         "import _image_data\n"
+        "import _image_data as images\n"
         "from _shared_data import read_dataset_or_sms as read\n"
         "@pytest.fixture\n"
         "def texts():\n    return read('mr')\n"
         "@pytest.fixture\n"
         "def lengths(texts):\n    return [len(t) for t in texts]\n"
         "@pytest.fixture\n"
-        "def photos():\n    return _image_data.sample_photos()\n"
+        "def photos():\n    return images.sample_photos()\n"
+        "@pytest.fixture\n"
+        "def textures():\n    return _image_data.texture_patches()\n"
         "@pytest.fixture\n"
         "def numbers():\n    return [1, 2]\n",
         encoding="utf-8",
     )
-    assert fixtures_reading_shared_data(conftest) == {"texts", "lengths", "photos"}
+    assert fixtures_reading_shared_data(conftest) == {"texts", "lengths", "photos", "textures"}
 
 
 def test_the_suite_marks_the_modules_that_read_the_data_and_no_others():
