@@ -50,12 +50,7 @@ def modules_reading_shared_data(folder):
         path.stem: _imported_modules(ast.parse(path.read_text(encoding="utf-8")))
         for path in Path(folder).glob("*.py")
     }
-    readers = set(READERS)
-    while True:
-        reached = {stem for stem, names in imports.items() if names & readers} - readers
-        if not reached:
-            return readers
-        readers |= reached
+    return set(READERS) | _reached(imports, READERS)
 
 
 def fixtures_reading_shared_data(conftest):
@@ -87,9 +82,14 @@ def fixtures_reading_shared_data(conftest):
         | {argument.arg for argument in node.args.args}
         for name, node in functions.items()
     }
+    return _reached(uses, tainted)
+
+
+def _reached(uses, seeds):
+    """The keys of ``uses`` whose set meets ``seeds`` or another such key, transitively."""
     found = set()
     while True:
-        reached = {name for name, used in uses.items() if used & (tainted | found)} - found
+        reached = {key for key, used in uses.items() if used & (seeds | found)} - found
         if not reached:
             return found
         found |= reached
