@@ -44,7 +44,6 @@ from pathlib import Path
 import numpy as np
 from _data import DATA_DIR
 
-DEFAULT_DATA = DATA_DIR
 DATASETS = ("sst2", "agnews", "trec")
 METHODS = ("frozen", "transformer", "contrastive-pairs", "contrastive", "setfit")
 AG_TEST_ROWS = 2000
@@ -247,7 +246,7 @@ def summarize(path):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(DEFAULT_DATA), help="folder of the data sets")
+    parser.add_argument("--data", default=str(DATA_DIR), help="folder of the data sets")
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=DATASETS)
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS)
     parser.add_argument("--n", nargs="+", type=int, default=[8], help="examples per class")

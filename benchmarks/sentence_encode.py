@@ -51,7 +51,6 @@ from _data import DATA_DIR
 from _machine import describe
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = DATA_DIR
 
 
 def load_sentences(data, n, seed=0):
@@ -423,7 +422,7 @@ def main(argv=None):
     parser.add_argument(
         "--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)"
     )
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, default=DATA_DIR)
     parser.add_argument("--cpu-only", action="store_true", help="skip the GPU even if present")
     parser.add_argument(
         "--also-mean", action="store_true", help="also time the default mean pooling"

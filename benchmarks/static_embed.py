@@ -45,7 +45,6 @@ import pandas as pd
 from _data import DATA_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = DATA_DIR
 
 _MODEL2VEC_SCRIPT = r"""
 import json, sys, time
@@ -188,7 +187,7 @@ def run_model2vec(python, texts, rounds):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data", type=Path, default=DATA_DIR)
     parser.add_argument("--docs", type=int, default=20000, help="sentences timed per round")
     parser.add_argument("--teacher-docs", type=int, default=500, help="sentences for the teacher")
     parser.add_argument("--rounds", type=int, default=5)
