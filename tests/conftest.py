@@ -41,9 +41,8 @@ def _mark_tests_reading_shared_data(items):
     modules = modules_reading_shared_data(here)
     fixtures = fixtures_reading_shared_data(here / "conftest.py")
     for item in items:
-        if (item.path.parent == here and item.path.stem in modules) or fixtures & set(
-            getattr(item, "fixturenames", ())
-        ):
+        in_reader_module = item.path.parent == here and item.path.stem in modules
+        if in_reader_module or fixtures.intersection(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.shared_data)
 
 
