@@ -15,6 +15,7 @@ import pyarrow as pa
 import pytest
 import skops.io as sio
 from _shared_data import sample_dataset_or_sms
+from _tiny_encoder import tiny_encoder_dir
 from sklearn.base import clone, is_classifier
 from sklearn.exceptions import NotFittedError
 from sklearn.linear_model import LogisticRegression
@@ -56,7 +57,9 @@ def _cheap_hybrid_blocks():
 
 
 # Small, fast settings; each estimator's real defaults are checked by
-# check_parameters_default_constructible.
+# check_parameters_default_constructible. ContrastiveEmbedder fine-tunes a tiny
+# random encoder here (tests/_tiny_encoder.py): its grid search and refits on
+# all-MiniLM-L6-v2 took a minute; test_contrastive.py checks the real model.
 FAST_PARAMS = {
     "WordVectorEmbedder": {},
     "SentenceEmbedder": {"batch_size": 16, "max_length": 32},
@@ -108,10 +111,15 @@ TORCH_BACKED = {
 }
 
 
+ON_TINY_ENCODER = {"ContrastiveEmbedder"}
+
+
 def make(name, **params):
     if name in TORCH_BACKED and importlib.util.find_spec("torch") is None:
         pytest.skip(f"{name} needs the transformers extra (torch)")
     cls = getattr(embedxfer, name)
+    if name in ON_TINY_ENCODER:
+        params = {"model": tiny_encoder_dir(), **params}
     return cls(**{**FAST_PARAMS[name], **params})
 
 
