@@ -1,6 +1,9 @@
 """Every script in examples/ runs offline in its quick mode and prints its results."""
 
+import contextlib
+import io
 import os
+import runpy
 import subprocess
 import sys
 from pathlib import Path
@@ -15,17 +18,20 @@ pytestmark = pytest.mark.slow
 
 
 def run_example(name, *args, cwd):
-    env = dict(os.environ, EMBEDXFER_OFFLINE="1", HF_HUB_OFFLINE="1", MPLBACKEND="Agg")
-    proc = subprocess.run(
-        [sys.executable, str(EXAMPLES / name), *map(str, args)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    return proc.stdout
+    """Run ``examples/<name>`` in this process, as ``python <name> <args>`` would; its stdout.
+
+    In-process, the examples share this process's imports and loaded models
+    (a fresh interpreter costs 3-9 s of imports per example); the script still
+    runs as ``__main__`` in its own namespace. ``test_an_example_runs_as_a_script``
+    runs one in a fresh interpreter.
+    """
+    script = EXAMPLES / name
+    with pytest.MonkeyPatch.context() as patch, contextlib.redirect_stdout(io.StringIO()) as out:
+        patch.chdir(cwd)
+        patch.setenv("EMBEDXFER_OFFLINE", "1")
+        patch.setattr(sys, "argv", [str(script), *map(str, args)])
+        runpy.run_path(str(script), run_name="__main__")
+    return out.getvalue()
 
 
 def own_csv(name):
@@ -65,6 +71,20 @@ def test_column_transformer(tmp_path):
         line = next(line for line in out.splitlines() if line.startswith(row))
         assert 0.9 < float(line[len(row) :].split()[0]) <= 1.0  # accuracy
     assert "text__glove50_mean0" in out and "numeric__has_currency" in out
+
+
+def test_an_example_runs_as_a_script(tmp_path):
+    env = dict(os.environ, EMBEDXFER_OFFLINE="1", HF_HUB_OFFLINE="1", MPLBACKEND="Agg")
+    proc = subprocess.run(
+        [sys.executable, str(EXAMPLES / "column_transformer.py"), "--quick"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "text + numeric" in proc.stdout
 
 
 def test_feature_union(tmp_path):
