@@ -1,17 +1,20 @@
-"""The ``embedxfer`` command line end to end, in subprocesses, on real data.
+"""The ``embedxfer`` command line end to end, on real data.
 
 The data is the SMS Spam Collection shipped with the package (so these tests
 never skip for want of ``../shared``), written out as the file formats the
 command line reads.
 """
 
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,7 +24,31 @@ from embedxfer.datasets import load_sms_spam
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
-def run_cli(*args, cwd, env=None, timeout=600, stdin=None):
+def run_cli(*args, cwd, env=None):
+    """Run ``embedxfer ARGS`` offline in this process; its status, stdout and stderr.
+
+    ``main`` is what the command runs (``embedxfer.cli:main``), its errors
+    turned into one line included; in this process the imports and loaded
+    models are shared between tests. What needs a process of its own (the
+    entry point, standard input, an interruption, the demo) uses
+    :func:`run_cli_process`.
+    """
+    from embedxfer.cli import main
+
+    variables = {"EMBEDXFER_OFFLINE": "1", "HF_HUB_OFFLINE": "1", **(env or {})}
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch, redirect_stdout(out), redirect_stderr(err):
+        patch.chdir(cwd)
+        for name, value in variables.items():
+            patch.setenv(name, value)
+        try:
+            status = main([str(a) for a in args])
+        except SystemExit as exit_:  # argparse's own errors
+            status = exit_.code
+    return SimpleNamespace(returncode=status, stdout=out.getvalue(), stderr=err.getvalue())
+
+
+def run_cli_process(*args, cwd, env=None, timeout=600, stdin=None):
     """Run ``python -m embedxfer ARGS`` offline; return the CompletedProcess."""
     full_env = dict(os.environ, EMBEDXFER_OFFLINE="1", HF_HUB_OFFLINE="1")
     full_env.update(env or {})
@@ -105,7 +132,7 @@ def test_embed_text_file_to_npy(files, sms, tmp_path):
 def test_embed_stdin_quietly(sms, tmp_path):
     texts, _ = sms
     lines = [t.replace("\n", " ").replace("\r", " ") for t in texts[:10]]
-    proc = run_cli(
+    proc = run_cli_process(
         "-q",
         "embed",
         "-",
@@ -408,7 +435,7 @@ def test_hybrid_is_a_model_name():
 @pytest.mark.slow
 def test_demo_quick(tmp_path):
     plot, report = tmp_path / "demo.png", tmp_path / "demo.json"
-    proc = run_cli("demo", "--quick", "--plot", plot, "--json", report, cwd=tmp_path)
+    proc = run_cli_process("demo", "--quick", "--plot", plot, "--json", report, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "SMS Spam Collection" in out and "300 of 5574 documents" in out
@@ -454,7 +481,7 @@ def test_models_lists_offline_and_online(tmp_path):
 
 
 def test_version_and_entry_point(tmp_path):
-    proc = run_cli("--version", cwd=tmp_path)
+    proc = run_cli_process("--version", cwd=tmp_path)
     assert proc.returncode == 0 and proc.stdout.startswith("embedxfer ")
     from importlib.metadata import entry_points
 
