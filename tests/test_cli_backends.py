@@ -1,27 +1,12 @@
 """The command line's sentence-model options for backends and long documents."""
 
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
+from test_cli import run_cli
 
 from embedxfer.cli._encode import build_embedder
 from embedxfer.cli._model_names import parse_model
 from embedxfer.datasets import load_sms_spam
-
-
-def run_cli(*args, cwd):
-    env = dict(os.environ, EMBEDXFER_OFFLINE="1", HF_HUB_OFFLINE="1")
-    return subprocess.run(
-        [sys.executable, "-m", "embedxfer", *map(str, args)],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 @pytest.mark.parametrize(
