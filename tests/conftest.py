@@ -1,12 +1,17 @@
 """Fixtures shared across the test modules: real data, real vectors, vector files."""
 
+import functools
 import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from _shared_data import read_dataset_or_sms
-from _shared_data_users import fixtures_reading_shared_data, modules_reading_shared_data
+from _shared_data_users import (
+    definitions_reading_shared_data,
+    fixtures_reading_shared_data,
+    modules_reading_shared_data,
+)
 
 _RUN_HOME = None
 
@@ -39,10 +44,23 @@ def pytest_collection_modifyitems(config, items):
 def _mark_tests_reading_shared_data(items):
     here = Path(__file__).parent
     modules = modules_reading_shared_data(here)
-    fixtures = fixtures_reading_shared_data(here / "conftest.py")
+    conftest_fixtures = fixtures_reading_shared_data(here / "conftest.py")
+
+    @functools.cache
+    def reading(path):
+        # The definitions of a test file that can read the data, and whether all can.
+        if path.parent == here and path.stem in modules:
+            return definitions_reading_shared_data(path, modules)
+        return set(), False
+
     for item in items:
-        in_reader_module = item.path.parent == here and item.path.stem in modules
-        if in_reader_module or fixtures.intersection(getattr(item, "fixturenames", ())):
+        names, everything = reading(item.path)
+        own = {
+            getattr(item, "originalname", item.name),
+            getattr(getattr(item, "cls", None), "__name__", None),
+        }
+        asked = set(getattr(item, "fixturenames", ()))
+        if everything or names & own or (names | conftest_fixtures) & asked:
             item.add_marker(pytest.mark.shared_data)
 
 
