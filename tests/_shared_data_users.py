@@ -3,7 +3,7 @@
 ``.ci/run`` runs the suite twice where ``../shared/data`` exists: as the
 checkout sees it, then with ``EMBEDXFER_NO_SHARED=1`` as a fresh clone does.
 Only the tests that can read that data behave differently the second time, so
-only they run again. They are found by reading the test folder's imports, not by
+only they run again. They are found by reading the test folder's source, not by
 a hand-kept list, so that a new test reading the data is never left out:
 
 - in a module that imports a reader (``_shared_data``, ``_image_data``),
@@ -126,11 +126,12 @@ def _defined_names(node):
         }
     if isinstance(node, ast.ClassDef):
         return {node.name}
-    targets = {
-        ast.Assign: lambda n: n.targets,
-        ast.AnnAssign: lambda n: [n.target],
-        ast.AugAssign: lambda n: [n.target],
-    }.get(type(node), lambda n: [])(node)
+    if isinstance(node, ast.Assign):
+        targets = node.targets
+    elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
+        targets = [node.target]
+    else:
+        return set()
     return {n.id for target in targets for n in ast.walk(target) if isinstance(n, ast.Name)}
 
 
