@@ -122,7 +122,7 @@ def text_fingerprints():
 
 
 def image_fingerprints():
-    from _image_data import texture_patches
+    from _image_samples import texture_patches
 
     from embedxfer.image import ImageClassifier, ImageEmbedder
 

@@ -20,7 +20,8 @@ pytest.importorskip("PIL")
 pytest.importorskip("efficientnet_lite_pytorch")
 
 import torch
-from _image_data import hymenoptera, sample_photos, texture_patches
+from _image_data import hymenoptera
+from _image_samples import sample_photos, texture_patches
 from PIL import Image
 
 from embedxfer import EmbeddingCache, ImageEmbedder

@@ -22,7 +22,8 @@ pytest.importorskip("PIL")
 pytest.importorskip("efficientnet_lite_pytorch")
 
 import torch
-from _image_data import hymenoptera, texture_patches
+from _image_data import hymenoptera
+from _image_samples import texture_patches
 
 from embedxfer import ImageClassifier
 from embedxfer.image import ImageModel, ImagePreprocess, ImageReadError

@@ -9,7 +9,7 @@ pytest.importorskip("torch")
 pytest.importorskip("PIL")
 pytest.importorskip("efficientnet_lite_pytorch")
 
-from _image_data import texture_patches
+from _image_samples import texture_patches
 from PIL import Image
 from test_cli import assert_one_line_error, run_cli
 

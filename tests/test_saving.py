@@ -111,7 +111,7 @@ def test_classifiers_pickled_before_the_move_predict():
 
 def test_image_estimators_pickled_before_the_move_still_work():
     pytest.importorskip("torch")
-    from _image_data import texture_patches
+    from _image_samples import texture_patches
 
     (X, y), _ = texture_patches(per_image=4)
     assert _unpickle("image").transform(X[:3]).shape[0] == 3
