@@ -127,8 +127,8 @@ def test_module_code_reading_the_data_makes_every_test_count(tmp_path, module_co
 
 def test_the_suite_marks_the_modules_that_read_the_data_and_no_others():
     modules = modules_reading_shared_data(HERE)
-    assert {"test_word", "test_common", "test_saving", "conftest"} <= modules
-    assert {"test_cli", "test_shared_data_users", "test_layout"}.isdisjoint(modules)
+    assert {"test_word", "test_common", "test_image", "conftest"} <= modules
+    assert {"test_cli", "test_saving", "test_shared_data_users"}.isdisjoint(modules)
     assert "mr_texts" in fixtures_reading_shared_data(HERE / "conftest.py")
 
 
