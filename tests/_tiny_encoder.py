@@ -19,7 +19,7 @@ def tiny_encoder_dir():
     import torch
     import transformers
 
-    from embedxfer.text._encoder_loading import resolve_model_source
+    from embedxfer.text._encoder_loading import resolve_model_source, without_loading_bars
 
     minilm, is_local = resolve_model_source("all-MiniLM-L6-v2")
     if not is_local:
@@ -36,7 +36,7 @@ def tiny_encoder_dir():
     torch.manual_seed(0)
     folder = tempfile.mkdtemp(prefix="embedxfer-tiny-bert-")
     atexit.register(shutil.rmtree, folder, ignore_errors=True)
-    transformers.utils.logging.disable_progress_bar()
-    transformers.BertModel(config).save_pretrained(folder)
+    with without_loading_bars():
+        transformers.BertModel(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
     return folder
