@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from _shared_data import read_dataset_or_sms
 from gensim.models import KeyedVectors
+from sklearn.base import clone
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -270,6 +271,19 @@ def test_the_embedding_cache_keeps_the_precisions_apart(small_glove):
     full = WordVectorEmbedder(small_glove).fit(docs)
     half = WordVectorEmbedder(small_glove, precision="float16").fit(docs)
     assert full._cache_fingerprint() != half._cache_fingerprint()
+
+
+def test_pickles_from_before_precision_existed_load_as_float32():
+    docs = ["the film is good", "a dull plot"]
+    fitted = WordVectorEmbedder().fit(docs)
+    state = fitted.__getstate__()
+    # As those pickles were: no parameter, none among the fitted ones.
+    del state["precision"]
+    state["_fitted_params"] = {k: v for k, v in state["_fitted_params"].items() if k != "precision"}
+    old = WordVectorEmbedder.__new__(WordVectorEmbedder)
+    old.__setstate__(state)
+    assert old.precision == "float32" and clone(old).precision == "float32"
+    np.testing.assert_array_equal(old.transform(docs), fitted.transform(docs))
 
 
 def test_an_unwritable_place_for_the_table_is_one_clear_error(vector_file, monkeypatch):

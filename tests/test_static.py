@@ -232,8 +232,12 @@ def test_adaptation_moves_pooled_vectors_towards_the_teacher(small, texts):
     np.testing.assert_array_equal(refit.adapted_ids_, fresh.adapted_ids_)
     np.testing.assert_allclose(refit.transform(docs), fresh.transform(docs), rtol=1e-5, atol=1e-6)
     np.testing.assert_array_equal(adapted.transform(held_out), adapted.transform(held_out))
-    # The adaptation (not the table) is fitted state and travels with the pickle.
+    # The adaptation (not the table) is fitted state and travels with the pickle;
+    # the adapted table stays out of it, and stays in the live estimator.
+    cached = adapted.__dict__["_adapted_table_cache"]
     restored = pickle.loads(pickle.dumps(adapted))
+    assert adapted.__dict__.get("_adapted_table_cache") is cached
+    assert "_adapted_table_cache" not in restored.__dict__
     np.testing.assert_array_equal(restored.transform(docs), adapted.transform(docs))
 
 

@@ -258,6 +258,17 @@ def test_pandas_input_and_output(corpus):
     assert list(out.columns[:2]) == ["glove50_mean0", "glove50_mean1"]
 
 
+def test_pickling_leaves_the_weight_table_in_the_live_estimator():
+    docs = ["the film is good", "a dull plot", "the plot is good"]
+    embedder = WordVectorEmbedder(weighting="sif").fit(docs)
+    expected = embedder.transform(docs)
+    table = embedder.__dict__["_weight_table_cache"]
+    restored = pickle.loads(pickle.dumps(embedder))
+    assert embedder.__dict__.get("_weight_table_cache") is table
+    assert "_weight_table_cache" not in restored.__dict__  # rebuilt from the fitted weights
+    np.testing.assert_array_equal(restored.transform(docs), expected)
+
+
 def test_pipeline_pickles_small_and_predicts_the_same_in_a_fresh_process(tmp_path):
     texts, labels = sample_dataset_or_sms("mr", 2100)
     pipe = make_pipeline(WordVectorEmbedder(), LogisticRegression(max_iter=1000))

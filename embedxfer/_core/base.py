@@ -48,6 +48,26 @@ class EmbedderOutputMixin:
         return np.asarray([f"{prefix}{i}" for i in range(self.n_features_out_)], dtype=object)
 
 
+class ParamsAddedLaterMixin:
+    """Read pickles made before some parameters existed.
+
+    ``_params_added_later`` maps each parameter added after estimators of
+    the class were first pickled (or saved) to the value that describes how
+    those were fitted. Unpickling fills the missing ones in, in the
+    parameters and in the ``_fitted_params`` that ``FitParamsMixin``
+    compares them with; loading a saved folder reads the same table.
+    """
+
+    _params_added_later = {}
+
+    def __setstate__(self, state):
+        state = {**self._params_added_later, **state}
+        fitted = state.get("_fitted_params")
+        if isinstance(fitted, dict):
+            state["_fitted_params"] = {**self._params_added_later, **fitted}
+        super().__setstate__(state)
+
+
 class FitParamsMixin:
     """Refuse to mix fitted state with parameters changed after ``fit``.
 

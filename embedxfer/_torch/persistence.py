@@ -23,6 +23,7 @@ import numpy as np
 
 from .._core.artefact import file_problem, file_record
 from .._core.atomic import atomic_path, write_text_atomic
+from .._core.base import ParamsAddedLaterMixin
 from ..exceptions import SavedModelError
 
 CONFIG_NAME = "config.json"
@@ -375,7 +376,7 @@ def _safetensors_problem(path):
     return None
 
 
-class TrainedWeightsState:
+class TrainedWeightsState(ParamsAddedLaterMixin):
     """Pickling of an estimator whose live torch objects (``_runtime``) never travel.
 
     A pickle carries the weights ``fit`` trained (``_trained_tensors()``) as
@@ -386,9 +387,6 @@ class TrainedWeightsState:
 
     _runtime = None
     _pending_tensors = None
-    # Parameters added after estimators of this class were first pickled or
-    # saved, with the value that describes how those were fitted.
-    _params_added_later = {}
 
     def _ensure_runtime(self):
         from sklearn.utils.validation import check_is_fitted
@@ -419,7 +417,7 @@ class TrainedWeightsState:
         return state
 
     def __setstate__(self, state):
-        super().__setstate__({**self._params_added_later, **state})
+        super().__setstate__(state)
         self._runtime = None
 
 

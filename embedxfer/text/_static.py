@@ -463,7 +463,7 @@ class StaticEmbedder(Embedder, RawInputMixin, FitParamsMixin, TransformerMixin, 
         return f"static:{h.hexdigest()}"
 
     def __getstate__(self):
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # object's is the live __dict__
         state.pop("_adapted_table_cache", None)
         return state
 

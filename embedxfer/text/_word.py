@@ -9,7 +9,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .._cache import CACHE_CONSTRAINT
-from .._core.base import FitParamsMixin, RawInputMixin
+from .._core.base import FitParamsMixin, ParamsAddedLaterMixin, RawInputMixin
 from .._core.device import DEVICE_CONSTRAINT, resolve_device
 from .._core.embedder import CLAIM_NAME, CORPUS_FIT_NONE, CORPUS_FIT_STATISTICS, Embedder
 from .._core.fingerprint import callable_fingerprint, warn_not_cached
@@ -75,7 +75,14 @@ def _dtype_problem(dtype):
 
 
 @set_module("embedxfer")
-class WordVectorEmbedder(Embedder, RawInputMixin, FitParamsMixin, TransformerMixin, BaseEstimator):
+class WordVectorEmbedder(
+    Embedder,
+    RawInputMixin,
+    FitParamsMixin,
+    ParamsAddedLaterMixin,
+    TransformerMixin,
+    BaseEstimator,
+):
     """Embed documents by pooling pretrained word vectors.
 
     Word2vec, GloVe and fastText vectors (any source :func:`load_vectors`
@@ -356,6 +363,7 @@ class WordVectorEmbedder(Embedder, RawInputMixin, FitParamsMixin, TransformerMix
     # What inference (transform) reads: set_params after fit can change these.
     _INFERENCE_PARAMS = ("normalize", "dtype", "batch_size", "cache")
     _FITTED_STATE = "its fitted state (vocabulary settings, weights, components)"
+    _params_added_later = {"precision": "float32"}  # pickled before float16 tables
 
     def _check_tokenizer_and_vectors(self):
         """Beyond the parameter table: the pattern compiles, the vectors have subwords."""
@@ -779,16 +787,9 @@ class WordVectorEmbedder(Embedder, RawInputMixin, FitParamsMixin, TransformerMix
         return f"word:{h.hexdigest()}"
 
     def __getstate__(self):
-        state = super().__getstate__()
+        state = dict(super().__getstate__())  # object's is the live __dict__
         state.pop("_weight_table_cache", None)
         return state
-
-    def __setstate__(self, state):
-        # Pickles made before ``precision`` existed were fitted on float32 tables.
-        state.setdefault("precision", "float32")
-        if isinstance(state.get("_fitted_params"), dict):
-            state["_fitted_params"].setdefault("precision", "float32")
-        super().__setstate__(state)
 
     # -- the embedder protocol (embedxfer._core.embedder) --------------------------------------
     embedder_kind = "word"
