@@ -55,7 +55,8 @@ class ParamsAddedLaterMixin:
     the class were first pickled (or saved) to the value that describes how
     those were fitted. Unpickling fills the missing ones in, in the
     parameters and in the ``_fitted_params`` that ``FitParamsMixin``
-    compares them with; loading a saved folder reads the same table.
+    compares them with. The torch estimators' ``load`` reads the same table
+    for folders saved before.
     """
 
     _params_added_later = {}
