@@ -620,8 +620,14 @@ print(json.dumps({"seconds": elapsed, "shape": [len(kv), kv.vector_size]}))
 """
 
 
-def load_times(data, kv, results, text_rows, packaged=True):
-    """Seconds to load each format in a fresh process (the page cache is warm)."""
+def load_times(data, kv, results, text_rows, packaged=True, repeats=3):
+    """Seconds to load each format in a fresh process (the page cache is warm).
+
+    A second load is timed ``repeats`` times, each in a fresh process: one
+    sample of it varies by a tenth of a second between runs on a shared
+    machine, as much as the gap to its target. Rows are ``(label, median
+    seconds, shape, every sample)``.
+    """
     import shutil
 
     text_path = results / f"{data.vectors_path.stem}-{text_rows}.txt"
@@ -646,24 +652,33 @@ def load_times(data, kv, results, text_rows, packaged=True):
     rows = []
     try:
         for label, source, convert in cases:
-            proc = subprocess.run(
-                [
-                    sys.executable,
-                    "-c",
-                    LOAD_SNIPPET,
-                    str(source),
-                    str(cache),
-                    "1" if convert else "0",
-                ],
-                capture_output=True,
-                text=True,
-            )
-            if proc.returncode:
-                rows.append((label, None, proc.stderr.strip().splitlines()[-1][:100]))
+            second = "second load" in label
+            samples, shape, failure = [], None, None
+            for _ in range(repeats if second else 1):
+                proc = subprocess.run(
+                    [
+                        sys.executable,
+                        "-c",
+                        LOAD_SNIPPET,
+                        str(source),
+                        str(cache),
+                        "1" if convert else "0",
+                    ],
+                    capture_output=True,
+                    text=True,
+                )
+                if proc.returncode:
+                    failure = proc.stderr.strip().splitlines()[-1][:100]
+                    break
+                out = json.loads(proc.stdout.strip().splitlines()[-1])
+                samples.append(out["seconds"])
+                shape = "x".join(map(str, out["shape"]))
+            if failure is not None:
+                rows.append((label, None, failure, []))
                 continue
-            out = json.loads(proc.stdout.strip().splitlines()[-1])
-            rows.append((label, out["seconds"], "x".join(map(str, out["shape"]))))
-            print(f"  {label}: {out['seconds']:.3f} s", file=sys.stderr)
+            seconds = statistics.median(samples)
+            rows.append((label, seconds, shape, samples))
+            print(f"  {label}: {' '.join(f'{t:.3f}' for t in samples)} s", file=sys.stderr)
     finally:
         shutil.rmtree(cache, ignore_errors=True)
     return rows, text_path
@@ -931,11 +946,14 @@ def main(argv=None):
         print("## Load time per format (fresh process, warm page cache)\n")
         print(
             table(
-                ["source", "seconds", "vectors"],
-                [(label, fmt(sec), shape) for label, sec, shape in load_rows],
+                ["source", "seconds", "vectors", "runs"],
+                [
+                    (label, fmt(sec), shape, " ".join(f"{t:.3f}" for t in samples))
+                    for label, sec, shape, samples in load_rows
+                ],
             )
         )
-        print()
+        print("\nA second load is the median of 3 fresh processes; runs lists each one.\n")
 
     if not args.no_memory:
         mem = memory_table(args, list(methods))
@@ -992,9 +1010,15 @@ def main(argv=None):
         else:
             within = seconds / floor
             check(label, f"{within:.2f}x the floor", f"<= {target}x", within <= target)
-    second = [sec for label, sec, _ in load_rows if label.startswith("word2vec binary, second")]
-    if second and second[0] is not None:
-        check("second load of a converted file", f"{second[0]:.3f} s", "< 0.5 s", second[0] < 0.5)
+    second = [
+        (sec, samples)
+        for label, sec, _, samples in load_rows
+        if label.startswith("word2vec binary, second")
+    ]
+    if second and second[0][0] is not None:
+        sec, samples = second[0]
+        value = f"{sec:.3f} s (median of {' '.join(f'{t:.3f}' for t in samples)})"
+        check("second load of a converted file", value, "< 0.5 s", sec < 0.5)
     for label, value, target, verdict in checks:
         print(f"- {verdict}: {label}: {value} (target {target})")
     record = {
