@@ -3,6 +3,16 @@
 import doctest
 import importlib.util
 import inspect
+import os
+
+# pytest-xdist's workers share the cores: each takes its share of threads for
+# torch's and the BLAS's pools, set before either is imported. Two workers each
+# running two threads on two cores spend their time spinning in each other's way.
+if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+    _cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    _share = max(1, (_cores or 1) // int(os.environ["PYTEST_XDIST_WORKER_COUNT"]))
+    for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_name, str(_share))
 
 # embedxfer.dask needs the optional ``dask`` extra: its doctests are not
 # collected where Dask is absent (tests/test_dask.py skips itself).
