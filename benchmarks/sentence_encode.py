@@ -14,7 +14,11 @@ ONNX Runtime float32 and int8 (and sentence-transformers' own ONNX backend
 where it installs), each against ``SentenceTransformer.encode`` with the
 same batch size and thread count, in alternating slices; ``--accuracy``
 adds SST-2 (official split) and MR (5-fold) logistic-regression accuracy
-for each backend:
+for each backend. Before each slice ``--settle`` seconds (0.2) pass untimed,
+so that the thread pool of the slice before, which can keep the cores busy
+a while after its work (torch's OpenMP threads), does not slow the next;
+and each row pads only within its slice, so slices of a few hundred
+sentences keep padding near what one large call computes:
 
     python benchmarks/sentence_encode.py --backends --n 2000 --repeats 3 --segments 10 --accuracy
 
@@ -36,6 +40,13 @@ token and layer (about 21 MFLOP per token for all-MiniLM-L6-v2), at
 ``--peak-gflops`` per thread in float32 (default 192: 3 GHz x two AVX-512 FMA
 units), 4x that in int8 (VNNI dot products) and in bfloat16 2x (AVX512-BF16 dot
 products) or 32x (AMX tiles, where the CPU has them).
+
+Each row's share of the measured floor compares it with the same weight
+products alone, timed here: one layer's six products on batch-size x mean-tokens
+rows, in an ONNX Runtime session with the same threads (MatMul in float32,
+uint8 x int8 MatMulInteger in int8, the kernels the ONNX rows run). No backend
+built on those kernels can pass that speed, so the floor says what this CPU
+allows where the estimate only assumes a clock and vector units.
 """
 
 import argparse
@@ -112,6 +123,14 @@ def bench_setting(docs, device, precision, batch_size, repeats, extra_poolings, 
 
 def _cosines(a, b):
     return (a * b).sum(1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1) + 1e-12)
+
+
+def _minilm_config():
+    from transformers import AutoConfig
+
+    from embedxfer.text._encoder_loading import packaged_minilm_path
+
+    return AutoConfig.from_pretrained(packaged_minilm_path())
 
 
 def _minilm_identity():
@@ -246,8 +265,13 @@ def backend_candidates(
     return candidates, skipped
 
 
-def run_alternating(candidates, docs, repeats, segments):
-    """Total seconds per run, seconds per slice and the first run's vectors, per candidate."""
+def run_alternating(candidates, docs, repeats, segments, settle=0.0):
+    """Total seconds per run, seconds per slice and the first run's vectors, per candidate.
+
+    ``settle`` seconds pass, untimed, before each slice, so that the thread
+    pool of the slice before (torch's OpenMP threads wait busily a while
+    after their work) is idle when the next one starts.
+    """
     bounds = np.linspace(0, len(docs), segments + 1).astype(int)
     slices = [docs[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
     names = list(candidates)
@@ -259,6 +283,7 @@ def run_alternating(candidates, docs, repeats, segments):
         for part in slices:
             # Alternate the order so that neither side always runs first.
             for name in names if turn % 2 == 0 else names[::-1]:
+                time.sleep(settle)
                 seconds, out = timed(lambda n=name, p=part: candidates[n](p))
                 times[name][r] += seconds
                 slice_times[name].append(seconds)
@@ -292,10 +317,86 @@ def backend_accuracy(candidates, data, limit):
     return results, len(sst_train), len(sst_test), len(mr)
 
 
+def weight_products(config):
+    """``(inputs, outputs)`` of one layer's weight products: query, key, value, output, FFN."""
+    h, i = config.hidden_size, config.intermediate_size
+    return [(h, h)] * 4 + [(h, i), (i, h)]
+
+
 def flops_per_token(config):
     """Multiply-adds x 2 of the weight products per token: 2 x layers x (4 h^2 + 2 h i)."""
-    h, i = config.hidden_size, config.intermediate_size
-    return 2 * config.num_hidden_layers * (4 * h * h + 2 * h * i)
+    return 2 * config.num_hidden_layers * sum(k * n for k, n in weight_products(config))
+
+
+def weight_product_graph(shapes, rows, precision, seed=0):
+    """An ONNX model of independent products ``a{j} @ w{j}`` for each ``(k, n)`` in ``shapes``.
+
+    float32: MatMul on float32 inputs. int8: MatMulInteger of uint8 inputs
+    and int8 weights (int32 outputs), as ONNX Runtime's dynamic int8 graphs
+    multiply.
+    """
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    integer = precision == "int8"
+    op, in_type, out_type = (
+        ("MatMulInteger", TensorProto.UINT8, TensorProto.INT32)
+        if integer
+        else ("MatMul", TensorProto.FLOAT, TensorProto.FLOAT)
+    )
+    nodes, weights, inputs, outputs = [], [], [], []
+    for j, (k, n) in enumerate(shapes):
+        w = (
+            rng.integers(-127, 128, (k, n), dtype=np.int8)
+            if integer
+            else rng.standard_normal((k, n), dtype=np.float32)
+        )
+        weights.append(numpy_helper.from_array(w, f"w{j}"))
+        inputs.append(helper.make_tensor_value_info(f"a{j}", in_type, [rows, k]))
+        outputs.append(helper.make_tensor_value_info(f"y{j}", out_type, [rows, n]))
+        nodes.append(helper.make_node(op, [f"a{j}", f"w{j}"], [f"y{j}"]))
+    graph = helper.make_graph(nodes, "weight_products", inputs, outputs, weights)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def measured_floor_documents_per_second(config, tokens, batch_size, n_threads, repeats=20):
+    """Documents/s of the model's weight products alone, timed in ONNX Runtime.
+
+    One layer's products on ``batch_size x tokens`` rows (mean tokens per
+    document, so no padding), in float32 and int8, with ``n_threads`` threads
+    that do not spin (as the ONNX rows' sessions): the speed that no backend
+    built on these kernels can pass. Returns ``{precision: docs/s}``.
+    """
+    import onnxruntime as ort
+
+    shapes = weight_products(config)
+    rows = max(1, round(batch_size * tokens))
+    rng = np.random.default_rng(0)
+    floors = {}
+    for precision in ("float32", "int8"):
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = n_threads
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        model = weight_product_graph(shapes, rows, precision)
+        session = ort.InferenceSession(
+            model.SerializeToString(), options, providers=["CPUExecutionProvider"]
+        )
+        feed = {
+            f"a{j}": rng.integers(0, 256, (rows, k), dtype=np.uint8)
+            if precision == "int8"
+            else rng.standard_normal((rows, k), dtype=np.float32)
+            for j, (k, _) in enumerate(shapes)
+        }
+        for _ in range(3):
+            session.run(None, feed)
+        seconds = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            session.run(None, feed)
+            seconds.append(time.perf_counter() - start)
+        per_batch = min(seconds) * config.num_hidden_layers
+        floors[precision] = batch_size / per_batch
+    return floors
 
 
 def tokens_per_document(docs, max_length=256):
@@ -324,11 +425,7 @@ def peak_documents_per_second(docs, n_threads, gflops_per_thread, amx=None):
     AVX512-BF16 dot products, 32x with AMX tiles (1,024 multiply-adds per
     cycle and core against 32).
     """
-    from transformers import AutoConfig
-
-    from embedxfer.text._encoder_loading import packaged_minilm_path
-
-    per_doc = flops_per_token(AutoConfig.from_pretrained(packaged_minilm_path()))
+    per_doc = flops_per_token(_minilm_config())
     per_doc *= tokens_per_document(docs)
     fp32 = n_threads * gflops_per_thread * 1e9 / per_doc
     amx = _cpu_has_amx() if amx is None else amx
@@ -349,10 +446,15 @@ def main_backends(args, docs):
         args.batch_size, n_threads, args.fused, args.spinning, args.autocast, calibration
     )
     peaks, flops_per_doc = peak_documents_per_second(docs, n_threads, args.peak_gflops)
+    floors = measured_floor_documents_per_second(
+        _minilm_config(), tokens_per_document(docs), args.batch_size, n_threads
+    )
     warm = docs[: min(len(docs), 4 * args.batch_size)]
     for fn in candidates.values():
         fn(warm)
-    times, slice_times, outputs = run_alternating(candidates, docs, args.repeats, args.segments)
+    times, slice_times, outputs = run_alternating(
+        candidates, docs, args.repeats, args.segments, args.settle
+    )
     reference = "sentence-transformers encode (torch)"
     exact = outputs["embedxfer torch float32"]
     base = statistics.median(times[reference])
@@ -369,30 +471,43 @@ def main_backends(args, docs):
         f"in bfloat16: {peaks['float32']:.0f} docs/s float32, {peaks['int8']:.0f} int8, "
         f"{peaks['bfloat16']:.0f} bfloat16"
     )
+    encode_speed = len(docs) / base
+    print(
+        f"Measured floor (the weight products alone, ONNX Runtime, {n_threads} threads): "
+        + ", ".join(
+            f"{speed:.0f} docs/s {precision} ({speed / encode_speed:.2f}x encode)"
+            for precision, speed in floors.items()
+        )
+    )
     print()
     print(
         "| implementation | docs/s (median) | speed vs encode | speed vs encode (paired) "
-        "| share of est. peak | max abs diff | mean cosine | min cosine |"
+        "| share of est. peak | share of measured floor | max abs diff | mean cosine "
+        "| min cosine |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, runs in times.items():
         median = statistics.median(runs)
+        speed = len(docs) / median
         ratios = [b / a for a, b in zip(slice_times[name], slice_times[reference])]
         cos = _cosines(exact, outputs[name])
-        peak = peaks[next((p for p in ("int8", "bfloat16") if p in name), "float32")]
+        precision = next((p for p in ("int8", "bfloat16") if p in name), "float32")
+        floor = f"{100 * speed / floors[precision]:.0f}%" if precision in floors else "n/a"
         print(
-            f"| {name} | {len(docs) / median:.0f} | {base / median:.2f}x "
-            f"| {statistics.median(ratios):.2f}x | {100 * len(docs) / median / peak:.0f}% "
-            f"| {np.abs(outputs[name] - exact).max():.1e} "
+            f"| {name} | {speed:.0f} | {base / median:.2f}x "
+            f"| {statistics.median(ratios):.2f}x | {100 * speed / peaks[precision]:.0f}% "
+            f"| {floor} | {np.abs(outputs[name] - exact).max():.1e} "
             f"| {cos.mean():.4f} | {cos.min():.4f} |"
         )
     for name, why in skipped.items():
-        print(f"| {name} | skipped: {why[:160]} | | | | | | |")
+        print(f"| {name} | skipped: {why[:160]} | | | | | | | |")
     print(
         "\nspeed vs encode = encode's median run time / this row's; paired = median over "
         "slices of the same ratio for back-to-back runs (robust to load from other "
         "processes). Share of est. peak = docs/s over the estimated peak of the row's "
-        "precision (above). Differences and cosines are to embedxfer torch float32."
+        "precision (above); share of measured floor = docs/s over the measured floor of "
+        "its precision (none is measured for bfloat16). Differences and cosines are to "
+        "embedxfer torch float32."
     )
     if args.accuracy:
         rows = {k: v for k, v in candidates.items() if k != reference}
@@ -451,6 +566,12 @@ def main(argv=None):
         "--autocast",
         action="store_true",
         help="with --backends: add torch float32 under bfloat16 autocast (CPUs with bfloat16)",
+    )
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=0.2,
+        help="with --backends: untimed seconds before each slice (the last one's threads idle)",
     )
     parser.add_argument(
         "--peak-gflops",

@@ -144,3 +144,50 @@ def test_sentence_benchmark_peak_estimate():
         peaks, _ = module.peak_documents_per_second(docs, 2, 192.0, amx=amx)
         assert peaks["bfloat16"] == pytest.approx(factor * peaks["float32"])
     assert peaks["float32"] == pytest.approx(2 * 192e9 / per_doc)
+
+
+@pytest.mark.parametrize("precision", ["float32", "int8"])
+def test_sentence_benchmark_floor_graph_computes_the_weight_products(precision):
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from onnx import numpy_helper
+
+    module = _sentence_benchmark()
+    shapes = [(8, 8), (8, 32), (32, 8)]
+    model = module.weight_product_graph(shapes, rows=5, precision=precision)
+    weights = {w.name: numpy_helper.to_array(w) for w in model.graph.initializer}
+    rng = np.random.default_rng(1)
+    if precision == "int8":
+        # Inputs below 128: AVX2 kernels saturate each pair's sum of products to int16.
+        feed = {
+            f"a{j}": rng.integers(0, 128, (5, k), dtype=np.uint8) for j, (k, _) in enumerate(shapes)
+        }
+    else:
+        feed = {
+            f"a{j}": rng.standard_normal((5, k), dtype=np.float32)
+            for j, (k, _) in enumerate(shapes)
+        }
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    for j, got in enumerate(session.run(None, feed)):
+        a, w = feed[f"a{j}"], weights[f"w{j}"]
+        assert w.shape == shapes[j]
+        if precision == "int8":
+            assert w.dtype == np.int8 and got.dtype == np.int32
+            np.testing.assert_array_equal(got, a.astype(np.int32) @ w.astype(np.int32))
+        else:
+            np.testing.assert_allclose(got, a @ w, rtol=1e-4, atol=1e-4)
+
+
+def test_sentence_benchmark_measured_floor():
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnx")
+    from types import SimpleNamespace
+
+    module = _sentence_benchmark()
+    config = SimpleNamespace(hidden_size=32, intermediate_size=128, num_hidden_layers=2)
+    assert module.flops_per_token(config) == 2 * 2 * (4 * 32 * 32 + 2 * 32 * 128)
+    floors = module.measured_floor_documents_per_second(
+        config, tokens=3.5, batch_size=4, n_threads=1, repeats=2
+    )
+    assert set(floors) == {"float32", "int8"}
+    assert all(np.isfinite(v) and v > 0 for v in floors.values())
