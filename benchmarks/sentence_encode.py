@@ -399,15 +399,38 @@ def measured_floor_documents_per_second(config, tokens, batch_size, n_threads, r
     return floors
 
 
-def tokens_per_document(docs, max_length=256):
-    """Mean tokens per document (special tokens included, truncated as the encoders do)."""
+def token_counts(docs, max_length=256):
+    """Tokens of each document (special tokens included, truncated as the encoders do)."""
     from transformers import AutoTokenizer
 
     from embedxfer.text._encoder_loading import packaged_minilm_path
 
     tokenizer = AutoTokenizer.from_pretrained(packaged_minilm_path())
     ids = tokenizer(docs, truncation=True, max_length=max_length)["input_ids"]
-    return float(np.mean([len(row) for row in ids]))
+    return np.array([len(row) for row in ids], dtype=np.int64)
+
+
+def tokens_per_document(docs, max_length=256):
+    """Mean tokens per document (special tokens included, truncated as the encoders do)."""
+    return float(token_counts(docs, max_length).mean())
+
+
+def padding_factor(counts, batch_size, segments=1):
+    """Tokens computed over real tokens when each slice is batched longest first.
+
+    The encoders sort a call's documents by length and pad each batch to its
+    longest, so a call over few documents pads more than one over many.
+    """
+    counts = np.asarray(counts)
+    bounds = np.linspace(0, len(counts), segments + 1).astype(int)
+    padded = 0
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        ordered = np.sort(counts[a:b])[::-1]
+        padded += sum(
+            int(ordered[i]) * len(ordered[i : i + batch_size])
+            for i in range(0, len(ordered), batch_size)
+        )
+    return padded / max(1, int(counts.sum()))
 
 
 def _cpu_has_amx():
@@ -472,6 +495,14 @@ def main_backends(args, docs):
         f"{peaks['bfloat16']:.0f} bfloat16"
     )
     encode_speed = len(docs) / base
+    counts = token_counts(docs)
+    print(
+        f"Padding: batches of {args.batch_size} in slices of about "
+        f"{len(docs) // max(1, args.segments)} sentences compute "
+        f"{padding_factor(counts, args.batch_size, args.segments):.2f}x the real tokens "
+        f"(one call over all {len(docs)}: {padding_factor(counts, args.batch_size):.2f}x); "
+        "the floor counts real tokens only"
+    )
     print(
         f"Measured floor (the weight products alone, ONNX Runtime, {n_threads} threads): "
         + ", ".join(

@@ -191,3 +191,13 @@ def test_sentence_benchmark_measured_floor():
     )
     assert set(floors) == {"float32", "int8"}
     assert all(np.isfinite(v) and v > 0 for v in floors.values())
+
+
+def test_sentence_benchmark_padding_factor():
+    module = _sentence_benchmark()
+    # one slice, batches of 2 longest first: [5, 4] -> 10 and [1] -> 1, over 10 real tokens
+    assert module.padding_factor([1, 5, 4], batch_size=2) == pytest.approx(11 / 10)
+    # two slices, [1, 5] -> 10 and [4, 2] -> 8, against one call: [5, 4] -> 10, [2, 1] -> 4
+    assert module.padding_factor([1, 5, 4, 2], batch_size=2, segments=2) == pytest.approx(18 / 12)
+    assert module.padding_factor([1, 5, 4, 2], batch_size=2) == pytest.approx(14 / 12)
+    assert module.padding_factor([3, 3, 3, 3], batch_size=4) == 1.0
