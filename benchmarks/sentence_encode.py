@@ -469,8 +469,9 @@ def main_backends(args, docs):
         args.batch_size, n_threads, args.fused, args.spinning, args.autocast, calibration
     )
     peaks, flops_per_doc = peak_documents_per_second(docs, n_threads, args.peak_gflops)
+    counts = token_counts(docs)
     floors = measured_floor_documents_per_second(
-        _minilm_config(), tokens_per_document(docs), args.batch_size, n_threads
+        _minilm_config(), float(counts.mean()), args.batch_size, n_threads
     )
     warm = docs[: min(len(docs), 4 * args.batch_size)]
     for fn in candidates.values():
@@ -495,7 +496,6 @@ def main_backends(args, docs):
         f"{peaks['bfloat16']:.0f} bfloat16"
     )
     encode_speed = len(docs) / base
-    counts = token_counts(docs)
     print(
         f"Padding: batches of {args.batch_size} in slices of about "
         f"{len(docs) // max(1, args.segments)} sentences compute "
