@@ -265,6 +265,12 @@ def backend_candidates(
     return candidates, skipped
 
 
+def slice_bounds(n, segments):
+    """Start and end of each of ``segments`` consecutive slices of ``n`` items."""
+    bounds = np.linspace(0, n, segments + 1).astype(int)
+    return list(zip(bounds[:-1], bounds[1:]))
+
+
 def run_alternating(candidates, docs, repeats, segments, settle=0.0):
     """Total seconds per run, seconds per slice and the first run's vectors, per candidate.
 
@@ -272,8 +278,7 @@ def run_alternating(candidates, docs, repeats, segments, settle=0.0):
     pool of the slice before (torch's OpenMP threads wait busily a while
     after their work) is idle when the next one starts.
     """
-    bounds = np.linspace(0, len(docs), segments + 1).astype(int)
-    slices = [docs[a:b] for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    slices = [docs[a:b] for a, b in slice_bounds(len(docs), segments) if b > a]
     names = list(candidates)
     times = {name: [0.0] * repeats for name in names}
     slice_times = {name: [] for name in names}
@@ -367,20 +372,20 @@ def measured_floor_documents_per_second(config, tokens, batch_size, n_threads, r
     that do not spin (as the ONNX rows' sessions): the speed that no backend
     built on these kernels can pass. Returns ``{precision: docs/s}``.
     """
-    import onnxruntime as ort
+    import tempfile
+
+    from embedxfer.text._encoder_onnx import make_session
 
     shapes = weight_products(config)
     rows = max(1, round(batch_size * tokens))
     rng = np.random.default_rng(0)
     floors = {}
     for precision in ("float32", "int8"):
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = n_threads
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        model = weight_product_graph(shapes, rows, precision)
-        session = ort.InferenceSession(
-            model.SerializeToString(), options, providers=["CPUExecutionProvider"]
-        )
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "products.onnx"
+            path.write_bytes(weight_product_graph(shapes, rows, precision).SerializeToString())
+            # The ONNX rows' own session settings (threads, no spinning).
+            session = make_session(path, n_threads)
         feed = {
             f"a{j}": rng.integers(0, 256, (rows, k), dtype=np.uint8)
             if precision == "int8"
@@ -422,9 +427,8 @@ def padding_factor(counts, batch_size, segments=1):
     longest, so a call over few documents pads more than one over many.
     """
     counts = np.asarray(counts)
-    bounds = np.linspace(0, len(counts), segments + 1).astype(int)
     padded = 0
-    for a, b in zip(bounds[:-1], bounds[1:]):
+    for a, b in slice_bounds(len(counts), segments):
         ordered = np.sort(counts[a:b])[::-1]
         padded += sum(
             int(ordered[i]) * len(ordered[i : i + batch_size])
