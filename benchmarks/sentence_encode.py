@@ -415,11 +415,6 @@ def token_counts(docs, max_length=256):
     return np.array([len(row) for row in ids], dtype=np.int64)
 
 
-def tokens_per_document(docs, max_length=256):
-    """Mean tokens per document (special tokens included, truncated as the encoders do)."""
-    return float(token_counts(docs, max_length).mean())
-
-
 def padding_factor(counts, batch_size, segments=1):
     """Tokens computed over real tokens when each slice is batched longest first.
 
@@ -445,15 +440,15 @@ def _cpu_has_amx():
         return False
 
 
-def peak_documents_per_second(docs, n_threads, gflops_per_thread, amx=None):
-    """Estimated peak documents/s in float32, int8 and bfloat16.
+def peak_documents_per_second(tokens_per_document, n_threads, gflops_per_thread, amx=None):
+    """Estimated peak documents/s in float32, int8 and bfloat16, at
+    ``tokens_per_document`` tokens per document (the mean of :func:`token_counts`).
 
     int8: 4x float32 (VNNI dot products). bfloat16: 2x float32 with
     AVX512-BF16 dot products, 32x with AMX tiles (1,024 multiply-adds per
     cycle and core against 32).
     """
-    per_doc = flops_per_token(_minilm_config())
-    per_doc *= tokens_per_document(docs)
+    per_doc = flops_per_token(_minilm_config()) * tokens_per_document
     fp32 = n_threads * gflops_per_thread * 1e9 / per_doc
     amx = _cpu_has_amx() if amx is None else amx
     return {"float32": fp32, "int8": 4 * fp32, "bfloat16": (32 if amx else 2) * fp32}, per_doc
@@ -472,8 +467,10 @@ def main_backends(args, docs):
     candidates, skipped = backend_candidates(
         args.batch_size, n_threads, args.fused, args.spinning, args.autocast, calibration
     )
-    peaks, flops_per_doc = peak_documents_per_second(docs, n_threads, args.peak_gflops)
     counts = token_counts(docs)
+    peaks, flops_per_doc = peak_documents_per_second(
+        float(counts.mean()), n_threads, args.peak_gflops
+    )
     floors = measured_floor_documents_per_second(
         _minilm_config(), float(counts.mean()), args.batch_size, n_threads
     )

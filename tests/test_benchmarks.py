@@ -137,11 +137,13 @@ def test_sentence_benchmark_peak_estimate():
     per_token = module.flops_per_token(AutoConfig.from_pretrained(packaged_minilm_path()))
     assert 20e6 < per_token < 22e6
     docs = ["a short sentence", "another one, a little longer than the first"]
-    peaks, per_doc = module.peak_documents_per_second(docs, 2, 192.0)
-    assert per_doc == pytest.approx(per_token * module.tokens_per_document(docs))
+    tokens = float(module.token_counts(docs).mean())
+    assert tokens == 8.0  # [CLS] and [SEP] counted: 5 and 11 tokens
+    peaks, per_doc = module.peak_documents_per_second(tokens, 2, 192.0)
+    assert per_doc == pytest.approx(per_token * tokens)
     assert peaks["int8"] == pytest.approx(4 * peaks["float32"])
     for amx, factor in ((False, 2), (True, 32)):
-        peaks, _ = module.peak_documents_per_second(docs, 2, 192.0, amx=amx)
+        peaks, _ = module.peak_documents_per_second(tokens, 2, 192.0, amx=amx)
         assert peaks["bfloat16"] == pytest.approx(factor * peaks["float32"])
     assert peaks["float32"] == pytest.approx(2 * 192e9 / per_doc)
 
