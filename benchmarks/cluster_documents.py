@@ -30,6 +30,8 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _data import DATA_DIR
 
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "embedxfer-bench-cache"

@@ -42,6 +42,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _data import DATA_DIR
 
 DATASETS = ("sst2", "agnews", "trec")
@@ -86,10 +88,11 @@ def peak_rss_mb():
 class Runner:
     """Fits each method on one training draw; the frozen test vectors are computed once."""
 
-    def __init__(self, test_texts, test_labels, setfit_python=None):
+    def __init__(self, test_texts, test_labels, setfit_python=None, device="cpu"):
         self.test_texts = list(test_texts)
         self.test_labels = test_labels
         self.setfit_python = setfit_python
+        self.device = device
         self._frozen = None
 
     def accuracy(self, predicted):
@@ -100,7 +103,7 @@ class Runner:
 
         from embedxfer import SentenceEmbedder
 
-        embedder = SentenceEmbedder(normalize=True, device="cpu").fit()
+        embedder = SentenceEmbedder(normalize=True, device=self.device).fit()
         if self._frozen is None:
             self._frozen = embedder.transform(self.test_texts)
         start = time.perf_counter()
@@ -112,7 +115,7 @@ class Runner:
         from embedxfer import TransformerClassifier
 
         start = time.perf_counter()
-        clf = TransformerClassifier(unfreeze="all", random_state=seed, device="cpu")
+        clf = TransformerClassifier(unfreeze="all", random_state=seed, device=self.device)
         clf.fit(texts, labels)
         seconds = time.perf_counter() - start
         return self.accuracy(clf.predict(self.test_texts)), seconds
@@ -123,7 +126,7 @@ class Runner:
         from embedxfer import ContrastiveEmbedder
 
         start = time.perf_counter()
-        embedder = ContrastiveEmbedder(random_state=seed, device="cpu", **params)
+        embedder = ContrastiveEmbedder(random_state=seed, device=self.device, **params)
         head = LogisticRegression(max_iter=2000).fit(embedder.fit_transform(texts, labels), labels)
         seconds = time.perf_counter() - start
         return self.accuracy(head.predict(embedder.transform(self.test_texts))), seconds
@@ -229,18 +232,19 @@ def summarize(path):
     rows = [json.loads(line) for line in Path(path).read_text().splitlines() if line.strip()]
     cells = {}
     for r in rows:
-        cells.setdefault((r["n"], r["dataset"], r["method"]), []).append(r)
-    print("| n | dataset | method | seeds | accuracy % (mean ± std) | fit s (mean) |")
-    print("|---:|---|---|---|---:|---:|")
-    for (n, dataset, method), found in sorted(
-        cells.items(), key=lambda kv: (kv[0][0], kv[0][1], METHODS.index(kv[0][2]))
+        key = (r["n"], r["dataset"], r["method"], r.get("device", "cpu"))
+        cells.setdefault(key, []).append(r)
+    print("| n | dataset | method | device | seeds | accuracy % (mean ± std) | fit s (mean) |")
+    print("|---:|---|---|---|---|---:|---:|")
+    for (n, dataset, method, device), found in sorted(
+        cells.items(), key=lambda kv: (kv[0][0], kv[0][1], METHODS.index(kv[0][2]), kv[0][3])
     ):
         acc = np.array([r["accuracy"] for r in found]) * 100
         secs = np.mean([r["fit_seconds"] for r in found])
         seeds = ",".join(str(r["seed"]) for r in sorted(found, key=lambda r: r["seed"]))
         print(
-            f"| {n} | {dataset} | {method} | {seeds} | {acc.mean():.1f} ± {acc.std():.1f} "
-            f"| {secs:.0f} |"
+            f"| {n} | {dataset} | {method} | {device} | {seeds} "
+            f"| {acc.mean():.1f} ± {acc.std():.1f} | {secs:.0f} |"
         )
 
 
@@ -254,6 +258,11 @@ def main(argv=None):
     parser.add_argument("--setfit-python", default=None, help="Python with setfit installed")
     parser.add_argument("--out", default=None, help="JSON lines file the results go to")
     parser.add_argument("--test-rows", type=int, default=None, help="cut the test sets")
+    parser.add_argument(
+        "--device",
+        default="cpu",
+        help="where embedxfer's methods run: cpu, cuda (mixed precision) or auto",
+    )
     parser.add_argument(
         "--memory", action="store_true", help="only measure fit time and memory at 1x/10x pairs"
     )
@@ -280,7 +289,7 @@ def main(argv=None):
     for name, (_, _, test_texts, test_labels) in data.items():
         if args.test_rows:
             test_texts, test_labels = test_texts[: args.test_rows], test_labels[: args.test_rows]
-        runners[name] = Runner(test_texts, test_labels, args.setfit_python)
+        runners[name] = Runner(test_texts, test_labels, args.setfit_python, args.device)
     results = []
     for n in args.n:
         for seed in args.seeds:
@@ -303,6 +312,7 @@ def main(argv=None):
                         "seed": seed,
                         "accuracy": acc,
                         "fit_seconds": seconds,
+                        "device": args.device,
                         "load": os.getloadavg()[0],
                     }
                     results.append(row)

@@ -3,8 +3,8 @@
 Both encode the same real sentences (SST-2 and MR, from the ``--data`` folder) with
 the same model, batch size, device and precision. Runs alternate between the
 two implementations and the medians are compared, so that load from other
-processes hits both alike. On a CUDA machine float32 and float16 are both
-measured.
+processes hits both alike. On a CUDA machine float32, float16 and (where the
+GPU has it) bfloat16 are measured too.
 
     python benchmarks/sentence_encode.py            # 10,000 sentences
     python benchmarks/sentence_encode.py --n 2000 --repeats 5 --segments 10
@@ -630,7 +630,8 @@ def main(argv=None):
     chars = np.mean([len(d) for d in docs])
     settings = [("cpu", "float32")]
     if torch.cuda.is_available() and not args.cpu_only:
-        settings = [("cuda", "float32"), ("cuda", "float16"), *settings]
+        gpu = ["float32", "float16"] + (["bfloat16"] if torch.cuda.is_bf16_supported() else [])
+        settings = [*(("cuda", precision) for precision in gpu), *settings]
     extra = ("mean",) if args.also_mean else ()
 
     print(
@@ -668,10 +669,11 @@ def main(argv=None):
                 f"| {overhead} | {paired} |"
             )
         print(f"<!-- {device} {precision}: max |embedxfer - encode| = {max_diff:.2e} -->")
-    if ("cuda", "float16") in settings:
-        key = "embedxfer SentenceEmbedder(pooling='model')"
-        ratio = medians["cuda", "float16", key] / medians["cuda", "float32", key]
-        print(f"\nGPU float16 / float32 speed (embedxfer): {ratio:.2f}x")
+    key = "embedxfer SentenceEmbedder(pooling='model')"
+    for precision in ("float16", "bfloat16"):
+        if ("cuda", precision) in settings:
+            ratio = medians["cuda", precision, key] / medians["cuda", "float32", key]
+            print(f"\nGPU {precision} / float32 speed (embedxfer): {ratio:.2f}x")
     print(
         "\noverhead = embedxfer median run time / sentence-transformers median run time - 1; "
         "overhead (paired) = median over slices of the time ratio of back-to-back runs on the "

@@ -42,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _data import DATA_DIR
 
 ROOT = Path(__file__).resolve().parents[1]

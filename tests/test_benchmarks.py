@@ -6,6 +6,7 @@ the timings themselves are not checked.
 
 import argparse
 import importlib.util
+import json
 import re
 import sys
 from pathlib import Path
@@ -117,12 +118,16 @@ def test_real_texts_instead_of_synthetic_documents(bench, tmp_path, capsys):
     assert "| embedxfer mean |" in out and "## Load time" not in out
 
 
-def _sentence_benchmark():
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "sentence_encode.py"
-    spec = importlib.util.spec_from_file_location("sentence_encode_bench", path)
+def _benchmark_module(name):
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_bench", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def _sentence_benchmark():
+    return _benchmark_module("sentence_encode")
 
 
 def test_sentence_benchmark_peak_estimate():
@@ -203,3 +208,41 @@ def test_sentence_benchmark_padding_factor():
     assert module.padding_factor([1, 5, 4, 2], batch_size=2, segments=2) == pytest.approx(18 / 12)
     assert module.padding_factor([1, 5, 4, 2], batch_size=2) == pytest.approx(14 / 12)
     assert module.padding_factor([3, 3, 3, 3], batch_size=4) == 1.0
+
+
+def test_few_shot_summary_keeps_devices_apart(tmp_path, capsys):
+    module = _benchmark_module("few_shot")
+    rows = [
+        {
+            "n": 8,
+            "dataset": "sst2",
+            "method": "contrastive",
+            "seed": s,
+            "accuracy": a,
+            "fit_seconds": t,
+            "device": d,
+        }
+        for s, a, t, d in [(0, 0.6, 30, "cpu"), (1, 0.7, 32, "cpu"), (0, 0.62, 3, "cuda")]
+    ]
+    # a row written before the device was recorded counts as the CPU's
+    rows.append(
+        {
+            "n": 8,
+            "dataset": "sst2",
+            "method": "frozen",
+            "seed": 0,
+            "accuracy": 0.5,
+            "fit_seconds": 1,
+        }
+    )
+    path = tmp_path / "results.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    module.summarize(path)
+    lines = capsys.readouterr().out.splitlines()
+    assert "| 8 | sst2 | contrastive | cpu | 0,1 | 65.0 ± 5.0 | 31 |" in lines
+    assert "| 8 | sst2 | contrastive | cuda | 0 | 62.0 ± 0.0 | 3 |" in lines
+    assert "| 8 | sst2 | frozen | cpu | 0 | 50.0 ± 0.0 | 1 |" in lines
+    # frozen vectors before the contrastive rows, as in METHODS
+    assert lines.index("| 8 | sst2 | frozen | cpu | 0 | 50.0 ± 0.0 | 1 |") < lines.index(
+        "| 8 | sst2 | contrastive | cpu | 0,1 | 65.0 ± 5.0 | 31 |"
+    )
