@@ -46,7 +46,8 @@ def _run(tmp_path, python_body):
     return done, calls.read_text().splitlines() if calls.exists() else []
 
 
-def test_every_step_runs_and_failures_are_counted(tmp_path):
+def test_every_step_runs_and_failures_are_counted(tmp_path, monkeypatch):
+    monkeypatch.setenv("GPU_FEW_SHOT_DEVICES", "cuda cpu")
     # the image benchmark fails; the steps after it still run
     done, calls = _run(tmp_path, 'case "$*" in *image_embed.py*) exit 3;; esac\nexit 0')
     assert done.returncode == 1, done.stdout + done.stderr
@@ -58,6 +59,14 @@ def test_every_step_runs_and_failures_are_counted(tmp_path):
     few_shot = [c for c in steps if "few_shot.py" in c and "--device" in c]
     assert [c.split("--device ")[1].split()[0] for c in few_shot] == ["cuda", "cpu"]
     assert steps[-1].startswith("benchmarks/few_shot.py --summarize")
+
+
+def test_the_few_shot_draw_runs_on_the_gpu_alone_by_default(tmp_path):
+    done, calls = _run(tmp_path, "exit 0")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "0 step(s) failed" in done.stdout
+    few_shot = [c for c in calls if "few_shot.py" in c and "--device" in c]
+    assert len(few_shot) == 1 and "--device cuda" in few_shot[0]
     logs = {p.name for p in (tmp_path / "logs").iterdir()}
     assert {"tests.log", "sentence-encode.log", "image-embed.log", "gpu.txt"} <= logs
 
