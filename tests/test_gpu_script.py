@@ -30,9 +30,12 @@ def _run(tmp_path, python_body):
         bin_dir / "nvidia-smi", "#!/bin/sh\necho 'name, memory.total'\necho 'Fake GPU, 1 MiB'\n"
     )
     calls = tmp_path / "calls.txt"
+    # after ``python_body`` (which may exit), a run given ``--out`` (last)
+    # writes its results file
     python = _executable(
         tmp_path / "python",
-        f'#!/bin/bash\necho "$*" >> {calls}\n{python_body}\n',
+        f'#!/bin/bash\necho "$*" >> {calls}\n{python_body}\n'
+        'case "$*" in *"--out "*) touch "${@: -1}";; esac\n',
     )
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
     env["PYTHON"] = str(python)
@@ -49,7 +52,7 @@ def _run(tmp_path, python_body):
 def test_every_step_runs_and_failures_are_counted(tmp_path, monkeypatch):
     monkeypatch.setenv("GPU_FEW_SHOT_DEVICES", "cuda cpu")
     # the image benchmark fails; the steps after it still run
-    done, calls = _run(tmp_path, 'case "$*" in *image_embed.py*) exit 3;; esac\nexit 0')
+    done, calls = _run(tmp_path, 'case "$*" in *image_embed.py*) exit 3;; esac')
     assert done.returncode == 1, done.stdout + done.stderr
     assert "== image-embed: exit 3" in done.stdout
     assert "1 step(s) failed" in done.stdout
@@ -62,18 +65,25 @@ def test_every_step_runs_and_failures_are_counted(tmp_path, monkeypatch):
 
 
 def test_the_few_shot_draw_runs_on_the_gpu_alone_by_default(tmp_path):
-    done, calls = _run(tmp_path, "exit 0")
+    done, calls = _run(tmp_path, "")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "0 step(s) failed" in done.stdout
     few_shot = [c for c in calls if "few_shot.py" in c and "--device" in c]
     assert len(few_shot) == 1 and "--device cuda" in few_shot[0]
+    assert calls[-1].startswith("benchmarks/few_shot.py --summarize")
+
+
+def test_no_summary_without_few_shot_results(tmp_path):
+    done, calls = _run(tmp_path, 'case "$*" in *few_shot.py*) exit 1;; esac')
+    assert done.returncode == 1
+    assert not any("--summarize" in c for c in calls)
     logs = {p.name for p in (tmp_path / "logs").iterdir()}
     assert {"tests.log", "sentence-encode.log", "image-embed.log", "gpu.txt"} <= logs
 
 
 def test_refuses_without_a_gpu(tmp_path):
     # the stand-in's CUDA check fails: nothing else runs
-    done, calls = _run(tmp_path, 'case "$*" in -c*) exit 1;; esac\nexit 0')
+    done, calls = _run(tmp_path, 'case "$*" in -c*) exit 1;; esac')
     assert done.returncode == 1
     assert "no CUDA GPU visible to torch" in done.stderr
     assert len(calls) == 1
@@ -81,6 +91,6 @@ def test_refuses_without_a_gpu(tmp_path):
 
 def test_a_step_over_its_limit_is_stopped_and_named(tmp_path, monkeypatch):
     monkeypatch.setenv("GPU_TESTS_S", "1")
-    done, _ = _run(tmp_path, 'case "$*" in *"pytest -m gpu"*) sleep 30;; esac\nexit 0')
+    done, _ = _run(tmp_path, 'case "$*" in *"pytest -m gpu"*) sleep 30;; esac')
     assert "== tests: exit 124 (over its 1 s)" in done.stdout
     assert done.returncode == 1
