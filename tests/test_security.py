@@ -246,3 +246,74 @@ def test_an_unwritable_home_is_named_and_orphans_are_removed(tmp_path):
         folder.mkdir(parents=True)
     assert prepare_folder(home, "ONNX exports") == home
     assert not orphan.exists() and mine.exists()
+
+
+def _native_vectors(tmp_path, small_glove):
+    """A genuine gensim ``.kv`` file (a pickle) and documents it knows."""
+    path = tmp_path / "mine.kv"
+    small_glove.save(str(path))
+    return path, ["a good film", "the worst film of the year"]
+
+
+def test_skops_cannot_switch_on_allow_pickle(tmp_path, small_glove):
+    # The saved file says allow_pickle=True (as an edited one would); loading
+    # sets it back, so a pickle put in place of the vectors is refused.
+    sio = pytest.importorskip("skops.io")
+    path, docs = _native_vectors(tmp_path, small_glove)
+    fitted = WordVectorEmbedder(str(path), allow_pickle=True).fit(docs)
+    expected = fitted.transform(docs)
+    blob = sio.dumps(fitted)
+    restored = sio.loads(blob, trusted=["embedxfer.WordVectorEmbedder"])
+    assert restored.allow_pickle is False
+    marker = tmp_path / "ran"
+    crafted_pickle(path, marker)
+    clear_registry()
+    with pytest.raises(UnsafeVectorFileError, match="allow_pickle"):
+        restored.transform(docs)
+    assert not marker.exists()
+    # the program may give the opt-in again, without refitting
+    small_glove.save(str(path))
+    clear_registry()
+    restored.set_params(allow_pickle=True)
+    np.testing.assert_array_equal(restored.transform(docs), expected)
+
+
+def test_pickle_and_deepcopy_keep_allow_pickle(tmp_path, small_glove):
+    # They carry estimators between the processes of one program (GridSearchCV
+    # with n_jobs, Dask workers), where the opt-in must survive.
+    import copy
+
+    import joblib
+
+    path, docs = _native_vectors(tmp_path, small_glove)
+    fitted = WordVectorEmbedder(str(path), allow_pickle=True).fit(docs)
+    joblib.dump(fitted, tmp_path / "est.joblib")
+    for again in (
+        pickle.loads(pickle.dumps(fitted)),
+        copy.deepcopy(fitted),
+        joblib.load(tmp_path / "est.joblib"),
+    ):
+        assert again.allow_pickle is True
+        clear_registry()
+        np.testing.assert_array_equal(again.transform(docs), fitted.transform(docs))
+    unfitted = pickle.loads(pickle.dumps(WordVectorEmbedder(str(path), allow_pickle=True)))
+    assert unfitted.allow_pickle is True and not hasattr(unfitted, "_fitted_params")
+
+
+def test_saved_sequence_classifier_never_carries_allow_pickle(tmp_path, small_glove):
+    pytest.importorskip("torch")
+    from embedxfer import SequenceClassifier
+
+    path, docs = _native_vectors(tmp_path, small_glove)
+    clf = SequenceClassifier(
+        vectors=str(path), allow_pickle=True, epochs=1, hidden_size=8, random_state=0
+    ).fit(docs * 4, [0, 1] * 4)
+    folder = tmp_path / "saved"
+    clf.save(folder)
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    assert config["params"]["allow_pickle"] is False
+    assert SequenceClassifier.load(folder).allow_pickle is False
+    given = SequenceClassifier.load(folder, allow_pickle=True)
+    assert given.allow_pickle is True
+    np.testing.assert_array_equal(given.predict_proba(docs), clf.predict_proba(docs))
+    assert pickle.loads(pickle.dumps(clf)).allow_pickle is True

@@ -69,6 +69,56 @@ class ParamsAddedLaterMixin:
         super().__setstate__(state)
 
 
+class ProcessOptInsMixin:
+    """Opt-ins that let a file run code come from the running program, never from a file.
+
+    ``allow_pickle=True`` lets an estimator unpickle the vector file it names,
+    which runs code. A saved estimator names its file and carries its
+    parameters, so restoring that opt-in from the saved estimator would let
+    whoever can edit the saved file choose code for the loader to run.
+    skops (whose promise is that loading a file runs no code) and ``load``
+    therefore set every parameter in ``_PROCESS_OPT_INS`` back to its safe
+    value; the program sets it again where it wants it.
+
+    Pickle, joblib and ``copy.deepcopy`` keep it: a pickle can run code by
+    itself, and they carry estimators between the processes of one program
+    (``GridSearchCV(n_jobs=...)``, Dask), where the opt-in must survive.
+    They call ``__reduce_ex__``, which skops does not.
+    """
+
+    _PROCESS_OPT_INS = {"allow_pickle": False}
+
+    def __setstate__(self, state):
+        if isinstance(state, dict):
+            state = _with_opt_ins(state, self._PROCESS_OPT_INS)
+        super().__setstate__(state)
+
+    def __reduce_ex__(self, protocol):
+        return _unpickle_keeping_opt_ins, (type(self), self.__getstate__())
+
+
+def _with_opt_ins(state, values):
+    """``state`` with ``values`` for the opt-ins it holds, in ``_fitted_params`` too."""
+    state = {**state, **{k: v for k, v in values.items() if k in state}}
+    fitted = state.get("_fitted_params")
+    if isinstance(fitted, dict):
+        state["_fitted_params"] = {**fitted, **{k: v for k, v in values.items() if k in fitted}}
+    return state
+
+
+def _unpickle_keeping_opt_ins(cls, state):
+    """Pickle's and deepcopy's way back: ``__setstate__``, then the opt-ins as they were."""
+    estimator = cls.__new__(cls)
+    estimator.__setstate__(state)
+    fitted, restored = state.get("_fitted_params"), estimator.__dict__.get("_fitted_params")
+    for name in cls._PROCESS_OPT_INS:
+        if name in state:
+            estimator.__dict__[name] = state[name]
+        if isinstance(fitted, dict) and isinstance(restored, dict) and name in fitted:
+            restored[name] = fitted[name]
+    return estimator
+
+
 class FitParamsMixin:
     """Refuse to mix fitted state with parameters changed after ``fit``.
 

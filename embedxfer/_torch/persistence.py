@@ -429,7 +429,10 @@ def saved_config(estimator, fitted):
     """
     from .. import __version__
 
-    params, unsaved = params_to_json(estimator.get_params(deep=False))
+    # An opt-in that lets a file run code is the running program's to give:
+    # the saved value is the safe one (ProcessOptInsMixin).
+    opt_ins = getattr(estimator, "_PROCESS_OPT_INS", {})
+    params, unsaved = params_to_json({**estimator.get_params(deep=False), **opt_ins})
     return {
         "class": type(estimator).__name__,
         "format_version": FORMAT_VERSION,
@@ -459,6 +462,8 @@ def estimator_from_folder(cls, folder, device, params):
     expected, prefixes = cls._expected_tensors(config)
     check_tensors(tensors, expected, folder, prefixes)
     saved = {**cls._params_added_later, **params_from_json(config["params"])}
+    # Never from the file, whatever it says: only ``load(..., allow_pickle=True)``.
+    saved.update({k: v for k, v in getattr(cls, "_PROCESS_OPT_INS", {}).items() if k in saved})
     unknown = set(params) - set(saved)
     if unknown:
         raise TypeError(

@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-from .._core.base import RawInputMixin
+from .._core.base import ProcessOptInsMixin, RawInputMixin
 from .._core.device import import_torch
 from .._core.param_validation import Interval, Options
 from .._core.public import set_module
@@ -74,7 +74,9 @@ class _FittedSequenceNet:
 
 
 @set_module("embedxfer")
-class SequenceClassifier(TorchClassifierMixin, RawInputMixin, ClassifierMixin, BaseEstimator):
+class SequenceClassifier(
+    ProcessOptInsMixin, TorchClassifierMixin, RawInputMixin, ClassifierMixin, BaseEstimator
+):
     """Word vectors seed the embedding layer of a small network over the word sequence.
 
     Each document is tokenised into words; their rows of an embedding table,
@@ -152,6 +154,9 @@ class SequenceClassifier(TorchClassifierMixin, RawInputMixin, ClassifierMixin, B
         Allow ``vectors`` to be a gensim native ``.kv`` / ``.model`` file,
         which is a pickle: only for files you trust (see
         :func:`embedxfer.load_vectors`).
+        A saved estimator never carries it: skops and ``load`` set it back
+        to ``False`` (a file cannot switch it on), so set it again after
+        loading; pickle and joblib, which run code anyway, keep it.
 
     Attributes
     ----------

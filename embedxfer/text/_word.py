@@ -9,7 +9,12 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .._cache import CACHE_CONSTRAINT
-from .._core.base import FitParamsMixin, ParamsAddedLaterMixin, RawInputMixin
+from .._core.base import (
+    FitParamsMixin,
+    ParamsAddedLaterMixin,
+    ProcessOptInsMixin,
+    RawInputMixin,
+)
 from .._core.device import DEVICE_CONSTRAINT, resolve_device
 from .._core.embedder import CLAIM_NAME, CORPUS_FIT_NONE, CORPUS_FIT_STATISTICS, Embedder
 from .._core.fingerprint import callable_fingerprint, warn_not_cached
@@ -79,6 +84,7 @@ class WordVectorEmbedder(
     Embedder,
     RawInputMixin,
     FitParamsMixin,
+    ProcessOptInsMixin,
     ParamsAddedLaterMixin,
     TransformerMixin,
     BaseEstimator,
@@ -165,6 +171,9 @@ class WordVectorEmbedder(
         Allow ``vectors`` to be a gensim native ``.kv`` / ``.model`` file,
         which is a pickle: only for files you trust (see
         :func:`load_vectors`).
+        A saved estimator never carries it: skops and ``load`` set it back
+        to ``False`` (a file cannot switch it on), so set it again after
+        loading; pickle and joblib, which run code anyway, keep it.
 
     Attributes
     ----------
@@ -361,7 +370,9 @@ class WordVectorEmbedder(
         return partial_fit(self, X)
 
     # What inference (transform) reads: set_params after fit can change these.
-    _INFERENCE_PARAMS = ("normalize", "dtype", "batch_size", "cache")
+    # allow_pickle only lets a pickled vector file be read: it changes no vector,
+    # and after loading (which sets it back to False) it may be set again.
+    _INFERENCE_PARAMS = ("normalize", "dtype", "batch_size", "cache", "allow_pickle")
     _FITTED_STATE = "its fitted state (vocabulary settings, weights, components)"
     _params_added_later = {"precision": "float32"}  # pickled before float16 tables
 
