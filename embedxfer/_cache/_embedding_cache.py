@@ -65,8 +65,8 @@ class EmbeddingCache:
 
     See Also
     --------
-    resolve_cache : Turn an estimator's ``cache`` parameter into a cache.
-    encode_with_cache : Encode only the documents not yet in a cache.
+    embedxfer.SentenceEmbedder : Its ``cache`` parameter takes one (as do the
+        other embedders').
 
     Notes
     -----

@@ -192,7 +192,7 @@ def describe_clusters(
     Returns
     -------
     description : ClusterDescription
-        One :class:`DescribedCluster` per cluster; ``print`` it, or call
+        One ``DescribedCluster`` per cluster; ``print`` it, or call
         ``to_frame()``.
 
     See Also

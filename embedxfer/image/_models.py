@@ -248,10 +248,10 @@ def timm_backbone(net, name):
 class ImageModel:
     """A torch module of your own, with its preprocessing, as an image backbone.
 
-    Pass it as ``model=`` to :class:`ImageEmbedder` or :class:`ImageClassifier`.
-    The module maps a float batch ``(n, 3, H, W)`` to a feature map
-    ``(n, C, h, w)``, a token sequence ``(n, L, C)`` or vectors ``(n, C)``.
-    With a ``torch.nn.Sequential``, each child is a block (for
+    Pass it as ``model=`` to :class:`~embedxfer.ImageEmbedder` or
+    :class:`~embedxfer.ImageClassifier`. The module maps a float batch
+    ``(n, 3, H, W)`` to a feature map ``(n, C, h, w)``, a token sequence
+    ``(n, L, C)`` or vectors ``(n, C)``. With a ``torch.nn.Sequential``, each child is a block (for
     ``unfreeze=k``) and a layer to stop at (for ``layer=``, by the child's
     name); any other module is one block.
 

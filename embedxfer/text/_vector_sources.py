@@ -130,7 +130,7 @@ def load_vectors(
         Allow gensim's native ``.kv`` / ``.model`` files, which are pickles:
         unpickling a crafted file runs arbitrary code, so only pass ``True``
         for files you trust. Any file that is a pickle, whatever its name, is
-        refused with :class:`UnsafeVectorFileError` otherwise.
+        refused with :class:`~embedxfer.exceptions.UnsafeVectorFileError` otherwise.
 
     Returns
     -------
