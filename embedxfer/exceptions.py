@@ -38,6 +38,7 @@ from sklearn.utils._param_validation import (
 
 __all__ = [
     "BatchSizeWarning",
+    "CacheWarning",
     "CLIError",
     "ColumnNotFoundError",
     "EmbedxferError",
@@ -133,6 +134,10 @@ class TruncationWarning(EmbedxferWarning):
 
 class BatchSizeWarning(EmbedxferWarning, RuntimeWarning):
     """A batch ran out of device memory and encoding went on with a smaller batch."""
+
+
+class CacheWarning(EmbedxferWarning):
+    """Damaged vectors in a disk embedding cache were dropped; their documents are encoded again."""
 
 
 class ImageReadWarning(EmbedxferWarning):

@@ -10,12 +10,14 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 
 import numpy as np
 import pytest
 from sklearn.base import clone
 
 from embedxfer._cache import EmbeddingCache, encode_with_cache, hash_texts, resolve_cache
+from embedxfer.exceptions import CacheWarning
 
 N_FEATURES = 8
 
@@ -199,7 +201,7 @@ def test_errors_name_the_problem(cache, tmp_path):
         hash_texts(["a", 5])
     with pytest.raises(ValueError, match="chunk_size"):
         encode_with_cache(cache, "fp", ["a"], fake_vectors, chunk_size=0)
-    with pytest.raises(ValueError, match="max_memory_mb must be positive"):
+    with pytest.raises(ValueError, match="max_memory_mb must be a positive, finite number"):
         EmbeddingCache(max_memory_mb=0)
     (tmp_path / "file").write_text("x")
     with pytest.raises(ValueError, match="is a file"):
@@ -208,6 +210,26 @@ def test_errors_name_the_problem(cache, tmp_path):
     (tmp_path / "junk" / "embeddings.sqlite").write_bytes(b"not a database" * 100)
     with pytest.raises(sqlite3.DatabaseError, match="not a readable embedding cache"):
         EmbeddingCache(tmp_path / "junk")
+
+
+@pytest.mark.parametrize(
+    "call, error, match",
+    [
+        (lambda c: c.get("fp", "ab"), TypeError, r"get\(\) takes a list .* single str"),
+        (
+            lambda c: c.put("fp", "ab", np.ones((2, 3), np.float32)),
+            TypeError,
+            r"put\(\) takes a list .* single str",
+        ),
+        (lambda c: c.get("fp", b"ab"), TypeError, "single bytes"),
+        (lambda c: c.get("fp", None), TypeError, r"get\(\) takes a list .* NoneType"),
+        (lambda c: EmbeddingCache(max_memory_mb=float("inf")), ValueError, "finite"),
+        (lambda c: EmbeddingCache(5), TypeError, "path must be a folder"),
+    ],
+)
+def test_a_bare_string_or_a_bad_argument_is_refused(call, error, match):
+    with pytest.raises(error, match=match):
+        call(EmbeddingCache())
 
 
 def test_memory_bound_evicts_least_recently_used():
@@ -634,6 +656,104 @@ def test_tampered_layout_is_refused_before_allocating(tmp_path, column, value, m
     cache = EmbeddingCache(tmp_path)
     with pytest.raises(sqlite3.DatabaseError, match=f"embeddings.sqlite.*{match}"):
         cache.get("fp", ["a", "b"])
+    cache.close()
+
+
+def _encoder(width=4):
+    """A deterministic encoder: each text's vector from its own digest."""
+
+    def encode(texts):
+        return np.stack(
+            [
+                np.frombuffer(hashlib.sha256(t.encode()).digest(), np.uint8)[:width].astype(
+                    np.float32
+                )
+                for t in texts
+            ]
+        )
+
+    return encode
+
+
+def _flip_a_byte(db):
+    data = bytearray(db.execute("SELECT data FROM batches").fetchone()[0])
+    data[5] ^= 0x40
+    db.execute("UPDATE batches SET data=?", (bytes(data),))
+
+
+def _halve_the_width_as_float64(db):
+    db.execute("UPDATE fingerprints SET n_features=n_features/2, dtype='<f8'")
+
+
+def _point_at_another_row(db):
+    db.execute("UPDATE entries SET row=(row + 1) % 3")
+
+
+def _forget_the_digest(db):
+    db.execute("UPDATE batches SET digest=NULL")
+
+
+def _huge_rows_as_float64(db):
+    db.execute("UPDATE fingerprints SET n_features=?, dtype='<f8'", (1 << 20,))
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        _flip_a_byte,
+        _halve_the_width_as_float64,
+        _point_at_another_row,
+        _forget_the_digest,
+        _huge_rows_as_float64,
+    ],
+)
+def test_damaged_vectors_are_dropped_and_encoded_again(tmp_path, damage):
+    encode, docs = _encoder(), ["a", "b", "c"]
+    cache = EmbeddingCache(tmp_path)
+    expected = encode_with_cache(cache, "fp", docs, encode)
+    cache.close()
+    with open_db(tmp_path) as db:
+        damage(db)
+    cache = EmbeddingCache(tmp_path)
+    with pytest.warns(CacheWarning, match="embeddings.sqlite.*1 stored batch.*encoded again"):
+        again = encode_with_cache(cache, "fp", docs, encode)
+    assert again.dtype == np.float32 and again.shape == (3, 4)
+    np.testing.assert_array_equal(again, expected)
+    # stored afresh: the next lookup is all hits, and quiet
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        got, missing = cache.get("fp", docs)
+    np.testing.assert_array_equal(got, expected)
+    assert missing.size == 0
+    cache.close()
+
+
+def test_a_version_1_cache_is_read_as_unverified_and_rebuilt(tmp_path):
+    # The layout of version 1, whose batches had neither keys nor a digest.
+    encode, docs = _encoder(), ["a", "b"]
+    with sqlite3.connect(tmp_path / "embeddings.sqlite") as db:
+        db.executescript(
+            """
+            CREATE TABLE meta (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+            INSERT INTO meta VALUES ('schema_version', '1');
+            CREATE TABLE fingerprints (id INTEGER PRIMARY KEY AUTOINCREMENT,
+                fingerprint TEXT NOT NULL UNIQUE, n_features INTEGER NOT NULL,
+                dtype TEXT NOT NULL, created REAL NOT NULL);
+            CREATE TABLE batches (id INTEGER PRIMARY KEY AUTOINCREMENT, fp INTEGER NOT NULL,
+                n_rows INTEGER NOT NULL, data BLOB NOT NULL);
+            CREATE TABLE entries (fp INTEGER NOT NULL, key BLOB NOT NULL,
+                batch INTEGER NOT NULL, row INTEGER NOT NULL, PRIMARY KEY (fp, key))
+                WITHOUT ROWID;
+            INSERT INTO fingerprints VALUES (1, 'fp', 4, '<f4', 0);
+            """
+        )
+        db.execute("INSERT INTO batches VALUES (1, 1, 2, ?)", (np.zeros((2, 4), "<f4").tobytes(),))
+        db.executemany("INSERT INTO entries VALUES (1, ?, 1, ?)", zip(hash_texts(docs), range(2)))
+    cache = EmbeddingCache(tmp_path)
+    with pytest.warns(CacheWarning):
+        got = encode_with_cache(cache, "fp", docs, encode)
+    np.testing.assert_array_equal(got, encode(docs))
+    assert cache.get("fp", docs)[1].size == 0
     cache.close()
 
 

@@ -198,7 +198,7 @@ class EmbeddingCache:
             Positions in ``texts`` that are not stored.
         """
         fingerprint = _check_fingerprint(fingerprint)
-        texts = list(texts)
+        texts = _check_texts(texts, "get")
         vectors, found = self._fetch(fingerprint, hash_texts(texts))
         n_found = int(found.sum())
         with self._lock:
@@ -219,7 +219,7 @@ class EmbeddingCache:
             Their vectors. Documents already stored keep their first vector.
         """
         fingerprint = _check_fingerprint(fingerprint)
-        texts = list(texts)
+        texts = _check_texts(texts, "put")
         vectors = _check_vectors(vectors, len(texts), "put")
         self._store.put(fingerprint, hash_texts(texts), vectors)
 
@@ -337,10 +337,10 @@ def _check_max_memory(max_memory_mb):
             f"max_memory_mb must be a positive number or None, got "
             f"{type(max_memory_mb).__name__} ({max_memory_mb!r:.60})."
         )
-    if not max_memory_mb > 0:
+    if not 0 < max_memory_mb < float("inf"):
         raise ValueError(
-            f"max_memory_mb must be positive, got {max_memory_mb!r}; pass cache=None "
-            "to disable caching."
+            f"max_memory_mb must be a positive, finite number of MiB or None (no bound), got "
+            f"{max_memory_mb!r}; pass cache=None to disable caching."
         )
     return max_memory_mb
 
@@ -351,7 +351,28 @@ def _check_timeout(timeout):
     return float(timeout)
 
 
+def _check_texts(texts, method):
+    """``texts`` as a list; a bare string (which would be read as one-letter documents)
+    or a non-iterable is refused."""
+    if isinstance(texts, (str, bytes)):
+        raise TypeError(
+            f"{method}() takes a list of documents, got a single {type(texts).__name__}; "
+            "wrap it in a list."
+        )
+    try:
+        return list(texts)
+    except TypeError:
+        raise TypeError(
+            f"{method}() takes a list of documents, got {type(texts).__name__} ({texts!r:.60})."
+        ) from None
+
+
 def _check_folder(path):
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(
+            f"path must be a folder (str or os.PathLike) or None for a memory cache, got "
+            f"{type(path).__name__} ({path!r:.60})."
+        )
     if not os.fspath(path):
         raise ValueError(
             "cache='' names no folder; pass a folder path, True for the memory cache, "

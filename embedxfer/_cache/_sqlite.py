@@ -1,16 +1,22 @@
 """The on-disk cache store: one SQLite file in WAL mode, one transaction per batch."""
 
+import hashlib
 import os
 import sqlite3
 import threading
 import time
+import warnings
 
 import numpy as np
 
-from ._store import _ROW_BITS, CacheStore, layout_problem, shape_conflict
+from ..exceptions import CacheWarning
+from ._store import _KEY_BYTES, _ROW_BITS, CacheStore, layout_problem, shape_conflict
 
 DB_NAME = "embeddings.sqlite"
-_SCHEMA_VERSION = 1
+# 2: each batch carries its rows' keys and a digest of its layout, keys and
+# bytes (version 1 had neither; its batches are dropped when read, and their
+# documents encoded again).
+_SCHEMA_VERSION = 2
 # Bound on parameters in one ``IN (...)`` query; SQLite builds before 3.32
 # accept at most 999.
 _SQL_BATCH = 900
@@ -32,7 +38,9 @@ CREATE TABLE IF NOT EXISTS batches (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     fp INTEGER NOT NULL,
     n_rows INTEGER NOT NULL,
-    data BLOB NOT NULL
+    data BLOB NOT NULL,
+    keys BLOB,
+    digest BLOB
 );
 CREATE INDEX IF NOT EXISTS batches_fp ON batches (fp);
 CREATE TABLE IF NOT EXISTS entries (
@@ -48,6 +56,19 @@ CREATE TABLE IF NOT EXISTS entries (
 _PAGE_SIZE = 65536
 _SCAN_MIN_KEYS = 4 * _SQL_BATCH
 _SELECT_CODES = f"SELECT key, (batch << {_ROW_BITS}) | row FROM entries "
+
+
+def batch_digest(n_features, dtype, keys, data):
+    """16-byte BLAKE2b of a batch's layout, keys and bytes: what ``put`` wrote, checked on reads.
+
+    The layout and the keys are in it, so that an edited ``n_features`` or
+    ``dtype``, or an index row pointed at another document's row, fails the
+    check as an edited blob does.
+    """
+    h = hashlib.blake2b(f"{int(n_features)}:{np.dtype(dtype).str}:".encode(), digest_size=16)
+    h.update(keys)
+    h.update(data)
+    return h.digest()
 
 
 def _named_error(filename, err):
@@ -168,6 +189,14 @@ class SQLiteStore(CacheStore):
                 conn.execute(
                     "INSERT INTO meta VALUES ('schema_version', ?)", (str(_SCHEMA_VERSION),)
                 )
+            elif row[0] == "1":
+                # Version 1's batches have no digest: they read as damaged,
+                # are dropped and encoded again.
+                conn.execute("ALTER TABLE batches ADD COLUMN keys BLOB")
+                conn.execute("ALTER TABLE batches ADD COLUMN digest BLOB")
+                conn.execute(
+                    "UPDATE meta SET value=? WHERE name='schema_version'", (str(_SCHEMA_VERSION),)
+                )
             elif row[0] != str(_SCHEMA_VERSION):
                 raise sqlite3.DatabaseError(
                     f"schema version {row[0]}, this embedxfer reads {_SCHEMA_VERSION}"
@@ -203,9 +232,34 @@ class SQLiteStore(CacheStore):
                 where = self._locate(conn, fp_id, keys)
                 get = where.get
                 codes = np.fromiter((get(key, -1) for key in keys), np.int64, len(keys))
-                vectors = np.zeros((len(keys), n_features), dtype=dtype)
-                self._gather(conn, codes, vectors, found)
+                vectors, damaged = self._gather(conn, keys, codes, (n_features, dtype), found)
+            if damaged:
+                self._drop(conn, fp_id, damaged)
         return vectors, found
+
+    def _drop(self, conn, fp_id, batch_ids):
+        """Remove damaged batches (and their fingerprint once it has none left), with a warning."""
+        with _transaction(conn, "BEGIN IMMEDIATE"):
+            for start in range(0, len(batch_ids), _SQL_BATCH):
+                chunk = batch_ids[start : start + _SQL_BATCH]
+                marks = ",".join("?" * len(chunk))
+                conn.execute(
+                    f"DELETE FROM entries WHERE fp=? AND batch IN ({marks})", (fp_id, *chunk)
+                )
+                conn.execute(f"DELETE FROM batches WHERE id IN ({marks})", chunk)
+            if (
+                conn.execute("SELECT 1 FROM batches WHERE fp=? LIMIT 1", (fp_id,)).fetchone()
+                is None
+            ):
+                conn.execute("DELETE FROM entries WHERE fp=?", (fp_id,))
+                conn.execute("DELETE FROM fingerprints WHERE id=?", (fp_id,))
+        warnings.warn(
+            f"embedding cache {self.filename!r}: {len(batch_ids)} stored batch(es) failed their "
+            "checksum (the file was damaged, edited or written by an older embedxfer) and were "
+            "dropped; their documents are encoded again.",
+            CacheWarning,
+            stacklevel=4,
+        )
 
     def _locate(self, conn, fp_id, keys):
         """Map each stored key among ``keys`` to ``batch << 32 | row``."""
@@ -227,14 +281,24 @@ class SQLiteStore(CacheStore):
         return where
 
     @staticmethod
-    def _gather(conn, codes, vectors, found):
-        n_features = vectors.shape[1]
-        row_bytes = n_features * vectors.dtype.itemsize
+    def _gather(conn, keys, codes, layout, found):
+        """``(vectors or None, damaged batch ids)``: the rows of ``codes`` from batches that
+        pass their digest and hold ``keys`` at those rows.
+
+        The output is allocated at the first blob that passes, whose digest
+        vouches for the stored layout: an edited ``n_features`` allocates
+        nothing.
+        """
+        n_features, dtype = layout
+        row_bytes = n_features * dtype.itemsize
+        vectors, damaged = None, []
         targets = np.flatnonzero(codes >= 0)
         if not targets.size:
-            return
+            return vectors, damaged
+        wanted = np.frombuffer(b"".join(keys[i] for i in targets), np.uint8).reshape(-1, _KEY_BYTES)
         codes = codes[targets]
         order = np.argsort(codes >> _ROW_BITS, kind="stable")
+        wanted = wanted[order]
         targets, codes = targets[order], codes[order]
         ids, starts = np.unique(codes >> _ROW_BITS, return_index=True)
         bounds = dict(zip(ids.tolist(), zip(starts, [*starts[1:], codes.size])))
@@ -243,19 +307,35 @@ class SQLiteStore(CacheStore):
             chunk = ids[first : first + _SQL_BATCH].tolist()
             # Iterated lazily: one batch blob in memory at a time.
             cursor = conn.execute(
-                f"SELECT id, n_rows, data FROM batches WHERE id IN ({','.join('?' * len(chunk))})",
+                "SELECT id, n_rows, data, keys, digest FROM batches "
+                f"WHERE id IN ({','.join('?' * len(chunk))})",
                 chunk,
             )
-            for batch_id, n_rows, data in cursor:
+            for batch_id, n_rows, data, stored_keys, digest in cursor:
                 start, stop = bounds[batch_id]
-                # SQLite commits whole transactions, so a blob of the wrong
-                # size cannot come from an interrupted write; the checks still
-                # guard against a file edited by hand.
-                if len(data) != n_rows * row_bytes or rows[start:stop].max() >= n_rows:
+                # SQLite commits whole transactions, so a damaged batch cannot
+                # come from an interrupted write: it is a file damaged or
+                # edited since, or one written before batches had digests.
+                if (
+                    not isinstance(data, bytes)
+                    or not isinstance(stored_keys, bytes)
+                    or len(data) != n_rows * row_bytes
+                    or len(stored_keys) != n_rows * _KEY_BYTES
+                    or rows[start:stop].max() >= n_rows
+                    or digest != batch_digest(n_features, dtype, stored_keys, data)
+                ):
+                    damaged.append(batch_id)
                     continue
-                block = np.frombuffer(data, dtype=vectors.dtype).reshape(n_rows, n_features)
+                held = np.frombuffer(stored_keys, np.uint8).reshape(n_rows, _KEY_BYTES)
+                if not np.array_equal(held[rows[start:stop]], wanted[start:stop]):
+                    damaged.append(batch_id)  # the index points at another document's row
+                    continue
+                if vectors is None:
+                    vectors = np.zeros((found.size, n_features), dtype)
+                block = np.frombuffer(data, dtype=dtype).reshape(n_rows, n_features)
                 vectors[targets[start:stop]] = block[rows[start:stop]]
                 found[targets[start:stop]] = True
+        return vectors, damaged
 
     @_naming_the_file
     def put(self, fingerprint, keys, vectors):
@@ -277,9 +357,16 @@ class SQLiteStore(CacheStore):
                 fp_id = layout[0]
                 if (layout[1], layout[2]) != (n_features, dtype):
                     raise shape_conflict(fingerprint, layout[1:], (n_features, dtype))
+                data, key_bytes = vectors.tobytes(), b"".join(keys)
                 batch_id = conn.execute(
-                    "INSERT INTO batches (fp, n_rows, data) VALUES (?, ?, ?)",
-                    (fp_id, len(keys), vectors.tobytes()),
+                    "INSERT INTO batches (fp, n_rows, data, keys, digest) VALUES (?, ?, ?, ?, ?)",
+                    (
+                        fp_id,
+                        len(keys),
+                        data,
+                        key_bytes,
+                        batch_digest(n_features, dtype, key_bytes, data),
+                    ),
                 ).lastrowid
                 before = conn.total_changes
                 # Keys another process stored meanwhile keep their first vector.

@@ -15,6 +15,8 @@ import numpy as np
 
 # A stored row's place is one integer: ``(block or batch) << _ROW_BITS | row``.
 _ROW_BITS = 32
+# A document's key: the BLAKE2b digest of its text (hash_texts).
+_KEY_BYTES = 16
 
 
 class CacheStore(abc.ABC):
@@ -83,7 +85,7 @@ def hash_texts(texts):
                 f"cache keys are computed from str documents, got {type(text).__name__} "
                 f"({text!r:.40}); convert the documents to text first."
             ) from None
-        append(blake2b(data, digest_size=16).digest())
+        append(blake2b(data, digest_size=_KEY_BYTES).digest())
     return keys
 
 
