@@ -173,6 +173,49 @@ def test_packaged_names_resolve_to_the_packaged_folder():
     assert resolve_model_source("bert-base-uncased") == ("bert-base-uncased", False)
 
 
+@pytest.mark.parametrize(
+    "model, match",
+    [
+        ("", "names no model"),
+        ("  ", "names no model"),
+        ("all-MiniLM-L6-v2 ", "has spaces around it"),
+        ("/no/such/folder", "not an existing folder, nor a hub name"),
+        ("./my-model", "not an existing folder, nor a hub name"),
+        ("owner/name/extra", "not an existing folder, nor a hub name"),
+        ("name with spaces", "not an existing folder, nor a hub name"),
+    ],
+)
+def test_model_references_that_name_nothing_loadable_are_refused(model, match):
+    with pytest.raises(ValueError, match=match):
+        resolve_model_source(model)
+
+
+def test_local_folders_must_hold_a_model_and_its_tokenizer(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="folder without a model in it"):
+        resolve_model_source(empty)
+    (empty / "config.json").write_text("{}")
+    with pytest.raises(ValueError, match="holds a model but no tokenizer"):
+        resolve_model_source(empty)
+    (empty / "vocab.txt").write_text("[PAD]\n")
+    assert resolve_model_source(empty) == (str(empty), True)
+    # a sentence-transformers folder keeps its tokenizer in a module's subfolder
+    st = tmp_path / "st"
+    st.mkdir()
+    (st / "modules.json").write_text("[]")
+    assert resolve_model_source(st) == (str(st), True)
+
+
+def test_a_folder_under_the_home_folder_is_found(tmp_path, monkeypatch):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    folder = tmp_path / "models" / "mine"
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "tokenizer.json").write_text("{}")
+    assert resolve_model_source("~/models/mine") == (str(folder), True)
+
+
 @pytest.mark.slow
 def test_loading_a_model_prints_no_progress_bar():
     # Bars are the estimators' verbose to grant: transformers' own "Loading

@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import re
 import threading
 import warnings
 
@@ -39,15 +40,60 @@ def resolve_model_source(model):
     if not isinstance(model, (str, os.PathLike)):
         raise TypeError(f"model must be a name or a folder path, got {type(model).__name__}.")
     model = os.fspath(model)
+    if not model.strip():
+        raise ValueError(
+            f"model={model!r} names no model; pass a hub name such as 'all-MiniLM-L6-v2' or a "
+            "model folder."
+        )
+    if model != model.strip():
+        raise ValueError(f"model={model!r} has spaces around it; remove them.")
     if model in PACKAGED_MINILM_NAMES:
         path = packaged_minilm_path()
         if path is not None:
             return path, True
-    if os.path.isdir(model):
-        return os.path.abspath(model), True
-    if os.path.exists(model):
+    expanded = os.path.expanduser(model)
+    if os.path.isdir(expanded):
+        _check_model_folder(model, expanded)
+        return os.path.abspath(expanded), True
+    if os.path.exists(expanded):
         raise ValueError(f"model={model!r} is a file; pass the model's folder instead.")
+    if not _HUB_NAME.fullmatch(model):
+        raise ValueError(
+            f"model={model!r} is not an existing folder, nor a hub name ('name' or "
+            "'owner/name' of letters, digits, '-', '_' and '.')."
+        )
     return model, False
+
+
+# A Hugging Face hub id: "name" or "owner/name"; anything else is meant as a path.
+_HUB_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?")
+# What a local model folder must hold to be loaded without a download.
+_MODEL_FILES = ("config.json", "modules.json")
+_TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer_config.json",
+    "vocab.txt",
+    "vocab.json",
+    "spiece.model",
+    "sentencepiece.bpe.model",
+    "tokenizer.model",
+)
+
+
+def _check_model_folder(model, folder):
+    """Refuse a local folder that holds no model, or a model without its tokenizer."""
+    names = set(os.listdir(folder))
+    if not names.intersection(_MODEL_FILES):
+        raise ValueError(
+            f"model={model!r} is a folder without a model in it (no config.json or "
+            "modules.json); pass the folder a model was saved to (save_pretrained)."
+        )
+    if "modules.json" not in names and not names.intersection(_TOKENIZER_FILES):
+        raise ValueError(
+            f"model={model!r} holds a model but no tokenizer (none of "
+            f"{', '.join(_TOKENIZER_FILES[:3])}, ...); save the tokenizer beside it "
+            "(tokenizer.save_pretrained)."
+        )
 
 
 # -- loading -----------------------------------------------------------------
