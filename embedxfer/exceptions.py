@@ -18,6 +18,7 @@ cannot be downloaded), so ``except ValueError`` keeps working.
      +-- ModelUnavailableError   (ConnectionError, RuntimeError)
      +-- SavedModelError         (ValueError)
      +-- OutputFolderError       (ValueError)
+     +-- TrainingDivergedError   (ValueError)
      +-- CLIError
     EmbedxferWarning             (UserWarning)
      +-- EmptyDocumentWarning
@@ -51,6 +52,7 @@ __all__ = [
     "NotCachedWarning",
     "OutputFolderError",
     "SavedModelError",
+    "TrainingDivergedError",
     "TruncationWarning",
     "UnknownModelError",
     "UnsafeVectorFileError",
@@ -110,6 +112,14 @@ class SavedModelError(EmbedxferError, ValueError):
 
 class OutputFolderError(EmbedxferError, ValueError):
     """An output folder holds files a job cannot prove it wrote, or a damaged job manifest."""
+
+
+class TrainingDivergedError(EmbedxferError, ValueError):
+    """Training produced a non-finite loss or non-finite weights, so no model is returned.
+
+    The message names the estimator's training stage, the epoch and the
+    parameters to lower (the learning rates, ``weight_decay``).
+    """
 
 
 class CLIError(EmbedxferError):

@@ -179,6 +179,8 @@ def test_missing_or_mixed_labels_are_named():
         (pd.Series(["pos", np.nan, "pos", "neg"]), "label 1 is nan"),
         (np.array([1.0, 0.0, np.nan, 1.0]), "label 2 is"),
         (pd.Series(["pos", 1, "neg", 0], dtype=object), "labels mix types"),
+        (["pos", 1, "neg", 0], r"labels mix types \['int', 'str'\]"),
+        (("pos", 1, "neg", 0), r"labels mix types \['int', 'str'\]"),
     ]:
         with pytest.raises(ValueError, match=match):
             SequenceClassifier(epochs=1).fit(docs, labels)

@@ -103,6 +103,11 @@ def test_to_frame_columns_and_cut_documents():
         ({"labels": [0, 1]}, ["labels", "one label per document"]),
         ({"labels": [0, 0, 1, 1, np.nan, 2]}, ["labels", "NaN"]),
         ({"labels": [0, 0, 1, 1, None, 2]}, ["labels", "None"]),
+        ({"labels": [0, 0, "a", "a", -1, 2]}, ["labels mix types ['int', 'str']"]),
+        (
+            {"labels": np.array([0, 0, "a", "a", 1, 1], dtype=object)},
+            ["labels mix types ['int', 'str']"],
+        ),
         ({"embeddings": np.ones((2, 3))}, ["embeddings", "one row per document"]),
         ({"embeddings": np.full((6, 2), np.nan)}, ["embeddings", "NaN"]),
         ({"clusters": [0, 1]}, ["clusters", "[2]"]),

@@ -430,3 +430,14 @@ def test_cache_serves_a_frozen_encoder_without_re_encoding(fitted, sst2_small):
     finally:
         clf.set_params(cache=None)
         fitted[2].set_params(cache=None)
+
+
+@pytest.mark.parametrize("max_length", [1, 2])
+def test_max_length_must_leave_room_for_text(sst2_small, max_length):
+    texts, labels = sst2_small
+    with pytest.raises(
+        ValueError,
+        match=rf"^max_length={max_length} leaves no room for text after the model's 2 special "
+        r"tokens; use at least 3\.$",
+    ):
+        TransformerClassifier(max_length=max_length, epochs=1, batch_size=8).fit(texts, labels)

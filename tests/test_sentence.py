@@ -615,3 +615,26 @@ def test_estimator_fitted_on_gpu_explains_itself_without_one(mean_embedder):
     moved.device_ = "cuda"  # as if pickled on a GPU machine
     with pytest.raises(ValueError, match=r"fitted for device 'cuda'.*set_params\(device='cpu'\)"):
         moved.transform(["a"])
+
+
+def test_more_threads_than_cpus_are_capped_with_one_warning(mean_embedder, monkeypatch):
+    import torch
+
+    from embedxfer._core import threads
+    from embedxfer.text._encoder_loading import torch_threads
+
+    monkeypatch.setattr(threads, "_CAPPED", set())
+    expected = mean_embedder.transform(["a good film"])
+    embedder = clone(mean_embedder).set_params(n_threads=10**6)
+    with pytest.warns(
+        UserWarning, match=r"^n_threads=1000000 is more than the \d+ CPUs usable here"
+    ):
+        vectors = embedder.fit_transform(["a good film"])
+    np.testing.assert_allclose(vectors, expected, atol=1e-5)
+    before = torch.get_num_threads()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # warned once for this value
+        with torch_threads(10**6):
+            assert torch.get_num_threads() == threads.usable_cores()
+    assert torch.get_num_threads() == before
+    assert threads.capped_threads(None) is None and threads.capped_threads(1) == 1

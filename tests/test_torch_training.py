@@ -15,6 +15,7 @@ from embedxfer._torch.classifier import TorchClassifierMixin
 from embedxfer._torch.data import class_weight_vector, split_validation
 from embedxfer._torch.loop import EpochLoop, TrainingHistory, TrainingStage, draw_seed
 from embedxfer._torch.settings import TRAINING_PARAMETER_CONSTRAINTS, TrainingSettings
+from embedxfer.exceptions import TrainingDivergedError
 
 
 class LinearClassifier(TorchClassifierMixin, ClassifierMixin, BaseEstimator):
@@ -286,3 +287,87 @@ def test_histories_of_stages_join_in_order():
     joined = TrainingHistory.joined([first, second])
     assert joined.loss == [3.0, 2.0, 1.0] and joined.val_loss == [2.5, 1.5]
     assert (joined.n_iter, joined.time) == (6, 1.5)
+
+
+# ------------------------------------------------------------------ divergence
+class _PoisonedLoop(_RegressionLoop):
+    """The regression loop with one batch an epoch, whose step sets the weights to ``value``."""
+
+    def __init__(self, weight, value, **kwargs):
+        super().__init__(weight, **kwargs)
+        self.value = value
+
+    def epoch_batches(self, epoch):
+        return [np.arange(10)]
+
+    def optimizer_step(self, loss):
+        super().optimizer_step(loss)
+        with torch.no_grad():
+            self.parameters[0].fill_(self.value)
+
+
+def test_a_non_finite_loss_stops_training_naming_the_epoch_and_the_way_out():
+    weight = torch.nn.Parameter(torch.zeros(3))
+    loop = _RegressionLoop(weight, rate_names=("lr", "body_lr"))
+    loop.x[7, 0] = float("inf")  # the second batch of every epoch
+    with pytest.raises(
+        TrainingDivergedError,
+        match=r"^fit: training diverged at epoch 1 \(the loss is (inf|nan)\); "
+        r"lower lr, body_lr or weight_decay\.$",
+    ):
+        loop.fit_loop()
+    assert isinstance(TrainingDivergedError("x"), ValueError)
+
+
+@pytest.mark.parametrize(
+    "value, what",
+    [(float("nan"), "the trained weights are not finite"), (1e30, "the trained weights give")],
+)
+def test_weights_that_end_non_finite_or_overflowing_are_never_returned(value, what):
+    # The last step's loss is finite; only the weights it leaves show the problem.
+    loop = _PoisonedLoop(torch.nn.Parameter(torch.zeros(3)), value, epochs=1)
+    with pytest.raises(TrainingDivergedError, match=f"at epoch 1 \\({what}"):
+        loop.fit_loop()
+
+
+def test_a_non_finite_validation_loss_stops_training():
+    loop = _RegressionLoop(torch.nn.Parameter(torch.zeros(3)), val_losses=[1.0, float("nan")])
+    with pytest.raises(TrainingDivergedError, match=r"epoch 2 \(the validation loss is nan\)"):
+        loop.fit_loop()
+
+
+def test_float16_loss_scaling_skips_an_overflowing_step_and_trains_on():
+    weight = torch.nn.Parameter(torch.zeros(3))
+    loop = _RegressionLoop(weight, epochs=2, amp_dtype=torch.float16)
+    losses = []
+
+    def batch_loss(idx, batch_loss=loop.batch_loss):
+        loss, n = batch_loss(idx)
+        losses.append(loss)
+        return (loss * float("inf") if len(losses) == 1 else loss), n
+
+    loop.batch_loss = batch_loss
+    history = loop.fit_loop()
+    assert loop.scaler is not None and loop.scaler.get_scale() < 2.0**16  # the step was skipped
+    assert np.isfinite(history.loss).all() and torch.isfinite(weight).all()
+    assert weight.abs().sum() > 0  # the other steps trained
+
+
+def test_settings_that_make_divergence_certain_are_refused_before_training():
+    X, y = blobs()
+    for params, match in [
+        ({"class_weight": {"a": 0, "b": 0.0}}, r"class_weight=.* weighs every class of y 0"),
+        ({"weight_decay": float("inf")}, r"'weight_decay' .*\[0\.0, inf\)\. Got inf"),
+        ({"weight_decay": 1e30}, r"weight_decay=1e\+30, lr=0\.5\) multiplies the weights by"),
+    ]:
+        with pytest.raises(InvalidParameterError, match=match):
+            LinearClassifier(**params).fit(X, y)
+
+
+def test_a_batch_of_zero_weighted_rows_adds_no_loss():
+    # One row a batch: every batch of class "a" weighs 0 (torch's weighted mean is 0 / 0 there).
+    X, y = blobs(n=20)
+    clf = LinearClassifier(batch_size=1, epochs=2, class_weight={"a": 0.0}).fit(X, y)
+    assert np.isfinite(clf.loss_curve_).all()
+    assert np.isfinite(clf.predict_proba(X)).all()
+    assert (clf.predict(X[y == "b"]) == "b").all()

@@ -7,7 +7,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._core.rows import unit_rows
-from .._core.validation import check_documents
+from .._core.validation import check_documents, check_label_types
 
 __all__ = ["ClusterDescription", "DescribedCluster", "class_tfidf", "describe_clusters"]
 
@@ -284,7 +284,10 @@ def class_tfidf(class_counts, *, reduce_frequent_words=False):
 
 
 def _check_labels(labels, n_documents):
-    array = np.asarray(labels.to_numpy() if hasattr(labels, "to_numpy") else labels)
+    values = labels.to_numpy() if hasattr(labels, "to_numpy") else labels
+    if not hasattr(values, "dtype"):  # a list: numpy would make mixed labels str
+        check_label_types(np.asarray(values, dtype=object).ravel())
+    array = np.asarray(values)
     if array.ndim != 1:
         array = array.reshape(-1) if array.ndim == 2 and 1 in array.shape else array
     if array.ndim != 1 or len(array) != n_documents:
@@ -299,6 +302,8 @@ def _check_labels(labels, n_documents):
         array = array.astype(np.int64)
     if array.dtype.kind == "O" and any(label is None for label in array):
         raise ValueError("labels holds None; give every document a label (-1 for noise).")
+    if array.dtype.kind == "O":
+        check_label_types(array)
     return array
 
 

@@ -138,3 +138,19 @@ def _as_text(doc, index):
         f"document {index} is of type {type(doc).__name__} ({doc!r:.40}), not str; "
         "convert the documents to text before embedding."
     )
+
+
+def check_label_types(labels):
+    """Raise where ``labels`` (Python or numpy scalars) mix types other than numbers.
+
+    Missing labels (None) are left to the caller's own check. Read the
+    labels as given: ``np.asarray`` turns a list mixing numbers and str into
+    str, so a list is checked before it becomes an array.
+    """
+    kinds = {type(v).__name__ for v in labels if v is not None}
+    if len(kinds) > 1 and not all(
+        isinstance(v, (int, np.integer, float, np.floating)) for v in labels if v is not None
+    ):
+        raise ValueError(
+            f"labels mix types {sorted(kinds)}; convert them to one type (e.g. all str)."
+        )

@@ -20,9 +20,16 @@ from .._core.device import (
 from .._core.param_validation import validate_params
 from .._core.validation import check_documents
 from .data import TrainingData, class_weight_vector, encode_labels, split_validation
-from .loop import ClassifierLoop, TrainingHistory, draw_seed, seeded_torch, set_training_mode
+from .loop import (
+    ClassifierLoop,
+    TrainingHistory,
+    class_weighted_loss,
+    draw_seed,
+    seeded_torch,
+    set_training_mode,
+)
 from .persistence import SavedWeightsMixin
-from .settings import TrainingSettings, resolve_precision
+from .settings import TrainingSettings, check_decay_rates, resolve_precision
 
 
 # ------------------------------------------------------------------- mixin
@@ -59,7 +66,9 @@ class TorchClassifierMixin(SavedWeightsMixin, abc.ABC):
         """
         validate_params(self)
         self._check_param_combinations()
-        torch = import_torch()
+        rates = {"lr": self.lr, "body_lr": getattr(self, "body_lr", None)}
+        check_decay_rates(type(self).__name__, self.weight_decay, rates)
+        import_torch()
         inputs, y = self._check_fit_data(X, y)
         device = resolve_device(self.device)
         amp_dtype = resolve_precision(self._training_precision(), device)
@@ -70,9 +79,7 @@ class TorchClassifierMixin(SavedWeightsMixin, abc.ABC):
         train_idx, val_idx = split_validation(y_idx, settings.validation_fraction, seed)
         data = TrainingData(inputs, classes, y_idx, train_idx, val_idx)
         prepared = self._prepare_training(data, settings)
-        loss_fn = torch.nn.CrossEntropyLoss(
-            weight=None if weights is None else torch.as_tensor(weights, device=device)
-        )
+        loss_fn = class_weighted_loss(weights, device)
         histories, trained_modules = [], []
         with seeded_torch(seed, device):
             for stage in self._training_stages(prepared, data, settings):

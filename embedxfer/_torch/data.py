@@ -16,8 +16,8 @@ from sklearn.utils.validation import column_or_1d
 from .._core.device import (
     import_torch,
 )
-from .._core.param_validation import Interval, check_param
-from .._core.validation import check_documents
+from .._core.param_validation import Interval, InvalidParameterError, check_param
+from .._core.validation import check_documents, check_label_types
 
 
 # --------------------------------------------------------------------- labels
@@ -30,6 +30,8 @@ def check_xy(X, y, check_inputs=check_documents, noun="document"):
     inputs = check_inputs(X)
     if y is None:
         raise ValueError(f"y is None; a classifier needs one label per {noun}.")
+    if not hasattr(y, "dtype"):  # a list: numpy would make mixed labels str
+        check_label_types(np.asarray(y, dtype=object).ravel())
     y = column_or_1d(np.asarray(y), warn=True)
     _check_labels(y, noun)
     if len(y) != len(inputs):
@@ -54,13 +56,7 @@ def _check_labels(y, noun="document"):
             f"{y[missing[0]]!r}); drop those {noun}s or fill their labels before fitting."
         )
     if y.dtype.kind == "O":
-        kinds = {type(v).__name__ for v in y}
-        if len(kinds) > 1 and not all(
-            isinstance(v, (int, np.integer, float, np.floating)) for v in y
-        ):
-            raise ValueError(
-                f"labels mix types {sorted(kinds)}; convert them to one type (e.g. all str)."
-            )
+        check_label_types(y)
 
 
 def encode_labels(y):
@@ -91,7 +87,12 @@ def class_weight_vector(class_weight, classes, y_idx):
                 f"the classes are {list(known)[:10]}."
             )
         weights[known[key]] = check_param(
-            f"class_weight[{label!r}]", weight, [Interval(numbers.Real, 0, None)]
+            f"class_weight[{label!r}]", weight, [Interval(numbers.Real, 0, None, closed="left")]
+        )
+    if not weights.any():
+        raise InvalidParameterError(
+            f"class_weight={class_weight!r} weighs every class of y 0, which leaves no loss to "
+            "train on; give a class a weight > 0."
         )
     return weights
 

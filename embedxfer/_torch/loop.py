@@ -13,6 +13,7 @@ state as it found it, and the ``TrainingHistory``.
 import abc
 import contextlib
 import dataclasses
+import math
 import sys
 import time
 
@@ -23,6 +24,7 @@ from .._core.device import (
     import_torch,
 )
 from .._core.progress import progress
+from ..exceptions import TrainingDivergedError
 from .data import epoch_batches
 from .settings import MAX_GRAD_NORM, autocast
 
@@ -109,6 +111,25 @@ def fused_optimizer(optimizer_class, params, **options):
         return optimizer_class(params, **options)
 
 
+def class_weighted_loss(weights, device):
+    """Cross-entropy with per-class ``weights`` (None: unweighted), a weighted mean per batch.
+
+    torch's weighted mean divides by the batch's total weight, which is 0
+    (and the loss NaN) when every row of a batch is of a class weighted 0;
+    such a batch here has loss 0 and no gradient.
+    """
+    torch = import_torch()
+    if weights is None:
+        return torch.nn.CrossEntropyLoss()
+    weight = torch.as_tensor(weights, device=device)
+
+    def loss(logits, target):
+        total = torch.nn.functional.cross_entropy(logits, target, weight=weight, reduction="sum")
+        return total / weight[target].sum().clamp_min(torch.finfo(total.dtype).tiny)
+
+    return loss
+
+
 def _no_decay(name, param):
     return param.ndim < 2 or "norm" in name.lower()
 
@@ -148,6 +169,9 @@ class TrainingStage:
         similar length (see ``epoch_batches``).
     desc : str
         Label of the progress bar.
+    rate_names : tuple of str
+        The estimator's parameters that set the learning rates of ``groups``,
+        named in the error when training diverges.
     """
 
     groups: list
@@ -157,6 +181,7 @@ class TrainingStage:
     val_logits: object = None
     lengths: object = None
     desc: str = "fit"
+    rate_names: tuple = ("lr",)
 
     @property
     def parameters(self):
@@ -225,7 +250,10 @@ class EpochLoop(abc.ABC):
     :meth:`epoch_batches` yields; :meth:`train_step` computes
     :meth:`batch_loss` and takes one optimizer step (:meth:`optimizer_step`:
     backward pass, gradient clipping, float16 loss scaling). A subclass
-    supplies :meth:`epoch_batches` and :meth:`batch_loss`.
+    supplies :meth:`epoch_batches` and :meth:`batch_loss`. A non-finite loss,
+    validation loss or trained weight ends the loop with
+    :class:`~embedxfer.exceptions.TrainingDivergedError`, so a diverged
+    model is never returned.
 
     Parameters
     ----------
@@ -244,6 +272,9 @@ class EpochLoop(abc.ABC):
         Label of the progress bar.
     n_iter_no_change : int, optional
         Epochs without a lower validation loss before training stops.
+    rate_names : tuple of str, default=("lr",)
+        The estimator's learning-rate parameters, named in the error when
+        training diverges.
     """
 
     def __init__(
@@ -259,6 +290,7 @@ class EpochLoop(abc.ABC):
         verbose=0,
         desc="fit",
         n_iter_no_change=None,
+        rate_names=("lr",),
     ):
         self.groups = groups
         # Fixed for the loop's life; every optimizer step clips over them.
@@ -272,6 +304,7 @@ class EpochLoop(abc.ABC):
         self.verbose = verbose
         self.desc = desc
         self.n_iter_no_change = n_iter_no_change
+        self.rate_names = tuple(rate_names)
 
     # what a subclass supplies -----------------------------------------
     @abc.abstractmethod
@@ -317,16 +350,62 @@ class EpochLoop(abc.ABC):
         return loss.item(), weight
 
     def run_epoch(self, epoch):
-        """Train on every batch of epoch ``epoch``; the weighted mean training loss."""
+        """Train on every batch of epoch ``epoch``; the weighted mean training loss.
+
+        Steps whose loss is not finite are left out of the mean where float16
+        loss scaling skipped them; without it such a step ends training.
+        """
         total, count = 0.0, 0
         for batch in self.epoch_batches(epoch):
             loss, weight = self.train_step(batch)
             self.history.n_iter += 1
+            self.bar.update(1)
+            if not math.isfinite(loss):
+                # The scaler skips a step whose float16 values overflowed and
+                # lowers its scale; nothing excuses it in float32.
+                if getattr(self, "scaler", None) is None:
+                    raise self.diverged(epoch, f"the loss is {loss}")
+                continue
             total += loss * weight
             count += weight
-            self.bar.update(1)
             self.bar.set_postfix(epoch=epoch + 1, loss=f"{total / count:.4f}")
+        if not count:
+            raise self.diverged(epoch, "the loss was not finite at any step")
+        self.check_parameters(epoch)
         return total / count
+
+    def check_parameters(self, epoch):
+        """Raise :class:`TrainingDivergedError` where a trained parameter is not finite."""
+        torch = import_torch()
+        if not self.parameters:
+            return
+        # One device sync for all the parameters, once an epoch.
+        finite = torch.stack([torch.isfinite(p).all() for p in self.parameters]).all()
+        if not finite.item():
+            raise self.diverged(epoch, "the trained weights are not finite")
+
+    def check_trained_loss(self, epoch):
+        """Raise :class:`TrainingDivergedError` where the final weights give a non-finite loss.
+
+        The last step's loss was computed before that step: finite weights can
+        still overflow. One forward pass over the first batch (no gradients,
+        torch's random state put back) checks what the caller is handed.
+        """
+        torch = import_torch()
+        devices = [torch.device(self.device).index or 0] if self.device.startswith("cuda") else []
+        with torch.random.fork_rng(devices=devices), torch.no_grad():
+            loss, _ = self.batch_loss(next(iter(self.epoch_batches(epoch))))
+            value = loss.item()
+        if not math.isfinite(value):
+            raise self.diverged(epoch, f"the trained weights give the loss {value}")
+
+    def diverged(self, epoch, what):
+        """The error for training that diverged in epoch ``epoch`` (from 0)."""
+        names = [*self.rate_names, "weight_decay"]
+        lower = f"{', '.join(names[:-1])} or {names[-1]}"
+        return TrainingDivergedError(
+            f"{self.desc}: training diverged at epoch {epoch + 1} ({what}); lower {lower}."
+        )
 
     def snapshot(self):
         return [p.detach().clone() for p in self.parameters]
@@ -356,6 +435,8 @@ class EpochLoop(abc.ABC):
                 val_loss = self.validation_step()
                 if val_loss is not None:
                     val_loss = float(val_loss)
+                    if not math.isfinite(val_loss):
+                        raise self.diverged(epoch, f"the validation loss is {val_loss}")
                     history.val_loss.append(val_loss)
                     message += f", validation loss {val_loss:.4f}"
                     if val_loss < lowest:
@@ -368,6 +449,8 @@ class EpochLoop(abc.ABC):
                     print(f"{self.desc}: {message}", file=sys.stderr)
                 if val_loss is not None and bad_epochs >= self.n_iter_no_change:
                     break
+            if val_loss is None:
+                self.check_trained_loss(epoch)
         finally:
             self.bar.close()
         if best_state is not None and history.best_epoch != len(history.loss):
@@ -398,6 +481,7 @@ class ClassifierLoop(EpochLoop):
             verbose=settings.verbose,
             desc=stage.desc,
             n_iter_no_change=settings.n_iter_no_change,
+            rate_names=stage.rate_names,
         )
         self.stage = stage
         self.loss_fn = loss_fn

@@ -18,7 +18,7 @@ from .._core.device import (
     import_torch,
     resolve_dtype,
 )
-from .._core.param_validation import Hint, Interval, Options
+from .._core.param_validation import Hint, Interval, InvalidParameterError, Options
 
 MAX_GRAD_NORM = 1.0
 
@@ -51,13 +51,34 @@ MAX_AUTO_EPOCHS = 20
 BODY_LR_DIVISOR = 30
 
 
+# AdamW's decoupled decay is finite: an infinite one turns every weight into NaN.
+WEIGHT_DECAY_CONSTRAINT = [Interval(numbers.Real, 0, None, closed="left")]
+
+
+def check_decay_rates(caller, weight_decay, rates):
+    """Refuse a ``weight_decay`` whose product with a learning rate reaches 1.
+
+    AdamW multiplies the decayed weights by ``1 - lr * weight_decay`` at
+    every step: from 1 on that zeroes or flips them, beyond 2 they grow
+    without bound. ``rates`` maps the estimator's learning-rate parameters to
+    their values (None: unused).
+    """
+    for name, lr in rates.items():
+        if lr is not None and weight_decay * lr >= 1:
+            raise InvalidParameterError(
+                f"{caller}(weight_decay={weight_decay!r}, {name}={lr!r}) multiplies the weights "
+                f"by 1 - {name} * weight_decay = {1 - weight_decay * lr:g} at every step; keep "
+                f"weight_decay * {name} below 1 (weight_decay is usually 0 to 0.1)."
+            )
+
+
 # What the torch classifiers accept for the training parameters they share;
 # each estimator's ``_parameter_constraints`` starts from this table.
 TRAINING_PARAMETER_CONSTRAINTS = {
     "lr": [Interval(numbers.Real, 0, None, closed="neither")],
     "epochs": [Interval(numbers.Integral, 1, None)],
     "batch_size": [Interval(numbers.Integral, 1, None)],
-    "weight_decay": [Interval(numbers.Real, 0, None)],
+    "weight_decay": WEIGHT_DECAY_CONSTRAINT,
     "warmup_fraction": [Interval(numbers.Real, 0, 1, closed="left")],
     "validation_fraction": [
         Interval(numbers.Real, 0, 1, closed="neither"),

@@ -398,10 +398,10 @@ class ImageClassifier(TorchClassifierMixin, RawInputMixin, ClassifierMixin, Base
         head_params = list(runtime.head.named_parameters())
         body = [(f"backbone.{n}", p) for n, p in runtime.trained.named_parameters()]
         if unfreeze == 0:
-            groups = [(head_params, settings.lr)]
+            groups, rate_names = [(head_params, settings.lr)], ("lr",)
         else:
             # Stage 2: head and unfrozen blocks together, at the body's low rate.
-            groups = [(head_params + body, self._body_lr())]
+            groups, rate_names = [(head_params + body, self._body_lr())], ("body_lr", "lr")
         yield TrainingStage(
             groups=groups,
             modules=list(runtime.trained) + [runtime.head],
@@ -413,6 +413,7 @@ class ImageClassifier(TorchClassifierMixin, RawInputMixin, ClassifierMixin, Base
                 lambda rows: runtime.head(runtime.upper(val_inputs[rows])), len(data.val_idx)
             ),
             desc=desc,
+            rate_names=rate_names,
         )
 
     def _batched_logits(self, logits_of, n_rows):

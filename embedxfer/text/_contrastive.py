@@ -37,6 +37,7 @@ from .._core.device import (
 from .._core.embedder import CORPUS_FIT_WHOLE, Embedder
 from .._core.param_validation import Interval, Options, validate_params
 from .._core.public import set_module
+from .._core.threads import capped_threads
 from .._core.validation import check_documents
 from .._torch import persistence as tp
 from .._torch.data import TrainingData, check_xy
@@ -52,8 +53,10 @@ from .._torch.loop import (
 from .._torch.persistence import SavedWeightsMixin
 from .._torch.settings import (
     TRAINING_PARAMETER_CONSTRAINTS,
+    WEIGHT_DECAY_CONSTRAINT,
     TrainingSettings,
     autocast,
+    check_decay_rates,
     resolve_precision,
     resolved_unfreeze,
 )
@@ -199,6 +202,7 @@ class _PairLoop(EpochLoop):
             warmup_fraction=estimator.warmup_fraction,
             verbose=estimator.verbose,
             desc=f"ContrastiveEmbedder(loss={estimator.loss!r})",
+            rate_names=("body_lr",),
             **kwargs,
         )
         self.estimator = estimator
@@ -366,6 +370,8 @@ class ContrastiveEmbedder(
         'embedxfer[onnx]'``) and runs ONNX Runtime on the CPU.
     n_threads : int or None, default=None
         CPU threads while embedding (torch's setting is restored after).
+        More than the CPUs usable here are capped at that number (with a
+        warning, once).
     batch_size_transform : int, default=64
         Documents per forward pass in :meth:`transform`.
     cache : None, bool, str, os.PathLike or EmbeddingCache, default=None
@@ -438,7 +444,7 @@ class ContrastiveEmbedder(
         "epochs": [Interval(Integral, 1, None)],
         "batch_size": [Interval(Integral, 1, None)],
         "body_lr": [Interval(Real, 0, None, closed="neither")],
-        "weight_decay": [Interval(Real, 0, None)],
+        "weight_decay": WEIGHT_DECAY_CONSTRAINT,
         "warmup_fraction": [Interval(Real, 0, 1, closed="left")],
         "head_epochs": [Interval(Integral, 0, None)],
         "head_lr": [Interval(Real, 0, None, closed="neither")],
@@ -574,6 +580,12 @@ class ContrastiveEmbedder(
         """
         validate_params(self)
         self._check_param_combinations()
+        rates = {
+            "body_lr": self.body_lr,
+            "head_lr": self.head_lr,
+            "head_body_lr": self.head_body_lr,
+        }
+        check_decay_rates(type(self).__name__, self.weight_decay, rates)
         import_torch()  # without torch: the one-line error, before any work
         docs, y = check_xy(X, y)
         classes, y_idx = self._check_labels(y)
@@ -675,6 +687,7 @@ class ContrastiveEmbedder(
             epochs=int(self.head_epochs),
             batch_logits=batch_logits,
             desc="ContrastiveEmbedder(head stage)",
+            rate_names=("head_body_lr", "head_lr"),
         )
 
     def _head_loop(self, stage, classes, y_idx, device, amp_dtype, seed):
@@ -783,7 +796,7 @@ class ContrastiveEmbedder(
         if self.backend != "onnx":
             return runtime["torch"]
         precision = "int8" if self.precision == "int8" else "float32"
-        n_threads = None if self.n_threads is None else int(self.n_threads)
+        n_threads = capped_threads(self.n_threads)
         key = ("onnx", precision, n_threads)
         if key not in runtime:
             from ._encoder_onnx import OnnxEncoderBackend, fine_tuned_session

@@ -10,6 +10,7 @@ import numpy as np
 
 from .._core.optional import import_optional, install_hint
 from .._core.param_validation import Hint
+from .._core.threads import capped_threads
 from ..exceptions import TruncationWarning
 
 # Names that resolve to the copy of all-MiniLM-L6-v2 shipped by the
@@ -483,8 +484,10 @@ def load_encoder(source, is_local, device, dtype):
 def torch_threads(n_threads):
     """Run the block with torch using ``n_threads`` CPU threads, then restore the setting.
 
-    ``None`` leaves torch's setting alone. torch's thread count is
-    process-wide: it is changed only for the duration of the block.
+    ``None`` leaves torch's setting alone; more threads than the usable CPUs
+    are capped (see :func:`~embedxfer._core.threads.capped_threads`). torch's
+    thread count is process-wide: it is changed only for the duration of
+    the block.
     """
     if n_threads is None:
         yield
@@ -492,7 +495,7 @@ def torch_threads(n_threads):
     import torch
 
     before = torch.get_num_threads()
-    torch.set_num_threads(int(n_threads))
+    torch.set_num_threads(capped_threads(n_threads))
     try:
         yield
     finally:
@@ -537,6 +540,15 @@ def masked_pool(tokens, attention_mask, how):
         first = attention_mask.int().argmax(dim=1)
         return tokens[torch.arange(tokens.shape[0], device=tokens.device), first]
     raise ValueError(f"unknown pooling {how!r}")
+
+
+def check_room_for_text(max_length, n_special_tokens):
+    """``max_length`` must leave room for text after the model's special tokens."""
+    if max_length <= n_special_tokens:
+        raise ValueError(
+            f"max_length={max_length} leaves no room for text after the model's "
+            f"{n_special_tokens} special tokens; use at least {n_special_tokens + 1}."
+        )
 
 
 def check_chunk_overlap(chunk_overlap, long_documents, max_length, n_special_tokens):

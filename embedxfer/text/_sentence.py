@@ -30,12 +30,14 @@ from .._core.embedder import (
 from .._core.param_validation import Hint, Interval, Options, Rule, validate_params
 from .._core.public import set_module
 from .._core.registry import get_or_load
+from .._core.threads import capped_threads
 from .._core.validation import check_documents
 from ..exceptions import BatchSizeWarning
 from ._encoder_loading import (
     DEFAULT_MODEL,
     MODEL_CONSTRAINT,
     PACKAGED_MINILM_NAMES,
+    check_room_for_text,
     encode_texts,
     load_encoder,
     resolve_model_source,
@@ -179,7 +181,8 @@ class SentenceEmbedder(
         CPU threads used while encoding (torch's thread count is set for the
         duration of each call and restored; ONNX Runtime's session gets it).
         ``None`` keeps the library's default, fastest for one process; set
-        it when several workers share a machine.
+        it when several workers share a machine. More threads than the CPUs
+        usable here are capped at that number (with a warning, once).
     long_documents : {"truncate", "chunk"}, default="truncate"
         What happens to a document longer than ``max_length`` tokens:
         ``"truncate"`` keeps its start (with a warning), ``"chunk"`` encodes
@@ -492,7 +495,7 @@ class SentenceEmbedder(
 
         source, is_local = resolve_model_source(self.model)
         all_layers = _layer_list(self.layers) is not None
-        n_threads = None if self.n_threads is None else int(self.n_threads)
+        n_threads = capped_threads(self.n_threads)
         key = (
             f"embedxfer.SentenceEmbedder.{self.backend}",
             source,
@@ -664,12 +667,7 @@ class SentenceEmbedder(
                 f"max_length={self.max_length} exceeds the {limit} positions model="
                 f"{self.model!r} can take; use max_length <= {limit} or None."
             )
-        if self.max_length <= backend.n_special_tokens:
-            raise ValueError(
-                f"max_length={self.max_length} leaves no room for text after the model's "
-                f"{backend.n_special_tokens} special tokens; use at least "
-                f"{backend.n_special_tokens + 1}."
-            )
+        check_room_for_text(self.max_length, backend.n_special_tokens)
         return int(self.max_length)
 
     def _check_chunk_overlap(self, backend, max_length):

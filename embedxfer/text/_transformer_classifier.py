@@ -22,6 +22,7 @@ from .._core.device import AUTO_PRECISIONS, ONNX_PRECISIONS, import_torch
 from .._core.param_validation import Hint, Interval, Options, validate_params
 from .._core.public import set_module
 from .._core.registry import get_or_load
+from .._core.threads import capped_threads
 from .._core.validation import check_documents
 from .._torch import persistence as tp
 from .._torch.classifier import TorchClassifierMixin
@@ -43,6 +44,7 @@ from ._encoder_loading import (
     EncoderBackend,
     _import_transformers,
     check_chunk_overlap,
+    check_room_for_text,
     longest_first,
     masked_pool,
     model_max_length,
@@ -454,6 +456,8 @@ class TransformerClassifier(
     n_threads : int or None, default=None
         CPU threads for prediction (torch's setting is changed only during
         the call; ONNX Runtime's session gets it). ``None``: the default.
+        More than the CPUs usable here are capped at that number (with a
+        warning, once).
     long_documents : {"truncate", "chunk"}, default="truncate"
         In ``predict`` and ``transform``: ``"chunk"`` reads a document longer
         than ``max_length`` tokens whole, as overlapping windows whose pooled
@@ -625,6 +629,7 @@ class TransformerClassifier(
         )
         limit = backend.default_max_length
         max_length = limit if self.max_length is None else min(self.max_length, limit)
+        check_room_for_text(max_length, backend.n_special_tokens)
         return _FineTunedEncoder(backend, head, amp_dtype, max_length)
 
     # --------------------------------------------------------------- fit
@@ -711,6 +716,7 @@ class TransformerClassifier(
             val_logits=None if val_idx is None else val_logits,
             lengths=lengths,
             desc=f"TransformerClassifier(unfreeze={unfreeze})",
+            rate_names=("lr", "body_lr") if trainable else ("lr",),
         )
 
     def _fitted_runtime(self, prepared):
@@ -727,7 +733,7 @@ class TransformerClassifier(
         if self.backend != "onnx":
             return runtime
         precision = "int8" if self.precision == "int8" else "float32"
-        n_threads = None if self.n_threads is None else int(self.n_threads)
+        n_threads = capped_threads(self.n_threads)
         views = runtime.__dict__.setdefault("onnx_views", {})
         if (precision, n_threads) not in views:
             from ._encoder_onnx import fine_tuned_session
