@@ -215,7 +215,7 @@ def test_an_edited_fasttext_manifest_is_rebuilt(tmp_path):
     np.testing.assert_array_equal(kv["films"], expected)
 
 
-@pytest.mark.parametrize("how", ["vectors.npy", "folder", "deep manifest"])
+@pytest.mark.parametrize("how", ["vectors.npy", "folder", "deep manifest", "deep vocabulary"])
 def test_links_and_deep_manifests_in_a_conversion_are_rebuilt(tmp_path, small_glove, how):
     path = _glove_file(tmp_path, small_glove)
     cache = tmp_path / "cache"
@@ -232,9 +232,18 @@ def test_links_and_deep_manifests_in_a_conversion_are_rebuilt(tmp_path, small_gl
         shutil.move(target, elsewhere)
         target.symlink_to(elsewhere, target_is_directory=True)
         problem = "is a symbolic link"
-    else:
+    elif how == "deep manifest":
         (target / "manifest.json").write_text('{"kind": ' + "[" * 100_000 + "]" * 100_000 + "}")
         problem = "nested too deeply"
+    else:
+        from embedxfer._core.artefact import MANIFEST_DIGEST, file_record, manifest_digest
+
+        (target / "vocabulary.json").write_text("[" * 100_000 + "]" * 100_000)
+        manifest = json.loads((target / "manifest.json").read_text())
+        manifest["files"]["vocabulary.json"] = file_record(target / "vocabulary.json")
+        manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
+        (target / "manifest.json").write_text(json.dumps(manifest))
+        problem = "vocabulary.json is nested too deeply"
     clear_registry()
     with pytest.warns(UserWarning, match=problem):
         kv = load_vectors(str(path), cache_dir=cache)
