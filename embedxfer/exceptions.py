@@ -23,10 +23,12 @@ cannot be downloaded), so ``except ValueError`` keeps working.
     EmbedxferWarning             (UserWarning)
      +-- EmptyDocumentWarning
      +-- NotCachedWarning
+     +-- CacheWarning
      +-- TruncationWarning
      +-- BatchSizeWarning        (RuntimeWarning)
      +-- ImageReadWarning
      +-- VectorFileWarning
+     +-- SavedModelWarning
 
 Errors that are not about embedxfer's input (a missing optional dependency,
 a file that does not exist, an interrupted download) keep their built-in
@@ -52,6 +54,7 @@ __all__ = [
     "NotCachedWarning",
     "OutputFolderError",
     "SavedModelError",
+    "SavedModelWarning",
     "TrainingDivergedError",
     "TruncationWarning",
     "UnknownModelError",
@@ -158,4 +161,12 @@ class VectorFileWarning(EmbedxferWarning):
     """A vector file was repaired on loading, or a stale converted copy was ignored.
 
     Repairs drop non-finite vectors or duplicate words.
+    """
+
+
+class SavedModelWarning(EmbedxferWarning):
+    """A saved classifier folder without checksums of its files (saved by an earlier version).
+
+    It loads after the checks its fields and tensor shapes allow; saving it
+    again adds the checksums.
     """

@@ -2,14 +2,20 @@
 
 import hashlib
 import json
+import os
+import shutil
 
 import pytest
 
 from embedxfer._core import artefact
 from embedxfer._core.artefact import (
+    MANIFEST_DIGEST,
+    discard_folder,
     file_digest,
     file_problem,
     file_record,
+    manifest_digest,
+    read_manifest,
     tree_digest,
     verify_folder,
     write_manifest,
@@ -115,3 +121,71 @@ def test_verify_folder_reads_current_records(tmp_path):
     assert (
         "a.npy does not match" in verify_folder(tmp_path, {"kind": "test"}, {"a.npy", "b.json"})[1]
     )
+
+
+def _sound_folder(tmp_path):
+    folder = tmp_path / "art"
+    folder.mkdir()
+    (folder / "a.npy").write_bytes(b"1" * 10)
+    write_manifest(folder, {"kind": "test", "min_n": 3}, ["a.npy"])
+    assert verify_folder(folder, {"kind": "test"}, {"a.npy"})[1] is None
+    return folder
+
+
+def test_manifest_records_the_digest_of_its_content(tmp_path):
+    folder = _sound_folder(tmp_path)
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text())
+    assert manifest[MANIFEST_DIGEST] == manifest_digest(manifest)
+    # An entry no file checksum covers, edited by hand: the digest catches it.
+    path.write_text(json.dumps(dict(manifest, min_n=6)))
+    assert "does not match its digest" in verify_folder(folder, {"kind": "test"}, {"a.npy"})[1]
+    assert read_manifest(folder)[0] == {}
+    # Re-indented, the same content: still sound.
+    path.write_text(json.dumps(manifest, indent=5))
+    assert verify_folder(folder, {"kind": "test"}, {"a.npy"})[1] is None
+
+
+def test_a_manifest_written_before_the_digest_is_stale(tmp_path):
+    folder = _sound_folder(tmp_path)
+    path = folder / "manifest.json"
+    manifest = json.loads(path.read_text())
+    del manifest[MANIFEST_DIGEST]
+    path.write_text(json.dumps(manifest))
+    assert "no manifest_sha256" in verify_folder(folder, {"kind": "test"}, {"a.npy"})[1]
+
+
+def test_a_manifest_nested_too_deeply_is_a_problem_not_an_error(tmp_path):
+    folder = _sound_folder(tmp_path)
+    (folder / "manifest.json").write_text("[" * 100_000 + "]" * 100_000)
+    manifest, problem = read_manifest(folder)
+    assert manifest == {} and "nested too deeply" in problem
+
+
+@pytest.mark.parametrize("name", ["a.npy", "manifest.json"])
+def test_links_inside_an_artefact_folder_are_refused(tmp_path, name):
+    folder = _sound_folder(tmp_path)
+    outside = tmp_path / f"outside-{name}"
+    shutil.move(folder / name, outside)
+    (folder / name).symlink_to(outside)
+    problem = verify_folder(folder, {"kind": "test"}, {"a.npy"})[1]
+    assert "symbolic link" in problem
+
+
+def test_an_artefact_folder_that_is_a_link_is_refused_and_discarded(tmp_path):
+    real = _sound_folder(tmp_path)
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    assert "symbolic link" in verify_folder(link, {"kind": "test"}, {"a.npy"})[1]
+    discard_folder(link)
+    assert not link.is_symlink() and (real / "a.npy").exists()
+
+
+def test_a_fifo_in_an_artefact_folder_is_refused_without_blocking(tmp_path):
+    folder = _sound_folder(tmp_path)
+    (folder / "manifest.json").unlink()
+    os.mkfifo(folder / "manifest.json")
+    assert "not a regular file" in read_manifest(folder)[1]
+    (folder / "a.npy").unlink()
+    os.mkfifo(folder / "a.npy")
+    assert "not a regular file" in file_problem(folder / "a.npy", {"size": 10})

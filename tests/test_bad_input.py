@@ -90,6 +90,83 @@ def test_fasttext_header_claiming_too_much_fails_fast(tmp_path):
         load_vectors(str(path), cache_dir=tmp_path / "cache")
 
 
+def _tiny_fasttext_bin(tmp_path, words=("good", "film", "great", "movie")):
+    from gensim.models import FastText
+    from gensim.models.fasttext import save_facebook_model
+
+    model = FastText(
+        sentences=[list(words)] * 5,
+        vector_size=4,
+        min_count=1,
+        epochs=1,
+        bucket=100,
+        workers=1,
+        seed=0,
+    )
+    path = tmp_path / "tiny.bin"
+    save_facebook_model(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    "rows, match",
+    [
+        (10**9, "matrix header announces 1000000000 x 4 vectors"),
+        (50, "matrix header announces 50 x 4 vectors"),  # gensim: an AssertionError
+    ],
+)
+def test_fasttext_matrix_header_is_checked_before_gensim_allocates(tmp_path, rows, match):
+    import struct
+
+    path = _tiny_fasttext_bin(tmp_path)
+    data = bytearray(path.read_bytes())
+    at = data.find(struct.pack("<2q", 104, 4))  # 4 words and 100 buckets, of 4 dimensions
+    assert at > 0
+    data[at : at + 16] = struct.pack("<2q", rows, 4)
+    path.write_bytes(bytes(data))
+    clear_registry()
+    tracemalloc.start()
+    with pytest.raises(VectorFormatError, match=match) as info:
+        load_vectors(str(path), cache_dir=tmp_path / "cache")
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 50 * 2**20 and str(info.value).startswith(str(path))
+
+
+def test_fasttext_truncated_in_its_vocabulary_or_matrix_is_named(tmp_path):
+    import struct
+
+    # Long words: the file is larger than the matrix alone, so only the
+    # matrix header's position shows that the matrix is cut short.
+    words = [c * 600 for c in "abcd"]
+    path = _tiny_fasttext_bin(tmp_path, words)
+    data = path.read_bytes()
+    matrix = data.find(struct.pack("<2q", 104, 4)) + 16
+    no_end_of_word = data[:92] + b"x" * (len(data) - 92)
+    for content, match in (
+        (no_end_of_word, "vocabulary ends before its 4 words"),
+        (data[: matrix + 100], "needs 1,664 bytes, more than the 100 left"),
+    ):
+        path.write_bytes(content)
+        clear_registry()
+        with pytest.raises(VectorFormatError, match=match):
+            load_vectors(str(path), cache_dir=tmp_path / "cache")
+
+
+def test_gensim_assertions_on_a_fasttext_bin_become_vector_format_errors(tmp_path, monkeypatch):
+    from gensim.models import fasttext
+
+    path = _tiny_fasttext_bin(tmp_path)
+
+    def inconsistent(*args, **kwargs):
+        raise AssertionError("unexpected number of vectors")
+
+    monkeypatch.setattr(fasttext, "load_facebook_vectors", inconsistent)
+    clear_registry()
+    with pytest.raises(VectorFormatError, match="tiny.bin: could not be read as fasttext-bin"):
+        load_vectors(str(path), cache_dir=tmp_path / "cache")
+
+
 def test_short_first_glove_line_is_named_not_a_wrong_dimension(tmp_path):
     lines = glove_lines()
     lines[0] = "good 0.1"

@@ -5,8 +5,10 @@ each test tampers with a copy of its folder.
 """
 
 import json
+import os
 import pickle
 import shutil
+import signal
 
 import numpy as np
 import pytest
@@ -19,8 +21,10 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from embedxfer import SequenceClassifier
-from embedxfer._torch.persistence import SavedModelError
+from embedxfer._core.artefact import file_record
+from embedxfer._torch.persistence import SavedModelError, config_digest
 from embedxfer.datasets import load_sms_spam
+from embedxfer.exceptions import SavedModelWarning
 
 
 @pytest.fixture(scope="module")
@@ -116,14 +120,141 @@ def test_wrong_shapes_and_missing_tensors_are_named(saved, tmp_path):
     with pytest.raises(SavedModelError, match="'out.weight' is missing"):
         SequenceClassifier.load(folder)
     save_file({k: v for k, v in tensors.items() if not k.startswith("convs.0")}, path)
-    with pytest.raises(SavedModelError, match="do not fit the network"):
+    with pytest.raises(SavedModelError, match=r"'convs\.0\.(weight|bias)' is missing"):
         SequenceClassifier.load(folder)
 
 
 def test_a_folder_saved_without_records_loads_and_predicts_the_same(saved, tmp_path):
     folder = _copy(saved, tmp_path)
     drop_records(folder)
-    loaded = SequenceClassifier.load(folder)
+    with pytest.warns(SavedModelWarning, match=f"{folder}.*without checksums.*save"):
+        loaded = SequenceClassifier.load(folder)
+    np.testing.assert_array_equal(loaded.predict_proba(saved[1]), saved[2])
+
+
+def _reseal(folder, edit):
+    """Edit ``config.json`` and recompute both records, as only a forger would."""
+    from safetensors.torch import load_file, save_file
+
+    _edit_config(folder, lambda config: (edit(config), config.pop("files"))[0])
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    path = folder / "model.safetensors"
+    save_file(load_file(path), path, metadata={"config_sha256": config_digest(config)})
+    config["files"] = {"model.safetensors": file_record(path)}
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+
+
+def test_one_record_without_the_other_is_refused(saved, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    folder = _copy(saved, tmp_path)
+    path = folder / "model.safetensors"
+    tensors = load_file(path)
+    # The weights changed, their record removed, the header's digest left as it was.
+    with open(path, "r+b") as fh:
+        fh.seek(-5, os.SEEK_END)
+        byte = fh.read(1)
+        fh.seek(-5, os.SEEK_END)
+        fh.write(bytes([byte[0] ^ 0x40]))
+    _edit_config(folder, lambda config: config.pop("files") and None)
+    with pytest.raises(SavedModelError, match="no 'files' record") as info:
+        SequenceClassifier.load(folder)
+    assert str(info.value).startswith(str(folder / "config.json"))
+    # The weights rewritten without the digest, the config's record of them recomputed.
+    folder = _copy(saved, tmp_path / "other")
+    save_file(
+        {**tensors, "out.bias": tensors["out.bias"] + 1}, path := folder / "model.safetensors"
+    )
+    _edit_config(folder, lambda config: config.update(files={path.name: file_record(path)}))
+    with pytest.raises(SavedModelError, match="header has no 'config_sha256'") as info:
+        SequenceClassifier.load(folder)
+    assert str(info.value).startswith(str(path))
+
+
+@pytest.mark.parametrize("records", [True, False], ids=["resealed", "saved without records"])
+def test_encoder_shapes_are_checked_before_the_network_is_built(
+    saved, tmp_path, monkeypatch, records
+):
+    folder = _copy(saved, tmp_path)
+
+    def edit(config):
+        config["params"]["hidden_size"] = 10**7
+        config["n_features_out_"] = 3 * 10**7
+
+    if records:
+        _reseal(folder, edit)
+    else:
+        drop_records(folder)
+        _edit_config(folder, edit)
+    built = []
+    monkeypatch.setattr(SequenceClassifier, "_new_net", lambda self, *args: built.append(args))
+    with pytest.raises(SavedModelError, match=r"'convs\.0\.weight' has shape \(8, "):
+        SequenceClassifier.load(folder)
+    _edit_config(folder, lambda config: config.update(n_features_out_=24))
+    with pytest.raises(SavedModelError, match="n_features_out_ is 24, but a cnn of hidden_size"):
+        SequenceClassifier.load(folder)
+    assert built == []
+
+
+@pytest.mark.parametrize("architecture", ["bigru", "bilstm", "cnn"])
+def test_expected_tensors_are_those_of_the_network(architecture):
+    from embedxfer.text._sequence_networks import SequenceNet
+
+    net = SequenceNet(7, 5, architecture, 3, 2, 0.0, padding_idx=0)
+    width = net.n_features
+    config = {
+        "params": {"architecture": architecture, "hidden_size": 3},
+        "classes": {"values": ["a", "b"]},
+        "vocabulary_": ["w"] * 5,
+        "vector_size_": 5,
+        "n_features_out_": width,
+    }
+    expected, prefixes = SequenceClassifier._expected_tensors(config)
+    assert prefixes == ()
+    assert expected == {k: tuple(v.shape) for k, v in net.state_dict().items()}
+
+
+def test_weights_that_are_a_fifo_are_refused_without_blocking(saved, tmp_path):
+    folder = _copy(saved, tmp_path)
+    (folder / "model.safetensors").unlink()
+    os.mkfifo(folder / "model.safetensors")
+
+    def hung(*_):
+        raise TimeoutError("load() blocked on a FIFO")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)
+    try:
+        with pytest.raises(SavedModelError, match="model.safetensors: .*not a regular file"):
+            SequenceClassifier.load(folder)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_config_nested_too_deeply_is_refused_by_name(saved, tmp_path):
+    folder = _copy(saved, tmp_path)
+    (folder / "config.json").write_text("[" * 100_000 + "]" * 100_000, encoding="utf-8")
+    with pytest.raises(SavedModelError, match="config.json: not readable JSON") as info:
+        SequenceClassifier.load(folder)
+    assert len(str(info.value).splitlines()) == 1
+
+
+@pytest.mark.parametrize("name", ["config.json", "model.safetensors"])
+def test_links_inside_the_folder_are_refused(saved, tmp_path, name):
+    folder = _copy(saved, tmp_path)
+    outside = tmp_path / f"outside-{name}"
+    shutil.move(folder / name, outside)
+    (folder / name).symlink_to(outside)
+    with pytest.raises(SavedModelError, match="symbolic link") as info:
+        SequenceClassifier.load(folder)
+    assert str(info.value).startswith(str(folder / name))
+
+
+def test_a_link_to_the_folder_itself_loads(saved, tmp_path):
+    link = tmp_path / "link"
+    link.symlink_to(saved[0], target_is_directory=True)
+    loaded = SequenceClassifier.load(link)
     np.testing.assert_array_equal(loaded.predict_proba(saved[1]), saved[2])
 
 
@@ -179,7 +310,7 @@ def test_config_and_weights_of_two_saves_are_refused(saved, small_glove, tmp_pat
         SequenceClassifier.load(mixed)
     # With the config's record of the weights removed, the weights' record of the config refuses.
     _edit_config(mixed, lambda config: config.pop("files") and None)
-    with pytest.raises(SavedModelError, match="different saves"):
+    with pytest.raises(SavedModelError, match="no 'files' record"):
         SequenceClassifier.load(mixed)
     assert SequenceClassifier.load(other_folder).predict(texts[:2]).shape == (2,)
 

@@ -153,9 +153,10 @@ def test_planted_conversion_is_never_trusted(tmp_path, small_glove):
     evil[0] = _Payload(marker)
     np.save(target / "vectors.npy", evil, allow_pickle=True)
     manifest = json.loads((target / "manifest.json").read_text())
-    from embedxfer._core.artefact import file_record
+    from embedxfer._core.artefact import MANIFEST_DIGEST, file_record, manifest_digest
 
     manifest["files"]["vectors.npy"] = file_record(target / "vectors.npy")
+    manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
     (target / "manifest.json").write_text(json.dumps(manifest))
     clear_registry()
     with pytest.warns(UserWarning, match="ignoring the converted vectors"):
@@ -167,11 +168,91 @@ def test_planted_conversion_is_never_trusted(tmp_path, small_glove):
     manifest["size"] += 1
     (target / "manifest.json").write_text(json.dumps(manifest))
     clear_registry()
+    with pytest.warns(UserWarning, match="does not match its digest"):
+        load_vectors(str(path), cache_dir=cache)
+    manifest = json.loads((target / "manifest.json").read_text())
+    manifest["size"] += 1
+    manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    clear_registry()
     with pytest.warns(UserWarning, match="manifest size"):
         load_vectors(str(path), cache_dir=cache)
     clear_registry()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # the rebuilt conversion is trusted silently
+        load_vectors(str(path), cache_dir=cache)
+
+
+def test_an_edited_fasttext_manifest_is_rebuilt(tmp_path):
+    from gensim.models import FastText
+    from gensim.models.fasttext import save_facebook_model
+
+    path = tmp_path / "tiny.bin"
+    model = FastText(
+        sentences=[["good", "film", "great", "movie"]] * 5,
+        vector_size=4,
+        min_count=1,
+        epochs=1,
+        bucket=100,
+        min_n=3,
+        max_n=4,
+        workers=1,
+        seed=0,
+    )
+    save_facebook_model(model, str(path))
+    cache = tmp_path / "cache"
+    clear_registry()
+    expected = load_vectors(str(path), cache_dir=cache)["films"].copy()
+    manifest_path = _converted_path(path, "fasttext-bin", cache) / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    assert (manifest["min_n"], manifest["max_n"]) == (3, 4)
+    # min_n and max_n are covered by no file's checksum, only by the manifest's digest.
+    manifest_path.write_text(json.dumps(dict(manifest, min_n=6, max_n=6)))
+    clear_registry()
+    with pytest.warns(UserWarning, match="does not match its digest"):
+        kv = load_vectors(str(path), cache_dir=cache)
+    assert (kv.min_n, kv.max_n) == (3, 4)
+    np.testing.assert_array_equal(kv["films"], expected)
+
+
+@pytest.mark.parametrize("how", ["vectors.npy", "folder", "deep manifest", "deep vocabulary"])
+def test_links_and_deep_manifests_in_a_conversion_are_rebuilt(tmp_path, small_glove, how):
+    path = _glove_file(tmp_path, small_glove)
+    cache = tmp_path / "cache"
+    target = _converted_path(path, "glove-text", cache)
+    clear_registry()
+    load_vectors(str(path), cache_dir=cache)
+    if how == "vectors.npy":
+        outside = tmp_path / "outside.npy"
+        shutil.move(target / "vectors.npy", outside)
+        (target / "vectors.npy").symlink_to(outside)
+        problem = "vectors.npy is a symbolic link"
+    elif how == "folder":
+        elsewhere = tmp_path / "elsewhere"
+        shutil.move(target, elsewhere)
+        target.symlink_to(elsewhere, target_is_directory=True)
+        problem = "is a symbolic link"
+    elif how == "deep manifest":
+        (target / "manifest.json").write_text('{"kind": ' + "[" * 100_000 + "]" * 100_000 + "}")
+        problem = "nested too deeply"
+    else:
+        from embedxfer._core.artefact import MANIFEST_DIGEST, file_record, manifest_digest
+
+        (target / "vocabulary.json").write_text("[" * 100_000 + "]" * 100_000)
+        manifest = json.loads((target / "manifest.json").read_text())
+        manifest["files"]["vocabulary.json"] = file_record(target / "vocabulary.json")
+        manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
+        (target / "manifest.json").write_text(json.dumps(manifest))
+        problem = "vocabulary.json is nested too deeply"
+    clear_registry()
+    with pytest.warns(UserWarning, match=problem):
+        kv = load_vectors(str(path), cache_dir=cache)
+    np.testing.assert_allclose(kv["the"], small_glove["the"], rtol=1e-6)
+    # Rebuilt as a folder of its own, trusted silently from then on.
+    assert not target.is_symlink() and not (target / "vectors.npy").is_symlink()
+    clear_registry()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         load_vectors(str(path), cache_dir=cache)
 
 

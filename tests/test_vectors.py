@@ -10,6 +10,7 @@ from gensim.models import FastText, KeyedVectors
 from gensim.models.fasttext import FastTextKeyedVectors
 
 from embedxfer import load_vectors, train_word_vectors
+from embedxfer._core.artefact import manifest_digest
 from embedxfer._core.registry import clear_registry, loaded_keys
 from embedxfer.exceptions import VectorFormatError
 from embedxfer.text._vector_formats import detect_format
@@ -156,7 +157,9 @@ def test_row_major_packaged_glove_is_memory_mapped_where_it_is_installed(tmp_pat
     expected = _source_manifest(npy, "packaged-glove")
     assert _read_converted(folder, expected, warn=False) is not None
     # A checksum that does not match the installed file: the conversion is not trusted.
-    (folder / "manifest.json").write_text(json.dumps(dict(manifest, source_blake2b="0" * 32)))
+    manifest = dict(manifest, source_blake2b="0" * 32)
+    manifest = dict(manifest, manifest_sha256=manifest_digest(manifest))
+    (folder / "manifest.json").write_text(json.dumps(manifest))
     assert _read_converted(folder, expected, warn=False) is None
 
 

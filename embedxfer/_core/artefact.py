@@ -11,7 +11,14 @@ in the page cache (memory-mapped, in a few threads: hashlib releases the
 GIL), and the record holds the SHA-256 of those digests, ``sha256_tree``.
 SHA-256 runs on the processor's SHA instructions where it has them. Records
 written before (one BLAKE2b-128 digest of the whole file, ``blake2b``) are
-still verified as they were, so existing artefacts stay valid.
+still verified as they were.
+
+The manifest vouches for its own entries too: ``manifest_sha256`` is the
+SHA-256 of the rest of its content, so an entry the files' checksums do not
+cover (a fastText conversion's ``min_n``, say) cannot change unnoticed.
+Manifests written before that digest are stale: their artefacts are made
+again. Files inside an artefact folder, and the folder itself, must not be
+symbolic links.
 """
 
 import hashlib
@@ -19,20 +26,25 @@ import json
 import mmap
 import os
 import shutil
+import stat
 import tempfile
 import time
 from pathlib import Path
 
 from .atomic import process_alive
+from .safe_files import read_regular_file
 from .threads import run_parallel, usable_threads
 
 __all__ = [
     "MANIFEST",
+    "MANIFEST_DIGEST",
     "RECORD_FIELDS",
     "artefact_folders",
+    "discard_folder",
     "file_digest",
     "file_problem",
     "file_record",
+    "manifest_digest",
     "read_manifest",
     "remove_orphaned_folders",
     "verify_folder",
@@ -40,6 +52,8 @@ __all__ = [
 ]
 
 MANIFEST = "manifest.json"
+# The manifest's entry holding the digest of all its other entries.
+MANIFEST_DIGEST = "manifest_sha256"
 RECORD_FIELDS = ("size", "sha256_tree", "block")
 _BLOCK = 1 << 24
 # Readers accept other block sizes (a later writer may choose one) within
@@ -103,38 +117,65 @@ def _matches(path, record):
 def file_problem(path, record, kept_in="the manifest"):
     """None when the file at ``path`` matches ``record`` (:func:`file_record`), else why not.
 
-    ``kept_in`` names where the record is kept, for the message.
+    The file must be a regular file under that name, not a symbolic link to
+    one elsewhere. ``kept_in`` names where the record is kept, for the message.
     """
     path = Path(path)
     if not isinstance(record, dict):
         return f"{path.name} has no record"
     try:
-        if not path.is_file():
+        mode = path.lstat().st_mode
+        if stat.S_ISLNK(mode):
+            return f"{path.name} is a symbolic link, not a file of the folder"
+        if not stat.S_ISREG(mode):
             return f"{path.name} is missing or not a regular file"
         if not _matches(path, record):
             return f"{path.name} does not match the size and checksum in {kept_in}"
+    except FileNotFoundError:
+        return f"{path.name} is missing or not a regular file"
     except OSError as err:
         return f"{path.name} is unreadable ({err.strerror or err})"
     return None
 
 
+def manifest_digest(manifest):
+    """Hex SHA-256 of ``manifest``'s content less its own digest, as canonical JSON."""
+    content = json.loads(json.dumps(manifest, default=str))
+    content.pop(MANIFEST_DIGEST, None)
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 def write_manifest(folder, manifest, names, name=MANIFEST):
-    """Write ``manifest`` with the records of the files ``names`` into ``folder``."""
+    """Write ``manifest``, its files' records (``names``) and its digest into ``folder``."""
     folder = Path(folder)
     manifest = dict(manifest, files={n: file_record(folder / n) for n in names})
+    manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
     with open(folder / name, "w", encoding="utf-8") as fh:
         json.dump(manifest, fh, indent=1, sort_keys=True, default=str)
     return manifest
 
 
 def read_manifest(folder, name=MANIFEST):
-    """``(manifest, None)``, or ``({}, problem)`` when absent, unreadable or not an object."""
+    """``(manifest, None)``, or ``({}, problem)`` when it cannot be trusted.
+
+    That is when it is absent, a link, unreadable, nested too deeply to
+    parse, not an object, or its content does not match its digest (or it
+    has none: written before manifests carried one).
+    """
     try:
-        manifest = json.loads((Path(folder) / name).read_text(encoding="utf-8"))
+        text = read_regular_file(Path(folder) / name, follow_links=False).decode("utf-8")
+        manifest = json.loads(text)
     except (OSError, ValueError) as err:
         return {}, f"no readable manifest ({err})"
+    except RecursionError:
+        return {}, "no readable manifest (nested too deeply)"
     if not isinstance(manifest, dict):
         return {}, "the manifest is not a JSON object"
+    if MANIFEST_DIGEST not in manifest:
+        return {}, f"the manifest has no {MANIFEST_DIGEST} (written by an earlier version)"
+    if manifest[MANIFEST_DIGEST] != manifest_digest(manifest):
+        return {}, "the manifest's content does not match its digest (it was edited or damaged)"
     return manifest, None
 
 
@@ -152,6 +193,8 @@ def verify_folder(folder, expected, needed, name=MANIFEST):
     name : str, default="manifest.json"
     """
     folder = Path(folder)
+    if folder.is_symlink():
+        return {}, f"{folder} is a symbolic link, not a folder of its own"
     if not folder.is_dir():
         return {}, f"{folder} is not a folder"
     manifest, problem = read_manifest(folder, name)
@@ -177,6 +220,18 @@ def artefact_folders(base):
     if not base.is_dir():
         return []
     return sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def discard_folder(folder):
+    """Remove an unsound artefact folder; a symbolic link is removed, never what it points to."""
+    folder = Path(folder)
+    if folder.is_symlink():
+        try:
+            folder.unlink()
+        except FileNotFoundError:
+            pass  # removed by another process meanwhile
+    else:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def install_folder(tmp, folder, expected, files):

@@ -9,22 +9,25 @@ The two files vouch for each other. ``config.json`` records the size and
 checksum of ``model.safetensors`` (``files``), and the weights' header
 holds the SHA-256 of the config's content (``config_sha256``), so a
 changed weight, an edited field or two files from different saves are
-refused instead of predicting something else. Folders saved before these
-records existed carry neither and are checked by their fields and tensor
-shapes alone.
+refused instead of predicting something else; a folder with one record
+and not the other is refused too. Folders saved before these records
+existed carry neither: they are checked by their fields and tensor shapes
+alone, and load with a warning.
 """
 
 import hashlib
 import json
 import math
 import os
+import warnings
 
 import numpy as np
 
 from .._core.artefact import file_problem, file_record
 from .._core.atomic import atomic_path, write_text_atomic
 from .._core.base import ParamsAddedLaterMixin
-from ..exceptions import SavedModelError
+from .._core.safe_files import open_regular_file, read_regular_file
+from ..exceptions import SavedModelError, SavedModelWarning
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
@@ -236,26 +239,27 @@ def check_config(config, folder, estimator_class):
         complain(FILES_KEY, f"is {files!r:.60}, expected the record of {WEIGHTS_NAME} alone")
 
 
-def check_tensors(tensors, expected, folder, prefixes=()):
-    """Check the tensors read from ``model.safetensors`` against ``expected``.
+def check_tensors(shapes, expected, folder, prefixes=()):
+    """Check the tensor shapes of ``model.safetensors``'s header against ``expected``.
 
-    ``expected`` maps each tensor name to its shape (a tuple, ``None`` for
-    any shape); names starting with one of ``prefixes`` may come too (their
-    shapes are checked when the network loads them). A tensor missing, one
-    too many or of another shape raises :class:`SavedModelError` naming the
-    file and the tensor.
+    ``shapes`` maps each tensor name in the file to its shape; ``expected``
+    maps each tensor name to its shape (a tuple, ``None`` for any shape);
+    names starting with one of ``prefixes`` may come too (their shapes are
+    checked when the network loads them). A tensor missing, one too many or
+    of another shape raises :class:`SavedModelError` naming the file and the
+    tensor.
     """
     path = os.path.join(folder, WEIGHTS_NAME)
     for name, shape in expected.items():
-        if name not in tensors:
+        if name not in shapes:
             raise SavedModelError(f"{path}: tensor {name!r} is missing; save the model again.")
-        got = tuple(tensors[name].shape)
+        got = tuple(shapes[name])
         if shape is not None and got != tuple(shape):
             raise SavedModelError(
                 f"{path}: tensor {name!r} has shape {got}, expected {tuple(shape)} from "
                 f"{CONFIG_NAME}; the two files do not belong together."
             )
-    extra = sorted(n for n in set(tensors) - set(expected) if not n.startswith(tuple(prefixes)))
+    extra = sorted(n for n in set(shapes) - set(expected) if not n.startswith(tuple(prefixes)))
     if extra:
         raise SavedModelError(f"{path}: tensor {extra[0]!r} is not part of the saved format.")
 
@@ -299,25 +303,30 @@ def read_folder(folder, estimator_class):
 
     ``config.json`` is checked by :func:`check_config`; ``model.safetensors``
     must be a safetensors file (read as raw tensors, never unpickled) that
-    matches the size and checksum the config records, when it records them.
-    Every problem raises :class:`SavedModelError` naming the file and field.
+    matches the size and checksum the config records, and whose header holds
+    the config's digest; a folder with one record and not the other is
+    refused. The tensors' names and shapes in the header are checked against
+    ``estimator_class._expected_tensors(config)`` before any tensor is read.
+    Both files must be regular files of the folder itself, not links. Every
+    problem raises :class:`SavedModelError` naming the file and field.
     Returns ``(config, tensors, metadata)``: ``metadata`` is the weights
     header's string entries, checked against the config by
-    :func:`check_pairing` once the tensors' shapes are.
+    :func:`check_pairing` once the parameters are.
     """
     from safetensors import safe_open
 
     name = estimator_class.__name__
     config_path = os.path.join(folder, CONFIG_NAME)
-    if not os.path.isfile(config_path):
+    if not os.path.lexists(config_path):
         raise FileNotFoundError(
             f"{folder!r} has no {CONFIG_NAME}; pass a folder written by {name}.save()."
         )
     try:
-        with open(config_path, encoding="utf-8") as fh:
-            config = json.load(fh)
-    except (OSError, ValueError) as err:
-        raise SavedModelError(f"{config_path}: not readable JSON ({err}).") from None
+        config = json.loads(read_regular_file(config_path, follow_links=False))
+    except (OSError, ValueError, RecursionError) as err:
+        # RecursionError: JSON nested deeper than the interpreter's stack.
+        reason = "nested too deeply" if isinstance(err, RecursionError) else err
+        raise SavedModelError(f"{config_path}: not readable JSON ({reason}).") from None
     check_config(config, folder, estimator_class)
     weights_path = os.path.join(folder, WEIGHTS_NAME)
     problem = _safetensors_problem(weights_path)
@@ -333,8 +342,17 @@ def read_folder(folder, estimator_class):
         try:
             with safe_open(weights_path, framework="pt", device="cpu") as fh:
                 metadata = fh.metadata() or {}
-                names = fh.keys()  # a safetensors handle is not iterable
+                names = list(fh.keys())  # a safetensors handle is not iterable
+                shapes = {key: tuple(fh.get_slice(key).get_shape()) for key in names}
+                _check_records(config, metadata, folder)
+                try:
+                    expected, prefixes = estimator_class._expected_tensors(config)
+                except ValueError as err:
+                    raise SavedModelError(f"{config_path}: {err}") from None
+                check_tensors(shapes, expected, folder, prefixes)
                 tensors = {key: fh.get_tensor(key) for key in names}
+        except SavedModelError:
+            raise
         except Exception as err:  # safetensors raises its own types on a damaged file
             problem = f"{type(err).__name__}: {err}"
     if problem is not None:
@@ -344,15 +362,44 @@ def read_folder(folder, estimator_class):
     return config, tensors, metadata
 
 
+def _check_records(config, metadata, folder):
+    """Refuse a folder that carries one of the two files' records of each other but not both.
+
+    ``save()`` has always written both or neither, so one alone means the other
+    was removed, which would otherwise switch its check off.
+    """
+    if (FILES_KEY in config) == (CONFIG_DIGEST_KEY in metadata):
+        return
+    if CONFIG_DIGEST_KEY in metadata:
+        raise SavedModelError(
+            f"{os.path.join(folder, CONFIG_NAME)}: has no {FILES_KEY!r} record of "
+            f"{WEIGHTS_NAME}, though the weights' header holds {CONFIG_DIGEST_KEY!r} and "
+            "save() writes both; it was edited after save(); save the model again."
+        )
+    raise SavedModelError(
+        f"{os.path.join(folder, WEIGHTS_NAME)}: its header has no {CONFIG_DIGEST_KEY!r}, "
+        f"though {CONFIG_NAME} records the weights and save() writes both; the weights were "
+        "replaced after save(); save the model again."
+    )
+
+
 def check_pairing(config, metadata, folder):
     """Refuse a ``config.json`` whose content differs from what was saved with the weights.
 
     The weights' header holds the digest of the config ``save`` wrote
     (:func:`config_digest`); weights without it were saved before the digest
-    existed and pass.
+    existed (their config has no ``files`` record either, see
+    :func:`read_folder`): they load with a :class:`SavedModelWarning`.
     """
     saved = metadata.get(CONFIG_DIGEST_KEY)
-    if saved is not None and saved != config_digest(config):
+    if saved is None:
+        warnings.warn(
+            f"{folder}: saved by an earlier embedxfer, without checksums of its files, so "
+            "changed weights or fields cannot be detected; save() it again to add them.",
+            SavedModelWarning,
+            stacklevel=4,
+        )
+    elif saved != config_digest(config):
         raise SavedModelError(
             f"{os.path.join(folder, CONFIG_NAME)}: its content is not what save() wrote beside "
             f"{WEIGHTS_NAME} (a field was edited, or the two files come from different saves); "
@@ -361,11 +408,17 @@ def check_pairing(config, metadata, folder):
 
 
 def _safetensors_problem(path):
-    """None when ``path`` starts as a safetensors file does: a length, then a JSON header."""
+    """None when ``path`` starts as a safetensors file does: a length, then a JSON header.
+
+    It must be a regular file of the folder itself: a FIFO would block the
+    reader, and a link would read a file from elsewhere.
+    """
     try:
-        size = os.path.getsize(path)
-        with open(path, "rb") as fh:
+        with open_regular_file(path, follow_links=False) as fh:
+            size = os.fstat(fh.fileno()).st_size
             head = fh.read(9)
+    except ValueError as err:
+        return str(err)
     except OSError as err:
         return err.strerror or str(err)
     if len(head) < 9:
@@ -459,8 +512,6 @@ def estimator_from_folder(cls, folder, device, params):
 
     params_given = dict(params)
     config, tensors, metadata = read_folder(folder, cls)
-    expected, prefixes = cls._expected_tensors(config)
-    check_tensors(tensors, expected, folder, prefixes)
     saved = {**cls._params_added_later, **params_from_json(config["params"])}
     # Never from the file, whatever it says: only ``load(..., allow_pickle=True)``.
     saved.update({k: v for k, v in getattr(cls, "_PROCESS_OPT_INS", {}).items() if k in saved})

@@ -26,6 +26,7 @@ import numpy as np
 from .._core.artefact import (
     MANIFEST,
     artefact_folders,
+    discard_folder,
     file_digest,
     verify_folder,
     write_manifest,
@@ -136,10 +137,10 @@ def write_table(folder, arrays, tokenizer_json, settings, source=None):
         (tmp / "tokenizer.json").write_text(tokenizer_json, encoding="utf-8")
         entries = {"settings": settings, "source": source, "shape": list(arrays["vectors"].shape)}
         write_manifest(tmp, entries, _FILES)
-        if folder.exists():
+        if folder.exists() or folder.is_symlink():
             if read_table(folder, settings, warn=False) is not None:
                 return  # a concurrent run finished the same table first
-            shutil.rmtree(folder, ignore_errors=True)  # unusable: replace it
+            discard_folder(folder)  # unusable: replace it
         replace_folder(tmp, folder, done=folder / _MANIFEST)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -152,7 +153,7 @@ def read_table(folder, settings, *, warn=True):
     None: any) and every file has the recorded size and checksum.
     """
     folder = Path(folder)
-    if not folder.is_dir():
+    if not (folder.is_dir() or folder.is_symlink()):
         return None
     expected = {} if settings is None else {"settings": settings}
     manifest, problem = verify_folder(folder, expected, set(_FILES))
@@ -199,7 +200,7 @@ def describe_table(folder):
         settings = manifest["settings"]
         model = settings["model"]
         source = manifest.get("source") or model.get("source")
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
         return None, False
     if settings.get("version") != DISTILLATION_VERSION:
         return source, False
@@ -226,6 +227,6 @@ def prune_tables(home=None, *, all=False):
     removed = _clean_stale_temporaries(base, older_than=0 if all else _STALE_TEMP_SECONDS)
     for folder in distilled_tables(base):
         if all or not describe_table(folder)[1]:
-            shutil.rmtree(folder, ignore_errors=True)
+            discard_folder(folder)
             removed.append(folder)
     return removed

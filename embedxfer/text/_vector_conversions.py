@@ -19,6 +19,7 @@ import numpy as np
 from .._core.artefact import (
     MANIFEST,
     artefact_folders,
+    discard_folder,
     file_digest,
     install_folder,
     read_manifest,
@@ -131,10 +132,10 @@ def _write_converted(kv, target, source_manifest):
         files["vocabulary.json"] = None
         manifest["words"] = len(kv.index_to_key)
         write_manifest(tmp, manifest, files)
-        if target.exists():
+        if target.exists() or target.is_symlink():
             if _read_converted(target, source_manifest, warn=False) is not None:
                 return  # a concurrent run finished the same conversion first
-            shutil.rmtree(target, ignore_errors=True)  # unusable: replace it
+            discard_folder(target)  # unusable: replace it
         replace_folder(tmp, target)  # keeps a concurrent writer's finished folder
     except OSError as err:
         raise OSError(
@@ -188,6 +189,8 @@ def _read_converted(target, expected, warn=True):
             return _converted_keyed_vectors(target, manifest)
         except (OSError, ValueError, TypeError, KeyError) as err:
             problem = f"unreadable ({err})"
+        except RecursionError:
+            problem = "unreadable (vocabulary.json is nested too deeply)"
     if warn:
         warnings.warn(
             f"ignoring the converted vectors in {target}: {problem}; converting the source again.",
@@ -211,6 +214,8 @@ def _converted_keyed_vectors(target, manifest):
         vectors = load("vectors.npy")
     if vectors.ndim != 2 or vectors.shape != (manifest["words"], manifest["vector_size"]):
         raise ValueError(f"vectors.npy has shape {vectors.shape}")
+    if manifest["kind"] != "packaged" and vectors.dtype != np.float32:
+        raise ValueError(f"vectors.npy holds {vectors.dtype}, expected float32")
     if manifest["kind"] != "fasttext":
         return _keyed_vectors(words, vectors)
     from gensim.models.fasttext import FastTextKeyedVectors
@@ -336,7 +341,7 @@ def describe_conversion(folder):
         manifest = json.loads((folder / _MANIFEST).read_text(encoding="utf-8"))
         source = Path(manifest["source"])
         expected = _source_manifest(source, manifest["format"])
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
         return None, False
     if manifest.get("kind") == "float16":
         expected["kind"] = "float16"
@@ -368,6 +373,6 @@ def prune_conversions(cache_dir=None, *, all=False):
     removed = _clean_stale_temporaries(base, older_than=0 if all else _STALE_TEMP_SECONDS)
     for folder in converted_files(base):
         if all or not describe_conversion(folder)[1]:
-            shutil.rmtree(folder, ignore_errors=True)
+            discard_folder(folder)
             removed.append(folder)
     return removed

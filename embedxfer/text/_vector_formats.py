@@ -149,6 +149,10 @@ def _parse(path, format):
         IndexError,
         KeyError,
         AttributeError,
+        # gensim's own consistency checks on a fastText .bin, and its refusal of
+        # supervised models.
+        AssertionError,
+        NotImplementedError,
     ) as err:
         raise VectorFormatError(
             f"{path}: could not be read as {format} vectors (truncated or corrupt?): {err}"
@@ -192,25 +196,88 @@ def _check_header_against_size(path, binary):
 
 
 def _check_fasttext_header(path):
-    """Refuse a fastText .bin whose header claims more rows than the file holds."""
-    with open(path, "rb") as fh:
+    """Refuse a fastText .bin whose headers claim more than the file holds.
+
+    gensim allocates from two headers before it reads the data behind them:
+    the first (dimensions, buckets, words) and the input matrix's
+    ``(num_vectors, dim)``, which lies past the vocabulary. Both are read
+    here and bounded by the file's size, and the matrix must have the shape
+    the first header implies (gensim asserts it only after allocating).
+    """
+    bound = _data_size_bound(path)
+    opener = gzip.open if _is_gzip(path) else open
+    with opener(path, "rb") as fh:
         head = fh.read(92)
-    if len(head) < 92:
-        raise VectorFormatError(f"{path}: a fastText .bin of {len(head)} bytes is truncated.")
-    dim, bucket = struct.unpack("<i", head[8:12])[0], struct.unpack("<i", head[40:44])[0]
-    nwords = struct.unpack("<i", head[68:72])[0]
-    if dim < 1 or bucket < 0 or nwords < 0:
+        if len(head) < 92:
+            raise VectorFormatError(f"{path}: a fastText .bin of {len(head)} bytes is truncated.")
+        dim, bucket = struct.unpack("<i", head[8:12])[0], struct.unpack("<i", head[40:44])[0]
+        vocab_size, nwords = struct.unpack("<2i", head[64:72])
+        pruned = struct.unpack("<q", head[84:92])[0]
+        if dim < 1 or bucket < 0 or nwords < 0 or vocab_size != nwords or pruned < -1:
+            raise VectorFormatError(
+                f"{path}: fastText header has dim={dim}, bucket={bucket}, words={nwords}, "
+                f"vocabulary entries={vocab_size}, pruned entries={pruned}."
+            )
+        rows = nwords + bucket
+        if rows * dim * 4 > bound:
+            raise VectorFormatError(
+                f"{path}: fastText header announces {nwords} words and {bucket} n-gram "
+                f"buckets of {dim} dimensions, at least {rows * dim * 4:,} bytes, but the "
+                f"file holds {bound:,} (truncated file or corrupt header)."
+            )
+        read_ahead = _skip_fasttext_vocabulary(fh, vocab_size, path)
+        # The pruned index (pairs of int32), then the quantisation flag (a bool).
+        offset = fh.tell() - len(read_ahead) + 8 * max(pruned, 0) + 1
+        if offset + 16 > bound:
+            raise VectorFormatError(f"{path}: the fastText .bin ends before its matrix header.")
+        fh.seek(offset)
+        matrix = fh.read(16)
+    if len(matrix) < 16:
+        raise VectorFormatError(f"{path}: the fastText .bin ends before its matrix header.")
+    num_vectors, matrix_dim = struct.unpack("<2q", matrix)
+    if (num_vectors, matrix_dim) != (rows, dim):
         raise VectorFormatError(
-            f"{path}: fastText header has dim={dim}, bucket={bucket}, words={nwords}."
+            f"{path}: the fastText matrix header announces {num_vectors} x {matrix_dim} "
+            f"vectors, but the first header implies {rows} x {dim} (corrupt header)."
         )
-    needed = (nwords + bucket) * dim * 4
-    size = Path(path).stat().st_size
-    if needed > size:
+    if rows * dim * 4 > bound - offset - 16:
         raise VectorFormatError(
-            f"{path}: fastText header announces {nwords} words and {bucket} n-gram buckets "
-            f"of {dim} dimensions, at least {needed:,} bytes, but the file holds {size:,} "
-            "(truncated file or corrupt header)."
+            f"{path}: the fastText matrix of {rows} x {dim} vectors needs "
+            f"{rows * dim * 4:,} bytes, more than the {bound - offset - 16:,} left in the "
+            "file (truncated file)."
         )
+
+
+# A fastText word is at most a line (1,024 bytes in fastText); this allows far more.
+_MAX_FASTTEXT_WORD = 1 << 20
+
+
+def _skip_fasttext_vocabulary(fh, count, path):
+    """Read past ``count`` vocabulary entries (word, NUL, int64 count, int8 type).
+
+    Returns the bytes read beyond them. Refuses a vocabulary that ends early,
+    where gensim's reader would loop forever on the end of the file.
+    """
+    buffer, pos = b"", 0
+    for _ in range(count):
+        while True:
+            end = buffer.find(b"\0", pos)
+            if end >= 0 and end + 10 <= len(buffer):
+                break
+            if end < 0 and len(buffer) - pos > _MAX_FASTTEXT_WORD:
+                raise VectorFormatError(
+                    f"{path}: a fastText vocabulary word longer than {_MAX_FASTTEXT_WORD:,} "
+                    "bytes (corrupt file)."
+                )
+            more = fh.read(1 << 20)
+            if not more:
+                raise VectorFormatError(
+                    f"{path}: the fastText vocabulary ends before its {count} words "
+                    "(truncated file)."
+                )
+            buffer, pos = buffer[pos:] + more, 0
+        pos = end + 10
+    return buffer[pos:]
 
 
 def drop_non_finite(kv, source="the vectors"):
