@@ -103,6 +103,8 @@ def test_to_frame_columns_and_cut_documents():
         ({"labels": [0, 1]}, ["labels", "one label per document"]),
         ({"labels": [0, 0, 1, 1, np.nan, 2]}, ["labels", "NaN"]),
         ({"labels": [0, 0, 1, 1, None, 2]}, ["labels", "None"]),
+        ({"labels": pd.Series(list("aabb") + [pd.NA, "c"], dtype="string")}, ["labels", "<NA>"]),
+        ({"labels": np.array([0, 0, 1, 1, pd.NaT, 2], dtype=object)}, ["labels", "NaT"]),
         ({"embeddings": np.ones((2, 3))}, ["embeddings", "one row per document"]),
         ({"embeddings": np.full((6, 2), np.nan)}, ["embeddings", "NaN"]),
         ({"clusters": [0, 1]}, ["clusters", "[2]"]),

@@ -258,6 +258,13 @@ def test_pandas_input_and_output(corpus):
     assert list(out.columns[:2]) == ["glove50_mean0", "glove50_mean1"]
 
 
+def test_fit_transform_reads_a_generator_once(small_glove):
+    docs = ["a good film", "a bad film", "great acting"]
+    expected = WordVectorEmbedder(small_glove).fit(docs).transform(docs)
+    got = WordVectorEmbedder(small_glove).fit_transform(d for d in docs)
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_pickling_leaves_the_weight_table_in_the_live_estimator():
     docs = ["the film is good", "a dull plot", "the plot is good"]
     embedder = WordVectorEmbedder(weighting="sif").fit(docs)

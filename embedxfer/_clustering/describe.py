@@ -7,7 +7,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._core.rows import unit_rows
-from .._core.validation import check_documents
+from .._core.validation import check_documents, is_missing
 
 __all__ = ["ClusterDescription", "DescribedCluster", "class_tfidf", "describe_clusters"]
 
@@ -297,8 +297,13 @@ def _check_labels(labels, n_documents):
         if (array != np.round(array)).any():
             raise ValueError("labels holds fractional numbers; cluster labels are ints or str.")
         array = array.astype(np.int64)
-    if array.dtype.kind == "O" and any(label is None for label in array):
-        raise ValueError("labels holds None; give every document a label (-1 for noise).")
+    if array.dtype.kind == "O":
+        missing = next((i for i, label in enumerate(array) if is_missing(label)), None)
+        if missing is not None:
+            raise ValueError(
+                f"labels holds {array[missing]!r} (missing) at document {missing}; give every "
+                "document a label (-1 for noise)."
+            )
     return array
 
 
