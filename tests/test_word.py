@@ -115,6 +115,16 @@ def test_usif_removes_weighted_components(corpus):
     assert np.isfinite(out).all()
 
 
+@pytest.mark.parametrize("weighting", ["sif", "usif"])
+def test_documents_lying_in_the_removed_components_are_zeros(small_glove, weighting):
+    embed = WordVectorEmbedder(small_glove, weighting=weighting, normalize=True)
+    with pytest.warns(EmptyDocumentWarning, match="2 of 3 documents lie in the common comp"):
+        out = embed.fit(["a good film", "a good film"]).transform(["a good film"] * 2 + ["bad"])
+    assert embed.components_.shape == (1, 50)
+    np.testing.assert_array_equal(out[:2], 0)
+    assert np.isclose(np.linalg.norm(out[2]), 1.0)
+
+
 def test_word_frequency_from_vector_ranks(corpus):
     fit_docs, docs = corpus
     embed = WordVectorEmbedder(weighting="sif", word_frequency="vectors").fit(fit_docs)

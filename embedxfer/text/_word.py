@@ -120,6 +120,10 @@ class WordVectorEmbedder(
         the training documents removed (Arora et al. 2017); ``"usif"``
         unsupervised SIF with ``a`` derived from the data and five weighted
         components removed (Ethayarajh 2018). Max and min parts ignore it.
+        No more components are removed than the training documents span;
+        a document left with under 1e-4 of its norm by the removal (one that
+        lies in the components, such as the only training document) gets
+        zeros and an ``EmptyDocumentWarning``, not its rounding error.
     sif_a : float, default=1e-3
         The SIF smoothing parameter ``a``.
     word_frequency : {"corpus", "vectors"}, default="corpus"
@@ -504,7 +508,31 @@ class WordVectorEmbedder(
                 EmptyDocumentWarning,
                 stacklevel=3,
             )
+        n_vanished = self._count_zero_rows(out) - n_empty if self._removes_components() else 0
+        if n_vanished > 0:
+            warnings.warn(
+                f"{n_vanished} of {len(docs)} documents lie in the common components "
+                f"{self.weighting!r} removes, so their vectors are zeros; fit on more varied "
+                "documents or set n_components=0.",
+                EmptyDocumentWarning,
+                stacklevel=3,
+            )
         return out
+
+    def _removes_components(self):
+        return (
+            self.weighting in ("sif", "usif")
+            and "mean" in self.poolings_
+            and self.components_.size > 0
+        )
+
+    @staticmethod
+    def _count_zero_rows(out, block=4096):
+        """Rows of ``out`` that are all zeros, counted in blocks (no array the size of out)."""
+        return sum(
+            int(np.count_nonzero(~out[i : i + block].any(axis=1)))
+            for i in range(0, len(out), block)
+        )
 
     def _fused_pooling(self, kv, index, out):
         """``(batch, out) -> counts`` pooling in one compiled pass, or None where it can't.
