@@ -178,6 +178,16 @@ def test_empty_documents_are_zeros_and_counted(small):
     assert not X[0].any() and not X[2].any() and X[1].any()
 
 
+def test_empty_documents_are_counted_as_given_with_the_cache_too(small):
+    from embedxfer import EmbeddingCache
+
+    cached = clone(small).set_params(cache=EmbeddingCache()).fit()
+    for _ in range(2):  # encoded, then served from the cache
+        with pytest.warns(EmptyDocumentWarning, match="3 of 4 documents"):
+            X = cached.transform(["", "", "日本", "a good film"])
+        assert not X[:3].any() and X[3].any()
+
+
 def test_poolings_and_normalize(small, texts):
     docs = texts[0][:10]
     both = clone(small).set_params(pooling="mean+max", normalize=True).fit(docs)

@@ -125,6 +125,19 @@ def test_documents_lying_in_the_removed_components_are_zeros(small_glove, weight
     assert np.isclose(np.linalg.norm(out[2]), 1.0)
 
 
+@pytest.mark.parametrize("weighting", [None, "sif"])
+def test_empty_documents_are_counted_as_given_with_the_cache_too(small_glove, weighting):
+    from embedxfer import EmbeddingCache
+
+    fit_docs = ["a good film", "a bad film", "great acting"]
+    embed = WordVectorEmbedder(small_glove, weighting=weighting, cache=EmbeddingCache())
+    embed.fit(fit_docs)
+    for _ in range(2):  # encoded, then served from the cache
+        with pytest.warns(EmptyDocumentWarning, match="3 of 4 documents have no in-vocab"):
+            X = embed.transform(["", "", "zzqx", "a fine film"])
+        assert not X[:3].any() and X[3].any()
+
+
 def test_word_frequency_from_vector_ranks(corpus):
     fit_docs, docs = corpus
     embed = WordVectorEmbedder(weighting="sif", word_frequency="vectors").fit(fit_docs)
