@@ -206,6 +206,12 @@ def test_pickle_never_holds_the_table(small, texts):
     np.testing.assert_array_equal(restored.transform(texts[0][:4]), small.transform(texts[0][:4]))
 
 
+def test_an_unknown_pooling_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="Got 'median'") as info:
+        StaticEmbedder(pooling="median").fit()
+    assert "'mean', 'sum', 'max', 'min' or several joined by '+'" in str(info.value)
+
+
 def test_bad_settings_are_named(texts):
     with pytest.raises(ValueError, match="n_components=500.*384"):
         StaticEmbedder(n_components=500, vocabulary_limit=600).fit()

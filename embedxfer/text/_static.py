@@ -13,7 +13,7 @@ from .._cache import CACHE_CONSTRAINT
 from .._core.base import FitParamsMixin, RawInputMixin
 from .._core.device import DEVICE_CONSTRAINT
 from .._core.embedder import CORPUS_FIT_NONE, CORPUS_FIT_WHOLE, Embedder
-from .._core.param_validation import Interval, Rule, validate_params
+from .._core.param_validation import Interval, validate_params
 from .._core.public import set_module
 from .._core.registry import get_or_load
 from .._core.rows import count_zero_rows
@@ -22,9 +22,9 @@ from . import _pooling
 from ._encoder_loading import DEFAULT_MODEL, MODEL_CONSTRAINT, resolve_model_source
 from ._word import (
     _COUNTED_BY_CALLER,
+    _POOLING_RULE,
     EmptyDocumentWarning,
     _pooling_parts,
-    _pooling_problem,
     empty_documents_counted_here,
 )
 
@@ -126,7 +126,7 @@ class StaticEmbedder(Embedder, RawInputMixin, FitParamsMixin, TransformerMixin, 
         "n_components": [Interval(Integral, 1, None), None],
         "sif_a": [Interval(Real, 0, None, closed="neither"), None],
         "vocabulary_limit": [Interval(Integral, 1, None), None],
-        "pooling": [Rule(_pooling_problem)],
+        "pooling": [_POOLING_RULE],
         "normalize": ["boolean"],
         "adapt": ["boolean"],
         "adapt_epochs": [Interval(Integral, 1, None)],
