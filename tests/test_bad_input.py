@@ -241,6 +241,15 @@ def test_tokenizer_returning_a_non_list_is_named(small_glove, bad):
         WordVectorEmbedder(small_glove, tokenizer=tokenizer).fit(["one", "two"])
 
 
+@pytest.mark.parametrize("bad", [1, None, b"film"])
+def test_tokenizer_returning_a_non_str_token_is_named(small_glove, bad):
+    def tokenizer(text):
+        return ["good", bad] if text == "two" else text.split()
+
+    with pytest.raises(TypeError, match="returned a token of type .* for document 1; a tokeni"):
+        WordVectorEmbedder(small_glove, tokenizer=tokenizer).fit(["one", "two"])
+
+
 def test_lone_surrogates_are_named_by_document(small_glove):
     with pytest.raises(ValueError, match="document 2 holds '\\\\udc80' at character 3"):
         WordVectorEmbedder(small_glove).fit(["ok", "fine", "bad\udc80 text"])
@@ -258,6 +267,9 @@ def test_missing_or_mixed_labels_are_named():
         (pd.Series(["pos", 1, "neg", 0], dtype=object), "labels mix types"),
         (["pos", 1, "neg", 0], r"labels mix types \['int', 'str'\]"),
         (("pos", 1, "neg", 0), r"labels mix types \['int', 'str'\]"),
+        (["pos", None, "pos", "neg"], "1 labels are missing .*label 1 is None"),
+        (pd.Series(["pos", pd.NA, "pos", "neg"], dtype="string"), "label 1 is <NA>"),
+        (pd.Series([1, 0, pd.NA, 1], dtype="Int64"), "label 2 is nan"),
     ]:
         with pytest.raises(ValueError, match=match):
             SequenceClassifier(epochs=1).fit(docs, labels)

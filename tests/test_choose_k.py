@@ -1,9 +1,10 @@
 """choose_n_clusters: the silhouette over a range of candidate numbers of clusters."""
 
 import numpy as np
+import pandas as pd
 import pytest
+from scipy.sparse import csr_matrix
 from sklearn.cluster import HDBSCAN, AgglomerativeClustering, KMeans
-from sklearn.exceptions import ConvergenceWarning
 
 from embedxfer import choose_n_clusters
 
@@ -44,11 +45,47 @@ def test_bad_candidates_raise_naming_them(blobs, candidates, words):
     assert words in str(info.value)
 
 
-def test_identical_points_give_no_nan():
+@pytest.mark.parametrize("sparse", [False, True])
+def test_identical_points_are_refused_not_given_a_best_number(sparse):
     X = np.ones((6, 3))
-    with pytest.warns(ConvergenceWarning, match="distinct clusters"):
-        choice = choose_n_clusters(X, [2, 3])
-    assert all(np.isfinite(choice.silhouettes))
+    X = csr_matrix(X) if sparse else X
+    with pytest.raises(ValueError, match="X has fewer than 2 distinct rows"):
+        choose_n_clusters(X, [2, 3])
+
+
+def test_one_cluster_for_every_candidate_is_refused():
+    class OneCluster(KMeans):
+        def fit_predict(self, X, y=None):
+            return np.zeros(X.shape[0], dtype=int)
+
+    with pytest.raises(ValueError, match="every sample in one cluster for every candidate"):
+        choose_n_clusters(np.arange(12.0).reshape(6, 2), [2, 3], clusterer=OneCluster())
+
+
+def _with_nan():
+    X = np.random.default_rng(0).random((10, 3))
+    X[4, 1] = np.nan
+    return X
+
+
+@pytest.mark.parametrize(
+    "X, kwargs, error, message",
+    [
+        (None, {}, ValueError, "X is None; pass the vectors"),
+        (np.zeros((0, 3)), {}, ValueError, r"X has shape \(0, 3\); there is nothing to cluster"),
+        (np.zeros(10), {}, ValueError, r"X has shape \(10,\); expected .* 2-D array"),
+        (_with_nan(), {}, ValueError, "X holds NaN or infinite values in row 4;"),
+        (csr_matrix(_with_nan()), {}, ValueError, "X holds NaN or infinite values in row 4;"),
+        (pd.DataFrame(_with_nan()).astype("Float64"), {}, ValueError, "missing values .* row 4"),
+        ([["a", "b"]] * 5, {}, ValueError, "X holds values that are not numbers"),
+        (np.eye(4), {"clusterer": "kmeans"}, TypeError, "clusterer='kmeans' is not"),
+        (np.eye(4), {"clusterer": KMeans}, TypeError, "is not a clusterer instance"),
+    ],
+)
+def test_bad_vectors_and_clusterers_get_one_line_naming_them(X, kwargs, error, message):
+    with pytest.raises(error, match=message) as info:
+        choose_n_clusters(X, [2], **kwargs)
+    assert "\n" not in str(info.value)
 
 
 def test_stability_finds_the_groups_and_cuts_through_one_score_low(blobs):

@@ -101,13 +101,17 @@ def test_to_frame_columns_and_cut_documents():
     "kwargs, words",
     [
         ({"labels": [0, 1]}, ["labels", "one label per document"]),
-        ({"labels": [0, 0, 1, 1, np.nan, 2]}, ["labels", "NaN"]),
+        ({"labels": [0, 0, 1, 1, np.nan, 2]}, ["labels holds nan (missing) at document 4"]),
+        ({"labels": np.array([0, 0, 1, 1, np.nan, 2])}, ["labels", "NaN"]),
         ({"labels": [0, 0, 1, 1, None, 2]}, ["labels", "None"]),
         ({"labels": [0, 0, "a", "a", -1, 2]}, ["labels mix types ['int', 'str']"]),
         (
             {"labels": np.array([0, 0, "a", "a", 1, 1], dtype=object)},
             ["labels mix types ['int', 'str']"],
         ),
+        ({"labels": pd.Series(list("aabb") + [pd.NA, "c"], dtype="string")}, ["labels", "<NA>"]),
+        ({"labels": np.array([0, 0, 1, 1, pd.NaT, 2], dtype=object)}, ["labels", "NaT"]),
+        ({"labels": [0, 0, 1, 1, None, 2]}, ["labels holds None (missing) at document 4"]),
         ({"embeddings": np.ones((2, 3))}, ["embeddings", "one row per document"]),
         ({"embeddings": np.full((6, 2), np.nan)}, ["embeddings", "NaN"]),
         ({"clusters": [0, 1]}, ["clusters", "[2]"]),

@@ -189,6 +189,24 @@ def toy():
     unregister_embedder("toy")
 
 
+class _ReadingToy(ToyEmbedder):
+    """A toy whose ``fit`` reads the documents, as the corpus-fitting embedders do."""
+
+    def fit(self, X=None, y=None):
+        self.n_documents_ = len(check_documents(X))
+        return super().fit(X, y)
+
+
+def test_fit_transform_reads_a_generator_once():
+    docs = ["ab", "bc", "cd"]
+    embedder = _ReadingToy()
+    X = embedder.fit_transform(d for d in docs)
+    assert embedder.n_documents_ == 3
+    np.testing.assert_array_equal(X, _ReadingToy().fit(docs).transform(docs))
+    frame = _ReadingToy().set_output(transform="pandas").fit_transform(d for d in docs)
+    assert frame.shape == (3, 26)
+
+
 def test_a_registered_toy_reaches_the_model_names(toy):
     from embedxfer.cli._encode import build_embedder
     from embedxfer.cli._model_names import known_model_names, parse_model

@@ -126,6 +126,19 @@ def test_failing_block_is_named():
         HybridEmbedder(blocks=[("lexical", lexical)]).fit(["the", "and of"])
 
 
+def test_an_lsa_larger_than_the_vocabulary_names_the_parameter_to_set():
+    with pytest.raises(ValueError, match="n_components") as info:
+        HybridEmbedder().fit(DOCS)  # the default LSA keeps 100 of DOCS' 10 terms
+    message = str(info.value)
+    assert message.startswith("block 'lsa': ") and "\n" not in message
+    assert (
+        "pass blocks=HybridEmbedder.default_blocks() and set lsa__truncatedsvd__n_comp" in message
+    )
+    lsa = make_pipeline(TfidfVectorizer(), TruncatedSVD(n_components=20))
+    with pytest.raises(ValueError, match="; set lsa__truncatedsvd__n_components to a smaller"):
+        HybridEmbedder(blocks=[("lsa", lsa)], weights=None).fit(DOCS)
+
+
 @pytest.mark.parametrize(
     "params, words",
     [

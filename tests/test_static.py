@@ -178,6 +178,16 @@ def test_empty_documents_are_zeros_and_counted(small):
     assert not X[0].any() and not X[2].any() and X[1].any()
 
 
+def test_empty_documents_are_counted_as_given_with_the_cache_too(small):
+    from embedxfer import EmbeddingCache
+
+    cached = clone(small).set_params(cache=EmbeddingCache()).fit()
+    for _ in range(2):  # encoded, then served from the cache
+        with pytest.warns(EmptyDocumentWarning, match="3 of 4 documents"):
+            X = cached.transform(["", "", "日本", "a good film"])
+        assert not X[:3].any() and X[3].any()
+
+
 def test_poolings_and_normalize(small, texts):
     docs = texts[0][:10]
     both = clone(small).set_params(pooling="mean+max", normalize=True).fit(docs)
@@ -194,6 +204,12 @@ def test_pickle_never_holds_the_table(small, texts):
     assert len(blob) < 20_000
     restored = pickle.loads(blob)
     np.testing.assert_array_equal(restored.transform(texts[0][:4]), small.transform(texts[0][:4]))
+
+
+def test_an_unknown_pooling_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="Got 'median'") as info:
+        StaticEmbedder(pooling="median").fit()
+    assert "'mean', 'sum', 'max', 'min' or several joined by '+'" in str(info.value)
 
 
 def test_bad_settings_are_named(texts):

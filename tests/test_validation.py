@@ -4,7 +4,7 @@ import polars as pl
 import pyarrow as pa
 import pytest
 
-from embedxfer._core.validation import check_documents
+from embedxfer._core.validation import check_documents, is_missing, read_once
 
 
 @pytest.mark.parametrize(
@@ -58,6 +58,13 @@ def test_bare_string_rejected_with_sklearn_message():
         ([], ValueError, "0 documents"),
         (None, ValueError, "got None"),
         (42, TypeError, "got int"),
+        (pd.Series(["ok", pd.NA], dtype="string"), ValueError, r"document 1 is <NA> \(missing\)"),
+        (pd.Series(["ok", None], dtype="string[pyarrow]"), ValueError, r"1 is <NA> \(missing\)"),
+        (["ok", pd.NaT], ValueError, r"document 1 is NaT \(missing\)"),
+        ({"a": "a good film"}, TypeError, r"got a dict, whose keys .*list\(d.values\(\)\)"),
+        ({"a", "b"}, TypeError, "got a set, which has no row order; pass a list"),
+        (frozenset({"a"}), TypeError, "got a frozenset, which has no row order"),
+        ({"a": 1}.keys(), TypeError, "got a dict_keys, which has no row order"),
     ],
 )
 def test_bad_input_names_the_problem(X, error, message):
@@ -67,3 +74,15 @@ def test_bad_input_names_the_problem(X, error, message):
 
 def test_empty_allowed_when_asked():
     assert check_documents([], allow_empty=True) == []
+
+
+def test_missing_values_are_recognised_without_pandas_types_mixed_up():
+    assert all(map(is_missing, [None, float("nan"), np.float32("nan"), pd.NA, pd.NaT]))
+    assert not any(map(is_missing, ["", 0, 0.0, False, "nan", "NA", np.datetime64("2020")]))
+
+
+def test_read_once_lists_iterators_only():
+    series = pd.Series(["a", "b"])
+    assert read_once(series) is series
+    assert read_once(d for d in ["a", "b"]) == ["a", "b"]
+    assert read_once(iter(("a",))) == ["a"]

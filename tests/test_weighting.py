@@ -50,3 +50,21 @@ def test_principal_components_and_removal():
     np.testing.assert_array_equal(Y[-3:], 0)
     again, _ = w.principal_components(X, 1)
     np.testing.assert_array_equal(again, comps)  # deterministic sign
+
+
+def test_no_more_components_than_the_rank():
+    row = np.array([[1.0, 2.0, 3.0]])
+    comps, weights = w.principal_components(np.vstack([row, 2 * row, row]), 5)
+    assert comps.shape == (1, 3)
+    np.testing.assert_allclose(weights, [1.0])
+
+
+def test_rows_lying_in_the_components_become_zeros():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(4, 50)).astype(np.float32)
+    comps, _ = w.principal_components(X[:1], 1)
+    Y = w.remove_components(X.copy(), comps)
+    np.testing.assert_array_equal(Y[0], 0)  # not float32 rounding error
+    assert np.all(np.linalg.norm(Y[1:], axis=1) > 0.5 * np.linalg.norm(X[1:], axis=1))
+    half = w.remove_components(X[:1].copy(), comps, np.array([0.5], np.float32))
+    np.testing.assert_allclose(half, 0.5 * X[:1], rtol=1e-5)

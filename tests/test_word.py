@@ -115,6 +115,29 @@ def test_usif_removes_weighted_components(corpus):
     assert np.isfinite(out).all()
 
 
+@pytest.mark.parametrize("weighting", ["sif", "usif"])
+def test_documents_lying_in_the_removed_components_are_zeros(small_glove, weighting):
+    embed = WordVectorEmbedder(small_glove, weighting=weighting, normalize=True)
+    with pytest.warns(EmptyDocumentWarning, match="2 of 3 documents lie in the common comp"):
+        out = embed.fit(["a good film", "a good film"]).transform(["a good film"] * 2 + ["bad"])
+    assert embed.components_.shape == (1, 50)
+    np.testing.assert_array_equal(out[:2], 0)
+    assert np.isclose(np.linalg.norm(out[2]), 1.0)
+
+
+@pytest.mark.parametrize("weighting", [None, "sif"])
+def test_empty_documents_are_counted_as_given_with_the_cache_too(small_glove, weighting):
+    from embedxfer import EmbeddingCache
+
+    fit_docs = ["a good film", "a bad film", "great acting"]
+    embed = WordVectorEmbedder(small_glove, weighting=weighting, cache=EmbeddingCache())
+    embed.fit(fit_docs)
+    for _ in range(2):  # encoded, then served from the cache
+        with pytest.warns(EmptyDocumentWarning, match="3 of 4 documents have no in-vocab"):
+            X = embed.transform(["", "", "zzqx", "a fine film"])
+        assert not X[:3].any() and X[3].any()
+
+
 def test_word_frequency_from_vector_ranks(corpus):
     fit_docs, docs = corpus
     embed = WordVectorEmbedder(weighting="sif", word_frequency="vectors").fit(fit_docs)
@@ -256,6 +279,13 @@ def test_pandas_input_and_output(corpus):
     out = embed.fit(pd.DataFrame({"review": fit_docs})).transform(pd.Series(docs[:5]))
     assert isinstance(out, pd.DataFrame)
     assert list(out.columns[:2]) == ["glove50_mean0", "glove50_mean1"]
+
+
+def test_fit_transform_reads_a_generator_once(small_glove):
+    docs = ["a good film", "a bad film", "great acting"]
+    expected = WordVectorEmbedder(small_glove).fit(docs).transform(docs)
+    got = WordVectorEmbedder(small_glove).fit_transform(d for d in docs)
+    np.testing.assert_array_equal(got, expected)
 
 
 def test_pickling_leaves_the_weight_table_in_the_live_estimator():

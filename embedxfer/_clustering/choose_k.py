@@ -152,7 +152,8 @@ def choose_n_clusters(
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
 
-    n_samples = X.shape[0] if hasattr(X, "shape") else len(X)
+    X = _check_vectors(X)
+    n_samples = X.shape[0]
     candidates = _check_candidates(candidates, n_samples)
     if sample_size is not None and (
         not isinstance(sample_size, numbers.Integral) or isinstance(sample_size, bool)
@@ -160,6 +161,13 @@ def choose_n_clusters(
         raise ValueError(f"sample_size={sample_size!r}; expected an integer or None.")
     if clusterer is None:
         clusterer = KMeans(n_init=10, random_state=random_state)
+    elif isinstance(clusterer, type) or not (
+        hasattr(clusterer, "get_params") and hasattr(clusterer, "fit_predict")
+    ):
+        raise TypeError(
+            f"clusterer={clusterer!r} is not a clusterer instance; pass one such as KMeans() "
+            "or AgglomerativeClustering(), or None for KMeans."
+        )
     elif "n_clusters" not in clusterer.get_params():
         raise ValueError(
             f"clusterer={clusterer!r} has no n_clusters parameter; pass a clusterer such as "
@@ -181,6 +189,11 @@ def choose_n_clusters(
             X, found, metric=metric, sample_size=sample, random_state=random_state
         )
         silhouettes.append(float(score))
+    if all(len(np.unique(found)) < 2 for found in labels.values()):
+        raise ValueError(
+            f"the clusterer put every sample in one cluster for every candidate {candidates}; "
+            "X shows no clusters to choose among."
+        )
     stabilities = None
     scores = silhouettes
     if criterion == "stability":
@@ -233,6 +246,83 @@ def _check_resampling(n_resamples, subsample, n_samples, largest):
             f"per subsample, too few for {largest} clusters; raise subsample or lower the "
             "candidates."
         )
+
+
+def _check_vectors(X):
+    """``X`` as a 2-D numeric array or sparse matrix of finite values, with 2+ distinct rows."""
+    import scipy.sparse as sp
+
+    if X is None:
+        raise ValueError("X is None; pass the vectors to cluster, shape (n_samples, n_features).")
+    if not sp.issparse(X):
+        X = np.asarray(X.to_numpy() if hasattr(X, "to_numpy") else X)
+        if X.dtype.kind not in "biuf":
+            X = _as_numbers(X)
+    if X.ndim != 2:
+        raise ValueError(
+            f"X has shape {X.shape}; expected the vectors as a 2-D array of shape "
+            "(n_samples, n_features), e.g. X.reshape(-1, 1) for a single feature."
+        )
+    if X.shape[0] == 0 or X.shape[1] == 0:
+        raise ValueError(f"X has shape {X.shape}; there is nothing to cluster.")
+    if sp.issparse(X):
+        X = X.tocsr()
+        bad = [] if np.isfinite(X.data).all() else _sparse_bad_rows(X)
+    else:
+        bad = np.flatnonzero(~np.isfinite(X).all(axis=1))
+    if len(bad):
+        more = f" and {len(bad) - 1} more" if len(bad) > 1 else ""
+        raise ValueError(
+            f"X holds NaN or infinite values in row {bad[0]}{more}; drop or fill those rows "
+            "before clustering."
+        )
+    if _all_rows_equal(X):
+        raise ValueError(
+            f"X has fewer than 2 distinct rows (all {X.shape[0]} are the same); there are no "
+            "clusters to choose among."
+        )
+    return X
+
+
+def _as_numbers(X):
+    from .._core.validation import is_missing
+
+    try:
+        return X.astype(np.float64)
+    except (TypeError, ValueError):
+        missing = next((i for i, v in enumerate(X.flat) if is_missing(v)), None)
+        if missing is not None and X.ndim == 2:
+            row = missing // X.shape[1]
+            raise ValueError(
+                f"X holds missing values (first: {X.flat[missing]!r} in row {row}); drop or "
+                "fill those rows before clustering."
+            ) from None
+        raise ValueError(
+            f"X holds values that are not numbers (dtype {X.dtype}); pass the vectors to "
+            "cluster, e.g. an embedder's output."
+        ) from None
+
+
+def _sparse_bad_rows(X):
+    rows = np.repeat(np.arange(X.shape[0]), np.diff(X.indptr))
+    return np.unique(rows[~np.isfinite(X.data)])
+
+
+def _all_rows_equal(X):
+    """Whether every row of ``X`` equals the first (one distinct row)."""
+    if X.shape[0] < 2:
+        return False
+    if not hasattr(X, "indptr"):
+        return bool((X[0] == X).all())
+    X = X.copy()
+    X.eliminate_zeros()
+    X.sum_duplicates()  # also sorts the indices
+    lengths = np.diff(X.indptr)
+    if (lengths != lengths[0]).any():
+        return False
+    width = int(lengths[0])
+    indices, data = X.indices.reshape(-1, width), X.data.reshape(-1, width)
+    return bool((indices == indices[0]).all() and (data == data[0]).all())
 
 
 def _check_candidates(candidates, n_samples):

@@ -7,7 +7,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._core.rows import unit_rows
-from .._core.validation import check_documents, check_label_types
+from .._core.validation import check_documents, check_label_types, is_missing
 
 __all__ = ["ClusterDescription", "DescribedCluster", "class_tfidf", "describe_clusters"]
 
@@ -283,10 +283,21 @@ def class_tfidf(class_counts, *, reduce_frequent_words=False):
 # -- helpers ---------------------------------------------------------------------------
 
 
+def _check_missing_labels(labels):
+    missing = next((i for i, label in enumerate(labels) if is_missing(label)), None)
+    if missing is not None:
+        raise ValueError(
+            f"labels holds {labels[missing]!r} (missing) at document {missing}; give every "
+            "document a label (-1 for noise)."
+        )
+
+
 def _check_labels(labels, n_documents):
     values = labels.to_numpy() if hasattr(labels, "to_numpy") else labels
     if not hasattr(values, "dtype"):  # a list: numpy would make mixed labels str
-        check_label_types(np.asarray(values, dtype=object).ravel())
+        as_given = np.asarray(values, dtype=object).ravel()
+        _check_missing_labels(as_given)
+        check_label_types(as_given)
     array = np.asarray(values)
     if array.ndim != 1:
         array = array.reshape(-1) if array.ndim == 2 and 1 in array.shape else array
@@ -300,9 +311,8 @@ def _check_labels(labels, n_documents):
         if (array != np.round(array)).any():
             raise ValueError("labels holds fractional numbers; cluster labels are ints or str.")
         array = array.astype(np.int64)
-    if array.dtype.kind == "O" and any(label is None for label in array):
-        raise ValueError("labels holds None; give every document a label (-1 for noise).")
     if array.dtype.kind == "O":
+        _check_missing_labels(array)
         check_label_types(array)
     return array
 

@@ -26,6 +26,8 @@ import importlib
 from abc import ABCMeta, abstractmethod
 from dataclasses import dataclass, field
 
+from .validation import read_once
+
 # Values of Embedder._corpus_fit().
 CORPUS_FIT_NONE = "none"  # fit learns nothing from the documents
 CORPUS_FIT_STATISTICS = "statistics"  # sums over partitions (embedxfer.dask.fit)
@@ -140,6 +142,28 @@ class Embedder(metaclass=ABCMeta):
     def _sub_embedders(self):
         """Embedders held inside this one (a composite's fitted blocks); default none."""
         return ()
+
+    def fit_transform(self, X, y=None, **fit_params):
+        """Fit to ``X``, then embed it.
+
+        ``fit(X).transform(X)``, except that a one-shot iterator (a generator)
+        is read once, so both steps see every document.
+
+        Parameters
+        ----------
+        X : iterable
+            The documents (or images).
+        y : array-like, default=None
+            Passed to ``fit``.
+        **fit_params : dict
+            Passed to ``fit``.
+
+        Returns
+        -------
+        X_new : ndarray of shape (n_samples, n_features_out)
+            The embeddings.
+        """
+        return super().fit_transform(read_once(X), y, **fit_params)
 
     # -- from a model name (the command line) -------------------------------------------
 

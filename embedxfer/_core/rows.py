@@ -25,3 +25,11 @@ def unit_rows(matrix, *, floor=0.0, scale=1.0):
     factors = np.zeros_like(norms)
     np.divide(scale, norms, out=factors, where=norms > floor)
     return scale_rows(matrix, factors)
+
+
+def count_zero_rows(matrix, block=4096):
+    """How many rows of a dense array are all zeros, in blocks (no mask the size of it)."""
+    return sum(
+        int(np.count_nonzero(~matrix[i : i + block].any(axis=1)))
+        for i in range(0, len(matrix), block)
+    )

@@ -1,6 +1,7 @@
 """Validation of text input shared by every estimator."""
 
 import numbers
+from collections.abc import Iterator, Mapping, Set
 
 import numpy as np
 
@@ -14,7 +15,9 @@ def check_documents(X, *, allow_empty=False):
     one-column DataFrame of pandas or polars, a pyarrow Array, ChunkedArray
     or one-column Table, a one-column 2-D array (so the estimators work
     inside ``ColumnTransformer``), any other iterable of str. ``bytes`` are
-    decoded as UTF-8.
+    decoded as UTF-8. Refused: a mapping (iterating it gives its keys) and
+    a set (it has no row order); missing values (``None``, NaN, ``pd.NA``,
+    ``pd.NaT``).
 
     Parameters
     ----------
@@ -31,6 +34,16 @@ def check_documents(X, *, allow_empty=False):
         raise ValueError(_BARE_STRING_MESSAGE)
     if X is None:
         raise ValueError("Expected an iterable of text documents, got None.")
+    if isinstance(X, Mapping):
+        raise TypeError(
+            f"Expected a sequence of text documents, got a {type(X).__name__}, whose keys would "
+            "be embedded; pass list(d.values()) to embed its values."
+        )
+    if isinstance(X, Set):
+        raise TypeError(
+            f"Expected a sequence of text documents, got a {type(X).__name__}, which has no row "
+            "order; pass a list (e.g. sorted(documents))."
+        )
     X = column_values(X, "text")
     if isinstance(X, np.ndarray):
         if X.ndim == 2 and X.shape[1] == 1:
@@ -53,6 +66,52 @@ def check_documents(X, *, allow_empty=False):
         docs = [_as_text(doc, i) for i, doc in enumerate(docs)]
     _check_encodable(docs)
     return docs
+
+
+def read_once(X):
+    """``X`` as a list when it is a one-shot iterator (a generator), else ``X`` unchanged.
+
+    For methods that read the input twice, such as ``fit_transform`` as
+    ``fit(X).transform(X)``: the second read of an iterator would find it
+    empty. Containers (lists, arrays, Series, tables) are left as they are,
+    so nothing is copied and their index still reaches ``set_output``.
+
+    Parameters
+    ----------
+    X : object
+        The input.
+
+    Returns
+    -------
+    X : list or object
+    """
+    return list(X) if isinstance(X, Iterator) else X
+
+
+def is_missing(value):
+    """Whether ``value`` is a missing value: None, NaN, ``pd.NA`` or ``pd.NaT``.
+
+    Recognises pandas' missing values by their type, so pandas is not
+    imported.
+
+    Parameters
+    ----------
+    value : object
+        One item of the input.
+
+    Returns
+    -------
+    missing : bool
+    """
+    if value is None:
+        return True
+    if isinstance(value, numbers.Real):
+        return value != value
+    kind = type(value)
+    return kind.__name__ in _PANDAS_MISSING and kind.__module__.startswith("pandas")
+
+
+_PANDAS_MISSING = frozenset({"NAType", "NaTType"})
 
 
 def column_values(X, noun):
@@ -130,7 +189,7 @@ def _as_text(doc, index):
                 f"document {index} is bytes that are not valid UTF-8 ({err.reason} at "
                 f"byte {err.start}); decode it yourself before embedding."
             ) from None
-    if doc is None or (isinstance(doc, numbers.Real) and doc != doc):
+    if is_missing(doc):
         raise ValueError(
             f"document {index} is {doc!r} (missing); fill or drop missing texts before embedding."
         )

@@ -17,7 +17,7 @@ from .._core.device import (
     import_torch,
 )
 from .._core.param_validation import Interval, InvalidParameterError, check_param
-from .._core.validation import check_documents, check_label_types
+from .._core.validation import check_documents, check_label_types, is_missing
 
 
 # --------------------------------------------------------------------- labels
@@ -31,7 +31,7 @@ def check_xy(X, y, check_inputs=check_documents, noun="document"):
     if y is None:
         raise ValueError(f"y is None; a classifier needs one label per {noun}.")
     if not hasattr(y, "dtype"):  # a list: numpy would make mixed labels str
-        check_label_types(np.asarray(y, dtype=object).ravel())
+        _check_labels(np.asarray(y, dtype=object).ravel(), noun)
     y = column_or_1d(np.asarray(y), warn=True)
     _check_labels(y, noun)
     if len(y) != len(inputs):
@@ -47,13 +47,15 @@ def _check_labels(y, noun="document"):
     if y.dtype.kind == "f":
         missing = np.flatnonzero(np.isnan(y))
     elif y.dtype.kind == "O":
-        missing = np.flatnonzero([v is None or (isinstance(v, float) and np.isnan(v)) for v in y])
+        missing = np.flatnonzero([is_missing(v) for v in y])
     else:
         return
     if len(missing):
+        first = y[missing[0]]
+        shown = "nan" if isinstance(first, (float, np.floating)) else repr(first)
         raise ValueError(
-            f"{len(missing)} labels are missing (first: label {missing[0]} is "
-            f"{y[missing[0]]!r}); drop those {noun}s or fill their labels before fitting."
+            f"{len(missing)} labels are missing (first: label {missing[0]} is {shown}); "
+            f"drop those {noun}s or fill their labels before fitting."
         )
     if y.dtype.kind == "O":
         check_label_types(y)

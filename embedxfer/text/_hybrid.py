@@ -470,7 +470,12 @@ class HybridEmbedder(Embedder, RawInputMixin, TransformerMixin, _BaseComposition
         kept = [(name, clone(block)) for name, block in blocks if not _is_drop(block)]
         if not kept:
             raise ValueError(f"every block of {names} is 'drop'; keep at least one block.")
-        runs = [_run_block(name, block, docs, auto, fit_y=(y,)) for name, block in kept]
+        runs = []
+        for name, block in kept:
+            try:
+                runs.append(_run_block(name, block, docs, auto, fit_y=(y,)))
+            except ValueError as err:
+                raise _with_a_smaller_size(err, name, block, self.blocks is None) from err
         outputs = [run.out for run in runs]
         indices, start = {}, 0
         for (name, _), out in zip(kept, outputs):
@@ -677,6 +682,20 @@ def _is_passthrough(step):
 
 def _is_drop(block):
     return isinstance(block, str) and block == _DROP
+
+
+def _with_a_smaller_size(err, name, block, default):
+    """``err`` with the way out when it is a block's ``n_components`` too large for the corpus."""
+    steps = block.steps if isinstance(block, Pipeline) else [(None, block)]
+    sized = [step for step, est in steps if "n_components" in getattr(est, "get_params", dict)()]
+    if not sized or "n_components" not in str(err):
+        return err
+    param = f"{name}__{sized[-1]}__n_components" if sized[-1] else f"{name}__n_components"
+    first = "pass blocks=HybridEmbedder.default_blocks() and " if default else ""
+    return type(err)(
+        f"{str(err).rstrip('.')}; {first}set {param} to a smaller size with set_params, or fit "
+        "on more documents."
+    )
 
 
 def _block_call(name, method, *args):

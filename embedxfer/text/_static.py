@@ -13,13 +13,20 @@ from .._cache import CACHE_CONSTRAINT
 from .._core.base import FitParamsMixin, RawInputMixin
 from .._core.device import DEVICE_CONSTRAINT
 from .._core.embedder import CORPUS_FIT_NONE, CORPUS_FIT_WHOLE, Embedder
-from .._core.param_validation import Interval, Rule, validate_params
+from .._core.param_validation import Interval, validate_params
 from .._core.public import set_module
 from .._core.registry import get_or_load
+from .._core.rows import count_zero_rows
 from .._core.validation import check_documents
 from . import _pooling
 from ._encoder_loading import DEFAULT_MODEL, MODEL_CONSTRAINT, resolve_model_source
-from ._word import EmptyDocumentWarning, _pooling_parts, _pooling_problem
+from ._word import (
+    _COUNTED_BY_CALLER,
+    _POOLING_RULE,
+    EmptyDocumentWarning,
+    _pooling_parts,
+    empty_documents_counted_here,
+)
 
 
 @set_module("embedxfer")
@@ -119,7 +126,7 @@ class StaticEmbedder(Embedder, RawInputMixin, FitParamsMixin, TransformerMixin, 
         "n_components": [Interval(Integral, 1, None), None],
         "sif_a": [Interval(Real, 0, None, closed="neither"), None],
         "vocabulary_limit": [Interval(Integral, 1, None), None],
-        "pooling": [Rule(_pooling_problem)],
+        "pooling": [_POOLING_RULE],
         "normalize": ["boolean"],
         "adapt": ["boolean"],
         "adapt_epochs": [Interval(Integral, 1, None)],
@@ -237,7 +244,10 @@ class StaticEmbedder(Embedder, RawInputMixin, FitParamsMixin, TransformerMixin, 
             return self._encode(docs)
         from .._cache import encode_with_cache
 
-        return encode_with_cache(self.cache, self._cache_fingerprint(), docs, self._encode)
+        with empty_documents_counted_here():
+            out = encode_with_cache(self.cache, self._cache_fingerprint(), docs, self._encode)
+        _warn_empty(count_zero_rows(out), len(out))
+        return out
 
     def _encode(self, docs):
         table = self._fitted_table()
@@ -249,12 +259,8 @@ class StaticEmbedder(Embedder, RawInputMixin, FitParamsMixin, TransformerMixin, 
             ids, doc_ptr = self._token_ids(table, batch)
             n_empty += int(np.count_nonzero(doc_ptr[1:] == doc_ptr[:-1]))
             out[start : start + len(batch)] = self._pool(vectors, ids, doc_ptr)
-        if n_empty:
-            warnings.warn(
-                f"{n_empty} of {len(docs)} documents have no known token; their vectors are zeros.",
-                EmptyDocumentWarning,
-                stacklevel=3,
-            )
+        if not _COUNTED_BY_CALLER.get():
+            _warn_empty(n_empty, len(docs))
         return out
 
     def _pool(self, vectors, ids, doc_ptr):
@@ -519,3 +525,12 @@ def static_word_vectors(name):
     kv = KeyedVectors(vector_size=table.vectors.shape[1])
     kv.add_vectors([words[i] for i in order], np.asarray(table.vectors)[np.asarray(rows)[order]])
     return kv
+
+
+def _warn_empty(n_empty, n_docs):
+    if n_empty:
+        warnings.warn(
+            f"{n_empty} of {n_docs} documents have no known token; their vectors are zeros.",
+            EmptyDocumentWarning,
+            stacklevel=4,
+        )

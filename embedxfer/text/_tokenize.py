@@ -147,17 +147,35 @@ def tokenize(docs, compiled, lowercase):
     lengths = np.fromiter(map(len, token_lists), dtype=np.int64, count=len(docs))
     doc_ptr = np.zeros(len(docs) + 1, dtype=np.int64)
     np.cumsum(lengths, out=doc_ptr[1:])
-    return list(chain.from_iterable(token_lists)), doc_ptr
+    tokens = list(chain.from_iterable(token_lists))
+    if not all(issubclass(kind, str) for kind in set(map(type, tokens))):
+        _refuse_non_str_token(token_lists, tok)
+    return tokens, doc_ptr
+
+
+def _tokenizer_name(tokenizer):
+    return getattr(tokenizer, "__qualname__", repr(tokenizer))
 
 
 def _check_tokens(tokens, index, tokenizer):
     if isinstance(tokens, (list, tuple)):
         return list(tokens)
-    name = getattr(tokenizer, "__qualname__", repr(tokenizer))
     raise TypeError(
-        f"the tokenizer {name} returned {type(tokens).__name__} ({tokens!r:.40}) for document "
-        f"{index}; a tokenizer must return a list of str tokens."
+        f"the tokenizer {_tokenizer_name(tokenizer)} returned {type(tokens).__name__} "
+        f"({tokens!r:.40}) for document {index}; a tokenizer must return a list of str tokens."
     )
+
+
+def _refuse_non_str_token(token_lists, tokenizer):
+    """Name the first token that is not a str (a lookup would miss it: a silent zero vector)."""
+    for index, tokens in enumerate(token_lists):
+        for token in tokens:
+            if not isinstance(token, str):
+                raise TypeError(
+                    f"the tokenizer {_tokenizer_name(tokenizer)} returned a token of type "
+                    f"{type(token).__name__} ({token!r:.40}) for document {index}; a tokenizer "
+                    "must return a list of str tokens."
+                )
 
 
 def documents_to_ids(docs, index, compiled, lowercase, *, with_tokens=False, known_only=False):

@@ -68,14 +68,16 @@ def principal_components(X, n_components):
     """Top right singular vectors of ``X`` (uncentred, as SIF does) and their weights.
 
     Returns ``(components, weights)`` with ``weights`` the share of squared
-    singular values, used by uSIF to scale each removal.
+    singular values, used by uSIF to scale each removal. At most the rank of
+    ``X`` components: beyond it, singular vectors are directions of rounding
+    noise.
     """
     X = np.asarray(X, dtype=np.float64)
     X = X[np.any(X != 0, axis=1)]
     if len(X) == 0:
         return np.zeros((0, 0), dtype=np.float32), np.zeros(0, dtype=np.float32)
     _, s, vt = np.linalg.svd(X, full_matrices=False)
-    k = min(n_components, len(s))
+    k = min(n_components, numerical_rank(s, max(X.shape)))
     # Fix the sign so that refitting on the same data gives the same vectors.
     signs = np.sign(vt[:k, np.argmax(np.abs(vt[:k]), axis=1)].diagonal())
     signs[signs == 0] = 1
@@ -84,8 +86,25 @@ def principal_components(X, n_components):
     return components.astype(np.float32), weights.astype(np.float32)
 
 
+def numerical_rank(s, size):
+    """How many of the descending singular values ``s`` stand above float32 rounding.
+
+    ``numpy.linalg.matrix_rank``'s tolerance at float32's precision, which
+    the pooled vectors have: ``s[0] * size * eps``.
+    """
+    if len(s) == 0 or s[0] <= 0:
+        return 0
+    return int(np.count_nonzero(s > s[0] * size * np.finfo(np.float32).eps))
+
+
 # Rows of X per block of remove_components (a few MB at 300 dimensions).
 _BLOCK_ROWS = 2048
+
+
+# A row whose norm falls below this share of its norm by the removal lay in the
+# components: what is left is rounding error, made a zero row (EmptyDocumentWarning,
+# and normalising leaves it zero instead of scaling the noise to unit length).
+VANISHED = 1e-4
 
 
 def remove_components(X, components, weights=None):
@@ -93,13 +112,22 @@ def remove_components(X, components, weights=None):
 
     In blocks of rows, so that the projection subtracted stays in the
     processor's cache instead of being a second array the size of ``X``.
+    Rows left with under ``VANISHED`` of their norm become zeros.
     """
     if components.size == 0:
         return X
     for start in range(0, len(X), _BLOCK_ROWS):
         block = X[start : start + _BLOCK_ROWS]
+        before = _squared_norms(block)
         proj = block @ components.T
         if weights is not None:
             proj *= weights
         block -= proj @ components
+        after = _squared_norms(block)
+        block[after <= before * VANISHED**2] = 0
     return X
+
+
+def _squared_norms(block):
+    # float16 sums of squares would overflow.
+    return np.einsum("ij,ij->i", block, block, dtype=np.promote_types(block.dtype, np.float32))

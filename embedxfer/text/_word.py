@@ -1,5 +1,7 @@
 """``WordVectorEmbedder``: documents -> pooled pretrained word vectors."""
 
+import contextlib
+import contextvars
 import hashlib
 import warnings
 from numbers import Integral, Real
@@ -21,6 +23,7 @@ from .._core.fingerprint import callable_fingerprint, warn_not_cached
 from .._core.param_validation import Interval, Options, Rule, validate_params
 from .._core.public import set_module
 from .._core.registry import get_or_load
+from .._core.rows import count_zero_rows
 from .._core.validation import check_documents
 from ..exceptions import EmptyDocumentWarning
 from . import _native, _pooling, _weighting
@@ -79,6 +82,22 @@ def _dtype_problem(dtype):
     return None if floating else ""
 
 
+# The cache encodes each distinct text once and serves the rest, so while it
+# calls _encode the EmptyDocumentWarning is left to the caller, which counts the
+# zero rows of the whole output: the caller's documents, cached ones included.
+_COUNTED_BY_CALLER = contextvars.ContextVar("empty_documents_counted_by_caller", default=False)
+
+
+@contextlib.contextmanager
+def empty_documents_counted_here():
+    """Within it, ``_encode`` leaves the EmptyDocumentWarning to the caller."""
+    token = _COUNTED_BY_CALLER.set(True)
+    try:
+        yield
+    finally:
+        _COUNTED_BY_CALLER.reset(token)
+
+
 @set_module("embedxfer")
 class WordVectorEmbedder(
     Embedder,
@@ -120,6 +139,10 @@ class WordVectorEmbedder(
         the training documents removed (Arora et al. 2017); ``"usif"``
         unsupervised SIF with ``a`` derived from the data and five weighted
         components removed (Ethayarajh 2018). Max and min parts ignore it.
+        No more components are removed than the training documents span;
+        a document left with under 1e-4 of its norm by the removal (one that
+        lies in the components, such as the only training document) gets
+        zeros and an ``EmptyDocumentWarning``, not its rounding error.
     sif_a : float, default=1e-3
         The SIF smoothing parameter ``a``.
     word_frequency : {"corpus", "vectors"}, default="corpus"
@@ -466,7 +489,10 @@ class WordVectorEmbedder(
             return self._encode(docs)
         from .._cache import encode_with_cache
 
-        return encode_with_cache(self.cache, fingerprint, docs, self._encode)
+        with empty_documents_counted_here():
+            out = encode_with_cache(self.cache, fingerprint, docs, self._encode)
+        self._warn_zero_rows(out)
+        return out
 
     def _encode(self, docs):
         kv = self._keyed_vectors()
@@ -497,6 +523,8 @@ class WordVectorEmbedder(
         if fused is not None:
             # Once for all batches: BLAS's threads would compete with the kernels'.
             self._finish_pooled(out, self.poolings_[0])
+        if _COUNTED_BY_CALLER.get():
+            return out
         if n_empty:
             warnings.warn(
                 f"{n_empty} of {len(docs)} documents have no in-vocabulary token; "
@@ -504,7 +532,41 @@ class WordVectorEmbedder(
                 EmptyDocumentWarning,
                 stacklevel=3,
             )
+        n_vanished = count_zero_rows(out) - n_empty if self._removes_components() else 0
+        if n_vanished > 0:
+            warnings.warn(
+                f"{n_vanished} of {len(docs)} documents lie in the common components "
+                f"{self.weighting!r} removes, so their vectors are zeros; fit on more varied "
+                "documents or set n_components=0.",
+                EmptyDocumentWarning,
+                stacklevel=3,
+            )
         return out
+
+    def _warn_zero_rows(self, out):
+        """The EmptyDocumentWarning of vectors served by the cache: zero rows of ``out``.
+
+        The cache keeps no token counts, so a row lying in SIF's components
+        (zeros too) is told apart from an empty document only by ``_encode``.
+        """
+        n_zero = count_zero_rows(out)
+        if not n_zero:
+            return
+        reason = "have no in-vocabulary token"
+        if self._removes_components():
+            reason += f" or lie in the common components {self.weighting!r} removes"
+        warnings.warn(
+            f"{n_zero} of {len(out)} documents {reason}; their vectors are zeros.",
+            EmptyDocumentWarning,
+            stacklevel=3,
+        )
+
+    def _removes_components(self):
+        return (
+            self.weighting in ("sif", "usif")
+            and "mean" in self.poolings_
+            and self.components_.size > 0
+        )
 
     def _fused_pooling(self, kv, index, out):
         """``(batch, out) -> counts`` pooling in one compiled pass, or None where it can't.
