@@ -19,6 +19,7 @@ from sklearn.exceptions import NotFittedError
 
 from embedxfer import ContrastiveEmbedder, EmbeddingCache, SentenceEmbedder
 from embedxfer._core.param_validation import InvalidParameterError
+from embedxfer.exceptions import SavedModelWarning
 from embedxfer.text._contrastive import pair_batches, supervised_contrastive_loss
 
 # Small everything: 8 documents, 4 pairs each, one trained layer, one epoch of the head stage.
@@ -170,7 +171,8 @@ def test_pickles_and_folders_from_before_the_head_stage_say_it_did_not_run(fitte
     config = json.loads((folder / "config.json").read_text())
     del config["params"]["head_epochs"]
     (folder / "config.json").write_text(json.dumps(config))
-    loaded = ContrastiveEmbedder.load(folder)
+    with pytest.warns(SavedModelWarning, match="without checksums"):
+        loaded = ContrastiveEmbedder.load(folder)
     assert loaded.head_epochs == 0 and loaded.head_lr == fitted.head_lr
     np.testing.assert_allclose(
         loaded.transform(["a film"]), fitted.transform(["a film"]), atol=1e-6
@@ -292,7 +294,7 @@ def test_load_rejects_damaged_weights(fitted, tmp_path):
         ContrastiveEmbedder.load(folder)
     # In a folder saved before the files' records, the weights' own digest still catches it.
     drop_records(folder)
-    with pytest.raises(ValueError, match="weights_digest_"):
+    with pytest.raises(ValueError, match="weights_digest_"), pytest.warns(SavedModelWarning):
         ContrastiveEmbedder.load(folder)
 
 

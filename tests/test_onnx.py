@@ -193,7 +193,7 @@ def test_missing_onnxruntime_names_the_extra(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # importing it now fails
     with pytest.raises(ImportError, match=r"embedxfer\[onnx\]"):
-        SentenceEmbedder(backend="onnx", n_threads=3).fit()
+        SentenceEmbedder(backend="onnx", n_threads=1).fit()
 
 
 def test_quantizer_advice_is_dropped_and_other_records_kept(caplog):
