@@ -191,9 +191,14 @@ def test_bad_parameters(params, error, match):
 def test_missing_onnxruntime_names_the_extra(monkeypatch):
     import sys
 
+    from embedxfer._core import registry
+
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # importing it now fails
+    # no session loaded by an earlier test of this process: fit must build one
+    monkeypatch.setattr(registry, "_LOADED", {})
+    monkeypatch.setattr(registry, "_LOCKS", {})
     with pytest.raises(ImportError, match=r"embedxfer\[onnx\]"):
-        SentenceEmbedder(backend="onnx", n_threads=1).fit()
+        SentenceEmbedder(backend="onnx").fit()
 
 
 def test_quantizer_advice_is_dropped_and_other_records_kept(caplog):
