@@ -59,6 +59,19 @@ def test_no_more_components_than_the_rank():
     np.testing.assert_allclose(weights, [1.0])
 
 
+def test_the_rank_does_not_shrink_as_documents_are_added():
+    # Directions 2% as strong as the first are real, however many documents
+    # hold them (a tolerance growing with the number of rows dropped them).
+    rng = np.random.default_rng(0)
+    for n_documents in (2_000, 300_000):
+        X = np.zeros((n_documents, 6), np.float32)
+        X[:, 0] = 1.0
+        X += 0.02 * rng.standard_normal(X.shape, dtype=np.float32)
+        components, _ = w.principal_components(X, 5)
+        assert components.shape == (5, 6), n_documents
+    assert w.numerical_rank(np.array([1.0, 1e-6]), n_features=300) == 1
+
+
 def test_rows_lying_in_the_components_become_zeros():
     rng = np.random.default_rng(0)
     X = rng.normal(size=(4, 50)).astype(np.float32)

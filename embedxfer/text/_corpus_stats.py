@@ -157,8 +157,7 @@ def apply_gram(embedder, stats):
     else:
         eigenvalues, eigenvectors = np.linalg.eigh(stats.gram)
         singular = np.sqrt(np.maximum(np.sort(eigenvalues)[::-1], 0.0))
-        size = max(stats.n_nonzero, embedder.vector_size_)
-        k = min(k, max(_weighting.numerical_rank(singular, size), 1))
+        k = min(k, max(_weighting.numerical_rank(singular, embedder.vector_size_), 1))
         order = np.argsort(eigenvalues)[::-1][:k]
         vt = eigenvectors[:, order].T
         s2 = np.maximum(eigenvalues[order], 0.0)

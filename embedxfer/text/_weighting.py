@@ -77,7 +77,7 @@ def principal_components(X, n_components):
     if len(X) == 0:
         return np.zeros((0, 0), dtype=np.float32), np.zeros(0, dtype=np.float32)
     _, s, vt = np.linalg.svd(X, full_matrices=False)
-    k = min(n_components, numerical_rank(s, max(X.shape)))
+    k = min(n_components, numerical_rank(s, X.shape[1]))
     # Fix the sign so that refitting on the same data gives the same vectors.
     signs = np.sign(vt[:k, np.argmax(np.abs(vt[:k]), axis=1)].diagonal())
     signs[signs == 0] = 1
@@ -86,15 +86,19 @@ def principal_components(X, n_components):
     return components.astype(np.float32), weights.astype(np.float32)
 
 
-def numerical_rank(s, size):
+def numerical_rank(s, n_features):
     """How many of the descending singular values ``s`` stand above float32 rounding.
 
-    ``numpy.linalg.matrix_rank``'s tolerance at float32's precision, which
-    the pooled vectors have: ``s[0] * size * eps``.
+    The pooled vectors hold float32 values, each rounded by about ``eps``
+    of its size; what that rounding adds to the singular values stays below
+    ``s[0] * n_features * eps`` however many documents there are, so the
+    tolerance grows with the width of the vectors, not with their number (as
+    ``numpy.linalg.matrix_rank``'s, ``max(shape)``, would: at a million
+    documents it would take real components for noise).
     """
     if len(s) == 0 or s[0] <= 0:
         return 0
-    return int(np.count_nonzero(s > s[0] * size * np.finfo(np.float32).eps))
+    return int(np.count_nonzero(s > s[0] * n_features * np.finfo(np.float32).eps))
 
 
 # Rows of X per block of remove_components (a few MB at 300 dimensions).
