@@ -108,6 +108,28 @@ def _tiny_fasttext_bin(tmp_path, words=("good", "film", "great", "movie")):
     return path
 
 
+@pytest.mark.parametrize("name", ["lee_fasttext.bin", "non_ascii_fasttext.bin"])
+def test_fasttext_files_of_the_first_format_still_load(tmp_path, name):
+    # fastText's first releases wrote no magic number, pruned index or
+    # quantisation flag: gensim reads them, and so must the header check.
+    from gensim.models.fasttext import load_facebook_vectors
+    from gensim.test.utils import datapath
+
+    clear_registry()
+    kv = load_vectors(datapath(name), format="fasttext-bin", cache_dir=tmp_path)
+    reference = load_facebook_vectors(datapath(name))
+    assert kv.index_to_key == reference.index_to_key
+    np.testing.assert_allclose(kv.vectors, reference.vectors, rtol=1e-6)
+
+
+def test_a_supervised_fasttext_model_is_named_as_such(tmp_path):
+    from gensim.test.utils import datapath
+
+    clear_registry()
+    with pytest.raises(VectorFormatError, match="supervised fastText model .2 labels"):
+        load_vectors(datapath("pang_lee_polarity_fasttext.bin"), cache_dir=tmp_path)
+
+
 @pytest.mark.parametrize(
     "rows, match",
     [

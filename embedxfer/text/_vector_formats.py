@@ -202,21 +202,38 @@ def _check_fasttext_header(path):
     the first (dimensions, buckets, words) and the input matrix's
     ``(num_vectors, dim)``, which lies past the vocabulary. Both are read
     here and bounded by the file's size, and the matrix must have the shape
-    the first header implies (gensim asserts it only after allocating).
+    the first header implies (gensim asserts it only after allocating). Files
+    of fastText's first releases (no magic number, no pruned index, no
+    quantisation flag) are read by their own layout.
     """
     bound = _data_size_bound(path)
     opener = gzip.open if _is_gzip(path) else open
     with opener(path, "rb") as fh:
-        head = fh.read(92)
-        if len(head) < 92:
+        head = fh.read(_FASTTEXT_NEW_HEADER)
+        new_format = len(head) >= 4 and struct.unpack("<i", head[:4])[0] == _FASTTEXT_MAGIC
+        layout = _FASTTEXT_LAYOUTS[new_format]
+        if len(head) < layout["vocabulary"]:
             raise VectorFormatError(f"{path}: a fastText .bin of {len(head)} bytes is truncated.")
-        dim, bucket = struct.unpack("<i", head[8:12])[0], struct.unpack("<i", head[40:44])[0]
-        vocab_size, nwords = struct.unpack("<2i", head[64:72])
-        pruned = struct.unpack("<q", head[84:92])[0]
-        if dim < 1 or bucket < 0 or nwords < 0 or vocab_size != nwords or pruned < -1:
+        dim = struct.unpack_from("<i", head, layout["dim"])[0]
+        bucket = struct.unpack_from("<i", head, layout["bucket"])[0]
+        vocab_size, nwords, nlabels = struct.unpack_from("<3i", head, layout["counts"])
+        pruned = struct.unpack_from("<q", head, 84)[0] if new_format else 0
+        if nlabels > 0 and vocab_size == nwords + nlabels:
+            raise VectorFormatError(
+                f"{path}: a supervised fastText model ({nlabels} labels); only unsupervised "
+                "word vectors (fastText skipgram or cbow) load."
+            )
+        if (
+            dim < 1
+            or bucket < 0
+            or nwords < 0
+            or nlabels != 0
+            or vocab_size != nwords
+            or pruned < -1
+        ):
             raise VectorFormatError(
                 f"{path}: fastText header has dim={dim}, bucket={bucket}, words={nwords}, "
-                f"vocabulary entries={vocab_size}, pruned entries={pruned}."
+                f"labels={nlabels}, vocabulary entries={vocab_size}, pruned entries={pruned}."
             )
         rows = nwords + bucket
         if rows * dim * 4 > bound:
@@ -225,9 +242,12 @@ def _check_fasttext_header(path):
                 f"buckets of {dim} dimensions, at least {rows * dim * 4:,} bytes, but the "
                 f"file holds {bound:,} (truncated file or corrupt header)."
             )
+        fh.seek(layout["vocabulary"])
         read_ahead = _skip_fasttext_vocabulary(fh, vocab_size, path)
-        # The pruned index (pairs of int32), then the quantisation flag (a bool).
-        offset = fh.tell() - len(read_ahead) + 8 * max(pruned, 0) + 1
+        offset = fh.tell() - len(read_ahead)
+        if new_format:
+            # The pruned index (pairs of int32), then the quantisation flag (a bool).
+            offset += 8 * max(pruned, 0) + 1
         if offset + 16 > bound:
             raise VectorFormatError(f"{path}: the fastText .bin ends before its matrix header.")
         fh.seek(offset)
@@ -246,6 +266,17 @@ def _check_fasttext_header(path):
             f"{rows * dim * 4:,} bytes, more than the {bound - offset - 16:,} left in the "
             "file (truncated file)."
         )
+
+
+_FASTTEXT_MAGIC = 793712314
+_FASTTEXT_NEW_HEADER = 92
+# Byte offsets of the fields gensim allocates from, and where the vocabulary
+# starts: after the magic number, the version and 12 int32 + 1 double of
+# arguments (new format), or after 12 int32 + 1 double with no magic (old).
+_FASTTEXT_LAYOUTS = {
+    True: {"dim": 8, "bucket": 40, "counts": 64, "vocabulary": _FASTTEXT_NEW_HEADER},
+    False: {"dim": 0, "bucket": 32, "counts": 56, "vocabulary": 76},
+}
 
 
 # A fastText word is at most a line (1,024 bytes in fastText); this allows far more.
