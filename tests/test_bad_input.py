@@ -277,6 +277,18 @@ def test_lone_surrogates_are_named_by_document(small_glove):
         WordVectorEmbedder(small_glove).fit(["ok", "fine", "bad\udc80 text"])
 
 
+def test_labels_of_one_kind_in_several_types_are_accepted():
+    # numpy.str_ is a str and numpy.int64 a number: a list mixing them with
+    # Python's own is of one kind (as np.asarray reads it).
+    from embedxfer._core.validation import check_label_types
+
+    check_label_types(list(np.array(["spam", "ham"])) + ["ham"])
+    check_label_types([1, np.int64(0), 2.0, np.float32(1), True])
+    check_label_types([b"a", np.bytes_(b"b")])
+    with pytest.raises(ValueError, match=r"labels mix types \['bytes', 'str'\]"):
+        check_label_types(["a", b"b"])
+
+
 def test_missing_or_mixed_labels_are_named():
     pytest.importorskip("torch")
     from embedxfer import SequenceClassifier

@@ -7,7 +7,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from .._core.rows import unit_rows
-from .._core.validation import check_documents, check_label_types, is_missing
+from .._core.validation import check_documents, check_label_types, missing_positions
 
 __all__ = ["ClusterDescription", "DescribedCluster", "class_tfidf", "describe_clusters"]
 
@@ -284,10 +284,11 @@ def class_tfidf(class_counts, *, reduce_frequent_words=False):
 
 
 def _check_missing_labels(labels):
-    missing = next((i for i, label in enumerate(labels) if is_missing(label)), None)
-    if missing is not None:
+    missing = missing_positions(labels)
+    if len(missing):
+        first = missing[0]
         raise ValueError(
-            f"labels holds {labels[missing]!r} (missing) at document {missing}; give every "
+            f"labels holds {labels[first]!r} (missing) at document {first}; give every "
             "document a label (-1 for noise)."
         )
 

@@ -107,7 +107,10 @@ def is_missing(value):
         return True
     if isinstance(value, numbers.Real):
         return value != value
-    kind = type(value)
+    return _is_pandas_missing(type(value))
+
+
+def _is_pandas_missing(kind):
     return kind.__name__ in _PANDAS_MISSING and kind.__module__.startswith("pandas")
 
 
@@ -206,10 +209,30 @@ def check_label_types(labels):
     labels as given: ``np.asarray`` turns a list mixing numbers and str into
     str, so a list is checked before it becomes an array.
     """
-    kinds = {type(v).__name__ for v in labels if v is not None}
-    if len(kinds) > 1 and not all(
-        isinstance(v, (int, np.integer, float, np.floating)) for v in labels if v is not None
+    kinds = set(map(type, labels)) - {type(None)}
+    if len({_label_kind(kind) for kind in kinds}) > 1:
+        names = sorted({kind.__name__ for kind in kinds})
+        raise ValueError(f"labels mix types {names}; convert them to one type (e.g. all str).")
+
+
+def _label_kind(kind):
+    """What a label type sorts with: numbers together, ``str`` with ``numpy.str_``..."""
+    for family in (numbers.Number, str, bytes):
+        if issubclass(kind, family):
+            return family
+    return kind
+
+
+def missing_positions(values):
+    """Positions of the missing values (:func:`is_missing`) in ``values``, a 1-D object array.
+
+    Items are looked at one by one only where a type that can be missing
+    (None, a float, pandas' NA) is among them.
+    """
+    kinds = set(map(type, values))
+    if not any(
+        kind is type(None) or issubclass(kind, (float, np.floating)) or _is_pandas_missing(kind)
+        for kind in kinds
     ):
-        raise ValueError(
-            f"labels mix types {sorted(kinds)}; convert them to one type (e.g. all str)."
-        )
+        return np.zeros(0, dtype=np.intp)
+    return np.flatnonzero([is_missing(v) for v in values])

@@ -17,7 +17,7 @@ from .._core.device import (
     import_torch,
 )
 from .._core.param_validation import Interval, InvalidParameterError, check_param
-from .._core.validation import check_documents, check_label_types, is_missing
+from .._core.validation import check_documents, check_label_types, missing_positions
 
 
 # --------------------------------------------------------------------- labels
@@ -47,7 +47,7 @@ def _check_labels(y, noun="document"):
     if y.dtype.kind == "f":
         missing = np.flatnonzero(np.isnan(y))
     elif y.dtype.kind == "O":
-        missing = np.flatnonzero([is_missing(v) for v in y])
+        missing = missing_positions(y)
     else:
         return
     if len(missing):
