@@ -162,6 +162,24 @@ def test_a_manifest_nested_too_deeply_is_a_problem_not_an_error(tmp_path):
     assert manifest == {} and "nested too deeply" in problem
 
 
+def test_a_huge_manifest_is_refused_unread(tmp_path, monkeypatch):
+    folder = _sound_folder(tmp_path)
+    monkeypatch.setattr(artefact, "_MAX_MANIFEST_BYTES", 1000)
+    (folder / "manifest.json").write_text(" " * 1001)
+    manifest, problem = read_manifest(folder)
+    assert manifest == {} and "more than the 1000" in problem
+
+
+def test_a_files_entry_that_is_not_a_record_is_a_problem_not_an_error(tmp_path):
+    folder = _sound_folder(tmp_path)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["files"] = 5
+    manifest[MANIFEST_DIGEST] = manifest_digest(manifest)
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    _, problem = verify_folder(folder, {}, ["a.npy"])
+    assert problem == "manifest's files is 5, not a record of the files"
+
+
 @pytest.mark.parametrize("name", ["a.npy", "manifest.json"])
 def test_links_inside_an_artefact_folder_are_refused(tmp_path, name):
     folder = _sound_folder(tmp_path)

@@ -728,6 +728,29 @@ def test_damaged_vectors_are_dropped_and_encoded_again(tmp_path, damage):
     cache.close()
 
 
+def test_a_read_never_waits_on_a_writer_to_drop_damage(tmp_path):
+    encode, docs = _encoder(), ["a", "b", "c"]
+    cache = EmbeddingCache(tmp_path, timeout=0.5)
+    cache.put("fp", docs[:2], encode(docs[:2]))
+    cache.put("fp", docs[2:], encode(docs[2:]))
+    with open_db(tmp_path) as db:
+        db.execute("UPDATE batches SET digest=NULL WHERE id=(SELECT min(id) FROM batches)")
+    writer = open_db(tmp_path)
+    writer.isolation_level = None
+    writer.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        with pytest.warns(CacheWarning, match="left for a later read to drop"):
+            got, missing = cache.get("fp", docs)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert list(missing) == [0, 1]
+    np.testing.assert_array_equal(got[2], encode(docs[2:])[0])
+    with pytest.warns(CacheWarning, match="were dropped"):
+        cache.get("fp", docs)
+    cache.close()
+
+
 def test_a_version_1_cache_is_read_as_unverified_and_rebuilt(tmp_path):
     # The layout of version 1, whose batches had neither keys nor a digest.
     encode, docs = _encoder(), ["a", "b"]

@@ -207,6 +207,14 @@ def test_local_folders_must_hold_a_model_and_its_tokenizer(tmp_path):
     assert resolve_model_source(st) == (str(st), True)
 
 
+def test_a_folder_whose_name_ends_in_a_space_is_a_folder(tmp_path):
+    folder = tmp_path / "model "
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "tokenizer.json").write_text("{}")
+    assert resolve_model_source(str(folder)) == (str(folder), True)
+
+
 def test_a_folder_under_the_home_folder_is_found(tmp_path, monkeypatch):
     monkeypatch.setenv("HOME", str(tmp_path))
     folder = tmp_path / "models" / "mine"

@@ -238,25 +238,34 @@ class SQLiteStore(CacheStore):
         return vectors, found
 
     def _drop(self, conn, fp_id, batch_ids):
-        """Remove damaged batches (and their fingerprint once it has none left), with a warning."""
-        with _transaction(conn, "BEGIN IMMEDIATE"):
-            for start in range(0, len(batch_ids), _SQL_BATCH):
-                chunk = batch_ids[start : start + _SQL_BATCH]
-                marks = ",".join("?" * len(chunk))
-                conn.execute(
-                    f"DELETE FROM entries WHERE fp=? AND batch IN ({marks})", (fp_id, *chunk)
-                )
-                conn.execute(f"DELETE FROM batches WHERE id IN ({marks})", chunk)
-            if (
-                conn.execute("SELECT 1 FROM batches WHERE fp=? LIMIT 1", (fp_id,)).fetchone()
-                is None
-            ):
-                conn.execute("DELETE FROM entries WHERE fp=?", (fp_id,))
-                conn.execute("DELETE FROM fingerprints WHERE id=?", (fp_id,))
+        """Remove damaged batches (and their fingerprint once it has none left), with a warning.
+
+        Best effort: while another process holds the write lock the batches
+        stay (they are never used, and a later read drops them), so that a
+        read never fails for it.
+        """
+        try:
+            with _transaction(conn, "BEGIN IMMEDIATE"):
+                for start in range(0, len(batch_ids), _SQL_BATCH):
+                    chunk = batch_ids[start : start + _SQL_BATCH]
+                    marks = ",".join("?" * len(chunk))
+                    conn.execute(
+                        f"DELETE FROM entries WHERE fp=? AND batch IN ({marks})", (fp_id, *chunk)
+                    )
+                    conn.execute(f"DELETE FROM batches WHERE id IN ({marks})", chunk)
+                remaining = conn.execute("SELECT 1 FROM batches WHERE fp=? LIMIT 1", (fp_id,))
+                if remaining.fetchone() is None:
+                    conn.execute("DELETE FROM entries WHERE fp=?", (fp_id,))
+                    conn.execute("DELETE FROM fingerprints WHERE id=?", (fp_id,))
+            dropped = "were dropped"
+        except sqlite3.OperationalError as err:
+            if "locked" not in str(err) and "busy" not in str(err):
+                raise
+            dropped = "are left for a later read to drop (another process holds the file)"
         warnings.warn(
             f"embedding cache {self.filename!r}: {len(batch_ids)} stored batch(es) failed their "
-            "checksum (the file was damaged, edited or written by an older embedxfer) and were "
-            "dropped; their documents are encoded again.",
+            "checksum (the file was damaged, edited or written by an older embedxfer) and "
+            f"{dropped}; their documents are encoded again.",
             CacheWarning,
             stacklevel=4,
         )

@@ -52,6 +52,9 @@ __all__ = [
 ]
 
 MANIFEST = "manifest.json"
+# Manifests hold a few fields and file records: a few KB. The bound keeps a
+# damaged or forged one from being read whole before it is checked.
+_MAX_MANIFEST_BYTES = 16 << 20
 # The manifest's entry holding the digest of all its other entries.
 MANIFEST_DIGEST = "manifest_sha256"
 RECORD_FIELDS = ("size", "sha256_tree", "block")
@@ -164,7 +167,9 @@ def read_manifest(folder, name=MANIFEST):
     has none: written before manifests carried one).
     """
     try:
-        text = read_regular_file(Path(folder) / name, follow_links=False).decode("utf-8")
+        text = read_regular_file(
+            Path(folder) / name, _MAX_MANIFEST_BYTES, follow_links=False
+        ).decode("utf-8")
         manifest = json.loads(text)
     except (OSError, ValueError) as err:
         return {}, f"no readable manifest ({err})"
@@ -205,8 +210,10 @@ def verify_folder(folder, expected, needed, name=MANIFEST):
         if manifest.get(key) != value:
             return manifest, f"manifest {key}={manifest.get(key)!r}, expected {value!r}"
     files = manifest.get("files")
-    if not isinstance(files, dict) or set(files) != set(needed):
-        return manifest, f"manifest lists files {sorted(files or [])}, expected {sorted(needed)}"
+    if not isinstance(files, dict):
+        return manifest, f"manifest's files is {files!r:.60}, not a record of the files"
+    if set(files) != set(needed):
+        return manifest, f"manifest lists files {sorted(files)}, expected {sorted(needed)}"
     for file_name, record in files.items():
         problem = file_problem(folder / file_name, record)
         if problem is not None:

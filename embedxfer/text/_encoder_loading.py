@@ -46,8 +46,6 @@ def resolve_model_source(model):
             f"model={model!r} names no model; pass a hub name such as 'all-MiniLM-L6-v2' or a "
             "model folder."
         )
-    if model != model.strip():
-        raise ValueError(f"model={model!r} has spaces around it; remove them.")
     if model in PACKAGED_MINILM_NAMES:
         path = packaged_minilm_path()
         if path is not None:
@@ -58,6 +56,8 @@ def resolve_model_source(model):
         return os.path.abspath(expanded), True
     if os.path.exists(expanded):
         raise ValueError(f"model={model!r} is a file; pass the model's folder instead.")
+    if model != model.strip():
+        raise ValueError(f"model={model!r} has spaces around it; remove them.")
     if not _HUB_NAME.fullmatch(model):
         raise ValueError(
             f"model={model!r} is not an existing folder, nor a hub name ('name' or "
