@@ -80,12 +80,21 @@ def _with_nan():
         ([["a", "b"]] * 5, {}, ValueError, "X holds values that are not numbers"),
         (np.eye(4), {"clusterer": "kmeans"}, TypeError, "clusterer='kmeans' is not"),
         (np.eye(4), {"clusterer": KMeans}, TypeError, "is not a clusterer instance"),
+        (np.eye(4), {"sample_size": 1}, ValueError, "sample_size=1 is too few to score 2"),
+        (np.eye(4), {"sample_size": 2}, ValueError, "pass at least 3, or None"),
     ],
 )
 def test_bad_vectors_and_clusterers_get_one_line_naming_them(X, kwargs, error, message):
     with pytest.raises(error, match=message) as info:
         choose_n_clusters(X, [2], **kwargs)
     assert "\n" not in str(info.value)
+
+
+def test_a_silhouette_sample_missing_clusters_is_named():
+    # 99 points in one place and one apart: a sample of 3 rarely holds both.
+    X = np.vstack([np.zeros((99, 2)), np.ones((1, 2))]) + 1e-3 * np.arange(200).reshape(100, 2)
+    with pytest.raises(ValueError, match="sample of 3 samples held too few of the 2 clusters"):
+        choose_n_clusters(X, [2], sample_size=3, metric="euclidean")
 
 
 def test_stability_finds_the_groups_and_cuts_through_one_score_low(blobs):

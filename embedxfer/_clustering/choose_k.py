@@ -115,7 +115,8 @@ def choose_n_clusters(
         Distance of the silhouette (any of ``sklearn.metrics.silhouette_score``).
     sample_size : int or None, default=2000
         Score the silhouette on this many randomly drawn samples (its cost
-        grows with the square of the samples); ``None`` uses all of them.
+        grows with the square of the samples), at least one more than the
+        largest candidate; ``None`` uses all of them.
     n_resamples : int, default=5
         With ``criterion="stability"``: pairs of subsamples per candidate.
     subsample : float, default=0.8
@@ -159,6 +160,12 @@ def choose_n_clusters(
         not isinstance(sample_size, numbers.Integral) or isinstance(sample_size, bool)
     ):
         raise ValueError(f"sample_size={sample_size!r}; expected an integer or None.")
+    if sample_size is not None and sample_size <= max(candidates):
+        raise ValueError(
+            f"sample_size={sample_size} is too few to score {max(candidates)} clusters: the "
+            f"silhouette needs more samples than clusters; pass at least "
+            f"{max(candidates) + 1}, or None for all samples."
+        )
     if clusterer is None:
         clusterer = KMeans(n_init=10, random_state=random_state)
     elif isinstance(clusterer, type) or not (
@@ -185,9 +192,17 @@ def choose_n_clusters(
         if len(np.unique(found)) < 2:
             silhouettes.append(-1.0)  # one cluster: nothing separated
             continue
-        score = silhouette_score(
-            X, found, metric=metric, sample_size=sample, random_state=random_state
-        )
+        try:
+            score = silhouette_score(
+                X, found, metric=metric, sample_size=sample, random_state=random_state
+            )
+        except ValueError as err:
+            if "Number of labels" not in str(err):
+                raise
+            raise ValueError(
+                f"the silhouette's sample of {sample} samples held too few of the {k} clusters "
+                "to score; raise sample_size, or None for all samples."
+            ) from None
         silhouettes.append(float(score))
     if all(len(np.unique(found)) < 2 for found in labels.values()):
         raise ValueError(
