@@ -403,6 +403,22 @@ def test_evaluate_cluster(tmp_path):
 
 
 @pytest.mark.slow
+def test_cluster_report_stands_when_the_vectors_show_no_clusters(capsys):
+    # Every document on one vector: the clusters are described, choosing k is
+    # skipped with the reason, and the report is returned, not lost to an error.
+    from embedxfer.cli._cluster import _describe_best
+
+    texts = ["a good film", "a bad film", "great acting", "a dull plot", "fine", "awful"]
+    sample = SimpleNamespace(texts=texts, names=["neg", "pos"])
+    X = np.ones((6, 4)) / 2.0
+    rows = [{"model": "m", "estimator": "kmeans", "ari": 0.0}]
+    found = {("m", "kmeans"): (X, np.array([0, 1, 0, 1, 0, 1]))}
+    report = _describe_best(rows, found, sample, "kmeans", seed=0)
+    out = capsys.readouterr().out
+    assert "Choosing the number of clusters without the labels: skipped (X has fewer than 2" in out
+    assert "choose_k" not in report and len(report["clusters"]["clusters"]) == 2
+
+
 def test_evaluate_cluster_chooses_k_by_stability(tmp_path):
     args = ["evaluate", "--data", "sms_spam", "--max-docs", "120", "--task", "cluster"]
     args += ["--models", "tfidf", "--choose-k", "stability", "--json", tmp_path / "c.json"]

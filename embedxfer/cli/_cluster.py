@@ -77,7 +77,11 @@ def _describe_best(rows, found, sample, estimator, seed, criterion="silhouette")
     top = min(max(10, len(sample.names) + 3), n_docs - 1)
     choice = None
     if top >= 2:
-        choice = choose_n_clusters(X, range(2, top + 1), criterion=criterion, random_state=seed)
+        try:
+            choice = choose_n_clusters(X, range(2, top + 1), criterion=criterion, random_state=seed)
+        except ValueError as err:  # vectors without clusters: the results above stand
+            print(f"\nChoosing the number of clusters without the labels: skipped ({err})")
+    if choice is not None:
         how = "mean cosine silhouette, higher is better separated"
         if criterion == "stability":
             how += "; stability: ARI between the clusterings of two subsamples, which chooses"
