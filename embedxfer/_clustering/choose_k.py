@@ -300,16 +300,17 @@ def _check_vectors(X):
 
 
 def _as_numbers(X):
-    from .._core.validation import is_missing
+    from .._core.validation import missing_positions
 
     try:
         return X.astype(np.float64)
     except (TypeError, ValueError):
-        missing = next((i for i, v in enumerate(X.flat) if is_missing(v)), None)
-        if missing is not None and X.ndim == 2:
-            row = missing // X.shape[1]
+        missing = missing_positions(X.ravel())
+        if len(missing) and X.ndim == 2:
+            first = missing[0]
+            row = first // X.shape[1]
             raise ValueError(
-                f"X holds missing values (first: {X.flat[missing]!r} in row {row}); drop or "
+                f"X holds missing values (first: {X.flat[first]!r} in row {row}); drop or "
                 "fill those rows before clustering."
             ) from None
         raise ValueError(

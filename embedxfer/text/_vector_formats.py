@@ -149,10 +149,9 @@ def _parse(path, format):
         IndexError,
         KeyError,
         AttributeError,
-        # gensim's own consistency checks on a fastText .bin, and its refusal of
-        # supervised models.
+        # gensim's own consistency checks on a fastText .bin (supervised
+        # models are refused by _check_fasttext_header before gensim reads).
         AssertionError,
-        NotImplementedError,
     ) as err:
         raise VectorFormatError(
             f"{path}: could not be read as {format} vectors (truncated or corrupt?): {err}"
