@@ -7,6 +7,7 @@ import subprocess
 import sys
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -22,6 +23,8 @@ from embedxfer import SentenceEmbedder
 from embedxfer._core import device as device_module
 from embedxfer._core.device import cpu_has_bfloat16
 from embedxfer._core.registry import loaded_keys
+from embedxfer.exceptions import ModelUnavailableError
+from embedxfer.text._encoder_loading import is_sentence_transformers_model
 
 MODEL_PATH = str(gt_minilm.get_model_path())
 
@@ -430,18 +433,86 @@ def test_bad_parameters_raise_in_fit(params, match):
         embedder.fit(["a"])
 
 
-def test_missing_folder_or_offline_hub_name(monkeypatch):
+def _hub_error(kind, status):
+    """A ``huggingface_hub`` HTTP error of ``kind`` as the Hub's client raises it."""
+    import httpx2
+
+    request = httpx2.Request("HEAD", "https://huggingface.co/someone/model/resolve/main/x")
+    return kind(f"{status} from the Hub", response=httpx2.Response(status, request=request))
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    """The Hub as ``is_sentence_transformers_model`` sees it: a cache and one request.
+
+    ``hub.cache`` maps file names to what the cache holds (a path, or the
+    marker that the file does not exist); ``hub.answer`` is what the request
+    raises (or None: the file exists); ``hub.requests`` counts requests.
+    """
     import huggingface_hub
-    from huggingface_hub.errors import LocalEntryNotFoundError
 
-    def offline(*args, **kwargs):
-        raise LocalEntryNotFoundError("cannot reach the Hub")
+    state = SimpleNamespace(cache={}, answer=None, requests=0)
 
-    monkeypatch.setattr(huggingface_hub, "hf_hub_download", offline)
-    with pytest.raises(OSError, match="not in the Hugging Face cache, and the Hub cannot be"):
+    def from_cache(repo_id, filename, **kwargs):
+        return state.cache.get(filename)
+
+    def metadata(url, **kwargs):
+        state.requests += 1
+        if state.answer is not None:
+            raise state.answer
+        return SimpleNamespace(etag="e", commit_hash="c", size=1)
+
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", from_cache)
+    monkeypatch.setattr(huggingface_hub, "get_hf_file_metadata", metadata)
+    return state
+
+
+def test_offline_hub_name_fails_at_once_with_the_reason(hub):
+    import httpx2
+
+    hub.answer = httpx2.ConnectError("[Errno -2] Name or service not known")
+    with pytest.raises(
+        ModelUnavailableError, match=r"Hub cannot be reached \(\[Errno -2\] Name or"
+    ):
         _cpu(model="someone/not-downloaded-model").fit()
+    # One request: the Hub client's own back-off would wait about 23 s offline.
+    assert hub.requests == 1
     with pytest.raises(TypeError, match="'model' parameter of SentenceEmbedder must be"):
         _cpu(model=42).fit()
+
+
+def test_hub_names_are_told_apart_from_the_cache_first(hub):
+    import huggingface_hub
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        OfflineModeIsEnabled,
+        RemoteEntryNotFoundError,
+        RepositoryNotFoundError,
+    )
+
+    hub.answer = OfflineModeIsEnabled("offline mode is enabled")
+    hub.cache = {"modules.json": "/cache/modules.json"}
+    assert is_sentence_transformers_model("someone/model", False)
+    hub.cache = {"modules.json": huggingface_hub._CACHED_NO_EXIST}
+    assert not is_sentence_transformers_model("someone/model", False)
+    # Offline, a cached plain checkpoint (config.json only) still loads.
+    hub.cache = {"config.json": "/cache/config.json"}
+    assert not is_sentence_transformers_model("someone/model", False)
+    assert hub.requests == 1
+    hub.cache = {}
+    with pytest.raises(ModelUnavailableError, match="offline mode is enabled"):
+        is_sentence_transformers_model("someone/model", False)
+
+    hub.answer = None
+    assert is_sentence_transformers_model("someone/model", False)
+    hub.answer = _hub_error(RemoteEntryNotFoundError, 404)
+    assert not is_sentence_transformers_model("someone/model", False)
+    hub.answer = _hub_error(RepositoryNotFoundError, 404)
+    with pytest.raises(ValueError, match="neither a local folder nor a model on the Hugging"):
+        is_sentence_transformers_model("someone/model", False)
+    hub.answer = _hub_error(GatedRepoError, 401)
+    with pytest.raises(OSError, match="is gated on the Hugging Face Hub"):
+        is_sentence_transformers_model("someone/model", False)
 
 
 def test_fingerprint_tracks_what_changes_vectors(mean_embedder):

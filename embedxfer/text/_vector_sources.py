@@ -23,7 +23,7 @@ from .._core.environment import offline
 from .._core.optional import import_optional
 from .._core.param_validation import Hint, Rule
 from .._core.registry import get_or_load
-from ..exceptions import VectorFormatError
+from ..exceptions import ModelUnavailableError, VectorFormatError
 from ._vector_conversions import (
     _clean_stale_temporaries,
     _converted_path,
@@ -385,13 +385,13 @@ def _download_gensim_data(name):
         f"or ~/gensim-data/{name}/{name}.gz copied here)"
     )
     if offline():
-        raise ConnectionError(
+        raise ModelUnavailableError(
             f"vectors={name!r} must be downloaded, but offline mode is set; {remedy}."
         )
     try:
         socket.create_connection(("github.com", 443), timeout=3).close()
     except OSError as err:
-        raise ConnectionError(
+        raise ModelUnavailableError(
             f"vectors={name!r} must be downloaded from gensim-data and the network is "
             f"unreachable ({err}); {remedy}."
         ) from None
