@@ -451,8 +451,6 @@ class SequenceClassifier(
         Checked against the weights' header before the network is built, so
         that a forged ``hidden_size`` cannot make the loader allocate for it.
         """
-        from ._sequence_networks import CNN_KERNELS
-
         params = config["params"]
         architecture, hidden = params.get("architecture"), params.get("hidden_size")
         if architecture not in _ARCHITECTURES:
@@ -461,35 +459,29 @@ class SequenceClassifier(
             )
         if not (isinstance(hidden, Integral) and not isinstance(hidden, bool) and hidden >= 1):
             raise ValueError(f"params.hidden_size is {hidden!r:.60}, expected a positive integer")
+        import torch
+
+        from ._sequence_networks import SequenceNet
+
         n_classes = len(config["classes"]["values"])
         n_rows = len(config["vocabulary_"]) + RESERVED_ROWS
-        dim = config["vector_size_"]
-        if architecture == "cnn":
-            n_features = len(CNN_KERNELS) * hidden
-            encoder = {}
-            for i, k in enumerate(CNN_KERNELS):
-                encoder[f"convs.{i}.weight"] = (hidden, dim, k)
-                encoder[f"convs.{i}.bias"] = (hidden,)
-        else:
-            n_features = 4 * hidden  # max- and mean-pooled, both directions
-            gates = (3 if architecture == "bigru" else 4) * hidden
-            encoder = {}
-            for suffix in ("l0", "l0_reverse"):
-                encoder[f"rnn.weight_ih_{suffix}"] = (gates, dim)
-                encoder[f"rnn.weight_hh_{suffix}"] = (gates, hidden)
-                encoder[f"rnn.bias_ih_{suffix}"] = (gates,)
-                encoder[f"rnn.bias_hh_{suffix}"] = (gates,)
-        if config["n_features_out_"] != n_features:
+        # Built on the meta device: the layout of the real network, no storage.
+        with torch.device("meta"):
+            net = SequenceNet(
+                n_rows,
+                config["vector_size_"],
+                architecture,
+                hidden,
+                n_classes,
+                0.0,
+                padding_idx=PAD_ROW,
+            )
+        if config["n_features_out_"] != net.n_features:
             raise ValueError(
                 f"n_features_out_ is {config['n_features_out_']}, but a {architecture} of "
-                f"hidden_size {hidden} gives {n_features}"
+                f"hidden_size {hidden} gives {net.n_features}"
             )
-        return {
-            "embedding.weight": (n_rows, dim),
-            **encoder,
-            "out.weight": (n_classes, n_features),
-            "out.bias": (n_classes,),
-        }, ()
+        return {name: tuple(t.shape) for name, t in net.state_dict().items()}, ()
 
     def _extra_config(self):
         if not (self.tokenizer is None or self.tokenizer in TOKENIZER_NAMES):
