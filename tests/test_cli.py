@@ -9,6 +9,7 @@ import importlib.util
 import io
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -329,6 +330,27 @@ def test_evaluate_classify_table_plot_and_json(tmp_path):
         assert 0.5 < row["f1_macro"] <= 1.0
     curve = json.loads(report.read_text())["learning_curve"]["glove-6B-50d"]
     assert curve["sizes"][0] == 20 and curve["sizes"][-1] == 133
+
+
+def test_evaluate_refuses_reports_that_would_overwrite_the_data(files, tmp_path):
+    data = tmp_path / "sms.csv"
+    shutil.copy(files / "sms.csv", data)
+    link = tmp_path / "link.json"
+    link.symlink_to(data)
+    before = data.read_bytes()
+    cases = [
+        (("--json", data), "--json"),
+        (("--json", link), "--json"),
+        (("--plot", data), "--plot"),
+        (("--json", tmp_path / "r.png", "--plot", tmp_path / "r.png"), "both name"),
+        (("--json", tmp_path), "is a folder"),
+    ]
+    for extra, needle in cases:
+        proc = run_cli("evaluate", "--data", data, "--models", "tfidf", *extra, cwd=tmp_path)
+        assert_one_line_error(proc, needle)
+        # Refused before any work: nothing was encoded or printed.
+        assert proc.stdout == ""
+    assert data.read_bytes() == before
 
 
 @pytest.mark.slow

@@ -84,3 +84,10 @@ def test_folder_without_class_sub_folders_is_a_one_line_error(image_folder, tmp_
         "embed", empty, "-o", tmp_path / "x.npy", "-m", "efficientnet-lite0", cwd=tmp_path
     )
     assert_one_line_error(proc, "holds no image files")
+
+
+def test_evaluate_refuses_a_report_inside_the_image_folder(image_folder, tmp_path):
+    report = image_folder / "grass" / "report.json"
+    proc = run_cli("evaluate", "--data", image_folder, "--json", report, cwd=tmp_path)
+    assert_one_line_error(proc, "inside the data folder")
+    assert not report.exists()

@@ -22,6 +22,7 @@ from ._few_shot import add_few_shot_options, run_few_shot
 from ._images import cmd_evaluate_images, is_image_folder
 from ._model_names import DEMO_MODELS, parse_model
 from ._options import add_kind_option
+from ._output import check_report_paths
 from ._progress import Progress, format_duration, report_warnings
 from ._report import write_json
 
@@ -87,6 +88,7 @@ def _add_task_options(p):
 
 def cmd_evaluate(config):
     """``embedxfer evaluate``: compare embedders on a labelled dataset."""
+    check_report_paths(config.data, {"--json": config.json, "--plot": config.plot})
     if is_image_folder(config.data):
         return cmd_evaluate_images(config)
     if config.per_class:

@@ -22,15 +22,21 @@ def output_kind(out):
     return kind
 
 
+def is_same_file(path, other):
+    """Whether ``path`` names the file ``other`` names (through links too), or will."""
+    path = Path(path)
+    try:
+        if path.exists():
+            return os.path.samefile(path, other)
+    except OSError:
+        return False
+    return path.resolve() == Path(other).resolve()
+
+
 def check_output_path(out, source, *, force):
     """Refuse to overwrite the input, or an existing output without ``--force``."""
-    if source != "-":
-        try:
-            same = out.exists() and os.path.samefile(out, source)
-        except OSError:
-            same = False
-        if same or (not out.exists() and out.resolve() == Path(source).resolve()):
-            raise CLIError(f"output {out} is the input file {source}; choose another output.")
+    if source != "-" and is_same_file(out, source):
+        raise CLIError(f"output {out} is the input file {source}; choose another output.")
     if out.is_dir():
         raise CLIError(f"output {out} is a folder; give a file name ending in .npy or .parquet.")
     if out.exists() and not force:
@@ -122,3 +128,29 @@ class ParquetWriter:
             self.writer.close()
         finally:
             self.tmp.unlink(missing_ok=True)
+
+
+def check_report_paths(data, reports):
+    """Refuse report files that would overwrite the data or each other, before any work.
+
+    ``reports`` maps each option (``"--json"``, ``"--plot"``) to its path or
+    ``None``. A report may not be the ``data`` file, lie inside a ``data``
+    folder (images), be a folder, or share its path with another report.
+    """
+    given = {option: Path(path) for option, path in reports.items() if path}
+    data_path = Path(data)
+    for option, path in given.items():
+        if path.is_dir():
+            raise CLIError(f"{option} {path} is a folder; give a file name.")
+        if data_path.is_dir():
+            if path.resolve().is_relative_to(data_path.resolve()):
+                raise CLIError(
+                    f"{option} {path} is inside the data folder {data}; write it elsewhere."
+                )
+        elif data_path.exists() and is_same_file(path, data_path):
+            raise CLIError(f"{option} {path} is the data file {data}; choose another name.")
+    named = list(given.items())
+    for i, (option, path) in enumerate(named):
+        for earlier, earlier_path in named[:i]:
+            if is_same_file(path, earlier_path):
+                raise CLIError(f"{earlier} and {option} both name {path}; give each its own file.")
