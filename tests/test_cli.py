@@ -231,7 +231,14 @@ def test_embed_jsonl_and_parquet_inputs_agree(files, tmp_path):
 
 
 @pytest.mark.slow
-def test_embed_sentence_model_interrupted_then_resumed_through_the_cache(tmp_path):
+@pytest.mark.parametrize(
+    "stop, status, said",
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "terminated")],
+    ids=["ctrl-c", "sigterm"],
+)
+def test_embed_sentence_model_interrupted_then_resumed_through_the_cache(
+    tmp_path, stop, status, said
+):
     texts = [t.replace("\n", " ").replace("\r", " ") for t in load_sms_spam().data[:80]]
     src = tmp_path / "docs.txt"
     src.write_text("\n".join(texts) + "\n", encoding="utf-8")
@@ -265,10 +272,10 @@ def test_embed_sentence_model_interrupted_then_resumed_through_the_cache(tmp_pat
     for line in proc.stderr:  # the first finished chunk is reported at once
         if "/80 documents" in line or time.monotonic() > deadline:
             break
-    proc.send_signal(signal.SIGINT)
+    proc.send_signal(stop)
     rest = proc.stderr.read()
-    assert proc.wait(timeout=120) == 130, rest
-    assert "interrupted" in rest and "run the same command again to resume" in rest
+    assert proc.wait(timeout=120) == status, rest
+    assert said in rest and "run the same command again to resume" in rest
     assert not out.exists()
     assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 

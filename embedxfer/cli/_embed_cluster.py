@@ -19,7 +19,7 @@ from .._core.optional import install_hint
 from ..datasets import ColumnNotFoundError
 from ..datasets._files import file_kind
 from ._encode import build_embedder
-from ._errors import CLIError
+from ._errors import CLIError, Terminated
 from ._model_names import embedding_spec
 from ._progress import Progress, format_duration, format_rate
 
@@ -149,7 +149,7 @@ def _embed_partitions(config, edask, spec, embedder, frame, paths, client, note)
         )
     except edask.ModelUnavailableError as err:
         raise CLIError(str(err)) from None
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Terminated):
         note(f"finished partitions are kept in {out}; run the same command again to resume.")
         raise
 

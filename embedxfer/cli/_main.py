@@ -1,10 +1,14 @@
 """``main``: parse the arguments, run the command, turn user errors into one line."""
 
+import contextlib
 import logging
 import os
+import signal
 import sys
+import threading
 
 from ..exceptions import EmbedxferError
+from ._errors import Terminated
 from ._parser import build_parser
 
 # Exceptions that describe a bad input or environment, not a bug: one line, exit 1.
@@ -27,6 +31,23 @@ _PACKAGE_FOLDER = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Environment settings that keep other libraries' bars and advice quiet
 # unless --verbose is given.
 _QUIET_LIBRARY_SETTINGS = {"HF_HUB_DISABLE_PROGRESS_BARS": "1", "TRANSFORMERS_VERBOSITY": "error"}
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    """Within the block, SIGTERM raises :class:`Terminated` (main thread only)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
 
 
 def _raised_by_embedxfer(err):
@@ -64,7 +85,8 @@ def main(argv=None):
     Returns
     -------
     status : int
-        0 on success, 1 on an error, 130 when interrupted.
+        0 on success, 1 on an error, 130 when interrupted (Ctrl-C), 143 when
+        terminated (SIGTERM).
     """
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -86,10 +108,14 @@ def main(argv=None):
         # with --verbose; their errors still show.
         root.setLevel(logging.ERROR)
     try:
-        return args.func(config) or 0
+        with _sigterm_unwinds():
+            return args.func(config) or 0
     except KeyboardInterrupt:
         print("embedxfer: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("embedxfer: terminated", file=sys.stderr)
+        return 143
     except Exception as err:
         if config.traceback or not is_user_error(err):
             raise
