@@ -1,6 +1,7 @@
 """``embedxfer embed`` and ``evaluate`` on a folder of images (one sub-folder per class)."""
 
 import json
+import signal
 
 import numpy as np
 import pytest
@@ -91,3 +92,49 @@ def test_evaluate_refuses_a_report_inside_the_image_folder(image_folder, tmp_pat
     proc = run_cli("evaluate", "--data", image_folder, "--json", report, cwd=tmp_path)
     assert_one_line_error(proc, "inside the data folder")
     assert not report.exists()
+
+
+def test_a_matrix_and_its_listing_are_replaced_together(image_folder, tmp_path, monkeypatch):
+    from embedxfer.cli import _output
+
+    out = tmp_path / "vectors.npy"
+    args = ["embed", image_folder, "-o", out, "-m", "efficientnet-lite0", "--device", "cpu"]
+    assert run_cli(*args, cwd=tmp_path).returncode == 0
+    listing = tmp_path / "vectors.npy.paths.txt"
+    before = out.read_bytes(), listing.read_text()
+
+    # A rerun on one class only, stopped (SIGTERM) just as the matrix is renamed in.
+    commit = _output.NpyWriter.commit
+
+    def commit_then_terminated(writer):
+        commit(writer)
+        signal.raise_signal(signal.SIGTERM)
+
+    monkeypatch.setattr(_output.NpyWriter, "commit", commit_then_terminated)
+    proc = run_cli(*args[:1], image_folder / "brick", *args[2:], "--force", cwd=tmp_path)
+    assert proc.returncode == 143, proc.stderr
+    # The signal waited for the listing: the new matrix has its own listing.
+    rows = listing.read_text().splitlines()
+    assert len(rows) == len(np.load(out)) == 4 and all("/brick/" in row for row in rows)
+    assert (out.read_bytes(), listing.read_text()) != before
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_failed_rerun_keeps_the_earlier_matrix_and_listing(image_folder, tmp_path, monkeypatch):
+    from embedxfer.cli import _output
+
+    out = tmp_path / "vectors.npy"
+    args = ["embed", image_folder, "-o", out, "-m", "efficientnet-lite0", "--device", "cpu"]
+    assert run_cli(*args, cwd=tmp_path).returncode == 0
+    listing = tmp_path / "vectors.npy.paths.txt"
+    before = out.read_bytes(), listing.read_text()
+
+    def commit_fails(writer):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr(_output.NpyWriter, "commit", commit_fails)
+    proc = run_cli(*args[:1], image_folder / "brick", *args[2:], "--force", cwd=tmp_path)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[-1] == "embedxfer: error: No space left on device"
+    assert (out.read_bytes(), listing.read_text()) == before
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .._core.atomic import write_text_atomic
+from .._core.atomic import remove_orphaned_temporaries, temporary_path
 from ..image._models import DEFAULT_IMAGE_MODEL
 from ._errors import CLIError
 from ._model_names import DEMO_MODELS
-from ._output import open_writer, require_writer
+from ._output import open_writer, require_writer, signals_held
 from ._progress import Progress, format_rate
 from ._report import write_json
 
@@ -63,19 +63,27 @@ def cmd_embed_images(config, out, out_kind):
         f"embedding {n} images with {config.model} ({width} dimensions), loaded in "
         f"{time.perf_counter() - started:.1f}s"
     )
+    # The row order's only record: written beside the output, renamed in with it.
+    listing = Path(f"{out}.paths.txt")
+    remove_orphaned_temporaries(listing)
     writer = open_writer(out, out_kind, embedder, n, config.model)
     started = time.perf_counter()
+    listing_tmp = temporary_path(listing)
     try:
         for start in range(0, n, config.chunk_size):
             stop = min(n, start + config.chunk_size)
             writer.write(start, stop, embedder.transform(paths[start:stop]))
             progress(stop, n, time.perf_counter() - started)
-        writer.commit()
+        listing_tmp.write_text("".join(f"{p}\n" for p in paths), encoding="utf-8")
+        # The matrix and its listing are renamed together: an interruption
+        # between them would pair the new matrix with an older listing.
+        with signals_held():
+            writer.commit()
+            os.replace(listing_tmp, listing)
     except BaseException:
         writer.abort()
+        listing_tmp.unlink(missing_ok=True)
         raise
-    listing = Path(f"{out}.paths.txt")
-    write_text_atomic(listing, "".join(f"{p}\n" for p in paths))
     elapsed = time.perf_counter() - started
     progress.note(
         f"wrote {out}: {n} x {width} float32 in {elapsed:.1f}s "
