@@ -352,16 +352,20 @@ def test_set_params_after_fit_never_mixes_old_state_with_new_params(name, data):
     exactly a fresh fit's output (classifiers keep scikit-learn's rule: training
     parameters apply to the next fit)."""
     texts, labels = data
-    changed = {"WordVectorEmbedder": {"weighting": "sif"}, "SentenceEmbedder": {"pooling": "cls"}}
-    estimator = make(name).fit(texts, labels)
-    estimator.set_params(**changed[name])
-    fresh = make(name, **changed[name]).fit(texts, labels)
-    try:
-        got = output(estimator, texts[:6])
-    except ValueError as err:
-        assert "fit again" in str(err)
-        return
-    np.testing.assert_allclose(got, output(fresh, texts[:6]), rtol=1e-4, atol=1e-5)
+    changes = {
+        "WordVectorEmbedder": [{"weighting": "sif"}],
+        "SentenceEmbedder": [{"pooling": "cls"}, {"max_length": 8}, {"model": "other/model"}],
+    }
+    fitted = make(name).fit(texts, labels)
+    for changed in changes[name]:
+        estimator = clone(fitted).fit(texts, labels).set_params(**changed)
+        try:
+            got = output(estimator, texts[:6])
+        except ValueError as err:
+            assert "fit again" in str(err)
+            continue
+        fresh = make(name, **changed).fit(texts, labels)
+        np.testing.assert_allclose(got, output(fresh, texts[:6]), rtol=1e-4, atol=1e-5)
 
 
 # -- image estimators: images in, not text, so only the input-agnostic checks apply;

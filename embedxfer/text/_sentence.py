@@ -11,7 +11,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from .._cache import CACHE_CONSTRAINT
-from .._core.base import EmbedderOutputMixin, RawInputMixin
+from .._core.base import EmbedderOutputMixin, FitParamsMixin, RawInputMixin
 from .._core.device import (
     DEVICE_CONSTRAINT,
     ONNX_PRECISIONS,
@@ -101,7 +101,7 @@ def _layers_problem(layers):
 
 @set_module("embedxfer")
 class SentenceEmbedder(
-    Embedder, RawInputMixin, EmbedderOutputMixin, TransformerMixin, BaseEstimator
+    Embedder, RawInputMixin, FitParamsMixin, EmbedderOutputMixin, TransformerMixin, BaseEstimator
 ):
     """Embed documents with a pretrained transformer encoder.
 
@@ -310,6 +310,25 @@ class SentenceEmbedder(
         self.chunk_overlap = chunk_overlap
         self.chunk_pooling = chunk_pooling
 
+    # What transform reads as it is: set_params after fit may change these.
+    # Every other parameter was resolved by fit (the model loaded, max_length_,
+    # the width), so a change to it is refused until the next fit.
+    _INFERENCE_PARAMS = (
+        "normalize",
+        "batch_size",
+        "verbose",
+        "cache",
+        "n_threads",
+        "chunk_pooling",
+    )
+    _FITTED_STATE = "its fitted state (the loaded model, max_length_, n_features_out_)"
+
+    def __setstate__(self, state):
+        super().__setstate__(state)
+        if "max_length_" in self.__dict__ and "_fitted_params" not in self.__dict__:
+            # Pickled before fit recorded its parameters: fitted with those it carries.
+            self._fitted_params = self._params_fit_depends_on()
+
     # -- scikit-learn API ----------------------------------------------------
 
     def fit(self, X=None, y=None):
@@ -347,6 +366,7 @@ class SentenceEmbedder(
         self.device_ = device
         self.max_length_ = max_length
         self.n_features_out_ = width
+        self._fitted_params = self._params_fit_depends_on()
         if calibration is None:
             for name in _CALIBRATION_ATTRIBUTES:
                 self.__dict__.pop(name, None)
@@ -370,6 +390,7 @@ class SentenceEmbedder(
             One vector per document, in input order.
         """
         check_is_fitted(self)
+        self._check_params_unchanged()
         docs = check_documents(X)
         if self.cache is None:
             return self._encode(docs)
@@ -381,6 +402,7 @@ class SentenceEmbedder(
     def model_(self):
         """The loaded model, from the process-wide registry (not pickled)."""
         check_is_fitted(self)
+        self._check_params_unchanged()
         backend = self._backend()
         return backend.sentence_model if backend.sentence_model is not None else backend.model
 
