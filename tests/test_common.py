@@ -346,6 +346,28 @@ def test_refit_equals_a_fresh_fit(name, params, data):
             )
 
 
+@pytest.mark.parametrize("name", ["WordVectorEmbedder", "SentenceEmbedder", "StaticEmbedder"])
+def test_displaying_a_fitted_embedder_reads_no_property(name, fitted, monkeypatch):
+    """Jupyter's display lists fitted attributes; properties such as ``model_``
+    load a model, or fail where its files are gone, so none is read."""
+    estimator = fitted(name)
+    lazy = [
+        attr
+        for attr, value in vars(type(estimator)).items()
+        if isinstance(value, property) and attr.endswith("_") and not attr.startswith("_")
+    ]
+    assert lazy  # keyed_vectors_, model_, table_
+
+    def unavailable(self):
+        raise FileNotFoundError("the model's files are gone")
+
+    for attr in lazy:
+        monkeypatch.setattr(type(estimator), attr, property(unavailable))
+    html = estimator._repr_html_()
+    assert "n_features_out_" in html
+    assert not any(f">{attr}<" in html for attr in lazy)
+
+
 @pytest.mark.parametrize("name", ["WordVectorEmbedder", "SentenceEmbedder"])
 def test_set_params_after_fit_never_mixes_old_state_with_new_params(name, data):
     """An embedder whose parameter changed after fit refuses to transform, or gives

@@ -7,14 +7,39 @@ from sklearn.utils.validation import check_is_fitted
 from .param_validation import ConstraintTableMixin, validate_params
 
 
-class RawInputMixin(ConstraintTableMixin):
+class StoredAttributesDisplayMixin:
+    """List only stored fitted attributes in scikit-learn's HTML display.
+
+    scikit-learn finds fitted attributes with ``inspect.getmembers``, which
+    evaluates every property. ``keyed_vectors_``, ``model_`` and ``table_``
+    load a model (or distil a table) when read, so showing an estimator in a
+    notebook would load it, or fail where its files are missing.
+    """
+
+    def _get_fitted_attr_html(self, doc_link=""):
+        from sklearn.base import BaseEstimator
+
+        shown = BaseEstimator._get_fitted_attr_html(_StoredAttributes(vars(self)), doc_link)
+        shown.estimator_class = type(self)
+        return shown
+
+
+class _StoredAttributes:
+    """An estimator's instance attributes, without its class's properties."""
+
+    def __init__(self, attributes):
+        self.__dict__.update(attributes)
+
+
+class RawInputMixin(StoredAttributesDisplayMixin, ConstraintTableMixin):
     """Declare non-tabular input (texts, paths, images) to scikit-learn.
 
     As ``HashingVectorizer`` does: ``X`` is a sequence of items, not a 2-D
     array, so scikit-learn's common checks feed it strings.
 
     Through ``ConstraintTableMixin``, the class's ``_parameter_constraints``
-    is put in scikit-learn's schema when the class is defined.
+    is put in scikit-learn's schema when the class is defined; through
+    ``StoredAttributesDisplayMixin``, displaying it loads nothing.
     """
 
     def __sklearn_tags__(self):
