@@ -5,6 +5,7 @@ import os
 import pickle
 import shutil
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -183,8 +184,13 @@ def test_polars_and_pyarrow_path_columns(pixels, photos, tmp_path):
         pl.DataFrame({"image": paths}),
         pa.chunked_array([paths[:1], paths[1:]]),
         pa.table({"image": paths}),
+        np.array(paths),  # what train_test_split gives for an array of paths
+        np.array(paths)[:, None],
+        np.array(paths, dtype=object),
     ):
         np.testing.assert_allclose(pixels.transform(column), expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="numpy bytes array, which drops"):
+        pixels.transform(np.array([Path(p).read_bytes() for p in paths]))
 
 
 def test_skops_round_trip_trusts_only_public_names(embedder, photos):

@@ -214,7 +214,12 @@ def check_images(X, *, allow_empty=False):
         raise ValueError(_BARE_MESSAGE.format(kind="PIL.Image"))
     X = column_values(X, "image")
     if isinstance(X, np.ndarray):
-        if X.dtype == object:
+        if X.dtype.kind == "S":
+            raise ValueError(
+                "Got a numpy bytes array, which drops each item's trailing zero bytes; pass "
+                "image bytes as a list or an object array."
+            )
+        if X.dtype == object or X.dtype.kind == "U":  # items: paths, bytes, images
             if X.ndim == 2 and X.shape[1] == 1:
                 X = X[:, 0]
             if X.ndim != 1:
