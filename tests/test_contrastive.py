@@ -332,6 +332,14 @@ def test_bad_labels(labels, match):
         ContrastiveEmbedder(**FAST).fit(["w", "x", "y", "z"], labels)
 
 
+def test_fit_without_labels_says_they_are_required():
+    embedder = ContrastiveEmbedder(**FAST)
+    assert embedder.__sklearn_tags__().target_tags.required
+    for fit in (embedder.fit, embedder.fit_transform):
+        with pytest.raises(ValueError, match="requires y to be passed"):
+            fit(["w", "x", "y", "z"])
+
+
 @pytest.mark.parametrize(
     "params, match",
     [

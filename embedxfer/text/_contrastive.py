@@ -562,7 +562,12 @@ class ContrastiveEmbedder(
         return classes, y_idx.astype(np.int64)
 
     # --------------------------------------------------------------- fit
-    def fit(self, X, y):
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True  # supervised, as NeighborhoodComponentsAnalysis
+        return tags
+
+    def fit(self, X, y=None):
         """Fine-tune the encoder on pairs drawn from labelled documents.
 
         Parameters
@@ -571,13 +576,19 @@ class ContrastiveEmbedder(
             Training documents.
         y : array-like of shape (n_samples,)
             Class labels (strings or numbers): two classes or more, each
-            with two documents or more.
+            with two documents or more. Required: ``None`` raises a
+            ``ValueError``, as scikit-learn's supervised transformers do.
 
         Returns
         -------
         self : ContrastiveEmbedder
             The fitted estimator.
         """
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y is None: "
+                "it learns from labelled documents."
+            )
         validate_params(self)
         self._check_param_combinations()
         rates = {
