@@ -222,6 +222,8 @@ def fit(embedder, data, *, column=None):
     ----------
     embedder : WordVectorEmbedder
         Fitted in place (its vectors are loaded here too, for their shape).
+        A fit that fails or is interrupted leaves it as it was: its previous
+        fit whole, or unfitted.
     data : dask Series, DataFrame or Bag
         The training texts; a DataFrame needs ``column``.
     column : str, default=None
@@ -252,20 +254,18 @@ def fit(embedder, data, *, column=None):
             "corpus: fit them on a few documents."
         )
     texts = _texts(data, column)
-    parts = texts.to_delayed()
     validate_params(embedder)
-    _corpus_stats.start_fit(embedder)  # tokenising needs the resolved settings
-    spec = _in_graph(embedder)
-    counted = [dask.delayed(_corpus_stats.partition_counts)(p, spec) for p in parts]
-    stats = dask.compute(_tree_sum(counted))[0]
-    _corpus_stats.apply_counts(embedder, stats)
-    if _corpus_stats.needs_gram(embedder):
+    # Fitted on a copy handed over at the end: a fit that fails or is
+    # interrupted leaves the embedder's previous fit whole (or it unfitted).
+    work = _corpus_stats.working_copy(embedder)
+    _corpus_stats.start_fit(work)  # tokenising needs the resolved settings
+    stats = _sum_over_partitions(_corpus_stats.partition_counts, texts, work)
+    _corpus_stats.apply_counts(work, stats)
+    if _corpus_stats.needs_gram(work):
         # The weights are final now: pool with them, on the workers.
-        weighted = _in_graph(embedder)
-        grams = [dask.delayed(_corpus_stats.partition_gram)(p, weighted) for p in parts]
-        gram = dask.compute(_tree_sum(grams))[0]
-        _corpus_stats.apply_gram(embedder, gram)
-    return embedder
+        gram = _sum_over_partitions(_corpus_stats.partition_gram, texts, work)
+        _corpus_stats.apply_gram(work, gram)
+    return _corpus_stats.adopt(embedder, work)
 
 
 def embed_to_parquet(
@@ -555,10 +555,50 @@ def _check_missing(texts, where, offset=None):
     pos = int(missing[0])
     label = texts.index[pos]
     place = f"document {offset + pos}" if offset is not None else f"the document at index {label!r}"
-    raise ValueError(
-        f"{place} ({where}, row {pos} of it) is {texts.iloc[pos]!r} (missing); fill or drop "
-        f"missing texts before embedding ({len(missing)} in this partition)."
+    raise ValueError(_missing_message(place, where, pos, texts.iloc[pos], len(missing)))
+
+
+def _missing_message(place, where, pos, value, n_missing, before="embedding"):
+    return (
+        f"{place} ({where}, row {pos} of it) is {value!r} (missing); fill or drop missing "
+        f"texts before {before} ({n_missing} in this partition)."
     )
+
+
+class _MissingText(ValueError):
+    """A missing text found while fitting: ``args`` are the partition, row, value, count.
+
+    Raised on a worker, where the partition's offset in the collection is
+    unknown; :func:`_sum_over_partitions` turns it into the message.
+    """
+
+
+def _partition_statistics(statistics, texts, embedder, number):
+    """``statistics(texts, embedder)`` of partition ``number``, which must have no missing text."""
+    missing = np.flatnonzero(pd.isna(texts.to_numpy(dtype=object)))
+    if len(missing):
+        pos = int(missing[0])
+        raise _MissingText(number, pos, texts.iloc[pos], len(missing))
+    return statistics(texts, embedder)
+
+
+def _sum_over_partitions(statistics, texts, embedder):
+    """The sum of ``statistics`` over the partitions of ``texts``, computed on the workers."""
+    spec = _in_graph(embedder)
+    parts = texts.to_delayed()
+    tasks = [
+        dask.delayed(_partition_statistics)(statistics, part, spec, i)
+        for i, part in enumerate(parts)
+    ]
+    try:
+        return dask.compute(_tree_sum(tasks))[0]
+    except _MissingText as err:
+        number, pos, value, n_missing = err.args
+        # Counted only now, to name the document: the earlier partitions' lengths.
+        offset = int(sum(texts.partitions[:number].map_partitions(len).compute())) if number else 0
+        place = f"document {offset + pos}"
+        message = _missing_message(place, f"partition {number}", pos, value, n_missing, "fitting")
+        raise ValueError(message) from None
 
 
 def _ready_on_worker(estimator, worker=None):

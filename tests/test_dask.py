@@ -21,6 +21,7 @@ distributed = pytest.importorskip("distributed")
 pd = pytest.importorskip("pandas")
 pytest.importorskip("pyarrow")
 import cloudpickle  # a dependency of distributed
+import dask
 import pyarrow.parquet as pq
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -155,6 +156,39 @@ def test_fit_from_dask_equals_fit(client, sms, texts, params):
         else:
             assert got == value, name
     np.testing.assert_allclose(fitted.transform(docs), expected.transform(docs), atol=1e-5)
+
+
+@pytest.mark.parametrize("weighting", ["tfidf", "sif"])
+def test_fit_that_fails_keeps_the_previous_fit_whole(sms, monkeypatch, weighting):
+    from sklearn.exceptions import NotFittedError
+
+    from embedxfer.text import _corpus_stats
+
+    docs, _ = sms
+    texts = dd.from_pandas(pd.Series(docs[:600], name="text"), npartitions=3)
+    probe = docs[1000:1010]
+
+    def interrupted(*args, **kwargs):  # Ctrl-C (or a worker error) in the last pass
+        raise KeyboardInterrupt
+
+    last_pass = "partition_gram" if weighting == "sif" else "partition_counts"
+    with dask.config.set(scheduler="synchronous"):
+        embedder = edask.fit(WordVectorEmbedder(weighting=weighting), texts)
+        vectors = embedder.transform(probe)
+        state = copy.deepcopy(vars(embedder))
+        fresh = WordVectorEmbedder(weighting=weighting)
+        other = dd.from_pandas(pd.Series(docs[600:900], name="text"), npartitions=3)
+        with monkeypatch.context() as patch:
+            patch.setattr(_corpus_stats, last_pass, interrupted)
+            for target in (embedder, fresh):
+                with pytest.raises(KeyboardInterrupt):
+                    edask.fit(target, other)
+    assert vars(embedder).keys() == state.keys()
+    np.testing.assert_array_equal(embedder.weights_, state["weights_"])
+    np.testing.assert_array_equal(embedder.components_, state["components_"])
+    np.testing.assert_array_equal(embedder.transform(probe), vectors)
+    with pytest.raises(NotFittedError):
+        fresh.transform(probe)
 
 
 def test_minilm_on_workers_device_resolved_there(client, sms):
@@ -591,3 +625,5 @@ def test_missing_document_named_at_its_place_in_the_collection(client, sms, tmp_
         edask.transform(embedder, series).compute()
     with pytest.raises(ValueError, match=r"document 450 .*missing"):
         edask.embed_to_parquet(embedder, series, tmp_path)
+    with pytest.raises(ValueError, match=r"^document 450 \(partition 2, row 50 of it\) is <NA>"):
+        edask.fit(WordVectorEmbedder(weighting="tfidf"), series)
