@@ -39,8 +39,9 @@ from pathlib import Path
 import numpy as np
 
 from ._core.artefact import RECORD_FIELDS, file_problem, file_record
-from ._core.atomic import atomic_path, write_text_atomic
+from ._core.atomic import process_alive, write_text_atomic
 from ._core.embedder import embedders_within
+from ._core.locks import LockHeldError, held_lock
 from ._core.optional import install_hint
 from ._core.param_validation import validate_params
 from .exceptions import ModelUnavailableError, OutputFolderError
@@ -65,10 +66,17 @@ __all__ = [
 ]
 
 MANIFEST = "_embedxfer.json"
+# Held by the run writing the folder (Parquet readers skip names starting with "_").
+LOCK = "_embedxfer.lock"
 # Key of the job fingerprint in each part file's Parquet metadata.
 _JOB_KEY = b"embedxfer.job"
 # Longest embedder description kept in a part file's metadata.
 _MAX_MODEL_CHARS = 500
+
+# This machine, in the names of part temporaries (whose process is judged alive only here).
+_HOST = hashlib.sha256(socket.gethostname().encode()).hexdigest()[:8]
+# Age at which another machine's part temporary is taken to be orphaned.
+_ORPHAN_AGE = 24 * 3600
 
 # Estimators already prepared in this process (deserialised once per worker).
 _READY = weakref.WeakSet()
@@ -222,6 +230,8 @@ def fit(embedder, data, *, column=None):
     ----------
     embedder : WordVectorEmbedder
         Fitted in place (its vectors are loaded here too, for their shape).
+        A fit that fails or is interrupted leaves it as it was: its previous
+        fit whole, or unfitted.
     data : dask Series, DataFrame or Bag
         The training texts; a DataFrame needs ``column``.
     column : str, default=None
@@ -252,20 +262,18 @@ def fit(embedder, data, *, column=None):
             "corpus: fit them on a few documents."
         )
     texts = _texts(data, column)
-    parts = texts.to_delayed()
     validate_params(embedder)
-    _corpus_stats.start_fit(embedder)  # tokenising needs the resolved settings
-    spec = _in_graph(embedder)
-    counted = [dask.delayed(_corpus_stats.partition_counts)(p, spec) for p in parts]
-    stats = dask.compute(_tree_sum(counted))[0]
-    _corpus_stats.apply_counts(embedder, stats)
-    if _corpus_stats.needs_gram(embedder):
+    # Fitted on a copy handed over at the end: a fit that fails or is
+    # interrupted leaves the embedder's previous fit whole (or it unfitted).
+    work = _corpus_stats.working_copy(embedder)
+    _corpus_stats.start_fit(work)  # tokenising needs the resolved settings
+    stats = _sum_over_partitions(_corpus_stats.partition_counts, texts, work)
+    _corpus_stats.apply_counts(work, stats)
+    if _corpus_stats.needs_gram(work):
         # The weights are final now: pool with them, on the workers.
-        weighted = _in_graph(embedder)
-        grams = [dask.delayed(_corpus_stats.partition_gram)(p, weighted) for p in parts]
-        gram = dask.compute(_tree_sum(grams))[0]
-        _corpus_stats.apply_gram(embedder, gram)
-    return embedder
+        gram = _sum_over_partitions(_corpus_stats.partition_gram, texts, work)
+        _corpus_stats.apply_gram(work, gram)
+    return _corpus_stats.adopt(embedder, work)
 
 
 def embed_to_parquet(
@@ -279,12 +287,17 @@ def embed_to_parquet(
     (``embedxfer.model``: the job's ``"model"`` entry, else the embedder's
     repr) and the embedxfer version; the job manifest
     ``folder/_embedxfer.json`` records each finished part's size, checksum
-    and row count. A rerun with the same job and folder skips the parts
-    whose file matches its record: after a crash, a killed worker or Ctrl-C
-    only the others are redone. A file in the way that this job did not
-    write (an input, another job's part) is never overwritten. ``folder`` must be visible to
-    every worker under the same path (local disk for a ``LocalCluster``, a
-    shared file system on a real cluster).
+    and row count as it finishes. A rerun with the same job and folder skips
+    the parts whose file matches its record: after a crash, a killed worker
+    or Ctrl-C only the others are redone. The job includes the input: each
+    run reads it once to count and digest every partition (texts and ids),
+    so another input is refused, naming the first partition that differs. A
+    file in the way that this job did not write (an input, another job's
+    part) is never overwritten. One run at a time writes a folder (a lock
+    on ``folder/_embedxfer.lock``); a second one is refused, naming the
+    first. ``folder`` must be visible to every worker under the same path
+    (local disk for a ``LocalCluster``, a shared file system on a real
+    cluster).
 
     Parameters
     ----------
@@ -300,9 +313,10 @@ def embed_to_parquet(
         A column of ``data`` written beside the vectors; by default a
         ``row`` column with each document's position in ``data``.
     job : dict, default=None
-        What identifies the job beside the embedder (e.g. input files);
-        kept in ``folder/_embedxfer.json``: a folder holding another job's
-        output is refused rather than mixed.
+        What identifies the job beside the embedder and the input's content
+        (e.g. the input files' names and dates); kept in
+        ``folder/_embedxfer.json``: a folder holding another job's output is
+        refused rather than mixed.
     client : distributed.Client, default=None
         Default: the current client, or Dask's local scheduler if none.
     progress : callable, default=None
@@ -330,31 +344,39 @@ def _embed_to_parquet(embedder, data, folder, column, id_column, job, client, pr
     folder.mkdir(parents=True, exist_ok=True)
     if id_column is not None and not hasattr(data, "columns"):
         raise ValueError("id_column needs a DataFrame holding that column.")
+    try:
+        with held_lock(folder / LOCK):
+            return _run_job(embedder, data, folder, column, id_column, job, client, progress)
+    except LockHeldError as err:
+        raise OutputFolderError(
+            f"{folder} is being written by another embed_to_parquet run ({err}); wait for "
+            "it to finish, or write elsewhere."
+        ) from None
+
+
+def _run_job(embedder, data, folder, column, id_column, job, client, progress):
+    """Write the parts ``folder``'s manifest does not prove written; the run's summary."""
     frame = _frame(data, column, id_column)
     parts = frame.to_delayed()
+    lengths, digests = _input_identity(parts)
     job_record = {
         "embedder": _fingerprint(embedder),
         "features": [str(n) for n in _feature_names(embedder)],
         "n_partitions": len(parts),
         "id_column": id_column,
         "job": job,
+        "lengths": lengths,
+        "input": digests,
     }
     job_record = json.loads(json.dumps(job_record))
     job_id = _job_fingerprint(job_record)
     manifest = _read_manifest(folder)
     if manifest is not None:
-        if manifest.get("job_id") != job_id:
-            raise OutputFolderError(
-                f"{folder} holds the output of another embedding job (other input, model or "
-                "options); write to an empty folder or delete that one first."
-            )
-        lengths = manifest["lengths"]
+        _check_same_job(folder, manifest, job_record, job_id)
     else:
-        lengths = [int(n) for n in frame.map_partitions(len).compute()]
-        manifest = {**job_record, "job_id": job_id, "lengths": lengths, "parts": {}}
+        manifest = {**job_record, "job_id": job_id, "parts": {}}
         _write_json(folder / MANIFEST, manifest)
-    for stale in folder.glob(".part-*.tmp"):
-        stale.unlink(missing_ok=True)
+    _remove_orphaned_temporaries(folder)
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(int).tolist()
     records = manifest["parts"]
     todo = [i for i in range(len(parts)) if not _complete(folder, i, records.get(str(i)))]
@@ -378,42 +400,52 @@ def _embed_to_parquet(embedder, data, folder, column, id_column, job, client, pr
     started = time.perf_counter()
     recorder = _PartRecorder(folder / MANIFEST, manifest, todo)
     results = []
-    try:
-        if client is None:
-            results = list(dask.compute(*tasks))
-            for i, result in zip(todo, results):
-                recorder.add(i, result)
-        else:
-            from distributed import as_completed
 
-            futures = client.compute(tasks)
-            index_of = {id(f): i for f, i in zip(futures, todo)}
-            for future in as_completed(futures, loop=client.loop):
-                result = future.result()
-                recorder.add(index_of[id(future)], result)
-                results.append(result)
-                if progress is not None:
-                    documents = sum(r["rows"] for r in results)
-                    progress(
-                        skipped + len(results),
-                        len(parts),
-                        documents,
-                        time.perf_counter() - started,
-                    )
+    def finished(i, result):
+        recorder.add(i, result)
+        results.append(result)
+        if progress is not None:
+            documents = sum(r["rows"] for r in results)
+            progress(skipped + len(results), len(parts), documents, time.perf_counter() - started)
+
+    try:
+        _compute_parts(tasks, todo, client, finished)
     finally:
         recorder.flush()
-    documents = sum(r["rows"] for r in results)
-    n_empty = sum(r["n_empty"] for r in results)
-    if client is None and progress is not None:
-        progress(len(parts), len(parts), documents, time.perf_counter() - started)
     return {
         "n_partitions": len(parts),
         "written": len(todo),
         "skipped": skipped,
-        "documents": documents,
-        "n_empty": n_empty,
+        "documents": sum(r["rows"] for r in results),
+        "n_empty": sum(r["n_empty"] for r in results),
         "seconds": time.perf_counter() - started,
     }
+
+
+def _compute_parts(tasks, todo, client, finished):
+    """Compute the part-writing ``tasks``; ``finished(i, result)`` as each part is written.
+
+    Each part is reported as it finishes, on a cluster and on Dask's local
+    schedulers alike, so an interruption keeps the record of those done.
+    """
+    if client is not None:
+        from distributed import as_completed
+
+        futures = client.compute(tasks)
+        index_of = {id(f): i for f, i in zip(futures, todo)}
+        for future in as_completed(futures, loop=client.loop):
+            finished(index_of[id(future)], future.result())
+        return
+    from dask.callbacks import Callback
+
+    index_of = {task.key: i for task, i in zip(tasks, todo)}
+
+    def posttask(key, result, dsk, state, worker_id):
+        if key in index_of:
+            finished(index_of[key], result)
+
+    with Callback(posttask=posttask):
+        dask.compute(*tasks)
 
 
 def local_cluster(n_workers=None, **kwargs):
@@ -537,14 +569,30 @@ def _write_partition(frame, estimator, path, offset, id_column, metadata):
     table = pa.Table.from_arrays(columns, names=[id_name] + names)
     table = table.replace_schema_metadata(metadata)
     path = Path(path)
-    with atomic_path(path, unique=True) as tmp:
+    tmp = _part_temporary(path)
+    try:
         pq.write_table(table, tmp)
         record = file_record(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return {
         **record,
         "rows": len(texts),
         "n_empty": int(np.count_nonzero(~vectors.any(axis=1))),
     }
+
+
+def _partition_identity(frame):
+    """Row count and digest of one partition's texts (and ids), equal in every process."""
+    # hash_pandas_object hashes a string's characters, whatever the string dtype.
+    hashes = pd.util.hash_pandas_object(frame, index=False).to_numpy()
+    return len(frame), hashlib.sha256(hashes.tobytes()).hexdigest()[:32]
+
+
+def _part_temporary(path):
+    """``.part-00000.parquet.<pid>.<host>.<random>.tmp``: whose it is, to judge an orphan."""
+    return path.with_name(f".{path.name}.{os.getpid()}.{_HOST}.{uuid.uuid4().hex[:8]}.tmp")
 
 
 def _check_missing(texts, where, offset=None):
@@ -555,10 +603,50 @@ def _check_missing(texts, where, offset=None):
     pos = int(missing[0])
     label = texts.index[pos]
     place = f"document {offset + pos}" if offset is not None else f"the document at index {label!r}"
-    raise ValueError(
-        f"{place} ({where}, row {pos} of it) is {texts.iloc[pos]!r} (missing); fill or drop "
-        f"missing texts before embedding ({len(missing)} in this partition)."
+    raise ValueError(_missing_message(place, where, pos, texts.iloc[pos], len(missing)))
+
+
+def _missing_message(place, where, pos, value, n_missing, before="embedding"):
+    return (
+        f"{place} ({where}, row {pos} of it) is {value!r} (missing); fill or drop missing "
+        f"texts before {before} ({n_missing} in this partition)."
     )
+
+
+class _MissingText(ValueError):
+    """A missing text found while fitting: ``args`` are the partition, row, value, count.
+
+    Raised on a worker, where the partition's offset in the collection is
+    unknown; :func:`_sum_over_partitions` turns it into the message.
+    """
+
+
+def _partition_statistics(statistics, texts, embedder, number):
+    """``statistics(texts, embedder)`` of partition ``number``, which must have no missing text."""
+    missing = np.flatnonzero(pd.isna(texts.to_numpy(dtype=object)))
+    if len(missing):
+        pos = int(missing[0])
+        raise _MissingText(number, pos, texts.iloc[pos], len(missing))
+    return statistics(texts, embedder)
+
+
+def _sum_over_partitions(statistics, texts, embedder):
+    """The sum of ``statistics`` over the partitions of ``texts``, computed on the workers."""
+    spec = _in_graph(embedder)
+    parts = texts.to_delayed()
+    tasks = [
+        dask.delayed(_partition_statistics)(statistics, part, spec, i)
+        for i, part in enumerate(parts)
+    ]
+    try:
+        return dask.compute(_tree_sum(tasks))[0]
+    except _MissingText as err:
+        number, pos, value, n_missing = err.args
+        # Counted only now, to name the document: the earlier partitions' lengths.
+        offset = int(sum(texts.partitions[:number].map_partitions(len).compute())) if number else 0
+        place = f"document {offset + pos}"
+        message = _missing_message(place, f"partition {number}", pos, value, n_missing, "fitting")
+        raise ValueError(message) from None
 
 
 def _ready_on_worker(estimator, worker=None):
@@ -673,6 +761,64 @@ def _part_path(folder, i):
 def _job_fingerprint(job_record):
     blob = json.dumps(job_record, sort_keys=True).encode("utf-8")
     return hashlib.sha256(blob).hexdigest()
+
+
+def _input_identity(parts):
+    """Each partition's row count, and each one's digest (:func:`_partition_identity`)."""
+    identities = dask.compute(*[dask.delayed(_partition_identity)(p) for p in parts])
+    return [int(n) for n, _ in identities], [digest for _, digest in identities]
+
+
+def _check_same_job(folder, manifest, job_record, job_id):
+    """Refuse a folder holding another job's output, naming another input as such."""
+    if manifest.get("job_id") == job_id:
+        return
+    difference = _input_difference(manifest, job_record["lengths"], job_record["input"])
+    if difference is not None:
+        raise OutputFolderError(
+            f"{folder} holds the vectors of another input ({difference}); write to an empty "
+            "folder or delete that one first."
+        )
+    raise OutputFolderError(
+        f"{folder} holds the output of another embedding job (other model or options); "
+        "write to an empty folder or delete that one first."
+    )
+
+
+def _input_difference(manifest, lengths, digests):
+    """How the input ``manifest`` records differs from this one, or None when it does not."""
+    recorded = manifest.get("input")
+    if not isinstance(recorded, list):
+        return "its manifest records no digest of its input"
+    if len(recorded) != len(digests):
+        return f"{len(recorded)} partitions there, {len(digests)} now"
+    pairs = zip(manifest["lengths"], lengths, recorded, digests)
+    for i, (rows_there, rows, digest_there, digest) in enumerate(pairs):
+        if rows_there != rows:
+            return f"partition {i} had {rows_there} documents, {rows} now"
+        if digest_there != digest:
+            return f"partition {i} holds other documents"
+    return None
+
+
+def _remove_orphaned_temporaries(folder):
+    """Delete part temporaries whose writer is gone; a running writer's are kept.
+
+    A writer on this machine is gone when its process is; one on another
+    machine (a shared file system) cannot be checked, so its temporaries go
+    once they are a day old.
+    """
+    now = time.time()
+    for tmp in Path(folder).glob(".part-*.tmp"):
+        fields = tmp.name.split(".")  # "", part-00000, parquet, pid, host, random, tmp
+        pid = int(fields[3]) if len(fields) == 7 and fields[3].isdigit() else None
+        here = pid is not None and fields[4] == _HOST
+        try:
+            old = now - tmp.stat().st_mtime > _ORPHAN_AGE
+        except OSError:  # renamed or removed by its writer meanwhile
+            continue
+        if old or (here and pid != os.getpid() and not process_alive(pid)):
+            tmp.unlink(missing_ok=True)
 
 
 def _complete(folder, i, record):

@@ -105,3 +105,28 @@ def test_partial_fit_rejects_bad_input_like_fit():
         ValueError, match="'weighting' parameter of WordVectorEmbedder .*Got 'bm25'"
     ):
         WordVectorEmbedder(weighting="bm25").partial_fit(["fine"])
+
+
+def test_partial_fit_interrupted_midway_counts_the_retried_batch_once(docs, monkeypatch):
+    from sklearn.exceptions import NotFittedError
+
+    from embedxfer.text import _corpus_stats
+
+    params = {"weighting": "sif", "word_frequency": "corpus"}
+    clean = _partial(params, docs[:2000], batch=1000)
+    embedder = WordVectorEmbedder(**params).partial_fit(docs[:1000])
+    fresh = WordVectorEmbedder(**params)
+
+    def interrupted(*args, **kwargs):  # Ctrl-C in the Gram pass, after the counts
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as patch:
+        patch.setattr(_corpus_stats, "partition_gram", interrupted)
+        for target in (embedder, fresh):
+            with pytest.raises(KeyboardInterrupt):
+                target.partial_fit(docs[1000:2000])
+    with pytest.raises(NotFittedError):
+        fresh.transform(docs[:2])
+    embedder.partial_fit(docs[1000:2000])  # the retry
+    assert embedder._partial_fit_state["counts"].n_docs == 2000
+    _assert_same_state(_fitted_state(embedder), _fitted_state(clean))

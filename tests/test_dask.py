@@ -21,6 +21,7 @@ distributed = pytest.importorskip("distributed")
 pd = pytest.importorskip("pandas")
 pytest.importorskip("pyarrow")
 import cloudpickle  # a dependency of distributed
+import dask
 import pyarrow.parquet as pq
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -157,6 +158,39 @@ def test_fit_from_dask_equals_fit(client, sms, texts, params):
     np.testing.assert_allclose(fitted.transform(docs), expected.transform(docs), atol=1e-5)
 
 
+@pytest.mark.parametrize("weighting", ["tfidf", "sif"])
+def test_fit_that_fails_keeps_the_previous_fit_whole(sms, monkeypatch, weighting):
+    from sklearn.exceptions import NotFittedError
+
+    from embedxfer.text import _corpus_stats
+
+    docs, _ = sms
+    texts = dd.from_pandas(pd.Series(docs[:600], name="text"), npartitions=3)
+    probe = docs[1000:1010]
+
+    def interrupted(*args, **kwargs):  # Ctrl-C (or a worker error) in the last pass
+        raise KeyboardInterrupt
+
+    last_pass = "partition_gram" if weighting == "sif" else "partition_counts"
+    with dask.config.set(scheduler="synchronous"):
+        embedder = edask.fit(WordVectorEmbedder(weighting=weighting), texts)
+        vectors = embedder.transform(probe)
+        state = copy.deepcopy(vars(embedder))
+        fresh = WordVectorEmbedder(weighting=weighting)
+        other = dd.from_pandas(pd.Series(docs[600:900], name="text"), npartitions=3)
+        with monkeypatch.context() as patch:
+            patch.setattr(_corpus_stats, last_pass, interrupted)
+            for target in (embedder, fresh):
+                with pytest.raises(KeyboardInterrupt):
+                    edask.fit(target, other)
+    assert vars(embedder).keys() == state.keys()
+    np.testing.assert_array_equal(embedder.weights_, state["weights_"])
+    np.testing.assert_array_equal(embedder.components_, state["components_"])
+    np.testing.assert_array_equal(embedder.transform(probe), vectors)
+    with pytest.raises(NotFittedError):
+        fresh.transform(probe)
+
+
 def test_minilm_on_workers_device_resolved_there(client, sms):
     pytest.importorskip("sentence_transformers")
     from embedxfer import SentenceEmbedder
@@ -261,6 +295,25 @@ def _read_parts(folder):
     return pd.concat([pd.read_parquet(p) for p in parts], ignore_index=True)
 
 
+def _ended_pid():
+    """The id of a process that has ended."""
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    child.wait()
+    return child.pid
+
+
+def _part_temporary(folder, i, pid, host=None):
+    return folder / f".part-{i:05d}.parquet.{pid}.{host or edask._HOST}.deadbeef.tmp"
+
+
+@pytest.fixture
+def local_scheduler(monkeypatch):
+    """Dask's synchronous scheduler even while the module's cluster runs."""
+    monkeypatch.setattr(edask, "_current_client", lambda: None)
+    with dask.config.set(scheduler="synchronous"):
+        yield
+
+
 def test_embed_to_parquet_writes_every_partition_and_resumes(client, sms, texts, tmp_path):
     docs, _ = sms
     embedder = WordVectorEmbedder().fit(docs)
@@ -278,7 +331,7 @@ def test_embed_to_parquet_writes_every_partition_and_resumes(client, sms, texts,
 
     # A crash left partition 3 missing and a stale temporary file: only 3 is redone.
     (tmp_path / "part-00003.parquet").unlink()
-    (tmp_path / ".part-00005.deadbeef.tmp").write_bytes(b"partial")
+    _part_temporary(tmp_path, 5, _ended_pid()).write_bytes(b"partial")
     again = edask.embed_to_parquet(embedder, texts, tmp_path)
     assert (again["written"], again["skipped"]) == (1, 7)
     assert not list(tmp_path.glob("*.tmp"))
@@ -591,3 +644,76 @@ def test_missing_document_named_at_its_place_in_the_collection(client, sms, tmp_
         edask.transform(embedder, series).compute()
     with pytest.raises(ValueError, match=r"document 450 .*missing"):
         edask.embed_to_parquet(embedder, series, tmp_path)
+    with pytest.raises(ValueError, match=r"^document 450 \(partition 2, row 50 of it\) is <NA>"):
+        edask.fit(WordVectorEmbedder(weighting="tfidf"), series)
+
+
+def test_another_input_into_the_same_folder_is_refused_by_name(sms, tmp_path, local_scheduler):
+    docs, _ = sms
+    embedder = WordVectorEmbedder().fit(docs[:10])
+    pd.DataFrame({"text": docs[:400]}).to_csv(tmp_path / "a.csv", index=False)
+    out = tmp_path / "vectors"
+    first = edask.embed_to_parquet(embedder, dd.read_csv(tmp_path / "a.csv", blocksize=8000), out)
+    assert first["written"] > 1
+    # the same file read again is the same input: nothing to redo
+    again = edask.embed_to_parquet(embedder, dd.read_csv(tmp_path / "a.csv", blocksize=8000), out)
+    assert (again["written"], again["skipped"]) == (0, first["written"])
+    same_rows = dd.from_pandas(pd.Series(docs[400:800], name="text"), npartitions=2)
+    fewer = dd.from_pandas(pd.Series(docs[:300], name="text"), npartitions=2)
+    out = tmp_path / "series"
+    edask.embed_to_parquet(embedder, dd.from_pandas(pd.Series(docs[:400]), npartitions=2), out)
+    with pytest.raises(edask.OutputFolderError, match=r"another input \(partition 0 holds other"):
+        edask.embed_to_parquet(embedder, same_rows, out)
+    with pytest.raises(edask.OutputFolderError, match=r"partition 0 had 200 documents, 150 now"):
+        edask.embed_to_parquet(embedder, fewer, out)
+    np.testing.assert_array_equal(_read_parts(out)["row"], np.arange(400))
+
+
+def test_local_scheduler_interrupted_keeps_the_finished_parts(sms, tmp_path, local_scheduler):
+    docs, _ = sms
+    series = dd.from_pandas(pd.Series(docs[:800], name="text"), npartitions=4)
+    embedder = WordVectorEmbedder().fit(docs[:10])
+    transform, calls = WordVectorEmbedder.transform, []
+
+    def interrupted_in_the_third(self, X):
+        calls.append(len(X))
+        if len(calls) == 3:
+            raise KeyboardInterrupt
+        return transform(self, X)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(WordVectorEmbedder, "transform", interrupted_in_the_third)
+        with pytest.raises(KeyboardInterrupt):
+            edask.embed_to_parquet(embedder, series, tmp_path)
+    manifest = json.loads((tmp_path / "_embedxfer.json").read_text())
+    assert len(manifest["parts"]) == 2  # the two parts written before the interruption
+    seen = []
+    again = edask.embed_to_parquet(embedder, series, tmp_path, progress=lambda *a: seen.append(a))
+    assert (again["written"], again["skipped"]) == (2, 2)
+    assert [s[0] for s in seen] == [3, 4]
+    np.testing.assert_array_equal(_read_parts(tmp_path)["row"], np.arange(800))
+
+
+def test_a_run_at_once_with_another_is_refused_and_live_temporaries_are_kept(
+    sms, tmp_path, local_scheduler
+):
+    from embedxfer._core.locks import held_lock
+
+    docs, _ = sms
+    series = dd.from_pandas(pd.Series(docs[:400], name="text"), npartitions=2)
+    embedder = WordVectorEmbedder().fit(docs[:10])
+    busy = rf"being written by another .*pid {os.getpid()} on"
+    # another run writing the folder
+    with held_lock(tmp_path / edask.LOCK), pytest.raises(edask.OutputFolderError, match=busy):
+        edask.embed_to_parquet(embedder, series, tmp_path)
+    assert not list(tmp_path.glob("part-*"))
+    live = _part_temporary(tmp_path, 0, 1)  # pid 1 runs as long as the machine does
+    dead = _part_temporary(tmp_path, 1, _ended_pid())
+    remote = _part_temporary(tmp_path, 0, 1, host="0ther0st")
+    remote_old = _part_temporary(tmp_path, 1, 1, host="0ther0st")
+    for tmp in (live, dead, remote, remote_old):
+        tmp.write_bytes(b"in flight")
+    os.utime(remote_old, (time.time() - 2 * 86400,) * 2)
+    summary = edask.embed_to_parquet(embedder, series, tmp_path)
+    assert summary["written"] == 2
+    assert sorted(tmp_path.glob(".part-*.tmp")) == sorted([live, remote])

@@ -84,6 +84,25 @@ def _compact(dense):
 # -- the steps of a fit -----------------------------------------------------------------
 
 
+def working_copy(embedder):
+    """A copy of ``embedder`` sharing its values, to fit in place of it.
+
+    A fit changes the copy's attributes and :func:`adopt` hands them over at
+    the end: an error or Ctrl-C midway leaves the embedder as it was (its
+    previous fit whole, or unfitted). Every step here replaces an attribute,
+    never changes a shared value in place.
+    """
+    work = object.__new__(type(embedder))
+    work.__dict__.update(vars(embedder))
+    return work
+
+
+def adopt(embedder, work):
+    """Give ``embedder`` the state of its :func:`working_copy` ``work`` in one assignment."""
+    embedder.__dict__ = vars(work)
+    return embedder
+
+
 def start_fit(embedder):
     """Check the tokenizer and vectors and set the fitted state that needs no corpus.
 
@@ -174,21 +193,27 @@ def apply_gram(embedder, stats):
 
 
 def partial_fit(embedder, X):
-    """One incremental step of ``WordVectorEmbedder.partial_fit``."""
+    """One incremental step of ``WordVectorEmbedder.partial_fit``, all of it or nothing.
+
+    A step interrupted midway (say in the Gram pass) leaves the embedder and
+    its running sums as before the batch, so retrying the batch counts it once.
+    """
     docs = check_documents(X)
     state = embedder.__dict__.get("_partial_fit_state")
     if state is not None:
         embedder._check_params_unchanged()
-    else:
-        start_fit(embedder)
-        d = embedder.vector_size_
+    work = working_copy(embedder)
+    if state is None:
+        start_fit(work)
+        d = work.vector_size_
         state = {"counts": CorpusStatistics(), "gram": GramStatistics(np.zeros((d, d)), 0)}
-    state["counts"] = state["counts"] + partition_counts(docs, embedder)
-    apply_counts(embedder, state["counts"])
-    if needs_gram(embedder):
+    counts = state["counts"] + partition_counts(docs, work)
+    apply_counts(work, counts)
+    gram = state["gram"]
+    if needs_gram(work):
         # Pools with the weights known now (exact when they do not depend on
         # the corpus; see the module docstring).
-        state["gram"] = state["gram"] + partition_gram(docs, embedder)
-        apply_gram(embedder, state["gram"])
-    embedder._partial_fit_state = state
-    return embedder
+        gram = gram + partition_gram(docs, work)
+        apply_gram(work, gram)
+    work._partial_fit_state = {"counts": counts, "gram": gram}
+    return adopt(embedder, work)
