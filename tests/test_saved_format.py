@@ -315,6 +315,49 @@ def test_config_and_weights_of_two_saves_are_refused(saved, small_glove, tmp_pat
     assert SequenceClassifier.load(other_folder).predict(texts[:2]).shape == (2,)
 
 
+@pytest.mark.parametrize("stop", ["while writing", "at the renames"])
+def test_a_save_interrupted_over_an_earlier_one_keeps_the_earlier_pair(
+    saved, small_glove, tmp_path, monkeypatch, stop
+):
+    from embedxfer._torch import persistence
+
+    folder, texts, expected = saved
+    kept = _copy(saved, tmp_path)
+    other = SequenceClassifier(
+        vectors=small_glove, architecture="cnn", hidden_size=8, epochs=2, random_state=1
+    ).fit(texts, SequenceClassifier.load(folder).predict(texts))
+    if stop == "while writing":  # Ctrl-C once the new weights are written, before the config
+
+        def interrupted(path):
+            raise KeyboardInterrupt
+
+        monkeypatch.setattr(persistence, "file_record", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            other.save(kept)
+    else:  # SIGTERM as the new weights are renamed in: it waits for the config
+        rename = os.replace
+
+        def replace_then_terminated(src, dst):
+            rename(src, dst)
+            if str(dst).endswith("model.safetensors"):
+                signal.raise_signal(signal.SIGTERM)
+
+        def terminated(signum, frame):
+            raise SystemExit(143)
+
+        monkeypatch.setattr(persistence.os, "replace", replace_then_terminated)
+        previous = signal.signal(signal.SIGTERM, terminated)
+        try:
+            with pytest.raises(SystemExit):
+                other.save(kept)
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        expected = other.predict_proba(texts)
+    loaded = SequenceClassifier.load(kept)
+    np.testing.assert_allclose(loaded.predict_proba(texts), expected, rtol=1e-5, atol=1e-6)
+    assert sorted(p.name for p in kept.iterdir()) == ["config.json", "model.safetensors"]
+
+
 class _Payload:
     def __reduce__(self):
         return (print, ("unpickled!",))

@@ -7,6 +7,8 @@ file under the real name.
 
 import glob
 import os
+import signal
+import threading
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -16,6 +18,7 @@ __all__ = [
     "process_alive",
     "remove_orphaned_temporaries",
     "replace_folder",
+    "signals_held",
     "temporary_path",
     "write_text_atomic",
 ]
@@ -65,6 +68,37 @@ def write_text_atomic(path, text, *, unique=False, encoding="utf-8"):
     """Write ``text`` to ``path`` through a temporary file and a rename."""
     with atomic_path(path, unique=unique) as tmp:
         tmp.write_text(text, encoding=encoding)
+
+
+@contextmanager
+def signals_held():
+    """Hold Ctrl-C and SIGTERM until the block ends, then act on the first one.
+
+    For the few renames that must all happen or none (a file and its
+    record, two files that belong together). The handlers are
+    swapped rather than the signals blocked: a signal may be taken by any
+    thread (torch's among them), but its Python handler runs in the main one.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+
+    def hold(signum, frame):
+        received.append(signum)
+
+    previous = {number: signal.signal(number, hold) for number in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, signal.SIG_DFL if handler is None else handler)
+        if received:
+            handler = previous[received[0]]
+            if callable(handler):
+                handler(received[0], None)
+            elif handler in (signal.SIG_DFL, None):
+                signal.raise_signal(received[0])
 
 
 def replace_folder(tmp, folder, *, done=None):

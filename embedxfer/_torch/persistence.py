@@ -24,7 +24,7 @@ import warnings
 import numpy as np
 
 from .._core.artefact import file_problem, file_record
-from .._core.atomic import atomic_path, write_text_atomic
+from .._core.atomic import signals_held, temporary_path
 from .._core.base import ParamsAddedLaterMixin
 from .._core.safe_files import open_regular_file, read_regular_file
 from ..exceptions import SavedModelError, SavedModelWarning
@@ -277,25 +277,34 @@ def config_digest(config):
 
 
 def write_folder(folder, config, tensors):
-    """Write ``config.json`` and ``model.safetensors`` into ``folder``, each atomically.
+    """Write ``config.json`` and ``model.safetensors`` into ``folder``, as one pair.
 
-    The weights go first, with the config's digest in their header; the
-    config goes last, with the weights' record, so a crash between the two
-    leaves a folder that is refused, not a mismatched pair that loads.
+    Both are written whole under temporary names first (the weights with the
+    config's digest in their header, the config with the weights' record),
+    then renamed in one after the other while Ctrl-C and SIGTERM wait. So an
+    interrupted save leaves the folder's earlier pair as it was; only a
+    crash between the two renames leaves a mismatched pair, which is refused.
     """
     from safetensors.torch import save_file
 
     os.makedirs(folder, exist_ok=True)
     weights_path = os.path.join(folder, WEIGHTS_NAME)
-    with atomic_path(weights_path) as tmp:
+    config_path = os.path.join(folder, CONFIG_NAME)
+    weights_tmp, config_tmp = temporary_path(weights_path), temporary_path(config_path)
+    try:
         save_file(
             {k: v.detach().to("cpu").contiguous() for k, v in tensors.items()},
-            str(tmp),
+            str(weights_tmp),
             metadata={CONFIG_DIGEST_KEY: config_digest(config)},
         )
-    config = {**config, FILES_KEY: {WEIGHTS_NAME: file_record(weights_path)}}
-    text = json.dumps(config, indent=2, sort_keys=True) + "\n"
-    write_text_atomic(os.path.join(folder, CONFIG_NAME), text)
+        config = {**config, FILES_KEY: {WEIGHTS_NAME: file_record(weights_tmp)}}
+        config_tmp.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", "utf-8")
+        with signals_held():
+            os.replace(weights_tmp, weights_path)
+            os.replace(config_tmp, config_path)
+    finally:
+        weights_tmp.unlink(missing_ok=True)
+        config_tmp.unlink(missing_ok=True)
 
 
 def read_folder(folder, estimator_class):

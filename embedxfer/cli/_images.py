@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from .._core.atomic import remove_orphaned_temporaries, temporary_path
+from .._core.atomic import remove_orphaned_temporaries, signals_held, temporary_path
 from ..image._models import DEFAULT_IMAGE_MODEL
 from ._errors import CLIError
 from ._model_names import DEMO_MODELS
-from ._output import open_writer, require_writer, signals_held
+from ._output import open_writer, require_writer
 from ._progress import Progress, format_rate
 from ._report import write_json
 

@@ -1,9 +1,6 @@
 """``embed``'s output files: checked before the work, written atomically chunk by chunk."""
 
-import contextlib
 import os
-import signal
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -46,36 +43,6 @@ def check_output_path(out, source, *, force):
         raise CLIError(
             f"output {out} exists; pass --force to overwrite it, or choose another name."
         )
-
-
-@contextlib.contextmanager
-def signals_held():
-    """Hold Ctrl-C and SIGTERM until the block ends, then act on the first one.
-
-    For the few renames that must all happen or none. The handlers are
-    swapped rather than the signals blocked: a signal may be taken by any
-    thread (torch's among them), but its Python handler runs in the main one.
-    """
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received = []
-
-    def hold(signum, frame):
-        received.append(signum)
-
-    previous = {number: signal.signal(number, hold) for number in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for number, handler in previous.items():
-            signal.signal(number, signal.SIG_DFL if handler is None else handler)
-        if received:
-            handler = previous[received[0]]
-            if callable(handler):
-                handler(received[0], None)
-            elif handler in (signal.SIG_DFL, None):
-                signal.raise_signal(received[0])
 
 
 def require_writer(kind):
