@@ -214,6 +214,47 @@ def test_truncation_counted_and_warned(mean_embedder):
     np.testing.assert_allclose(cut[0], same[0], atol=1e-5)
 
 
+@pytest.mark.parametrize("max_length", [8, 256])
+def test_long_texts_are_tokenised_only_as_far_as_max_length_needs(mean_embedder, max_length):
+    backend = mean_embedder._backend()
+    tokenizer = backend.tokenizer
+    rng = np.random.default_rng(0)
+    words = " ".join(TEXTS).split()
+    texts = [
+        *TEXTS,
+        " ".join(rng.choice(words, 30_000)),  # prose, far past the limit
+        " " * 30_000 + "hello world " * 400,  # a head of spaces holds no token
+        "x" * 50_000,  # one long word: no whitespace to cut at
+        "漢字かな交じり文" * 3_000,
+        "word\n" * 5_000,
+    ]
+
+    def whole_then_cut(texts):  # every text tokenised whole, as the tokenizer would
+        ids = tokenizer(texts, truncation=False, verbose=False)["input_ids"]
+        long = [i for i, row in enumerate(ids) if len(row) > max_length]
+        cut = tokenizer([texts[i] for i in long], truncation=True, max_length=max_length)
+        for i, row in zip(long, cut["input_ids"]):
+            ids[i] = row
+        return ids, len(long)
+
+    expected = whole_then_cut(texts)
+    calls = []
+    real_call = type(tokenizer).__call__
+
+    def spy(self, batch, *args, **kwargs):
+        calls.append([len(text) for text in batch])
+        return real_call(self, batch, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(type(tokenizer), "__call__", spy)
+        got = backend.tokenize(texts, max_length)
+    assert got == expected
+    # The first pass reads heads of at most 16 characters per token of
+    # max_length; the long prose is never tokenised whole.
+    assert max(calls[0]) <= 16 * max_length
+    assert len(texts[len(TEXTS)]) not in {n for call in calls for n in call}
+
+
 def test_no_warning_without_truncation(mean_embedder):
     with warnings.catch_warnings():
         warnings.simplefilter("error")

@@ -171,6 +171,26 @@ def _one_line(err):
     return text if len(text) <= 120 else text[:117] + "..."
 
 
+# Characters read per token of ``max_length`` before a long text is tokenised:
+# English runs at 4-5 characters a token, so a head of 16 per token nearly
+# always holds enough; one that does not is read further.
+_CHARS_PER_TOKEN = 16
+
+
+def _text_head(text, budget):
+    """``text`` cut to at most ``budget`` characters, at a whitespace where there is one.
+
+    Tokenizers split words at whitespace first, so the head's tokens are the
+    whole text's first tokens. (A head without whitespace is one long word,
+    cut where the budget ends.)
+    """
+    if len(text) <= budget:
+        return text
+    head = text[:budget]
+    end = max(head.rfind(" "), head.rfind("\n"), head.rfind("\t"))
+    return head[:end] if end > 0 else head
+
+
 class EncoderBackend:
     """A loaded text encoder with the pieces the batched forward pass needs.
 
@@ -235,16 +255,31 @@ class EncoderBackend:
     def tokenize(self, texts, max_length):
         """Token ids per text (special tokens included) cut to ``max_length``.
 
-        Returns ``(ids, n_truncated)``. Texts are tokenised whole first so that
-        truncation can be counted; only the long ones are tokenised again with
-        the tokenizer's own truncation, so the ids are exactly the tokenizer's.
+        Returns ``(ids, n_truncated)``. A long text is read only as far as its
+        first ``max_length`` tokens need (:func:`_text_head`), so memory and
+        time stay bounded whatever its length; the ids of a text that is cut
+        come from the tokenizer's own truncation, so they are exactly the
+        tokenizer's.
         """
         with self._tokenizer_lock:
-            ids = self._whole_ids(texts)
+            budget = max_length * _CHARS_PER_TOKEN
+            heads = [_text_head(text, budget) for text in texts]
+            ids = self._whole_ids(heads)
+            # A head of mostly spaces may hold too few tokens to tell: read more of it.
+            short = [
+                i for i, row in enumerate(ids) if len(row) <= max_length and heads[i] != texts[i]
+            ]
+            while short:
+                budget *= 4
+                for i in short:
+                    heads[i] = _text_head(texts[i], budget)
+                for i, row in zip(short, self._whole_ids([heads[i] for i in short])):
+                    ids[i] = row
+                short = [i for i in short if len(ids[i]) <= max_length and heads[i] != texts[i]]
             long = [i for i, row in enumerate(ids) if len(row) > max_length]
             if long:
                 cut = self.tokenizer(
-                    [texts[i] for i in long],
+                    [heads[i] for i in long],
                     add_special_tokens=True,
                     truncation=True,
                     max_length=max_length,
