@@ -387,7 +387,12 @@ def _central_documents(membership, labels, index_of, embeddings, counts, scores,
         centres = scores
     centres = unit_rows(centres)
     if sp.issparse(unit):
-        closeness = np.asarray(unit.multiply(centres[rows]).sum(axis=1)).ravel()
+        # Each stored term times its document's centre at that term: O(stored
+        # terms), where centres[rows] would be a dense documents x terms array.
+        unit = sp.csr_matrix(unit)
+        doc_of = np.repeat(np.arange(n), np.diff(unit.indptr))
+        products = unit.data * centres[rows[doc_of], unit.indices]
+        closeness = np.bincount(doc_of, weights=products, minlength=n)
     else:
         closeness = np.einsum("ij,ij->i", unit, centres[rows])
     central = []
