@@ -388,6 +388,28 @@ def test_evaluate_csv_with_named_columns_and_several_classifiers(files, tmp_path
 
 
 @pytest.mark.slow
+def test_agglomerative_on_too_many_documents_is_refused_before_encoding(tmp_path, monkeypatch):
+    from embedxfer.cli import _clusterers
+
+    monkeypatch.setattr(_clusterers, "MAX_AGGLOMERATIVE_DOCUMENTS", 100)
+    args = ["evaluate", "--data", "sms_spam", "--max-docs", "200", "--task", "cluster"]
+    proc = run_cli(*args, "--estimators", "agglomerative", "--models", "tfidf", cwd=tmp_path)
+    assert_one_line_error(proc, "keeps every pairwise distance: 200 documents", "--max-docs 100")
+    assert "encoding" not in proc.stdout + proc.stderr
+
+
+def test_running_out_of_memory_is_one_line(tmp_path, monkeypatch):
+    from embedxfer.cli import _evaluate
+
+    def exhausted(*args, **kwargs):
+        raise MemoryError("Unable to allocate 5.96 GiB for an array with shape (799980000,)")
+
+    monkeypatch.setattr(_evaluate, "run_cluster", exhausted)
+    args = ["evaluate", "--data", "sms_spam", "--max-docs", "100", "--task", "cluster"]
+    proc = run_cli(*args, "--models", "tfidf", cwd=tmp_path)
+    assert_one_line_error(proc, "out of memory: Unable to allocate 5.96 GiB", "--max-docs")
+
+
 def test_evaluate_cluster(tmp_path):
     plot = tmp_path / "map.png"
     proc = run_cli(

@@ -4,6 +4,8 @@ import time
 
 import numpy as np
 
+from ._errors import CLIError
+
 CLUSTERERS = ("kmeans", "agglomerative", "hdbscan")
 
 
@@ -17,6 +19,23 @@ def lsa_vectors(texts, n_components=100, random_state=0):
     k = max(2, min(n_components, tfidf.shape[1] - 1, tfidf.shape[0] - 1))
     reduced = TruncatedSVD(n_components=k, random_state=random_state).fit_transform(tfidf)
     return normalize(reduced).astype(np.float32)
+
+
+# Ward's agglomerative clustering keeps every pairwise distance (n^2 / 2
+# float64 values, and as much again while merging): 20,000 documents need
+# about 3.6 GB. Beyond this, memory, not time, ends the run.
+MAX_AGGLOMERATIVE_DOCUMENTS = 20_000
+
+
+def check_cluster_size(estimators, n_documents):
+    """Refuse, before any encoding, a clusterer whose memory grows past bounds at this size."""
+    if "agglomerative" in estimators and n_documents > MAX_AGGLOMERATIVE_DOCUMENTS:
+        gib = n_documents * (n_documents - 1) / 2 * 8 * 2 / 2**30
+        raise CLIError(
+            f"--estimators agglomerative keeps every pairwise distance: {n_documents:,} "
+            f"documents need about {gib:.0f} GiB; pass --max-docs "
+            f"{MAX_AGGLOMERATIVE_DOCUMENTS} (or fewer), or use kmeans or hdbscan."
+        )
 
 
 def make_clusterer(name, n_clusters, n_samples, random_state=0):

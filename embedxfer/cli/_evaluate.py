@@ -14,7 +14,7 @@ from ._availability import check_available, missing_extra
 from ._classifiers import CLASSIFIERS, check_cv, describe_classifier, stratified_subsample
 from ._classify import run_classify
 from ._cluster import run_cluster
-from ._clusterers import CLUSTERERS
+from ._clusterers import CLUSTERERS, check_cluster_size
 from ._config import EvaluateConfig
 from ._encode import encode_corpus
 from ._errors import CLIError
@@ -139,6 +139,8 @@ def run_evaluation(config, model_names, *, max_docs, plot, curve_points=7, skip_
     if plot is not None:
         _check_plot(plot)
     sample = _load_sample(config, max_docs)
+    if config.task == "cluster":
+        check_cluster_size(estimators, len(sample.texts))
     splitter = check_cv(sample.y, config.cv) if config.task == "classify" else None
     _print_protocol(config, sample, estimators)
     sys.stdout.flush()

@@ -116,6 +116,16 @@ def main(argv=None):
     except Terminated:
         print("embedxfer: terminated", file=sys.stderr)
         return 143
+    except MemoryError as err:
+        if config.traceback:
+            raise
+        detail = " ".join(str(err).split())
+        print(
+            f"embedxfer: error: out of memory{': ' + detail if detail else ''}; work on fewer "
+            "documents (--max-docs) or in smaller batches (--batch-size, --chunk-size).",
+            file=sys.stderr,
+        )
+        return 1
     except Exception as err:
         if config.traceback or not is_user_error(err):
             raise
