@@ -255,6 +255,27 @@ def test_long_texts_are_tokenised_only_as_far_as_max_length_needs(mean_embedder,
     assert len(texts[len(TEXTS)]) not in {n for call in calls for n in call}
 
 
+def test_repeated_documents_are_encoded_once_and_come_back_identical(mean_embedder, monkeypatch):
+    backend = mean_embedder._backend()
+    rows = []
+    real_embed = type(backend).embed
+
+    def counting(self, batch, **kwargs):
+        rows.append(len(batch["input_ids"]))
+        return real_embed(self, batch, **kwargs)
+
+    monkeypatch.setattr(type(backend), "embed", counting)
+    long_doc = "word " * 300
+    docs = ["", "a film", "", long_doc, "a film", "", long_doc, "a much longer sentence"] * 5
+    with pytest.warns(UserWarning, match=r"10 of 40 documents were longer than max_length"):
+        X = clone(mean_embedder).set_params(batch_size=3).fit().transform(docs)
+    assert sum(rows) == 4  # the distinct documents only
+    for text in set(docs):
+        same = X[[i for i, d in enumerate(docs) if d == text]]
+        assert (same == same[0]).all()
+    np.testing.assert_allclose(X[:8], mean_embedder.transform(docs[:8]), atol=1e-5)
+
+
 def test_no_warning_without_truncation(mean_embedder):
     with warnings.catch_warnings():
         warnings.simplefilter("error")

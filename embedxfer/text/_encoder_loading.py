@@ -255,7 +255,16 @@ class EncoderBackend:
     def tokenize(self, texts, max_length):
         """Token ids per text (special tokens included) cut to ``max_length``.
 
-        Returns ``(ids, n_truncated)``. A long text is read only as far as its
+        Returns ``(ids, n_truncated)``; :meth:`tokenize_marked` names the
+        texts that were cut.
+        """
+        ids, cut = self.tokenize_marked(texts, max_length)
+        return ids, len(cut)
+
+    def tokenize_marked(self, texts, max_length):
+        """Token ids per text cut to ``max_length``, and the indices of the texts cut.
+
+        Returns ``(ids, cut)``. A long text is read only as far as its
         first ``max_length`` tokens need (:func:`_text_head`), so memory and
         time stay bounded whatever its length; the ids of a text that is cut
         come from the tokenizer's own truncation, so they are exactly the
@@ -288,7 +297,7 @@ class EncoderBackend:
                 )["input_ids"]
                 for i, row in zip(long, cut):
                     ids[i] = row
-        return ids, len(long)
+        return ids, long
 
     def tokenize_windows(self, texts, max_length, overlap):
         """Token ids of overlapping windows covering each text whole.
@@ -715,6 +724,14 @@ def encode_texts(
     """
     import torch
 
+    # Each distinct text is encoded once: repeats get the same row (not one
+    # that depends on the batch it was padded in) at no cost.
+    distinct = {}
+    inverse = np.fromiter(
+        (distinct.setdefault(text, len(distinct)) for text in texts), np.int64, len(texts)
+    )
+    repeats = np.bincount(inverse, minlength=len(distinct))
+    texts = list(distinct) if len(distinct) < len(texts) else texts
     n = len(texts)
     out = np.empty((n, n_features), dtype=np.float32)
     if n == 0:
@@ -737,7 +754,7 @@ def encode_texts(
                 ids, owners, in_windows, cut = _tokenize_chunk(
                     backend, [texts[i] for i in chunk], max_length, long_documents, chunk_overlap
                 )
-                n_truncated += cut
+                n_truncated += int(repeats[chunk[cut]].sum())
                 # Vectors of windows of split texts, pooled once the chunk is done.
                 window_out = np.empty(
                     (len(ids) if in_windows.any() else 0, n_features), dtype=np.float32
@@ -779,21 +796,23 @@ def encode_texts(
     finally:
         if progress is not None:
             progress.close()
-    return out, n_truncated
+    return (out if n == len(inverse) else out[inverse]), n_truncated
 
 
 def _tokenize_chunk(backend, texts, max_length, long_documents, overlap):
-    """Token rows of ``texts``: ``(ids, owners, in_windows, n_cut)``.
+    """Token rows of ``texts``: ``(ids, owners, in_windows, was_cut)``.
 
     ``owners``: the text of each row; ``in_windows``: whether a row is a window
-    of a split text; ``n_cut``: how many texts were truncated or split.
+    of a split text; ``was_cut``: whether each text was truncated or split.
     """
     if long_documents == "chunk":
         ids, owners = backend.tokenize_windows(texts, max_length, overlap)
         counts = np.bincount(owners, minlength=len(texts))
-        return ids, owners, counts[owners] > 1, int(np.count_nonzero(counts > 1))
-    ids, cut = backend.tokenize(texts, max_length)
-    return ids, np.arange(len(ids)), np.zeros(len(ids), dtype=bool), cut
+        return ids, owners, counts[owners] > 1, counts > 1
+    ids, cut = backend.tokenize_marked(texts, max_length)
+    was_cut = np.zeros(len(ids), dtype=bool)
+    was_cut[cut] = True
+    return ids, np.arange(len(ids)), np.zeros(len(ids), dtype=bool), was_cut
 
 
 def _embed_rows(backend, ids, batch, in_windows, window_out, normalize, embed):
