@@ -346,6 +346,21 @@ def test_refit_equals_a_fresh_fit(name, params, data):
             )
 
 
+@pytest.mark.parametrize("name", PUBLIC_ESTIMATORS)
+def test_no_documents_give_no_rows_and_fit_needs_documents(name, fitted, data):
+    """Inference on an empty batch (the last chunk of a stream, an empty partition)
+    returns no rows of the usual width; fit refuses it, as scikit-learn does."""
+    estimator = fitted(name)
+    methods = ["predict", "predict_proba", "transform"] if is_classifier(estimator) else []
+    for method in methods or ["transform"]:
+        out = getattr(estimator, method)([])
+        assert out.shape[0] == 0, method
+        if method != "predict":
+            assert out.shape[1] == getattr(estimator, method)(data[0][:1]).shape[1], method
+    with pytest.raises(ValueError, match="0 documents|at least one"):
+        clone(estimator).fit([], [])
+
+
 @pytest.mark.parametrize("name", ["WordVectorEmbedder", "SentenceEmbedder", "StaticEmbedder"])
 def test_displaying_a_fitted_embedder_reads_no_property(name, fitted, monkeypatch):
     """Jupyter's display lists fitted attributes; properties such as ``model_``

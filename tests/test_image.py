@@ -574,3 +574,8 @@ def test_set_params_after_fit_refuses_or_matches_a_fresh_fit(embedder, photos):
         rtol=1e-5,
         atol=1e-6,
     )
+
+
+def test_no_images_give_no_rows(pixels):
+    out = pixels.transform([])
+    assert out.shape == (0, pixels.n_features_out_) and out.dtype == np.float32

@@ -305,7 +305,7 @@ class ImageEmbedder(Embedder, RawInputMixin, EmbedderOutputMixin, TransformerMix
         """
         check_is_fitted(self)
         self._check_unchanged()
-        items = check_images(X)
+        items = check_images(X, allow_empty=True)
         if self.cache is None:
             vectors, failures = self._encode(items)
         else:

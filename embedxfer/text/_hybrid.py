@@ -2,6 +2,7 @@
 
 import hashlib
 import numbers
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -329,7 +330,16 @@ class HybridEmbedder(Embedder, RawInputMixin, TransformerMixin, _BaseComposition
             A CSR matrix when a block's output is sparse.
         """
         check_is_fitted(self)
-        docs = check_documents(X)
+        docs = check_documents(X, allow_empty=True)
+        if not docs:
+            # No rows, with the type and width one document gets: the blocks
+            # (a TF-IDF among them) refuse an empty batch.
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                return self._transform_documents([""])[:0]
+        return self._transform_documents(docs)
+
+    def _transform_documents(self, docs):
         auto = bool(getattr(self, "_retained_rms", None))
         runs = [
             _run_block(name, block, docs, auto and name in self._retained_rms)

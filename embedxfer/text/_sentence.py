@@ -391,7 +391,7 @@ class SentenceEmbedder(
         """
         check_is_fitted(self)
         self._check_params_unchanged()
-        docs = check_documents(X)
+        docs = check_documents(X, allow_empty=True)
         if self.cache is None:
             return self._encode(docs)
         from .._cache import encode_with_cache

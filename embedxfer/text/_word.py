@@ -481,7 +481,7 @@ class WordVectorEmbedder(
         """
         check_is_fitted(self)
         self._check_params_unchanged()
-        docs = check_documents(X)
+        docs = check_documents(X, allow_empty=True)
         if self.cache is None:
             return self._encode(docs)
         fingerprint = self._cache_fingerprint()
