@@ -104,8 +104,15 @@ def test_fit_needs_documents_to_calibrate_on():
 def test_unfitted_calibration_is_named(messages):
     embedder = SentenceEmbedder(backend="openvino").fit()
     embedder.set_params(precision="int8")
-    with pytest.raises(ValueError, match="fit it again"):
+    with pytest.raises(ValueError, match=r"parameters \['precision'\] changed since.*fit again"):
         embedder.transform(messages[1][:2])
+    # A pickle made before fit recorded its parameters, pickled after the change.
+    state = embedder.__getstate__()
+    del state["_fitted_params"]
+    restored = SentenceEmbedder.__new__(SentenceEmbedder)
+    restored.__setstate__(state)
+    with pytest.raises(ValueError, match="fit it again, with documents to calibrate on"):
+        restored.transform(messages[1][:2])
 
 
 def test_missing_nncf_names_the_extra(monkeypatch, messages):

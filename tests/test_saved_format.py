@@ -9,6 +9,8 @@ import os
 import pickle
 import shutil
 import signal
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -315,8 +317,23 @@ def test_config_and_weights_of_two_saves_are_refused(saved, small_glove, tmp_pat
     assert SequenceClassifier.load(other_folder).predict(texts[:2]).shape == (2,)
 
 
-@pytest.mark.parametrize("stop", ["while writing", "at the renames"])
-def test_a_save_interrupted_over_an_earlier_one_keeps_the_earlier_pair(
+_SAVE_THEN_TERMINATED = """
+import os, pickle, signal, sys
+classifier = pickle.loads(open(sys.argv[1], "rb").read())
+rename = os.replace
+def replace_then_terminated(src, dst):
+    rename(src, dst)
+    if str(dst).endswith("model.safetensors"):
+        os.kill(os.getpid(), signal.SIGTERM)
+os.replace = replace_then_terminated
+if sys.argv[3] == "handled":
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(143))
+classifier.save(sys.argv[2])
+"""
+
+
+@pytest.mark.parametrize("stop", ["ctrl-c while writing", "handled", "default"])
+def test_a_save_interrupted_over_an_earlier_one_keeps_a_whole_pair(
     saved, small_glove, tmp_path, monkeypatch, stop
 ):
     from embedxfer._torch import persistence
@@ -326,7 +343,7 @@ def test_a_save_interrupted_over_an_earlier_one_keeps_the_earlier_pair(
     other = SequenceClassifier(
         vectors=small_glove, architecture="cnn", hidden_size=8, epochs=2, random_state=1
     ).fit(texts, SequenceClassifier.load(folder).predict(texts))
-    if stop == "while writing":  # Ctrl-C once the new weights are written, before the config
+    if stop == "ctrl-c while writing":  # once the new weights are written, before the config
 
         def interrupted(path):
             raise KeyboardInterrupt
@@ -334,24 +351,17 @@ def test_a_save_interrupted_over_an_earlier_one_keeps_the_earlier_pair(
         monkeypatch.setattr(persistence, "file_record", interrupted)
         with pytest.raises(KeyboardInterrupt):
             other.save(kept)
-    else:  # SIGTERM as the new weights are renamed in: it waits for the config
-        rename = os.replace
-
-        def replace_then_terminated(src, dst):
-            rename(src, dst)
-            if str(dst).endswith("model.safetensors"):
-                signal.raise_signal(signal.SIGTERM)
-
-        def terminated(signum, frame):
-            raise SystemExit(143)
-
-        monkeypatch.setattr(persistence.os, "replace", replace_then_terminated)
-        previous = signal.signal(signal.SIGTERM, terminated)
-        try:
-            with pytest.raises(SystemExit):
-                other.save(kept)
-        finally:
-            signal.signal(signal.SIGTERM, previous)
+    else:  # SIGTERM (with a handler, or the default) as the new weights are renamed in
+        blob = tmp_path / "other.pkl"
+        blob.write_bytes(pickle.dumps(other))
+        proc = subprocess.run(
+            [sys.executable, "-c", _SAVE_THEN_TERMINATED, str(blob), str(kept), stop],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        # The signal waited for the config: the new pair is whole.
+        assert proc.returncode == (143 if stop == "handled" else -signal.SIGTERM), proc.stderr
         expected = other.predict_proba(texts)
     loaded = SequenceClassifier.load(kept)
     np.testing.assert_allclose(loaded.predict_proba(texts), expected, rtol=1e-5, atol=1e-6)
