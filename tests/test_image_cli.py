@@ -2,6 +2,7 @@
 
 import json
 import signal
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -94,15 +95,25 @@ def test_evaluate_refuses_a_report_inside_the_image_folder(image_folder, tmp_pat
     assert not report.exists()
 
 
-def test_a_matrix_and_its_listing_are_replaced_together(image_folder, tmp_path, monkeypatch):
-    from embedxfer.cli import _output
-
+@pytest.fixture
+def embedded(image_folder, tmp_path):
+    """An image folder embedded into ``vectors.npy``; its ``rerun`` args embed one class."""
     out = tmp_path / "vectors.npy"
     args = ["embed", image_folder, "-o", out, "-m", "efficientnet-lite0", "--device", "cpu"]
     assert run_cli(*args, cwd=tmp_path).returncode == 0
     listing = tmp_path / "vectors.npy.paths.txt"
-    before = out.read_bytes(), listing.read_text()
+    return SimpleNamespace(
+        out=out,
+        listing=listing,
+        before=(out.read_bytes(), listing.read_text()),
+        rerun=[*args[:1], image_folder / "brick", *args[2:], "--force"],
+    )
 
+
+def test_a_matrix_and_its_listing_are_replaced_together(embedded, tmp_path, monkeypatch):
+    from embedxfer.cli import _output
+
+    out, listing, before = embedded.out, embedded.listing, embedded.before
     # A rerun on one class only, stopped (SIGTERM) just as the matrix is renamed in.
     commit = _output.NpyWriter.commit
 
@@ -111,7 +122,7 @@ def test_a_matrix_and_its_listing_are_replaced_together(image_folder, tmp_path, 
         signal.raise_signal(signal.SIGTERM)
 
     monkeypatch.setattr(_output.NpyWriter, "commit", commit_then_terminated)
-    proc = run_cli(*args[:1], image_folder / "brick", *args[2:], "--force", cwd=tmp_path)
+    proc = run_cli(*embedded.rerun, cwd=tmp_path)
     assert proc.returncode == 143, proc.stderr
     # The signal waited for the listing: the new matrix has its own listing.
     rows = listing.read_text().splitlines()
@@ -120,20 +131,16 @@ def test_a_matrix_and_its_listing_are_replaced_together(image_folder, tmp_path, 
     assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_a_failed_rerun_keeps_the_earlier_matrix_and_listing(image_folder, tmp_path, monkeypatch):
+def test_a_failed_rerun_keeps_the_earlier_matrix_and_listing(embedded, tmp_path, monkeypatch):
     from embedxfer.cli import _output
 
-    out = tmp_path / "vectors.npy"
-    args = ["embed", image_folder, "-o", out, "-m", "efficientnet-lite0", "--device", "cpu"]
-    assert run_cli(*args, cwd=tmp_path).returncode == 0
-    listing = tmp_path / "vectors.npy.paths.txt"
-    before = out.read_bytes(), listing.read_text()
+    out, listing, before = embedded.out, embedded.listing, embedded.before
 
     def commit_fails(writer):
         raise OSError("No space left on device")
 
     monkeypatch.setattr(_output.NpyWriter, "commit", commit_fails)
-    proc = run_cli(*args[:1], image_folder / "brick", *args[2:], "--force", cwd=tmp_path)
+    proc = run_cli(*embedded.rerun, cwd=tmp_path)
     assert proc.returncode == 1
     assert proc.stderr.splitlines()[-1] == "embedxfer: error: No space left on device"
     assert (out.read_bytes(), listing.read_text()) == before
