@@ -13,7 +13,8 @@ from ._parser import build_parser
 
 # Exceptions that describe a bad input or environment, not a bug: one line, exit 1.
 # EmbedxferError covers the package's own (a bad parameter, model name, column,
-# vector file or image, a model that cannot be downloaded, the command's input).
+# vector file or image, a model that cannot be downloaded, the command's input);
+# MemoryError, an input too large for this machine.
 _USER_ERRORS = (
     EmbedxferError,
     FileNotFoundError,
@@ -23,6 +24,7 @@ _USER_ERRORS = (
     ConnectionError,
     ImportError,
     OSError,
+    MemoryError,
 )
 
 _PACKAGE_FOLDER = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,6 +50,17 @@ def _sigterm_unwinds():
         yield
     finally:
         signal.signal(signal.SIGTERM, signal.SIG_DFL if previous is None else previous)
+
+
+def _one_line(err):
+    """The message of a user error on one line; running out of memory says what to lower."""
+    message = " ".join(str(err).split())
+    if isinstance(err, MemoryError):
+        return (
+            f"out of memory{': ' + message if message else ''}; work on fewer documents "
+            "(--max-docs) or in smaller batches (--batch-size, --chunk-size)."
+        )
+    return message or type(err).__name__
 
 
 def _raised_by_embedxfer(err):
@@ -116,21 +129,10 @@ def main(argv=None):
     except Terminated:
         print("embedxfer: terminated", file=sys.stderr)
         return 143
-    except MemoryError as err:
-        if config.traceback:
-            raise
-        detail = " ".join(str(err).split())
-        print(
-            f"embedxfer: error: out of memory{': ' + detail if detail else ''}; work on fewer "
-            "documents (--max-docs) or in smaller batches (--batch-size, --chunk-size).",
-            file=sys.stderr,
-        )
-        return 1
     except Exception as err:
         if config.traceback or not is_user_error(err):
             raise
-        message = " ".join(str(err).split()) or type(err).__name__
-        print(f"embedxfer: error: {message}", file=sys.stderr)
+        print(f"embedxfer: error: {_one_line(err)}", file=sys.stderr)
         return 1
     finally:
         root.setLevel(root_level)
