@@ -595,9 +595,14 @@ def _part_temporary(path):
     return path.with_name(f".{path.name}.{os.getpid()}.{_HOST}.{uuid.uuid4().hex[:8]}.tmp")
 
 
+def _missing_rows(texts):
+    """Rows of a partition's ``texts`` that are missing (None, NaN, pandas' NA)."""
+    return np.flatnonzero(pd.isna(texts.to_numpy(dtype=object)))
+
+
 def _check_missing(texts, where, offset=None):
     """Name a missing document by its place in the whole collection, not in the partition."""
-    missing = np.flatnonzero(pd.isna(texts.to_numpy(dtype=object)))
+    missing = _missing_rows(texts)
     if not len(missing):
         return
     pos = int(missing[0])
@@ -623,7 +628,7 @@ class _MissingText(ValueError):
 
 def _partition_statistics(statistics, texts, embedder, number):
     """``statistics(texts, embedder)`` of partition ``number``, which must have no missing text."""
-    missing = np.flatnonzero(pd.isna(texts.to_numpy(dtype=object)))
+    missing = _missing_rows(texts)
     if len(missing):
         pos = int(missing[0])
         raise _MissingText(number, pos, texts.iloc[pos], len(missing))
